@@ -1,0 +1,172 @@
+//! Payloads of the append-only `events` log. Every state change is one of these;
+//! the projection tables are a pure function of the sequence of events, so they
+//! can be rebuilt at any time (`zeitwork admin rebuild-projections`).
+//!
+//! Payloads are versioned by the `version` column of the log; this enum is version 1.
+//! Events are never rewritten: a new shape gets a new variant or a new version.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One committed event, as read back from the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log; equal to commit order, without gaps.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// The org the event belongs to; `None` for platform events (nodes, regions, platform tokens).
+    pub org_id: Option<Uuid>,
+    /// Who caused it: a token id or `system`.
+    pub actor: String,
+    pub data: EventData,
+}
+
+/// Where one new instance goes, decided by the scheduler before the event is written,
+/// so replaying the log never re-runs placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstancePlan {
+    pub instance_id: Uuid,
+    pub process: String,
+    pub node_id: Option<Uuid>,
+    pub region: Option<String>,
+    /// Why it has no node yet, when it has none.
+    pub reason: Option<String>,
+}
+
+/// Resources and entry point of one process type in a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub instances: u32,
+    pub millicpus: u32,
+    pub memory_mb: u64,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventData {
+    OrgCreated { org_id: Uuid, name: String },
+    OrgDeleted { org_id: Uuid },
+    UserAdded { user_id: Uuid, org_id: Uuid, email: String, role: String },
+    UserRemoved { user_id: Uuid },
+    /// Only the SHA-256 of the token is ever stored.
+    TokenCreated {
+        token_id: Uuid,
+        org_id: Option<Uuid>,
+        name: String,
+        role: String,
+        hash: String,
+    },
+    TokenRevoked { token_id: Uuid },
+    AppCreated { app_id: Uuid, org_id: Uuid, name: String },
+    AppDeleted { app_id: Uuid },
+    EnvCreated { env_id: Uuid, app_id: Uuid, name: String },
+    EnvDeleted { env_id: Uuid },
+    RouteCreated {
+        route_id: Uuid,
+        env_id: Uuid,
+        host: Option<String>,
+        process: String,
+        mode: String,
+        port: u16,
+        proxy_protocol: bool,
+    },
+    RouteDeleted { route_id: Uuid },
+    DomainAdded { domain_id: Uuid, env_id: Uuid, hostname: String, verification_token: String },
+    DomainRemoved { domain_id: Uuid },
+    /// `ciphertext` is base64 of nonce ‖ XChaCha20-Poly1305 output; the log never holds plaintext.
+    SecretSet { env_id: Uuid, name: String, version: i32, ciphertext: String },
+    SecretUnset { env_id: Uuid, name: String },
+    RegionCreated { region_id: Uuid, name: String },
+    NodeRegistered {
+        node_id: Uuid,
+        name: String,
+        region: String,
+        zone: Option<String>,
+        millicpus: u32,
+        memory_mb: u64,
+        addresses: Vec<String>,
+    },
+    ReleaseCreated {
+        release_id: Uuid,
+        app_id: Uuid,
+        number: i32,
+        image: String,
+        digest: String,
+        manifest: serde_json::Value,
+        manifest_hash: String,
+    },
+    /// A release rolled out to an env; the previous deployment's instances stop.
+    DeploymentCreated {
+        deployment_id: Uuid,
+        env_id: Uuid,
+        release_id: Uuid,
+        slug: String,
+        rollback_of: Option<Uuid>,
+        processes: Vec<ProcessSpec>,
+        instances: Vec<InstancePlan>,
+    },
+    ProcessScaled {
+        deployment_id: Uuid,
+        process: String,
+        instances: u32,
+        started: Vec<InstancePlan>,
+        stopped: Vec<Uuid>,
+    },
+}
+
+impl EventData {
+    /// The stable kind name stored in the log's `kind` column and used in NATS subjects.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventData::OrgCreated { .. } => "org_created",
+            EventData::OrgDeleted { .. } => "org_deleted",
+            EventData::UserAdded { .. } => "user_added",
+            EventData::UserRemoved { .. } => "user_removed",
+            EventData::TokenCreated { .. } => "token_created",
+            EventData::TokenRevoked { .. } => "token_revoked",
+            EventData::AppCreated { .. } => "app_created",
+            EventData::AppDeleted { .. } => "app_deleted",
+            EventData::EnvCreated { .. } => "env_created",
+            EventData::EnvDeleted { .. } => "env_deleted",
+            EventData::RouteCreated { .. } => "route_created",
+            EventData::RouteDeleted { .. } => "route_deleted",
+            EventData::DomainAdded { .. } => "domain_added",
+            EventData::DomainRemoved { .. } => "domain_removed",
+            EventData::SecretSet { .. } => "secret_set",
+            EventData::SecretUnset { .. } => "secret_unset",
+            EventData::RegionCreated { .. } => "region_created",
+            EventData::NodeRegistered { .. } => "node_registered",
+            EventData::ReleaseCreated { .. } => "release_created",
+            EventData::DeploymentCreated { .. } => "deployment_created",
+            EventData::ProcessScaled { .. } => "process_scaled",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_matches_serde_tag() {
+        let samples = [
+            EventData::OrgCreated { org_id: Uuid::nil(), name: "a".into() },
+            EventData::SecretUnset { env_id: Uuid::nil(), name: "X".into() },
+            EventData::ProcessScaled {
+                deployment_id: Uuid::nil(),
+                process: "web".into(),
+                instances: 1,
+                started: vec![],
+                stopped: vec![],
+            },
+        ];
+        for e in samples {
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v["type"], e.kind());
+            assert_eq!(serde_json::from_value::<EventData>(v).unwrap(), e);
+        }
+    }
+}

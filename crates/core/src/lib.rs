@@ -1,0 +1,15 @@
+//! Domain vocabulary shared by every Zeitwork role: validated names, the strict
+//! `zeitwork.toml` manifest, the event payloads of the append-only log and token roles.
+//! Nothing here performs I/O, so every other crate can depend on it freely.
+
+pub mod event;
+pub mod image;
+pub mod manifest;
+pub mod name;
+pub mod role;
+
+pub use event::{Event, EventData, InstancePlan};
+pub use image::ImageRef;
+pub use manifest::{Manifest, ManifestError};
+pub use name::{Hostname, Name, NameError};
+pub use role::Role;

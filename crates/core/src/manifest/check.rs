@@ -1,0 +1,240 @@
+//! Rules serde cannot express: ranges, cross-references between routes and
+//! processes, reserved names.
+
+use super::{Health, Manifest, ManifestError, Process, RouteMode, VERSION};
+
+const MAX_INSTANCES: u32 = 1000;
+const MIN_MEMORY_MB: u64 = 64;
+const MAX_MEMORY_MB: u64 = 256 * 1024;
+const MAX_CPUS: f64 = 64.0;
+
+impl Manifest {
+    pub(super) fn check(&self) -> Result<(), ManifestError> {
+        if self.version != VERSION {
+            return Err(ManifestError::at(
+                "version",
+                format!("unsupported manifest version {} (this build understands {VERSION})", self.version),
+            ));
+        }
+        if self.processes.is_empty() {
+            return Err(ManifestError::at("processes", "declare at least one process, e.g. [processes.web]"));
+        }
+        for (name, process) in &self.processes {
+            check_process(&format!("processes.{name}"), process)?;
+        }
+        for key in self.env.keys() {
+            check_env_name(key).map_err(|m| ManifestError::at(format!("env.{key}"), m))?;
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let path = format!("routes[{i}]");
+            let Some(process) = self.processes.get(&route.process) else {
+                return Err(ManifestError::at(
+                    format!("{path}.process"),
+                    format!("no process named {:?} in [processes]", route.process.as_str()),
+                ));
+            };
+            if route.port.or(process.port).is_none() {
+                return Err(ManifestError::at(
+                    format!("{path}.port"),
+                    "set a port here or on the process",
+                ));
+            }
+            match (route.mode, &route.host) {
+                (RouteMode::Tcp, Some(_)) => {
+                    return Err(ManifestError::at(
+                        format!("{path}.host"),
+                        "tcp routes are reached by an allocated port, not a hostname; remove host",
+                    ));
+                }
+                (RouteMode::Http | RouteMode::TlsPassthrough, None) => {
+                    return Err(ManifestError::at(
+                        format!("{path}.host"),
+                        format!("{} routes need a host", route.mode.as_str()),
+                    ));
+                }
+                _ => {}
+            }
+            if route.port == Some(0) {
+                return Err(ManifestError::at(format!("{path}.port"), "must be between 1 and 65535"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
+    if p.port == Some(0) {
+        return Err(ManifestError::at(format!("{path}.port"), "must be between 1 and 65535"));
+    }
+    if let Some(command) = &p.command {
+        if command.is_empty() || command[0].is_empty() {
+            return Err(ManifestError::at(format!("{path}.command"), "must name a program to run"));
+        }
+    }
+    if p.instances > MAX_INSTANCES {
+        return Err(ManifestError::at(
+            format!("{path}.instances"),
+            format!("at most {MAX_INSTANCES} instances per region"),
+        ));
+    }
+    if !(p.cpus > 0.0 && p.cpus <= MAX_CPUS) || (p.cpus * 1000.0).fract() != 0.0 {
+        return Err(ManifestError::at(
+            format!("{path}.cpus"),
+            format!("must be more than 0 and at most {MAX_CPUS}, in steps of 0.001"),
+        ));
+    }
+    if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&p.memory_mb) {
+        return Err(ManifestError::at(
+            format!("{path}.memory_mb"),
+            format!("must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}"),
+        ));
+    }
+    if let Some(health) = &p.health {
+        check_health(&format!("{path}.health"), health, p.port.is_some())?;
+    }
+    Ok(())
+}
+
+fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestError> {
+    match (&h.path, h.tcp) {
+        (Some(_), true) => {
+            return Err(ManifestError::at(path, "choose either path (HTTP) or tcp = true, not both"));
+        }
+        (None, false) => {
+            return Err(ManifestError::at(path, "set path = \"/health\" (HTTP) or tcp = true"));
+        }
+        (Some(p), false) if !p.starts_with('/') => {
+            return Err(ManifestError::at(format!("{path}.path"), "must start with '/'"));
+        }
+        _ => {}
+    }
+    if !has_port {
+        return Err(ManifestError::at(path, "health checks need the process port to be set"));
+    }
+    if h.interval.0 < 1.0 {
+        return Err(ManifestError::at(format!("{path}.interval"), "must be at least 1s"));
+    }
+    if h.timeout.0 <= 0.0 || h.timeout >= h.interval {
+        return Err(ManifestError::at(
+            format!("{path}.timeout"),
+            "must be more than 0 and shorter than the interval",
+        ));
+    }
+    for (field, value) in [("healthy_threshold", h.healthy_threshold), ("unhealthy_threshold", h.unhealthy_threshold)] {
+        if !(1..=100).contains(&value) {
+            return Err(ManifestError::at(format!("{path}.{field}"), "must be between 1 and 100"));
+        }
+    }
+    Ok(())
+}
+
+/// Environment variable names: POSIX shell names; the `ZEITWORK_` prefix is ours.
+pub fn check_env_name(key: &str) -> Result<(), String> {
+    let mut chars = key.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("variable names must match [A-Za-z_][A-Za-z0-9_]*".into());
+    }
+    if key.starts_with("ZEITWORK_") {
+        return Err("the ZEITWORK_ prefix is reserved for the platform".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::Manifest;
+
+    const GOOD: &str = r#"
+version = 1
+app = "hello"
+
+[processes.web]
+command = ["/hello", "--port", "8080"]
+port = 8080
+instances = 2
+cpus = 0.5
+memory_mb = 128
+[processes.web.health]
+path = "/healthz"
+interval = "5s"
+timeout = "1s"
+healthy_threshold = 1
+unhealthy_threshold = 3
+
+[processes.worker]
+memory_mb = 256
+
+[env]
+LOG_LEVEL = "info"
+
+[[routes]]
+host = "hello.example.com"
+process = "web"
+
+[[routes]]
+process = "web"
+mode = "tcp"
+port = 8080
+proxy_protocol = true
+"#;
+
+    fn err(text: &str) -> String {
+        Manifest::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_manifest_parses_with_defaults() {
+        let m = Manifest::from_toml(GOOD).unwrap();
+        assert_eq!(m.app.as_str(), "hello");
+        assert_eq!(m.processes.len(), 2);
+        let worker = &m.processes[&crate::Name::parse("worker").unwrap()];
+        assert_eq!(worker.instances, 1);
+        assert_eq!(m.routes[0].mode, super::RouteMode::Http);
+        assert!(m.routes[1].proxy_protocol);
+    }
+
+    #[test]
+    fn unknown_fields_name_their_path() {
+        let e = err(&GOOD.replace("interval = \"5s\"", "intervall = \"5s\""));
+        assert!(e.starts_with("processes.web.health.intervall: unknown field `intervall`"), "{e}");
+        let e = err(&GOOD.replace("version = 1", "version = 1\nextra = true"));
+        assert!(e.contains("unknown field `extra`"), "{e}");
+        let e = err(&GOOD.replace("proxy_protocol = true", "proxy = true"));
+        assert!(e.starts_with("routes[1].proxy: unknown field `proxy`"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_their_path() {
+        assert!(err(&GOOD.replace("version = 1", "version = 2")).starts_with("version:"));
+        assert!(err(&GOOD.replace("cpus = 0.5", "cpus = 0")).starts_with("processes.web.cpus:"));
+        assert!(err(&GOOD.replace("memory_mb = 128", "memory_mb = 1")).starts_with("processes.web.memory_mb:"));
+        assert!(err(&GOOD.replace("timeout = \"1s\"", "timeout = \"9s\"")).starts_with("processes.web.health.timeout:"));
+        assert!(err(&GOOD.replace("path = \"/healthz\"", "path = \"/h\"\ntcp = true")).starts_with("processes.web.health:"));
+        assert!(err(&GOOD.replace("process = \"web\"\n\n", "process = \"api\"\n\n")).starts_with("routes[0].process:"));
+        assert!(err(&GOOD.replace("LOG_LEVEL", "ZEITWORK_X")).starts_with("env.ZEITWORK_X:"));
+        assert!(err(&GOOD.replace("app = \"hello\"", "app = \"Hello\"")).starts_with("app:"));
+        let e = err(&GOOD.replace("[processes.web]", "[processes.Web]"));
+        assert!(e.starts_with("processes") && e.contains("lowercase"), "{e}");
+        assert!(err(&GOOD.replace("mode = \"tcp\"", "mode = \"udp\"")).starts_with("routes[1].mode:"));
+    }
+
+    #[test]
+    fn hash_ignores_spelling_of_durations() {
+        let a = Manifest::from_toml(GOOD).unwrap();
+        let b = Manifest::from_toml(&GOOD.replace("\"5s\"", "5")).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        let c = Manifest::from_toml(&GOOD.replace("instances = 2", "instances = 3")).unwrap();
+        assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn json_form_is_as_strict() {
+        let m = Manifest::from_toml(GOOD).unwrap();
+        let mut v = serde_json::to_value(&m).unwrap();
+        assert_eq!(Manifest::from_json(&v).unwrap(), m);
+        v["processes"]["web"]["bogus"] = serde_json::json!(1);
+        let e = Manifest::from_json(&v).unwrap_err();
+        assert_eq!(e.path, "processes.web.bogus");
+    }
+}

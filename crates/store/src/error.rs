@@ -1,0 +1,50 @@
+use thiserror::Error;
+
+/// Store failures, phrased for the API layer to map onto HTTP statuses.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot connect to Postgres: {0} (check DATABASE_URL)")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A uniqueness rule was broken; `field` names the input that clashed.
+    #[error("{message}")]
+    Conflict { field: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("event log holds a payload this build cannot read at seq {seq}: {source}")]
+    BadEvent { seq: i64, source: serde_json::Error },
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        if let Some(db) = e.as_database_error() {
+            if let Some(c) = db.constraint() {
+                if let Some((field, message)) = conflict_for(c) {
+                    return StoreError::Conflict { field, message: message.to_owned() };
+                }
+            }
+        }
+        StoreError::Db(e)
+    }
+}
+
+/// Unique constraints a user can run into, named in the migrations, and how to say so.
+fn conflict_for(constraint: &str) -> Option<(&'static str, &'static str)> {
+    Some(match constraint {
+        "orgs_name_unique" => ("name", "an org with this name already exists"),
+        "apps_name_unique" => ("name", "an app with this name already exists in the org"),
+        "envs_name_unique" => ("name", "an env with this name already exists for the app"),
+        "users_email_unique" => ("email", "a user with this email already exists in the org"),
+        "regions_name_unique" => ("name", "a region with this name already exists"),
+        "nodes_name_unique" => ("name", "a node with this name already exists"),
+        "routes_host_unique" => ("host", "this hostname is already routed"),
+        "domains_hostname_unique" => ("hostname", "this domain is already claimed"),
+        "deployments_slug_unique" | "releases_number_unique" => {
+            ("id", "a concurrent deploy won the race; retry")
+        }
+        _ => return None,
+    })
+}

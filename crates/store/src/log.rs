@@ -1,0 +1,115 @@
+//! Appending to and reading from the event log.
+//!
+//! Ordering: appenders increment the single `event_counter` row. Its row lock is held
+//! until the appending transaction commits, so a second appender reads the counter only
+//! after the first one's events are visible. Sequence order therefore equals commit
+//! order with no gaps, and a reader tailing `seq > cursor` can never skip an event
+//! that commits late (the `bigserial` trap described in ARCHITECTURE.md).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+use zeitwork_core::{Event, EventData};
+
+use crate::{StoreError, project};
+
+/// The Postgres channel that hears the highest committed seq after every append.
+pub const CHANNEL: &str = "zw_events";
+
+/// Appends one event and applies it to the projections, inside the caller's
+/// transaction. Call it last in a transaction: from here to commit, appenders queue.
+pub async fn append(
+    tx: &mut PgConnection,
+    org_id: Option<Uuid>,
+    actor: &str,
+    data: EventData,
+) -> Result<Event, StoreError> {
+    let (seq,): (i64,) =
+        sqlx::query_as("UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
+            .fetch_one(&mut *tx)
+            .await?;
+    let payload = serde_json::to_value(&data).expect("event payloads serialize");
+    let (at,): (DateTime<Utc>,) = sqlx::query_as(
+        "INSERT INTO events (seq, at, org_id, kind, version, actor, payload)
+         VALUES ($1, clock_timestamp(), $2, $3, 1, $4, $5) RETURNING at",
+    )
+    .bind(seq)
+    .bind(org_id)
+    .bind(data.kind())
+    .bind(actor)
+    .bind(&payload)
+    .fetch_one(&mut *tx)
+    .await?;
+    let event = Event { seq, at, org_id, actor: actor.to_owned(), data };
+    project::apply(tx, &event).await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(seq.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(event)
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    at: DateTime<Utc>,
+    org_id: Option<Uuid>,
+    actor: String,
+    payload: serde_json::Value,
+}
+
+impl Row {
+    fn into_event(self) -> Result<Event, StoreError> {
+        let data = serde_json::from_value(self.payload)
+            .map_err(|source| StoreError::BadEvent { seq: self.seq, source })?;
+        Ok(Event { seq: self.seq, at: self.at, org_id: self.org_id, actor: self.actor, data })
+    }
+}
+
+/// Which part of the log a reader may see.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    /// Every event (platform operators, internal consumers).
+    All,
+    /// Only the events of one org.
+    Org(Uuid),
+}
+
+/// Events with `seq > after`, oldest first, at most `limit`.
+pub async fn read(
+    db: &mut PgConnection,
+    scope: Scope,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let rows: Vec<Row> = match scope {
+        Scope::All => {
+            sqlx::query_as(
+                "SELECT seq, at, org_id, actor, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *db)
+            .await?
+        }
+        Scope::Org(org) => {
+            sqlx::query_as(
+                "SELECT seq, at, org_id, actor, payload FROM events
+                 WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(org)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *db)
+            .await?
+        }
+    };
+    rows.into_iter().map(Row::into_event).collect()
+}
+
+/// The highest committed sequence number.
+pub async fn head(db: &mut PgConnection) -> Result<i64, StoreError> {
+    let (seq,): (Option<i64>,) = sqlx::query_as("SELECT max(seq) FROM events").fetch_one(db).await?;
+    Ok(seq.unwrap_or(0))
+}

@@ -1,0 +1,164 @@
+//! Rows of the projection tables as the API returns them. Secret values and token
+//! hashes have no field here, so they cannot leak through a read.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Org {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Token {
+    pub id: Uuid,
+    pub org_id: Option<Uuid>,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct App {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Env {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Route {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub host: Option<String>,
+    pub process: String,
+    pub mode: String,
+    pub port: i32,
+    pub proxy_protocol: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Domain {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub hostname: String,
+    /// Put in a TXT record at `_zeitwork.<hostname>` to prove ownership.
+    pub verification_token: String,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A secret as anyone may see it: its name and version, never its value.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Secret {
+    pub name: String,
+    pub version: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Release {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub number: i32,
+    pub image: String,
+    pub digest: String,
+    pub manifest_hash: String,
+    pub manifest: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub release_id: Uuid,
+    pub release_number: i32,
+    pub slug: String,
+    pub state: String,
+    pub rollback_of: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ProcessType {
+    pub deployment_id: Uuid,
+    pub name: String,
+    pub instances: i32,
+    pub millicpus: i32,
+    pub memory_mb: i64,
+    pub port: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Instance {
+    pub id: Uuid,
+    pub deployment_id: Uuid,
+    pub process: String,
+    pub node_id: Option<Uuid>,
+    pub region: Option<String>,
+    pub desired_state: String,
+    pub observed_state: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Node {
+    pub id: Uuid,
+    pub name: String,
+    pub region: String,
+    pub zone: Option<String>,
+    pub millicpus: i32,
+    pub memory_mb: i64,
+    pub addresses: serde_json::Value,
+    pub state: String,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Region {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a presented bearer token may do.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Principal {
+    pub token_id: Uuid,
+    pub org_id: Option<Uuid>,
+    pub role: String,
+}
+
+/// Resources already placed, as the scheduler needs them.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PlacedInstance {
+    pub node_id: Uuid,
+    pub deployment_id: Uuid,
+    pub millicpus: i32,
+    pub memory_mb: i64,
+}

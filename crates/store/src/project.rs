@@ -1,0 +1,262 @@
+//! The projections: a pure function of the event sequence. Nothing else writes to
+//! these tables, which is what makes `rebuild-projections` exact.
+
+use sqlx::AssertSqlSafe;
+use sqlx::PgConnection;
+use zeitwork_core::event::{InstancePlan, ProcessSpec};
+use zeitwork_core::{Event, EventData};
+
+use crate::StoreError;
+
+/// Applies one committed (or replayed) event to the projection tables.
+pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreError> {
+    let at = event.at;
+    let org = event.org_id;
+    match &event.data {
+        EventData::OrgCreated { org_id, name } => {
+            sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(org_id)
+                .bind(name)
+                .bind(at)
+                .execute(db)
+                .await?;
+        }
+        EventData::OrgDeleted { org_id } => delete(db, "orgs", org_id).await?,
+        EventData::UserAdded { user_id, org_id, email, role } => {
+            sqlx::query("INSERT INTO users (id, org_id, email, role, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(user_id)
+                .bind(org_id)
+                .bind(email)
+                .bind(role)
+                .bind(at)
+                .execute(db)
+                .await?;
+        }
+        EventData::UserRemoved { user_id } => delete(db, "users", user_id).await?,
+        EventData::TokenCreated { token_id, org_id, name, role, hash } => {
+            sqlx::query(
+                "INSERT INTO tokens (id, org_id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(token_id)
+            .bind(org_id)
+            .bind(name)
+            .bind(role)
+            .bind(hash)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::TokenRevoked { token_id } => delete(db, "tokens", token_id).await?,
+        EventData::AppCreated { app_id, org_id, name } => {
+            sqlx::query("INSERT INTO apps (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(app_id)
+                .bind(org_id)
+                .bind(name)
+                .bind(at)
+                .execute(db)
+                .await?;
+        }
+        EventData::AppDeleted { app_id } => delete(db, "apps", app_id).await?,
+        EventData::EnvCreated { env_id, app_id, name } => {
+            sqlx::query("INSERT INTO envs (id, org_id, app_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(env_id)
+                .bind(org)
+                .bind(app_id)
+                .bind(name)
+                .bind(at)
+                .execute(db)
+                .await?;
+        }
+        EventData::EnvDeleted { env_id } => delete(db, "envs", env_id).await?,
+        EventData::RouteCreated { route_id, env_id, host, process, mode, port, proxy_protocol } => {
+            sqlx::query(
+                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(route_id)
+            .bind(org)
+            .bind(env_id)
+            .bind(host)
+            .bind(process)
+            .bind(mode)
+            .bind(i32::from(*port))
+            .bind(proxy_protocol)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::RouteDeleted { route_id } => delete(db, "routes", route_id).await?,
+        EventData::DomainAdded { domain_id, env_id, hostname, verification_token } => {
+            sqlx::query(
+                "INSERT INTO domains (id, org_id, env_id, hostname, verification_token, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(domain_id)
+            .bind(org)
+            .bind(env_id)
+            .bind(hostname)
+            .bind(verification_token)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::DomainRemoved { domain_id } => delete(db, "domains", domain_id).await?,
+        EventData::SecretSet { env_id, name, version, ciphertext } => {
+            sqlx::query(
+                "INSERT INTO secrets (org_id, env_id, name, version, ciphertext, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (env_id, name) DO UPDATE
+                 SET version = excluded.version, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+            )
+            .bind(org)
+            .bind(env_id)
+            .bind(name)
+            .bind(version)
+            .bind(ciphertext)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::SecretUnset { env_id, name } => {
+            sqlx::query("DELETE FROM secrets WHERE env_id = $1 AND name = $2")
+                .bind(env_id)
+                .bind(name)
+                .execute(db)
+                .await?;
+        }
+        EventData::RegionCreated { region_id, name } => {
+            sqlx::query("INSERT INTO regions (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(region_id)
+                .bind(name)
+                .bind(at)
+                .execute(db)
+                .await?;
+        }
+        EventData::NodeRegistered { node_id, name, region, zone, millicpus, memory_mb, addresses } => {
+            sqlx::query(
+                "INSERT INTO nodes (id, name, region, zone, millicpus, memory_mb, addresses, state, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8)",
+            )
+            .bind(node_id)
+            .bind(name)
+            .bind(region)
+            .bind(zone)
+            .bind(*millicpus as i32)
+            .bind(*memory_mb as i64)
+            .bind(serde_json::to_value(addresses).expect("strings serialize"))
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::ReleaseCreated { release_id, app_id, number, image, digest, manifest, manifest_hash } => {
+            sqlx::query(
+                "INSERT INTO releases (id, org_id, app_id, number, image, digest, manifest, manifest_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(release_id)
+            .bind(org)
+            .bind(app_id)
+            .bind(number)
+            .bind(image)
+            .bind(digest)
+            .bind(manifest)
+            .bind(manifest_hash)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::DeploymentCreated { deployment_id, env_id, release_id, slug, rollback_of, processes, instances } => {
+            sqlx::query(
+                "UPDATE instances SET desired_state = 'stopped', updated_at = $2
+                 WHERE env_id = $1 AND desired_state <> 'stopped'",
+            )
+            .bind(env_id)
+            .bind(at)
+            .execute(&mut *db)
+            .await?;
+            sqlx::query("UPDATE deployments SET state = 'superseded' WHERE env_id = $1 AND state = 'active'")
+                .bind(env_id)
+                .execute(&mut *db)
+                .await?;
+            sqlx::query(
+                "INSERT INTO deployments (id, org_id, app_id, env_id, release_id, slug, state, rollback_of, created_at)
+                 SELECT $1, $2, app_id, $3, $4, $5, 'active', $6, $7 FROM envs WHERE id = $3",
+            )
+            .bind(deployment_id)
+            .bind(org)
+            .bind(env_id)
+            .bind(release_id)
+            .bind(slug)
+            .bind(rollback_of)
+            .bind(at)
+            .execute(&mut *db)
+            .await?;
+            for p in processes {
+                insert_process(db, deployment_id, p).await?;
+            }
+            insert_instances(db, event, deployment_id, instances).await?;
+        }
+        EventData::ProcessScaled { deployment_id, process, instances, started, stopped } => {
+            sqlx::query("UPDATE process_types SET instances = $3 WHERE deployment_id = $1 AND name = $2")
+                .bind(deployment_id)
+                .bind(process)
+                .bind(*instances as i32)
+                .execute(&mut *db)
+                .await?;
+            sqlx::query("UPDATE instances SET desired_state = 'stopped', updated_at = $2 WHERE id = ANY($1)")
+                .bind(stopped)
+                .bind(at)
+                .execute(&mut *db)
+                .await?;
+            insert_instances(db, event, deployment_id, started).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete(db: &mut PgConnection, table: &'static str, id: &uuid::Uuid) -> Result<(), StoreError> {
+    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE id = $1"))).bind(id).execute(db).await?;
+    Ok(())
+}
+
+async fn insert_process(db: &mut PgConnection, deployment: &uuid::Uuid, p: &ProcessSpec) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO process_types (deployment_id, name, instances, millicpus, memory_mb, port)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(deployment)
+    .bind(&p.name)
+    .bind(p.instances as i32)
+    .bind(p.millicpus as i32)
+    .bind(p.memory_mb as i64)
+    .bind(p.port.map(i32::from))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn insert_instances(
+    db: &mut PgConnection,
+    event: &Event,
+    deployment: &uuid::Uuid,
+    plans: &[InstancePlan],
+) -> Result<(), StoreError> {
+    for plan in plans {
+        sqlx::query(
+            "INSERT INTO instances (id, org_id, env_id, deployment_id, process, node_id, region,
+                                    desired_state, observed_state, reason, created_at, updated_at)
+             SELECT $1, org_id, env_id, id, $3, $4, $5, 'running', 'pending', $6, $7, $7
+             FROM deployments WHERE id = $2",
+        )
+        .bind(plan.instance_id)
+        .bind(deployment)
+        .bind(&plan.process)
+        .bind(plan.node_id)
+        .bind(&plan.region)
+        .bind(&plan.reason)
+        .bind(event.at)
+        .execute(&mut *db)
+        .await?;
+    }
+    Ok(())
+}
