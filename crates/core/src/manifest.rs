@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::name::{Hostname, Name};
+pub use check::check_env_name;
 pub use duration::Seconds;
 
 /// The only manifest schema version this build understands.

@@ -27,7 +27,7 @@ pub struct Name(String);
 
 /// Longest name we accept for orgs and apps: both appear together in one 63-byte
 /// deployment label, so they must leave room for each other and the nanoid.
-pub const MAX_NAME: usize = 30;
+pub const MAX_NAME: usize = 27;
 
 impl Name {
     pub fn parse(s: &str) -> Result<Name, NameError> {
@@ -130,8 +130,8 @@ mod tests {
         assert_eq!(Name::parse("-a"), Err(NameError::BadEdge));
         assert_eq!(Name::parse("a-"), Err(NameError::BadEdge));
         assert!(matches!(
-            Name::parse(&"a".repeat(31)),
-            Err(NameError::TooLong { max: 30, len: 31 })
+            Name::parse(&"a".repeat(28)),
+            Err(NameError::TooLong { max: 27, len: 28 })
         ));
     }
 

@@ -20,12 +20,8 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
-        if let Some(db) = e.as_database_error() {
-            if let Some(c) = db.constraint() {
-                if let Some((field, message)) = conflict_for(c) {
-                    return StoreError::Conflict { field, message: message.to_owned() };
-                }
-            }
+        if let Some((field, message)) = e.as_database_error().and_then(|db| db.constraint()).and_then(conflict_for) {
+            return StoreError::Conflict { field, message: message.to_owned() };
         }
         StoreError::Db(e)
     }

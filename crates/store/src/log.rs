@@ -113,3 +113,13 @@ pub async fn head(db: &mut PgConnection) -> Result<i64, StoreError> {
     let (seq,): (Option<i64>,) = sqlx::query_as("SELECT max(seq) FROM events").fetch_one(db).await?;
     Ok(seq.unwrap_or(0))
 }
+
+/// Takes the append lock now rather than at the first append, for commands that read
+/// state and then decide what to append (placement, version numbers): no other change
+/// can commit in between, so the decision is made on the latest state.
+pub async fn lock(tx: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT last_seq FROM event_counter WHERE id = 1 FOR UPDATE")
+        .execute(tx)
+        .await?;
+    Ok(())
+}

@@ -34,9 +34,7 @@ const PAGE: i64 = 1000;
 /// so the rebuilt tables match the log exactly.
 pub async fn rebuild(store: &Store) -> Result<i64, StoreError> {
     let mut tx = store.begin().await?;
-    sqlx::query("SELECT last_seq FROM event_counter WHERE id = 1 FOR UPDATE")
-        .execute(&mut *tx)
-        .await?;
+    log::lock(&mut tx).await?;
     sqlx::query(AssertSqlSafe(format!("TRUNCATE {} CASCADE", PROJECTIONS.join(", "))))
         .execute(&mut *tx)
         .await?;

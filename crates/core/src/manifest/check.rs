@@ -66,10 +66,8 @@ fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
     if p.port == Some(0) {
         return Err(ManifestError::at(format!("{path}.port"), "must be between 1 and 65535"));
     }
-    if let Some(command) = &p.command {
-        if command.is_empty() || command[0].is_empty() {
-            return Err(ManifestError::at(format!("{path}.command"), "must name a program to run"));
-        }
+    if p.command.as_ref().is_some_and(|c| c.first().is_none_or(String::is_empty)) {
+        return Err(ManifestError::at(format!("{path}.command"), "must name a program to run"));
     }
     if p.instances > MAX_INSTANCES {
         return Err(ManifestError::at(

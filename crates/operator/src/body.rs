@@ -1,0 +1,174 @@
+//! Request bodies: size-limited, JSON only, parsed strictly (unknown fields are errors
+//! that name the field), and for create calls, de-duplicated by `Idempotency-Key`.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use zeitwork_store::idempotency::{self, Recorded};
+use zeitwork_store::Tx;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Largest request body accepted; manifests and secrets fit easily.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// A JSON body for calls that need no de-duplication (PUT, action calls).
+pub struct Body<T>(pub T);
+
+/// The body of a create call plus its idempotency record, answered with [`Create::finish`].
+pub struct Create<T> {
+    pub body: T,
+    idem: Option<Idem>,
+}
+
+struct Idem {
+    scope: String,
+    key: String,
+    request_hash: String,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &AppState) -> ApiResult<Body<T>> {
+        let (_, bytes) = read(req).await?;
+        Ok(Body(parse(&bytes)?))
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Create<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Create<T>, Response> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (headers, bytes) = read(req).await.map_err(IntoResponse::into_response)?;
+        let idem = match idempotency_key(&headers).map_err(IntoResponse::into_response)? {
+            None => None,
+            Some(key) => {
+                let who = headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+                let scope = format!("{}:{method} {path}", hex::encode(Sha256::digest(who)));
+                let request_hash = hex::encode(Sha256::digest(&bytes));
+                if let Some(first) = idempotency::lookup(state.store.pool(), &scope, &key)
+                    .await
+                    .map_err(|e| ApiError::from(e).into_response())?
+                {
+                    return Err(replay(first, &request_hash));
+                }
+                Some(Idem { scope, key, request_hash })
+            }
+        };
+        let body = parse(&bytes).map_err(IntoResponse::into_response)?;
+        Ok(Create { body, idem })
+    }
+}
+
+impl<T> Create<T> {
+    /// Records the answer under the idempotency key (if any) in the same transaction
+    /// as the change, commits, and answers.
+    pub async fn finish(self, mut tx: Tx, status: StatusCode, body: impl Serialize) -> ApiResult<Response> {
+        let value = serde_json::to_value(body).expect("answers serialize");
+        if let Some(idem) = self.idem {
+            let answer = Recorded { request_hash: idem.request_hash, status: i32::from(status.as_u16()), body: value.clone() };
+            idempotency::record(&mut tx, &idem.scope, &idem.key, &answer).await?;
+        }
+        tx.commit().await?;
+        Ok((status, Json(value)).into_response())
+    }
+}
+
+fn replay(first: Recorded, request_hash: &str) -> Response {
+    if first.request_hash != request_hash {
+        return ApiError::invalid(
+            "Idempotency-Key",
+            "this Idempotency-Key was used for a different request; use a new key",
+        )
+        .into_response();
+    }
+    let status = u16::try_from(first.status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(first.body)).into_response();
+    response.headers_mut().insert("idempotent-replay", http::HeaderValue::from_static("true"));
+    response
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+async fn read(req: Request) -> ApiResult<(HeaderMap, bytes::Bytes)> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {BODY_LIMIT} bytes"),
+        )
+    })?;
+    if !bytes.is_empty() {
+        let json = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+    }
+    Ok((parts.headers, bytes))
+}
+
+/// An empty body reads as `{}`, so calls whose fields are all optional need none.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let bytes = if bytes.is_empty() { b"{}".as_slice() } else { bytes };
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            ApiError::invalid(if path == "." { "body".into() } else { path }, inner.to_string())
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {inner}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct New {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_bad_fields_are_422_with_path() {
+        let e = parse::<New>(b"{\"name\":").unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed_json"));
+        let e = parse::<New>(b"{\"name\":1}").unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")));
+        let e = parse::<New>(b"{\"name\":\"a\",\"nmae\":1}").unwrap_err();
+        assert!(e.message.contains("unknown field `nmae`"), "{}", e.message);
+        let e = parse::<New>(b"").unwrap_err();
+        assert!(e.message.contains("missing field `name`"), "{}", e.message);
+    }
+}

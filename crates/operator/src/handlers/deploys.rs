@@ -1,0 +1,321 @@
+//! Releases, deployments, rollbacks, scaling and the instances they ask for.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeitwork_core::event::ProcessSpec;
+use zeitwork_core::{EventData, ImageRef, Manifest, Name, Role};
+use zeitwork_store::model::{Deployment, Release};
+use zeitwork_store::{Tx, log, read};
+
+use crate::auth::Auth;
+use crate::body::{Body, Create};
+use crate::error::{ApiError, ApiResult, field};
+use crate::placement::{self, Want};
+use crate::scope::{AppPath, EnvPath, EnvScope};
+use crate::state::AppState;
+
+/// Upper bound on instances per process per region, as in the manifest.
+const MAX_INSTANCES: u32 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeployment {
+    image: String,
+    /// The text of `zeitwork.toml`; absent means one `web` process with defaults.
+    manifest: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackTo {
+    release: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    process: String,
+    instances: u32,
+}
+
+#[derive(Deserialize)]
+pub struct ReleasePath {
+    org: String,
+    app: String,
+    number: String,
+}
+
+pub async fn releases(State(s): State<AppState>, auth: Auth, Path(p): Path<AppPath>) -> ApiResult<Json<Value>> {
+    let (_, app) = s.app(&auth, &p, Role::Reader).await?;
+    Ok(Json(json!({ "releases": read::releases(s.store.pool(), app.id).await? })))
+}
+
+pub async fn release(State(s): State<AppState>, auth: Auth, Path(p): Path<ReleasePath>) -> ApiResult<Json<Release>> {
+    let (_, app) = s.app(&auth, &AppPath { org: p.org, app: p.app }, Role::Reader).await?;
+    let number: i32 = p.number.trim_start_matches('v').parse().map_err(|_| ApiError::not_found("release"))?;
+    let release = read::release(s.store.pool(), app.id, number).await?.ok_or_else(|| ApiError::not_found("release"))?;
+    Ok(Json(release))
+}
+
+pub async fn deployments(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Reader).await?;
+    Ok(Json(json!({ "deployments": read::deployments(s.store.pool(), scope.env.id).await? })))
+}
+
+pub async fn instances(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Reader).await?;
+    Ok(Json(json!({ "instances": read::instances(s.store.pool(), scope.env.id).await? })))
+}
+
+pub async fn status(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Reader).await?;
+    let db = s.store.pool();
+    let deployment = read::active_deployment(db, scope.env.id).await?;
+    let (release, processes, url) = match &deployment {
+        Some(d) => (
+            read::release_by_id(db, d.release_id).await?,
+            read::process_types(db, d.id).await?,
+            Some(s.url(&scope, &d.slug)),
+        ),
+        None => (None, Vec::new(), None),
+    };
+    let instances: Vec<_> = read::instances(db, scope.env.id)
+        .await?
+        .into_iter()
+        .filter(|i| i.desired_state != "stopped" || i.observed_state != "stopped")
+        .collect();
+    Ok(Json(json!({
+        "app": scope.app.name, "env": scope.env.name, "url": url, "deployment": deployment,
+        "release": release, "processes": processes, "instances": instances,
+    })))
+}
+
+pub async fn deploy(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<NewDeployment>) -> ApiResult<Response> {
+    let scope = s.env(&auth, &p, Role::Deployer).await?;
+    let image = field("image", ImageRef::parse(&req.body.image))?;
+    let manifest = match &req.body.manifest {
+        Some(text) => Manifest::from_toml(text)
+            .map_err(|e| ApiError::invalid(format!("manifest.{}", e.path), format!("manifest: {e}")))?,
+        None => Manifest::default_for(Name::parse(&scope.app.name).expect("stored names are valid"), None),
+    };
+    if manifest.app.as_str() != scope.app.name {
+        return Err(ApiError::invalid(
+            "manifest.app",
+            format!("the manifest is for app {:?}, but this deploy targets {:?}", manifest.app.as_str(), scope.app.name),
+        ));
+    }
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let release = s.release_for(&mut tx, &auth, &scope, &image, &manifest).await?;
+    let answer = s.roll_out(&mut tx, &auth, &scope, release, &manifest, None).await?;
+    req.finish(tx, StatusCode::CREATED, answer).await
+}
+
+pub async fn rollback(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<RollbackTo>) -> ApiResult<Response> {
+    let scope = s.env(&auth, &p, Role::Deployer).await?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let history = read::deployments(&mut *tx, scope.env.id).await?;
+    let active = history.iter().find(|d| d.state == "active").cloned();
+    let Some(active) = active else {
+        return Err(ApiError::conflict("release", "nothing is deployed to this env yet"));
+    };
+    let release = match req.body.release {
+        Some(number) => read::release(&mut *tx, scope.app.id, number)
+            .await?
+            .ok_or_else(|| ApiError::not_found("release").with_field("release"))?,
+        None => {
+            let previous = history
+                .iter()
+                .filter(|d| d.created_at < active.created_at && d.release_id != active.release_id)
+                .max_by_key(|d| d.created_at)
+                .ok_or_else(|| ApiError::conflict("release", "there is no earlier release to roll back to"))?;
+            read::release_by_id(&mut *tx, previous.release_id).await?.expect("deployments reference releases")
+        }
+    };
+    let manifest = Manifest::from_json(&release.manifest)
+        .map_err(|e| ApiError::invalid("release", format!("release {} has an unreadable manifest: {e}", release.number)))?;
+    let answer = s.roll_out(&mut tx, &auth, &scope, release, &manifest, Some(active.id)).await?;
+    req.finish(tx, StatusCode::CREATED, answer).await
+}
+
+pub async fn scale(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, Body(b): Body<Scale>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Deployer).await?;
+    if b.instances > MAX_INSTANCES {
+        return Err(ApiError::invalid("instances", format!("at most {MAX_INSTANCES} instances per region")));
+    }
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let deployment = read::active_deployment(&mut *tx, scope.env.id)
+        .await?
+        .ok_or_else(|| ApiError::conflict("process", "nothing is deployed to this env yet"))?;
+    let process = read::process_types(&mut *tx, deployment.id)
+        .await?
+        .into_iter()
+        .find(|pt| pt.name == b.process)
+        .ok_or_else(|| ApiError::not_found("process").with_field("process"))?;
+    let release = read::release_by_id(&mut *tx, deployment.release_id).await?.expect("deployments reference releases");
+    let mut regions = manifest_regions(&release.manifest, &b.process);
+    if regions.is_empty() {
+        regions = placement::node_regions(&mut tx).await?;
+    }
+    let running: Vec<_> = read::instances(&mut *tx, scope.env.id)
+        .await?
+        .into_iter()
+        .filter(|i| i.deployment_id == deployment.id && i.process == b.process && i.desired_state == "running")
+        .collect();
+    let spec = ProcessSpec {
+        name: process.name.clone(),
+        instances: b.instances,
+        millicpus: u32::try_from(process.millicpus).unwrap_or(0),
+        memory_mb: u64::try_from(process.memory_mb).unwrap_or(0),
+        port: process.port.and_then(|p| u16::try_from(p).ok()),
+    };
+    // Unplaced instances hold nothing, so they are replaced by a fresh placement;
+    // placed ones are kept up to the count in each region, newest stopped first.
+    let mut stopped: Vec<Uuid> = Vec::new();
+    let mut deficits: Vec<(u32, Vec<String>)> = Vec::new();
+    for i in &running {
+        let wanted_region = i.region.as_ref().is_some_and(|r| regions.contains(r));
+        if i.node_id.is_none() || !wanted_region {
+            stopped.push(i.id);
+        }
+    }
+    for region in &regions {
+        let here: Vec<Uuid> = running
+            .iter()
+            .filter(|i| i.node_id.is_some() && i.region.as_ref() == Some(region))
+            .map(|i| i.id)
+            .collect();
+        let have = u32::try_from(here.len()).unwrap_or(u32::MAX);
+        if have > b.instances {
+            stopped.extend(here.iter().rev().take((have - b.instances) as usize));
+        } else if have < b.instances {
+            deficits.push((b.instances - have, vec![region.clone()]));
+        }
+    }
+    if regions.is_empty() {
+        deficits.push((b.instances, Vec::new()));
+    }
+    let wants: Vec<Want> = deficits.iter().map(|(count, regions)| Want { spec: &spec, count: *count, regions }).collect();
+    let started = placement::plan(&mut tx, s.config.cpu_oversubscription, deployment.id, None, &wants).await?;
+    let data = EventData::ProcessScaled {
+        deployment_id: deployment.id,
+        process: b.process.clone(),
+        instances: b.instances,
+        started,
+        stopped,
+    };
+    log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    let process = read::process_types(&mut *tx, deployment.id).await?.into_iter().find(|pt| pt.name == b.process);
+    let instances = read::instances(&mut *tx, scope.env.id).await?;
+    tx.commit().await?;
+    let instances: Vec<_> = instances.into_iter().filter(|i| i.deployment_id == deployment.id).collect();
+    Ok(Json(json!({ "deployment": deployment, "process": process, "instances": instances })))
+}
+
+fn manifest_regions(manifest: &Value, process: &str) -> Vec<String> {
+    Manifest::from_json(manifest)
+        .ok()
+        .and_then(|m| m.processes.into_iter().find(|(n, _)| n.as_str() == process))
+        .map(|(_, p)| p.regions.iter().map(ToString::to_string).collect())
+        .unwrap_or_default()
+}
+
+impl AppState {
+    pub(crate) fn url(&self, scope: &EnvScope, slug: &str) -> String {
+        format!("http://{}-{slug}-{}.{}", scope.app.name, scope.org.name, self.config.base_domain)
+    }
+
+    /// The release for this image and manifest: reused when the same pair was released
+    /// before (a release is an immutable tuple), created otherwise.
+    async fn release_for(&self, tx: &mut Tx, auth: &Auth, scope: &EnvScope, image: &ImageRef, manifest: &Manifest) -> ApiResult<Release> {
+        let hash = manifest.hash();
+        let existing = read::releases(&mut **tx, scope.app.id).await?;
+        if let Some(r) = existing.iter().find(|r| r.digest == image.digest && r.manifest_hash == hash) {
+            return Ok(r.clone());
+        }
+        let number = existing.first().map_or(1, |r| r.number + 1);
+        let release_id = Uuid::now_v7();
+        let data = EventData::ReleaseCreated {
+            release_id,
+            app_id: scope.app.id,
+            number,
+            image: image.to_string(),
+            digest: image.digest.clone(),
+            manifest: serde_json::to_value(manifest).expect("manifests serialize"),
+            manifest_hash: hash,
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        Ok(read::release_by_id(&mut **tx, release_id).await?.expect("just created"))
+    }
+
+    /// Creates a deployment of `release` in the env, placing its instances. Instance
+    /// counts set by `scale` carry over from the active deployment.
+    async fn roll_out(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        scope: &EnvScope,
+        release: Release,
+        manifest: &Manifest,
+        rollback_of: Option<Uuid>,
+    ) -> ApiResult<Value> {
+        let active = read::active_deployment(&mut **tx, scope.env.id).await?;
+        let scaled = match &active {
+            Some(d) => read::process_types(&mut **tx, d.id).await?,
+            None => Vec::new(),
+        };
+        let processes: Vec<(ProcessSpec, Vec<String>)> = manifest
+            .processes
+            .iter()
+            .map(|(name, p)| {
+                let instances = scaled
+                    .iter()
+                    .find(|pt| pt.name == name.as_str())
+                    .map_or(p.instances, |pt| u32::try_from(pt.instances).unwrap_or(0));
+                let spec = ProcessSpec {
+                    name: name.to_string(),
+                    instances,
+                    millicpus: (p.cpus * 1000.0).round() as u32,
+                    memory_mb: p.memory_mb,
+                    port: p.port,
+                };
+                (spec, p.regions.iter().map(ToString::to_string).collect())
+            })
+            .collect();
+        let deployment_id = Uuid::now_v7();
+        let wants: Vec<Want> = processes.iter().map(|(spec, regions)| Want { spec, count: spec.instances, regions }).collect();
+        let plans =
+            placement::plan(tx, self.config.cpu_oversubscription, deployment_id, active.as_ref().map(|d| d.id), &wants).await?;
+        let slug = nanoid::nanoid!(7, &SLUG_ALPHABET);
+        let data = EventData::DeploymentCreated {
+            deployment_id,
+            env_id: scope.env.id,
+            release_id: release.id,
+            slug: slug.clone(),
+            rollback_of,
+            processes: processes.into_iter().map(|(spec, _)| spec).collect(),
+            instances: plans,
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        let deployment: Deployment = read::active_deployment(&mut **tx, scope.env.id).await?.expect("just created");
+        let instances: Vec<_> = read::instances(&mut **tx, scope.env.id)
+            .await?
+            .into_iter()
+            .filter(|i| i.deployment_id == deployment_id)
+            .collect();
+        Ok(json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances }))
+    }
+}
+
+/// Deployment slugs appear in hostnames: lowercase letters and digits only.
+const SLUG_ALPHABET: [char; 36] = [
+    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
+    'x', 'y', 'z', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
+];

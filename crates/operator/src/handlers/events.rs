@@ -1,0 +1,101 @@
+//! The event log over HTTP: pages for scripts, Server-Sent Events for `zeitwork events -f`.
+//! Org tokens see only their org's events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as Sse, KeepAlive, Sse as SseResponse};
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use zeitwork_core::Event;
+use zeitwork_store::log::{self, Scope};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+fn scope(auth: &Auth) -> Scope {
+    auth.org_id.map_or(Scope::All, Scope::Org)
+}
+
+/// Reads an optional non-negative integer query parameter.
+fn param(raw: &Option<String>, name: &str) -> ApiResult<Option<i64>> {
+    let Some(raw) = raw else { return Ok(None) };
+    for pair in raw.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            return v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(name, format!("{name} must be a non-negative integer")));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn list(State(s): State<AppState>, auth: Auth, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let after = param(&q, "after")?.unwrap_or(0);
+    let limit = param(&q, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let mut db = s.store.pool().acquire().await?;
+    let events = log::read(&mut db, scope(&auth), after, limit).await?;
+    let next = events.last().map_or(after, |e| e.seq);
+    Ok(Json(json!({ "events": events, "next": next })))
+}
+
+struct Tail {
+    state: AppState,
+    scope: Scope,
+    cursor: i64,
+    buffer: VecDeque<Event>,
+    head: watch::Receiver<i64>,
+}
+
+pub async fn stream(
+    State(s): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<SseResponse<impl Stream<Item = Result<Sse, Infallible>>>> {
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let cursor = resume.or(param(&q, "after")?).unwrap_or(0);
+    let tail = Tail { head: s.head.clone(), state: s, scope: scope(&auth), cursor, buffer: VecDeque::new() };
+    let events = futures::stream::unfold(tail, |mut t| async move {
+        loop {
+            if let Some(event) = t.buffer.pop_front() {
+                let sse = Sse::default()
+                    .id(event.seq.to_string())
+                    .event(event.data.kind())
+                    .json_data(&event)
+                    .expect("events serialize");
+                return Some((Ok(sse), t));
+            }
+            if let Ok(mut db) = t.state.store.pool().acquire().await
+                && let Ok(page) = log::read(&mut db, t.scope, t.cursor, MAX_LIMIT).await
+                && let Some(last) = page.last()
+            {
+                t.cursor = last.seq;
+                t.buffer.extend(page);
+                continue;
+            }
+            // Woken by the next commit; the timeout covers a lost notification or a
+            // database that was briefly unreachable.
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(5), t.head.changed()).await {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    Ok(SseResponse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,106 @@
+//! Nodes and regions: platform inventory. Everyone may read it (org tokens see where
+//! their instances run); only platform tokens change it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeitwork_core::{EventData, Name};
+use zeitwork_store::{Tx, log, read};
+
+use crate::auth::Auth;
+use crate::body::Create;
+use crate::error::{ApiError, ApiResult, field};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNode {
+    name: String,
+    region: String,
+    zone: Option<String>,
+    cpus: f64,
+    memory_mb: u64,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRegion {
+    name: String,
+}
+
+#[derive(Deserialize)]
+pub struct NodePath {
+    name: String,
+}
+
+pub async fn list(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "nodes": read::nodes(s.store.pool()).await? })))
+}
+
+pub async fn show(State(s): State<AppState>, _auth: Auth, Path(p): Path<NodePath>) -> ApiResult<Json<Value>> {
+    let node = read::node(s.store.pool(), &p.name).await?.ok_or_else(|| ApiError::not_found("node"))?;
+    Ok(Json(json!(node)))
+}
+
+pub async fn register(State(s): State<AppState>, auth: Auth, req: Create<NewNode>) -> ApiResult<Response> {
+    auth.require_platform()?;
+    let b = &req.body;
+    let name = field("name", Name::parse(&b.name))?;
+    let region = field("region", Name::parse(&b.region))?;
+    let zone = b.zone.as_deref().map(|z| field("zone", Name::parse(z))).transpose()?;
+    if !(b.cpus > 0.0 && b.cpus <= 4096.0) {
+        return Err(ApiError::invalid("cpus", "cpus must be more than 0 and at most 4096"));
+    }
+    if b.memory_mb < 128 {
+        return Err(ApiError::invalid("memory_mb", "memory_mb must be at least 128"));
+    }
+    for (i, a) in b.addresses.iter().enumerate() {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            return Err(ApiError::invalid(format!("addresses[{i}]"), format!("{a:?} is not an IP address")));
+        }
+    }
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    ensure_region(&mut tx, &auth, region.as_str()).await?;
+    let data = EventData::NodeRegistered {
+        node_id: Uuid::now_v7(),
+        name: name.to_string(),
+        region: region.to_string(),
+        zone: zone.map(|z| z.to_string()),
+        millicpus: (b.cpus * 1000.0).round() as u32,
+        memory_mb: b.memory_mb,
+        addresses: b.addresses.clone(),
+    };
+    log::append(&mut tx, None, &auth.actor(), data).await?;
+    let node = read::node(&mut *tx, name.as_str()).await?;
+    req.finish(tx, StatusCode::CREATED, node).await
+}
+
+pub async fn regions(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "regions": read::regions(s.store.pool()).await? })))
+}
+
+pub async fn create_region(State(s): State<AppState>, auth: Auth, req: Create<NewRegion>) -> ApiResult<Response> {
+    auth.require_platform()?;
+    let name = field("name", Name::parse(&req.body.name))?;
+    let mut tx = s.store.begin().await?;
+    let region_id = Uuid::now_v7();
+    let data = EventData::RegionCreated { region_id, name: name.to_string() };
+    log::append(&mut tx, None, &auth.actor(), data).await?;
+    let region = read::regions(&mut *tx).await?.into_iter().find(|r| r.id == region_id);
+    req.finish(tx, StatusCode::CREATED, region).await
+}
+
+async fn ensure_region(tx: &mut Tx, auth: &Auth, name: &str) -> ApiResult<()> {
+    if !read::regions(&mut **tx).await?.iter().any(|r| r.name == name) {
+        let data = EventData::RegionCreated { region_id: Uuid::now_v7(), name: name.to_owned() };
+        log::append(tx, None, &auth.actor(), data).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Routes (hostname/port → process) and custom domains of an env.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeitwork_core::manifest::RouteMode;
+use zeitwork_core::{EventData, Hostname, Name, Role};
+use zeitwork_store::model::{Domain, Route};
+use zeitwork_store::{log, read};
+
+use crate::auth::Auth;
+use crate::body::Create;
+use crate::error::{ApiError, ApiResult, field};
+use crate::scope::EnvPath;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoute {
+    host: Option<String>,
+    process: String,
+    #[serde(default = "http")]
+    mode: RouteMode,
+    port: u16,
+    #[serde(default)]
+    proxy_protocol: bool,
+}
+
+fn http() -> RouteMode {
+    RouteMode::Http
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDomain {
+    hostname: String,
+}
+
+#[derive(Deserialize)]
+pub struct ItemPath {
+    org: String,
+    app: String,
+    env: String,
+    #[serde(alias = "hostname")]
+    id: String,
+}
+
+impl ItemPath {
+    fn env(&self) -> EnvPath {
+        EnvPath { org: self.org.clone(), app: self.app.clone(), env: self.env.clone() }
+    }
+}
+
+pub async fn routes(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Reader).await?;
+    Ok(Json(json!({ "routes": read::routes(s.store.pool(), scope.env.id).await? })))
+}
+
+pub async fn create_route(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<NewRoute>) -> ApiResult<Response> {
+    let scope = s.env(&auth, &p, Role::Deployer).await?;
+    let b = &req.body;
+    let process = field("process", Name::parse(&b.process))?;
+    let host = b.host.as_deref().map(|h| field("host", Hostname::parse(h))).transpose()?;
+    match (b.mode, &host) {
+        (RouteMode::Tcp, Some(_)) => {
+            return Err(ApiError::invalid("host", "tcp routes get an allocated port; remove host"));
+        }
+        (RouteMode::Http | RouteMode::TlsPassthrough, None) => {
+            return Err(ApiError::invalid("host", format!("{} routes need a host", b.mode.as_str())));
+        }
+        _ => {}
+    }
+    if b.port == 0 {
+        return Err(ApiError::invalid("port", "port must be between 1 and 65535"));
+    }
+    let route_id = Uuid::now_v7();
+    let mut tx = s.store.begin().await?;
+    let data = EventData::RouteCreated {
+        route_id,
+        env_id: scope.env.id,
+        host: host.map(|h| h.to_string()),
+        process: process.to_string(),
+        mode: b.mode.as_str().into(),
+        port: b.port,
+        proxy_protocol: b.proxy_protocol,
+    };
+    let created = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    let route = Route {
+        id: route_id,
+        env_id: scope.env.id,
+        host: b.host.as_ref().map(|h| h.trim_end_matches('.').to_owned()),
+        process: process.to_string(),
+        mode: b.mode.as_str().into(),
+        port: i32::from(b.port),
+        proxy_protocol: b.proxy_protocol,
+        created_at: created.at,
+    };
+    req.finish(tx, StatusCode::CREATED, route).await
+}
+
+pub async fn delete_route(State(s): State<AppState>, auth: Auth, Path(p): Path<ItemPath>) -> ApiResult<StatusCode> {
+    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
+    let route = read::routes(s.store.pool(), scope.env.id)
+        .await?
+        .into_iter()
+        .find(|r| r.id.to_string() == p.id)
+        .ok_or_else(|| ApiError::not_found("route"))?;
+    s.record(&auth, Some(scope.org.id), EventData::RouteDeleted { route_id: route.id }).await
+}
+
+pub async fn domains(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Reader).await?;
+    Ok(Json(json!({ "domains": read::domains(s.store.pool(), scope.env.id).await? })))
+}
+
+pub async fn add_domain(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<NewDomain>) -> ApiResult<Response> {
+    let scope = s.env(&auth, &p, Role::Deployer).await?;
+    let hostname = field("hostname", Hostname::parse(&req.body.hostname))?;
+    if hostname.as_str().ends_with(&format!(".{}", s.config.base_domain)) {
+        return Err(ApiError::invalid("hostname", "hostnames under the platform's base domain are assigned, not added"));
+    }
+    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let domain_id = Uuid::now_v7();
+    let mut tx = s.store.begin().await?;
+    let data = EventData::DomainAdded {
+        domain_id,
+        env_id: scope.env.id,
+        hostname: hostname.to_string(),
+        verification_token: token.clone(),
+    };
+    let created = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    let domain = Domain {
+        id: domain_id,
+        env_id: scope.env.id,
+        hostname: hostname.to_string(),
+        verification_token: token,
+        verified_at: None,
+        created_at: created.at,
+    };
+    req.finish(tx, StatusCode::CREATED, domain).await
+}
+
+pub async fn remove_domain(State(s): State<AppState>, auth: Auth, Path(p): Path<ItemPath>) -> ApiResult<StatusCode> {
+    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
+    let domain = read::domains(s.store.pool(), scope.env.id)
+        .await?
+        .into_iter()
+        .find(|d| d.hostname == p.id)
+        .ok_or_else(|| ApiError::not_found("domain"))?;
+    s.record(&auth, Some(scope.org.id), EventData::DomainRemoved { domain_id: domain.id }).await
+}

@@ -1,0 +1,81 @@
+//! Secrets: write-only values, sealed before they reach the log. Reads return names
+//! and versions; values go only to the instances (delivered as a file by the runtime).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeitwork_core::manifest::check_env_name;
+use zeitwork_core::{EventData, Role};
+use zeitwork_store::model::Secret;
+use zeitwork_store::{log, read};
+
+use crate::auth::Auth;
+use crate::body::Body;
+use crate::error::{ApiError, ApiResult};
+use crate::scope::EnvPath;
+use crate::state::AppState;
+
+/// Largest secret value; secrets are configuration, not blobs.
+pub const MAX_VALUE: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewValue {
+    value: String,
+}
+
+#[derive(Deserialize)]
+pub struct SecretPath {
+    org: String,
+    app: String,
+    env: String,
+    name: String,
+}
+
+impl SecretPath {
+    fn env(&self) -> EnvPath {
+        EnvPath { org: self.org.clone(), app: self.app.clone(), env: self.env.clone() }
+    }
+}
+
+/// Associated data binding a ciphertext to where it belongs.
+pub fn aad(env_id: uuid::Uuid, name: &str, version: i32) -> String {
+    format!("{env_id}/{name}/{version}")
+}
+
+pub async fn list(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+    let scope = s.env(&auth, &p, Role::Reader).await?;
+    Ok(Json(json!({ "secrets": read::secrets(s.store.pool(), scope.env.id).await? })))
+}
+
+pub async fn set(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<SecretPath>,
+    Body(body): Body<NewValue>,
+) -> ApiResult<Json<Secret>> {
+    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
+    check_env_name(&p.name).map_err(|m| ApiError::invalid("name", format!("secret name: {m}")))?;
+    if body.value.len() > MAX_VALUE {
+        return Err(ApiError::invalid("value", format!("secret values are limited to {MAX_VALUE} bytes")));
+    }
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let previous = read::secret_ciphertext(&mut *tx, scope.env.id, &p.name).await?;
+    let version = previous.map_or(0, |(v, _)| v) + 1;
+    let ciphertext = s.secrets.seal(&aad(scope.env.id, &p.name, version), body.value.as_bytes());
+    let data = EventData::SecretSet { env_id: scope.env.id, name: p.name.clone(), version, ciphertext };
+    let event = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    tx.commit().await?;
+    Ok(Json(Secret { name: p.name, version, updated_at: event.at }))
+}
+
+pub async fn unset(State(s): State<AppState>, auth: Auth, Path(p): Path<SecretPath>) -> ApiResult<StatusCode> {
+    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
+    if read::secret_ciphertext(s.store.pool(), scope.env.id, &p.name).await?.is_none() {
+        return Err(ApiError::not_found("secret"));
+    }
+    s.record(&auth, Some(scope.org.id), EventData::SecretUnset { env_id: scope.env.id, name: p.name }).await
+}

@@ -1,0 +1,97 @@
+//! The operator: Zeitwork's control plane API. It validates commands, appends events
+//! (which update the projections in the same transaction) and answers from the
+//! projections. It never runs workloads itself.
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod crypto;
+pub mod error;
+mod handlers;
+pub mod metrics;
+pub mod openapi;
+mod placement;
+pub mod scope;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use sqlx::postgres::PgListener;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use zeitwork_store::{Store, StoreError, log};
+
+pub use api::Endpoint;
+pub use crypto::SecretBox;
+pub use error::ApiError;
+pub use state::{AppState, Config};
+
+/// Every documented endpoint, as mounted.
+pub fn endpoints() -> Vec<Endpoint> {
+    handlers::api().into_parts().1
+}
+
+/// Builds the HTTP application and starts the task that follows committed events.
+pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Router, StoreError> {
+    let mut db = store.pool().acquire().await?;
+    let (tx, head) = watch::channel(log::head(&mut db).await?);
+    drop(db);
+    tokio::spawn(follow_head(store.clone(), tx));
+    metrics::handle();
+    let state = AppState { store, secrets, config: Arc::new(config), head };
+    let (router, _) = handlers::api().into_parts();
+    let request_id = http::HeaderName::from_static("x-request-id");
+    Ok(router
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        })
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state))
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Publishes the committed head seq (from Postgres NOTIFY) to event streams, and
+/// reconnects with back-off when the database goes away.
+async fn follow_head(store: Store, head: watch::Sender<i64>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match PgListener::connect_with(store.pool()).await {
+            Ok(mut listener) => {
+                if listener.listen(log::CHANNEL).await.is_ok() {
+                    backoff = Duration::from_millis(200);
+                    // Anything committed while we were away wakes the streams once.
+                    head.send_modify(|h| *h += 0);
+                    while let Ok(n) = listener.recv().await {
+                        if let Ok(seq) = n.payload().parse::<i64>() {
+                            head.send_if_modified(|h| {
+                                let newer = seq > *h;
+                                *h = (*h).max(seq);
+                                newer
+                            });
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for events; retrying"),
+        }
+        if head.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
