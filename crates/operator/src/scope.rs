@@ -63,3 +63,29 @@ impl AppState {
         Ok(EnvScope { org, app, env })
     }
 }
+
+/// Runs before every handler whose path has `{org}`: a caller that cannot see the org
+/// gets 404 before its body is even read, so no answer depends on another org's data.
+pub async fn org_guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    params: axum::extract::RawPathParams,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+
+    let Some(org) = params.iter().find(|(k, _)| *k == "org").map(|(_, v)| v.to_owned()) else {
+        return next.run(req).await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let auth = match Auth::from_request_parts(&mut parts, &state).await {
+        Ok(auth) => auth,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = state.org(&auth, &org, Role::Reader).await {
+        return e.into_response();
+    }
+    parts.extensions.insert(auth);
+    next.run(axum::extract::Request::from_parts(parts, body)).await
+}

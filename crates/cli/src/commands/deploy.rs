@@ -1,0 +1,261 @@
+//! Rolling out: `deploy`, `rollback`, `scale`, and reading the result with `status`
+//! and `releases`.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde_json::{Value, json};
+use zeitwork_core::{ImageRef, Manifest};
+
+use super::{field, items, list, show};
+use crate::client::SLOW_TIMEOUT;
+use crate::context::{Ctx, MANIFEST, Scope};
+use crate::error::{CliError, Result};
+use crate::output::{self, Cell, Column, col, col_as};
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// Image to deploy, pinned by digest: NAME[:TAG]@sha256:<64 hex digits>
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+    /// Manifest to send [default: ./zeitwork.toml when it exists]
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Release number to roll back to [default: the release before the active one]
+    #[arg(long, value_name = "N")]
+    pub release: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    /// New instance counts, e.g. web=3 worker=1
+    #[arg(required = true, value_name = "PROCESS=COUNT")]
+    pub counts: Vec<ScaleTarget>,
+}
+
+/// `PROCESS=COUNT`, parsed by clap so bad syntax is a usage error (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleTarget {
+    pub process: String,
+    pub instances: u32,
+}
+
+impl FromStr for ScaleTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ScaleTarget, String> {
+        let (process, count) = s
+            .split_once('=')
+            .ok_or_else(|| "expected PROCESS=COUNT, like web=3".to_owned())?;
+        if process.is_empty() {
+            return Err("the process name before '=' is empty".into());
+        }
+        let instances = count
+            .parse()
+            .map_err(|_| format!("COUNT must be a whole number of instances, got {count:?}"))?;
+        Ok(ScaleTarget {
+            process: process.to_owned(),
+            instances,
+        })
+    }
+}
+
+#[derive(Debug, Default, clap::Subcommand)]
+pub enum ReleasesAction {
+    /// List releases, newest first
+    #[default]
+    List,
+    /// Show one release with its manifest
+    Show { number: u64 },
+}
+
+const RELEASES: &[Column] = &[
+    col("RELEASE", "number"),
+    col("IMAGE", "image"),
+    col_as("CREATED", "created_at", Cell::Time),
+];
+
+const INSTANCES: &[Column] = &[
+    col_as("ID", "id", Cell::ShortId),
+    col("PROCESS", "process"),
+    col_as("NODE", "node_id", Cell::ShortId),
+    col("DESIRED", "desired_state"),
+    col("OBSERVED", "observed_state"),
+    col("REASON", "reason"),
+];
+
+/// Validates the manifest locally first (the same strict parser as the API), so a typo
+/// fails in a second with the file and field named, not after an upload.
+pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
+    ImageRef::parse(&args.image).map_err(|e| CliError::Usage(e.to_string()))?;
+    let path = args
+        .manifest
+        .or_else(|| Some(PathBuf::from(MANIFEST)).filter(|p| p.exists()));
+    let manifest = path.as_deref().map(read_manifest).transpose()?;
+    let app = manifest.as_ref().map(|(m, _)| m.app.to_string());
+    let url = ctx.path_for_app(Scope::Env, app.as_deref(), &["deployments"])?;
+    let mut body = json!({ "image": args.image });
+    if let Some((_, text)) = manifest {
+        body["manifest"] = Value::String(text);
+    }
+    let client = ctx.client()?.with_timeout(SLOW_TIMEOUT);
+    let spinner = output::spinner(format!("Deploying {} to {}", args.image, ctx.global.env));
+    let answer = client.post(&url, &body).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    rolled_out(ctx, &ctx.app_or(app.as_deref())?, &answer?, "Deployed")
+}
+
+/// Reads and strictly validates a manifest; returns it with its text (sent verbatim).
+fn read_manifest(path: &Path) -> Result<(Manifest, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(CliError::io(format!("reading {}", path.display())))?;
+    let manifest = Manifest::from_toml(&text).map_err(|source| CliError::Manifest {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((manifest, text))
+}
+
+pub async fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
+    let body = match args.release {
+        Some(n) => json!({ "release": n }),
+        None => json!({}),
+    };
+    let path = ctx.path(Scope::Env, &["rollback"])?;
+    let answer = ctx
+        .client()?
+        .with_timeout(SLOW_TIMEOUT)
+        .post(&path, &body)
+        .await?;
+    rolled_out(ctx, &ctx.app()?, &answer, "Rolled back")
+}
+
+/// Prints a deploy/rollback answer `{"deployment","release","url","instances"}`.
+fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
+    if ctx.json() {
+        return output::emit_json(answer);
+    }
+    let deployment = answer.get("deployment").unwrap_or(&Value::Null);
+    let instances = match answer.get("instances") {
+        Some(Value::Array(list)) => list.len().to_string(),
+        Some(other) => output::text(other),
+        None => "-".into(),
+    };
+    let head = format!("{verb} {app} in env {}\n", ctx.global.env);
+    let body = output::pairs(&[
+        ("release", release_number(answer.get("release"))),
+        ("deployment", field(deployment, "slug")),
+        ("url", field(answer, "url")),
+        ("instances", instances),
+    ]);
+    output::emit(&format!("{head}{body}"))
+}
+
+/// A release given as a Release object or as its bare number.
+fn release_number(release: Option<&Value>) -> String {
+    match release {
+        Some(object @ Value::Object(_)) => field(object, "number"),
+        Some(other) => output::text(other),
+        None => "-".into(),
+    }
+}
+
+pub async fn status(ctx: &Ctx) -> Result<()> {
+    let answer = ctx
+        .client()?
+        .get(&ctx.path(Scope::Env, &["status"])?)
+        .await?;
+    if ctx.json() {
+        return output::emit_json(&answer);
+    }
+    let processes: Vec<String> = answer
+        .get("processes")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| format!("{}={}", field(p, "name"), field(p, "instances")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut text = output::pairs(&[
+        ("app", field(&answer, "app")),
+        ("env", field(&answer, "env")),
+        ("url", field(&answer, "url")),
+        ("release", release_number(answer.get("release"))),
+        (
+            "processes",
+            if processes.is_empty() {
+                "-".into()
+            } else {
+                processes.join(" ")
+            },
+        ),
+    ]);
+    let instances = items(&answer, "instances")?;
+    text.push('\n');
+    if instances.is_empty() {
+        text.push_str("no instances\n");
+    } else {
+        text.push_str(&output::items_table(INSTANCES, instances));
+    }
+    output::emit(&text)
+}
+
+pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {
+    match action {
+        ReleasesAction::List => {
+            list(
+                ctx,
+                ctx.path(Scope::App, &["releases"])?,
+                "releases",
+                RELEASES,
+            )
+            .await
+        }
+        ReleasesAction::Show { number } => {
+            let path = ctx.path(Scope::App, &["releases", &number.to_string()])?;
+            let columns = [
+                RELEASES,
+                &[
+                    col("DIGEST", "digest"),
+                    col("MANIFEST HASH", "manifest_hash"),
+                ],
+            ]
+            .concat();
+            let release = show(ctx, path, &columns).await?;
+            if ctx.json() {
+                return Ok(());
+            }
+            let manifest = match release.get("manifest") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Null) | None => return Ok(()),
+                Some(other) => serde_json::to_string_pretty(other).unwrap_or_default(),
+            };
+            output::emit(&format!("\nmanifest:\n{}\n", manifest.trim_end()))
+        }
+    }
+}
+
+/// One `POST …/scale` per process: the API scales one process type per request.
+pub async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
+    let client = ctx.client()?;
+    let path = ctx.path(Scope::Env, &["scale"])?;
+    for target in args.counts {
+        let body = json!({ "process": target.process, "instances": target.instances });
+        let answer = client.post(&path, &body).await?;
+        if ctx.json() {
+            output::emit(&format!("{answer}\n"))?;
+        } else {
+            let n = target.instances;
+            let noun = if n == 1 { "instance" } else { "instances" };
+            output::emit(&format!("Scaled {} to {n} {noun}\n", target.process))?;
+        }
+    }
+    Ok(())
+}

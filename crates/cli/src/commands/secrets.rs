@@ -1,0 +1,167 @@
+//! `secrets`: values go in, never come out. Nothing here prints a value, and the parsed
+//! argument redacts itself in `Debug` so a log line cannot leak one either.
+
+use std::fmt;
+use std::io::Read;
+use std::str::FromStr;
+
+use serde_json::json;
+
+use super::{field, list, remove};
+use crate::context::{Ctx, Scope};
+use crate::error::{CliError, Result};
+use crate::output::{self, Cell, Column, col, col_as};
+
+#[derive(Debug, Default, clap::Subcommand)]
+pub enum SecretsAction {
+    /// List secret names and versions (values are never shown)
+    #[default]
+    List,
+    /// Set secrets: NAME=VALUE..., or one NAME with --stdin
+    Set {
+        #[arg(required = true, value_name = "NAME=VALUE")]
+        secrets: Vec<SecretArg>,
+        /// Read the value of the one NAME from stdin (one trailing newline is dropped)
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Remove a secret
+    Unset { name: String },
+}
+
+/// `NAME=VALUE`, or a bare `NAME` for `--stdin`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value {
+            Some(_) => write!(f, "{}=<redacted>", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
+impl FromStr for SecretArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SecretArg, String> {
+        let (name, value) = match s.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (s, None),
+        };
+        if name.is_empty() {
+            return Err("the secret name before '=' is empty".into());
+        }
+        Ok(SecretArg {
+            name: name.to_owned(),
+            value,
+        })
+    }
+}
+
+const SECRETS: &[Column] = &[
+    col("NAME", "name"),
+    col("VERSION", "version"),
+    col_as("UPDATED", "updated_at", Cell::Time),
+];
+
+pub async fn secrets(ctx: &Ctx, action: SecretsAction) -> Result<()> {
+    match action {
+        SecretsAction::List => {
+            list(ctx, ctx.path(Scope::Env, &["secrets"])?, "secrets", SECRETS).await
+        }
+        SecretsAction::Set { secrets, stdin } => set(ctx, pairs(secrets, stdin)?).await,
+        SecretsAction::Unset { name } => {
+            let path = ctx.path(Scope::Env, &["secrets", &name])?;
+            remove(ctx, path, &format!("Unset secret {name}")).await
+        }
+    }
+}
+
+/// Checks the NAME=VALUE / `NAME --stdin` combinations and fills in the stdin value.
+fn pairs(secrets: Vec<SecretArg>, stdin: bool) -> Result<Vec<(String, String)>> {
+    if stdin {
+        let [SecretArg { name, value: None }] = <[SecretArg; 1]>::try_from(secrets)
+            .map_err(|_| usage("with --stdin, give exactly one NAME"))?
+        else {
+            return Err(usage("with --stdin, give NAME without =VALUE"));
+        };
+        let mut value = String::new();
+        std::io::stdin()
+            .read_to_string(&mut value)
+            .map_err(CliError::io("reading the secret from stdin"))?;
+        if value.ends_with('\n') {
+            value.pop();
+            if value.ends_with('\r') {
+                value.pop();
+            }
+        }
+        return Ok(vec![(name, value)]);
+    }
+    secrets
+        .into_iter()
+        .map(|s| match s.value {
+            Some(value) => Ok((s.name, value)),
+            None => Err(usage(&format!(
+                "secret {} has no value: use NAME=VALUE or NAME --stdin",
+                s.name
+            ))),
+        })
+        .collect()
+}
+
+fn usage(message: &str) -> CliError {
+    CliError::Usage(message.to_owned())
+}
+
+/// One `PUT …/secrets/{name}` each; prints names and versions, never values.
+async fn set(ctx: &Ctx, pairs: Vec<(String, String)>) -> Result<()> {
+    let client = ctx.client()?;
+    for (name, value) in pairs {
+        let answer = client
+            .put(
+                &ctx.path(Scope::Env, &["secrets", &name])?,
+                &json!({ "value": value }),
+            )
+            .await?;
+        if ctx.json() {
+            output::emit(&format!("{answer}\n"))?;
+        } else {
+            output::emit(&format!(
+                "Set secret {name} (version {})\n",
+                field(&answer, "version")
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<SecretArg> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn pairs_need_values_unless_one_name_comes_from_stdin() {
+        let ok = pairs(args(&["A=1", "B="]), false).unwrap();
+        assert_eq!(ok, [("A".into(), "1".into()), ("B".into(), String::new())]);
+        let e = pairs(args(&["A=1", "B"]), false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "secret B has no value: use NAME=VALUE or NAME --stdin"
+        );
+        // These fail before stdin is read.
+        for bad in [&["A", "B"][..], &["A=1"][..]] {
+            let e = pairs(args(bad), true).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::EXIT_USAGE, "{bad:?}");
+        }
+        assert!("=x".parse::<SecretArg>().is_err());
+    }
+}
