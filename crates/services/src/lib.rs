@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 pub use nats::Nats;
 pub use postgres::Postgres;
-pub use process::free_port;
+pub use process::{free_port, stop_orphan};
 
 /// Why a private server could not be started, used or stopped.
 ///

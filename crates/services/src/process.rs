@@ -144,6 +144,32 @@ fn log_tail(log: &Path) -> String {
     }
 }
 
+/// Ends a server left running by a `zeitwork up` that was killed outright (the pid
+/// [`ServiceError::AlreadyRunning`] named): SIGINT (a fast, clean shutdown for both
+/// Postgres and NATS), then SIGKILL if it is still there after the start timeout.
+pub async fn stop_orphan(pid: u32) -> Result<(), ServiceError> {
+    let context = format!("stopping the orphaned server with pid {pid}");
+    let Some(process) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Ok(());
+    };
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    if rustix::process::kill_process(process, rustix::process::Signal::INT).is_err() {
+        return Ok(()); // already gone
+    }
+    let deadline = Instant::now() + START_TIMEOUT;
+    while alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if alive() {
+        rustix::process::kill_process(process, rustix::process::Signal::KILL)
+            .map_err(|e| ServiceError::io(context)(e.into()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +240,24 @@ mod tests {
             matches!(&err, ServiceError::Command { stderr, .. } if stderr == "boom"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_orphan_is_stopped() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let waiter = tokio::spawn(async move { child.wait().await });
+        let started = std::time::Instant::now();
+        stop_orphan(pid).await.unwrap();
+        let status = waiter.await.unwrap().unwrap();
+        assert!(
+            !status.success(),
+            "the orphan was interrupted, not left to finish"
+        );
+        assert!(started.elapsed() < START_TIMEOUT, "SIGINT sufficed");
+        stop_orphan(pid).await.unwrap();
     }
 }

@@ -1,0 +1,59 @@
+use anyhow::Context;
+use clap::Subcommand;
+use tokio::net::TcpListener;
+use zeitwork_store::Store;
+
+use crate::settings::{OperatorArgs, secret_box};
+
+#[derive(Subcommand)]
+pub enum Role {
+    /// The control plane API (stateless; run several behind a load balancer).
+    Operator {
+        #[command(flatten)]
+        args: OperatorArgs,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Event log → NATS notifications (not available yet).
+    Listener,
+    /// Node agent (not available yet).
+    Agent,
+    /// Edge proxy (not available yet).
+    Edge,
+    /// L4 load balancer (not available yet).
+    Lb,
+}
+
+pub async fn run(role: Role) -> anyhow::Result<()> {
+    crate::init_logging();
+    match role {
+        Role::Operator { args, database_url } => {
+            let store = Store::connect(&database_url)
+                .await
+                .context("connecting to Postgres")?;
+            let secrets = secret_box(None)?;
+            let app = zeitwork_operator::app(store, secrets, args.config()).await?;
+            let listener = TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("listening on {}", args.listen))?;
+            tracing::info!(address = %args.listen, "operator API listening");
+            zeitwork_operator::serve(listener, app, shutdown_signal()).await?;
+            Ok(())
+        }
+        Role::Listener | Role::Agent | Role::Edge | Role::Lb => {
+            anyhow::bail!(
+                "this server role is not available yet: it arrives with the runtime, agent and edge issues"
+            )
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,156 @@
+//! `zeitwork up`: the whole platform on one machine, in one process. Postgres and NATS
+//! are started privately under the data directory unless DATABASE_URL / NATS_URL point
+//! at existing ones; state survives restarts because it all lives there.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use zeitwork_services::{Nats, Postgres, ServiceError};
+use zeitwork_store::Store;
+
+use crate::server::shutdown_signal;
+use crate::settings::{OperatorArgs, secret_box, write_private};
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    operator: OperatorArgs,
+    /// Where private Postgres/NATS data, the secret key and the admin token live
+    /// [default: $XDG_DATA_HOME/zeitwork or ~/.local/share/zeitwork].
+    #[arg(long, env = "ZEITWORK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use this Postgres instead of starting a private one.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Use this NATS instead of starting a private one.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: Option<String>,
+    /// Port of the private Postgres (loopback only).
+    #[arg(long, default_value_t = 54329)]
+    postgres_port: u16,
+    /// Port of the private NATS (loopback only).
+    #[arg(long, default_value_t = 42229)]
+    nats_port: u16,
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("zeitwork")
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    crate::init_logging();
+    let data = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let data = data.canonicalize()?;
+    let lock = std::fs::File::create(data.join("up.lock"))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "another `zeitwork up` is running on {}; stop it first (Ctrl-C)",
+            data.display()
+        );
+    }
+
+    let (postgres, database_url) = match &args.database_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            eprintln!(
+                "starting private PostgreSQL on 127.0.0.1:{} …",
+                args.postgres_port
+            );
+            let dir = data.join("postgres");
+            let pg = adopting(|| Postgres::start(&dir, args.postgres_port)).await?;
+            let url = pg.url();
+            (Some(pg), url)
+        }
+    };
+    let (nats, nats_url) = match &args.nats_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            eprintln!("starting private NATS on 127.0.0.1:{} …", args.nats_port);
+            let dir = data.join("nats");
+            let nats = adopting(|| Nats::start(&dir, args.nats_port)).await?;
+            let url = nats.url();
+            (Some(nats), url)
+        }
+    };
+    let result = serve(&args, &data, &database_url, &nats_url).await;
+    if let Some(nats) = nats {
+        nats.stop().await?;
+    }
+    if let Some(pg) = postgres {
+        pg.stop().await?;
+    }
+    eprintln!("stopped");
+    result
+}
+
+/// Starts a private server. One still running on our directory while we hold the
+/// data-dir lock was left by a `zeitwork up` that was killed outright: stop it and
+/// start afresh (the data is on disk; nothing is lost).
+async fn adopting<T, F, Fut>(start: F) -> Result<T, ServiceError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ServiceError>>,
+{
+    match start().await {
+        Err(ServiceError::AlreadyRunning { service, pid, .. }) => {
+            eprintln!(
+                "{service} (pid {pid}) was left running by a killed `zeitwork up`; restarting it"
+            );
+            zeitwork_services::stop_orphan(pid).await?;
+            start().await
+        }
+        other => other,
+    }
+}
+
+async fn serve(
+    args: &UpArgs,
+    data: &std::path::Path,
+    database_url: &str,
+    nats_url: &str,
+) -> anyhow::Result<()> {
+    let store = Store::connect(database_url)
+        .await
+        .context("connecting to Postgres")?;
+    async_nats::connect(nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {nats_url}"))?
+        .flush()
+        .await
+        .context("NATS did not answer")?;
+    let secrets = secret_box(Some(&data.join("secret.key")))?;
+    let token_file = data.join("admin-token");
+    let new_token = zeitwork_operator::auth::bootstrap_platform_token(&store).await?;
+    if let Some(token) = &new_token {
+        write_private(&token_file, &format!("{token}\n"))?;
+    }
+    let app = zeitwork_operator::app(store, secrets, args.operator.config()).await?;
+    let listener = TcpListener::bind(&args.operator.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.operator.listen))?;
+    let api = format!("http://{}", listener.local_addr()?);
+    println!("Zeitwork is up.");
+    println!("  API:        {api}");
+    match &new_token {
+        Some(token) => {
+            println!(
+                "  Admin token (shown once; also saved to {}):",
+                token_file.display()
+            );
+            println!("              {token}");
+            println!("  Log in:     zeitwork login --api {api} --token {token}");
+        }
+        None => println!("  Admin token: in {}", token_file.display()),
+    }
+    println!("  Data:       {}", data.display());
+    println!("Press Ctrl-C to stop.");
+    zeitwork_operator::serve(listener, app, shutdown_signal()).await?;
+    Ok(())
+}
