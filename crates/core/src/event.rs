@@ -47,10 +47,22 @@ pub struct ProcessSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventData {
-    OrgCreated { org_id: Uuid, name: String },
-    OrgDeleted { org_id: Uuid },
-    UserAdded { user_id: Uuid, org_id: Uuid, email: String, role: String },
-    UserRemoved { user_id: Uuid },
+    OrgCreated {
+        org_id: Uuid,
+        name: String,
+    },
+    OrgDeleted {
+        org_id: Uuid,
+    },
+    UserAdded {
+        user_id: Uuid,
+        org_id: Uuid,
+        email: String,
+        role: String,
+    },
+    UserRemoved {
+        user_id: Uuid,
+    },
     /// Only the SHA-256 of the token is ever stored.
     TokenCreated {
         token_id: Uuid,
@@ -59,11 +71,25 @@ pub enum EventData {
         role: String,
         hash: String,
     },
-    TokenRevoked { token_id: Uuid },
-    AppCreated { app_id: Uuid, org_id: Uuid, name: String },
-    AppDeleted { app_id: Uuid },
-    EnvCreated { env_id: Uuid, app_id: Uuid, name: String },
-    EnvDeleted { env_id: Uuid },
+    TokenRevoked {
+        token_id: Uuid,
+    },
+    AppCreated {
+        app_id: Uuid,
+        org_id: Uuid,
+        name: String,
+    },
+    AppDeleted {
+        app_id: Uuid,
+    },
+    EnvCreated {
+        env_id: Uuid,
+        app_id: Uuid,
+        name: String,
+    },
+    EnvDeleted {
+        env_id: Uuid,
+    },
     RouteCreated {
         route_id: Uuid,
         env_id: Uuid,
@@ -73,13 +99,33 @@ pub enum EventData {
         port: u16,
         proxy_protocol: bool,
     },
-    RouteDeleted { route_id: Uuid },
-    DomainAdded { domain_id: Uuid, env_id: Uuid, hostname: String, verification_token: String },
-    DomainRemoved { domain_id: Uuid },
+    RouteDeleted {
+        route_id: Uuid,
+    },
+    DomainAdded {
+        domain_id: Uuid,
+        env_id: Uuid,
+        hostname: String,
+        verification_token: String,
+    },
+    DomainRemoved {
+        domain_id: Uuid,
+    },
     /// `ciphertext` is base64 of nonce ‖ XChaCha20-Poly1305 output; the log never holds plaintext.
-    SecretSet { env_id: Uuid, name: String, version: i32, ciphertext: String },
-    SecretUnset { env_id: Uuid, name: String },
-    RegionCreated { region_id: Uuid, name: String },
+    SecretSet {
+        env_id: Uuid,
+        name: String,
+        version: i32,
+        ciphertext: String,
+    },
+    SecretUnset {
+        env_id: Uuid,
+        name: String,
+    },
+    RegionCreated {
+        region_id: Uuid,
+        name: String,
+    },
     NodeRegistered {
         node_id: Uuid,
         name: String,
@@ -153,8 +199,14 @@ mod tests {
     #[test]
     fn kind_matches_serde_tag() {
         let samples = [
-            EventData::OrgCreated { org_id: Uuid::nil(), name: "a".into() },
-            EventData::SecretUnset { env_id: Uuid::nil(), name: "X".into() },
+            EventData::OrgCreated {
+                org_id: Uuid::nil(),
+                name: "a".into(),
+            },
+            EventData::SecretUnset {
+                env_id: Uuid::nil(),
+                name: "X".into(),
+            },
             EventData::ProcessScaled {
                 deployment_id: Uuid::nil(),
                 process: "web".into(),

@@ -40,10 +40,17 @@ impl ImageRef {
         let hex = digest
             .strip_prefix("sha256:")
             .ok_or_else(|| ImageRefError::BadDigest(digest.to_owned()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(ImageRefError::BadDigest(digest.to_owned()));
         }
-        Ok(ImageRef { name: name.to_owned(), digest: digest.to_owned() })
+        Ok(ImageRef {
+            name: name.to_owned(),
+            digest: digest.to_owned(),
+        })
     }
 }
 
@@ -69,10 +76,22 @@ mod tests {
 
     #[test]
     fn refuses_tags_and_bad_digests() {
-        assert!(matches!(ImageRef::parse("hello:latest"), Err(ImageRefError::NotPinned(_))));
-        assert!(matches!(ImageRef::parse("hello@sha256:abc"), Err(ImageRefError::BadDigest(_))));
-        assert!(matches!(ImageRef::parse("hello@md5:abc"), Err(ImageRefError::BadDigest(_))));
-        assert!(matches!(ImageRef::parse(&format!("@{D}")), Err(ImageRefError::BadRepository(_))));
+        assert!(matches!(
+            ImageRef::parse("hello:latest"),
+            Err(ImageRefError::NotPinned(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("hello@sha256:abc"),
+            Err(ImageRefError::BadDigest(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("hello@md5:abc"),
+            Err(ImageRefError::BadDigest(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse(&format!("@{D}")),
+            Err(ImageRefError::BadRepository(_))
+        ));
         assert_eq!(ImageRef::parse("  "), Err(ImageRefError::Empty));
     }
 }

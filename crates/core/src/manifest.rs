@@ -27,7 +27,10 @@ pub struct ManifestError {
 
 impl ManifestError {
     fn at(path: impl Into<String>, message: impl Into<String>) -> ManifestError {
-        ManifestError { path: path.into(), message: message.into() }
+        ManifestError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -190,6 +193,12 @@ impl Manifest {
                 health: None,
             },
         );
-        Manifest { version: VERSION, app, processes, env: BTreeMap::new(), routes: Vec::new() }
+        Manifest {
+            version: VERSION,
+            app,
+            processes,
+            env: BTreeMap::new(),
+            routes: Vec::new(),
+        }
     }
 }

@@ -81,11 +81,18 @@ impl Hostname {
     pub fn parse(s: &str) -> Result<Hostname, NameError> {
         let s = s.strip_suffix('.').unwrap_or(s);
         if s.len() > 253 {
-            return Err(NameError::TooLong { max: 253, len: s.len() });
+            return Err(NameError::TooLong {
+                max: 253,
+                len: s.len(),
+            });
         }
         let labels: Vec<&str> = s.split('.').collect();
         if labels.len() < 2 {
-            return Err(if s.is_empty() { NameError::Empty } else { NameError::NotQualified });
+            return Err(if s.is_empty() {
+                NameError::Empty
+            } else {
+                NameError::NotQualified
+            });
         }
         for label in labels {
             check_label(label, 63)?;
@@ -137,7 +144,10 @@ mod tests {
 
     #[test]
     fn hostnames_need_two_valid_labels() {
-        assert_eq!(Hostname::parse("app.example.com.").unwrap().as_str(), "app.example.com");
+        assert_eq!(
+            Hostname::parse("app.example.com.").unwrap().as_str(),
+            "app.example.com"
+        );
         assert_eq!(Hostname::parse("localhost"), Err(NameError::NotQualified));
         assert_eq!(Hostname::parse("a..b"), Err(NameError::Empty));
         assert_eq!(Hostname::parse("A.com"), Err(NameError::BadChar('A')));

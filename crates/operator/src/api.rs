@@ -27,11 +27,19 @@ pub struct Field {
 }
 
 pub const fn req(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: true }
+    Field {
+        name,
+        kind,
+        required: true,
+    }
 }
 
 pub const fn opt(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: false }
+    Field {
+        name,
+        kind,
+        required: false,
+    }
 }
 
 /// One documented route.
@@ -63,18 +71,51 @@ impl Api {
         self
     }
 
-    pub fn public<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Api {
-        let e = Endpoint { method: Method::GET, path, summary, authenticated: false, body: &[] };
+    pub fn public<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Api {
+        let e = Endpoint {
+            method: Method::GET,
+            path,
+            summary,
+            authenticated: false,
+            body: &[],
+        };
         self.add(e, h)
     }
 
-    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Api {
-        let e = Endpoint { method: Method::GET, path, summary, authenticated: true, body: &[] };
+    pub fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Api {
+        let e = Endpoint {
+            method: Method::GET,
+            path,
+            summary,
+            authenticated: true,
+            body: &[],
+        };
         self.add(e, h)
     }
 
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, summary: &'static str, h: H) -> Api {
-        let e = Endpoint { method: Method::DELETE, path, summary, authenticated: true, body: &[] };
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Api {
+        let e = Endpoint {
+            method: Method::DELETE,
+            path,
+            summary,
+            authenticated: true,
+            body: &[],
+        };
         self.add(e, h)
     }
 
@@ -85,7 +126,13 @@ impl Api {
         body: &'static [Field],
         h: H,
     ) -> Api {
-        let e = Endpoint { method: Method::POST, path, summary, authenticated: true, body };
+        let e = Endpoint {
+            method: Method::POST,
+            path,
+            summary,
+            authenticated: true,
+            body,
+        };
         self.add(e, h)
     }
 
@@ -96,7 +143,13 @@ impl Api {
         body: &'static [Field],
         h: H,
     ) -> Api {
-        let e = Endpoint { method: Method::PUT, path, summary, authenticated: true, body };
+        let e = Endpoint {
+            method: Method::PUT,
+            path,
+            summary,
+            authenticated: true,
+            body,
+        };
         self.add(e, h)
     }
 

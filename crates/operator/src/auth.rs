@@ -37,7 +37,9 @@ impl Auth {
         if self.is_platform() {
             Ok(())
         } else {
-            Err(ApiError::forbidden("this needs a platform token (the one `zeitwork up` printed)"))
+            Err(ApiError::forbidden(
+                "this needs a platform token (the one `zeitwork up` printed)",
+            ))
         }
     }
 
@@ -56,7 +58,11 @@ impl Auth {
 
 /// A new random token: `zw_` and 40 alphanumerics (~238 bits).
 pub fn generate() -> String {
-    let body: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+    let body: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
     format!("zw_{body}")
 }
 
@@ -74,19 +80,28 @@ impl FromRequestParts<AppState> for Auth {
         let header = parts
             .headers
             .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer <token> header"))?;
+            .ok_or_else(|| {
+                ApiError::unauthenticated("missing Authorization: Bearer <token> header")
+            })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
+            })?;
         let principal = read::principal(state.store.pool(), &hash(token))
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?;
-        let role = Role::parse(&principal.role).ok_or_else(|| ApiError::unauthenticated("token has an unknown role"))?;
-        Ok(Auth { token_id: principal.token_id, org_id: principal.org_id, role })
+        let role = Role::parse(&principal.role)
+            .ok_or_else(|| ApiError::unauthenticated("token has an unknown role"))?;
+        Ok(Auth {
+            token_id: principal.token_id,
+            org_id: principal.org_id,
+            role,
+        })
     }
 }
 

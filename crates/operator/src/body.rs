@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use zeitwork_store::idempotency::{self, Recorded};
 use zeitwork_store::Tx;
+use zeitwork_store::idempotency::{self, Recorded};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -51,7 +51,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Create<T> {
         let idem = match idempotency_key(&headers).map_err(IntoResponse::into_response)? {
             None => None,
             Some(key) => {
-                let who = headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+                let who = headers
+                    .get(http::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default();
                 let scope = format!("{}:{method} {path}", hex::encode(Sha256::digest(who)));
                 let request_hash = hex::encode(Sha256::digest(&bytes));
                 if let Some(first) = idempotency::lookup(state.store.pool(), &scope, &key)
@@ -60,7 +63,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Create<T> {
                 {
                     return Err(replay(first, &request_hash));
                 }
-                Some(Idem { scope, key, request_hash })
+                Some(Idem {
+                    scope,
+                    key,
+                    request_hash,
+                })
             }
         };
         let body = parse(&bytes).map_err(IntoResponse::into_response)?;
@@ -71,10 +78,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Create<T> {
 impl<T> Create<T> {
     /// Records the answer under the idempotency key (if any) in the same transaction
     /// as the change, commits, and answers.
-    pub async fn finish(self, mut tx: Tx, status: StatusCode, body: impl Serialize) -> ApiResult<Response> {
+    pub async fn finish(
+        self,
+        mut tx: Tx,
+        status: StatusCode,
+        body: impl Serialize,
+    ) -> ApiResult<Response> {
         let value = serde_json::to_value(body).expect("answers serialize");
         if let Some(idem) = self.idem {
-            let answer = Recorded { request_hash: idem.request_hash, status: i32::from(status.as_u16()), body: value.clone() };
+            let answer = Recorded {
+                request_hash: idem.request_hash,
+                status: i32::from(status.as_u16()),
+                body: value.clone(),
+            };
             idempotency::record(&mut tx, &idem.scope, &idem.key, &answer).await?;
         }
         tx.commit().await?;
@@ -95,15 +111,22 @@ fn replay(first: Recorded, request_hash: &str) -> Response {
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let mut response = (status, Json(first.body)).into_response();
-    response.headers_mut().insert("idempotent-replay", http::HeaderValue::from_static("true"));
+    response
+        .headers_mut()
+        .insert("idempotent-replay", http::HeaderValue::from_static("true"));
     response
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = value.to_str().unwrap_or_default().trim();
     if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        ));
     }
     Ok(Some(key.to_owned()))
 }
@@ -122,7 +145,11 @@ async fn read(req: Request) -> ApiResult<(HeaderMap, bytes::Bytes)> {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+            .is_some_and(|ct| {
+                ct.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -136,15 +163,26 @@ async fn read(req: Request) -> ApiResult<(HeaderMap, bytes::Bytes)> {
 
 /// An empty body reads as `{}`, so calls whose fields are all optional need none.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    let bytes = if bytes.is_empty() { b"{}".as_slice() } else { bytes };
+    let bytes = if bytes.is_empty() {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
-            ApiError::invalid(if path == "." { "body".into() } else { path }, inner.to_string())
+            ApiError::invalid(
+                if path == "." { "body".into() } else { path },
+                inner.to_string(),
+            )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {inner}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
         }
     })
 }
@@ -163,9 +201,15 @@ mod tests {
     #[test]
     fn malformed_json_is_400_and_bad_fields_are_422_with_path() {
         let e = parse::<New>(b"{\"name\":").unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed_json"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "malformed_json")
+        );
         let e = parse::<New>(b"{\"name\":1}").unwrap_err();
-        assert_eq!((e.status, e.field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")));
+        assert_eq!(
+            (e.status, e.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
+        );
         let e = parse::<New>(b"{\"name\":\"a\",\"nmae\":1}").unwrap_err();
         assert!(e.message.contains("unknown field `nmae`"), "{}", e.message);
         let e = parse::<New>(b"").unwrap_err();

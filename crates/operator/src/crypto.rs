@@ -47,7 +47,13 @@ impl SecretBox {
         rand::thread_rng().fill_bytes(&mut nonce);
         let sealed = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("encryption cannot fail for in-memory buffers");
         let mut out = nonce.to_vec();
         out.extend(sealed);
@@ -61,7 +67,15 @@ impl SecretBox {
             return None;
         }
         let (nonce, body) = raw.split_at(24);
-        self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: aad.as_bytes() }).ok()
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
     }
 }
 
@@ -74,7 +88,10 @@ mod tests {
         let b = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
         let sealed = b.seal("env/DB_URL/1", b"postgres://secret");
         assert!(!sealed.contains("secret"));
-        assert_eq!(b.open("env/DB_URL/1", &sealed).unwrap(), b"postgres://secret");
+        assert_eq!(
+            b.open("env/DB_URL/1", &sealed).unwrap(),
+            b"postgres://secret"
+        );
         assert!(b.open("env/DB_URL/2", &sealed).is_none());
         let other = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
         assert!(other.open("env/DB_URL/1", &sealed).is_none());

@@ -22,9 +22,15 @@ use crate::state::AppState;
 
 /// Paths are built from these prefixes at compile time.
 macro_rules! p {
-    (org $rest:literal) => { concat!("/api/v1/orgs/{org}", $rest) };
-    (app $rest:literal) => { concat!("/api/v1/orgs/{org}/apps/{app}", $rest) };
-    (env $rest:literal) => { concat!("/api/v1/orgs/{org}/apps/{app}/envs/{env}", $rest) };
+    (org $rest:literal) => {
+        concat!("/api/v1/orgs/{org}", $rest)
+    };
+    (app $rest:literal) => {
+        concat!("/api/v1/orgs/{org}/apps/{app}", $rest)
+    };
+    (env $rest:literal) => {
+        concat!("/api/v1/orgs/{org}/apps/{app}/envs/{env}", $rest)
+    };
 }
 
 pub fn api() -> Api {
@@ -32,49 +38,157 @@ pub fn api() -> Api {
         .public("/health", "Liveness of the operator", meta::health)
         .public("/metrics", "Prometheus metrics", meta::metrics)
         .public("/api/v1/openapi.json", "This document", meta::openapi)
-        .get("/api/v1/whoami", "The calling token's org and role", meta::whoami)
+        .get(
+            "/api/v1/whoami",
+            "The calling token's org and role",
+            meta::whoami,
+        )
         .get("/api/v1/orgs", "List orgs visible to the token", orgs::list)
-        .post("/api/v1/orgs", "Create an org (platform token)", NAME, orgs::create)
+        .post(
+            "/api/v1/orgs",
+            "Create an org (platform token)",
+            NAME,
+            orgs::create,
+        )
         .get(p!(org ""), "Show an org", orgs::show)
-        .delete(p!(org ""), "Delete an org and everything in it (platform token)", orgs::delete)
+        .delete(
+            p!(org ""),
+            "Delete an org and everything in it (platform token)",
+            orgs::delete,
+        )
         .get(p!(org "/tokens"), "List the org's tokens", tokens::list)
-        .post(p!(org "/tokens"), "Create a token; its secret is shown once", TOKEN_FIELDS, tokens::create)
+        .post(
+            p!(org "/tokens"),
+            "Create a token; its secret is shown once",
+            TOKEN_FIELDS,
+            tokens::create,
+        )
         .delete(p!(org "/tokens/{id}"), "Revoke a token", tokens::revoke)
         .get(p!(org "/users"), "List the org's users", tokens::list_users)
-        .post(p!(org "/users"), "Add a user", USER_FIELDS, tokens::add_user)
+        .post(
+            p!(org "/users"),
+            "Add a user",
+            USER_FIELDS,
+            tokens::add_user,
+        )
         .delete(p!(org "/users/{id}"), "Remove a user", tokens::remove_user)
         .get(p!(org "/apps"), "List apps", apps::list)
-        .post(p!(org "/apps"), "Create an app (with env prod)", NAME, apps::create)
+        .post(
+            p!(org "/apps"),
+            "Create an app (with env prod)",
+            NAME,
+            apps::create,
+        )
         .get(p!(app ""), "Show an app", apps::show)
-        .delete(p!(app ""), "Delete an app and everything in it", apps::delete)
-        .get(p!(app "/releases"), "List releases, newest first", deploys::releases)
-        .get(p!(app "/releases/{number}"), "Show a release", deploys::release)
+        .delete(
+            p!(app ""),
+            "Delete an app and everything in it",
+            apps::delete,
+        )
+        .get(
+            p!(app "/releases"),
+            "List releases, newest first",
+            deploys::releases,
+        )
+        .get(
+            p!(app "/releases/{number}"),
+            "Show a release",
+            deploys::release,
+        )
         .get(p!(app "/envs"), "List envs", apps::list_envs)
         .post(p!(app "/envs"), "Create an env", NAME, apps::create_env)
         .get(p!(env ""), "Show an env", apps::show_env)
-        .delete(p!(env ""), "Delete an env and everything in it", apps::delete_env)
-        .get(p!(env "/status"), "Active deployment, URL and instances", deploys::status)
-        .get(p!(env "/deployments"), "List deployments, newest first", deploys::deployments)
-        .post(p!(env "/deployments"), "Deploy an image", DEPLOY_FIELDS, deploys::deploy)
-        .post(p!(env "/rollback"), "Roll back to an earlier release", ROLLBACK_FIELDS, deploys::rollback)
-        .post(p!(env "/scale"), "Change a process's instance count", SCALE_FIELDS, deploys::scale)
+        .delete(
+            p!(env ""),
+            "Delete an env and everything in it",
+            apps::delete_env,
+        )
+        .get(
+            p!(env "/status"),
+            "Active deployment, URL and instances",
+            deploys::status,
+        )
+        .get(
+            p!(env "/deployments"),
+            "List deployments, newest first",
+            deploys::deployments,
+        )
+        .post(
+            p!(env "/deployments"),
+            "Deploy an image",
+            DEPLOY_FIELDS,
+            deploys::deploy,
+        )
+        .post(
+            p!(env "/rollback"),
+            "Roll back to an earlier release",
+            ROLLBACK_FIELDS,
+            deploys::rollback,
+        )
+        .post(
+            p!(env "/scale"),
+            "Change a process's instance count",
+            SCALE_FIELDS,
+            deploys::scale,
+        )
         .get(p!(env "/instances"), "List instances", deploys::instances)
         .get(p!(env "/routes"), "List routes", routing::routes)
-        .post(p!(env "/routes"), "Create a route", ROUTE_FIELDS, routing::create_route)
-        .delete(p!(env "/routes/{id}"), "Delete a route", routing::delete_route)
+        .post(
+            p!(env "/routes"),
+            "Create a route",
+            ROUTE_FIELDS,
+            routing::create_route,
+        )
+        .delete(
+            p!(env "/routes/{id}"),
+            "Delete a route",
+            routing::delete_route,
+        )
         .get(p!(env "/domains"), "List custom domains", routing::domains)
-        .post(p!(env "/domains"), "Add a custom domain", DOMAIN_FIELDS, routing::add_domain)
-        .delete(p!(env "/domains/{hostname}"), "Remove a custom domain", routing::remove_domain)
-        .get(p!(env "/secrets"), "List secret names and versions (never values)", secrets::list)
-        .put(p!(env "/secrets/{name}"), "Set a secret", SECRET_FIELDS, secrets::set)
+        .post(
+            p!(env "/domains"),
+            "Add a custom domain",
+            DOMAIN_FIELDS,
+            routing::add_domain,
+        )
+        .delete(
+            p!(env "/domains/{hostname}"),
+            "Remove a custom domain",
+            routing::remove_domain,
+        )
+        .get(
+            p!(env "/secrets"),
+            "List secret names and versions (never values)",
+            secrets::list,
+        )
+        .put(
+            p!(env "/secrets/{name}"),
+            "Set a secret",
+            SECRET_FIELDS,
+            secrets::set,
+        )
         .delete(p!(env "/secrets/{name}"), "Unset a secret", secrets::unset)
         .get("/api/v1/nodes", "List nodes", nodes::list)
-        .post("/api/v1/nodes", "Register a node (platform token)", NODE_FIELDS, nodes::register)
+        .post(
+            "/api/v1/nodes",
+            "Register a node (platform token)",
+            NODE_FIELDS,
+            nodes::register,
+        )
         .get("/api/v1/nodes/{name}", "Show a node", nodes::show)
         .get("/api/v1/regions", "List regions", nodes::regions)
-        .post("/api/v1/regions", "Create a region (platform token)", NAME, nodes::create_region)
+        .post(
+            "/api/v1/regions",
+            "Create a region (platform token)",
+            NAME,
+            nodes::create_region,
+        )
         .get("/api/v1/events", "Page through the event log", events::list)
-        .get("/api/v1/events/stream", "Follow the event log (Server-Sent Events)", events::stream)
+        .get(
+            "/api/v1/events/stream",
+            "Follow the event log (Server-Sent Events)",
+            events::stream,
+        )
 }
 
 const NAME: &[Field] = &[req("name", Kind::String)];
@@ -84,7 +198,10 @@ const SECRET_FIELDS: &[Field] = &[req("value", Kind::String)];
 const TOKEN_FIELDS: &[Field] = &[req("name", Kind::String), req("role", Kind::String)];
 const USER_FIELDS: &[Field] = &[req("email", Kind::String), req("role", Kind::String)];
 const DEPLOY_FIELDS: &[Field] = &[req("image", Kind::String), opt("manifest", Kind::String)];
-const SCALE_FIELDS: &[Field] = &[req("process", Kind::String), req("instances", Kind::Integer)];
+const SCALE_FIELDS: &[Field] = &[
+    req("process", Kind::String),
+    req("instances", Kind::Integer),
+];
 const ROUTE_FIELDS: &[Field] = &[
     opt("host", Kind::String),
     req("process", Kind::String),
@@ -103,7 +220,12 @@ const NODE_FIELDS: &[Field] = &[
 
 impl AppState {
     /// Appends one event in its own transaction, for changes that answer 204.
-    pub(crate) async fn record(&self, auth: &Auth, org: Option<Uuid>, data: EventData) -> ApiResult<StatusCode> {
+    pub(crate) async fn record(
+        &self,
+        auth: &Auth,
+        org: Option<Uuid>,
+        data: EventData,
+    ) -> ApiResult<StatusCode> {
         let mut tx = self.store.begin().await?;
         log::append(&mut tx, org, &auth.actor(), data).await?;
         tx.commit().await?;

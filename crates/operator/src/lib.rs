@@ -44,14 +44,28 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
     drop(db);
     tokio::spawn(follow_head(store.clone(), tx));
     metrics::handle();
-    let state = AppState { store, secrets, config: Arc::new(config), head };
+    let state = AppState {
+        store,
+        secrets,
+        config: Arc::new(config),
+        head,
+    };
     let (router, _) = handlers::api().into_parts();
-    let router = router.route_layer(axum::middleware::from_fn_with_state(state.clone(), scope::org_guard));
+    let router = router.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        scope::org_guard,
+    ));
     let request_id = http::HeaderName::from_static("x-request-id");
     Ok(router
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
         })
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
@@ -61,8 +75,14 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Publishes the committed head seq (from Postgres NOTIFY) to event streams, and

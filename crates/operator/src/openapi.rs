@@ -45,8 +45,14 @@ fn operation(e: &Endpoint) -> Value {
         for f in e.body {
             props.insert(f.name.into(), kind_schema(f.kind));
         }
-        let required: Vec<&str> = e.body.iter().filter(|f| f.required).map(|f| f.name).collect();
-        let mut schema = json!({ "type": "object", "additionalProperties": false, "properties": props });
+        let required: Vec<&str> = e
+            .body
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name)
+            .collect();
+        let mut schema =
+            json!({ "type": "object", "additionalProperties": false, "properties": props });
         if !required.is_empty() {
             schema["required"] = json!(required);
         }
@@ -67,7 +73,11 @@ fn kind_schema(kind: Kind) -> Value {
 
 fn operation_id(e: &Endpoint) -> String {
     let mut id = e.method.as_str().to_ascii_lowercase();
-    for seg in e.path.split('/').filter(|s| !s.is_empty() && *s != "api" && *s != "v1") {
+    for seg in e
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "api" && *s != "v1")
+    {
         let seg = seg.trim_start_matches('{').trim_end_matches('}');
         id.push('_');
         id.push_str(&seg.replace(['-', '.'], "_"));

@@ -60,7 +60,10 @@ pub async fn plan(
             want.regions.to_vec()
         };
         if regions.is_empty() {
-            plans.extend((0..want.count).map(|_| unplaced(&want.spec.name, None, "no nodes are registered yet")));
+            plans.extend(
+                (0..want.count)
+                    .map(|_| unplaced(&want.spec.name, None, "no nodes are registered yet")),
+            );
             continue;
         }
         demands.push(Demand {
@@ -68,10 +71,23 @@ pub async fn plan(
             process: want.spec.name.clone(),
             millicpus: want.spec.millicpus,
             memory_mb: want.spec.memory_mb,
-            regions: regions.into_iter().map(|region| RegionDemand { region, count: want.count }).collect(),
+            regions: regions
+                .into_iter()
+                .map(|region| RegionDemand {
+                    region,
+                    count: want.count,
+                })
+                .collect(),
         });
     }
-    let placement = place(&nodes, &existing, &demands, &Policy { cpu_oversubscription });
+    let placement = place(
+        &nodes,
+        &existing,
+        &demands,
+        &Policy {
+            cpu_oversubscription,
+        },
+    );
     for a in placement.assignments {
         plans.push(InstancePlan {
             instance_id: Uuid::now_v7(),
@@ -100,6 +116,10 @@ fn unplaced(process: &str, region: Option<&str>, reason: &str) -> InstancePlan {
 
 /// Regions that have at least one node, in name order.
 pub async fn node_regions(db: &mut PgConnection) -> Result<Vec<String>, StoreError> {
-    let regions: BTreeSet<String> = read::nodes(db).await?.into_iter().map(|n| n.region).collect();
+    let regions: BTreeSet<String> = read::nodes(db)
+        .await?
+        .into_iter()
+        .map(|n| n.region)
+        .collect();
     Ok(regions.into_iter().collect())
 }

@@ -55,7 +55,10 @@ impl AppState {
     }
 
     pub async fn env(&self, auth: &Auth, p: &EnvPath, need: Role) -> ApiResult<EnvScope> {
-        let app_path = AppPath { org: p.org.clone(), app: p.app.clone() };
+        let app_path = AppPath {
+            org: p.org.clone(),
+            app: p.app.clone(),
+        };
         let (org, app) = self.app(auth, &app_path, need).await?;
         let env = read::env(self.store.pool(), app.id, &p.env)
             .await?
@@ -75,7 +78,11 @@ pub async fn org_guard(
     use axum::extract::FromRequestParts;
     use axum::response::IntoResponse;
 
-    let Some(org) = params.iter().find(|(k, _)| *k == "org").map(|(_, v)| v.to_owned()) else {
+    let Some(org) = params
+        .iter()
+        .find(|(k, _)| *k == "org")
+        .map(|(_, v)| v.to_owned())
+    else {
         return next.run(req).await;
     };
     let (mut parts, body) = req.into_parts();
@@ -87,5 +94,6 @@ pub async fn org_guard(
         return e.into_response();
     }
     parts.extensions.insert(auth);
-    next.run(axum::extract::Request::from_parts(parts, body)).await
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }

@@ -16,7 +16,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { base_domain: "zeitwork.localhost".into(), cpu_oversubscription: 4.0 }
+        Config {
+            base_domain: "zeitwork.localhost".into(),
+            cpu_oversubscription: 4.0,
+        }
     }
 }
 

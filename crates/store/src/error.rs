@@ -9,7 +9,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A uniqueness rule was broken; `field` names the input that clashed.
     #[error("{message}")]
-    Conflict { field: &'static str, message: String },
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("event log holds a payload this build cannot read at seq {seq}: {source}")]
@@ -20,8 +23,15 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
-        if let Some((field, message)) = e.as_database_error().and_then(|db| db.constraint()).and_then(conflict_for) {
-            return StoreError::Conflict { field, message: message.to_owned() };
+        if let Some((field, message)) = e
+            .as_database_error()
+            .and_then(|db| db.constraint())
+            .and_then(conflict_for)
+        {
+            return StoreError::Conflict {
+                field,
+                message: message.to_owned(),
+            };
         }
         StoreError::Db(e)
     }

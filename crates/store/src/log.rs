@@ -24,10 +24,11 @@ pub async fn append(
     actor: &str,
     data: EventData,
 ) -> Result<Event, StoreError> {
-    let (seq,): (i64,) =
-        sqlx::query_as("UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
-            .fetch_one(&mut *tx)
-            .await?;
+    let (seq,): (i64,) = sqlx::query_as(
+        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let payload = serde_json::to_value(&data).expect("event payloads serialize");
     let (at,): (DateTime<Utc>,) = sqlx::query_as(
         "INSERT INTO events (seq, at, org_id, kind, version, actor, payload)
@@ -40,7 +41,13 @@ pub async fn append(
     .bind(&payload)
     .fetch_one(&mut *tx)
     .await?;
-    let event = Event { seq, at, org_id, actor: actor.to_owned(), data };
+    let event = Event {
+        seq,
+        at,
+        org_id,
+        actor: actor.to_owned(),
+        data,
+    };
     project::apply(tx, &event).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -61,9 +68,17 @@ struct Row {
 
 impl Row {
     fn into_event(self) -> Result<Event, StoreError> {
-        let data = serde_json::from_value(self.payload)
-            .map_err(|source| StoreError::BadEvent { seq: self.seq, source })?;
-        Ok(Event { seq: self.seq, at: self.at, org_id: self.org_id, actor: self.actor, data })
+        let data = serde_json::from_value(self.payload).map_err(|source| StoreError::BadEvent {
+            seq: self.seq,
+            source,
+        })?;
+        Ok(Event {
+            seq: self.seq,
+            at: self.at,
+            org_id: self.org_id,
+            actor: self.actor,
+            data,
+        })
     }
 }
 
@@ -110,7 +125,9 @@ pub async fn read(
 
 /// The highest committed sequence number.
 pub async fn head(db: &mut PgConnection) -> Result<i64, StoreError> {
-    let (seq,): (Option<i64>,) = sqlx::query_as("SELECT max(seq) FROM events").fetch_one(db).await?;
+    let (seq,): (Option<i64>,) = sqlx::query_as("SELECT max(seq) FROM events")
+        .fetch_one(db)
+        .await?;
     Ok(seq.unwrap_or(0))
 }
 

@@ -22,7 +22,12 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
         }
         EventData::OrgDeleted { org_id } => delete(db, "orgs", org_id).await?,
-        EventData::UserAdded { user_id, org_id, email, role } => {
+        EventData::UserAdded {
+            user_id,
+            org_id,
+            email,
+            role,
+        } => {
             sqlx::query("INSERT INTO users (id, org_id, email, role, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(user_id)
                 .bind(org_id)
@@ -33,7 +38,13 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
         }
         EventData::UserRemoved { user_id } => delete(db, "users", user_id).await?,
-        EventData::TokenCreated { token_id, org_id, name, role, hash } => {
+        EventData::TokenCreated {
+            token_id,
+            org_id,
+            name,
+            role,
+            hash,
+        } => {
             sqlx::query(
                 "INSERT INTO tokens (id, org_id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -47,7 +58,11 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .await?;
         }
         EventData::TokenRevoked { token_id } => delete(db, "tokens", token_id).await?,
-        EventData::AppCreated { app_id, org_id, name } => {
+        EventData::AppCreated {
+            app_id,
+            org_id,
+            name,
+        } => {
             sqlx::query("INSERT INTO apps (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(app_id)
                 .bind(org_id)
@@ -57,7 +72,11 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
         }
         EventData::AppDeleted { app_id } => delete(db, "apps", app_id).await?,
-        EventData::EnvCreated { env_id, app_id, name } => {
+        EventData::EnvCreated {
+            env_id,
+            app_id,
+            name,
+        } => {
             sqlx::query("INSERT INTO envs (id, org_id, app_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(env_id)
                 .bind(org)
@@ -68,7 +87,15 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
         }
         EventData::EnvDeleted { env_id } => delete(db, "envs", env_id).await?,
-        EventData::RouteCreated { route_id, env_id, host, process, mode, port, proxy_protocol } => {
+        EventData::RouteCreated {
+            route_id,
+            env_id,
+            host,
+            process,
+            mode,
+            port,
+            proxy_protocol,
+        } => {
             sqlx::query(
                 "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -86,7 +113,12 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .await?;
         }
         EventData::RouteDeleted { route_id } => delete(db, "routes", route_id).await?,
-        EventData::DomainAdded { domain_id, env_id, hostname, verification_token } => {
+        EventData::DomainAdded {
+            domain_id,
+            env_id,
+            hostname,
+            verification_token,
+        } => {
             sqlx::query(
                 "INSERT INTO domains (id, org_id, env_id, hostname, verification_token, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -101,7 +133,12 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .await?;
         }
         EventData::DomainRemoved { domain_id } => delete(db, "domains", domain_id).await?,
-        EventData::SecretSet { env_id, name, version, ciphertext } => {
+        EventData::SecretSet {
+            env_id,
+            name,
+            version,
+            ciphertext,
+        } => {
             sqlx::query(
                 "INSERT INTO secrets (org_id, env_id, name, version, ciphertext, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -132,7 +169,15 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .execute(db)
                 .await?;
         }
-        EventData::NodeRegistered { node_id, name, region, zone, millicpus, memory_mb, addresses } => {
+        EventData::NodeRegistered {
+            node_id,
+            name,
+            region,
+            zone,
+            millicpus,
+            memory_mb,
+            addresses,
+        } => {
             sqlx::query(
                 "INSERT INTO nodes (id, name, region, zone, millicpus, memory_mb, addresses, state, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8)",
@@ -148,7 +193,15 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .execute(db)
             .await?;
         }
-        EventData::ReleaseCreated { release_id, app_id, number, image, digest, manifest, manifest_hash } => {
+        EventData::ReleaseCreated {
+            release_id,
+            app_id,
+            number,
+            image,
+            digest,
+            manifest,
+            manifest_hash,
+        } => {
             sqlx::query(
                 "INSERT INTO releases (id, org_id, app_id, number, image, digest, manifest, manifest_hash, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -165,7 +218,15 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .execute(db)
             .await?;
         }
-        EventData::DeploymentCreated { deployment_id, env_id, release_id, slug, rollback_of, processes, instances } => {
+        EventData::DeploymentCreated {
+            deployment_id,
+            env_id,
+            release_id,
+            slug,
+            rollback_of,
+            processes,
+            instances,
+        } => {
             sqlx::query(
                 "UPDATE instances SET desired_state = 'stopped', updated_at = $2
                  WHERE env_id = $1 AND desired_state <> 'stopped'",
@@ -196,13 +257,21 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             }
             insert_instances(db, event, deployment_id, instances).await?;
         }
-        EventData::ProcessScaled { deployment_id, process, instances, started, stopped } => {
-            sqlx::query("UPDATE process_types SET instances = $3 WHERE deployment_id = $1 AND name = $2")
-                .bind(deployment_id)
-                .bind(process)
-                .bind(*instances as i32)
-                .execute(&mut *db)
-                .await?;
+        EventData::ProcessScaled {
+            deployment_id,
+            process,
+            instances,
+            started,
+            stopped,
+        } => {
+            sqlx::query(
+                "UPDATE process_types SET instances = $3 WHERE deployment_id = $1 AND name = $2",
+            )
+            .bind(deployment_id)
+            .bind(process)
+            .bind(*instances as i32)
+            .execute(&mut *db)
+            .await?;
             sqlx::query("UPDATE instances SET desired_state = 'stopped', updated_at = $2 WHERE id = ANY($1)")
                 .bind(stopped)
                 .bind(at)
@@ -214,12 +283,23 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
     Ok(())
 }
 
-async fn delete(db: &mut PgConnection, table: &'static str, id: &uuid::Uuid) -> Result<(), StoreError> {
-    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE id = $1"))).bind(id).execute(db).await?;
+async fn delete(
+    db: &mut PgConnection,
+    table: &'static str,
+    id: &uuid::Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE id = $1")))
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
-async fn insert_process(db: &mut PgConnection, deployment: &uuid::Uuid, p: &ProcessSpec) -> Result<(), StoreError> {
+async fn insert_process(
+    db: &mut PgConnection,
+    deployment: &uuid::Uuid,
+    p: &ProcessSpec,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO process_types (deployment_id, name, instances, millicpus, memory_mb, port)
          VALUES ($1, $2, $3, $4, $5, $6)",

@@ -11,39 +11,49 @@ use crate::model::*;
 type R<T> = Result<T, StoreError>;
 
 pub async fn principal<'c>(db: impl PgExecutor<'c>, hash: &str) -> R<Option<Principal>> {
-    Ok(sqlx::query_as("SELECT id AS token_id, org_id, role FROM tokens WHERE hash = $1")
-        .bind(hash)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT id AS token_id, org_id, role FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 pub async fn orgs<'c>(db: impl PgExecutor<'c>, only: Option<Uuid>) -> R<Vec<Org>> {
-    Ok(sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE $1::uuid IS NULL OR id = $1 ORDER BY name")
-        .bind(only)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, name, created_at FROM orgs WHERE $1::uuid IS NULL OR id = $1 ORDER BY name",
+    )
+    .bind(only)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn org<'c>(db: impl PgExecutor<'c>, name: &str) -> R<Option<Org>> {
-    Ok(sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE name = $1")
-        .bind(name)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 pub async fn users<'c>(db: impl PgExecutor<'c>, org: Uuid) -> R<Vec<User>> {
-    Ok(sqlx::query_as("SELECT id, org_id, email, role, created_at FROM users WHERE org_id = $1 ORDER BY email")
-        .bind(org)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, org_id, email, role, created_at FROM users WHERE org_id = $1 ORDER BY email",
+    )
+    .bind(org)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn user<'c>(db: impl PgExecutor<'c>, org: Uuid, id: Uuid) -> R<Option<User>> {
-    Ok(sqlx::query_as("SELECT id, org_id, email, role, created_at FROM users WHERE org_id = $1 AND id = $2")
-        .bind(org)
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, org_id, email, role, created_at FROM users WHERE org_id = $1 AND id = $2",
+    )
+    .bind(org)
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn tokens<'c>(db: impl PgExecutor<'c>, org: Option<Uuid>) -> R<Vec<Token>> {
@@ -67,33 +77,41 @@ pub async fn token<'c>(db: impl PgExecutor<'c>, org: Option<Uuid>, id: Uuid) -> 
 }
 
 pub async fn apps<'c>(db: impl PgExecutor<'c>, org: Uuid) -> R<Vec<App>> {
-    Ok(sqlx::query_as("SELECT id, org_id, name, created_at FROM apps WHERE org_id = $1 ORDER BY name")
-        .bind(org)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, org_id, name, created_at FROM apps WHERE org_id = $1 ORDER BY name",
+    )
+    .bind(org)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn app<'c>(db: impl PgExecutor<'c>, org: Uuid, name: &str) -> R<Option<App>> {
-    Ok(sqlx::query_as("SELECT id, org_id, name, created_at FROM apps WHERE org_id = $1 AND name = $2")
-        .bind(org)
-        .bind(name)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, org_id, name, created_at FROM apps WHERE org_id = $1 AND name = $2",
+    )
+    .bind(org)
+    .bind(name)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn envs<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<Env>> {
-    Ok(sqlx::query_as("SELECT id, app_id, name, created_at FROM envs WHERE app_id = $1 ORDER BY name")
-        .bind(app)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, app_id, name, created_at FROM envs WHERE app_id = $1 ORDER BY name",
+    )
+    .bind(app)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn env<'c>(db: impl PgExecutor<'c>, app: Uuid, name: &str) -> R<Option<Env>> {
-    Ok(sqlx::query_as("SELECT id, app_id, name, created_at FROM envs WHERE app_id = $1 AND name = $2")
-        .bind(app)
-        .bind(name)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT id, app_id, name, created_at FROM envs WHERE app_id = $1 AND name = $2",
+    )
+    .bind(app)
+    .bind(name)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn routes<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Route>> {
@@ -117,57 +135,80 @@ pub async fn domains<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Domain>> {
 }
 
 pub async fn secrets<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Secret>> {
-    Ok(sqlx::query_as("SELECT name, version, updated_at FROM secrets WHERE env_id = $1 ORDER BY name")
-        .bind(env)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT name, version, updated_at FROM secrets WHERE env_id = $1 ORDER BY name",
+    )
+    .bind(env)
+    .fetch_all(db)
+    .await?)
 }
 
 /// The stored ciphertext of one secret, for the runtime that delivers it (never the API).
-pub async fn secret_ciphertext<'c>(db: impl PgExecutor<'c>, env: Uuid, name: &str) -> R<Option<(i32, String)>> {
-    Ok(sqlx::query_as("SELECT version, ciphertext FROM secrets WHERE env_id = $1 AND name = $2")
-        .bind(env)
-        .bind(name)
-        .fetch_optional(db)
-        .await?)
+pub async fn secret_ciphertext<'c>(
+    db: impl PgExecutor<'c>,
+    env: Uuid,
+    name: &str,
+) -> R<Option<(i32, String)>> {
+    Ok(
+        sqlx::query_as("SELECT version, ciphertext FROM secrets WHERE env_id = $1 AND name = $2")
+            .bind(env)
+            .bind(name)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
-const RELEASE: &str = "SELECT id, app_id, number, image, digest, manifest_hash, manifest, created_at FROM releases";
+const RELEASE: &str =
+    "SELECT id, app_id, number, image, digest, manifest_hash, manifest, created_at FROM releases";
 
 pub async fn releases<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<Release>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{RELEASE} WHERE app_id = $1 ORDER BY number DESC")))
-        .bind(app)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{RELEASE} WHERE app_id = $1 ORDER BY number DESC"
+    )))
+    .bind(app)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn release<'c>(db: impl PgExecutor<'c>, app: Uuid, number: i32) -> R<Option<Release>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{RELEASE} WHERE app_id = $1 AND number = $2")))
-        .bind(app)
-        .bind(number)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{RELEASE} WHERE app_id = $1 AND number = $2"
+    )))
+    .bind(app)
+    .bind(number)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn release_by_id<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<Release>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{RELEASE} WHERE id = $1"))).bind(id).fetch_optional(db).await?)
+    Ok(
+        sqlx::query_as(AssertSqlSafe(format!("{RELEASE} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
-const DEPLOYMENT: &str = "SELECT d.id, d.env_id, d.release_id, r.number AS release_number, d.slug, d.state,
+const DEPLOYMENT: &str =
+    "SELECT d.id, d.env_id, d.release_id, r.number AS release_number, d.slug, d.state,
         d.rollback_of, d.created_at FROM deployments d JOIN releases r ON r.id = d.release_id";
 
 pub async fn deployments<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Deployment>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{DEPLOYMENT} WHERE d.env_id = $1 ORDER BY d.created_at DESC")))
-        .bind(env)
-        .fetch_all(db)
-        .await?)
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{DEPLOYMENT} WHERE d.env_id = $1 ORDER BY d.created_at DESC"
+    )))
+    .bind(env)
+    .fetch_all(db)
+    .await?)
 }
 
 pub async fn active_deployment<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Option<Deployment>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{DEPLOYMENT} WHERE d.env_id = $1 AND d.state = 'active'")))
-        .bind(env)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{DEPLOYMENT} WHERE d.env_id = $1 AND d.state = 'active'"
+    )))
+    .bind(env)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn process_types<'c>(db: impl PgExecutor<'c>, deployment: Uuid) -> R<Vec<ProcessType>> {
@@ -204,13 +245,26 @@ pub async fn placed_instances<'c>(db: impl PgExecutor<'c>) -> R<Vec<PlacedInstan
 const NODE: &str = "SELECT id, name, region, zone, millicpus, memory_mb, addresses, state, last_heartbeat, created_at FROM nodes";
 
 pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY name"))).fetch_all(db).await?)
+    Ok(
+        sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY name")))
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 pub async fn node<'c>(db: impl PgExecutor<'c>, name: &str) -> R<Option<Node>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE name = $1"))).bind(name).fetch_optional(db).await?)
+    Ok(
+        sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE name = $1")))
+            .bind(name)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 pub async fn regions<'c>(db: impl PgExecutor<'c>) -> R<Vec<Region>> {
-    Ok(sqlx::query_as("SELECT id, name, created_at FROM regions ORDER BY name").fetch_all(db).await?)
+    Ok(
+        sqlx::query_as("SELECT id, name, created_at FROM regions ORDER BY name")
+            .fetch_all(db)
+            .await?,
+    )
 }

@@ -35,9 +35,12 @@ const PAGE: i64 = 1000;
 pub async fn rebuild(store: &Store) -> Result<i64, StoreError> {
     let mut tx = store.begin().await?;
     log::lock(&mut tx).await?;
-    sqlx::query(AssertSqlSafe(format!("TRUNCATE {} CASCADE", PROJECTIONS.join(", "))))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "TRUNCATE {} CASCADE",
+        PROJECTIONS.join(", ")
+    )))
+    .execute(&mut *tx)
+    .await?;
     let mut after = 0;
     let mut applied = 0;
     loop {
@@ -55,7 +58,9 @@ pub async fn rebuild(store: &Store) -> Result<i64, StoreError> {
 
 /// Every projection row as JSON, in a stable order: two snapshots are equal exactly
 /// when the tables hold the same data.
-pub async fn snapshot(db: &mut PgConnection) -> Result<BTreeMap<&'static str, serde_json::Value>, StoreError> {
+pub async fn snapshot(
+    db: &mut PgConnection,
+) -> Result<BTreeMap<&'static str, serde_json::Value>, StoreError> {
     let mut out = BTreeMap::new();
     for table in PROJECTIONS {
         let (rows,): (serde_json::Value,) = sqlx::query_as(AssertSqlSafe(format!(

@@ -7,8 +7,8 @@ use rand::Rng;
 use uuid::Uuid;
 use zeitwork_core::EventData;
 use zeitwork_services::Postgres;
-use zeitwork_store::log::{self, Scope};
 use zeitwork_store::Store;
+use zeitwork_store::log::{self, Scope};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 40;
@@ -26,7 +26,10 @@ async fn concurrent_writers_never_let_a_tailing_reader_skip_an_event() {
             for i in 0..PER_WRITER {
                 let mut tx = store.begin().await.unwrap();
                 let name = format!("w{w}-{i}");
-                let data = EventData::OrgCreated { org_id: Uuid::now_v7(), name: name.clone() };
+                let data = EventData::OrgCreated {
+                    org_id: Uuid::now_v7(),
+                    name: name.clone(),
+                };
                 log::append(&mut tx, None, "test", data).await.unwrap();
                 // Hold the transaction open for a while so commits land late and out of
                 // start order; roll some back to prove the sequence stays gap-free.
@@ -56,7 +59,12 @@ async fn concurrent_writers_never_let_a_tailing_reader_skip_an_event() {
                 let mut db = store.pool().acquire().await.unwrap();
                 let page = log::read(&mut db, Scope::All, cursor, 7).await.unwrap();
                 for e in page {
-                    assert_eq!(e.seq, cursor + 1, "the tailing reader skipped from {cursor} to {}", e.seq);
+                    assert_eq!(
+                        e.seq,
+                        cursor + 1,
+                        "the tailing reader skipped from {cursor} to {}",
+                        e.seq
+                    );
                     cursor = e.seq;
                     if let EventData::OrgCreated { name, .. } = e.data {
                         seen.push(name);
@@ -75,20 +83,38 @@ async fn concurrent_writers_never_let_a_tailing_reader_skip_an_event() {
         committed.extend(w.await.unwrap());
     }
     let mut tx = store.begin().await.unwrap();
-    log::append(&mut tx, None, "test", EventData::OrgCreated { org_id: Uuid::now_v7(), name: "done".into() })
-        .await
-        .unwrap();
+    log::append(
+        &mut tx,
+        None,
+        "test",
+        EventData::OrgCreated {
+            org_id: Uuid::now_v7(),
+            name: "done".into(),
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut seen = reader.await.unwrap();
     assert_eq!(seen.pop().as_deref(), Some("done"));
-    assert!(committed.len() > WRITERS * PER_WRITER / 2, "most writes commit");
+    assert!(
+        committed.len() > WRITERS * PER_WRITER / 2,
+        "most writes commit"
+    );
     let mut expected = committed.clone();
     expected.sort();
     seen.sort();
-    assert_eq!(seen, expected, "the reader saw exactly the committed events");
+    assert_eq!(
+        seen, expected,
+        "the reader saw exactly the committed events"
+    );
     let mut db = store.pool().acquire().await.unwrap();
-    assert_eq!(log::head(&mut db).await.unwrap(), committed.len() as i64 + 1, "no gaps from rollbacks");
+    assert_eq!(
+        log::head(&mut db).await.unwrap(),
+        committed.len() as i64 + 1,
+        "no gaps from rollbacks"
+    );
 }
 
 #[tokio::test]
@@ -96,11 +122,23 @@ async fn the_log_refuses_updates_and_deletes() {
     let pg = Postgres::throwaway().await.expect("throwaway postgres");
     let store = Store::connect(&pg.url()).await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    log::append(&mut tx, None, "test", EventData::OrgCreated { org_id: Uuid::now_v7(), name: "a".into() })
-        .await
-        .unwrap();
+    log::append(
+        &mut tx,
+        None,
+        "test",
+        EventData::OrgCreated {
+            org_id: Uuid::now_v7(),
+            name: "a".into(),
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
-    for sql in ["UPDATE events SET actor = 'x'", "DELETE FROM events", "TRUNCATE events"] {
+    for sql in [
+        "UPDATE events SET actor = 'x'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
         let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }

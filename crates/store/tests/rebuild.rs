@@ -27,86 +27,197 @@ fn plan(process: &str, node: Option<Uuid>) -> InstancePlan {
 async fn rebuilt_projections_equal_the_live_ones() {
     let pg = Postgres::throwaway().await.expect("throwaway postgres");
     let store = Store::connect(&pg.url()).await.unwrap();
-    let (org, app, prod, staging) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let (node, release, d1, d2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (org, app, prod, staging) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let (node, release, d1, d2) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
     let o = Some(org);
-    let web = ProcessSpec { name: "web".into(), instances: 2, millicpus: 500, memory_mb: 128, port: Some(8080) };
+    let web = ProcessSpec {
+        name: "web".into(),
+        instances: 2,
+        millicpus: 500,
+        memory_mb: 128,
+        port: Some(8080),
+    };
     let events = vec![
-        (None, EventData::RegionCreated { region_id: Uuid::now_v7(), name: "local".into() }),
-        (None, EventData::NodeRegistered {
-            node_id: node,
-            name: "n1".into(),
-            region: "local".into(),
-            zone: Some("a".into()),
-            millicpus: 2000,
-            memory_mb: 4096,
-            addresses: vec!["10.0.0.1".into()],
-        }),
-        (o, EventData::OrgCreated { org_id: org, name: "acme".into() }),
-        (o, EventData::UserAdded { user_id: Uuid::now_v7(), org_id: org, email: "a@acme.io".into(), role: "admin".into() }),
-        (o, EventData::TokenCreated {
-            token_id: Uuid::now_v7(),
-            org_id: o,
-            name: "ci".into(),
-            role: "deployer".into(),
-            hash: "ab".repeat(32),
-        }),
-        (o, EventData::AppCreated { app_id: app, org_id: org, name: "web".into() }),
-        (o, EventData::EnvCreated { env_id: prod, app_id: app, name: "prod".into() }),
-        (o, EventData::EnvCreated { env_id: staging, app_id: app, name: "staging".into() }),
-        (o, EventData::SecretSet { env_id: prod, name: "DB".into(), version: 1, ciphertext: "c1".into() }),
-        (o, EventData::SecretSet { env_id: prod, name: "DB".into(), version: 2, ciphertext: "c2".into() }),
-        (o, EventData::SecretSet { env_id: prod, name: "GONE".into(), version: 1, ciphertext: "c".into() }),
-        (o, EventData::SecretUnset { env_id: prod, name: "GONE".into() }),
-        (o, EventData::RouteCreated {
-            route_id: Uuid::now_v7(),
-            env_id: prod,
-            host: Some("www.acme.io".into()),
-            process: "web".into(),
-            mode: "http".into(),
-            port: 8080,
-            proxy_protocol: false,
-        }),
-        (o, EventData::DomainAdded {
-            domain_id: Uuid::now_v7(),
-            env_id: prod,
-            hostname: "acme.io".into(),
-            verification_token: "t".into(),
-        }),
-        (o, EventData::ReleaseCreated {
-            release_id: release,
-            app_id: app,
-            number: 1,
-            image: "r/web@sha256:00".into(),
-            digest: "sha256:00".into(),
-            manifest: serde_json::json!({"version": 1}),
-            manifest_hash: "sha256:11".into(),
-        }),
-        (o, EventData::DeploymentCreated {
-            deployment_id: d1,
-            env_id: prod,
-            release_id: release,
-            slug: "abc1234".into(),
-            rollback_of: None,
-            processes: vec![web.clone()],
-            instances: vec![plan("web", Some(node)), plan("web", None)],
-        }),
-        (o, EventData::DeploymentCreated {
-            deployment_id: d2,
-            env_id: prod,
-            release_id: release,
-            slug: "def5678".into(),
-            rollback_of: Some(d1),
-            processes: vec![web],
-            instances: vec![plan("web", Some(node))],
-        }),
-        (o, EventData::ProcessScaled {
-            deployment_id: d2,
-            process: "web".into(),
-            instances: 2,
-            started: vec![plan("web", Some(node))],
-            stopped: vec![],
-        }),
+        (
+            None,
+            EventData::RegionCreated {
+                region_id: Uuid::now_v7(),
+                name: "local".into(),
+            },
+        ),
+        (
+            None,
+            EventData::NodeRegistered {
+                node_id: node,
+                name: "n1".into(),
+                region: "local".into(),
+                zone: Some("a".into()),
+                millicpus: 2000,
+                memory_mb: 4096,
+                addresses: vec!["10.0.0.1".into()],
+            },
+        ),
+        (
+            o,
+            EventData::OrgCreated {
+                org_id: org,
+                name: "acme".into(),
+            },
+        ),
+        (
+            o,
+            EventData::UserAdded {
+                user_id: Uuid::now_v7(),
+                org_id: org,
+                email: "a@acme.io".into(),
+                role: "admin".into(),
+            },
+        ),
+        (
+            o,
+            EventData::TokenCreated {
+                token_id: Uuid::now_v7(),
+                org_id: o,
+                name: "ci".into(),
+                role: "deployer".into(),
+                hash: "ab".repeat(32),
+            },
+        ),
+        (
+            o,
+            EventData::AppCreated {
+                app_id: app,
+                org_id: org,
+                name: "web".into(),
+            },
+        ),
+        (
+            o,
+            EventData::EnvCreated {
+                env_id: prod,
+                app_id: app,
+                name: "prod".into(),
+            },
+        ),
+        (
+            o,
+            EventData::EnvCreated {
+                env_id: staging,
+                app_id: app,
+                name: "staging".into(),
+            },
+        ),
+        (
+            o,
+            EventData::SecretSet {
+                env_id: prod,
+                name: "DB".into(),
+                version: 1,
+                ciphertext: "c1".into(),
+            },
+        ),
+        (
+            o,
+            EventData::SecretSet {
+                env_id: prod,
+                name: "DB".into(),
+                version: 2,
+                ciphertext: "c2".into(),
+            },
+        ),
+        (
+            o,
+            EventData::SecretSet {
+                env_id: prod,
+                name: "GONE".into(),
+                version: 1,
+                ciphertext: "c".into(),
+            },
+        ),
+        (
+            o,
+            EventData::SecretUnset {
+                env_id: prod,
+                name: "GONE".into(),
+            },
+        ),
+        (
+            o,
+            EventData::RouteCreated {
+                route_id: Uuid::now_v7(),
+                env_id: prod,
+                host: Some("www.acme.io".into()),
+                process: "web".into(),
+                mode: "http".into(),
+                port: 8080,
+                proxy_protocol: false,
+            },
+        ),
+        (
+            o,
+            EventData::DomainAdded {
+                domain_id: Uuid::now_v7(),
+                env_id: prod,
+                hostname: "acme.io".into(),
+                verification_token: "t".into(),
+            },
+        ),
+        (
+            o,
+            EventData::ReleaseCreated {
+                release_id: release,
+                app_id: app,
+                number: 1,
+                image: "r/web@sha256:00".into(),
+                digest: "sha256:00".into(),
+                manifest: serde_json::json!({"version": 1}),
+                manifest_hash: "sha256:11".into(),
+            },
+        ),
+        (
+            o,
+            EventData::DeploymentCreated {
+                deployment_id: d1,
+                env_id: prod,
+                release_id: release,
+                slug: "abc1234".into(),
+                rollback_of: None,
+                processes: vec![web.clone()],
+                instances: vec![plan("web", Some(node)), plan("web", None)],
+            },
+        ),
+        (
+            o,
+            EventData::DeploymentCreated {
+                deployment_id: d2,
+                env_id: prod,
+                release_id: release,
+                slug: "def5678".into(),
+                rollback_of: Some(d1),
+                processes: vec![web],
+                instances: vec![plan("web", Some(node))],
+            },
+        ),
+        (
+            o,
+            EventData::ProcessScaled {
+                deployment_id: d2,
+                process: "web".into(),
+                instances: 2,
+                started: vec![plan("web", Some(node))],
+                stopped: vec![],
+            },
+        ),
         (o, EventData::EnvDeleted { env_id: staging }),
     ];
     for (org, data) in events {
@@ -116,7 +227,11 @@ async fn rebuilt_projections_equal_the_live_ones() {
     let mut db = store.pool().acquire().await.unwrap();
     let live = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(live["instances"].as_array().unwrap().len(), 4);
-    assert_eq!(live["envs"].as_array().unwrap().len(), 1, "staging was deleted");
+    assert_eq!(
+        live["envs"].as_array().unwrap().len(),
+        1,
+        "staging was deleted"
+    );
     assert_eq!(live["secrets"][0]["version"], 2);
     let applied = rebuild::rebuild(&store).await.unwrap();
     assert_eq!(applied, 19);
@@ -128,11 +243,34 @@ async fn rebuilt_projections_equal_the_live_ones() {
 async fn a_conflicting_event_writes_nothing() {
     let pg = Postgres::throwaway().await.expect("throwaway postgres");
     let store = Store::connect(&pg.url()).await.unwrap();
-    emit(&store, None, EventData::OrgCreated { org_id: Uuid::now_v7(), name: "acme".into() }).await.unwrap();
-    let err = emit(&store, None, EventData::OrgCreated { org_id: Uuid::now_v7(), name: "acme".into() })
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { field: "name", .. }), "{err:?}");
+    emit(
+        &store,
+        None,
+        EventData::OrgCreated {
+            org_id: Uuid::now_v7(),
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let err = emit(
+        &store,
+        None,
+        EventData::OrgCreated {
+            org_id: Uuid::now_v7(),
+            name: "acme".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { field: "name", .. }),
+        "{err:?}"
+    );
     let mut db = store.pool().acquire().await.unwrap();
-    assert_eq!(log::head(&mut db).await.unwrap(), 1, "the failed append left no event");
+    assert_eq!(
+        log::head(&mut db).await.unwrap(),
+        1,
+        "the failed append left no event"
+    );
 }

@@ -13,11 +13,17 @@ impl Manifest {
         if self.version != VERSION {
             return Err(ManifestError::at(
                 "version",
-                format!("unsupported manifest version {} (this build understands {VERSION})", self.version),
+                format!(
+                    "unsupported manifest version {} (this build understands {VERSION})",
+                    self.version
+                ),
             ));
         }
         if self.processes.is_empty() {
-            return Err(ManifestError::at("processes", "declare at least one process, e.g. [processes.web]"));
+            return Err(ManifestError::at(
+                "processes",
+                "declare at least one process, e.g. [processes.web]",
+            ));
         }
         for (name, process) in &self.processes {
             check_process(&format!("processes.{name}"), process)?;
@@ -30,7 +36,10 @@ impl Manifest {
             let Some(process) = self.processes.get(&route.process) else {
                 return Err(ManifestError::at(
                     format!("{path}.process"),
-                    format!("no process named {:?} in [processes]", route.process.as_str()),
+                    format!(
+                        "no process named {:?} in [processes]",
+                        route.process.as_str()
+                    ),
                 ));
             };
             if route.port.or(process.port).is_none() {
@@ -55,7 +64,10 @@ impl Manifest {
                 _ => {}
             }
             if route.port == Some(0) {
-                return Err(ManifestError::at(format!("{path}.port"), "must be between 1 and 65535"));
+                return Err(ManifestError::at(
+                    format!("{path}.port"),
+                    "must be between 1 and 65535",
+                ));
             }
         }
         Ok(())
@@ -64,10 +76,19 @@ impl Manifest {
 
 fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
     if p.port == Some(0) {
-        return Err(ManifestError::at(format!("{path}.port"), "must be between 1 and 65535"));
+        return Err(ManifestError::at(
+            format!("{path}.port"),
+            "must be between 1 and 65535",
+        ));
     }
-    if p.command.as_ref().is_some_and(|c| c.first().is_none_or(String::is_empty)) {
-        return Err(ManifestError::at(format!("{path}.command"), "must name a program to run"));
+    if p.command
+        .as_ref()
+        .is_some_and(|c| c.first().is_none_or(String::is_empty))
+    {
+        return Err(ManifestError::at(
+            format!("{path}.command"),
+            "must name a program to run",
+        ));
     }
     if p.instances > MAX_INSTANCES {
         return Err(ManifestError::at(
@@ -96,21 +117,36 @@ fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
 fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestError> {
     match (&h.path, h.tcp) {
         (Some(_), true) => {
-            return Err(ManifestError::at(path, "choose either path (HTTP) or tcp = true, not both"));
+            return Err(ManifestError::at(
+                path,
+                "choose either path (HTTP) or tcp = true, not both",
+            ));
         }
         (None, false) => {
-            return Err(ManifestError::at(path, "set path = \"/health\" (HTTP) or tcp = true"));
+            return Err(ManifestError::at(
+                path,
+                "set path = \"/health\" (HTTP) or tcp = true",
+            ));
         }
         (Some(p), false) if !p.starts_with('/') => {
-            return Err(ManifestError::at(format!("{path}.path"), "must start with '/'"));
+            return Err(ManifestError::at(
+                format!("{path}.path"),
+                "must start with '/'",
+            ));
         }
         _ => {}
     }
     if !has_port {
-        return Err(ManifestError::at(path, "health checks need the process port to be set"));
+        return Err(ManifestError::at(
+            path,
+            "health checks need the process port to be set",
+        ));
     }
     if h.interval.0 < 1.0 {
-        return Err(ManifestError::at(format!("{path}.interval"), "must be at least 1s"));
+        return Err(ManifestError::at(
+            format!("{path}.interval"),
+            "must be at least 1s",
+        ));
     }
     if h.timeout.0 <= 0.0 || h.timeout >= h.interval {
         return Err(ManifestError::at(
@@ -118,9 +154,15 @@ fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestEr
             "must be more than 0 and shorter than the interval",
         ));
     }
-    for (field, value) in [("healthy_threshold", h.healthy_threshold), ("unhealthy_threshold", h.unhealthy_threshold)] {
+    for (field, value) in [
+        ("healthy_threshold", h.healthy_threshold),
+        ("unhealthy_threshold", h.unhealthy_threshold),
+    ] {
         if !(1..=100).contains(&value) {
-            return Err(ManifestError::at(format!("{path}.{field}"), "must be between 1 and 100"));
+            return Err(ManifestError::at(
+                format!("{path}.{field}"),
+                "must be between 1 and 100",
+            ));
         }
     }
     Ok(())
@@ -129,7 +171,9 @@ fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestEr
 /// Environment variable names: POSIX shell names; the `ZEITWORK_` prefix is ours.
 pub fn check_env_name(key: &str) -> Result<(), String> {
     let mut chars = key.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err("variable names must match [A-Za-z_][A-Za-z0-9_]*".into());
     }
@@ -195,26 +239,46 @@ proxy_protocol = true
     #[test]
     fn unknown_fields_name_their_path() {
         let e = err(&GOOD.replace("interval = \"5s\"", "intervall = \"5s\""));
-        assert!(e.starts_with("processes.web.health.intervall: unknown field `intervall`"), "{e}");
+        assert!(
+            e.starts_with("processes.web.health.intervall: unknown field `intervall`"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("version = 1", "version = 1\nextra = true"));
         assert!(e.contains("unknown field `extra`"), "{e}");
         let e = err(&GOOD.replace("proxy_protocol = true", "proxy = true"));
-        assert!(e.starts_with("routes[1].proxy: unknown field `proxy`"), "{e}");
+        assert!(
+            e.starts_with("routes[1].proxy: unknown field `proxy`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn semantic_errors_name_their_path() {
         assert!(err(&GOOD.replace("version = 1", "version = 2")).starts_with("version:"));
         assert!(err(&GOOD.replace("cpus = 0.5", "cpus = 0")).starts_with("processes.web.cpus:"));
-        assert!(err(&GOOD.replace("memory_mb = 128", "memory_mb = 1")).starts_with("processes.web.memory_mb:"));
-        assert!(err(&GOOD.replace("timeout = \"1s\"", "timeout = \"9s\"")).starts_with("processes.web.health.timeout:"));
-        assert!(err(&GOOD.replace("path = \"/healthz\"", "path = \"/h\"\ntcp = true")).starts_with("processes.web.health:"));
-        assert!(err(&GOOD.replace("process = \"web\"\n\n", "process = \"api\"\n\n")).starts_with("routes[0].process:"));
+        assert!(
+            err(&GOOD.replace("memory_mb = 128", "memory_mb = 1"))
+                .starts_with("processes.web.memory_mb:")
+        );
+        assert!(
+            err(&GOOD.replace("timeout = \"1s\"", "timeout = \"9s\""))
+                .starts_with("processes.web.health.timeout:")
+        );
+        assert!(
+            err(&GOOD.replace("path = \"/healthz\"", "path = \"/h\"\ntcp = true"))
+                .starts_with("processes.web.health:")
+        );
+        assert!(
+            err(&GOOD.replace("process = \"web\"\n\n", "process = \"api\"\n\n"))
+                .starts_with("routes[0].process:")
+        );
         assert!(err(&GOOD.replace("LOG_LEVEL", "ZEITWORK_X")).starts_with("env.ZEITWORK_X:"));
         assert!(err(&GOOD.replace("app = \"hello\"", "app = \"Hello\"")).starts_with("app:"));
         let e = err(&GOOD.replace("[processes.web]", "[processes.Web]"));
         assert!(e.starts_with("processes") && e.contains("lowercase"), "{e}");
-        assert!(err(&GOOD.replace("mode = \"tcp\"", "mode = \"udp\"")).starts_with("routes[1].mode:"));
+        assert!(
+            err(&GOOD.replace("mode = \"tcp\"", "mode = \"udp\"")).starts_with("routes[1].mode:")
+        );
     }
 
     #[test]

@@ -27,10 +27,9 @@ impl Seconds {
         } else {
             (s, 1.0)
         };
-        let value: f64 = number
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: write it like \"10s\", \"500ms\" or \"1m\""))?;
+        let value: f64 = number.trim().parse().map_err(|_| {
+            format!("invalid duration {s:?}: write it like \"10s\", \"500ms\" or \"1m\"")
+        })?;
         if !value.is_finite() || value < 0.0 {
             return Err(format!("invalid duration {s:?}: must be a positive number"));
         }

@@ -50,29 +50,70 @@ pub struct ReleasePath {
     number: String,
 }
 
-pub async fn releases(State(s): State<AppState>, auth: Auth, Path(p): Path<AppPath>) -> ApiResult<Json<Value>> {
+pub async fn releases(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<AppPath>,
+) -> ApiResult<Json<Value>> {
     let (_, app) = s.app(&auth, &p, Role::Reader).await?;
-    Ok(Json(json!({ "releases": read::releases(s.store.pool(), app.id).await? })))
+    Ok(Json(
+        json!({ "releases": read::releases(s.store.pool(), app.id).await? }),
+    ))
 }
 
-pub async fn release(State(s): State<AppState>, auth: Auth, Path(p): Path<ReleasePath>) -> ApiResult<Json<Release>> {
-    let (_, app) = s.app(&auth, &AppPath { org: p.org, app: p.app }, Role::Reader).await?;
-    let number: i32 = p.number.trim_start_matches('v').parse().map_err(|_| ApiError::not_found("release"))?;
-    let release = read::release(s.store.pool(), app.id, number).await?.ok_or_else(|| ApiError::not_found("release"))?;
+pub async fn release(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<ReleasePath>,
+) -> ApiResult<Json<Release>> {
+    let (_, app) = s
+        .app(
+            &auth,
+            &AppPath {
+                org: p.org,
+                app: p.app,
+            },
+            Role::Reader,
+        )
+        .await?;
+    let number: i32 = p
+        .number
+        .trim_start_matches('v')
+        .parse()
+        .map_err(|_| ApiError::not_found("release"))?;
+    let release = read::release(s.store.pool(), app.id, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found("release"))?;
     Ok(Json(release))
 }
 
-pub async fn deployments(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+pub async fn deployments(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Reader).await?;
-    Ok(Json(json!({ "deployments": read::deployments(s.store.pool(), scope.env.id).await? })))
+    Ok(Json(
+        json!({ "deployments": read::deployments(s.store.pool(), scope.env.id).await? }),
+    ))
 }
 
-pub async fn instances(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+pub async fn instances(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Reader).await?;
-    Ok(Json(json!({ "instances": read::instances(s.store.pool(), scope.env.id).await? })))
+    Ok(Json(
+        json!({ "instances": read::instances(s.store.pool(), scope.env.id).await? }),
+    ))
 }
 
-pub async fn status(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+pub async fn status(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Reader).await?;
     let db = s.store.pool();
     let deployment = read::active_deployment(db, scope.env.id).await?;
@@ -95,35 +136,60 @@ pub async fn status(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath
     })))
 }
 
-pub async fn deploy(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<NewDeployment>) -> ApiResult<Response> {
+pub async fn deploy(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+    req: Create<NewDeployment>,
+) -> ApiResult<Response> {
     let scope = s.env(&auth, &p, Role::Deployer).await?;
     let image = field("image", ImageRef::parse(&req.body.image))?;
     let manifest = match &req.body.manifest {
-        Some(text) => Manifest::from_toml(text)
-            .map_err(|e| ApiError::invalid(format!("manifest.{}", e.path), format!("manifest: {e}")))?,
-        None => Manifest::default_for(Name::parse(&scope.app.name).expect("stored names are valid"), None),
+        Some(text) => Manifest::from_toml(text).map_err(|e| {
+            ApiError::invalid(format!("manifest.{}", e.path), format!("manifest: {e}"))
+        })?,
+        None => Manifest::default_for(
+            Name::parse(&scope.app.name).expect("stored names are valid"),
+            None,
+        ),
     };
     if manifest.app.as_str() != scope.app.name {
         return Err(ApiError::invalid(
             "manifest.app",
-            format!("the manifest is for app {:?}, but this deploy targets {:?}", manifest.app.as_str(), scope.app.name),
+            format!(
+                "the manifest is for app {:?}, but this deploy targets {:?}",
+                manifest.app.as_str(),
+                scope.app.name
+            ),
         ));
     }
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
-    let release = s.release_for(&mut tx, &auth, &scope, &image, &manifest).await?;
-    let answer = s.roll_out(&mut tx, &auth, &scope, release, &manifest, None).await?;
+    let release = s
+        .release_for(&mut tx, &auth, &scope, &image, &manifest)
+        .await?;
+    let answer = s
+        .roll_out(&mut tx, &auth, &scope, release, &manifest, None)
+        .await?;
     req.finish(tx, StatusCode::CREATED, answer).await
 }
 
-pub async fn rollback(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<RollbackTo>) -> ApiResult<Response> {
+pub async fn rollback(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+    req: Create<RollbackTo>,
+) -> ApiResult<Response> {
     let scope = s.env(&auth, &p, Role::Deployer).await?;
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let history = read::deployments(&mut *tx, scope.env.id).await?;
     let active = history.iter().find(|d| d.state == "active").cloned();
     let Some(active) = active else {
-        return Err(ApiError::conflict("release", "nothing is deployed to this env yet"));
+        return Err(ApiError::conflict(
+            "release",
+            "nothing is deployed to this env yet",
+        ));
     };
     let release = match req.body.release {
         Some(number) => read::release(&mut *tx, scope.app.id, number)
@@ -134,20 +200,38 @@ pub async fn rollback(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPa
                 .iter()
                 .filter(|d| d.created_at < active.created_at && d.release_id != active.release_id)
                 .max_by_key(|d| d.created_at)
-                .ok_or_else(|| ApiError::conflict("release", "there is no earlier release to roll back to"))?;
-            read::release_by_id(&mut *tx, previous.release_id).await?.expect("deployments reference releases")
+                .ok_or_else(|| {
+                    ApiError::conflict("release", "there is no earlier release to roll back to")
+                })?;
+            read::release_by_id(&mut *tx, previous.release_id)
+                .await?
+                .expect("deployments reference releases")
         }
     };
-    let manifest = Manifest::from_json(&release.manifest)
-        .map_err(|e| ApiError::invalid("release", format!("release {} has an unreadable manifest: {e}", release.number)))?;
-    let answer = s.roll_out(&mut tx, &auth, &scope, release, &manifest, Some(active.id)).await?;
+    let manifest = Manifest::from_json(&release.manifest).map_err(|e| {
+        ApiError::invalid(
+            "release",
+            format!("release {} has an unreadable manifest: {e}", release.number),
+        )
+    })?;
+    let answer = s
+        .roll_out(&mut tx, &auth, &scope, release, &manifest, Some(active.id))
+        .await?;
     req.finish(tx, StatusCode::CREATED, answer).await
 }
 
-pub async fn scale(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, Body(b): Body<Scale>) -> ApiResult<Json<Value>> {
+pub async fn scale(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+    Body(b): Body<Scale>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Deployer).await?;
     if b.instances > MAX_INSTANCES {
-        return Err(ApiError::invalid("instances", format!("at most {MAX_INSTANCES} instances per region")));
+        return Err(ApiError::invalid(
+            "instances",
+            format!("at most {MAX_INSTANCES} instances per region"),
+        ));
     }
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
@@ -159,7 +243,9 @@ pub async fn scale(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>
         .into_iter()
         .find(|pt| pt.name == b.process)
         .ok_or_else(|| ApiError::not_found("process").with_field("process"))?;
-    let release = read::release_by_id(&mut *tx, deployment.release_id).await?.expect("deployments reference releases");
+    let release = read::release_by_id(&mut *tx, deployment.release_id)
+        .await?
+        .expect("deployments reference releases");
     let mut regions = manifest_regions(&release.manifest, &b.process);
     if regions.is_empty() {
         regions = placement::node_regions(&mut tx).await?;
@@ -167,7 +253,11 @@ pub async fn scale(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>
     let running: Vec<_> = read::instances(&mut *tx, scope.env.id)
         .await?
         .into_iter()
-        .filter(|i| i.deployment_id == deployment.id && i.process == b.process && i.desired_state == "running")
+        .filter(|i| {
+            i.deployment_id == deployment.id
+                && i.process == b.process
+                && i.desired_state == "running"
+        })
         .collect();
     let spec = ProcessSpec {
         name: process.name.clone(),
@@ -202,8 +292,22 @@ pub async fn scale(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>
     if regions.is_empty() {
         deficits.push((b.instances, Vec::new()));
     }
-    let wants: Vec<Want> = deficits.iter().map(|(count, regions)| Want { spec: &spec, count: *count, regions }).collect();
-    let started = placement::plan(&mut tx, s.config.cpu_oversubscription, deployment.id, None, &wants).await?;
+    let wants: Vec<Want> = deficits
+        .iter()
+        .map(|(count, regions)| Want {
+            spec: &spec,
+            count: *count,
+            regions,
+        })
+        .collect();
+    let started = placement::plan(
+        &mut tx,
+        s.config.cpu_oversubscription,
+        deployment.id,
+        None,
+        &wants,
+    )
+    .await?;
     let data = EventData::ProcessScaled {
         deployment_id: deployment.id,
         process: b.process.clone(),
@@ -212,11 +316,19 @@ pub async fn scale(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>
         stopped,
     };
     log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
-    let process = read::process_types(&mut *tx, deployment.id).await?.into_iter().find(|pt| pt.name == b.process);
+    let process = read::process_types(&mut *tx, deployment.id)
+        .await?
+        .into_iter()
+        .find(|pt| pt.name == b.process);
     let instances = read::instances(&mut *tx, scope.env.id).await?;
     tx.commit().await?;
-    let instances: Vec<_> = instances.into_iter().filter(|i| i.deployment_id == deployment.id).collect();
-    Ok(Json(json!({ "deployment": deployment, "process": process, "instances": instances })))
+    let instances: Vec<_> = instances
+        .into_iter()
+        .filter(|i| i.deployment_id == deployment.id)
+        .collect();
+    Ok(Json(
+        json!({ "deployment": deployment, "process": process, "instances": instances }),
+    ))
 }
 
 fn manifest_regions(manifest: &Value, process: &str) -> Vec<String> {
@@ -229,15 +341,28 @@ fn manifest_regions(manifest: &Value, process: &str) -> Vec<String> {
 
 impl AppState {
     pub(crate) fn url(&self, scope: &EnvScope, slug: &str) -> String {
-        format!("http://{}-{slug}-{}.{}", scope.app.name, scope.org.name, self.config.base_domain)
+        format!(
+            "http://{}-{slug}-{}.{}",
+            scope.app.name, scope.org.name, self.config.base_domain
+        )
     }
 
     /// The release for this image and manifest: reused when the same pair was released
     /// before (a release is an immutable tuple), created otherwise.
-    async fn release_for(&self, tx: &mut Tx, auth: &Auth, scope: &EnvScope, image: &ImageRef, manifest: &Manifest) -> ApiResult<Release> {
+    async fn release_for(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        scope: &EnvScope,
+        image: &ImageRef,
+        manifest: &Manifest,
+    ) -> ApiResult<Release> {
         let hash = manifest.hash();
         let existing = read::releases(&mut **tx, scope.app.id).await?;
-        if let Some(r) = existing.iter().find(|r| r.digest == image.digest && r.manifest_hash == hash) {
+        if let Some(r) = existing
+            .iter()
+            .find(|r| r.digest == image.digest && r.manifest_hash == hash)
+        {
             return Ok(r.clone());
         }
         let number = existing.first().map_or(1, |r| r.number + 1);
@@ -252,7 +377,9 @@ impl AppState {
             manifest_hash: hash,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
-        Ok(read::release_by_id(&mut **tx, release_id).await?.expect("just created"))
+        Ok(read::release_by_id(&mut **tx, release_id)
+            .await?
+            .expect("just created"))
     }
 
     /// Creates a deployment of `release` in the env, placing its instances. Instance
@@ -290,9 +417,22 @@ impl AppState {
             })
             .collect();
         let deployment_id = Uuid::now_v7();
-        let wants: Vec<Want> = processes.iter().map(|(spec, regions)| Want { spec, count: spec.instances, regions }).collect();
-        let plans =
-            placement::plan(tx, self.config.cpu_oversubscription, deployment_id, active.as_ref().map(|d| d.id), &wants).await?;
+        let wants: Vec<Want> = processes
+            .iter()
+            .map(|(spec, regions)| Want {
+                spec,
+                count: spec.instances,
+                regions,
+            })
+            .collect();
+        let plans = placement::plan(
+            tx,
+            self.config.cpu_oversubscription,
+            deployment_id,
+            active.as_ref().map(|d| d.id),
+            &wants,
+        )
+        .await?;
         let slug = nanoid::nanoid!(7, &SLUG_ALPHABET);
         let data = EventData::DeploymentCreated {
             deployment_id,
@@ -304,18 +444,22 @@ impl AppState {
             instances: plans,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
-        let deployment: Deployment = read::active_deployment(&mut **tx, scope.env.id).await?.expect("just created");
+        let deployment: Deployment = read::active_deployment(&mut **tx, scope.env.id)
+            .await?
+            .expect("just created");
         let instances: Vec<_> = read::instances(&mut **tx, scope.env.id)
             .await?
             .into_iter()
             .filter(|i| i.deployment_id == deployment_id)
             .collect();
-        Ok(json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances }))
+        Ok(
+            json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances }),
+        )
     }
 }
 
 /// Deployment slugs appear in hostnames: lowercase letters and digits only.
 const SLUG_ALPHABET: [char; 36] = [
-    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
-    'x', 'y', 'z', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
+    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's',
+    't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
 ];

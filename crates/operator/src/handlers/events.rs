@@ -37,17 +37,26 @@ fn param(raw: &Option<String>, name: &str) -> ApiResult<Option<i64>> {
                 .ok()
                 .filter(|n| *n >= 0)
                 .map(Some)
-                .ok_or_else(|| ApiError::invalid(name, format!("{name} must be a non-negative integer")));
+                .ok_or_else(|| {
+                    ApiError::invalid(name, format!("{name} must be a non-negative integer"))
+                });
         }
     }
     Ok(None)
 }
 
-pub async fn list(State(s): State<AppState>, auth: Auth, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
     let after = param(&q, "after")?.unwrap_or(0);
     let limit = param(&q, "limit")?.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
     }
     let mut db = s.store.pool().acquire().await?;
     let events = log::read(&mut db, scope(&auth), after, limit).await?;
@@ -69,9 +78,18 @@ pub async fn stream(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<SseResponse<impl Stream<Item = Result<Sse, Infallible>>>> {
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let cursor = resume.or(param(&q, "after")?).unwrap_or(0);
-    let tail = Tail { head: s.head.clone(), state: s, scope: scope(&auth), cursor, buffer: VecDeque::new() };
+    let tail = Tail {
+        head: s.head.clone(),
+        state: s,
+        scope: scope(&auth),
+        cursor,
+        buffer: VecDeque::new(),
+    };
     let events = futures::stream::unfold(tail, |mut t| async move {
         loop {
             if let Some(event) = t.buffer.pop_front() {
@@ -92,7 +110,8 @@ pub async fn stream(
             }
             // Woken by the next commit; the timeout covers a lost notification or a
             // database that was briefly unreachable.
-            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(5), t.head.changed()).await {
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(5), t.head.changed()).await
+            {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

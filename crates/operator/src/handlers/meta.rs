@@ -13,17 +13,28 @@ pub async fn health() -> Json<Value> {
 }
 
 pub async fn metrics() -> impl IntoResponse {
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
 }
 
 pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document(&crate::handlers::api().into_parts().1))
+    Json(crate::openapi::document(
+        &crate::handlers::api().into_parts().1,
+    ))
 }
 
 pub async fn whoami(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     let org = match auth.org_id {
-        Some(id) => read::orgs(s.store.pool(), Some(id)).await?.into_iter().next().map(|o| o.name),
+        Some(id) => read::orgs(s.store.pool(), Some(id))
+            .await?
+            .into_iter()
+            .next()
+            .map(|o| o.name),
         None => None,
     };
-    Ok(Json(json!({ "token_id": auth.token_id, "org": org, "role": auth.role })))
+    Ok(Json(
+        json!({ "token_id": auth.token_id, "org": org, "role": auth.role }),
+    ))
 }

@@ -43,26 +43,49 @@ pub async fn list(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Valu
     Ok(Json(json!({ "nodes": read::nodes(s.store.pool()).await? })))
 }
 
-pub async fn show(State(s): State<AppState>, _auth: Auth, Path(p): Path<NodePath>) -> ApiResult<Json<Value>> {
-    let node = read::node(s.store.pool(), &p.name).await?.ok_or_else(|| ApiError::not_found("node"))?;
+pub async fn show(
+    State(s): State<AppState>,
+    _auth: Auth,
+    Path(p): Path<NodePath>,
+) -> ApiResult<Json<Value>> {
+    let node = read::node(s.store.pool(), &p.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node"))?;
     Ok(Json(json!(node)))
 }
 
-pub async fn register(State(s): State<AppState>, auth: Auth, req: Create<NewNode>) -> ApiResult<Response> {
+pub async fn register(
+    State(s): State<AppState>,
+    auth: Auth,
+    req: Create<NewNode>,
+) -> ApiResult<Response> {
     auth.require_platform()?;
     let b = &req.body;
     let name = field("name", Name::parse(&b.name))?;
     let region = field("region", Name::parse(&b.region))?;
-    let zone = b.zone.as_deref().map(|z| field("zone", Name::parse(z))).transpose()?;
+    let zone = b
+        .zone
+        .as_deref()
+        .map(|z| field("zone", Name::parse(z)))
+        .transpose()?;
     if !(b.cpus > 0.0 && b.cpus <= 4096.0) {
-        return Err(ApiError::invalid("cpus", "cpus must be more than 0 and at most 4096"));
+        return Err(ApiError::invalid(
+            "cpus",
+            "cpus must be more than 0 and at most 4096",
+        ));
     }
     if b.memory_mb < 128 {
-        return Err(ApiError::invalid("memory_mb", "memory_mb must be at least 128"));
+        return Err(ApiError::invalid(
+            "memory_mb",
+            "memory_mb must be at least 128",
+        ));
     }
     for (i, a) in b.addresses.iter().enumerate() {
         if a.parse::<std::net::IpAddr>().is_err() {
-            return Err(ApiError::invalid(format!("addresses[{i}]"), format!("{a:?} is not an IP address")));
+            return Err(ApiError::invalid(
+                format!("addresses[{i}]"),
+                format!("{a:?} is not an IP address"),
+            ));
         }
     }
     let mut tx = s.store.begin().await?;
@@ -83,23 +106,42 @@ pub async fn register(State(s): State<AppState>, auth: Auth, req: Create<NewNode
 }
 
 pub async fn regions(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "regions": read::regions(s.store.pool()).await? })))
+    Ok(Json(
+        json!({ "regions": read::regions(s.store.pool()).await? }),
+    ))
 }
 
-pub async fn create_region(State(s): State<AppState>, auth: Auth, req: Create<NewRegion>) -> ApiResult<Response> {
+pub async fn create_region(
+    State(s): State<AppState>,
+    auth: Auth,
+    req: Create<NewRegion>,
+) -> ApiResult<Response> {
     auth.require_platform()?;
     let name = field("name", Name::parse(&req.body.name))?;
     let mut tx = s.store.begin().await?;
     let region_id = Uuid::now_v7();
-    let data = EventData::RegionCreated { region_id, name: name.to_string() };
+    let data = EventData::RegionCreated {
+        region_id,
+        name: name.to_string(),
+    };
     log::append(&mut tx, None, &auth.actor(), data).await?;
-    let region = read::regions(&mut *tx).await?.into_iter().find(|r| r.id == region_id);
+    let region = read::regions(&mut *tx)
+        .await?
+        .into_iter()
+        .find(|r| r.id == region_id);
     req.finish(tx, StatusCode::CREATED, region).await
 }
 
 async fn ensure_region(tx: &mut Tx, auth: &Auth, name: &str) -> ApiResult<()> {
-    if !read::regions(&mut **tx).await?.iter().any(|r| r.name == name) {
-        let data = EventData::RegionCreated { region_id: Uuid::now_v7(), name: name.to_owned() };
+    if !read::regions(&mut **tx)
+        .await?
+        .iter()
+        .any(|r| r.name == name)
+    {
+        let data = EventData::RegionCreated {
+            region_id: Uuid::now_v7(),
+            name: name.to_owned(),
+        };
         log::append(tx, None, &auth.actor(), data).await?;
     }
     Ok(())

@@ -22,26 +22,52 @@ pub struct NewOrg {
 }
 
 pub async fn list(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "orgs": read::orgs(s.store.pool(), auth.org_id).await? })))
+    Ok(Json(
+        json!({ "orgs": read::orgs(s.store.pool(), auth.org_id).await? }),
+    ))
 }
 
-pub async fn create(State(s): State<AppState>, auth: Auth, req: Create<NewOrg>) -> ApiResult<Response> {
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Auth,
+    req: Create<NewOrg>,
+) -> ApiResult<Response> {
     auth.require_platform()?;
     let name = field("name", Name::parse(&req.body.name))?;
     let mut tx = s.store.begin().await?;
     let org_id = Uuid::now_v7();
-    let data = EventData::OrgCreated { org_id, name: name.to_string() };
+    let data = EventData::OrgCreated {
+        org_id,
+        name: name.to_string(),
+    };
     let event = log::append(&mut tx, Some(org_id), &auth.actor(), data).await?;
-    let org = Org { id: org_id, name: name.to_string(), created_at: event.at };
+    let org = Org {
+        id: org_id,
+        name: name.to_string(),
+        created_at: event.at,
+    };
     req.finish(tx, StatusCode::CREATED, org).await
 }
 
-pub async fn show(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath>) -> ApiResult<Json<Org>> {
+pub async fn show(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<OrgPath>,
+) -> ApiResult<Json<Org>> {
     Ok(Json(s.org(&auth, &p.org, Role::Reader).await?))
 }
 
-pub async fn delete(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<OrgPath>,
+) -> ApiResult<StatusCode> {
     let org = s.org(&auth, &p.org, Role::Admin).await?;
     auth.require_platform()?;
-    s.record(&auth, Some(org.id), EventData::OrgDeleted { org_id: org.id }).await
+    s.record(
+        &auth,
+        Some(org.id),
+        EventData::OrgDeleted { org_id: org.id },
+    )
+    .await
 }

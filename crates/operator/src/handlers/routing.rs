@@ -53,31 +53,59 @@ pub struct ItemPath {
 
 impl ItemPath {
     fn env(&self) -> EnvPath {
-        EnvPath { org: self.org.clone(), app: self.app.clone(), env: self.env.clone() }
+        EnvPath {
+            org: self.org.clone(),
+            app: self.app.clone(),
+            env: self.env.clone(),
+        }
     }
 }
 
-pub async fn routes(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+pub async fn routes(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Reader).await?;
-    Ok(Json(json!({ "routes": read::routes(s.store.pool(), scope.env.id).await? })))
+    Ok(Json(
+        json!({ "routes": read::routes(s.store.pool(), scope.env.id).await? }),
+    ))
 }
 
-pub async fn create_route(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<NewRoute>) -> ApiResult<Response> {
+pub async fn create_route(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+    req: Create<NewRoute>,
+) -> ApiResult<Response> {
     let scope = s.env(&auth, &p, Role::Deployer).await?;
     let b = &req.body;
     let process = field("process", Name::parse(&b.process))?;
-    let host = b.host.as_deref().map(|h| field("host", Hostname::parse(h))).transpose()?;
+    let host = b
+        .host
+        .as_deref()
+        .map(|h| field("host", Hostname::parse(h)))
+        .transpose()?;
     match (b.mode, &host) {
         (RouteMode::Tcp, Some(_)) => {
-            return Err(ApiError::invalid("host", "tcp routes get an allocated port; remove host"));
+            return Err(ApiError::invalid(
+                "host",
+                "tcp routes get an allocated port; remove host",
+            ));
         }
         (RouteMode::Http | RouteMode::TlsPassthrough, None) => {
-            return Err(ApiError::invalid("host", format!("{} routes need a host", b.mode.as_str())));
+            return Err(ApiError::invalid(
+                "host",
+                format!("{} routes need a host", b.mode.as_str()),
+            ));
         }
         _ => {}
     }
     if b.port == 0 {
-        return Err(ApiError::invalid("port", "port must be between 1 and 65535"));
+        return Err(ApiError::invalid(
+            "port",
+            "port must be between 1 and 65535",
+        ));
     }
     let route_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
@@ -104,28 +132,58 @@ pub async fn create_route(State(s): State<AppState>, auth: Auth, Path(p): Path<E
     req.finish(tx, StatusCode::CREATED, route).await
 }
 
-pub async fn delete_route(State(s): State<AppState>, auth: Auth, Path(p): Path<ItemPath>) -> ApiResult<StatusCode> {
+pub async fn delete_route(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<ItemPath>,
+) -> ApiResult<StatusCode> {
     let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     let route = read::routes(s.store.pool(), scope.env.id)
         .await?
         .into_iter()
         .find(|r| r.id.to_string() == p.id)
         .ok_or_else(|| ApiError::not_found("route"))?;
-    s.record(&auth, Some(scope.org.id), EventData::RouteDeleted { route_id: route.id }).await
+    s.record(
+        &auth,
+        Some(scope.org.id),
+        EventData::RouteDeleted { route_id: route.id },
+    )
+    .await
 }
 
-pub async fn domains(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+pub async fn domains(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Reader).await?;
-    Ok(Json(json!({ "domains": read::domains(s.store.pool(), scope.env.id).await? })))
+    Ok(Json(
+        json!({ "domains": read::domains(s.store.pool(), scope.env.id).await? }),
+    ))
 }
 
-pub async fn add_domain(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>, req: Create<NewDomain>) -> ApiResult<Response> {
+pub async fn add_domain(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+    req: Create<NewDomain>,
+) -> ApiResult<Response> {
     let scope = s.env(&auth, &p, Role::Deployer).await?;
     let hostname = field("hostname", Hostname::parse(&req.body.hostname))?;
-    if hostname.as_str().ends_with(&format!(".{}", s.config.base_domain)) {
-        return Err(ApiError::invalid("hostname", "hostnames under the platform's base domain are assigned, not added"));
+    if hostname
+        .as_str()
+        .ends_with(&format!(".{}", s.config.base_domain))
+    {
+        return Err(ApiError::invalid(
+            "hostname",
+            "hostnames under the platform's base domain are assigned, not added",
+        ));
     }
-    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let token: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     let domain_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
     let data = EventData::DomainAdded {
@@ -146,12 +204,23 @@ pub async fn add_domain(State(s): State<AppState>, auth: Auth, Path(p): Path<Env
     req.finish(tx, StatusCode::CREATED, domain).await
 }
 
-pub async fn remove_domain(State(s): State<AppState>, auth: Auth, Path(p): Path<ItemPath>) -> ApiResult<StatusCode> {
+pub async fn remove_domain(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<ItemPath>,
+) -> ApiResult<StatusCode> {
     let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     let domain = read::domains(s.store.pool(), scope.env.id)
         .await?
         .into_iter()
         .find(|d| d.hostname == p.id)
         .ok_or_else(|| ApiError::not_found("domain"))?;
-    s.record(&auth, Some(scope.org.id), EventData::DomainRemoved { domain_id: domain.id }).await
+    s.record(
+        &auth,
+        Some(scope.org.id),
+        EventData::DomainRemoved {
+            domain_id: domain.id,
+        },
+    )
+    .await
 }

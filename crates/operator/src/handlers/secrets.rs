@@ -36,7 +36,11 @@ pub struct SecretPath {
 
 impl SecretPath {
     fn env(&self) -> EnvPath {
-        EnvPath { org: self.org.clone(), app: self.app.clone(), env: self.env.clone() }
+        EnvPath {
+            org: self.org.clone(),
+            app: self.app.clone(),
+            env: self.env.clone(),
+        }
     }
 }
 
@@ -45,9 +49,15 @@ pub fn aad(env_id: uuid::Uuid, name: &str, version: i32) -> String {
     format!("{env_id}/{name}/{version}")
 }
 
-pub async fn list(State(s): State<AppState>, auth: Auth, Path(p): Path<EnvPath>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<EnvPath>,
+) -> ApiResult<Json<Value>> {
     let scope = s.env(&auth, &p, Role::Reader).await?;
-    Ok(Json(json!({ "secrets": read::secrets(s.store.pool(), scope.env.id).await? })))
+    Ok(Json(
+        json!({ "secrets": read::secrets(s.store.pool(), scope.env.id).await? }),
+    ))
 }
 
 pub async fn set(
@@ -59,23 +69,52 @@ pub async fn set(
     let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     check_env_name(&p.name).map_err(|m| ApiError::invalid("name", format!("secret name: {m}")))?;
     if body.value.len() > MAX_VALUE {
-        return Err(ApiError::invalid("value", format!("secret values are limited to {MAX_VALUE} bytes")));
+        return Err(ApiError::invalid(
+            "value",
+            format!("secret values are limited to {MAX_VALUE} bytes"),
+        ));
     }
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let previous = read::secret_ciphertext(&mut *tx, scope.env.id, &p.name).await?;
     let version = previous.map_or(0, |(v, _)| v) + 1;
-    let ciphertext = s.secrets.seal(&aad(scope.env.id, &p.name, version), body.value.as_bytes());
-    let data = EventData::SecretSet { env_id: scope.env.id, name: p.name.clone(), version, ciphertext };
+    let ciphertext = s
+        .secrets
+        .seal(&aad(scope.env.id, &p.name, version), body.value.as_bytes());
+    let data = EventData::SecretSet {
+        env_id: scope.env.id,
+        name: p.name.clone(),
+        version,
+        ciphertext,
+    };
     let event = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
     tx.commit().await?;
-    Ok(Json(Secret { name: p.name, version, updated_at: event.at }))
+    Ok(Json(Secret {
+        name: p.name,
+        version,
+        updated_at: event.at,
+    }))
 }
 
-pub async fn unset(State(s): State<AppState>, auth: Auth, Path(p): Path<SecretPath>) -> ApiResult<StatusCode> {
+pub async fn unset(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<SecretPath>,
+) -> ApiResult<StatusCode> {
     let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
-    if read::secret_ciphertext(s.store.pool(), scope.env.id, &p.name).await?.is_none() {
+    if read::secret_ciphertext(s.store.pool(), scope.env.id, &p.name)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found("secret"));
     }
-    s.record(&auth, Some(scope.org.id), EventData::SecretUnset { env_id: scope.env.id, name: p.name }).await
+    s.record(
+        &auth,
+        Some(scope.org.id),
+        EventData::SecretUnset {
+            env_id: scope.env.id,
+            name: p.name,
+        },
+    )
+    .await
 }

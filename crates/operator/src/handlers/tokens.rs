@@ -37,23 +37,38 @@ pub struct ItemPath {
 }
 
 fn role(value: &str) -> ApiResult<Role> {
-    Role::parse(value).ok_or_else(|| ApiError::invalid("role", "role must be admin, deployer or reader"))
+    Role::parse(value)
+        .ok_or_else(|| ApiError::invalid("role", "role must be admin, deployer or reader"))
 }
 
 fn id(value: &str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(value).map_err(|_| ApiError::not_found(what))
 }
 
-pub async fn list(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<OrgPath>,
+) -> ApiResult<Json<Value>> {
     let org = s.org(&auth, &p.org, Role::Admin).await?;
-    Ok(Json(json!({ "tokens": read::tokens(s.store.pool(), Some(org.id)).await? })))
+    Ok(Json(
+        json!({ "tokens": read::tokens(s.store.pool(), Some(org.id)).await? }),
+    ))
 }
 
-pub async fn create(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath>, req: Create<NewToken>) -> ApiResult<Response> {
+pub async fn create(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<OrgPath>,
+    req: Create<NewToken>,
+) -> ApiResult<Response> {
     let org = s.org(&auth, &p.org, Role::Admin).await?;
     let name = req.body.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("name", "name must be 1 to 100 characters"));
+        return Err(ApiError::invalid(
+            "name",
+            "name must be 1 to 100 characters",
+        ));
     }
     let role = role(&req.body.role)?;
     let secret = auth::generate();
@@ -68,43 +83,87 @@ pub async fn create(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath
     };
     log::append(&mut tx, Some(org.id), &auth.actor(), data).await?;
     let token = read::token(&mut *tx, Some(org.id), token_id).await?;
-    req.finish(tx, StatusCode::CREATED, json!({ "token": token, "secret": secret })).await
+    req.finish(
+        tx,
+        StatusCode::CREATED,
+        json!({ "token": token, "secret": secret }),
+    )
+    .await
 }
 
-pub async fn revoke(State(s): State<AppState>, auth: Auth, Path(p): Path<ItemPath>) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<ItemPath>,
+) -> ApiResult<StatusCode> {
     let org = s.org(&auth, &p.org, Role::Admin).await?;
     let token = read::token(s.store.pool(), Some(org.id), id(&p.id, "token")?)
         .await?
         .ok_or_else(|| ApiError::not_found("token"))?;
-    s.record(&auth, Some(org.id), EventData::TokenRevoked { token_id: token.id }).await
+    s.record(
+        &auth,
+        Some(org.id),
+        EventData::TokenRevoked { token_id: token.id },
+    )
+    .await
 }
 
-pub async fn list_users(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath>) -> ApiResult<Json<Value>> {
+pub async fn list_users(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<OrgPath>,
+) -> ApiResult<Json<Value>> {
     let org = s.org(&auth, &p.org, Role::Reader).await?;
-    Ok(Json(json!({ "users": read::users(s.store.pool(), org.id).await? })))
+    Ok(Json(
+        json!({ "users": read::users(s.store.pool(), org.id).await? }),
+    ))
 }
 
-pub async fn add_user(State(s): State<AppState>, auth: Auth, Path(p): Path<OrgPath>, req: Create<NewUser>) -> ApiResult<Response> {
+pub async fn add_user(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<OrgPath>,
+    req: Create<NewUser>,
+) -> ApiResult<Response> {
     let org = s.org(&auth, &p.org, Role::Admin).await?;
     let email = req.body.email.trim().to_ascii_lowercase();
     let valid = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
     if !valid {
-        return Err(ApiError::invalid("email", "email must look like name@example.com"));
+        return Err(ApiError::invalid(
+            "email",
+            "email must look like name@example.com",
+        ));
     }
     let role = role(&req.body.role)?;
     let user_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
-    let data = EventData::UserAdded { user_id, org_id: org.id, email, role: role.as_str().into() };
+    let data = EventData::UserAdded {
+        user_id,
+        org_id: org.id,
+        email,
+        role: role.as_str().into(),
+    };
     log::append(&mut tx, Some(org.id), &auth.actor(), data).await?;
     let user = read::user(&mut *tx, org.id, user_id).await?;
     req.finish(tx, StatusCode::CREATED, user).await
 }
 
-pub async fn remove_user(State(s): State<AppState>, auth: Auth, Path(p): Path<ItemPath>) -> ApiResult<StatusCode> {
+pub async fn remove_user(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<ItemPath>,
+) -> ApiResult<StatusCode> {
     let org = s.org(&auth, &p.org, Role::Admin).await?;
     let user = read::user(s.store.pool(), org.id, id(&p.id, "user")?)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    s.record(&auth, Some(org.id), EventData::UserRemoved { user_id: user.id }).await
+    s.record(
+        &auth,
+        Some(org.id),
+        EventData::UserRemoved { user_id: user.id },
+    )
+    .await
 }

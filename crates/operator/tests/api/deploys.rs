@@ -20,7 +20,12 @@ cpus = 0.5
 "#;
 
 fn running(body: &Value) -> Vec<&Value> {
-    body["instances"].as_array().unwrap().iter().filter(|i| i["desired_state"] == "running").collect()
+    body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["desired_state"] == "running")
+        .collect()
 }
 
 #[tokio::test]
@@ -29,54 +34,137 @@ async fn deploy_scale_rollback_place_instances_and_the_log_rebuilds() {
     let t = p.org("acme").await;
     for n in ["n1", "n2"] {
         let node = json!({"name": n, "region": "local", "cpus": 2, "memory_mb": 512, "addresses": ["10.0.0.1"]});
-        assert_eq!(p.post("/api/v1/nodes", &p.root, node).await.status, StatusCode::CREATED);
+        assert_eq!(
+            p.post("/api/v1/nodes", &p.root, node).await.status,
+            StatusCode::CREATED
+        );
     }
-    p.post("/api/v1/orgs/acme/apps", &t, json!({"name": "web"})).await;
+    p.post("/api/v1/orgs/acme/apps", &t, json!({"name": "web"}))
+        .await;
     let env = "/api/v1/orgs/acme/apps/web/envs/prod";
 
-    let first = p.post(&format!("{env}/deployments"), &t, json!({"image": image(1), "manifest": MANIFEST})).await;
+    let first = p
+        .post(
+            &format!("{env}/deployments"),
+            &t,
+            json!({"image": image(1), "manifest": MANIFEST}),
+        )
+        .await;
     assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
     assert_eq!(first.body["release"]["number"], 1);
     let slug = first.body["deployment"]["slug"].as_str().unwrap();
-    assert_eq!(first.body["url"], format!("http://web-{slug}-acme.zeitwork.localhost"));
-    let nodes: Vec<_> = first.body["instances"].as_array().unwrap().iter().map(|i| i["node_id"].clone()).collect();
+    assert_eq!(
+        first.body["url"],
+        format!("http://web-{slug}-acme.zeitwork.localhost")
+    );
+    let nodes: Vec<_> = first.body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["node_id"].clone())
+        .collect();
     assert_eq!(nodes.len(), 2);
-    assert_ne!(nodes[0], nodes[1], "one deployment's instances are spread across nodes");
+    assert_ne!(
+        nodes[0], nodes[1],
+        "one deployment's instances are spread across nodes"
+    );
 
     // Memory is a hard cap: 2 nodes × 512 MiB hold four 256 MiB instances, not five.
-    let scaled = p.post(&format!("{env}/scale"), &t, json!({"process": "web", "instances": 5})).await;
+    let scaled = p
+        .post(
+            &format!("{env}/scale"),
+            &t,
+            json!({"process": "web", "instances": 5}),
+        )
+        .await;
     assert_eq!(scaled.status, StatusCode::OK, "{:?}", scaled.body);
     let live = running(&scaled.body);
     assert_eq!(live.len(), 5);
     let unplaced: Vec<_> = live.iter().filter(|i| i["node_id"].is_null()).collect();
     assert_eq!(unplaced.len(), 1);
-    assert!(unplaced[0]["reason"].as_str().unwrap().contains("MiB"), "{:?}", unplaced[0]);
-    let down = p.post(&format!("{env}/scale"), &t, json!({"process": "web", "instances": 1})).await;
+    assert!(
+        unplaced[0]["reason"].as_str().unwrap().contains("MiB"),
+        "{:?}",
+        unplaced[0]
+    );
+    let down = p
+        .post(
+            &format!("{env}/scale"),
+            &t,
+            json!({"process": "web", "instances": 1}),
+        )
+        .await;
     assert_eq!(running(&down.body).len(), 1);
-    assert_error(&p.post(&format!("{env}/scale"), &t, json!({"process": "api", "instances": 1})).await, StatusCode::NOT_FOUND, Some("process"));
+    assert_error(
+        &p.post(
+            &format!("{env}/scale"),
+            &t,
+            json!({"process": "api", "instances": 1}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        Some("process"),
+    );
 
     // A second release keeps the scaled count; rollback returns to release 1.
-    let second = p.post(&format!("{env}/deployments"), &t, json!({"image": image(2), "manifest": MANIFEST})).await;
+    let second = p
+        .post(
+            &format!("{env}/deployments"),
+            &t,
+            json!({"image": image(2), "manifest": MANIFEST}),
+        )
+        .await;
     assert_eq!(second.body["release"]["number"], 2);
-    assert_eq!(second.body["instances"].as_array().unwrap().len(), 1, "scale carries over");
+    assert_eq!(
+        second.body["instances"].as_array().unwrap().len(),
+        1,
+        "scale carries over"
+    );
     let back = p.post(&format!("{env}/rollback"), &t, json!({})).await;
     assert_eq!(back.status, StatusCode::CREATED, "{:?}", back.body);
     assert_eq!(back.body["release"]["number"], 1);
-    assert_eq!(back.body["deployment"]["rollback_of"], second.body["deployment"]["id"]);
-    let same = p.post(&format!("{env}/deployments"), &t, json!({"image": image(1), "manifest": MANIFEST})).await;
-    assert_eq!(same.body["release"]["number"], 1, "the same image and manifest reuse the release");
+    assert_eq!(
+        back.body["deployment"]["rollback_of"],
+        second.body["deployment"]["id"]
+    );
+    let same = p
+        .post(
+            &format!("{env}/deployments"),
+            &t,
+            json!({"image": image(1), "manifest": MANIFEST}),
+        )
+        .await;
+    assert_eq!(
+        same.body["release"]["number"], 1,
+        "the same image and manifest reuse the release"
+    );
 
     let status = p.get(&format!("{env}/status"), &t).await;
-    assert_eq!(status.body["deployment"]["id"], same.body["deployment"]["id"]);
-    assert_eq!(running(&status.body).len(), 1, "superseded deployments' instances are told to stop");
+    assert_eq!(
+        status.body["deployment"]["id"],
+        same.body["deployment"]["id"]
+    );
+    assert_eq!(
+        running(&status.body).len(),
+        1,
+        "superseded deployments' instances are told to stop"
+    );
     let releases = p.get("/api/v1/orgs/acme/apps/web/releases", &t).await;
     assert_eq!(releases.body["releases"].as_array().unwrap().len(), 2);
-    assert_eq!(p.get("/api/v1/orgs/acme/apps/web/releases/2", &t).await.body["number"], 2);
+    assert_eq!(
+        p.get("/api/v1/orgs/acme/apps/web/releases/2", &t)
+            .await
+            .body["number"],
+        2
+    );
 
     let mut db = p.store.pool().acquire().await.unwrap();
     let live = zeitwork_store::rebuild::snapshot(&mut db).await.unwrap();
     zeitwork_store::rebuild::rebuild(&p.store).await.unwrap();
-    assert_eq!(zeitwork_store::rebuild::snapshot(&mut db).await.unwrap(), live);
+    assert_eq!(
+        zeitwork_store::rebuild::snapshot(&mut db).await.unwrap(),
+        live
+    );
 }
 
 #[tokio::test]
@@ -92,11 +180,16 @@ async fn the_event_stream_delivers_commits_as_they_happen() {
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut stream = resp.bytes_stream();
-    p.post("/api/v1/orgs/acme/apps", &t, json!({"name": "web"})).await;
+    p.post("/api/v1/orgs/acme/apps", &t, json!({"name": "web"}))
+        .await;
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !text.contains("event: env_created") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("event arrives").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("event arrives")
+            .unwrap()
+            .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(text.contains(&format!("id: {}", head + 1)), "{text}");

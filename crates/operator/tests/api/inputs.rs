@@ -5,7 +5,13 @@ use serde_json::json;
 
 use crate::support::{Platform, assert_error};
 
-async fn raw(p: &Platform, path: &str, token: &str, content_type: &str, body: Vec<u8>) -> crate::support::Answer {
+async fn raw(
+    p: &Platform,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> crate::support::Answer {
     let resp = reqwest::Client::new()
         .post(format!("{}{path}", p.base))
         .bearer_auth(token)
@@ -26,34 +32,98 @@ async fn bad_input_is_rejected_cleanly_and_nothing_is_half_written() {
     let apps = "/api/v1/orgs/acme/apps";
     let before = p.head().await;
 
-    assert_error(&raw(&p, apps, &t, "application/json", b"{\"name\":".to_vec()).await, StatusCode::BAD_REQUEST, None);
-    assert_error(&raw(&p, apps, &t, "text/plain", b"name=web".to_vec()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, None);
+    assert_error(
+        &raw(&p, apps, &t, "application/json", b"{\"name\":".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+        None,
+    );
+    assert_error(
+        &raw(&p, apps, &t, "text/plain", b"name=web".to_vec()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        None,
+    );
     let huge = format!("{{\"name\":\"{}\"}}", "a".repeat(2 << 20)).into_bytes();
-    assert_error(&raw(&p, apps, &t, "application/json", huge).await, StatusCode::PAYLOAD_TOO_LARGE, None);
+    assert_error(
+        &raw(&p, apps, &t, "application/json", huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+    );
     for bad in ["Web", "-web", "web_1", "", &"a".repeat(28)] {
-        assert_error(&p.post(apps, &t, json!({"name": bad})).await, StatusCode::UNPROCESSABLE_ENTITY, Some("name"));
+        assert_error(
+            &p.post(apps, &t, json!({"name": bad})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("name"),
+        );
     }
-    assert_error(&p.post(apps, &t, json!({"name": "web", "nmae": 1})).await, StatusCode::UNPROCESSABLE_ENTITY, None);
-    assert_error(&p.post(apps, &t, json!({"name": 5})).await, StatusCode::UNPROCESSABLE_ENTITY, Some("name"));
-    assert_error(&p.send(Method::GET, apps, None, None).await, StatusCode::UNAUTHORIZED, None);
-    assert_error(&p.get(apps, "zw_not-a-real-token").await, StatusCode::UNAUTHORIZED, None);
+    assert_error(
+        &p.post(apps, &t, json!({"name": "web", "nmae": 1})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        None,
+    );
+    assert_error(
+        &p.post(apps, &t, json!({"name": 5})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("name"),
+    );
+    assert_error(
+        &p.send(Method::GET, apps, None, None).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
+    assert_error(
+        &p.get(apps, "zw_not-a-real-token").await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
     assert_eq!(p.head().await, before, "no rejected request wrote an event");
 
-    assert_eq!(p.post(apps, &t, json!({"name": "web"})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        p.post(apps, &t, json!({"name": "web"})).await.status,
+        StatusCode::CREATED
+    );
     let after_create = p.head().await;
-    assert_error(&p.post(apps, &t, json!({"name": "web"})).await, StatusCode::CONFLICT, Some("name"));
+    assert_error(
+        &p.post(apps, &t, json!({"name": "web"})).await,
+        StatusCode::CONFLICT,
+        Some("name"),
+    );
     assert_eq!(p.head().await, after_create, "the duplicate wrote nothing");
     let env = "/api/v1/orgs/acme/apps/web/envs/prod";
     let bad_manifest = json!({"image": crate::support::image(1), "manifest": "version = 1\napp = \"web\"\n[processes.web]\nmemroy_mb = 5\n"});
-    assert_error(&p.post(&format!("{env}/deployments"), &t, bad_manifest).await, StatusCode::UNPROCESSABLE_ENTITY, Some("manifest.processes.web.memroy_mb"));
+    assert_error(
+        &p.post(&format!("{env}/deployments"), &t, bad_manifest)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("manifest.processes.web.memroy_mb"),
+    );
     let unpinned = json!({"image": "hello:latest"});
-    assert_error(&p.post(&format!("{env}/deployments"), &t, unpinned).await, StatusCode::UNPROCESSABLE_ENTITY, Some("image"));
+    assert_error(
+        &p.post(&format!("{env}/deployments"), &t, unpinned).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("image"),
+    );
     let wrong_app = json!({"image": crate::support::image(1), "manifest": "version = 1\napp = \"api\"\n[processes.web]\n"});
-    assert_error(&p.post(&format!("{env}/deployments"), &t, wrong_app).await, StatusCode::UNPROCESSABLE_ENTITY, Some("manifest.app"));
+    assert_error(
+        &p.post(&format!("{env}/deployments"), &t, wrong_app).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("manifest.app"),
+    );
     let bad_route = json!({"process": "web", "port": 8080, "mode": "tcp", "host": "a.example.com"});
-    assert_error(&p.post(&format!("{env}/routes"), &t, bad_route).await, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
-    assert_error(&p.get("/api/v1/events?limit=0", &t).await, StatusCode::UNPROCESSABLE_ENTITY, Some("limit"));
-    assert_eq!(p.head().await, after_create, "no invalid deploy or route wrote anything");
+    assert_error(
+        &p.post(&format!("{env}/routes"), &t, bad_route).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("host"),
+    );
+    assert_error(
+        &p.get("/api/v1/events?limit=0", &t).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("limit"),
+    );
+    assert_eq!(
+        p.head().await,
+        after_create,
+        "no invalid deploy or route wrote anything"
+    );
 }
 
 #[tokio::test]

@@ -13,17 +13,36 @@ async fn another_orgs_token_gets_404_on_every_route_of_the_org() {
     let a = p.org("alpha").await;
     let b = p.org("bravo").await;
     // Give org A one of everything.
-    assert_eq!(p.post("/api/v1/orgs/alpha/apps", &a, json!({"name": "web"})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        p.post("/api/v1/orgs/alpha/apps", &a, json!({"name": "web"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     let env = "/api/v1/orgs/alpha/apps/web/envs/prod";
-    let deployed = p.post(&format!("{env}/deployments"), &a, json!({"image": image(1)})).await;
+    let deployed = p
+        .post(
+            &format!("{env}/deployments"),
+            &a,
+            json!({"image": image(1)}),
+        )
+        .await;
     assert_eq!(deployed.status, StatusCode::CREATED, "{:?}", deployed.body);
     let secret = p
-        .send(reqwest::Method::PUT, &format!("{env}/secrets/KEY"), Some(&a), Some(&json!({"value": "v"})))
+        .send(
+            reqwest::Method::PUT,
+            &format!("{env}/secrets/KEY"),
+            Some(&a),
+            Some(&json!({"value": "v"})),
+        )
         .await;
     assert_eq!(secret.status, StatusCode::OK);
     let before = p.head().await;
 
-    for e in zeitwork_operator::endpoints().iter().filter(|e| e.path.contains("{org}")) {
+    for e in zeitwork_operator::endpoints()
+        .iter()
+        .filter(|e| e.path.contains("{org}"))
+    {
         let path = e
             .path
             .replace("{org}", "alpha")
@@ -34,8 +53,18 @@ async fn another_orgs_token_gets_404_on_every_route_of_the_org() {
         let path = fill(&path, "00000000-0000-0000-0000-000000000000");
         let body = json!({});
         let answer = p.send(e.method.clone(), &path, Some(&b), Some(&body)).await;
-        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{} {path} answered {:?}", e.method, answer.body);
-        assert_eq!(answer.body["error"]["message"], "org not found", "{} {path}", e.method);
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_FOUND,
+            "{} {path} answered {:?}",
+            e.method,
+            answer.body
+        );
+        assert_eq!(
+            answer.body["error"]["message"], "org not found",
+            "{} {path}",
+            e.method
+        );
     }
     assert_eq!(p.head().await, before, "org B changed nothing");
 
@@ -45,9 +74,15 @@ async fn another_orgs_token_gets_404_on_every_route_of_the_org() {
     assert_eq!(orgs.body["orgs"][0]["name"], "bravo");
     let events = p.get("/api/v1/events?limit=1000", &b).await;
     let text = events.body.to_string();
-    assert!(!text.contains("alpha") && !text.contains("\"web\""), "B saw A's events: {text}");
+    assert!(
+        !text.contains("alpha") && !text.contains("\"web\""),
+        "B saw A's events: {text}"
+    );
     let all = p.get("/api/v1/events?limit=1000", &p.root).await;
-    assert!(all.body.to_string().contains("alpha"), "the platform token sees everything");
+    assert!(
+        all.body.to_string().contains("alpha"),
+        "the platform token sees everything"
+    );
 }
 
 #[tokio::test]
@@ -56,22 +91,54 @@ async fn roles_limit_what_a_token_may_do() {
     let admin = p.org("acme").await;
     let reader = p.token("acme", "reader").await;
     let deployer = p.token("acme", "deployer").await;
-    assert_eq!(p.post("/api/v1/orgs/acme/apps", &admin, json!({"name": "web"})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        p.post("/api/v1/orgs/acme/apps", &admin, json!({"name": "web"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
 
     let env = "/api/v1/orgs/acme/apps/web/envs/prod";
-    assert_eq!(p.get("/api/v1/orgs/acme/apps", &reader).await.status, StatusCode::OK);
-    let denied = p.post(&format!("{env}/deployments"), &reader, json!({"image": image(1)})).await;
+    assert_eq!(
+        p.get("/api/v1/orgs/acme/apps", &reader).await.status,
+        StatusCode::OK
+    );
+    let denied = p
+        .post(
+            &format!("{env}/deployments"),
+            &reader,
+            json!({"image": image(1)}),
+        )
+        .await;
     crate::support::assert_error(&denied, StatusCode::FORBIDDEN, None);
-    let ok = p.post(&format!("{env}/deployments"), &deployer, json!({"image": image(1)})).await;
+    let ok = p
+        .post(
+            &format!("{env}/deployments"),
+            &deployer,
+            json!({"image": image(1)}),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{:?}", ok.body);
-    let denied = p.post("/api/v1/orgs/acme/apps", &deployer, json!({"name": "api"})).await;
+    let denied = p
+        .post("/api/v1/orgs/acme/apps", &deployer, json!({"name": "api"}))
+        .await;
     crate::support::assert_error(&denied, StatusCode::FORBIDDEN, None);
-    let denied = p.post("/api/v1/orgs/acme/tokens", &deployer, json!({"name": "x", "role": "admin"})).await;
+    let denied = p
+        .post(
+            "/api/v1/orgs/acme/tokens",
+            &deployer,
+            json!({"name": "x", "role": "admin"}),
+        )
+        .await;
     crate::support::assert_error(&denied, StatusCode::FORBIDDEN, None);
     // Org admins are still not platform operators.
-    let denied = p.post("/api/v1/orgs", &admin, json!({"name": "other"})).await;
+    let denied = p
+        .post("/api/v1/orgs", &admin, json!({"name": "other"}))
+        .await;
     crate::support::assert_error(&denied, StatusCode::FORBIDDEN, None);
-    let denied = p.post("/api/v1/regions", &admin, json!({"name": "eu"})).await;
+    let denied = p
+        .post("/api/v1/regions", &admin, json!({"name": "eu"}))
+        .await;
     crate::support::assert_error(&denied, StatusCode::FORBIDDEN, None);
 
     // A revoked token stops working at once.
@@ -85,7 +152,18 @@ async fn roles_limit_what_a_token_may_do() {
         .as_str()
         .unwrap()
         .to_owned();
-    let revoked = p.send(reqwest::Method::DELETE, &format!("/api/v1/orgs/acme/tokens/{reader_id}"), Some(&admin), None).await;
+    let revoked = p
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orgs/acme/tokens/{reader_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
-    crate::support::assert_error(&p.get("/api/v1/orgs/acme/apps", &reader).await, StatusCode::UNAUTHORIZED, None);
+    crate::support::assert_error(
+        &p.get("/api/v1/orgs/acme/apps", &reader).await,
+        StatusCode::UNAUTHORIZED,
+        None,
+    );
 }

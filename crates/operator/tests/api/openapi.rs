@@ -13,31 +13,74 @@ pub fn fill(path: &str, value: &str) -> String {
 #[tokio::test]
 async fn every_route_is_documented_and_every_documented_route_is_served() {
     let p = Platform::start().await;
-    let doc = p.send(Method::GET, "/api/v1/openapi.json", None, None).await;
+    let doc = p
+        .send(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
     assert_eq!(doc.status, StatusCode::OK);
     assert_eq!(doc.body["openapi"], "3.0.3");
     let endpoints = zeitwork_operator::endpoints();
     assert!(endpoints.len() > 40, "all routes are listed");
     for e in &endpoints {
         let op = &doc.body["paths"][e.path][e.method.as_str().to_ascii_lowercase()];
-        assert!(op.is_object(), "{} {} missing from the OpenAPI document", e.method, e.path);
-        assert_eq!(op["security"].is_array(), e.authenticated, "{} {}", e.method, e.path);
+        assert!(
+            op.is_object(),
+            "{} {} missing from the OpenAPI document",
+            e.method,
+            e.path
+        );
+        assert_eq!(
+            op["security"].is_array(),
+            e.authenticated,
+            "{} {}",
+            e.method,
+            e.path
+        );
         if e.path.ends_with("/stream") {
             // An endless body: the headers show the route answered as itself.
-            let resp = reqwest::Client::new().get(format!("{}{}", p.base, e.path)).bearer_auth(&p.root).send().await.unwrap();
+            let resp = reqwest::Client::new()
+                .get(format!("{}{}", p.base, e.path))
+                .bearer_auth(&p.root)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.headers()["content-type"], "text/event-stream");
             continue;
         }
         // The route answers as itself: never the router's "no such route" fallback or 405.
-        let a = p.send(e.method.clone(), &fill(e.path, "x"), Some(&p.root), None).await;
-        assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{} {}", e.method, e.path);
-        assert_ne!(a.body["error"]["message"], "no such API route", "{} {}", e.method, e.path);
+        let a = p
+            .send(e.method.clone(), &fill(e.path, "x"), Some(&p.root), None)
+            .await;
+        assert_ne!(
+            a.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}",
+            e.method,
+            e.path
+        );
+        assert_ne!(
+            a.body["error"]["message"], "no such API route",
+            "{} {}",
+            e.method, e.path
+        );
     }
-    let documented: usize = doc.body["paths"].as_object().unwrap().values().map(|m| m.as_object().unwrap().len()).sum();
-    assert_eq!(documented, endpoints.len(), "nothing documented that is not mounted");
-    let unknown = p.send(Method::GET, "/api/v1/nope", Some(&p.root), None).await;
+    let documented: usize = doc.body["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        endpoints.len(),
+        "nothing documented that is not mounted"
+    );
+    let unknown = p
+        .send(Method::GET, "/api/v1/nope", Some(&p.root), None)
+        .await;
     crate::support::assert_error(&unknown, StatusCode::NOT_FOUND, None);
-    let wrong_method = p.send(Method::PATCH, "/api/v1/orgs", Some(&p.root), None).await;
+    let wrong_method = p
+        .send(Method::PATCH, "/api/v1/orgs", Some(&p.root), None)
+        .await;
     crate::support::assert_error(&wrong_method, StatusCode::METHOD_NOT_ALLOWED, None);
 }
 
@@ -45,7 +88,10 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
 async fn health_and_metrics_are_public() {
     let p = Platform::start().await;
     let h = p.send(Method::GET, "/health", None, None).await;
-    assert_eq!((h.status, h.body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (h.status, h.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     p.get("/api/v1/orgs", &p.root).await;
     let m = p.send(Method::GET, "/metrics", None, None).await;
     let text = m.body.as_str().unwrap();

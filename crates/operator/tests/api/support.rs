@@ -24,16 +24,37 @@ impl Platform {
     pub async fn start() -> Platform {
         let pg = Postgres::throwaway().await.expect("throwaway postgres");
         let store = Store::connect(&pg.url()).await.unwrap();
-        let root = zeitwork_operator::auth::bootstrap_platform_token(&store).await.unwrap().unwrap();
+        let root = zeitwork_operator::auth::bootstrap_platform_token(&store)
+            .await
+            .unwrap()
+            .unwrap();
         let secrets = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
-        let app = zeitwork_operator::app(store.clone(), secrets, Config::default()).await.unwrap();
+        let app = zeitwork_operator::app(store.clone(), secrets, Config::default())
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(zeitwork_operator::serve(listener, app, std::future::pending()));
-        Platform { store, base, root, client: reqwest::Client::new(), _pg: pg }
+        tokio::spawn(zeitwork_operator::serve(
+            listener,
+            app,
+            std::future::pending(),
+        ));
+        Platform {
+            store,
+            base,
+            root,
+            client: reqwest::Client::new(),
+            _pg: pg,
+        }
     }
 
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -53,19 +74,28 @@ impl Platform {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
-        self.send(Method::POST, path, Some(token), Some(&body)).await
+        self.send(Method::POST, path, Some(token), Some(&body))
+            .await
     }
 
     /// Creates an org with an admin token and returns the token.
     pub async fn org(&self, name: &str) -> String {
-        let a = self.post("/api/v1/orgs", &self.root, json!({ "name": name })).await;
+        let a = self
+            .post("/api/v1/orgs", &self.root, json!({ "name": name }))
+            .await;
         assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
         self.token(name, "admin").await
     }
 
     pub async fn token(&self, org: &str, role: &str) -> String {
         let path = format!("/api/v1/orgs/{org}/tokens");
-        let a = self.post(&path, &self.root, json!({ "name": format!("{role}-token"), "role": role })).await;
+        let a = self
+            .post(
+                &path,
+                &self.root,
+                json!({ "name": format!("{role}-token"), "role": role }),
+            )
+            .await;
         assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
         a.body["secret"].as_str().unwrap().to_owned()
     }
@@ -79,14 +109,21 @@ impl Platform {
 
 /// A digest-pinned image reference for deploys.
 pub fn image(n: u8) -> String {
-    format!("127.0.0.1:5000/hello@sha256:{}", format!("{n:02x}").repeat(32))
+    format!(
+        "127.0.0.1:5000/hello@sha256:{}",
+        format!("{n:02x}").repeat(32)
+    )
 }
 
 /// Asserts an error answer's status, code and (optionally) field.
 pub fn assert_error(a: &Answer, status: StatusCode, field: Option<&str>) {
     assert_eq!(a.status, status, "{:?}", a.body);
     let error = &a.body["error"];
-    assert!(error["code"].is_string() && error["message"].is_string(), "error shape: {:?}", a.body);
+    assert!(
+        error["code"].is_string() && error["message"].is_string(),
+        "error shape: {:?}",
+        a.body
+    );
     if let Some(f) = field {
         assert_eq!(error["field"], f, "{:?}", a.body);
     }
