@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs Zeitwork on this machine: installs what is missing, builds, and starts every role
+# in one process (`zeitwork up`). Extra arguments go to `zeitwork up` (see --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "building zeitwork (release) …"
+cargo build --release --locked -p zeitwork
+exec target/release/zeitwork up "$@"
