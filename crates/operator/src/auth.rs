@@ -74,9 +74,6 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Auth> {
-        if let Some(auth) = parts.extensions.get::<Auth>() {
-            return Ok(auth.clone());
-        }
         let header = parts
             .headers
             .get(http::header::AUTHORIZATION)

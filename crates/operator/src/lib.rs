@@ -51,10 +51,6 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
         head,
     };
     let (router, _) = handlers::api().into_parts();
-    let router = router.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        scope::org_guard,
-    ));
     let request_id = http::HeaderName::from_static("x-request-id");
     Ok(router
         .fallback(|| async {

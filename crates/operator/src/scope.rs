@@ -1,6 +1,14 @@
 //! Resolving `{org}/{app}/{env}` path segments for a caller. A token of another org
 //! gets 404 (we do not confirm that the org exists), a weak role gets 403.
+//!
+//! Handlers take [`InOrg`], [`InApp`] or [`InEnv`] with the role they need. These are
+//! resolved from the request head, so a caller that may not see the org is answered
+//! before its body is even read.
 
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use serde::Deserialize;
 use zeitwork_core::Role;
 use zeitwork_store::model::{App, Env, Org};
@@ -11,8 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
-pub struct OrgPath {
-    pub org: String,
+struct OrgPath {
+    org: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,33 +75,99 @@ impl AppState {
     }
 }
 
-/// Runs before every handler whose path has `{org}`: a caller that cannot see the org
-/// gets 404 before its body is even read, so no answer depends on another org's data.
-pub async fn org_guard(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    params: axum::extract::RawPathParams,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::extract::FromRequestParts;
-    use axum::response::IntoResponse;
+/// The least role a handler needs, as a type so extractors can carry it.
+pub trait Need: Send + Sync {
+    const ROLE: Role;
+}
 
-    let Some(org) = params
-        .iter()
-        .find(|(k, _)| *k == "org")
-        .map(|(_, v)| v.to_owned())
-    else {
-        return next.run(req).await;
-    };
-    let (mut parts, body) = req.into_parts();
-    let auth = match Auth::from_request_parts(&mut parts, &state).await {
-        Ok(auth) => auth,
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = state.org(&auth, &org, Role::Reader).await {
-        return e.into_response();
-    }
-    parts.extensions.insert(auth);
-    next.run(axum::extract::Request::from_parts(parts, body))
+pub enum Reader {}
+pub enum Deployer {}
+pub enum Admin {}
+
+impl Need for Reader {
+    const ROLE: Role = Role::Reader;
+}
+impl Need for Deployer {
+    const ROLE: Role = Role::Deployer;
+}
+impl Need for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The caller and the `{org}` of the path, visible to it with role `R`.
+pub struct InOrg<R> {
+    pub auth: Auth,
+    pub org: Org,
+    _role: PhantomData<fn() -> R>,
+}
+
+/// As [`InOrg`], plus the `{app}` of the path.
+pub struct InApp<R> {
+    pub auth: Auth,
+    pub org: Org,
+    pub app: App,
+    _role: PhantomData<fn() -> R>,
+}
+
+/// As [`InApp`], plus the `{env}` of the path.
+pub struct InEnv<R> {
+    pub auth: Auth,
+    pub scope: EnvScope,
+    _role: PhantomData<fn() -> R>,
+}
+
+async fn path<T: serde::de::DeserializeOwned + Send>(
+    parts: &mut Parts,
+    state: &AppState,
+) -> ApiResult<T> {
+    let Path(p) = Path::<T>::from_request_parts(parts, state)
         .await
+        .map_err(|_| ApiError::not_found("route"))?;
+    Ok(p)
+}
+
+impl<R: Need> FromRequestParts<AppState> for InOrg<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        let p: OrgPath = path(parts, state).await?;
+        let org = state.org(&auth, &p.org, R::ROLE).await?;
+        Ok(InOrg {
+            auth,
+            org,
+            _role: PhantomData,
+        })
+    }
+}
+
+impl<R: Need> FromRequestParts<AppState> for InApp<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        let p: AppPath = path(parts, state).await?;
+        let (org, app) = state.app(&auth, &p, R::ROLE).await?;
+        Ok(InApp {
+            auth,
+            org,
+            app,
+            _role: PhantomData,
+        })
+    }
+}
+
+impl<R: Need> FromRequestParts<AppState> for InEnv<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        let p: EnvPath = path(parts, state).await?;
+        let scope = state.env(&auth, &p, R::ROLE).await?;
+        Ok(InEnv {
+            auth,
+            scope,
+            _role: PhantomData,
+        })
+    }
 }

@@ -1,20 +1,19 @@
 //! Apps and their envs.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use zeitwork_core::{EventData, Name, Role};
+use zeitwork_core::{EventData, Name};
 use zeitwork_store::model::{App, Env};
 use zeitwork_store::{log, read};
 
-use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiResult, field};
-use crate::scope::{AppPath, EnvPath, OrgPath};
+use crate::scope::{Admin, InApp, InEnv, InOrg, Reader};
 use crate::state::AppState;
 
 /// The env every new app starts with.
@@ -28,10 +27,8 @@ pub struct NewNamed {
 
 pub async fn list(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { org, .. }: InOrg<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let org = s.org(&auth, &p.org, Role::Reader).await?;
     Ok(Json(
         json!({ "apps": read::apps(s.store.pool(), org.id).await? }),
     ))
@@ -39,11 +36,9 @@ pub async fn list(
 
 pub async fn create(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { auth, org, .. }: InOrg<Admin>,
     req: Create<NewNamed>,
 ) -> ApiResult<Response> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     let name = field("name", Name::parse(&req.body.name))?;
     let app_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
@@ -74,20 +69,14 @@ pub async fn create(
     req.finish(tx, StatusCode::CREATED, app).await
 }
 
-pub async fn show(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<AppPath>,
-) -> ApiResult<Json<App>> {
-    Ok(Json(s.app(&auth, &p, Role::Reader).await?.1))
+pub async fn show(InApp { app, .. }: InApp<Reader>) -> ApiResult<Json<App>> {
+    Ok(Json(app))
 }
 
 pub async fn delete(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<AppPath>,
+    InApp { auth, org, app, .. }: InApp<Admin>,
 ) -> ApiResult<StatusCode> {
-    let (org, app) = s.app(&auth, &p, Role::Admin).await?;
     s.record(
         &auth,
         Some(org.id),
@@ -98,10 +87,8 @@ pub async fn delete(
 
 pub async fn list_envs(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<AppPath>,
+    InApp { app, .. }: InApp<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let (_, app) = s.app(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "envs": read::envs(s.store.pool(), app.id).await? }),
     ))
@@ -109,11 +96,9 @@ pub async fn list_envs(
 
 pub async fn create_env(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<AppPath>,
+    InApp { auth, org, app, .. }: InApp<Admin>,
     req: Create<NewNamed>,
 ) -> ApiResult<Response> {
-    let (org, app) = s.app(&auth, &p, Role::Admin).await?;
     let name = field("name", Name::parse(&req.body.name))?;
     let env_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
@@ -132,20 +117,14 @@ pub async fn create_env(
     req.finish(tx, StatusCode::CREATED, env).await
 }
 
-pub async fn show_env(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
-) -> ApiResult<Json<Env>> {
-    Ok(Json(s.env(&auth, &p, Role::Reader).await?.env))
+pub async fn show_env(InEnv { scope, .. }: InEnv<Reader>) -> ApiResult<Json<Env>> {
+    Ok(Json(scope.env))
 }
 
 pub async fn delete_env(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { auth, scope, .. }: InEnv<Admin>,
 ) -> ApiResult<StatusCode> {
-    let scope = s.env(&auth, &p, Role::Admin).await?;
     s.record(
         &auth,
         Some(scope.org.id),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::event::ProcessSpec;
-use zeitwork_core::{EventData, ImageRef, Manifest, Name, Role};
+use zeitwork_core::{EventData, ImageRef, Manifest, Name};
 use zeitwork_store::model::{Deployment, Release};
 use zeitwork_store::{Tx, log, read};
 
@@ -16,7 +16,7 @@ use crate::auth::Auth;
 use crate::body::{Body, Create};
 use crate::error::{ApiError, ApiResult, field};
 use crate::placement::{self, Want};
-use crate::scope::{AppPath, EnvPath, EnvScope};
+use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
 
 /// Upper bound on instances per process per region, as in the manifest.
@@ -45,17 +45,13 @@ pub struct Scale {
 
 #[derive(Deserialize)]
 pub struct ReleasePath {
-    org: String,
-    app: String,
     number: String,
 }
 
 pub async fn releases(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<AppPath>,
+    InApp { app, .. }: InApp<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let (_, app) = s.app(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "releases": read::releases(s.store.pool(), app.id).await? }),
     ))
@@ -63,19 +59,9 @@ pub async fn releases(
 
 pub async fn release(
     State(s): State<AppState>,
-    auth: Auth,
+    InApp { app, .. }: InApp<Reader>,
     Path(p): Path<ReleasePath>,
 ) -> ApiResult<Json<Release>> {
-    let (_, app) = s
-        .app(
-            &auth,
-            &AppPath {
-                org: p.org,
-                app: p.app,
-            },
-            Role::Reader,
-        )
-        .await?;
     let number: i32 = p
         .number
         .trim_start_matches('v')
@@ -89,10 +75,8 @@ pub async fn release(
 
 pub async fn deployments(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "deployments": read::deployments(s.store.pool(), scope.env.id).await? }),
     ))
@@ -100,10 +84,8 @@ pub async fn deployments(
 
 pub async fn instances(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "instances": read::instances(s.store.pool(), scope.env.id).await? }),
     ))
@@ -111,10 +93,8 @@ pub async fn instances(
 
 pub async fn status(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Reader).await?;
     let db = s.store.pool();
     let deployment = read::active_deployment(db, scope.env.id).await?;
     let (release, processes, url) = match &deployment {
@@ -138,11 +118,9 @@ pub async fn status(
 
 pub async fn deploy(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     req: Create<NewDeployment>,
 ) -> ApiResult<Response> {
-    let scope = s.env(&auth, &p, Role::Deployer).await?;
     let image = field("image", ImageRef::parse(&req.body.image))?;
     let manifest = match &req.body.manifest {
         Some(text) => Manifest::from_toml(text).map_err(|e| {
@@ -176,11 +154,9 @@ pub async fn deploy(
 
 pub async fn rollback(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     req: Create<RollbackTo>,
 ) -> ApiResult<Response> {
-    let scope = s.env(&auth, &p, Role::Deployer).await?;
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let history = read::deployments(&mut *tx, scope.env.id).await?;
@@ -222,11 +198,9 @@ pub async fn rollback(
 
 pub async fn scale(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     Body(b): Body<Scale>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Deployer).await?;
     if b.instances > MAX_INSTANCES {
         return Err(ApiError::invalid(
             "instances",

@@ -1,18 +1,18 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use zeitwork_core::{EventData, Name, Role};
+use zeitwork_core::{EventData, Name};
 use zeitwork_store::model::Org;
 use zeitwork_store::{log, read};
 
 use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiResult, field};
-use crate::scope::OrgPath;
+use crate::scope::{Admin, InOrg, Reader};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -49,20 +49,14 @@ pub async fn create(
     req.finish(tx, StatusCode::CREATED, org).await
 }
 
-pub async fn show(
-    State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
-) -> ApiResult<Json<Org>> {
-    Ok(Json(s.org(&auth, &p.org, Role::Reader).await?))
+pub async fn show(InOrg { org, .. }: InOrg<Reader>) -> ApiResult<Json<Org>> {
+    Ok(Json(org))
 }
 
 pub async fn delete(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { auth, org, .. }: InOrg<Admin>,
 ) -> ApiResult<StatusCode> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     auth.require_platform()?;
     s.record(
         &auth,

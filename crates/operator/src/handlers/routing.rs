@@ -10,14 +10,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::manifest::RouteMode;
-use zeitwork_core::{EventData, Hostname, Name, Role};
+use zeitwork_core::{EventData, Hostname, Name};
 use zeitwork_store::model::{Domain, Route};
 use zeitwork_store::{log, read};
 
-use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
-use crate::scope::EnvPath;
+use crate::scope::{Deployer, InEnv, Reader};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -42,31 +41,17 @@ pub struct NewDomain {
     hostname: String,
 }
 
+/// The last segment of an item path: a route id or a domain's hostname.
 #[derive(Deserialize)]
 pub struct ItemPath {
-    org: String,
-    app: String,
-    env: String,
     #[serde(alias = "hostname")]
     id: String,
 }
 
-impl ItemPath {
-    fn env(&self) -> EnvPath {
-        EnvPath {
-            org: self.org.clone(),
-            app: self.app.clone(),
-            env: self.env.clone(),
-        }
-    }
-}
-
 pub async fn routes(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "routes": read::routes(s.store.pool(), scope.env.id).await? }),
     ))
@@ -74,11 +59,9 @@ pub async fn routes(
 
 pub async fn create_route(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     req: Create<NewRoute>,
 ) -> ApiResult<Response> {
-    let scope = s.env(&auth, &p, Role::Deployer).await?;
     let b = &req.body;
     let process = field("process", Name::parse(&b.process))?;
     let host = b
@@ -134,10 +117,9 @@ pub async fn create_route(
 
 pub async fn delete_route(
     State(s): State<AppState>,
-    auth: Auth,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<ItemPath>,
 ) -> ApiResult<StatusCode> {
-    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     let route = read::routes(s.store.pool(), scope.env.id)
         .await?
         .into_iter()
@@ -153,10 +135,8 @@ pub async fn delete_route(
 
 pub async fn domains(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "domains": read::domains(s.store.pool(), scope.env.id).await? }),
     ))
@@ -164,11 +144,9 @@ pub async fn domains(
 
 pub async fn add_domain(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     req: Create<NewDomain>,
 ) -> ApiResult<Response> {
-    let scope = s.env(&auth, &p, Role::Deployer).await?;
     let hostname = field("hostname", Hostname::parse(&req.body.hostname))?;
     if hostname
         .as_str()
@@ -206,10 +184,9 @@ pub async fn add_domain(
 
 pub async fn remove_domain(
     State(s): State<AppState>,
-    auth: Auth,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<ItemPath>,
 ) -> ApiResult<StatusCode> {
-    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     let domain = read::domains(s.store.pool(), scope.env.id)
         .await?
         .into_iter()

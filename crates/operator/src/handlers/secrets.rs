@@ -6,15 +6,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use zeitwork_core::EventData;
 use zeitwork_core::manifest::check_env_name;
-use zeitwork_core::{EventData, Role};
 use zeitwork_store::model::Secret;
 use zeitwork_store::{log, read};
 
-use crate::auth::Auth;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
-use crate::scope::EnvPath;
+use crate::scope::{Deployer, InEnv, Reader};
 use crate::state::AppState;
 
 /// Largest secret value; secrets are configuration, not blobs.
@@ -28,20 +27,7 @@ pub struct NewValue {
 
 #[derive(Deserialize)]
 pub struct SecretPath {
-    org: String,
-    app: String,
-    env: String,
     name: String,
-}
-
-impl SecretPath {
-    fn env(&self) -> EnvPath {
-        EnvPath {
-            org: self.org.clone(),
-            app: self.app.clone(),
-            env: self.env.clone(),
-        }
-    }
 }
 
 /// Associated data binding a ciphertext to where it belongs.
@@ -51,10 +37,8 @@ pub fn aad(env_id: uuid::Uuid, name: &str, version: i32) -> String {
 
 pub async fn list(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<EnvPath>,
+    InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let scope = s.env(&auth, &p, Role::Reader).await?;
     Ok(Json(
         json!({ "secrets": read::secrets(s.store.pool(), scope.env.id).await? }),
     ))
@@ -62,11 +46,10 @@ pub async fn list(
 
 pub async fn set(
     State(s): State<AppState>,
-    auth: Auth,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<SecretPath>,
     Body(body): Body<NewValue>,
 ) -> ApiResult<Json<Secret>> {
-    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     check_env_name(&p.name).map_err(|m| ApiError::invalid("name", format!("secret name: {m}")))?;
     if body.value.len() > MAX_VALUE {
         return Err(ApiError::invalid(
@@ -98,10 +81,9 @@ pub async fn set(
 
 pub async fn unset(
     State(s): State<AppState>,
-    auth: Auth,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<SecretPath>,
 ) -> ApiResult<StatusCode> {
-    let scope = s.env(&auth, &p.env(), Role::Deployer).await?;
     if read::secret_ciphertext(s.store.pool(), scope.env.id, &p.name)
         .await?
         .is_none()

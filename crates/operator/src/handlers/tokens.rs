@@ -10,10 +10,10 @@ use uuid::Uuid;
 use zeitwork_core::{EventData, Role};
 use zeitwork_store::{log, read};
 
-use crate::auth::{self, Auth};
+use crate::auth::{self};
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult};
-use crate::scope::OrgPath;
+use crate::scope::{Admin, InOrg, Reader};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -32,7 +32,6 @@ pub struct NewUser {
 
 #[derive(Deserialize)]
 pub struct ItemPath {
-    org: String,
     id: String,
 }
 
@@ -47,10 +46,8 @@ fn id(value: &str, what: &str) -> ApiResult<Uuid> {
 
 pub async fn list(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { org, .. }: InOrg<Admin>,
 ) -> ApiResult<Json<Value>> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     Ok(Json(
         json!({ "tokens": read::tokens(s.store.pool(), Some(org.id)).await? }),
     ))
@@ -58,11 +55,9 @@ pub async fn list(
 
 pub async fn create(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { auth, org, .. }: InOrg<Admin>,
     req: Create<NewToken>,
 ) -> ApiResult<Response> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     let name = req.body.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::invalid(
@@ -93,10 +88,9 @@ pub async fn create(
 
 pub async fn revoke(
     State(s): State<AppState>,
-    auth: Auth,
+    InOrg { auth, org, .. }: InOrg<Admin>,
     Path(p): Path<ItemPath>,
 ) -> ApiResult<StatusCode> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     let token = read::token(s.store.pool(), Some(org.id), id(&p.id, "token")?)
         .await?
         .ok_or_else(|| ApiError::not_found("token"))?;
@@ -110,10 +104,8 @@ pub async fn revoke(
 
 pub async fn list_users(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { org, .. }: InOrg<Reader>,
 ) -> ApiResult<Json<Value>> {
-    let org = s.org(&auth, &p.org, Role::Reader).await?;
     Ok(Json(
         json!({ "users": read::users(s.store.pool(), org.id).await? }),
     ))
@@ -121,11 +113,9 @@ pub async fn list_users(
 
 pub async fn add_user(
     State(s): State<AppState>,
-    auth: Auth,
-    Path(p): Path<OrgPath>,
+    InOrg { auth, org, .. }: InOrg<Admin>,
     req: Create<NewUser>,
 ) -> ApiResult<Response> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     let email = req.body.email.trim().to_ascii_lowercase();
     let valid = email.len() <= 254
         && email
@@ -153,10 +143,9 @@ pub async fn add_user(
 
 pub async fn remove_user(
     State(s): State<AppState>,
-    auth: Auth,
+    InOrg { auth, org, .. }: InOrg<Admin>,
     Path(p): Path<ItemPath>,
 ) -> ApiResult<StatusCode> {
-    let org = s.org(&auth, &p.org, Role::Admin).await?;
     let user = read::user(s.store.pool(), org.id, id(&p.id, "user")?)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
