@@ -3,6 +3,7 @@
 //! Nothing here performs I/O, so every other crate can depend on it freely.
 
 pub mod event;
+pub mod guest;
 pub mod image;
 pub mod manifest;
 pub mod name;
