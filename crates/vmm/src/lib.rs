@@ -1,0 +1,78 @@
+//! Every instance is a microVM. This crate launches one from shared guest artifacts
+//! (kernel, initramfs, root/scratch/config disks, a tap) with a driver behind the
+//! [`Vmm`] trait, caps its memory, captures its console and reports how it ended.
+
+mod cgroup;
+mod console;
+mod kvm;
+mod qemu;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use cgroup::Cgroup;
+pub use console::{ConsoleReport, VmExit};
+pub use kvm::kvm_usable;
+pub use qemu::Qemu;
+
+/// What to boot. All paths are on the host.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Unique per running VM (the instance id): names the cgroup and run files.
+    pub name: String,
+    pub vcpus: u32,
+    /// Guest RAM; also the base of the hard cap on the VMM process.
+    pub memory_mb: u64,
+    /// Relative CPU share under contention (cgroup weight, 1–10000; 100 is the default).
+    pub cpu_weight: u32,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// Read-only ext4 of the image (`/dev/vda` in the guest).
+    pub root_disk: PathBuf,
+    /// Writable ext4 for the overlay's upper layer (`/dev/vdb`).
+    pub scratch_disk: PathBuf,
+    /// Raw config disk (`/dev/vdc`, see `zeitwork_core::guest`).
+    pub config_disk: PathBuf,
+    pub net: Option<NetAttachment>,
+    /// Where the console log and other per-VM files go.
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetAttachment {
+    /// An existing tap device on the host.
+    pub tap: String,
+    pub mac: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error("{binary} not found: {hint}")]
+    NotInstalled { binary: String, hint: &'static str },
+    #[error("starting {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cgroup {path}: {source} (memory caps need root and a memory cgroup controller)")]
+    Cgroup {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the VM did not stop within {0:?}")]
+    StopTimeout(Duration),
+}
+
+/// A way to run microVMs. Drivers share every guest artifact; only the VMM differs.
+pub trait Vmm: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn launch(&self, spec: &VmSpec) -> impl Future<Output = Result<RunningVm, VmmError>> + Send;
+}
+
+pub use qemu::RunningVm;

@@ -1,0 +1,297 @@
+//! The `qemu` driver: `qemu-system-x86_64 -M microvm` from Debian, with KVM where it can
+//! run Linux guests and TCG (software) otherwise, so every Linux box boots real microVMs.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+
+use crate::cgroup::Cgroup;
+use crate::console::{self, ConsoleReport, VmExit};
+use crate::{VmSpec, Vmm, VmmError, kvm_usable};
+
+const BINARY: &str = "qemu-system-x86_64";
+
+/// Memory the VMM itself may use beyond guest RAM before the cap kills it. TCG needs
+/// room for its translation cache (bounded with `tb-size`).
+const OVERHEAD_KVM_MB: u64 = 64;
+const OVERHEAD_TCG_MB: u64 = 192;
+const TB_SIZE_MB: u64 = 64;
+
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    binary: PathBuf,
+    kvm: bool,
+}
+
+impl Qemu {
+    /// Finds QEMU and decides between KVM and TCG for this host.
+    pub fn detect() -> Result<Qemu, VmmError> {
+        let binary = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|dir| dir.join(BINARY))
+            .find(|p| p.is_file())
+            .ok_or(VmmError::NotInstalled {
+                binary: BINARY.into(),
+                hint: "install Debian's qemu-system-x86 package (scripts/setup.sh does it)",
+            })?;
+        Ok(Qemu {
+            binary,
+            kvm: kvm_usable(),
+        })
+    }
+
+    pub fn kvm(&self) -> bool {
+        self.kvm
+    }
+
+    pub fn with_kvm(mut self, kvm: bool) -> Qemu {
+        self.kvm = kvm;
+        self
+    }
+
+    fn overhead_mb(&self) -> u64 {
+        if self.kvm {
+            OVERHEAD_KVM_MB
+        } else {
+            OVERHEAD_TCG_MB
+        }
+    }
+
+    /// The command line for `spec` (without the program name).
+    pub fn args(&self, spec: &VmSpec) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&[
+            "-M",
+            "microvm,x-option-roms=off,rtc=off",
+            "-nodefaults",
+            "-no-user-config",
+        ]);
+        push(&["-display", "none", "-no-reboot"]);
+        if self.kvm {
+            push(&["-accel", "kvm", "-cpu", "host,-arch-capabilities"]);
+        } else {
+            push(&["-accel", &format!("tcg,tb-size={TB_SIZE_MB}")]);
+        }
+        push(&[
+            "-m",
+            &spec.memory_mb.to_string(),
+            "-smp",
+            &spec.vcpus.max(1).to_string(),
+        ]);
+        push(&[
+            "-chardev",
+            "stdio,id=console,signal=off",
+            "-serial",
+            "chardev:console",
+        ]);
+        push(&["-append", "console=ttyS0 reboot=k panic=1 quiet"]);
+        a.extend(["-kernel".into(), spec.kernel.clone().into_os_string()]);
+        a.extend(["-initrd".into(), spec.initramfs.clone().into_os_string()]);
+        for (id, path, readonly) in [
+            ("root", &spec.root_disk, true),
+            ("scratch", &spec.scratch_disk, false),
+            ("config", &spec.config_disk, true),
+        ] {
+            let mut drive = OsString::from(format!(
+                "id={id},format=raw,if=none,readonly={},file=",
+                if readonly { "on" } else { "off" }
+            ));
+            drive.push(escape(path));
+            a.extend(["-drive".into(), drive]);
+            a.extend([
+                "-device".into(),
+                format!("virtio-blk-device,drive={id}").into(),
+            ]);
+        }
+        if let Some(net) = &spec.net {
+            a.extend([
+                "-netdev".into(),
+                format!("tap,id=net0,ifname={},script=no,downscript=no", net.tap).into(),
+            ]);
+            a.extend([
+                "-device".into(),
+                format!("virtio-net-device,netdev=net0,mac={}", net.mac).into(),
+            ]);
+        }
+        a
+    }
+}
+
+/// QEMU's option syntax doubles commas inside values.
+fn escape(path: &Path) -> OsString {
+    OsString::from(path.to_string_lossy().replace(',', ",,"))
+}
+
+impl Vmm for Qemu {
+    fn name(&self) -> &'static str {
+        if self.kvm { "qemu-kvm" } else { "qemu-tcg" }
+    }
+
+    async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| VmmError::Io { path, source }
+        };
+        tokio::fs::create_dir_all(&spec.run_dir)
+            .await
+            .map_err(io(&spec.run_dir))?;
+        let console_path = spec.run_dir.join("console.log");
+        let console_log = tokio::fs::File::create(&console_path)
+            .await
+            .map_err(io(&console_path))?;
+        let vmm_log_path = spec.run_dir.join("vmm.log");
+        let vmm_log = std::fs::File::create(&vmm_log_path).map_err(io(&vmm_log_path))?;
+        let cgroup = Cgroup::create(
+            &spec.name,
+            (spec.memory_mb + self.overhead_mb()) << 20,
+            spec.cpu_weight,
+        )?;
+        let mut child = cgroup
+            .command(&self.binary)
+            .args(self.args(spec))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(vmm_log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| VmmError::Spawn {
+                what: BINARY.into(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or(0);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let console = tokio::spawn(console::watch(stdout, console_log));
+        Ok(RunningVm {
+            child,
+            console,
+            cgroup: Some(cgroup),
+            pid,
+            vmm_log: vmm_log_path,
+        })
+    }
+}
+
+/// A booted VM. Dropping it kills the VMM; [`RunningVm::wait`] or [`RunningVm::stop`]
+/// report how it ended and clean up.
+#[derive(Debug)]
+pub struct RunningVm {
+    child: Child,
+    console: JoinHandle<ConsoleReport>,
+    cgroup: Option<Cgroup>,
+    pid: u32,
+    vmm_log: PathBuf,
+}
+
+impl RunningVm {
+    /// The VMM process (for adoption after an agent restart and for tests).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits until the VM powers off or its VMM dies.
+    pub async fn wait(mut self) -> Result<VmExit, VmmError> {
+        let status = self.child.wait().await.map_err(|source| VmmError::Io {
+            path: "vmm".into(),
+            source,
+        })?;
+        let report = (&mut self.console).await.unwrap_or_default();
+        let cgroup = self.cgroup.take();
+        let capped = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+        if let Some(cg) = cgroup {
+            cg.remove();
+        }
+        Ok(match report.outcome() {
+            VmExit::Crashed(_) if capped => VmExit::OutOfMemory,
+            VmExit::Crashed(tail) => {
+                let vmm = std::fs::read_to_string(&self.vmm_log).unwrap_or_default();
+                VmExit::Crashed(format!("VMM exited with {status}; {}\n{tail}", vmm.trim()))
+            }
+            other => other,
+        })
+    }
+
+    /// Ends the VM: SIGTERM to the VMM, then SIGKILL after `grace`.
+    pub async fn stop(mut self, grace: Duration) -> Result<VmExit, VmmError> {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        self.wait().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NetAttachment;
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            name: "i-1".into(),
+            vcpus: 2,
+            memory_mb: 256,
+            cpu_weight: 100,
+            kernel: "/k/vmlinux".into(),
+            initramfs: "/k/initrd".into(),
+            root_disk: "/d/root,1.ext4".into(),
+            scratch_disk: "/d/rw.ext4".into(),
+            config_disk: "/d/config.img".into(),
+            net: Some(NetAttachment {
+                tap: "zw0".into(),
+                mac: "02:00:00:00:00:01".into(),
+            }),
+            run_dir: "/run/zw/i-1".into(),
+        }
+    }
+
+    fn joined(q: &Qemu) -> String {
+        q.args(&spec())
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn tcg_and_kvm_command_lines() {
+        let q = Qemu {
+            binary: BINARY.into(),
+            kvm: false,
+        };
+        let line = joined(&q);
+        assert!(
+            line.contains("-accel tcg,tb-size=64") && !line.contains("kvm"),
+            "{line}"
+        );
+        assert!(line.contains("-m 256 -smp 2"));
+        assert!(
+            line.contains("file=/d/root,,1.ext4"),
+            "commas are escaped: {line}"
+        );
+        let order: Vec<_> = ["drive=root", "drive=scratch", "drive=config"]
+            .iter()
+            .map(|d| line.find(d).unwrap())
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "disks keep the vda/vdb/vdc order"
+        );
+        assert!(line.contains("tap,id=net0,ifname=zw0") && line.contains("mac=02:00:00:00:00:01"));
+        let line = joined(&q.with_kvm(true));
+        assert!(
+            line.contains("-accel kvm -cpu host,-arch-capabilities"),
+            "{line}"
+        );
+    }
+}
