@@ -1,0 +1,118 @@
+//! One tap per instance, addressed as the host end of the instance's point-to-point
+//! links. Taps are named `zw<index>` so a restarted agent can find its own.
+
+use crate::command::run;
+use crate::{InstanceAddrs, NetError};
+
+pub const TAP_PREFIX: &str = "zw";
+
+pub fn tap_name(index: u32) -> String {
+    format!("{TAP_PREFIX}{index}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tap {
+    pub name: String,
+    pub addrs: InstanceAddrs,
+}
+
+impl Tap {
+    /// Creates (or re-creates, after a crash) the tap for instance `index`.
+    pub async fn create(index: u32, addrs: InstanceAddrs) -> Result<Tap, NetError> {
+        let name = tap_name(index);
+        if Tap::list().await?.contains(&name) {
+            Tap::remove_named(&name).await?;
+        }
+        run("ip", &["tuntap", "add", "dev", &name, "mode", "tap"], None).await?;
+        let tap = Tap { name, addrs };
+        if let Err(e) = tap.configure().await {
+            let _ = Tap::remove_named(&tap.name).await;
+            return Err(e);
+        }
+        Ok(tap)
+    }
+
+    async fn configure(&self) -> Result<(), NetError> {
+        let n = self.name.as_str();
+        run(
+            "ip",
+            &["addr", "add", &format!("{}/31", self.addrs.host4), "dev", n],
+            None,
+        )
+        .await?;
+        run(
+            "ip",
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/127", self.addrs.host6),
+                "dev",
+                n,
+                "nodad",
+            ],
+            None,
+        )
+        .await?;
+        run("ip", &["link", "set", n, "up"], None).await?;
+        Ok(())
+    }
+
+    pub async fn remove(self) -> Result<(), NetError> {
+        Tap::remove_named(&self.name).await
+    }
+
+    pub async fn remove_named(name: &str) -> Result<(), NetError> {
+        run("ip", &["link", "delete", name], None).await.map(drop)
+    }
+
+    /// Names of our taps present on the host.
+    pub async fn list() -> Result<Vec<String>, NetError> {
+        let out = run("ip", &["-o", "link", "show"], None).await?;
+        Ok(parse_link_names(&out)
+            .into_iter()
+            .filter(|n| is_ours(n))
+            .collect())
+    }
+
+    /// Removes every tap of ours not in `keep` (left behind by a crashed agent).
+    pub async fn remove_orphans(keep: &[String]) -> Result<Vec<String>, NetError> {
+        let mut removed = Vec::new();
+        for name in Tap::list().await? {
+            if !keep.contains(&name) {
+                Tap::remove_named(&name).await?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_ours(name: &str) -> bool {
+    name.strip_prefix(TAP_PREFIX)
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `ip -o link show` lines look like `7: zw3: <BROADCAST,…> mtu 1500 …` (or `zw3@if2:`).
+fn parse_link_names(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_only_our_taps() {
+        let out = "1: lo: <LOOPBACK,UP> mtu 65536\n7: zw3: <BROADCAST> mtu 1500\n8: zwx: <BROADCAST>\n9: zw12@if3: <UP>\n";
+        let names: Vec<_> = parse_link_names(out)
+            .into_iter()
+            .filter(|n| is_ours(n))
+            .collect();
+        assert_eq!(names, ["zw3", "zw12"]);
+        assert_eq!(tap_name(5), "zw5");
+    }
+}
