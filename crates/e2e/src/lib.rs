@@ -1,0 +1,483 @@
+//! The harness of the whole-platform tests: it runs the real `zeitwork` binary the way a
+//! user does (`zeitwork up` in one process, the CLI in others) and nothing else, so what
+//! the tests check is what a user would see.
+//!
+//! - [`zeitwork_bin`] finds the binary: `ZEITWORK_BIN`, else one `cargo build` per test
+//!   process (a test package cannot use another package's `CARGO_BIN_EXE_*`).
+//! - [`Up`] is one `zeitwork up` on free ports with its own CLI config; it can be killed,
+//!   interrupted and restarted on the same data and ports, and never leaks a server when
+//!   a test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How long `zeitwork up` may take to print "Press Ctrl-C to stop.".
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `zeitwork up` may take to exit after SIGINT.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// A CLI command that runs longer than this is hung.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// The last line `zeitwork up` prints once it serves.
+const READY_LINE: &str = "Press Ctrl-C to stop.";
+/// Environment that would point the CLI or `up` somewhere other than this test's platform.
+const FOREIGN_ENV: &[&str] = &[
+    "ZEITWORK_API",
+    "ZEITWORK_TOKEN",
+    "ZEITWORK_ORG",
+    "ZEITWORK_APP",
+    "ZEITWORK_ENV",
+    "ZEITWORK_DATA_DIR",
+    "DATABASE_URL",
+    "NATS_URL",
+];
+
+/// The `zeitwork` binary under test: `$ZEITWORK_BIN` if set, else built once per test
+/// process with the cargo that runs the tests.
+///
+/// # Panics
+/// If the build fails (its diagnostics are in the message) or yields no executable.
+pub fn zeitwork_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("ZEITWORK_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => build_zeitwork(),
+    })
+}
+
+fn build_zeitwork() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut build = std::process::Command::new(&cargo);
+    build
+        .current_dir(&root)
+        .args(["build", "-p", "zeitwork", "--bin", "zeitwork"])
+        .arg("--message-format=json-render-diagnostics")
+        .stdin(Stdio::null());
+    // What cargo sets for this test process: build scripts that watch these (ring watches
+    // CARGO_MANIFEST_DIR) would rebuild, and the next plain build would rebuild again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let per_test = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if per_test {
+            build.env_remove(name.as_ref());
+        }
+    }
+    let output = build
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cargo:?} to build zeitwork: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "`cargo build -p zeitwork` failed ({}); set ZEITWORK_BIN to test a prebuilt binary:\n{stderr}",
+        output.status
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "zeitwork")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| {
+            panic!("`cargo build -p zeitwork` named no zeitwork executable:\n{stderr}")
+        })
+}
+
+/// What one CLI command did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The arguments it ran with.
+    pub args: Vec<String>,
+    /// Its exit code (-1 when a signal ended it).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts the command succeeded and hands it back.
+    #[track_caller]
+    pub fn success(self) -> Output {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        self
+    }
+
+    /// Asserts the exit code and hands the output back.
+    #[track_caller]
+    pub fn exit(self, code: i32) -> Output {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+
+    /// Stdout parsed as JSON (after asserting success).
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// `field` of every object in the list `key` of a list answer (`{"apps": [...]}`).
+///
+/// # Panics
+/// If `answer` has no such list.
+pub fn pluck<'a>(answer: &'a Value, key: &str, field: &str) -> Vec<&'a Value> {
+    answer[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key:?} list in {answer:#}"))
+        .iter()
+        .map(|item| &item[field])
+        .collect()
+}
+
+/// Command lines of live processes (other than this one) that mention `path`: what is
+/// left of a platform whose data directory that is.
+pub fn processes_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy();
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| e.file_name() != me.as_str())
+        .filter_map(|e| {
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            line.contains(needle.as_ref())
+                .then(|| format!("{}: {}", e.file_name().to_string_lossy(), line.trim_end()))
+        })
+        .collect()
+}
+
+/// Sends `signal` to `pid`; false when there is no such process.
+pub fn signal(pid: u32, signal: Signal) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|pid| kill_process(pid, signal).is_ok())
+}
+
+/// One `zeitwork up` with its data directory, fixed ports and a private CLI config.
+pub struct Up {
+    data_dir: PathBuf,
+    /// The CLI config, the CLI's working directory and `up`'s stderr logs.
+    home: TempDir,
+    api_port: u16,
+    postgres_port: u16,
+    nats_port: u16,
+    child: Option<Child>,
+    starts: u32,
+    api: String,
+    admin_token: Option<String>,
+    banner: String,
+    /// Every CLI command's stdout and stderr, so a test can check what a user ever saw.
+    transcript: Mutex<String>,
+}
+
+impl Up {
+    /// Starts `zeitwork up` on `data_dir` (created if missing) and waits until it serves.
+    ///
+    /// # Panics
+    /// If it exits or stays silent for [`START_TIMEOUT`]; the message quotes its output.
+    pub async fn start(data_dir: impl Into<PathBuf>) -> Up {
+        let home = tempfile::Builder::new()
+            .prefix("zeitwork-e2e-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        std::fs::create_dir(home.path().join("work")).expect("creating the CLI's directory");
+        // Absolute and canonical, as `up` passes it to its servers: that is how their
+        // command lines are recognised.
+        let data_dir = data_dir.into();
+        let _ = std::fs::create_dir_all(&data_dir);
+        let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+        let mut up = Up {
+            data_dir,
+            home,
+            api_port: zeitwork_services::free_port(),
+            postgres_port: zeitwork_services::free_port(),
+            nats_port: zeitwork_services::free_port(),
+            child: None,
+            starts: 0,
+            api: String::new(),
+            admin_token: None,
+            banner: String::new(),
+            transcript: Mutex::new(String::new()),
+        };
+        up.launch().await;
+        up
+    }
+
+    /// Starts `zeitwork up` again on the same data directory and ports.
+    ///
+    /// # Panics
+    /// If it is still running ([`Up::kill`] or [`Up::interrupt`] it first), or as [`Up::start`].
+    pub async fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "stop `zeitwork up` before restarting it"
+        );
+        self.launch().await;
+    }
+
+    async fn launch(&mut self) {
+        self.starts += 1;
+        let stderr_path = self.stderr_log();
+        let stderr = std::fs::File::create(&stderr_path).expect("creating the stderr log");
+        let mut command = Command::new(zeitwork_bin());
+        command
+            .arg("up")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg("--postgres-port")
+            .arg(self.postgres_port.to_string())
+            .arg("--nats-port")
+            .arg(self.nats_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for name in FOREIGN_ENV {
+            command.env_remove(name);
+        }
+        let mut child = command.spawn().expect("spawning `zeitwork up`");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        self.child = Some(child);
+
+        // Drained to the end, so `up` never blocks on a full pipe once we stop listening.
+        let (lines_tx, mut lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let mut banner = String::new();
+        loop {
+            match tokio::time::timeout_at(deadline, lines.recv()).await {
+                Ok(Some(line)) => {
+                    banner.push_str(&line);
+                    banner.push('\n');
+                    if line.trim() == READY_LINE {
+                        break;
+                    }
+                }
+                Ok(None) => self.start_failed("exited before it was ready", &banner),
+                Err(_) => self.start_failed(
+                    &format!("was not ready within {} s", START_TIMEOUT.as_secs()),
+                    &banner,
+                ),
+            }
+        }
+        self.api = banner_value(&banner, "API:")
+            .unwrap_or_else(|| self.start_failed("printed no API URL", &banner));
+        self.admin_token = banner
+            .lines()
+            .skip_while(|l| !l.contains("Admin token (shown once"))
+            .nth(1)
+            .map(|l| l.trim().to_owned());
+        self.banner = banner;
+    }
+
+    fn start_failed(&self, what: &str, banner: &str) -> ! {
+        let stderr = std::fs::read_to_string(self.stderr_log()).unwrap_or_default();
+        panic!(
+            "`zeitwork up` (start {}) {what}\n--- stdout ---\n{banner}\n--- stderr ---\n{stderr}",
+            self.starts,
+        );
+    }
+
+    fn stderr_log(&self) -> PathBuf {
+        self.home.path().join(format!("up-{}.stderr", self.starts))
+    }
+
+    /// The API base URL, `http://127.0.0.1:PORT`.
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// The admin token printed by the latest start (`None` when it printed none).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// All the latest start printed on stdout, up to "Press Ctrl-C to stop.".
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
+    /// The data directory, canonical.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The private Postgres.
+    pub fn database_url(&self) -> String {
+        format!(
+            "postgres://zeitwork@127.0.0.1:{}/zeitwork",
+            self.postgres_port
+        )
+    }
+
+    /// `zeitwork ARGS` as the user of this platform: the test's own config file, an empty
+    /// working directory (no stray ./zeitwork.toml) and none of the caller's ZEITWORK_*
+    /// variables. Killed when dropped.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(zeitwork_bin());
+        command
+            .args(args)
+            .env("ZEITWORK_CONFIG", self.home.path().join("config.toml"))
+            .current_dir(self.home.path().join("work"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for name in FOREIGN_ENV {
+            command.env_remove(name);
+        }
+        command
+    }
+
+    /// Runs `zeitwork ARGS` to completion (see [`Up::cli_command`]) and records its output
+    /// in the transcript.
+    ///
+    /// # Panics
+    /// If it cannot be run or takes longer than a minute.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let out = tokio::time::timeout(CLI_TIMEOUT, self.cli_command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("`zeitwork {}` hung", args.join(" ")))
+            .expect("running the zeitwork CLI");
+        let output = Output {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        let mut transcript = self
+            .transcript
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        transcript.push_str(&output.stdout);
+        transcript.push_str(&output.stderr);
+        output
+    }
+
+    /// Everything every CLI command run through [`Up::cli`] printed.
+    pub fn transcript(&self) -> String {
+        self.transcript
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// SIGKILLs `zeitwork up` and reaps it. Its Postgres and NATS keep running, as after a
+    /// crash: the next start must adopt them.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("`zeitwork up` is running");
+        child.kill().await.expect("killing `zeitwork up`");
+    }
+
+    /// Sends SIGINT (Ctrl-C) and returns how `zeitwork up` exited.
+    ///
+    /// # Panics
+    /// If it is still running after [`STOP_TIMEOUT`].
+    pub async fn interrupt(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("`zeitwork up` is running");
+        let pid = child.id().expect("`zeitwork up` has not been reaped");
+        assert!(signal(pid, Signal::INT), "sending SIGINT to `zeitwork up`");
+        let status = tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("`zeitwork up` still runs {STOP_TIMEOUT:?} after SIGINT"))
+            .expect("waiting for `zeitwork up`");
+        self.child = None;
+        status
+    }
+
+    /// SIGKILLs the servers named by the pid files under the data directory if they still
+    /// run, which happens when `up` itself was killed.
+    fn kill_leftover_servers(&self) {
+        let pid_files = [
+            self.data_dir.join("nats/nats.pid"),
+            self.data_dir.join("postgres/data/postmaster.pid"),
+        ];
+        let data_dir = self.data_dir.to_string_lossy();
+        for file in pid_files {
+            let Some(pid) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A pid file outlives its process: only kill a process that is still ours.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(data_dir.as_ref()));
+            if ours {
+                signal(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+/// The text after `label` on the banner line that holds it.
+fn banner_value(banner: &str, label: &str) -> Option<String> {
+    banner
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+}
+
+/// Polls until `child` has exited or `timeout` passes; true if it exited.
+fn reaped_within(child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Up {
+    /// A test that panics must not leave a platform running: Ctrl-C, then SIGKILL, then
+    /// whatever Postgres or NATS outlived `up`. Blocking, as Drop cannot await.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let interrupted = child.id().is_some_and(|pid| signal(pid, Signal::INT));
+            if !(interrupted && reaped_within(&mut child, Duration::from_secs(10))) {
+                let _ = child.start_kill();
+                reaped_within(&mut child, Duration::from_secs(5));
+            }
+        }
+        self.kill_leftover_servers();
+    }
+}
