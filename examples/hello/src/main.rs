@@ -1,0 +1,102 @@
+//! The example app Zeitwork deploys out of the box: a dependency-free HTTP server, built
+//! as a static binary and packed into an OCI image by Zeitwork's own tooling.
+//!
+//! `hello [serve]` serves `GET /` and `GET /healthz` on `$PORT` (default 8080).
+//! The runtime's tests also use it to act as a misbehaving app:
+//! `hello exit CODE`, `hello alloc MIB` (touch that much memory), and
+//! `hello probe HOST:PORT` (exit 0 if a TCP connection opens within 2 s, else 1).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["serve"] => serve(),
+        ["exit", code] => ExitCode::from(code.parse::<u8>().unwrap_or(1)),
+        ["alloc", mib] => alloc(mib.parse().unwrap_or(0)),
+        ["probe", target] => probe(target),
+        _ => {
+            eprintln!("usage: hello [serve | exit CODE | alloc MIB | probe HOST:PORT]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    let port = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(8080);
+    let listener = match TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hello: cannot listen on port {port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("hello: listening on port {port}");
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || answer(stream));
+    }
+    ExitCode::SUCCESS
+}
+
+fn answer(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        header.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let (status, body) = match path {
+        "/" => ("200 OK", format!("Hello from Zeitwork! (instance {})\n", host.trim())),
+        "/healthz" => ("200 OK", "ok\n".to_owned()),
+        _ => ("404 Not Found", "not found\n".to_owned()),
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn alloc(mib: usize) -> ExitCode {
+    let mut chunks = Vec::new();
+    for i in 0..mib {
+        chunks.push(vec![1u8; 1 << 20]);
+        if i % 64 == 0 {
+            println!("hello: allocated {i} MiB");
+        }
+    }
+    println!("hello: allocated {mib} MiB and survived");
+    ExitCode::SUCCESS
+}
+
+fn probe(target: &str) -> ExitCode {
+    let addr = match target.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+        Some(a) => a,
+        None => {
+            eprintln!("hello: cannot resolve {target}");
+            return ExitCode::from(2);
+        }
+    };
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => {
+            println!("hello: probe {target}: connected");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("hello: probe {target}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
