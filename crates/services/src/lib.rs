@@ -3,21 +3,24 @@
 //! `zeitwork up` (single-machine mode) needs a database and a message bus when the operator gives
 //! no `DATABASE_URL` / `NATS_URL`: [`Postgres::start`] and [`Nats::start`] run them under its data
 //! directory, keep their state across restarts and refuse to start twice on the same directory.
-//! Test suites need real, isolated servers on random ports: [`Postgres::throwaway`] and
-//! [`Nats::throwaway`] give them, and remove everything when dropped.
+//! Test suites need real, isolated servers on random ports: [`Postgres::throwaway`],
+//! [`Nats::throwaway`] and [`Registry::throwaway`] (an OCI registry) give them, and remove
+//! everything when dropped.
 //!
-//! The servers are Debian's `postgresql` and `nats-server` packages (`scripts/setup.sh` installs
-//! them); nothing is downloaded at run time.
+//! The servers are Debian's `postgresql`, `nats-server` and `docker-registry` packages
+//! (`scripts/setup.sh` installs them); nothing is downloaded at run time.
 
 mod nats;
 mod postgres;
 mod process;
+mod registry;
 
 use std::path::PathBuf;
 
 pub use nats::Nats;
 pub use postgres::Postgres;
 pub use process::{free_port, stop_orphan};
+pub use registry::Registry;
 
 /// Why a private server could not be started, used or stopped.
 ///
