@@ -6,6 +6,7 @@ mod cgroup;
 mod console;
 mod kvm;
 mod qemu;
+mod tsc;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ pub use cgroup::Cgroup;
 pub use console::{ConsoleReport, VmExit};
 pub use kvm::kvm_usable;
 pub use qemu::Qemu;
+pub use tsc::tcg_kernel_args;
 
 /// What to boot. All paths are on the host.
 #[derive(Debug, Clone)]

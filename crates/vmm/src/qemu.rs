@@ -90,7 +90,14 @@ impl Qemu {
             "-serial",
             "chardev:console",
         ]);
-        push(&["-append", "console=ttyS0 reboot=k panic=1 quiet"]);
+        let mut cmdline = String::from("console=ttyS0 reboot=k panic=1 quiet");
+        if !self.kvm {
+            for arg in crate::tcg_kernel_args() {
+                cmdline.push(' ');
+                cmdline.push_str(&arg);
+            }
+        }
+        push(&["-append", &cmdline]);
         a.extend(["-kernel".into(), spec.kernel.clone().into_os_string()]);
         a.extend(["-initrd".into(), spec.initramfs.clone().into_os_string()]);
         for (id, path, readonly) in [

@@ -1,0 +1,39 @@
+//! The node agent. [`Runtime`] turns an [`InstanceSpec`] into a running microVM: the
+//! image's root filesystem, a fresh writable disk, a config disk, a routed tap with its
+//! firewall entry, and a VMM under a memory cap, and takes all of it down again.
+
+mod disks;
+mod instance;
+mod runtime;
+
+pub use instance::{Instance, InstanceSpec};
+pub use runtime::{Runtime, RuntimeConfig};
+
+use zeitwork_vmm::VmmError;
+
+/// Why an instance could not be started or stopped cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Image(#[from] zeitwork_image::ImageError),
+    #[error(transparent)]
+    Guest(#[from] zeitwork_guest::GuestError),
+    #[error(transparent)]
+    Net(#[from] zeitwork_net::NetError),
+    #[error(transparent)]
+    Vmm(#[from] VmmError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the image has no command to run: set one (manifest `command`, or `--cmd`)")]
+    NoCommand,
+}
+
+impl AgentError {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+        let what = what.into();
+        move |source| AgentError::Io { what, source }
+    }
+}

@@ -1,0 +1,66 @@
+//! What a node needs once, for all its instances: the guest kernel and initramfs, the
+//! image cache, and the firewall table.
+
+use std::path::PathBuf;
+
+use zeitwork_guest::GuestArtifacts;
+use zeitwork_image::ImageStore;
+use zeitwork_net::{Firewall, NodePrefix};
+use zeitwork_vmm::Vmm;
+
+use crate::AgentError;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Holds `guest/` (kernel, initramfs), `images/` (rootfs cache) and `instances/<id>/`.
+    pub state_dir: PathBuf,
+    /// The static `zeitwork-init` binary that becomes the guest's PID 1.
+    pub init_binary: PathBuf,
+    /// This node's IPv6 ULA /64 for instances.
+    pub node_prefix: NodePrefix,
+}
+
+pub struct Runtime<V> {
+    pub(crate) vmm: V,
+    pub(crate) guest: GuestArtifacts,
+    pub(crate) images: ImageStore,
+    pub(crate) firewall: Firewall,
+    pub(crate) config: RuntimeConfig,
+}
+
+impl<V: Vmm> Runtime<V> {
+    /// Prepares the guest artifacts (downloading the kernel on first use) and installs
+    /// the firewall table.
+    pub async fn new(vmm: V, config: RuntimeConfig) -> Result<Runtime<V>, AgentError> {
+        let guest_dir = config.state_dir.join("guest");
+        let init = config.init_binary.clone();
+        let guest = tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&guest_dir, &init))
+            .await
+            .map_err(|e| AgentError::Io {
+                what: "preparing the guest".into(),
+                source: std::io::Error::other(e),
+            })??;
+        let images = ImageStore::new(config.state_dir.join("images"))?;
+        let firewall = Firewall::new(config.node_prefix);
+        firewall.install(&[]).await?;
+        Ok(Runtime {
+            vmm,
+            guest,
+            images,
+            firewall,
+            config,
+        })
+    }
+
+    pub fn vmm(&self) -> &V {
+        &self.vmm
+    }
+
+    pub fn guest(&self) -> &GuestArtifacts {
+        &self.guest
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+}
