@@ -12,8 +12,10 @@ use crate::AgentError;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Holds `guest/` (kernel, initramfs), `images/` (rootfs cache) and `instances/<id>/`.
+    /// Holds `images/` (rootfs cache) and `instances/<id>/`.
     pub state_dir: PathBuf,
+    /// Kernel package, vmlinux and initramfs cache (shared by runtimes on one host).
+    pub guest_dir: PathBuf,
     /// The static `zeitwork-init` binary that becomes the guest's PID 1.
     pub init_binary: PathBuf,
     /// This node's IPv6 ULA /64 for instances.
@@ -32,7 +34,7 @@ impl<V: Vmm> Runtime<V> {
     /// Prepares the guest artifacts (downloading the kernel on first use) and installs
     /// the firewall table.
     pub async fn new(vmm: V, config: RuntimeConfig) -> Result<Runtime<V>, AgentError> {
-        let guest_dir = config.state_dir.join("guest");
+        let guest_dir = config.guest_dir.clone();
         let init = config.init_binary.clone();
         let guest = tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&guest_dir, &init))
             .await

@@ -49,19 +49,43 @@ pub fn zeitwork_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| match std::env::var_os("ZEITWORK_BIN") {
         Some(path) => PathBuf::from(path),
-        None => build_zeitwork(),
+        None => build("zeitwork", "zeitwork", false),
     })
 }
 
-fn build_zeitwork() -> PathBuf {
+/// The guest's static PID 1: `$ZEITWORK_INIT_BIN`, else built once per test process.
+pub fn init_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("ZEITWORK_INIT_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => build("zeitwork-init", "zeitwork-init", true),
+    })
+}
+
+/// The example app as a static binary, for images built in tests.
+pub fn hello_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("zeitwork-example-hello", "hello", true))
+}
+
+/// Builds one binary of the workspace; `static_` links it statically (release), as
+/// binaries that run inside a microVM's image or initramfs must be.
+fn build(package: &str, bin: &str, static_: bool) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut build = std::process::Command::new(&cargo);
+    build.current_dir(&root);
+    if static_ {
+        build.args(["rustc", "--release", "-p", package, "--bin", bin]);
+    } else {
+        build.args(["build", "-p", package, "--bin", bin]);
+    }
     build
-        .current_dir(&root)
-        .args(["build", "-p", "zeitwork", "--bin", "zeitwork"])
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null());
+    if static_ {
+        build.args(["--", "-C", "target-feature=+crt-static"]);
+    }
     // What cargo sets for this test process: build scripts that watch these (ring watches
     // CARGO_MANIFEST_DIR) would rebuild, and the next plain build would rebuild again.
     for (name, _) in std::env::vars_os() {
@@ -85,22 +109,20 @@ fn build_zeitwork() -> PathBuf {
     }
     let output = build
         .output()
-        .unwrap_or_else(|e| panic!("could not run {cargo:?} to build zeitwork: {e}"));
+        .unwrap_or_else(|e| panic!("could not run {cargo:?} to build {bin}: {e}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "`cargo build -p zeitwork` failed ({}); set ZEITWORK_BIN to test a prebuilt binary:\n{stderr}",
+        "building {bin} failed ({}); for zeitwork, set ZEITWORK_BIN to test a prebuilt binary:\n{stderr}",
         output.status
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .rev()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "zeitwork")
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| {
-            panic!("`cargo build -p zeitwork` named no zeitwork executable:\n{stderr}")
-        })
+        .unwrap_or_else(|| panic!("building {bin} named no executable:\n{stderr}"))
 }
 
 /// What one CLI command did.

@@ -145,8 +145,9 @@ fn log_tail(log: &Path) -> String {
 }
 
 /// Ends a server left running by a `zeitwork up` that was killed outright (the pid
-/// [`ServiceError::AlreadyRunning`] named): SIGINT (a fast, clean shutdown for both
-/// Postgres and NATS), then SIGKILL if it is still there after the start timeout.
+/// [`ServiceError::AlreadyRunning`] named): SIGTERM (a clean shutdown for both Postgres,
+/// whose clients died with that process, and NATS), then SIGKILL if it is still there
+/// after the start timeout. Not SIGINT: shells start background jobs with it ignored.
 pub async fn stop_orphan(pid: u32) -> Result<(), ServiceError> {
     let context = format!("stopping the orphaned server with pid {pid}");
     let Some(process) = i32::try_from(pid)
@@ -156,7 +157,7 @@ pub async fn stop_orphan(pid: u32) -> Result<(), ServiceError> {
         return Ok(());
     };
     let alive = || Path::new(&format!("/proc/{pid}")).exists();
-    if rustix::process::kill_process(process, rustix::process::Signal::INT).is_err() {
+    if rustix::process::kill_process(process, rustix::process::Signal::TERM).is_err() {
         return Ok(()); // already gone
     }
     let deadline = Instant::now() + START_TIMEOUT;
@@ -257,7 +258,7 @@ mod tests {
             !status.success(),
             "the orphan was interrupted, not left to finish"
         );
-        assert!(started.elapsed() < START_TIMEOUT, "SIGINT sufficed");
+        assert!(started.elapsed() < START_TIMEOUT, "SIGTERM sufficed");
         stop_orphan(pid).await.unwrap();
     }
 }
