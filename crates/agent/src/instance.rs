@@ -3,6 +3,7 @@
 //! path itself when a later step fails.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -211,21 +212,22 @@ impl Instance {
 
     /// Waits until the VM powers off, then removes what was created for it.
     pub async fn wait(self) -> Result<VmExit, AgentError> {
-        let Instance {
-            vm,
-            tap,
-            firewall,
-            port,
-            dir,
-            ..
-        } = self;
-        let exit = vm.wait().await;
-        teardown(tap, firewall, port, &dir).await;
-        Ok(exit?)
+        self.wait_or_stop(std::future::pending(), Duration::ZERO)
+            .await
     }
 
     /// Stops the VM (SIGTERM to the VMM, SIGKILL after `grace`) and cleans up.
     pub async fn stop(self, grace: Duration) -> Result<VmExit, AgentError> {
+        self.wait_or_stop(std::future::ready(()), grace).await
+    }
+
+    /// Waits until the VM powers off, or until `stop` resolves and then stops it; then
+    /// removes what was created for it.
+    pub async fn wait_or_stop(
+        self,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<VmExit, AgentError> {
         let Instance {
             vm,
             tap,
@@ -234,7 +236,7 @@ impl Instance {
             dir,
             ..
         } = self;
-        let exit = vm.stop(grace).await;
+        let exit = vm.wait_or_stop(stop, grace).await;
         teardown(tap, firewall, port, &dir).await;
         Ok(exit?)
     }

@@ -2,6 +2,7 @@
 //! run Linux guests and TCG (software) otherwise, so every Linux box boots real microVMs.
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -43,6 +44,11 @@ impl Qemu {
             binary,
             kvm: kvm_usable(),
         })
+    }
+
+    /// The QEMU executable (benchmarks run it bare, for comparison).
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     pub fn kvm(&self) -> bool {
@@ -202,8 +208,39 @@ impl RunningVm {
     }
 
     /// Waits until the VM powers off or its VMM dies.
-    pub async fn wait(mut self) -> Result<VmExit, VmmError> {
-        let status = self.child.wait().await.map_err(|source| VmmError::Io {
+    pub async fn wait(self) -> Result<VmExit, VmmError> {
+        self.wait_or_stop(std::future::pending(), Duration::ZERO)
+            .await
+    }
+
+    /// Ends the VM: SIGTERM to the VMM, then SIGKILL after `grace`.
+    pub async fn stop(self, grace: Duration) -> Result<VmExit, VmmError> {
+        self.wait_or_stop(std::future::ready(()), grace).await
+    }
+
+    /// Waits until the VM ends by itself, or until `stop` resolves and then stops it;
+    /// either way reports how it ended and removes its cgroup.
+    pub async fn wait_or_stop(
+        mut self,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<VmExit, VmmError> {
+        let waited = tokio::select! {
+            status = self.child.wait() => status,
+            () = stop => {
+                if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+                match tokio::time::timeout(grace, self.child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        let _ = self.child.start_kill();
+                        self.child.wait().await
+                    }
+                }
+            }
+        };
+        let status = waited.map_err(|source| VmmError::Io {
             path: "vmm".into(),
             source,
         })?;
@@ -221,20 +258,6 @@ impl RunningVm {
             }
             other => other,
         })
-    }
-
-    /// Ends the VM: SIGTERM to the VMM, then SIGKILL after `grace`.
-    pub async fn stop(mut self, grace: Duration) -> Result<VmExit, VmmError> {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-        self.wait().await
     }
 }
 

@@ -13,7 +13,12 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] | ["serve"] => serve(),
         ["exit", code] => ExitCode::from(code.parse::<u8>().unwrap_or(1)),
         ["alloc", mib] => alloc(mib.parse().unwrap_or(0)),
@@ -26,14 +31,18 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    let port = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(8080);
-    let listener = match TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("hello: cannot listen on port {port}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(8080);
+    let listener =
+        match TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("hello: cannot listen on port {port}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     println!("hello: listening on port {port}");
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || answer(stream));
@@ -58,7 +67,10 @@ fn answer(mut stream: TcpStream) {
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let (status, body) = match path {
-        "/" => ("200 OK", format!("Hello from Zeitwork! (instance {})\n", host.trim())),
+        "/" => (
+            "200 OK",
+            format!("Hello from Zeitwork! (instance {})\n", host.trim()),
+        ),
         "/healthz" => ("200 OK", "ok\n".to_owned()),
         _ => ("404 Not Found", "not found\n".to_owned()),
     };
