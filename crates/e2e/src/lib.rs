@@ -503,3 +503,26 @@ impl Drop for Up {
         self.kill_leftover_servers();
     }
 }
+
+/// Packs the example app (the static `hello`) into an image, pushes it to `registry` as
+/// `hello:test` with Zeitwork's own tooling, and returns the digest-pinned reference.
+pub async fn push_example(registry: &zeitwork_services::Registry) -> String {
+    use zeitwork_image::{ImageConfig, PushOptions, push_directory};
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(hello_bin(), dir.path().join("hello")).expect("copying hello");
+    let config = ImageConfig {
+        entrypoint: vec!["/hello".into()],
+        exposed_ports: vec!["8080/tcp".into()],
+        ..Default::default()
+    };
+    let name = format!("{}/hello", registry.addr());
+    let digest = push_directory(
+        dir.path(),
+        &format!("{name}:test"),
+        &config,
+        &PushOptions::default(),
+    )
+    .await
+    .expect("pushing the example image");
+    format!("{name}@{digest}")
+}

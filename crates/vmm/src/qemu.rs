@@ -74,7 +74,7 @@ impl Qemu {
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&[
             "-M",
-            "microvm,x-option-roms=off,rtc=off",
+            "microvm,x-option-roms=off",
             "-nodefaults",
             "-no-user-config",
         ]);

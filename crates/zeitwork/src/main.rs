@@ -5,6 +5,7 @@ mod admin;
 mod server;
 mod settings;
 mod up;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,12 @@ enum Top {
     /// Operator maintenance.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Prepare this machine as a node.
+    #[command(subcommand)]
+    Node(vm::NodeCommand),
+    /// Operator debugging: run one microVM directly on this node.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
     #[command(flatten)]
     Client(zeitwork_cli::Command),
 }
@@ -50,6 +57,11 @@ fn main() -> ExitCode {
             Top::Up(args) => up::run(args).await,
             Top::Server(role) => server::run(role).await,
             Top::Admin(command) => admin::run(command).await,
+            Top::Node(command) => vm::node(command).await,
+            Top::Vm(command) => match vm::vm(command).await {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            },
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

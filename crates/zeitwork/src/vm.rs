@@ -1,0 +1,201 @@
+//! `zeitwork vm run` and `zeitwork node setup`: operator commands that drive the node
+//! runtime directly, without the control plane, for setting up and debugging a node.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
+use zeitwork_agent::{InstanceSpec, Runtime, RuntimeConfig};
+use zeitwork_core::guest::Exit;
+use zeitwork_net::NodePrefix;
+use zeitwork_vmm::{Qemu, VmExit, Vmm};
+
+use crate::server::shutdown_signal;
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Where the node keeps its kernel, image cache and instance files.
+    #[arg(long, env = "ZEITWORK_NODE_DIR", default_value = "/var/lib/zeitwork")]
+    pub node_dir: PathBuf,
+    /// The static guest init [default: `zeitwork-init` next to this binary].
+    #[arg(long, env = "ZEITWORK_INIT_BIN")]
+    pub init_bin: Option<PathBuf>,
+    /// This node's IPv6 ULA /64 for instances.
+    #[arg(
+        long,
+        env = "ZEITWORK_NODE_PREFIX",
+        default_value = "fd7a:7a77:0:1::/64"
+    )]
+    pub node_prefix: String,
+}
+
+impl NodeArgs {
+    fn config(&self) -> anyhow::Result<RuntimeConfig> {
+        let init_binary = match &self.init_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("zeitwork-init"),
+        };
+        anyhow::ensure!(
+            init_binary.is_file(),
+            "{} not found: build it with `cargo rustc --release -p zeitwork-init --bin zeitwork-init -- -C target-feature=+crt-static` or pass --init-bin",
+            init_binary.display()
+        );
+        Ok(RuntimeConfig {
+            state_dir: self.node_dir.clone(),
+            guest_dir: self.node_dir.join("guest"),
+            init_binary,
+            node_prefix: NodePrefix::parse(&self.node_prefix)?,
+        })
+    }
+
+    async fn runtime(&self) -> anyhow::Result<Runtime<Qemu>> {
+        let config = self.config()?;
+        let qemu = Qemu::detect()?;
+        eprintln!(
+            "preparing the guest kernel and initramfs in {} …",
+            config.guest_dir.display()
+        );
+        let runtime = Runtime::new(qemu, config).await?;
+        eprintln!(
+            "guest kernel {} ready; VMM: {}",
+            runtime.guest().kernel_release,
+            runtime.vmm().name()
+        );
+        Ok(runtime)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Download and prepare the guest kernel and initramfs (cached; a second run does nothing).
+    Setup(NodeArgs),
+}
+
+#[derive(Subcommand)]
+pub enum VmCommand {
+    /// Boot an image in a microVM, print its console and URL; Ctrl-C stops it.
+    Run(VmRunArgs),
+}
+
+#[derive(Args)]
+pub struct VmRunArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The image, `name@sha256:…` or `name:tag`.
+    #[arg(long)]
+    image: String,
+    /// Command and arguments instead of the image's entrypoint.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true)]
+    cmd: Option<Vec<String>>,
+    /// The app's port (reachable from this host).
+    #[arg(long)]
+    port: Option<u16>,
+    #[arg(long, default_value_t = 256)]
+    memory_mb: u64,
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// `NAME=VALUE` environment variables.
+    #[arg(long = "env", value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Slot in the node's address pool (pick one no running instance uses).
+    #[arg(long, default_value_t = 1000)]
+    net_index: u32,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+}
+
+pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
+    match command {
+        NodeCommand::Setup(args) => {
+            let runtime = args.runtime().await?;
+            println!("vmlinux:   {}", runtime.guest().vmlinux.display());
+            println!("initramfs: {}", runtime.guest().initramfs.display());
+            Ok(())
+        }
+    }
+}
+
+pub async fn vm(command: VmCommand) -> anyhow::Result<std::process::ExitCode> {
+    let VmCommand::Run(args) = command;
+    let runtime = args.node.runtime().await?;
+    eprintln!("pulling {} …", args.image);
+    let id = format!("vm-run-{}", std::process::id());
+    let spec = InstanceSpec {
+        id: id.clone(),
+        image: args.image.clone(),
+        command: args.cmd.clone(),
+        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        secrets: BTreeMap::new(),
+        port: args.port,
+        vcpus: args.vcpus,
+        memory_mb: args.memory_mb,
+        cpu_weight: 100,
+        net_index: args.net_index,
+    };
+    let instance = runtime.start(&spec).await.context("starting the microVM")?;
+    eprintln!(
+        "booted {id} (VMM pid {}), guest address {}",
+        instance.vmm_pid(),
+        instance.guest_ipv4()
+    );
+    if let Some(url) = instance.url() {
+        eprintln!("URL: {url}");
+    }
+    let console = tokio::spawn(follow(instance.console_log()));
+    let stop = async {
+        shutdown_signal().await;
+        eprintln!("stopping {id} …");
+    };
+    let exit = instance.wait_or_stop(stop, Duration::from_secs(10)).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    console.abort();
+    Ok(report(&exit))
+}
+
+fn report(exit: &VmExit) -> std::process::ExitCode {
+    match exit {
+        VmExit::App(Exit::Code(c)) => {
+            eprintln!("the app exited with code {c}");
+            std::process::ExitCode::from(u8::try_from(*c).unwrap_or(1))
+        }
+        VmExit::App(Exit::Signal(s)) => {
+            eprintln!("the app was killed by signal {s}");
+            std::process::ExitCode::from(128 + u8::try_from(*s).unwrap_or(0))
+        }
+        VmExit::OutOfMemory => {
+            eprintln!("the app ran out of memory and was killed");
+            std::process::ExitCode::from(137)
+        }
+        VmExit::InitFailed(reason) => {
+            eprintln!("the guest could not start the app: {reason}");
+            std::process::ExitCode::FAILURE
+        }
+        VmExit::Crashed(detail) => {
+            eprintln!("the VM ended without a report:\n{detail}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the console log as it grows.
+async fn follow(path: PathBuf) {
+    let Ok(mut file) = tokio::fs::File::open(&path).await else {
+        return;
+    };
+    let _ = file.seek(std::io::SeekFrom::Start(0)).await;
+    let mut lines = BufReader::new(file).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => return,
+        }
+    }
+}
