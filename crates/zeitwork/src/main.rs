@@ -2,6 +2,7 @@
 //! platform (`zeitwork up`). Each role lives in its own crate; this file only wires.
 
 mod admin;
+mod image;
 mod server;
 mod settings;
 mod up;
@@ -34,6 +35,9 @@ enum Top {
     /// Prepare this machine as a node.
     #[command(subcommand)]
     Node(vm::NodeCommand),
+    /// Build and push images without a container daemon.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Operator debugging: run one microVM directly on this node.
     #[command(subcommand)]
     Vm(vm::VmCommand),
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
             Top::Server(role) => server::run(role).await,
             Top::Admin(command) => admin::run(command).await,
             Top::Node(command) => vm::node(command).await,
+            Top::Image(command) => image::run(command).await,
             Top::Vm(command) => match vm::vm(command).await {
                 Ok(code) => return code,
                 Err(e) => Err(e),
@@ -82,4 +87,14 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -87,9 +87,9 @@ pub struct VmRunArgs {
     /// The image, `name@sha256:…` or `name:tag`.
     #[arg(long)]
     image: String,
-    /// Command and arguments instead of the image's entrypoint.
-    #[arg(long, num_args = 1.., allow_hyphen_values = true)]
-    cmd: Option<Vec<String>>,
+    /// Command and arguments instead of the image's entrypoint, after `--`.
+    #[arg(last = true)]
+    cmd: Vec<String>,
     /// The app's port (reachable from this host).
     #[arg(long)]
     port: Option<u16>,
@@ -97,9 +97,9 @@ pub struct VmRunArgs {
     memory_mb: u64,
     #[arg(long, default_value_t = 1)]
     vcpus: u32,
-    /// `NAME=VALUE` environment variables.
-    #[arg(long = "env", value_parser = parse_kv)]
-    env: Vec<(String, String)>,
+    /// `NAME=VALUE` environment variables for the app (`--env` names the deploy env).
+    #[arg(long = "var", value_parser = parse_kv)]
+    vars: Vec<(String, String)>,
     /// Slot in the node's address pool (pick one no running instance uses).
     #[arg(long, default_value_t = 1000)]
     net_index: u32,
@@ -130,8 +130,8 @@ pub async fn vm(command: VmCommand) -> anyhow::Result<std::process::ExitCode> {
     let spec = InstanceSpec {
         id: id.clone(),
         image: args.image.clone(),
-        command: args.cmd.clone(),
-        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        command: (!args.cmd.is_empty()).then(|| args.cmd.clone()),
+        env: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         secrets: BTreeMap::new(),
         port: args.port,
         vcpus: args.vcpus,
