@@ -164,6 +164,33 @@ pub enum EventData {
 }
 
 impl EventData {
+    /// The entity the event is about (what a notification names).
+    pub fn entity_id(&self) -> Uuid {
+        match self {
+            EventData::OrgCreated { org_id, .. } | EventData::OrgDeleted { org_id } => *org_id,
+            EventData::UserAdded { user_id, .. } | EventData::UserRemoved { user_id } => *user_id,
+            EventData::TokenCreated { token_id, .. } | EventData::TokenRevoked { token_id } => {
+                *token_id
+            }
+            EventData::AppCreated { app_id, .. } | EventData::AppDeleted { app_id } => *app_id,
+            EventData::EnvCreated { env_id, .. }
+            | EventData::EnvDeleted { env_id }
+            | EventData::SecretSet { env_id, .. }
+            | EventData::SecretUnset { env_id, .. } => *env_id,
+            EventData::RouteCreated { route_id, .. } | EventData::RouteDeleted { route_id } => {
+                *route_id
+            }
+            EventData::DomainAdded { domain_id, .. } | EventData::DomainRemoved { domain_id } => {
+                *domain_id
+            }
+            EventData::RegionCreated { region_id, .. } => *region_id,
+            EventData::NodeRegistered { node_id, .. } => *node_id,
+            EventData::ReleaseCreated { release_id, .. } => *release_id,
+            EventData::DeploymentCreated { deployment_id, .. }
+            | EventData::ProcessScaled { deployment_id, .. } => *deployment_id,
+        }
+    }
+
     /// The stable kind name stored in the log's `kind` column and used in NATS subjects.
     pub fn kind(&self) -> &'static str {
         match self {

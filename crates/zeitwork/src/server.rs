@@ -14,8 +14,13 @@ pub enum Role {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
-    /// Event log → NATS notifications (not available yet).
-    Listener,
+    /// Event log → NATS notifications. Run several: one leads, the others stand by.
+    Listener {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "NATS_URL")]
+        nats_url: String,
+    },
     /// Node agent (not available yet).
     Agent,
     /// Edge proxy (not available yet).
@@ -40,7 +45,19 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             zeitwork_operator::serve(listener, app, shutdown_signal()).await?;
             Ok(())
         }
-        Role::Listener | Role::Agent | Role::Edge | Role::Lb => {
+        Role::Listener {
+            database_url,
+            nats_url,
+        } => {
+            let store = Store::connect(&database_url)
+                .await
+                .context("connecting to Postgres")?;
+            let bus = zeitwork_bus::NatsBus::connect(&nats_url).await?;
+            tracing::info!("listener standing by for leadership");
+            zeitwork_listener::run(store, bus, shutdown_signal()).await;
+            Ok(())
+        }
+        Role::Agent | Role::Edge | Role::Lb => {
             anyhow::bail!(
                 "this server role is not available yet: it arrives with the runtime, agent and edge issues"
             )

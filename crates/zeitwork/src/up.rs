@@ -119,19 +119,14 @@ async fn serve(
     let store = Store::connect(database_url)
         .await
         .context("connecting to Postgres")?;
-    async_nats::connect(nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {nats_url}"))?
-        .flush()
-        .await
-        .context("NATS did not answer")?;
+    let bus = zeitwork_bus::NatsBus::connect(nats_url).await?;
     let secrets = secret_box(Some(&data.join("secret.key")))?;
     let token_file = data.join("admin-token");
     let new_token = zeitwork_operator::auth::bootstrap_platform_token(&store).await?;
     if let Some(token) = &new_token {
         write_private(&token_file, &format!("{token}\n"))?;
     }
-    let app = zeitwork_operator::app(store, secrets, args.operator.config()).await?;
+    let app = zeitwork_operator::app(store.clone(), secrets, args.operator.config()).await?;
     let listener = TcpListener::bind(&args.operator.listen)
         .await
         .with_context(|| format!("listening on {}", args.operator.listen))?;
@@ -151,6 +146,13 @@ async fn serve(
     }
     println!("  Data:       {}", data.display());
     println!("Press Ctrl-C to stop.");
-    zeitwork_operator::serve(listener, app, shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let notifier = tokio::spawn(zeitwork_listener::run(store, bus, async {
+        let _ = stopped.await;
+    }));
+    let served = zeitwork_operator::serve(listener, app, shutdown_signal()).await;
+    let _ = stop.send(());
+    let _ = notifier.await;
+    served?;
     Ok(())
 }
