@@ -31,9 +31,36 @@ fn mkdir(path: &Path) -> Result<(), VmmError> {
     })
 }
 
-fn unified_with_memory() -> bool {
+/// Whether the host's cgroups are v2 with the memory controller (else v1 is used).
+pub(crate) fn unified_with_memory() -> bool {
     std::fs::read_to_string(Path::new(ROOT).join("cgroup.controllers"))
         .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+}
+
+/// v1 `cpu.shares` for a v2-style weight (1–10000, 100 = normal): 1024 is v1's default.
+pub(crate) fn v1_shares(cpu_weight: u32) -> u64 {
+    (u64::from(cpu_weight.clamp(1, 10_000)) * 1024 / 100).max(2)
+}
+
+/// Where a cgroup hierarchy is mounted, found in `/proc/mounts` text the way
+/// Firecracker's jailer finds it: for v1 the first `cgroup` mount whose options name
+/// `controller`, for v2 the first `cgroup2` mount.
+pub(crate) fn mount_point(mounts: &str, v2: bool, controller: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, fstype, options) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let found = if v2 {
+            fstype == "cgroup2"
+        } else {
+            fstype == "cgroup" && options.split(',').any(|o| o == controller)
+        };
+        found.then(|| PathBuf::from(dir))
+    })
 }
 
 impl Cgroup {
@@ -73,16 +100,26 @@ impl Cgroup {
             &memory.join("memory.memsw.limit_in_bytes"),
             &memory_bytes.to_string(),
         );
-        // v1 shares: 1024 is the default, as weight 100 is on v2.
-        write(
-            &cpu.join("cpu.shares"),
-            &(u64::from(weight) * 1024 / 100).max(2).to_string(),
-        )?;
+        write(&cpu.join("cpu.shares"), &v1_shares(weight).to_string())?;
         Ok(Cgroup {
             memory,
             cpu,
             v2: false,
         })
+    }
+
+    /// A cgroup someone else created (Firecracker's jailer creates its own).
+    pub(crate) fn existing(memory: PathBuf, cpu: PathBuf, v2: bool) -> Cgroup {
+        Cgroup { memory, cpu, v2 }
+    }
+
+    /// Its directories (one on v2; memory and cpu on v1).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        if self.v2 {
+            vec![self.memory.clone()]
+        } else {
+            vec![self.memory.clone(), self.cpu.clone()]
+        }
     }
 
     /// A command that joins this cgroup and then execs `program`, so the process is
@@ -148,6 +185,33 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_found_like_the_jailer_finds_them() {
+        let hybrid = "tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,relatime,cpu,cpuacct 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+";
+        let at = |v2, c| mount_point(hybrid, v2, c).map(|p| p.display().to_string());
+        assert_eq!(
+            at(false, "cpu").as_deref(),
+            Some("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert_eq!(
+            at(false, "memory").as_deref(),
+            Some("/sys/fs/cgroup/memory")
+        );
+        assert_eq!(at(false, "pids"), None);
+        assert_eq!(
+            at(true, "memory").as_deref(),
+            Some("/sys/fs/cgroup/unified")
+        );
+        assert_eq!(v1_shares(100), 1024);
+        assert_eq!(v1_shares(0), 10);
+        assert_eq!(v1_shares(1), 10);
+    }
 
     /// Real cgroups: needs root, which the test machines have.
     #[tokio::test]

@@ -1,11 +1,18 @@
 //! Every instance is a microVM. This crate launches one from shared guest artifacts
 //! (kernel, initramfs, root/scratch/config disks, a tap) with a driver behind the
 //! [`Vmm`] trait, caps its memory, captures its console and reports how it ended.
+//!
+//! Drivers: [`Firecracker`] (production: under its jailer, configured over its API) and
+//! [`Qemu`] (`-M microvm`, KVM or TCG, so every Linux box boots real microVMs). [`auto`]
+//! picks Firecracker where its binaries are installed and KVM can run Linux guests.
 
 mod cgroup;
 mod console;
+mod driver;
+mod firecracker;
 mod kvm;
 mod qemu;
+mod running;
 mod tsc;
 
 use std::future::Future;
@@ -14,8 +21,11 @@ use std::time::Duration;
 
 pub use cgroup::Cgroup;
 pub use console::{ConsoleReport, VmExit};
+pub use driver::{Choice, Driver, FIRECRACKER_ENV, JAILER_ENV, auto, choose};
+pub use firecracker::{CgroupVersion, DEFAULT_ID, Firecracker, VM_USER};
 pub use kvm::kvm_usable;
 pub use qemu::Qemu;
+pub use running::RunningVm;
 pub use tsc::tcg_kernel_args;
 
 /// What to boot. All paths are on the host.
@@ -51,7 +61,7 @@ pub struct NetAttachment {
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     #[error("{binary} not found: {hint}")]
-    NotInstalled { binary: String, hint: &'static str },
+    NotInstalled { binary: String, hint: String },
     #[error("starting {what}: {source}")]
     Spawn {
         what: String,
@@ -69,6 +79,13 @@ pub enum VmmError {
     },
     #[error("the VM did not stop within {0:?}")]
     StopTimeout(Duration),
+    #[error("VM name {0:?}: the jailer takes 1-64 ASCII letters, digits and hyphens")]
+    InvalidName(String),
+    #[error("jailer: {0}")]
+    Jailer(String),
+    /// Firecracker refused or did not answer a request; `reason` quotes its `fault_message`.
+    #[error("Firecracker API {request}: {reason}")]
+    Api { request: String, reason: String },
 }
 
 /// A way to run microVMs. Drivers share every guest artifact; only the VMM differs.
@@ -76,5 +93,3 @@ pub trait Vmm: Send + Sync {
     fn name(&self) -> &'static str;
     fn launch(&self, spec: &VmSpec) -> impl Future<Output = Result<RunningVm, VmmError>> + Send;
 }
-
-pub use qemu::RunningVm;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 use zeitwork_agent::{InstanceSpec, Runtime, RuntimeConfig};
 use zeitwork_core::guest::Exit;
 use zeitwork_net::NodePrefix;
-use zeitwork_vmm::{Qemu, VmExit, Vmm};
+use zeitwork_vmm::{Driver, VmExit, Vmm};
 
 use crate::server::shutdown_signal;
 
@@ -51,14 +51,14 @@ impl NodeArgs {
         })
     }
 
-    async fn runtime(&self) -> anyhow::Result<Runtime<Qemu>> {
+    async fn runtime(&self) -> anyhow::Result<Runtime<Driver>> {
         let config = self.config()?;
-        let qemu = Qemu::detect()?;
+        let driver = zeitwork_vmm::auto()?;
         eprintln!(
             "preparing the guest kernel and initramfs in {} …",
             config.guest_dir.display()
         );
-        let runtime = Runtime::new(qemu, config).await?;
+        let runtime = Runtime::new(driver, config).await?;
         eprintln!(
             "guest kernel {} ready; VMM: {}",
             runtime.guest().kernel_release,

@@ -1,0 +1,529 @@
+//! The `firecracker` driver (production): Firecracker under its jailer, configured over
+//! its HTTP API on a Unix socket.
+//!
+//! Per VM the jailer builds `<chroot base>/<exec name>/<id>/root` (a chroot in a mount
+//! namespace of its own, with `/dev/kvm` and `/dev/net/tun`), creates the cgroup
+//! `zeitwork/<id>` (memory hard cap, CPU weight; the same parent the QEMU driver uses),
+//! drops to an unprivileged uid/gid and execs Firecracker in the same process, so the
+//! child we spawned IS the VMM: its stdout is the guest's serial console, read by the
+//! same console watcher as QEMU's. Before that we place the guest's files in the chroot
+//! (hard links; copies across filesystems); afterwards we configure the VM over the API
+//! and start it. Stop: Ctrl-Alt-Del through the API (init turns it into a SIGTERM for the
+//! app and resets the VM when the app has exited), SIGKILL after the grace period. After
+//! the VMM exited, the jail directory and the cgroup are removed.
+//!
+//! **Network namespace: not used yet.** The jailer could join one (`--netns`), but the
+//! agent's taps live in the host's network namespace, so Firecracker runs there too; the
+//! guest is isolated by routing and nftables on its tap, as under QEMU. A namespace per VM
+//! (the tap created inside it) is the hardening left to do.
+//!
+//! **One uid for all VMMs, for now.** Each Firecracker sees only its own chroot, but two
+//! VMMs of the same uid may signal each other; one uid per VM (allocated by the agent,
+//! passed with [`Firecracker::with_ids`]) is hardening left to do.
+//!
+//! **vsock: not configured yet.** [`VmSpec`] has no vsock field; `PUT /vsock` is all it
+//! would take ([`api`] builds requests for any path).
+
+pub(crate) mod api;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::cgroup::{self, Cgroup};
+use crate::console;
+use crate::running::{GracefulStop, Jail, RunningVm};
+use crate::{VmSpec, Vmm, VmmError};
+
+use api::Api;
+
+/// Memory Firecracker itself may use beyond guest RAM before the cap kills it (its own
+/// footprint is a few MiB: the binary, thread stacks, virtio queues).
+const OVERHEAD_MB: u64 = 32;
+
+/// The cgroup parent, shared with the QEMU driver's cgroups.
+const PARENT_CGROUP: &str = "zeitwork";
+
+/// Inside the chroot.
+const API_SOCKET: &str = "/run/firecracker.socket";
+const LOG_FILE: &str = "/firecracker.log";
+const KERNEL: &str = "/vmlinux";
+const INITRD: &str = "/initrd";
+
+/// `zeitwork.shutdown=reboot`: Firecracker has no ACPI power-off but exits when the guest
+/// resets (`reboot=k`), so init resets instead of powering off.
+const BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1 pci=off quiet zeitwork.shutdown=reboot";
+
+/// How long the jailer and Firecracker may take until the API socket answers.
+const API_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The system user the VMMs run as when it exists, else [`DEFAULT_ID`].
+pub const VM_USER: &str = "zeitwork-vm";
+/// uid and gid of the VMMs when there is no [`VM_USER`]: unprivileged, above Debian's
+/// system range (100–999) and beyond the first login users (from 1000).
+pub const DEFAULT_ID: u32 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone)]
+pub struct Firecracker {
+    firecracker: PathBuf,
+    jailer: PathBuf,
+    /// The jailer names the chroot after the (canonical) file name of the binary.
+    exec_name: OsString,
+    chroot_base: PathBuf,
+    uid: u32,
+    gid: u32,
+    cgroup_version: CgroupVersion,
+}
+
+impl Firecracker {
+    /// `ZEITWORK_FIRECRACKER_BIN` and `ZEITWORK_JAILER_BIN`, else `firecracker` and
+    /// `jailer` on `PATH`.
+    pub fn detect() -> Result<Firecracker, VmmError> {
+        let found = crate::driver::locate_firecracker(
+            std::env::var_os(crate::driver::FIRECRACKER_ENV).as_deref(),
+            std::env::var_os(crate::driver::JAILER_ENV).as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            &|p: &Path| p.is_file(),
+        )
+        .map_err(|hint| VmmError::NotInstalled {
+            binary: "firecracker".into(),
+            hint,
+        })?;
+        Firecracker::new(found.0, found.1)
+    }
+
+    /// Both binaries must be statically linked (Firecracker runs in an empty chroot).
+    /// Defaults: chroot base `/srv/jailer` (keep it on the filesystem of the agent's state
+    /// directory, so disks are hard-linked rather than copied), the [`VM_USER`]'s ids or
+    /// [`DEFAULT_ID`], and the host's cgroup version.
+    pub fn new(firecracker: PathBuf, jailer: PathBuf) -> Result<Firecracker, VmmError> {
+        let canonical = std::fs::canonicalize(&firecracker).map_err(|source| VmmError::Io {
+            path: firecracker.display().to_string(),
+            source,
+        })?;
+        let exec_name = canonical.file_name().unwrap_or_default().to_owned();
+        let (uid, gid) = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|passwd| user_ids(&passwd, VM_USER))
+            .unwrap_or((DEFAULT_ID, DEFAULT_ID));
+        Ok(Firecracker {
+            firecracker,
+            jailer,
+            exec_name,
+            chroot_base: PathBuf::from("/srv/jailer"),
+            uid,
+            gid,
+            cgroup_version: if cgroup::unified_with_memory() {
+                CgroupVersion::V2
+            } else {
+                CgroupVersion::V1
+            },
+        })
+    }
+
+    pub fn with_chroot_base(mut self, base: PathBuf) -> Firecracker {
+        self.chroot_base = base;
+        self
+    }
+
+    /// The unprivileged ids Firecracker runs as (all VMs share them for now).
+    pub fn with_ids(mut self, uid: u32, gid: u32) -> Firecracker {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    pub fn with_cgroup_version(mut self, version: CgroupVersion) -> Firecracker {
+        self.cgroup_version = version;
+        self
+    }
+
+    pub fn firecracker_binary(&self) -> &Path {
+        &self.firecracker
+    }
+
+    pub fn jailer_binary(&self) -> &Path {
+        &self.jailer
+    }
+
+    pub fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
+    /// `<chroot base>/<exec name>/<name>`: everything the jailer makes for one VM.
+    pub fn jail_dir(&self, name: &str) -> PathBuf {
+        self.chroot_base.join(&self.exec_name).join(name)
+    }
+
+    /// The chroot Firecracker sees as `/`.
+    pub fn chroot(&self, name: &str) -> PathBuf {
+        self.jail_dir(name).join("root")
+    }
+
+    /// The cgroup the jailer creates for `name` (one directory on v2; memory and cpu on v1).
+    pub fn cgroup(&self, name: &str) -> Result<Cgroup, VmmError> {
+        let mounts = std::fs::read_to_string("/proc/mounts").map_err(|source| VmmError::Io {
+            path: "/proc/mounts".into(),
+            source,
+        })?;
+        let v2 = self.cgroup_version == CgroupVersion::V2;
+        let at = |controller: &str| {
+            cgroup::mount_point(&mounts, v2, controller)
+                .map(|m| m.join(PARENT_CGROUP).join(name))
+                .ok_or_else(|| VmmError::Cgroup {
+                    path: format!("/proc/mounts ({controller})"),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no cgroup hierarchy with this controller is mounted",
+                    ),
+                })
+        };
+        Ok(Cgroup::existing(at("memory")?, at("cpu")?, v2))
+    }
+
+    /// The memory cap: guest RAM plus Firecracker's own overhead.
+    fn memory_limit(spec: &VmSpec) -> u64 {
+        (spec.memory_mb + OVERHEAD_MB) << 20
+    }
+
+    /// `--cgroup` values for the jailer. Swap is capped at zero where the host accounts it.
+    pub fn cgroup_settings(&self, spec: &VmSpec, swap_accounting: bool) -> Vec<String> {
+        let bytes = Self::memory_limit(spec);
+        let mut settings = Vec::new();
+        match self.cgroup_version {
+            CgroupVersion::V1 => {
+                settings.push(format!("memory.limit_in_bytes={bytes}"));
+                if swap_accounting {
+                    settings.push(format!("memory.memsw.limit_in_bytes={bytes}"));
+                }
+                settings.push(format!("cpu.shares={}", cgroup::v1_shares(spec.cpu_weight)));
+            }
+            CgroupVersion::V2 => {
+                settings.push(format!("memory.max={bytes}"));
+                if swap_accounting {
+                    settings.push("memory.swap.max=0".into());
+                }
+                settings.push(format!("cpu.weight={}", spec.cpu_weight.clamp(1, 10_000)));
+            }
+        }
+        settings
+    }
+
+    /// The jailer's command line (without the program name).
+    pub fn jailer_args(&self, spec: &VmSpec, swap_accounting: bool) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |k: &str, v: &OsStr| {
+            a.push(k.into());
+            a.push(v.to_owned());
+        };
+        push("--id", spec.name.as_ref());
+        push("--exec-file", self.firecracker.as_os_str());
+        push("--uid", self.uid.to_string().as_ref());
+        push("--gid", self.gid.to_string().as_ref());
+        push("--chroot-base-dir", self.chroot_base.as_os_str());
+        let version = match self.cgroup_version {
+            CgroupVersion::V1 => "1",
+            CgroupVersion::V2 => "2",
+        };
+        push("--cgroup-version", version.as_ref());
+        push("--parent-cgroup", PARENT_CGROUP.as_ref());
+        for setting in self.cgroup_settings(spec, swap_accounting) {
+            push("--cgroup", setting.as_ref());
+        }
+        a.push("--".into());
+        for arg in ["--api-sock", API_SOCKET, "--log-path", LOG_FILE] {
+            a.push(arg.into());
+        }
+        a
+    }
+
+    /// The API requests that configure and start `spec`'s VM, in order (the drives'
+    /// order makes them vda, vdb, vdc).
+    pub(crate) fn requests(spec: &VmSpec) -> Vec<api::Put> {
+        let mut requests = vec![
+            api::machine_config(spec.vcpus.clamp(1, 32), spec.memory_mb),
+            api::boot_source(KERNEL, INITRD, BOOT_ARGS),
+        ];
+        for (id, path, read_only) in api::DRIVES {
+            requests.push(api::drive(id, path, read_only));
+        }
+        if let Some(net) = &spec.net {
+            requests.push(api::network_interface("eth0", &net.tap, &net.mac));
+        }
+        requests
+    }
+
+    /// Whether the host accounts swap per cgroup (else the swap limits do not exist).
+    fn swap_accounting(&self) -> bool {
+        let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+            return false;
+        };
+        match self.cgroup_version {
+            CgroupVersion::V1 => cgroup::mount_point(&mounts, false, "memory")
+                .is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists()),
+            // The root has no memory.swap.max; any child with the memory controller does.
+            CgroupVersion::V2 => cgroup::mount_point(&mounts, true, "")
+                .and_then(|m| std::fs::read_dir(m).ok())
+                .is_some_and(|mut d| {
+                    d.any(|e| e.is_ok_and(|e| e.path().join("memory.swap.max").exists()))
+                }),
+        }
+    }
+
+    /// Spawns the jailer for `spec` with the guest's files in place and waits until the
+    /// API answers. The VM is configured but not started.
+    async fn spawn(&self, spec: &VmSpec) -> Result<Pending, VmmError> {
+        check_id(&spec.name)?;
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| VmmError::Io { path, source }
+        };
+        tokio::fs::create_dir_all(&spec.run_dir)
+            .await
+            .map_err(io(&spec.run_dir))?;
+        let console_path = spec.run_dir.join("console.log");
+        let console_log = tokio::fs::File::create(&console_path)
+            .await
+            .map_err(io(&console_path))?;
+        let vmm_log_path = spec.run_dir.join("vmm.log");
+        let vmm_log = std::fs::File::create(&vmm_log_path).map_err(io(&vmm_log_path))?;
+
+        let jail_dir = self.jail_dir(&spec.name);
+        if jail_dir.exists() {
+            return Err(VmmError::Io {
+                path: jail_dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a VM of this name runs, or a crashed one left its jail (remove it)",
+                ),
+            });
+        }
+        let jail = Jail {
+            dir: jail_dir,
+            log: self.chroot(&spec.name).join(&LOG_FILE[1..]),
+        };
+        let cgroup = self.cgroup(&spec.name)?;
+        let placed = {
+            let (chroot, spec, ids) = (self.chroot(&spec.name), spec.clone(), self.ids());
+            tokio::task::spawn_blocking(move || place_files(&chroot, &spec, ids))
+                .await
+                .map_err(|e| VmmError::Io {
+                    path: "placing the guest's files".into(),
+                    source: std::io::Error::other(e),
+                })?
+        };
+        if let Err(e) = placed {
+            let _ = std::fs::remove_dir_all(&jail.dir);
+            return Err(e);
+        }
+        let spawned = tokio::process::Command::new(&self.jailer)
+            .args(self.jailer_args(spec, self.swap_accounting()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(vmm_log)
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(source) => {
+                let _ = std::fs::remove_dir_all(&jail.dir);
+                return Err(VmmError::Spawn {
+                    what: self.jailer.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let console = tokio::spawn(console::watch(stdout, console_log));
+        let api = Api::new(self.chroot(&spec.name).join(&API_SOCKET[1..]));
+        let vm = RunningVm::new(
+            child,
+            console,
+            cgroup,
+            vmm_log_path.clone(),
+            GracefulStop::CtrlAltDel(api.clone()),
+            Some(jail),
+        );
+        let mut pending = Pending { vm, api };
+        match pending.wait_for_api(&vmm_log_path).await {
+            Ok(()) => Ok(pending),
+            Err(e) => Err(pending.abort(e).await),
+        }
+    }
+}
+
+/// A jailed Firecracker whose API answers; the VM is not started yet.
+struct Pending {
+    vm: RunningVm,
+    api: Api,
+}
+
+impl Pending {
+    async fn wait_for_api(&mut self, vmm_log: &Path) -> Result<(), VmmError> {
+        let deadline = tokio::time::Instant::now() + API_READY_TIMEOUT;
+        loop {
+            if self.api.connect().await.is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.vm.child_mut().try_wait() {
+                let log = std::fs::read_to_string(vmm_log).unwrap_or_default();
+                return Err(VmmError::Jailer(format!(
+                    "exited with {status} before Firecracker's API answered: {}",
+                    log.trim().replace('\n', "; ")
+                )));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(VmmError::Jailer(format!(
+                    "Firecracker's API socket {} did not answer within {API_READY_TIMEOUT:?}",
+                    self.api.socket().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends `requests` and then `InstanceStart`.
+    async fn start(self, requests: &[api::Put]) -> Result<RunningVm, VmmError> {
+        for put in requests.iter().chain([&api::action("InstanceStart")]) {
+            if let Err(e) = self.api.put(put).await {
+                return Err(self.abort(e).await);
+            }
+        }
+        Ok(self.vm)
+    }
+
+    /// Kills the VMM, removes its jail and cgroup, and hands back `error`.
+    async fn abort(mut self, error: VmmError) -> VmmError {
+        let _ = self.vm.child_mut().start_kill();
+        let _ = self.vm.wait().await;
+        error
+    }
+}
+
+impl Vmm for Firecracker {
+    fn name(&self) -> &'static str {
+        "firecracker"
+    }
+
+    async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        let pending = self.spawn(spec).await?;
+        pending.start(&Firecracker::requests(spec)).await
+    }
+}
+
+/// The jailer accepts ids of up to 64 ASCII letters, digits and hyphens.
+fn check_id(name: &str) -> Result<(), VmmError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(VmmError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// `(uid, gid)` of `user` in `/etc/passwd` text.
+fn user_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == user).then_some(())?;
+        let (_, uid, gid) = (f.next()?, f.next()?, f.next()?);
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    })
+}
+
+/// Puts the guest's files into the chroot under the names the API requests use. The
+/// writable disk is handed to the VMM's uid (it is this VM's own file).
+fn place_files(chroot: &Path, spec: &VmSpec, (uid, gid): (u32, u32)) -> Result<(), VmmError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| VmmError::Io { path, source }
+    };
+    std::fs::create_dir_all(chroot).map_err(io(chroot))?;
+    let [root, scratch, config] = api::DRIVES;
+    for (from, to, writable) in [
+        (&spec.kernel, KERNEL, false),
+        (&spec.initramfs, INITRD, false),
+        (&spec.root_disk, root.1, false),
+        (&spec.scratch_disk, scratch.1, true),
+        (&spec.config_disk, config.1, false),
+    ] {
+        let to = chroot.join(&to[1..]);
+        link_or_copy(from, &to, (uid, gid), writable).map_err(io(from))?;
+    }
+    Ok(())
+}
+
+/// Hard-links `from` to `to` (a copy, sparse, across filesystems). A read-only file the
+/// VMM could not read is copied and the copy given to it, so the original stays as it is.
+fn link_or_copy(
+    from: &Path,
+    to: &Path,
+    (uid, gid): (u32, u32),
+    writable: bool,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(from)?;
+    let readable_by_vmm =
+        meta.mode() & 0o004 != 0 || (meta.uid() == uid && meta.mode() & 0o400 != 0);
+    let copied = if writable || readable_by_vmm {
+        match std::fs::hard_link(from, to) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                copy_sparse(from, to)?;
+                true
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        copy_sparse(from, to)?;
+        true
+    };
+    if writable || copied {
+        std::os::unix::fs::chown(to, Some(uid), Some(gid))?;
+        let mode = if writable { 0o600 } else { 0o400 };
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Copies only the data of a sparse file (a 1 GiB scratch disk holds a few MiB).
+fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::SeekFrom as Seek2;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut src = std::fs::File::open(from)?;
+    let len = src.metadata()?.len();
+    let mut dst = std::fs::File::create(to)?;
+    dst.set_len(len)?;
+    let mut pos = 0;
+    while pos < len {
+        let data = match rustix::fs::seek(&src, Seek2::Data(pos)) {
+            Ok(data) => data,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(rustix::io::Errno::INVAL) if pos == 0 => {
+                // No SEEK_DATA on this filesystem: a plain copy.
+                drop(dst);
+                std::fs::copy(from, to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rustix::fs::seek(&src, Seek2::Hole(data))?.min(len);
+        src.seek(SeekFrom::Start(data))?;
+        dst.seek(SeekFrom::Start(data))?;
+        std::io::copy(&mut (&mut src).take(hole - data), &mut dst)?;
+        pos = hole;
+    }
+    dst.sync_all()
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,554 @@
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::NetAttachment;
+use crate::console::VmExit;
+use crate::firecracker::api::tests::stand_in;
+
+fn driver(version: CgroupVersion) -> Firecracker {
+    Firecracker {
+        firecracker: "/opt/fc/firecracker".into(),
+        jailer: "/opt/fc/jailer".into(),
+        exec_name: "firecracker".into(),
+        chroot_base: "/srv/jailer".into(),
+        uid: 10_000,
+        gid: 10_001,
+        cgroup_version: version,
+    }
+}
+
+fn spec() -> VmSpec {
+    VmSpec {
+        name: "i-1".into(),
+        vcpus: 2,
+        memory_mb: 256,
+        cpu_weight: 200,
+        kernel: "/k/vmlinux".into(),
+        initramfs: "/k/initrd".into(),
+        root_disk: "/d/root.ext4".into(),
+        scratch_disk: "/d/rw.ext4".into(),
+        config_disk: "/d/config.img".into(),
+        net: Some(NetAttachment {
+            tap: "zw0".into(),
+            mac: "02:00:00:00:00:01".into(),
+        }),
+        run_dir: "/run/zw/i-1".into(),
+    }
+}
+
+fn joined(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn jailer_command_lines_for_cgroup_v1_and_v2() {
+    let limit = (256 + OVERHEAD_MB) << 20;
+    assert_eq!(
+        joined(&driver(CgroupVersion::V1).jailer_args(&spec(), true)),
+        format!(
+            "--id i-1 --exec-file /opt/fc/firecracker --uid 10000 --gid 10001 \
+             --chroot-base-dir /srv/jailer --cgroup-version 1 --parent-cgroup zeitwork \
+             --cgroup memory.limit_in_bytes={limit} --cgroup memory.memsw.limit_in_bytes={limit} \
+             --cgroup cpu.shares=2048 \
+             -- --api-sock /run/firecracker.socket --log-path /firecracker.log"
+        )
+    );
+    assert_eq!(
+        joined(&driver(CgroupVersion::V2).jailer_args(&spec(), false)),
+        format!(
+            "--id i-1 --exec-file /opt/fc/firecracker --uid 10000 --gid 10001 \
+             --chroot-base-dir /srv/jailer --cgroup-version 2 --parent-cgroup zeitwork \
+             --cgroup memory.max={limit} --cgroup cpu.weight=200 \
+             -- --api-sock /run/firecracker.socket --log-path /firecracker.log"
+        )
+    );
+    let d = driver(CgroupVersion::V1);
+    assert_eq!(
+        d.chroot("i-1"),
+        Path::new("/srv/jailer/firecracker/i-1/root")
+    );
+}
+
+#[test]
+fn requests_configure_the_vm_with_disks_in_guest_order() {
+    let requests = Firecracker::requests(&spec());
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/machine-config",
+            "/boot-source",
+            "/drives/root",
+            "/drives/scratch",
+            "/drives/config",
+            "/network-interfaces/eth0"
+        ]
+    );
+    assert_eq!(
+        requests[0].body,
+        json!({"vcpu_count": 2, "mem_size_mib": 256})
+    );
+    assert_eq!(
+        requests[1].body,
+        json!({
+            "kernel_image_path": "/vmlinux",
+            "initrd_path": "/initrd",
+            "boot_args": "console=ttyS0 reboot=k panic=1 pci=off quiet zeitwork.shutdown=reboot",
+        })
+    );
+    let read_only: Vec<bool> = requests[2..5]
+        .iter()
+        .map(|r| r.body["is_read_only"].as_bool().unwrap())
+        .collect();
+    assert_eq!(read_only, [true, false, true]);
+    assert!(
+        requests[2..5]
+            .iter()
+            .all(|r| r.body["is_root_device"] == json!(false)),
+        "the guest boots from the initramfs"
+    );
+    assert_eq!(
+        requests[5].body,
+        json!({"iface_id": "eth0", "host_dev_name": "zw0", "guest_mac": "02:00:00:00:00:01"})
+    );
+    let mut no_net = spec();
+    no_net.net = None;
+    assert_eq!(Firecracker::requests(&no_net).len(), 5);
+}
+
+#[test]
+fn names_and_users() {
+    assert!(check_id("0192f-web-a").is_ok());
+    for bad in ["", "a_b", "a/b", "é", &"a".repeat(65)] {
+        assert!(
+            matches!(check_id(bad), Err(VmmError::InvalidName(_))),
+            "{bad}"
+        );
+    }
+    let passwd =
+        "root:x:0:0:root:/root:/bin/bash\nzeitwork-vm:x:998:997::/nonexistent:/usr/sbin/nologin\n";
+    assert_eq!(user_ids(passwd, "zeitwork-vm"), Some((998, 997)));
+    assert_eq!(user_ids(passwd, "nobody"), None);
+}
+
+/// A child standing in for the VMM (a `sleep`), for the stand-in API tests.
+fn fake_vmm(dir: &Path, api: Api) -> Pending {
+    let mut child = tokio::process::Command::new("sleep")
+        .arg("60")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = tokio::fs::File::from_std(std::fs::File::create(dir.join("console.log")).unwrap());
+    let console = tokio::spawn(console::watch(child.stdout.take().unwrap(), log));
+    std::fs::create_dir_all(dir.join("jail/root")).unwrap();
+    let vm = RunningVm::new(
+        child,
+        console,
+        Cgroup::existing(dir.join("no-cg"), dir.join("no-cg"), true),
+        dir.join("vmm.log"),
+        GracefulStop::CtrlAltDel(api.clone()),
+        Some(Jail {
+            dir: dir.join("jail"),
+            log: dir.join("jail/root/firecracker.log"),
+        }),
+    );
+    Pending { vm, api }
+}
+
+/// The API sequence of a launch and of a stop, against a stand-in for Firecracker's API
+/// server (the real one: `real_firecracker_under_the_jailer`).
+#[tokio::test]
+async fn start_sends_the_configuration_then_instance_start_and_stop_sends_ctrl_alt_del() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let seen = stand_in(&socket, &[]);
+    let pending = fake_vmm(dir.path(), Api::new(socket));
+    let vm = pending
+        .start(&Firecracker::requests(&spec()))
+        .await
+        .unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths.len(), 7);
+        assert_eq!(paths[6], "/actions");
+        assert_eq!(seen[6].body, json!({"action_type": "InstanceStart"}));
+        assert!(seen.iter().all(|r| {
+            r.method == "PUT"
+                && r.headers
+                    .contains(&("content-type".into(), "application/json".into()))
+        }));
+    }
+    // The stand-in's "guest" ignores Ctrl-Alt-Del, so the grace period ends in SIGKILL.
+    let started = std::time::Instant::now();
+    let exit = vm.stop(Duration::from_millis(300)).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(exit, VmExit::Crashed(_)), "{exit:?}");
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.path.as_str(), last.body),
+        ("/actions", json!({"action_type": "SendCtrlAltDel"}))
+    );
+    assert!(!dir.path().join("jail").exists(), "the jail is removed");
+}
+
+#[tokio::test]
+async fn a_refused_request_kills_the_vmm_and_names_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let seen = stand_in(&socket, &["/drives/scratch"]);
+    let pending = fake_vmm(dir.path(), Api::new(socket));
+    let pid = pending.vm.pid();
+    let err = pending
+        .start(&Firecracker::requests(&spec()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Firecracker API PUT /drives/scratch: 400: The requested operation is not supported."
+    );
+    assert_eq!(seen.lock().unwrap().len(), 4, "nothing after the refusal");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "VMM reaped");
+    assert!(!dir.path().join("jail").exists());
+}
+
+#[test]
+fn files_are_hard_linked_or_copied_sparsely_and_the_scratch_disk_is_the_vmms() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut scratch = std::fs::File::create(d.join("rw.ext4")).unwrap();
+    scratch.set_len(64 << 20).unwrap();
+    scratch.seek(SeekFrom::Start(32 << 20)).unwrap();
+    scratch.write_all(b"data in the middle").unwrap();
+    drop(scratch);
+    for f in ["vmlinux", "initrd", "root.ext4", "config.img"] {
+        std::fs::write(d.join(f), f).unwrap();
+    }
+    // Not readable by the VMM's uid: copied, never chowned in place.
+    std::fs::set_permissions(d.join("config.img"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let spec = VmSpec {
+        kernel: d.join("vmlinux"),
+        initramfs: d.join("initrd"),
+        root_disk: d.join("root.ext4"),
+        scratch_disk: d.join("rw.ext4"),
+        config_disk: d.join("config.img"),
+        ..spec()
+    };
+    let chroot = d.join("jail/root");
+    place_files(&chroot, &spec, (10_000, 10_001)).unwrap();
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    assert_eq!(
+        meta(&chroot.join("root.ext4")).ino(),
+        meta(&d.join("root.ext4")).ino()
+    );
+    assert_eq!(
+        meta(&chroot.join("vmlinux")).ino(),
+        meta(&d.join("vmlinux")).ino()
+    );
+    let scratch = meta(&chroot.join("scratch.ext4"));
+    assert_eq!((scratch.uid(), scratch.gid()), (10_000, 10_001));
+    let config = meta(&chroot.join("config.img"));
+    assert_ne!(config.ino(), meta(&d.join("config.img")).ino());
+    assert_eq!((config.uid(), config.mode() & 0o777), (10_000, 0o400));
+    assert_eq!(
+        meta(&d.join("config.img")).uid(),
+        0,
+        "the original is untouched"
+    );
+    assert_eq!(
+        std::fs::read(chroot.join("config.img")).unwrap(),
+        b"config.img"
+    );
+
+    // The copy across filesystems keeps holes.
+    let copy = d.join("copy.ext4");
+    copy_sparse(&d.join("rw.ext4"), &copy).unwrap();
+    let m = meta(&copy);
+    assert_eq!(m.len(), 64 << 20);
+    assert!(m.blocks() * 512 < 4 << 20, "sparse: {} blocks", m.blocks());
+    let bytes = std::fs::read(&copy).unwrap();
+    assert_eq!(&bytes[32 << 20..(32 << 20) + 18], b"data in the middle");
+    assert_eq!(bytes, std::fs::read(d.join("rw.ext4")).unwrap());
+
+    // Across filesystems (/dev/shm is a tmpfs) the link falls back to a sparse copy.
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        return;
+    };
+    if meta(shm.path()).dev() == meta(d).dev() {
+        return;
+    }
+    let elsewhere = shm.path().join("rw.ext4");
+    copy_sparse(&d.join("rw.ext4"), &elsewhere).unwrap();
+    let to = chroot.join("other.ext4");
+    link_or_copy(&elsewhere, &to, (10_000, 10_001), true).unwrap();
+    let m = meta(&to);
+    assert_ne!(m.dev(), meta(&elsewhere).dev());
+    assert_eq!((m.uid(), m.len()), (10_000, 64 << 20));
+    assert!(m.blocks() * 512 < 4 << 20, "sparse: {} blocks", m.blocks());
+}
+
+// ---------------------------------------------------------------------------------------
+// The real binaries. `ZEITWORK_FIRECRACKER_BIN` and `ZEITWORK_JAILER_BIN` name static
+// builds (Firecracker is in no package registry); without them these tests skip.
+
+fn real_binaries() -> Option<(PathBuf, PathBuf)> {
+    let fc = std::env::var_os(crate::FIRECRACKER_ENV);
+    let jailer = std::env::var_os(crate::JAILER_ENV);
+    match (fc, jailer) {
+        (Some(fc), Some(jailer)) => Some((fc.into(), jailer.into())),
+        _ => {
+            eprintln!(
+                "SKIPPED: set {} and {} to static Firecracker and jailer binaries to run this test",
+                crate::FIRECRACKER_ENV,
+                crate::JAILER_ENV
+            );
+            None
+        }
+    }
+}
+
+/// A guest kernel and an initramfs with zeitwork-init: `ZEITWORK_TEST_VMLINUX` and
+/// `ZEITWORK_TEST_INITRAMFS`, else the newest in the guest crate's test cache.
+pub(crate) fn guest_files() -> Option<(PathBuf, PathBuf)> {
+    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
+    let newest = |pick: &dyn Fn(&Path) -> Option<PathBuf>| {
+        std::fs::read_dir(&cache)
+            .ok()?
+            .filter_map(|e| pick(&e.ok()?.path()))
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    };
+    let kernel = std::env::var_os("ZEITWORK_TEST_VMLINUX")
+        .map(PathBuf::from)
+        .or_else(|| {
+            newest(&|p| {
+                let name = p.file_name()?.to_str()?;
+                let vmlinux = p.join("vmlinux");
+                (name.starts_with("kernel-") && vmlinux.is_file()).then_some(vmlinux)
+            })
+        });
+    let initramfs = std::env::var_os("ZEITWORK_TEST_INITRAMFS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            newest(&|p| {
+                let name = p.file_name()?.to_str()?;
+                (name.starts_with("initramfs-") && name.ends_with(".cpio")).then_some(())?;
+                // The cache also holds initramfs with a fake init: take one with the real one.
+                let bytes = std::fs::read(p).ok()?;
+                let marker = zeitwork_core::guest::FAILURE_LINE.as_bytes();
+                bytes
+                    .windows(marker.len())
+                    .any(|w| w == marker)
+                    .then(|| p.to_owned())
+            })
+        });
+    match (kernel, initramfs) {
+        (Some(k), Some(i)) => Some((k, i)),
+        _ => {
+            eprintln!(
+                "SKIPPED: no guest kernel/initramfs (set ZEITWORK_TEST_VMLINUX and \
+                 ZEITWORK_TEST_INITRAMFS, or run the guest crate's tests to fill {})",
+                cache.display()
+            );
+            None
+        }
+    }
+}
+
+/// The real jailer and Firecracker: the jail and cgroup are set up as asked, Firecracker
+/// runs unprivileged, every API request is accepted (and a bad one refused with its
+/// `fault_message`), `InstanceStart` is accepted, and after the VMM ended nothing is
+/// left. Where KVM can run Linux guests, the guest also boots to init's verdict (the
+/// disks are blank, so init reports that the config disk has no zeitwork magic).
+#[tokio::test]
+async fn real_firecracker_under_the_jailer() {
+    let Some((fc, jailer)) = real_binaries() else {
+        return;
+    };
+    let Some((kernel, initramfs)) = guest_files() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (disk, size) in [
+        ("root.ext4", 1 << 20),
+        ("rw.ext4", 16 << 20),
+        ("config.img", 4096),
+    ] {
+        std::fs::File::create(d.join(disk))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+    }
+    let name = format!("zw-fc-test-{}", std::process::id());
+    let spec = VmSpec {
+        name: name.clone(),
+        vcpus: 1,
+        memory_mb: 128,
+        cpu_weight: 100,
+        kernel,
+        initramfs,
+        root_disk: d.join("root.ext4"),
+        scratch_disk: d.join("rw.ext4"),
+        config_disk: d.join("config.img"),
+        net: None,
+        run_dir: d.join("run"),
+    };
+    let fc = Firecracker::new(fc, jailer)
+        .unwrap()
+        .with_chroot_base(d.join("jail"));
+    let (uid, gid) = fc.ids();
+    let chroot = fc.chroot(&name);
+    let cgroup_dirs = fc.cgroup(&name).unwrap().dirs();
+
+    let pending = fc.spawn(&spec).await.unwrap();
+    let pid = pending.vm.pid();
+    // The jail: our files, the API socket, and Firecracker running as uid:gid in it.
+    for f in [
+        "vmlinux",
+        "initrd",
+        "root.ext4",
+        "scratch.ext4",
+        "config.img",
+        "firecracker",
+    ] {
+        assert!(chroot.join(f).exists(), "{f} in the chroot");
+    }
+    assert!(chroot.join("run/firecracker.socket").exists());
+    assert_eq!(std::fs::metadata(&chroot).unwrap().uid(), uid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string()))
+            && status
+                .lines()
+                .any(|l| l.starts_with("Gid:")
+                    && l.split_whitespace().nth(1) == Some(&gid.to_string())),
+        "{status}"
+    );
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, Path::new("/firecracker"), "exec'd in the chroot");
+    // The cgroup: the memory cap, and the VMM inside it.
+    let limit_file = if fc.cgroup_version == CgroupVersion::V2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let limit = std::fs::read_to_string(cgroup_dirs[0].join(limit_file)).unwrap();
+    assert_eq!(limit.trim(), ((128 + OVERHEAD_MB) << 20).to_string());
+    for cg in &cgroup_dirs {
+        let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|p| p == pid.to_string()),
+            "{}",
+            cg.display()
+        );
+    }
+    // A request Firecracker refuses becomes a clear error with its fault_message.
+    let err = pending
+        .api
+        .put(&api::machine_config(0, 128))
+        .await
+        .unwrap_err()
+        .to_string();
+    eprintln!("refused as expected: {err}");
+    assert!(
+        err.starts_with("Firecracker API PUT /machine-config: 400: "),
+        "{err}"
+    );
+
+    let vm = pending.start(&Firecracker::requests(&spec)).await.unwrap();
+    eprintln!("every request and InstanceStart accepted");
+    let exit = if crate::kvm_usable() {
+        let exit = tokio::time::timeout(Duration::from_secs(60), vm.wait())
+            .await
+            .expect("the guest reports within 60 s")
+            .unwrap();
+        assert!(
+            matches!(&exit, VmExit::InitFailed(reason) if reason.contains("magic")),
+            "{exit:?}"
+        );
+        exit
+    } else {
+        eprintln!("KVM cannot run Linux guests here: not waiting for init, stopping");
+        tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            vm.stop(Duration::from_secs(3)).await
+        })
+        .await
+        .expect("stopped within 30 s")
+        .unwrap()
+    };
+    let vmm_log = std::fs::read_to_string(d.join("run/vmm.log")).unwrap();
+    if !crate::kvm_usable() {
+        assert!(
+            vmm_log.contains(r#"{\"action_type\":\"SendCtrlAltDel\"}"#),
+            "the graceful stop went through the API: {vmm_log}"
+        );
+    }
+    eprintln!("exit: {exit:?}");
+    eprintln!(
+        "console:\n{}",
+        std::fs::read_to_string(d.join("run/console.log")).unwrap_or_default()
+    );
+    assert!(!fc.jail_dir(&name).exists(), "jail removed");
+    for cg in &cgroup_dirs {
+        assert!(!cg.exists(), "cgroup {} removed", cg.display());
+    }
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "VMM reaped");
+    assert!(
+        vmm_log.contains("Running Firecracker v"),
+        "log kept: {vmm_log}"
+    );
+}
+
+/// The jailer's own failures (here: cgroups of the version this host does not use for
+/// memory) come back as errors quoting what it printed, and leave nothing behind.
+#[tokio::test]
+async fn real_jailer_failures_are_reported_and_cleaned_up() {
+    let Some((fc, jailer)) = real_binaries() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for f in ["vmlinux", "initrd", "root.ext4", "rw.ext4", "config.img"] {
+        std::fs::write(d.join(f), f).unwrap();
+    }
+    let fc = Firecracker::new(fc, jailer)
+        .unwrap()
+        .with_chroot_base(d.join("jail"));
+    let wrong = match fc.cgroup_version {
+        CgroupVersion::V1 => CgroupVersion::V2,
+        CgroupVersion::V2 => CgroupVersion::V1,
+    };
+    let fc = fc.with_cgroup_version(wrong);
+    let name = format!("zw-fc-fail-{}", std::process::id());
+    let spec = VmSpec {
+        name: name.clone(),
+        kernel: d.join("vmlinux"),
+        initramfs: d.join("initrd"),
+        root_disk: d.join("root.ext4"),
+        scratch_disk: d.join("rw.ext4"),
+        config_disk: d.join("config.img"),
+        net: None,
+        run_dir: d.join("run"),
+        ..spec()
+    };
+    let err = fc.launch(&spec).await.unwrap_err();
+    eprintln!("{err}");
+    assert!(
+        matches!(&err, VmmError::Jailer(m) if m.contains("before Firecracker's API answered")
+            && m.to_lowercase().contains("cgroup")),
+        "{err}"
+    );
+    assert!(!fc.jail_dir(&name).exists());
+}
