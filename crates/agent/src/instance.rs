@@ -116,7 +116,7 @@ impl<V: Vmm> Runtime<V> {
                 config_disk,
                 net: Some(NetAttachment {
                     tap: tap.name.clone(),
-                    mac: mac(spec.net_index),
+                    mac: tap.mac.clone(),
                 }),
                 run_dir: dir.to_path_buf(),
             })
@@ -183,12 +183,6 @@ fn host_resolvers() -> Vec<String> {
         })
         .map(str::to_owned)
         .collect()
-}
-
-/// A locally administered MAC derived from the address slot.
-fn mac(index: u32) -> String {
-    let b = index.to_be_bytes();
-    format!("02:7a:77:{:02x}:{:02x}:{:02x}", b[1], b[2], b[3])
 }
 
 impl Instance {
@@ -296,6 +290,5 @@ mod tests {
         assert_eq!(c.interfaces[0].ipv4.as_deref(), Some("172.31.0.7/31"));
         assert_eq!(c.interfaces[0].gateway4.as_deref(), Some("172.31.0.6"));
         assert_eq!(c.secrets["DB"], "s");
-        assert_eq!(mac(3), "02:7a:77:00:00:03");
     }
 }

@@ -145,7 +145,7 @@ async fn bare_boot(
         config_disk: dir.join("config.img"),
         net: Some(zeitwork_vmm::NetAttachment {
             tap: tap.name.clone(),
-            mac: "02:7a:77:be:00:01".into(),
+            mac: tap.mac.clone(),
         }),
         run_dir: dir.to_path_buf(),
     };

@@ -11,7 +11,7 @@ mod tap;
 
 pub use addressing::{InstanceAddrs, NodePrefix};
 pub use firewall::{AppPort, Firewall, TABLE};
-pub use tap::{TAP_PREFIX, Tap, tap_name};
+pub use tap::{TAP_PREFIX, Tap, guest_mac, tap_name};
 
 /// Why a network change failed; the message includes the failing command's stderr.
 #[derive(Debug, thiserror::Error)]

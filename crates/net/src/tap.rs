@@ -10,10 +10,18 @@ pub fn tap_name(index: u32) -> String {
     format!("{TAP_PREFIX}{index}")
 }
 
+/// The guest's MAC: locally administered, derived from the address slot, so the host
+/// can pin it as the only neighbour on the tap.
+pub fn guest_mac(index: u32) -> String {
+    let b = index.to_be_bytes();
+    format!("02:7a:77:{:02x}:{:02x}:{:02x}", b[1], b[2], b[3])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tap {
     pub name: String,
     pub addrs: InstanceAddrs,
+    pub mac: String,
 }
 
 impl Tap {
@@ -24,7 +32,11 @@ impl Tap {
             Tap::remove_named(&name).await?;
         }
         run("ip", &["tuntap", "add", "dev", &name, "mode", "tap"], None).await?;
-        let tap = Tap { name, addrs };
+        let tap = Tap {
+            name,
+            addrs,
+            mac: guest_mac(index),
+        };
         if let Err(e) = tap.configure().await {
             let _ = Tap::remove_named(&tap.name).await;
             return Err(e);
@@ -55,6 +67,24 @@ impl Tap {
         )
         .await?;
         run("ip", &["link", "set", n, "up"], None).await?;
+        // The guest's addresses answer only at its MAC: no ARP/ND round trip before the
+        // first packet, and a guest cannot make the host send its traffic elsewhere.
+        let (g4, g6) = (self.addrs.guest4.to_string(), self.addrs.guest6.to_string());
+        for (family, addr) in [("-4", g4.as_str()), ("-6", g6.as_str())] {
+            let args = [
+                family,
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                &self.mac,
+                "dev",
+                n,
+                "nud",
+                "permanent",
+            ];
+            run("ip", &args, None).await?;
+        }
         Ok(())
     }
 
@@ -114,5 +144,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["zw3", "zw12"]);
         assert_eq!(tap_name(5), "zw5");
+        assert_eq!(guest_mac(3), "02:7a:77:00:00:03");
+        assert_eq!(guest_mac(70_000), "02:7a:77:01:11:70");
     }
 }
