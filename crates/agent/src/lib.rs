@@ -4,9 +4,11 @@
 
 mod disks;
 mod instance;
+mod orphans;
 mod runtime;
 
 pub use instance::{Instance, InstanceSpec};
+pub use orphans::{Cleaned, Keep};
 pub use runtime::{Runtime, RuntimeConfig};
 
 use zeitwork_vmm::VmmError;

@@ -173,6 +173,69 @@ impl Cgroup {
             .ok()
     }
 
+    /// The VM cgroups under our parent on this host, by name. A crashed agent leaves them
+    /// behind with their VMMs still inside.
+    pub fn ours() -> Vec<(String, Cgroup)> {
+        let v2 = unified_with_memory();
+        let (memory_parent, cpu_parent) = if v2 {
+            let p = Path::new(ROOT).join(PARENT);
+            (p.clone(), p)
+        } else {
+            (
+                Path::new(ROOT).join("memory").join(PARENT),
+                Path::new(ROOT).join("cpu").join(PARENT),
+            )
+        };
+        let Ok(entries) = std::fs::read_dir(&memory_parent) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, Cgroup)> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .map(|name| {
+                let cg = Cgroup {
+                    memory: memory_parent.join(&name),
+                    cpu: cpu_parent.join(&name),
+                    v2,
+                };
+                (name, cg)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    /// The processes inside.
+    pub fn pids(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.memory.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills everything inside (an orphaned VM's VMM) and removes the cgroup.
+    pub async fn kill_all(self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            for pid in pids {
+                if let Some(pid) = i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.remove();
+    }
+
     /// Removes the (now empty) cgroup.
     pub fn remove(self) {
         let _ = std::fs::remove_dir(&self.memory);

@@ -1,0 +1,75 @@
+//! After an agent crash, the node may hold VMs, taps, cgroups and disks nobody tracks.
+//! They are found by our naming conventions (cgroups under `zeitwork/`, taps `zw<n>`,
+//! `instances/<id>/`) and removed unless the agent still wants them; adopting the ones it
+//! wants is the reconciler's job.
+
+use zeitwork_net::{AppPort, InstanceAddrs, Tap, tap_name};
+use zeitwork_vmm::{Cgroup, Vmm};
+
+use crate::{AgentError, Runtime};
+
+/// An instance the agent still wants to keep running.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    pub id: String,
+    pub net_index: u32,
+    pub port: Option<u16>,
+}
+
+/// What [`Runtime::clean_orphans`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleaned {
+    /// VMs whose VMM was killed, by instance id.
+    pub vms: Vec<String>,
+    pub taps: Vec<String>,
+    /// Instance directories whose disks were removed.
+    pub disks: Vec<String>,
+}
+
+impl<V: Vmm> Runtime<V> {
+    /// Removes every VM resource on this node that `keep` does not name, and reinstalls
+    /// the firewall with exactly the kept app ports.
+    pub async fn clean_orphans(&self, keep: &[Keep]) -> Result<Cleaned, AgentError> {
+        let mut cleaned = Cleaned::default();
+        for (name, cgroup) in Cgroup::ours() {
+            if !keep.iter().any(|k| k.id == name) {
+                if !cgroup.pids().is_empty() {
+                    cleaned.vms.push(name);
+                }
+                cgroup.kill_all().await;
+            }
+        }
+        let kept_taps: Vec<String> = keep.iter().map(|k| tap_name(k.net_index)).collect();
+        cleaned.taps = Tap::remove_orphans(&kept_taps).await?;
+        let instances = self.config.state_dir.join("instances");
+        if let Ok(mut dirs) = tokio::fs::read_dir(&instances).await {
+            while let Ok(Some(dir)) = dirs.next_entry().await {
+                let name = dir.file_name().to_string_lossy().into_owned();
+                if keep.iter().any(|k| k.id == name) {
+                    continue;
+                }
+                let mut removed = false;
+                for disk in ["scratch.ext4", "config.img"] {
+                    removed |= tokio::fs::remove_file(dir.path().join(disk)).await.is_ok();
+                }
+                if removed {
+                    cleaned.disks.push(name);
+                }
+            }
+        }
+        let mut ports = Vec::new();
+        for k in keep {
+            if let Some(port) = k.port {
+                ports.push(AppPort {
+                    addrs: InstanceAddrs::for_index(self.config.node_prefix, k.net_index)?,
+                    port,
+                });
+            }
+        }
+        self.firewall.install(&ports).await?;
+        if cleaned != Cleaned::default() {
+            tracing::warn!(?cleaned, "removed what a previous agent left behind");
+        }
+        Ok(cleaned)
+    }
+}

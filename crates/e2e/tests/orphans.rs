@@ -1,0 +1,126 @@
+//! An agent killed outright leaves its VM running; the next agent's start-up removes it:
+//! the VMM, its cgroup, its tap and its disks. The "agent" here is `zeitwork vm run`,
+//! killed with SIGKILL.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use zeitwork_agent::{Runtime, RuntimeConfig};
+use zeitwork_e2e::{init_bin, push_example, zeitwork_bin};
+use zeitwork_net::NodePrefix;
+use zeitwork_services::Registry;
+use zeitwork_vmm::{Cgroup, Qemu};
+
+const PREFIX: &str = "fd7a:7a77:0:1::/64";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
+    let registry = Registry::throwaway().await.unwrap();
+    let image = push_example(&registry).await;
+    let node = tempfile::tempdir().unwrap();
+    // Share the downloaded kernel with the other VM tests.
+    let guest_cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
+    std::fs::create_dir_all(&guest_cache).unwrap();
+    std::os::unix::fs::symlink(&guest_cache, node.path().join("guest")).unwrap();
+
+    let mut agent = tokio::process::Command::new(zeitwork_bin())
+        .args([
+            "vm",
+            "run",
+            "--image",
+            &image,
+            "--port",
+            "8080",
+            "--net-index",
+            "30",
+            "--node-prefix",
+            PREFIX,
+        ])
+        .arg("--node-dir")
+        .arg(node.path())
+        .arg("--init-bin")
+        .arg(init_bin())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(agent.stderr.take().unwrap()).lines();
+    let (id, vmm_pid) = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            // "booted vm-run-123 (VMM pid 456), guest address …"
+            if let Some(rest) = line.strip_prefix("booted ") {
+                let id = rest.split_whitespace().next().unwrap().to_owned();
+                let pid: u32 = rest
+                    .split("VMM pid ")
+                    .nth(1)
+                    .unwrap()
+                    .split(')')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                return (id, pid);
+            }
+        }
+        panic!("`zeitwork vm run` never booted");
+    })
+    .await
+    .expect("boot within 120 s");
+
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    assert!(alive(vmm_pid), "the VMM outlives its killed agent");
+    assert!(
+        zeitwork_net::Tap::list()
+            .await
+            .unwrap()
+            .contains(&"zw30".to_owned())
+    );
+
+    let runtime = Runtime::new(
+        Qemu::detect().unwrap(),
+        RuntimeConfig {
+            state_dir: node.path().to_path_buf(),
+            guest_dir: node.path().join("guest"),
+            init_binary: init_bin().to_path_buf(),
+            node_prefix: NodePrefix::parse(PREFIX).unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let cleaned = runtime.clean_orphans(&[]).await.unwrap();
+    assert!(cleaned.vms.contains(&id), "{cleaned:?}");
+    assert!(cleaned.taps.contains(&"zw30".to_owned()), "{cleaned:?}");
+    assert!(cleaned.disks.contains(&id), "{cleaned:?}");
+    assert!(!alive(vmm_pid), "the orphaned VMM is gone");
+    assert!(
+        !Cgroup::ours().iter().any(|(name, _)| *name == id),
+        "its cgroup is gone"
+    );
+    assert!(
+        !zeitwork_net::Tap::list()
+            .await
+            .unwrap()
+            .contains(&"zw30".to_owned())
+    );
+    assert!(
+        !node
+            .path()
+            .join("instances")
+            .join(&id)
+            .join("scratch.ext4")
+            .exists()
+    );
+}
+
+/// Running, as opposed to gone or a zombie (killed, waiting for whoever inherited it to reap it).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
