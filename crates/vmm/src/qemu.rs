@@ -265,16 +265,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for (disk, size) in [
-            ("root.ext4", 1 << 20),
-            ("rw.ext4", 16 << 20),
-            ("config.img", 4096),
-        ] {
-            std::fs::File::create(d.join(disk))
-                .unwrap()
-                .set_len(size)
-                .unwrap();
-        }
+        crate::firecracker::tests::blank_disks(d);
         let spec = VmSpec {
             name: format!("zw-qemu-test-{}", std::process::id()),
             vcpus: 1,

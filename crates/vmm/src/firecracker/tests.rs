@@ -316,6 +316,20 @@ fn real_binaries() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// Empty root, scratch and config disks in `d` (init rejects them: that verdict proves a boot).
+pub(crate) fn blank_disks(d: &Path) {
+    for (disk, size) in [
+        ("root.ext4", 1 << 20),
+        ("rw.ext4", 16 << 20),
+        ("config.img", 4096),
+    ] {
+        std::fs::File::create(d.join(disk))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+    }
+}
+
 /// A guest kernel and an initramfs with zeitwork-init: `ZEITWORK_TEST_VMLINUX` and
 /// `ZEITWORK_TEST_INITRAMFS`, else the newest in the guest crate's test cache.
 pub(crate) fn guest_files() -> Option<(PathBuf, PathBuf)> {
@@ -378,16 +392,7 @@ async fn real_firecracker_under_the_jailer() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for (disk, size) in [
-        ("root.ext4", 1 << 20),
-        ("rw.ext4", 16 << 20),
-        ("config.img", 4096),
-    ] {
-        std::fs::File::create(d.join(disk))
-            .unwrap()
-            .set_len(size)
-            .unwrap();
-    }
+    blank_disks(d);
     let name = format!("zw-fc-test-{}", std::process::id());
     let spec = VmSpec {
         name: name.clone(),
