@@ -194,12 +194,12 @@ mod tests {
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
     struct New {
-        #[allow(dead_code)]
         name: String,
     }
 
     #[test]
     fn malformed_json_is_400_and_bad_fields_are_422_with_path() {
+        assert_eq!(parse::<New>(b"{\"name\":\"a\"}").unwrap().name, "a");
         let e = parse::<New>(b"{\"name\":").unwrap_err();
         assert_eq!(
             (e.status, e.code),

@@ -7,6 +7,7 @@ mod meta;
 mod nodes;
 mod orgs;
 mod routing;
+mod scale;
 mod secrets;
 mod tokens;
 
@@ -129,7 +130,7 @@ pub fn api() -> Api {
             p!(env "/scale"),
             "Change a process's instance count",
             SCALE_FIELDS,
-            deploys::scale,
+            scale::scale,
         )
         .get(p!(env "/instances"), "List instances", deploys::instances)
         .get(p!(env "/routes"), "List routes", routing::routes)

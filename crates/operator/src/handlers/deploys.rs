@@ -1,4 +1,4 @@
-//! Releases, deployments, rollbacks, scaling and the instances they ask for.
+//! Releases, deployments and rollbacks, and the instances they ask for.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,14 +13,11 @@ use zeitwork_store::model::{Deployment, Release};
 use zeitwork_store::{Tx, log, read};
 
 use crate::auth::Auth;
-use crate::body::{Body, Create};
+use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
 use crate::placement::{self, Want};
 use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
-
-/// Upper bound on instances per process per region, as in the manifest.
-const MAX_INSTANCES: u32 = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,13 +31,6 @@ pub struct NewDeployment {
 #[serde(deny_unknown_fields)]
 pub struct RollbackTo {
     release: Option<i32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scale {
-    process: String,
-    instances: u32,
 }
 
 #[derive(Deserialize)]
@@ -194,123 +184,6 @@ pub async fn rollback(
         .roll_out(&mut tx, &auth, &scope, release, &manifest, Some(active.id))
         .await?;
     req.finish(tx, StatusCode::CREATED, answer).await
-}
-
-pub async fn scale(
-    State(s): State<AppState>,
-    InEnv { auth, scope, .. }: InEnv<Deployer>,
-    Body(b): Body<Scale>,
-) -> ApiResult<Json<Value>> {
-    if b.instances > MAX_INSTANCES {
-        return Err(ApiError::invalid(
-            "instances",
-            format!("at most {MAX_INSTANCES} instances per region"),
-        ));
-    }
-    let mut tx = s.store.begin().await?;
-    log::lock(&mut tx).await?;
-    let deployment = read::active_deployment(&mut *tx, scope.env.id)
-        .await?
-        .ok_or_else(|| ApiError::conflict("process", "nothing is deployed to this env yet"))?;
-    let process = read::process_types(&mut *tx, deployment.id)
-        .await?
-        .into_iter()
-        .find(|pt| pt.name == b.process)
-        .ok_or_else(|| ApiError::not_found("process").with_field("process"))?;
-    let release = read::release_by_id(&mut *tx, deployment.release_id)
-        .await?
-        .expect("deployments reference releases");
-    let mut regions = manifest_regions(&release.manifest, &b.process);
-    if regions.is_empty() {
-        regions = placement::node_regions(&mut tx).await?;
-    }
-    let running: Vec<_> = read::instances(&mut *tx, scope.env.id)
-        .await?
-        .into_iter()
-        .filter(|i| {
-            i.deployment_id == deployment.id
-                && i.process == b.process
-                && i.desired_state == "running"
-        })
-        .collect();
-    let spec = ProcessSpec {
-        name: process.name.clone(),
-        instances: b.instances,
-        millicpus: u32::try_from(process.millicpus).unwrap_or(0),
-        memory_mb: u64::try_from(process.memory_mb).unwrap_or(0),
-        port: process.port.and_then(|p| u16::try_from(p).ok()),
-    };
-    // Unplaced instances hold nothing, so they are replaced by a fresh placement;
-    // placed ones are kept up to the count in each region, newest stopped first.
-    let mut stopped: Vec<Uuid> = Vec::new();
-    let mut deficits: Vec<(u32, Vec<String>)> = Vec::new();
-    for i in &running {
-        let wanted_region = i.region.as_ref().is_some_and(|r| regions.contains(r));
-        if i.node_id.is_none() || !wanted_region {
-            stopped.push(i.id);
-        }
-    }
-    for region in &regions {
-        let here: Vec<Uuid> = running
-            .iter()
-            .filter(|i| i.node_id.is_some() && i.region.as_ref() == Some(region))
-            .map(|i| i.id)
-            .collect();
-        let have = u32::try_from(here.len()).unwrap_or(u32::MAX);
-        if have > b.instances {
-            stopped.extend(here.iter().rev().take((have - b.instances) as usize));
-        } else if have < b.instances {
-            deficits.push((b.instances - have, vec![region.clone()]));
-        }
-    }
-    if regions.is_empty() {
-        deficits.push((b.instances, Vec::new()));
-    }
-    let wants: Vec<Want> = deficits
-        .iter()
-        .map(|(count, regions)| Want {
-            spec: &spec,
-            count: *count,
-            regions,
-        })
-        .collect();
-    let started = placement::plan(
-        &mut tx,
-        s.config.cpu_oversubscription,
-        deployment.id,
-        None,
-        &wants,
-    )
-    .await?;
-    let data = EventData::ProcessScaled {
-        deployment_id: deployment.id,
-        process: b.process.clone(),
-        instances: b.instances,
-        started,
-        stopped,
-    };
-    log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
-    let process = read::process_types(&mut *tx, deployment.id)
-        .await?
-        .into_iter()
-        .find(|pt| pt.name == b.process);
-    let instances = read::instances(&mut *tx, scope.env.id).await?;
-    tx.commit().await?;
-    let instances: Vec<_> = instances
-        .into_iter()
-        .filter(|i| i.deployment_id == deployment.id)
-        .collect();
-    Ok(Json(
-        json!({ "deployment": deployment, "process": process, "instances": instances }),
-    ))
-}
-
-fn manifest_regions(manifest: &Value, process: &str) -> Vec<String> {
-    Manifest::from_json(manifest)
-        .ok()
-        .and_then(|m| m.processes.into_iter().find(|(n, _)| n.as_str() == process))
-        .map(|(_, p)| p.regions.iter().map(ToString::to_string).collect())
-        .unwrap_or_default()
 }
 
 impl AppState {
