@@ -62,6 +62,20 @@ fn stat_field<'a>(stat: &'a str, field: &str) -> &'a str {
 }
 
 /// Files, directories and blobs left in the cache (lock files are bookkeeping).
+/// A failed pull must leave nothing behind in the cache.
+fn assert_cache_empty(cache: &Path) {
+    let left = cache_files(cache);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Changes the stored bytes of the first layer of `manifest` behind the registry's back.
+fn rewrite_first_layer(registry: &Registry, manifest: &str, change: impl FnOnce(&mut Vec<u8>)) {
+    let layer = registry_blob(registry, &layer_digests(registry, manifest)[0]);
+    let mut bytes = std::fs::read(&layer).unwrap();
+    change(&mut bytes);
+    std::fs::write(&layer, &bytes).unwrap();
+}
+
 fn cache_files(cache: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in ["blobs", "rootfs", "tmp"] {
@@ -409,11 +423,7 @@ async fn a_digest_the_registry_does_not_have_is_manifest_unknown() {
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::ManifestUnknown { .. }), "{err}");
-    assert!(
-        cache_files(cache.path()).is_empty(),
-        "{:?}",
-        cache_files(cache.path())
-    );
+    assert_cache_empty(cache.path());
 }
 
 /// The file where the registry keeps blob `digest`.
@@ -455,11 +465,10 @@ async fn corrupt_content_is_refused_and_leaves_nothing_behind() {
     )
     .await
     .unwrap();
-    let layer = registry_blob(&registry, &layer_digests(&registry, &flipped)[0]);
-    let mut bytes = std::fs::read(&layer).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&layer, &bytes).unwrap();
+    rewrite_first_layer(&registry, &flipped, |bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+    });
     let err = store
         .rootfs(
             &format!("{}/flipped@{flipped}", registry.addr()),
@@ -469,11 +478,7 @@ async fn corrupt_content_is_refused_and_leaves_nothing_behind() {
         .unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains("layer 1"), "{err}");
-    assert!(
-        cache_files(cache.path()).is_empty(),
-        "{:?}",
-        cache_files(cache.path())
-    );
+    assert_cache_empty(cache.path());
 
     // Longer than the manifest says.
     std::fs::write(tree.path().join("extra"), b"make the digest differ").unwrap();
@@ -485,10 +490,9 @@ async fn corrupt_content_is_refused_and_leaves_nothing_behind() {
     )
     .await
     .unwrap();
-    let layer = registry_blob(&registry, &layer_digests(&registry, &longer)[0]);
-    let mut bytes = std::fs::read(&layer).unwrap();
-    bytes.extend_from_slice(&[0; 4096]);
-    std::fs::write(&layer, &bytes).unwrap();
+    rewrite_first_layer(&registry, &longer, |bytes| {
+        bytes.extend_from_slice(&[0; 4096])
+    });
     let err = store
         .rootfs(
             &format!("{}/longer@{longer}", registry.addr()),
@@ -503,11 +507,7 @@ async fn corrupt_content_is_refused_and_leaves_nothing_behind() {
         ),
         "{err}"
     );
-    assert!(
-        cache_files(cache.path()).is_empty(),
-        "{:?}",
-        cache_files(cache.path())
-    );
+    assert_cache_empty(cache.path());
 
     // A manifest that is not the one its digest names.
     let manifest = registry_blob(&registry, &flipped);
@@ -525,11 +525,7 @@ async fn corrupt_content_is_refused_and_leaves_nothing_behind() {
         .unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     assert!(err.to_string().contains("the manifest of"), "{err}");
-    assert!(
-        cache_files(cache.path()).is_empty(),
-        "{:?}",
-        cache_files(cache.path())
-    );
+    assert_cache_empty(cache.path());
 }
 
 #[tokio::test]
@@ -550,7 +546,7 @@ async fn bad_references_and_unreachable_registries_are_reported() {
         .unwrap_err();
     assert!(matches!(err, ImageError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains(&closed.to_string()), "{err}");
-    assert!(cache_files(cache.path()).is_empty());
+    assert_cache_empty(cache.path());
 }
 
 #[tokio::test]
@@ -602,10 +598,6 @@ async fn concurrent_requests_build_once_and_gc_frees_unused_images() {
     assert!(again.path.exists());
 
     store.gc(&[]).await.unwrap();
-    assert!(
-        cache_files(cache.path()).is_empty(),
-        "{:?}",
-        cache_files(cache.path())
-    );
+    assert_cache_empty(cache.path());
     assert_eq!(other_store.cached(&first).await.unwrap(), None);
 }

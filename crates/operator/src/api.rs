@@ -60,14 +60,30 @@ pub struct Api {
 }
 
 impl Api {
-    fn add<H, T>(mut self, endpoint: Endpoint, handler: H) -> Api
+    /// Mounts `handler` and records the endpoint; the public methods below only name
+    /// the method, whether a token is needed, and the body fields.
+    fn add<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        summary: &'static str,
+        authenticated: bool,
+        body: &'static [Field],
+        handler: H,
+    ) -> Api
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        let filter = MethodFilter::try_from(endpoint.method.clone()).expect("standard method");
-        self.router = self.router.route(endpoint.path, on(filter, handler));
-        self.endpoints.push(endpoint);
+        let filter = MethodFilter::try_from(method.clone()).expect("standard method");
+        self.router = self.router.route(path, on(filter, handler));
+        self.endpoints.push(Endpoint {
+            method,
+            path,
+            summary,
+            authenticated,
+            body,
+        });
         self
     }
 
@@ -77,14 +93,7 @@ impl Api {
         summary: &'static str,
         h: H,
     ) -> Api {
-        let e = Endpoint {
-            method: Method::GET,
-            path,
-            summary,
-            authenticated: false,
-            body: &[],
-        };
-        self.add(e, h)
+        self.add(Method::GET, path, summary, false, &[], h)
     }
 
     pub fn get<H: Handler<T, AppState>, T: 'static>(
@@ -93,14 +102,7 @@ impl Api {
         summary: &'static str,
         h: H,
     ) -> Api {
-        let e = Endpoint {
-            method: Method::GET,
-            path,
-            summary,
-            authenticated: true,
-            body: &[],
-        };
-        self.add(e, h)
+        self.add(Method::GET, path, summary, true, &[], h)
     }
 
     pub fn delete<H: Handler<T, AppState>, T: 'static>(
@@ -109,14 +111,7 @@ impl Api {
         summary: &'static str,
         h: H,
     ) -> Api {
-        let e = Endpoint {
-            method: Method::DELETE,
-            path,
-            summary,
-            authenticated: true,
-            body: &[],
-        };
-        self.add(e, h)
+        self.add(Method::DELETE, path, summary, true, &[], h)
     }
 
     pub fn post<H: Handler<T, AppState>, T: 'static>(
@@ -126,14 +121,7 @@ impl Api {
         body: &'static [Field],
         h: H,
     ) -> Api {
-        let e = Endpoint {
-            method: Method::POST,
-            path,
-            summary,
-            authenticated: true,
-            body,
-        };
-        self.add(e, h)
+        self.add(Method::POST, path, summary, true, body, h)
     }
 
     pub fn put<H: Handler<T, AppState>, T: 'static>(
@@ -143,14 +131,7 @@ impl Api {
         body: &'static [Field],
         h: H,
     ) -> Api {
-        let e = Endpoint {
-            method: Method::PUT,
-            path,
-            summary,
-            authenticated: true,
-            body,
-        };
-        self.add(e, h)
+        self.add(Method::PUT, path, summary, true, body, h)
     }
 
     pub fn into_parts(self) -> (Router<AppState>, Vec<Endpoint>) {
