@@ -7,6 +7,7 @@ pub mod guest;
 pub mod image;
 pub mod manifest;
 pub mod name;
+pub mod node;
 pub mod role;
 
 pub use event::{Event, EventData, InstancePlan};

@@ -1,0 +1,221 @@
+//! What a node agent and the operator say to each other over the API. Both sides use
+//! these types, so the wire format has one definition.
+//!
+//! The agent never talks to Postgres: it enrolls with a join token, then uses its node
+//! credential for everything under `/api/v1/nodes/{name}/…`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `POST /api/v1/nodes/join-tokens` (platform admin): a one-time secret a new node
+/// presents once to enroll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/nodes/enroll` with `Authorization: Bearer <join token>`.
+/// Enrolling a name again (a reinstalled node) keeps its id and issues a new credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    pub name: String,
+    pub region: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    pub millicpus: u32,
+    pub memory_mb: u64,
+    /// Where edges reach this node's instances (the node's own IPs).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// The answer to an [`Enrollment`]: the credential is shown once, only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub node_id: Uuid,
+    pub name: String,
+    pub credential: String,
+}
+
+/// `POST /api/v1/nodes/{name}/heartbeat`. Heartbeats are liveness, not history: they
+/// update the node row without writing to the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Instances the agent has running right now.
+    pub running: u32,
+}
+
+/// The operator's view of the node, returned for a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// `ready`, `draining` or `dead`.
+    pub state: String,
+}
+
+/// `GET /api/v1/nodes/{name}/desired`: everything that should run on the node, as of
+/// log position `seq`. The agent pulls it whole; it is small (one node's instances).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeDesired {
+    pub node_id: Uuid,
+    pub seq: i64,
+    pub instances: Vec<DesiredInstance>,
+}
+
+/// One instance the node must run, with everything needed to boot it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredInstance {
+    pub instance_id: Uuid,
+    pub org: String,
+    pub app: String,
+    pub env: String,
+    pub deployment_id: Uuid,
+    pub process: String,
+    /// Digest-pinned: `name@sha256:…`.
+    pub image: String,
+    /// Overrides the image's entrypoint and command.
+    pub command: Option<Vec<String>>,
+    /// The manifest's `env`, without secrets.
+    pub env_vars: BTreeMap<String, String>,
+    /// Decrypted secret values; delivered to the guest as a file, never logged.
+    pub secrets: BTreeMap<String, String>,
+    pub port: Option<u16>,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    /// Relative CPU weight (cgroup `cpu.weight`, 1–10000).
+    pub cpu_weight: u32,
+    pub health: Option<HealthCheck>,
+}
+
+/// How the agent decides an instance is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive successes before an instance counts as healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a healthy instance counts as unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Probe {
+    /// `GET path` must answer 2xx or 3xx.
+    Http { path: String },
+    /// The port must accept a connection.
+    Tcp,
+}
+
+/// An instance's life as the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservedState {
+    Pending,
+    Pulling,
+    Booting,
+    Healthy,
+    Unhealthy,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl ObservedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedState::Pending => "pending",
+            ObservedState::Pulling => "pulling",
+            ObservedState::Booting => "booting",
+            ObservedState::Healthy => "healthy",
+            ObservedState::Unhealthy => "unhealthy",
+            ObservedState::Stopping => "stopping",
+            ObservedState::Stopped => "stopped",
+            ObservedState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ObservedState> {
+        [
+            ObservedState::Pending,
+            ObservedState::Pulling,
+            ObservedState::Booting,
+            ObservedState::Healthy,
+            ObservedState::Unhealthy,
+            ObservedState::Stopping,
+            ObservedState::Stopped,
+            ObservedState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+}
+
+/// `POST /api/v1/nodes/{name}/instances/{id}/state`: one transition. The operator
+/// records it (an `instance_observed` event) only when something changed, so the
+/// agent may repeat a report safely.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceReport {
+    pub state: ObservedState,
+    /// Why, for anything but `healthy`: exit status, OOM, boot error, failed check.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `ip:port` where the app answers, once booted.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Restarts since the instance was placed on this node.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// One line an instance printed, with the time the agent read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    pub instance_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub line: String,
+}
+
+/// `POST /api/v1/nodes/{name}/logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogBatch {
+    pub lines: Vec<LogLine>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observed_states_round_trip_through_their_names() {
+        for s in [
+            ObservedState::Pending,
+            ObservedState::Healthy,
+            ObservedState::Failed,
+        ] {
+            assert_eq!(ObservedState::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert_eq!(ObservedState::parse("running"), None);
+    }
+
+    #[test]
+    fn reports_refuse_unknown_fields() {
+        let err = serde_json::from_str::<InstanceReport>(r#"{"state":"healthy","colour":1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}
