@@ -13,7 +13,7 @@ use zeitwork_image::{Auth, ImageConfig};
 use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Tap};
 use zeitwork_vmm::{NetAttachment, RunningVm, VmExit, VmSpec, Vmm};
 
-use crate::{AgentError, Runtime, disks};
+use crate::{AgentError, InstanceRecord, Runtime, disks};
 
 /// Size of each instance's writable disk; sparse, so unused space costs nothing.
 const SCRATCH_MB: u64 = 1024;
@@ -42,6 +42,7 @@ pub struct Instance {
     pub addrs: InstanceAddrs,
     pub port: Option<u16>,
     pub dir: PathBuf,
+    net_index: u32,
     vm: RunningVm,
     tap: Tap,
     firewall: Firewall,
@@ -56,10 +57,20 @@ impl<V: Vmm> Runtime<V> {
         if argv.is_empty() {
             return Err(AgentError::NoCommand);
         }
-        let dir = self.config.state_dir.join("instances").join(&spec.id);
+        let dir = self.instance_dir(&spec.id);
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(AgentError::io(format!("creating {}", dir.display())))?;
+        let record = InstanceRecord {
+            id: spec.id.clone(),
+            image: spec.image.clone(),
+            net_index: spec.net_index,
+            port: spec.port,
+        };
+        if let Err(e) = record.save(&dir) {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
+        }
         let addrs = InstanceAddrs::for_index(self.config.node_prefix, spec.net_index)?;
         let tap = match Tap::create(spec.net_index, addrs).await {
             Ok(tap) => tap,
@@ -72,15 +83,7 @@ impl<V: Vmm> Runtime<V> {
             .boot(spec, &rootfs.config, rootfs.path, argv, &tap, &dir)
             .await
         {
-            Ok(vm) => Ok(Instance {
-                id: spec.id.clone(),
-                addrs,
-                port: spec.port,
-                dir,
-                vm,
-                tap,
-                firewall: self.firewall.clone(),
-            }),
+            Ok(vm) => Ok(Instance::new(record, addrs, dir, vm, tap, &self.firewall)),
             Err(e) => {
                 let _ = tap.remove().await;
                 let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -186,6 +189,27 @@ fn host_resolvers() -> Vec<String> {
 }
 
 impl Instance {
+    /// One constructor for started and adopted instances.
+    pub(crate) fn new(
+        record: InstanceRecord,
+        addrs: InstanceAddrs,
+        dir: PathBuf,
+        vm: RunningVm,
+        tap: Tap,
+        firewall: &Firewall,
+    ) -> Instance {
+        Instance {
+            id: record.id,
+            addrs,
+            port: record.port,
+            dir,
+            net_index: record.net_index,
+            vm,
+            tap,
+            firewall: firewall.clone(),
+        }
+    }
+
     /// Where the host reaches the app, when it has a port.
     pub fn url(&self) -> Option<String> {
         self.port
@@ -194,6 +218,11 @@ impl Instance {
 
     pub fn guest_ipv4(&self) -> Ipv4Addr {
         self.addrs.guest4
+    }
+
+    /// Its slot in the node's address pool.
+    pub fn net_index(&self) -> u32 {
+        self.net_index
     }
 
     pub fn vmm_pid(&self) -> u32 {
@@ -210,7 +239,8 @@ impl Instance {
             .await
     }
 
-    /// Stops the VM (SIGTERM to the VMM, SIGKILL after `grace`) and cleans up.
+    /// Stops the VM (gracefully: the app gets SIGTERM; SIGKILL to the VMM after `grace`)
+    /// and cleans up.
     pub async fn stop(self, grace: Duration) -> Result<VmExit, AgentError> {
         self.wait_or_stop(std::future::ready(()), grace).await
     }
@@ -236,7 +266,8 @@ impl Instance {
     }
 }
 
-/// Removes the tap, the firewall entry and the disks; the console log stays for reading.
+/// Removes the tap, the firewall entry, the disks and the record that would let a later
+/// agent adopt it; the console log stays for reading.
 async fn teardown(tap: Tap, firewall: Firewall, port: Option<u16>, dir: &std::path::Path) {
     if let Some(port) = port {
         let _ = firewall
@@ -252,6 +283,7 @@ async fn teardown(tap: Tap, firewall: Firewall, port: Option<u16>, dir: &std::pa
     for disk in ["scratch.ext4", "config.img"] {
         let _ = tokio::fs::remove_file(dir.join(disk)).await;
     }
+    InstanceRecord::remove(dir);
 }
 
 #[cfg(test)]

@@ -1,14 +1,28 @@
 //! The node agent. [`Runtime`] turns an [`InstanceSpec`] into a running microVM: the
 //! image's root filesystem, a fresh writable disk, a config disk, a routed tap with its
 //! firewall entry, and a VMM under a memory cap, and takes all of it down again.
+//! [`NodeAgent`] keeps the node's instances equal to the desired state it pulls from the
+//! operator: supervising, health-checking, restarting, reporting and shipping logs.
 
+mod adopt;
+mod control;
 mod disks;
+mod health;
 mod instance;
+mod logs;
+mod node;
 mod orphans;
+mod reconcile;
+mod reporter;
 mod runtime;
+mod supervisor;
 
+pub use adopt::InstanceRecord;
+pub use control::{ControlError, ControlPlane, HttpControl};
 pub use instance::{Instance, InstanceSpec};
+pub use node::{LoopConfig, NodeAgent};
 pub use orphans::{Cleaned, Keep};
+pub use reconcile::Changes;
 pub use runtime::{Runtime, RuntimeConfig};
 
 use zeitwork_vmm::VmmError;

@@ -54,6 +54,11 @@ impl<V: Vmm> Runtime<V> {
         })
     }
 
+    /// `instances/<id>/`: the instance's disks, console log and records.
+    pub(crate) fn instance_dir(&self, id: &str) -> PathBuf {
+        self.config.state_dir.join("instances").join(id)
+    }
+
     pub fn vmm(&self) -> &V {
         &self.vmm
     }

@@ -22,6 +22,12 @@ impl NatsBus {
         Ok(NatsBus { client })
     }
 
+    /// Whether the connection is up right now (while it is not, subscribers hear nothing
+    /// and must poll).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// Notifications on `subject` (wildcards allowed), in arrival order.
     pub async fn subscribe(
         &self,

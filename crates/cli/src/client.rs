@@ -4,10 +4,12 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::{Method, Response, Url};
 use serde_json::Value;
 
 use crate::error::{CliError, Result};
+use crate::sse::{SseEvent, SseParser};
 
 /// Time allowed to open a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -17,6 +19,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const SLOW_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pause before the single retry after a connection error.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Pause before reopening a broken event stream.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 
 /// A client for one API base URL and token.
 #[derive(Debug, Clone)]
@@ -114,6 +118,43 @@ impl Client {
             let status = response.status().as_u16();
             let body = response.bytes().await.unwrap_or_default();
             Err(CliError::from_answer(status, &body))
+        }
+    }
+
+    /// Follows a Server-Sent Events stream, handing each event to `each` until it answers
+    /// false. An interrupted stream is reopened after a pause with `Last-Event-ID`, so the
+    /// server resumes after the last event seen and nothing is lost or repeated. Only the
+    /// first connection fails at once (a wrong URL or token is not retried forever).
+    pub async fn follow(
+        &self,
+        url: Url,
+        what: &str,
+        mut each: impl FnMut(SseEvent) -> Result<bool>,
+    ) -> Result<()> {
+        let mut parser = SseParser::new();
+        let mut connected_once = false;
+        loop {
+            let mut body = match self.stream(url.clone(), parser.last_id()).await {
+                Ok(response) => response.bytes_stream(),
+                Err(e @ (CliError::Unreachable { .. } | CliError::Timeout { .. }))
+                    if connected_once =>
+                {
+                    eprintln!("warning: {e}; retrying");
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            connected_once = true;
+            while let Some(Ok(chunk)) = body.next().await {
+                for event in parser.push(&chunk) {
+                    if !each(event)? {
+                        return Ok(());
+                    }
+                }
+            }
+            eprintln!("warning: the {what} stream was interrupted; reconnecting");
+            tokio::time::sleep(RECONNECT_PAUSE).await;
         }
     }
 
@@ -227,6 +268,45 @@ mod tests {
             let e = Client::new(bad, "t").unwrap_err();
             assert_eq!(e.exit_code(), crate::error::EXIT_USAGE, "{bad}: {e}");
         }
+    }
+
+    /// A STAND-IN stream that ends after one event, as a restarting server would.
+    #[tokio::test]
+    async fn a_broken_stream_resumes_after_the_last_event_seen() {
+        use std::sync::{Arc, Mutex};
+
+        use axum::http::HeaderMap;
+
+        let asked: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let log = asked.clone();
+        let router = axum::Router::new().route(
+            "/api/v1/s",
+            axum::routing::get(move |headers: HeaderMap| async move {
+                let last = headers
+                    .get("last-event-id")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                log.lock().unwrap().push(last.clone());
+                let next = last.map_or(1, |id| id.parse::<u32>().unwrap() + 1);
+                format!("id: {next}\nevent: log\ndata: line {next}\n\n")
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+        let c = Client::new(&format!("http://{addr}"), "t").unwrap();
+        let mut seen = Vec::new();
+        c.follow(c.url(&segs(&["s"]), &[]), "test", |event| {
+            seen.push(event.data);
+            Ok(seen.len() < 3)
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, ["line 1", "line 2", "line 3"]);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [None, Some("1".to_owned()), Some("2".to_owned())]
+        );
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod apps;
 pub mod deploy;
 pub mod events;
 pub mod local;
+pub mod logs;
 pub mod network;
 pub mod nodes;
 pub mod secrets;
@@ -89,7 +90,7 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<network::DomainsAction>,
     },
-    /// List or show nodes
+    /// List, show or drain nodes, or create a join token for a new one
     #[command(after_long_help = EXIT_CODES_HELP)]
     Nodes {
         #[command(subcommand)]
@@ -116,9 +117,9 @@ pub enum Command {
         #[command(subcommand)]
         action: local::ManifestAction,
     },
-    /// Show instance logs (not available yet)
+    /// Show what the app's instances printed (in the env), or follow it live with -f
     #[command(after_long_help = EXIT_CODES_HELP)]
-    Logs(local::LogsArgs),
+    Logs(logs::LogsArgs),
 }
 
 /// Runs a command. Local commands never read the config, so a broken config
@@ -144,7 +145,7 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Tokens { action } => access::tokens(&ctx()?, action.unwrap_or_default()).await,
         Command::Users { action } => access::users(&ctx()?, action.unwrap_or_default()).await,
         Command::Manifest { action } => local::manifest(&global, action),
-        Command::Logs(args) => local::logs(args),
+        Command::Logs(args) => logs::logs(&ctx()?, args).await,
     }
 }
 
@@ -333,7 +334,33 @@ mod tests {
         assert!(parse("routes add --process web --port 8080 --mode udp").is_err());
         assert!(parse("tokens create ci --role root").is_err());
         assert!(parse("events -f --after 10 --limit 5").is_ok());
+        let (global, command) =
+            parse("logs -f --instance 6a7b8c9d --tail 5 --env staging").unwrap();
+        let Command::Logs(args) = command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(
+            (
+                args.follow,
+                args.instance.as_deref(),
+                args.tail,
+                global.env.as_str()
+            ),
+            (true, Some("6a7b8c9d"), 5, "staging")
+        );
+        let (_, command) = parse("logs").unwrap();
+        assert!(matches!(command, Command::Logs(a) if a.tail == 100 && !a.follow));
+        assert!(parse("logs --tail 10001").is_err());
         assert!(parse("releases show 3").is_ok());
+        let (_, command) = parse("nodes join-token --ttl 600").unwrap();
+        assert!(matches!(
+            command,
+            Command::Nodes {
+                action: Some(nodes::NodesAction::JoinToken { ttl: Some(600) })
+            }
+        ));
+        assert!(parse("nodes drain n1").is_ok());
+        assert!(parse("nodes join-token --ttl soon").is_err());
     }
 
     #[test]
@@ -382,22 +409,11 @@ mod tests {
                 path: Some(path.clone()),
             },
         };
-        let e = execute(global.clone(), check).await.unwrap_err();
+        let e = execute(global, check).await.unwrap_err();
         assert!(
             e.to_string()
                 .starts_with(&format!("{}: processes.web", path.display())),
             "{e}"
-        );
-        assert_eq!(e.exit_code(), 1);
-
-        let logs = Command::Logs(local::LogsArgs {
-            follow: false,
-            instance: None,
-        });
-        let e = execute(global, logs).await.unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("zeitwork logs is not available yet")
         );
         assert_eq!(e.exit_code(), 1);
     }

@@ -62,10 +62,6 @@ pub enum CliError {
     #[error("config file {path}: {message}")]
     Config { path: PathBuf, message: String },
 
-    /// A command that exists so scripts and help are stable, but has no backend yet.
-    #[error("{0}")]
-    Unavailable(&'static str),
-
     /// Whoever read our stdout went away (`zeitwork events -f | head`); nothing to report.
     #[error("standard output was closed")]
     OutputClosed,

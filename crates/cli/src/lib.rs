@@ -1,5 +1,5 @@
 //! The client side of the `zeitwork` command: every subcommand that talks to the operator
-//! API (plus `manifest check` and `logs`, which do not). The binary crate owns the
+//! API (plus `manifest check`, which does not). The binary crate owns the
 //! top-level parser and embeds this one, so the three public items are shaped for that:
 //!
 //! ```no_run

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::node::{NodeState, ObservedState};
+
 /// One committed event, as read back from the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -32,6 +34,15 @@ pub struct InstancePlan {
     pub region: Option<String>,
     /// Why it has no node yet, when it has none.
     pub reason: Option<String>,
+}
+
+/// A new instance that takes over from one on a dead or draining node. It runs the
+/// same deployment and process; `replaces` says whose place it takes, so the old one
+/// can be stopped once the new one is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    pub replaces: Uuid,
+    pub instance: InstancePlan,
 }
 
 /// Resources and entry point of one process type in a deployment.
@@ -161,6 +172,54 @@ pub enum EventData {
         started: Vec<InstancePlan>,
         stopped: Vec<Uuid>,
     },
+    /// A one-time secret for enrolling a node; only its SHA-256 is stored.
+    NodeJoinTokenCreated {
+        token_id: Uuid,
+        hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// A node agent traded a join token (now used up) for a credential, of which only
+    /// the SHA-256 is stored. Enrolling a known name again keeps its id and replaces
+    /// its capacity, addresses and credential.
+    NodeEnrolled {
+        node_id: Uuid,
+        name: String,
+        region: String,
+        zone: Option<String>,
+        millicpus: u32,
+        memory_mb: u64,
+        addresses: Vec<String>,
+        join_token_id: Uuid,
+        credential_hash: String,
+    },
+    NodeStateChanged {
+        node_id: Uuid,
+        state: NodeState,
+    },
+    /// Instances that were waiting for room got a node.
+    InstancesPlaced {
+        deployment_id: Uuid,
+        instances: Vec<InstancePlan>,
+    },
+    /// New instances of a deployment take over from instances on a dead or draining node.
+    InstancesReplaced {
+        deployment_id: Uuid,
+        replacements: Vec<Replacement>,
+    },
+    /// Instances told to stop by the platform (their node died, or their replacement is healthy).
+    InstancesStopped {
+        deployment_id: Uuid,
+        instance_ids: Vec<Uuid>,
+        reason: String,
+    },
+    /// What a node agent reported about an instance; written only when it changed.
+    InstanceObserved {
+        instance_id: Uuid,
+        state: ObservedState,
+        reason: Option<String>,
+        address: Option<String>,
+        restarts: u32,
+    },
 }
 
 impl EventData {
@@ -184,10 +243,17 @@ impl EventData {
                 *domain_id
             }
             EventData::RegionCreated { region_id, .. } => *region_id,
-            EventData::NodeRegistered { node_id, .. } => *node_id,
+            EventData::NodeRegistered { node_id, .. }
+            | EventData::NodeEnrolled { node_id, .. }
+            | EventData::NodeStateChanged { node_id, .. } => *node_id,
+            EventData::NodeJoinTokenCreated { token_id, .. } => *token_id,
             EventData::ReleaseCreated { release_id, .. } => *release_id,
             EventData::DeploymentCreated { deployment_id, .. }
-            | EventData::ProcessScaled { deployment_id, .. } => *deployment_id,
+            | EventData::ProcessScaled { deployment_id, .. }
+            | EventData::InstancesPlaced { deployment_id, .. }
+            | EventData::InstancesReplaced { deployment_id, .. }
+            | EventData::InstancesStopped { deployment_id, .. } => *deployment_id,
+            EventData::InstanceObserved { instance_id, .. } => *instance_id,
         }
     }
 
@@ -215,6 +281,13 @@ impl EventData {
             EventData::ReleaseCreated { .. } => "release_created",
             EventData::DeploymentCreated { .. } => "deployment_created",
             EventData::ProcessScaled { .. } => "process_scaled",
+            EventData::NodeJoinTokenCreated { .. } => "node_join_token_created",
+            EventData::NodeEnrolled { .. } => "node_enrolled",
+            EventData::NodeStateChanged { .. } => "node_state_changed",
+            EventData::InstancesPlaced { .. } => "instances_placed",
+            EventData::InstancesReplaced { .. } => "instances_replaced",
+            EventData::InstancesStopped { .. } => "instances_stopped",
+            EventData::InstanceObserved { .. } => "instance_observed",
         }
     }
 }
@@ -240,6 +313,17 @@ mod tests {
                 instances: 1,
                 started: vec![],
                 stopped: vec![],
+            },
+            EventData::NodeStateChanged {
+                node_id: Uuid::nil(),
+                state: NodeState::Draining,
+            },
+            EventData::InstanceObserved {
+                instance_id: Uuid::nil(),
+                state: ObservedState::Healthy,
+                reason: None,
+                address: Some("10.0.0.2:8080".into()),
+                restarts: 2,
             },
         ];
         for e in samples {

@@ -52,6 +52,35 @@ pub struct Heartbeat {
     pub running: u32,
 }
 
+/// Whether the scheduler may use a node. Only `ready` nodes get new instances;
+/// instances on `draining` and `dead` nodes are on their way elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Ready,
+    /// Asked to empty: replacements start elsewhere, the old instances stop once their
+    /// replacements are healthy.
+    Draining,
+    /// Stopped sending heartbeats: its instances were replaced at once.
+    Dead,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Draining => "draining",
+            NodeState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeState> {
+        [NodeState::Ready, NodeState::Draining, NodeState::Dead]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
 /// The operator's view of the node, returned for a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
@@ -210,6 +239,18 @@ mod tests {
             );
         }
         assert_eq!(ObservedState::parse("running"), None);
+    }
+
+    #[test]
+    fn node_states_round_trip_through_their_names() {
+        for s in [NodeState::Ready, NodeState::Draining, NodeState::Dead] {
+            assert_eq!(NodeState::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert_eq!(NodeState::parse("gone"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
@@ -219,6 +219,10 @@ pub struct Up {
     api: String,
     admin_token: Option<String>,
     banner: String,
+    /// Arguments after the fixed ones (`--no-agent --no-example` unless [`Up::with_node`]).
+    extra: Vec<String>,
+    /// Everything `up` printed on stdout so far, banner included.
+    stdout: Arc<Mutex<String>>,
     /// Every CLI command's stdout and stderr, so a test can check what a user ever saw.
     transcript: Mutex<String>,
 }
@@ -229,6 +233,17 @@ impl Up {
     /// # Panics
     /// If it exits or stays silent for [`START_TIMEOUT`]; the message quotes its output.
     pub async fn start(data_dir: impl Into<PathBuf>) -> Up {
+        Up::start_with(data_dir, &["--no-agent", "--no-example"]).await
+    }
+
+    /// Starts `zeitwork up` as a user would: with this machine as a node running an agent
+    /// (it must be root) and the example app deployed; the example's image is packed from
+    /// the test build of `hello`.
+    pub async fn with_node(data_dir: impl Into<PathBuf>) -> Up {
+        Up::start_with(data_dir, &[]).await
+    }
+
+    async fn start_with(data_dir: impl Into<PathBuf>, extra: &[&str]) -> Up {
         let home = tempfile::Builder::new()
             .prefix("zeitwork-e2e-")
             .tempdir()
@@ -250,6 +265,8 @@ impl Up {
             api: String::new(),
             admin_token: None,
             banner: String::new(),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            stdout: Arc::default(),
             transcript: Mutex::new(String::new()),
         };
         up.launch().await;
@@ -283,6 +300,9 @@ impl Up {
             .arg(self.postgres_port.to_string())
             .arg("--nats-port")
             .arg(self.nats_port.to_string())
+            .args(&self.extra)
+            .env("ZEITWORK_HELLO_BIN", hello_bin())
+            .env("ZEITWORK_INIT_BIN", init_bin())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -295,9 +315,14 @@ impl Up {
 
         // Drained to the end, so `up` never blocks on a full pipe once we stop listening.
         let (lines_tx, mut lines) = mpsc::unbounded_channel();
+        let all = self.stdout.clone();
+        all.lock().unwrap_or_else(PoisonError::into_inner).clear();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
+                let mut all = all.lock().unwrap_or_else(PoisonError::into_inner);
+                all.push_str(&line);
+                all.push('\n');
                 let _ = lines_tx.send(line);
             }
         });
@@ -354,6 +379,38 @@ impl Up {
     /// All the latest start printed on stdout, up to "Press Ctrl-C to stop.".
     pub fn banner(&self) -> &str {
         &self.banner
+    }
+
+    /// Waits until `up` prints a stdout line containing `needle`; returns that line.
+    ///
+    /// # Panics
+    /// After `within`, quoting stdout and stderr.
+    pub async fn wait_for_line(&self, needle: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let found = self
+                .stdout
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned);
+            if let Some(line) = found {
+                return line;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let stdout = self
+                    .stdout
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let stderr = std::fs::read_to_string(self.stderr_log()).unwrap_or_default();
+                panic!(
+                    "`zeitwork up` printed no {needle:?} within {within:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The data directory, canonical.

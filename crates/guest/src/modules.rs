@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::GuestError;
 
 /// The modules a Zeitwork guest needs: virtio devices over MMIO (both QEMU microvm and
-/// Firecracker), block and network, vsock to the host, and overlayfs for the root.
+/// Firecracker), block and network, vsock to the host, overlayfs for the root, and the
+/// ACPI power button with its input events (QEMU's graceful stop presses it).
 pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_mmio",
     "virtio_blk",
@@ -17,6 +18,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "vsock",
     "vmw_vsock_virtio_transport",
     "overlay",
+    "button",
+    "evdev",
 ];
 
 /// The kernel's name for a module: dashes and underscores are the same, and it is spelled with

@@ -11,7 +11,7 @@ use crate::console::{self, BootOptions};
 use crate::error::{Context, Error, Result};
 use crate::mounts::{CONFIG_DEVICE, ROOT_DEVICE, RW_DEVICE};
 use crate::process::App;
-use crate::{config, etc, modules, mounts, network, process, program, secrets, user};
+use crate::{config, etc, modules, mounts, network, power, process, program, secrets, user};
 
 /// How long init waits for the virtio block devices once their modules are loaded.
 /// Probing is synchronous on module load, so this only matters when a disk is missing;
@@ -73,8 +73,9 @@ fn boot() -> Result<Exit> {
         identity,
     };
     let signals = process::block_signals()?;
+    let button = power::button();
     let pid = process::start(Path::new("/proc/self/exe"), &app)?;
-    Ok(process::supervise(&signals, pid))
+    Ok(process::supervise(&signals, button, pid))
 }
 
 /// `cd` into the config's working directory (relative to `/`), creating it when the

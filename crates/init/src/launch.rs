@@ -16,6 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::signal::SigSet;
 use nix::unistd::{Gid, Uid};
 
 /// The argument that selects launcher mode (`argv[1]`).
@@ -101,9 +102,14 @@ fn take_status_pipe() -> Result<OwnedFd, String> {
     Ok(status)
 }
 
-/// setsid, identity, execve. Returns only the reason it failed.
+/// setsid, identity, signal mask, execve. Returns only the reason it failed.
 fn launch(r: &Request) -> Result<Infallible, String> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // Init blocks the signals it forwards, and children inherit the mask (std's `Command`
+    // keeps it): the app must start with none blocked, or forwarded signals never land.
+    SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| format!("clearing the signal mask: {e}"))?;
     let (uid, gid) = (Uid::from_raw(r.uid), Gid::from_raw(r.gid));
     // Unprivileged (only in tests on a host): nothing to change when the identity is ours.
     let unchanged = !Uid::current().is_root() && uid == Uid::current() && gid == Gid::current();

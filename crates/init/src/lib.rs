@@ -13,8 +13,9 @@
 //! 5. switches root, writes `/etc/resolv.conf` and `/etc/hosts`;
 //! 6. resolves the user in the image's `/etc/passwd`/`/etc/group`, writes the secrets
 //!    file ([`SECRETS_PATH`](zeitwork_core::guest::SECRETS_PATH), 0400, the user's), starts the app
-//!    in its own session with exactly the config's env (+`HOME`), forwards signals,
-//!    reaps zombies, and when the app exits prints [`Exit::line`](zeitwork_core::guest::Exit::line),
+//!    in its own session with exactly the config's env (+`HOME`), forwards signals
+//!    (Ctrl-Alt-Del and a press of the ACPI power button as `SIGTERM`), reaps zombies,
+//!    and when the app exits prints [`Exit::line`](zeitwork_core::guest::Exit::line),
 //!    syncs and powers off;
 //! 7. on any failure before the app runs, prints one
 //!    [`FAILURE_LINE`](zeitwork_core::guest::FAILURE_LINE) with the reason, syncs and powers off.
@@ -49,6 +50,7 @@ pub mod modules;
 pub mod mounts;
 pub mod netlink;
 pub mod network;
+pub mod power;
 pub mod process;
 pub mod program;
 pub mod secrets;

@@ -22,8 +22,8 @@ use zeitwork_core::guest::Exit;
 
 use crate::console;
 use crate::error::{Context, Error, Result};
-use crate::launch;
 use crate::user::Identity;
+use crate::{launch, power};
 
 /// Signals init passes on to the app.
 pub const FORWARDED: [Signal; 6] = [
@@ -50,8 +50,8 @@ pub struct App {
 }
 
 /// Blocks the forwarded signals and `SIGCHLD` and returns a signalfd that receives them
-/// (before the app starts, so no `SIGCHLD` is missed). Children get a clean mask: std's
-/// `Command` resets it.
+/// (before the app starts, so no `SIGCHLD` is missed). Children inherit the mask; the
+/// launcher clears it before the app's `execve`.
 pub fn block_signals() -> Result<SignalFd> {
     let mut set = SigSet::empty();
     for s in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
@@ -161,19 +161,47 @@ fn reap(main: Pid) -> Option<Exit> {
 }
 
 /// Forwards signals to the app and reaps zombies (orphans are reparented to PID 1)
-/// until the app exits.
-pub fn supervise(signals: &SignalFd, main: Pid) -> Exit {
+/// until the app exits. A press of the power `button` reaches the app as `SIGTERM`.
+pub fn supervise(signals: &SignalFd, mut button: Option<File>, main: Pid) -> Exit {
     loop {
         if let Some(exit) = reap(main) {
             return exit;
         }
-        match signals.read_signal() {
-            Ok(Some(info)) => forward(&info, main),
-            Ok(None) | Err(Errno::EINTR) => {}
-            // Should not happen; keep reaping by polling rather than spinning.
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        let (signal, pressed) = wait_for_input(signals, button.as_ref());
+        if pressed && let Some(b) = &mut button {
+            let mut events = [0; power::EVENT_SIZE * 16];
+            match b.read(&mut events) {
+                // The device went away: stop watching it.
+                Ok(0) | Err(_) => button = None,
+                Ok(n) => {
+                    if power::pressed(&events[..n]) {
+                        console::debug(|| format!("power button: SIGTERM to {main}"));
+                        let _ = kill(main, Signal::SIGTERM);
+                    }
+                }
+            }
+        }
+        if signal {
+            match signals.read_signal() {
+                Ok(Some(info)) => forward(&info, main),
+                Ok(None) | Err(Errno::EINTR) => {}
+                // Should not happen; keep reaping by polling rather than spinning.
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
         }
     }
+}
+
+/// Blocks until a signal arrives or the button has events: which of them are ready.
+fn wait_for_input(signals: &SignalFd, button: Option<&File>) -> (bool, bool) {
+    let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    fds.extend(button.map(|b| PollFd::new(b.as_fd(), PollFlags::POLLIN)));
+    if poll(&mut fds, PollTimeout::NONE).is_err() {
+        // EINTR; or a failure that reading the signalfd will show.
+        return (true, false);
+    }
+    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+    (ready(&fds[0]), fds.get(1).is_some_and(ready))
 }
 
 fn forward(info: &siginfo, main: Pid) {

@@ -42,12 +42,23 @@ fn sh(script: &str, extra_env: &[(&str, &str)]) -> App {
 
 fn run(signals: &SignalFd, app: &App) -> Exit {
     let pid = process::start(Path::new(LAUNCHER), app).expect("the app starts");
-    process::supervise(signals, pid)
+    process::supervise(signals, None, pid)
 }
 
 fn exit_codes_and_signals_are_reported(signals: &SignalFd) {
     assert_eq!(run(signals, &sh("exit 3", &[])), Exit::Code(3));
     assert_eq!(run(signals, &sh("kill -KILL $$", &[])), Exit::Signal(9));
+}
+
+/// Init blocks the signals it forwards; the app must not inherit that. (A shell would
+/// hide it: dash clears its mask on start.)
+fn the_app_starts_with_no_signal_blocked(signals: &SignalFd) {
+    let mut app = sh("", &[]);
+    app.program = PathBuf::from("/usr/bin/grep");
+    app.argv = ["grep", "-q", "^SigBlk:[[:space:]]*0*$", "/proc/self/status"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(run(signals, &app), Exit::Code(0));
 }
 
 fn exec_failures_are_reported_not_run(_: &SignalFd) {
@@ -81,7 +92,8 @@ fn the_app_gets_exactly_its_env_its_own_session_and_no_stdin(signals: &SignalFd)
     assert_eq!(run(signals, &app), Exit::Code(0));
 }
 
-fn signals_are_forwarded(signals: &SignalFd) {
+/// Starts an app that exits with 7 on SIGTERM and waits until it is ready for it.
+fn start_app_awaiting_sigterm() -> Pid {
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready");
     let app = sh(
@@ -94,9 +106,35 @@ fn signals_are_forwarded(signals: &SignalFd) {
         assert!(Instant::now() < deadline, "the app never got ready");
         std::thread::sleep(Duration::from_millis(10));
     }
+    pid
+}
+
+fn signals_are_forwarded(signals: &SignalFd) {
+    let pid = start_app_awaiting_sigterm();
     // Sent to "init" (blocked, so it lands in the signalfd), forwarded to the app.
     kill(Pid::this(), Signal::SIGTERM).unwrap();
-    assert_eq!(process::supervise(signals, pid), Exit::Code(7));
+    assert_eq!(process::supervise(signals, None, pid), Exit::Code(7));
+}
+
+/// The power button's events, as the kernel's evdev device hands them out (here through
+/// a pipe): a release is ignored, a press becomes the app's SIGTERM.
+fn a_power_button_press_is_a_sigterm(signals: &SignalFd) {
+    use std::io::Write;
+    let event = |value: i32| {
+        let mut e = vec![0u8; 16];
+        e.extend(1u16.to_ne_bytes()); // EV_KEY
+        e.extend(116u16.to_ne_bytes()); // KEY_POWER
+        e.extend(value.to_ne_bytes());
+        e
+    };
+    let pid = start_app_awaiting_sigterm();
+    let (button, mut press) = std::io::pipe().unwrap();
+    press.write_all(&[event(0), event(1)].concat()).unwrap();
+    let button = std::fs::File::from(std::os::fd::OwnedFd::from(button));
+    assert_eq!(
+        process::supervise(signals, Some(button), pid),
+        Exit::Code(7)
+    );
 }
 
 fn orphans_are_reaped(signals: &SignalFd) {
@@ -119,10 +157,14 @@ fn main() {
     // Before any thread exists: the mask then covers the whole process.
     let signals = process::block_signals().expect("blocking signals");
     nix::sys::prctl::set_child_subreaper(true).expect("becoming a subreaper");
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 7] = [
         (
             "exit_codes_and_signals_are_reported",
             exit_codes_and_signals_are_reported,
+        ),
+        (
+            "the_app_starts_with_no_signal_blocked",
+            the_app_starts_with_no_signal_blocked,
         ),
         (
             "exec_failures_are_reported_not_run",
@@ -133,6 +175,10 @@ fn main() {
             the_app_gets_exactly_its_env_its_own_session_and_no_stdin,
         ),
         ("signals_are_forwarded", signals_are_forwarded),
+        (
+            "a_power_button_press_is_a_sigterm",
+            a_power_button_press_is_a_sigterm,
+        ),
         ("orphans_are_reaped", orphans_are_reaped),
     ];
     for (name, test) in &tests {

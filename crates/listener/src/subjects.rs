@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 use zeitwork_bus::PREFIX;
 use zeitwork_core::{Event, EventData};
@@ -19,12 +19,12 @@ pub async fn subjects(
         EventData::DeploymentCreated { env_id, .. } => {
             // The new instances' nodes and those of the instances told to stop.
             let nodes = nodes_of(conn, Holder::Env(*env_id)).await?;
-            out.extend(nodes.iter().map(|n| format!("{PREFIX}.instances.node.{n}")));
+            out.extend(node_subjects(nodes));
             out.push(format!("{PREFIX}.routes"));
         }
         EventData::ProcessScaled { deployment_id, .. } => {
             let nodes = nodes_of(conn, Holder::Deployment(*deployment_id)).await?;
-            out.extend(nodes.iter().map(|n| format!("{PREFIX}.instances.node.{n}")));
+            out.extend(node_subjects(nodes));
             out.push(format!("{PREFIX}.routes"));
         }
         // Their instances are gone from the projections already: tell every agent.
@@ -41,9 +41,26 @@ pub async fn subjects(
         EventData::SecretSet { .. } | EventData::SecretUnset { .. } => {
             out.push(format!("{PREFIX}.secrets"))
         }
-        EventData::NodeRegistered { .. } | EventData::RegionCreated { .. } => {
-            out.push(format!("{PREFIX}.nodes"))
+        EventData::NodeRegistered { .. }
+        | EventData::NodeEnrolled { .. }
+        | EventData::NodeStateChanged { .. }
+        | EventData::RegionCreated { .. } => out.push(format!("{PREFIX}.nodes")),
+        // Nodes gaining instances: named in the payload.
+        EventData::InstancesPlaced { instances, .. } => {
+            out.extend(node_subjects(instances.iter().filter_map(|p| p.node_id)));
         }
+        EventData::InstancesReplaced { replacements, .. } => {
+            let gaining = replacements.iter().filter_map(|r| r.instance.node_id);
+            out.extend(node_subjects(gaining));
+        }
+        // Nodes losing instances, and edges losing backends.
+        EventData::InstancesStopped { instance_ids, .. } => {
+            let nodes = nodes_of(conn, Holder::Instances(instance_ids)).await?;
+            out.extend(node_subjects(nodes));
+            out.push(format!("{PREFIX}.routes"));
+        }
+        // Edges route to healthy instances at their addresses.
+        EventData::InstanceObserved { .. } => out.push(format!("{PREFIX}.routes")),
         EventData::OrgCreated { .. }
         | EventData::UserAdded { .. }
         | EventData::UserRemoved { .. }
@@ -51,31 +68,43 @@ pub async fn subjects(
         | EventData::TokenRevoked { .. }
         | EventData::AppCreated { .. }
         | EventData::EnvCreated { .. }
-        | EventData::ReleaseCreated { .. } => {}
+        | EventData::ReleaseCreated { .. }
+        | EventData::NodeJoinTokenCreated { .. } => {}
     }
     Ok(out)
 }
 
-/// Whose instances' nodes to notify.
-enum Holder {
+/// One subject per node (each once, in a stable order).
+fn node_subjects(nodes: impl IntoIterator<Item = Uuid>) -> Vec<String> {
+    let nodes: BTreeSet<Uuid> = nodes.into_iter().collect();
+    nodes
+        .iter()
+        .map(|n| format!("{PREFIX}.instances.node.{n}"))
+        .collect()
+}
+
+/// Whose instances' nodes to notify. An instance never changes node once placed, so
+/// reading the projection later than the event still names the right nodes.
+enum Holder<'a> {
     Env(Uuid),
     Deployment(Uuid),
+    Instances(&'a [Uuid]),
 }
 
 async fn nodes_of(
     conn: &mut PgConnection,
-    holder: Holder,
+    holder: Holder<'_>,
 ) -> Result<BTreeSet<Uuid>, ListenerError> {
-    let (sql, id) = match holder {
-        Holder::Env(id) => (
-            "SELECT DISTINCT node_id FROM instances WHERE env_id = $1 AND node_id IS NOT NULL",
-            id,
-        ),
-        Holder::Deployment(id) => (
-            "SELECT DISTINCT node_id FROM instances WHERE deployment_id = $1 AND node_id IS NOT NULL",
-            id,
-        ),
+    const NODES: &str = "SELECT DISTINCT node_id FROM instances WHERE node_id IS NOT NULL AND";
+    let query = match holder {
+        Holder::Env(id) => sqlx::query_as(AssertSqlSafe(format!("{NODES} env_id = $1"))).bind(id),
+        Holder::Deployment(id) => {
+            sqlx::query_as(AssertSqlSafe(format!("{NODES} deployment_id = $1"))).bind(id)
+        }
+        Holder::Instances(ids) => {
+            sqlx::query_as(AssertSqlSafe(format!("{NODES} id = ANY($1)"))).bind(ids)
+        }
     };
-    let rows: Vec<(Uuid,)> = sqlx::query_as(sql).bind(id).fetch_all(conn).await?;
+    let rows: Vec<(Uuid,)> = query.fetch_all(conn).await?;
     Ok(rows.into_iter().map(|(n,)| n).collect())
 }

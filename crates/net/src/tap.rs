@@ -27,21 +27,32 @@ pub struct Tap {
 impl Tap {
     /// Creates (or re-creates, after a crash) the tap for instance `index`.
     pub async fn create(index: u32, addrs: InstanceAddrs) -> Result<Tap, NetError> {
-        let name = tap_name(index);
-        if Tap::list().await?.contains(&name) {
-            Tap::remove_named(&name).await?;
+        let tap = Tap::for_index(index, addrs);
+        if Tap::list().await?.contains(&tap.name) {
+            Tap::remove_named(&tap.name).await?;
         }
-        run("ip", &["tuntap", "add", "dev", &name, "mode", "tap"], None).await?;
-        let tap = Tap {
-            name,
-            addrs,
-            mac: guest_mac(index),
-        };
+        let add = ["tuntap", "add", "dev", &tap.name, "mode", "tap"];
+        run("ip", &add, None).await?;
         if let Err(e) = tap.configure().await {
             let _ = Tap::remove_named(&tap.name).await;
             return Err(e);
         }
         Ok(tap)
+    }
+
+    /// The tap a previous agent created for instance `index`, if it is still there: taken
+    /// over as it is, since a running VM is attached to it.
+    pub async fn existing(index: u32, addrs: InstanceAddrs) -> Result<Option<Tap>, NetError> {
+        let tap = Tap::for_index(index, addrs);
+        Ok(Tap::list().await?.contains(&tap.name).then_some(tap))
+    }
+
+    fn for_index(index: u32, addrs: InstanceAddrs) -> Tap {
+        Tap {
+            name: tap_name(index),
+            addrs,
+            mac: guest_mac(index),
+        }
     }
 
     async fn configure(&self) -> Result<(), NetError> {

@@ -16,6 +16,7 @@ pub enum Kind {
     Number,
     Boolean,
     StringArray,
+    ObjectArray,
 }
 
 /// One field of a request body.

@@ -1,5 +1,6 @@
 //! Bearer tokens. Only their SHA-256 is stored; a token belongs to one org (or to the
-//! platform) and carries a role.
+//! platform) and carries a role. Node agents present a node credential instead, which
+//! reaches nothing but its own node's endpoints (see [`crate::node_scope`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -8,28 +9,43 @@ use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeitwork_core::{EventData, Role};
-use zeitwork_store::{Store, StoreError, log, read};
+use zeitwork_store::{Store, StoreError, agents, log, read};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// Who is calling, which decides what it may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A platform token: every org, and the platform's inventory.
+    Platform,
+    /// A token of one org.
+    Org(Uuid),
+    /// A node agent: only its own node's endpoints. It is neither a platform token nor
+    /// a member of any org, so every org route answers 404 and platform routes 403.
+    Node(Uuid),
+}
+
 /// The caller, as proven by its token.
 #[derive(Debug, Clone)]
 pub struct Auth {
+    /// The token's id; the node's id for a node credential.
     pub token_id: Uuid,
-    /// `None` for platform tokens.
-    pub org_id: Option<Uuid>,
+    pub caller: Caller,
     pub role: Role,
 }
 
 impl Auth {
     /// The event log's `actor` for changes this caller makes.
     pub fn actor(&self) -> String {
-        format!("token:{}", self.token_id)
+        match self.caller {
+            Caller::Node(node) => format!("node:{node}"),
+            Caller::Platform | Caller::Org(_) => format!("token:{}", self.token_id),
+        }
     }
 
     pub fn is_platform(&self) -> bool {
-        self.org_id.is_none()
+        self.caller == Caller::Platform
     }
 
     /// For platform-wide changes (orgs, nodes, regions).
@@ -40,6 +56,27 @@ impl Auth {
             Err(ApiError::forbidden(
                 "this needs a platform token (the one `zeitwork up` printed)",
             ))
+        }
+    }
+
+    /// Whether the caller may see this org at all.
+    pub fn sees_org(&self, org: Uuid) -> bool {
+        match self.caller {
+            Caller::Platform => true,
+            Caller::Org(mine) => mine == org,
+            Caller::Node(_) => false,
+        }
+    }
+
+    /// The orgs whose data the caller may read: `None` for all of them (platform), or
+    /// one. Node credentials read no org data at all.
+    pub fn readable_orgs(&self) -> ApiResult<Option<Uuid>> {
+        match self.caller {
+            Caller::Platform => Ok(None),
+            Caller::Org(org) => Ok(Some(org)),
+            Caller::Node(_) => Err(ApiError::forbidden(
+                "a node credential reaches only its node's endpoints",
+            )),
         }
     }
 
@@ -70,34 +107,55 @@ pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-impl FromRequestParts<AppState> for Auth {
+/// The secret of an `Authorization: Bearer <secret>` header, whatever kind it is.
+pub struct Bearer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Auth> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> ApiResult<Bearer> {
         let header = parts
             .headers
             .get(http::header::AUTHORIZATION)
             .ok_or_else(|| {
                 ApiError::unauthenticated("missing Authorization: Bearer <token> header")
             })?;
-        let token = header
+        header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
+            .map(|t| Bearer(t.to_owned()))
             .ok_or_else(|| {
                 ApiError::unauthenticated("the Authorization header must be `Bearer <token>`")
-            })?;
-        let principal = read::principal(state.store.pool(), &hash(token))
+            })
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Auth> {
+        let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
+        let hash = hash(&token);
+        let db = state.store.pool();
+        if let Some(principal) = read::principal(db, &hash).await? {
+            let role = Role::parse(&principal.role)
+                .ok_or_else(|| ApiError::unauthenticated("token has an unknown role"))?;
+            return Ok(Auth {
+                token_id: principal.token_id,
+                caller: principal.org_id.map_or(Caller::Platform, Caller::Org),
+                role,
+            });
+        }
+        let node = agents::node_by_credential(db, &hash)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked token"))?;
-        let role = Role::parse(&principal.role)
-            .ok_or_else(|| ApiError::unauthenticated("token has an unknown role"))?;
         Ok(Auth {
-            token_id: principal.token_id,
-            org_id: principal.org_id,
-            role,
+            token_id: node,
+            caller: Caller::Node(node),
+            role: Role::Reader,
         })
     }
 }

@@ -8,6 +8,11 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
+/// Associated data binding a secret's ciphertext to its env, name and version.
+pub fn secret_aad(env_id: uuid::Uuid, name: &str, version: i32) -> String {
+    format!("{env_id}/{name}/{version}")
+}
+
 /// Why a key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -1,8 +1,11 @@
 //! Every route of the API, declared once (see [`crate::api`]).
 
+mod agent;
 mod apps;
 mod deploys;
+mod enroll;
 mod events;
+pub mod logs;
 mod meta;
 mod nodes;
 mod orgs;
@@ -96,6 +99,11 @@ pub fn api() -> Api {
             "Show a release",
             deploys::release,
         )
+        .get(
+            p!(app "/logs"),
+            "Instance logs, oldest first; follow=1 streams them (Server-Sent Events)",
+            logs::list,
+        )
         .get(p!(app "/envs"), "List envs", apps::list_envs)
         .post(p!(app "/envs"), "Create an env", NAME, apps::create_env)
         .get(p!(env ""), "Show an env", apps::show_env)
@@ -177,6 +185,47 @@ pub fn api() -> Api {
             nodes::register,
         )
         .get("/api/v1/nodes/{name}", "Show a node", nodes::show)
+        .post(
+            "/api/v1/nodes/{name}/drain",
+            "Replace a node's instances elsewhere, then stop them (platform token)",
+            &[],
+            nodes::drain,
+        )
+        .post(
+            "/api/v1/nodes/join-tokens",
+            "Create a one-time token a node enrolls with (platform token)",
+            JOIN_TOKEN_FIELDS,
+            enroll::create_join_token,
+        )
+        .post(
+            "/api/v1/nodes/enroll",
+            "Enroll a node, the join token as bearer; its credential is shown once",
+            ENROLL_FIELDS,
+            enroll::enroll,
+        )
+        .post(
+            "/api/v1/nodes/{name}/heartbeat",
+            "The node agent is alive (node credential)",
+            HEARTBEAT_FIELDS,
+            agent::heartbeat,
+        )
+        .get(
+            "/api/v1/nodes/{name}/desired",
+            "Everything the node should run (node credential or platform token)",
+            agent::desired,
+        )
+        .post(
+            "/api/v1/nodes/{name}/instances/{id}/state",
+            "Report what an instance does (node credential)",
+            REPORT_FIELDS,
+            agent::report,
+        )
+        .post(
+            "/api/v1/nodes/{name}/logs",
+            "Ship a batch of the node's instance log lines (node credential)",
+            LOG_BATCH,
+            logs::ingest,
+        )
         .get("/api/v1/regions", "List regions", nodes::regions)
         .post(
             "/api/v1/regions",
@@ -193,6 +242,7 @@ pub fn api() -> Api {
 }
 
 const NAME: &[Field] = &[req("name", Kind::String)];
+const LOG_BATCH: &[Field] = &[req("lines", Kind::ObjectArray)];
 const ROLLBACK_FIELDS: &[Field] = &[opt("release", Kind::Integer)];
 const DOMAIN_FIELDS: &[Field] = &[req("hostname", Kind::String)];
 const SECRET_FIELDS: &[Field] = &[req("value", Kind::String)];
@@ -217,6 +267,23 @@ const NODE_FIELDS: &[Field] = &[
     req("cpus", Kind::Number),
     req("memory_mb", Kind::Integer),
     opt("addresses", Kind::StringArray),
+];
+
+const JOIN_TOKEN_FIELDS: &[Field] = &[opt("ttl_seconds", Kind::Integer)];
+const ENROLL_FIELDS: &[Field] = &[
+    req("name", Kind::String),
+    req("region", Kind::String),
+    opt("zone", Kind::String),
+    req("millicpus", Kind::Integer),
+    req("memory_mb", Kind::Integer),
+    opt("addresses", Kind::StringArray),
+];
+const HEARTBEAT_FIELDS: &[Field] = &[req("running", Kind::Integer)];
+const REPORT_FIELDS: &[Field] = &[
+    req("state", Kind::String),
+    opt("reason", Kind::String),
+    opt("address", Kind::String),
+    opt("restarts", Kind::Integer),
 ];
 
 impl AppState {

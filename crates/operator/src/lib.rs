@@ -6,11 +6,15 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod crypto;
+mod desired;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod monitor;
+pub mod node_scope;
 pub mod openapi;
 mod placement;
+mod relocate;
 pub mod scope;
 pub mod state;
 
@@ -37,18 +41,22 @@ pub fn endpoints() -> Vec<Endpoint> {
     handlers::api().into_parts().1
 }
 
-/// Builds the HTTP application and starts the task that follows committed events.
+/// Builds the HTTP application and starts the tasks that follow committed events and
+/// log lines, and that prune old log lines.
 pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Router, StoreError> {
     let mut db = store.pool().acquire().await?;
     let (tx, head) = watch::channel(log::head(&mut db).await?);
+    let (logs_tx, logs) = watch::channel(zeitwork_store::logs::head(&mut db).await?);
     drop(db);
-    tokio::spawn(follow_head(store.clone(), tx));
+    tokio::spawn(follow_head(store.clone(), tx, logs_tx));
+    tokio::spawn(handlers::logs::prune_forever(store.clone()));
     metrics::handle();
     let state = AppState {
         store,
         secrets,
         config: Arc::new(config),
         head,
+        logs,
     };
     let (router, _) = handlers::api().into_parts();
     let request_id = http::HeaderName::from_static("x-request-id");
@@ -81,18 +89,26 @@ pub async fn serve(
         .await
 }
 
-/// Publishes the committed head seq (from Postgres NOTIFY) to event streams, and
-/// reconnects with back-off when the database goes away.
-async fn follow_head(store: Store, head: watch::Sender<i64>) {
+/// Publishes the committed head seq of the event log, and the highest committed log
+/// line id (both from Postgres NOTIFY), to the streams that follow them; reconnects
+/// with back-off when the database goes away.
+async fn follow_head(store: Store, head: watch::Sender<i64>, logs: watch::Sender<i64>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match PgListener::connect_with(store.pool()).await {
             Ok(mut listener) => {
-                if listener.listen(log::CHANNEL).await.is_ok() {
+                let channels = [log::CHANNEL, zeitwork_store::logs::CHANNEL];
+                if listener.listen_all(channels).await.is_ok() {
                     backoff = Duration::from_millis(200);
                     // Anything committed while we were away wakes the streams once.
                     head.send_modify(|h| *h += 0);
+                    logs.send_modify(|h| *h += 0);
                     while let Ok(n) = listener.recv().await {
+                        let head = if n.channel() == log::CHANNEL {
+                            &head
+                        } else {
+                            &logs
+                        };
                         if let Ok(seq) = n.payload().parse::<i64>() {
                             head.send_if_modified(|h| {
                                 let newer = seq > *h;
@@ -105,7 +121,7 @@ async fn follow_head(store: Store, head: watch::Sender<i64>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot listen for events; retrying"),
         }
-        if head.is_closed() {
+        if head.is_closed() && logs.is_closed() {
             return;
         }
         tokio::time::sleep(backoff).await;

@@ -68,6 +68,7 @@ fn kind_schema(kind: Kind) -> Value {
         Kind::Number => json!({ "type": "number" }),
         Kind::Boolean => json!({ "type": "boolean" }),
         Kind::StringArray => json!({ "type": "array", "items": { "type": "string" } }),
+        Kind::ObjectArray => json!({ "type": "array", "items": { "type": "object" } }),
     }
 }
 

@@ -48,7 +48,7 @@ impl AppState {
     pub async fn org(&self, auth: &Auth, org: &str, need: Role) -> ApiResult<Org> {
         let org = read::org(self.store.pool(), org)
             .await?
-            .filter(|o| auth.org_id.is_none_or(|mine| mine == o.id))
+            .filter(|o| auth.sees_org(o.id))
             .ok_or_else(|| ApiError::not_found("org"))?;
         auth.require(need)?;
         Ok(org)

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use zeitwork_store::Store;
@@ -12,6 +13,12 @@ pub struct Config {
     pub base_domain: String,
     /// How far CPU may be oversubscribed when placing instances (memory never is).
     pub cpu_oversubscription: f64,
+    /// A node whose agent sent no heartbeat for this long is dead: its instances are
+    /// replaced elsewhere.
+    pub node_dead_after: Duration,
+    /// How often the monitor looks for dead nodes, finished replacements and instances
+    /// waiting for room.
+    pub monitor_interval: Duration,
 }
 
 impl Default for Config {
@@ -19,6 +26,8 @@ impl Default for Config {
         Config {
             base_domain: "zeitwork.localhost".into(),
             cpu_oversubscription: 4.0,
+            node_dead_after: Duration::from_secs(30),
+            monitor_interval: Duration::from_secs(1),
         }
     }
 }
@@ -32,4 +41,7 @@ pub struct AppState {
     /// The highest committed event seq, pushed by Postgres NOTIFY, so event streams
     /// wake on commit instead of polling.
     pub head: watch::Receiver<i64>,
+    /// The highest committed log line id, pushed the same way, so log followers wake
+    /// when a node's batch commits.
+    pub logs: watch::Receiver<i64>,
 }

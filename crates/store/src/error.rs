@@ -15,6 +15,10 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A node shipped something for an instance that is not placed on it (or no longer
+    /// exists): it must not write into another node's, or another tenant's, instances.
+    #[error("instance {0} is not placed on this node")]
+    NotOnNode(uuid::Uuid),
     #[error("event log holds a payload this build cannot read at seq {seq}: {source}")]
     BadEvent { seq: i64, source: serde_json::Error },
     #[error("database error: {0}")]

@@ -2,9 +2,11 @@
 //! log and applied to the projection tables in the same transaction, by one function
 //! ([`project::apply`]), so replaying the log rebuilds the same tables.
 
+pub mod agents;
 mod error;
 pub mod idempotency;
 pub mod log;
+pub mod logs;
 pub mod model;
 pub mod project;
 pub mod read;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
+use zeitwork_core::event::ProcessSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Org {
@@ -111,6 +112,19 @@ pub struct ProcessType {
     pub port: Option<i32>,
 }
 
+impl ProcessType {
+    /// The row as the event payloads and the scheduler describe a process.
+    pub fn spec(&self) -> ProcessSpec {
+        ProcessSpec {
+            name: self.name.clone(),
+            instances: u32::try_from(self.instances).unwrap_or(0),
+            millicpus: u32::try_from(self.millicpus).unwrap_or(0),
+            memory_mb: u64::try_from(self.memory_mb).unwrap_or(0),
+            port: self.port.and_then(|p| u16::try_from(p).ok()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Instance {
     pub id: Uuid,
@@ -121,6 +135,11 @@ pub struct Instance {
     pub desired_state: String,
     pub observed_state: String,
     pub reason: Option<String>,
+    /// `ip:port` where the app answers, as its node last reported.
+    pub address: Option<String>,
+    pub restarts: i32,
+    /// The instance whose place this one takes (its node died or is draining).
+    pub replaces: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -135,7 +154,10 @@ pub struct Node {
     pub memory_mb: i64,
     pub addresses: serde_json::Value,
     pub state: String,
+    /// Liveness, from the heartbeat bookkeeping; `None` until an agent reports.
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Instances the agent said it runs, in its last heartbeat.
+    pub running: Option<i32>,
     pub created_at: DateTime<Utc>,
 }
 

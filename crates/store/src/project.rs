@@ -1,6 +1,8 @@
 //! The projections: a pure function of the event sequence. Nothing else writes to
 //! these tables, which is what makes `rebuild-projections` exact.
 
+mod agents;
+
 use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
 use zeitwork_core::event::{InstancePlan, ProcessSpec};
@@ -279,6 +281,13 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
             insert_instances(db, event, deployment_id, started).await?;
         }
+        EventData::NodeJoinTokenCreated { .. }
+        | EventData::NodeEnrolled { .. }
+        | EventData::NodeStateChanged { .. }
+        | EventData::InstancesPlaced { .. }
+        | EventData::InstancesReplaced { .. }
+        | EventData::InstancesStopped { .. }
+        | EventData::InstanceObserved { .. } => agents::apply(db, event).await?,
     }
     Ok(())
 }

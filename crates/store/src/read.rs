@@ -224,7 +224,8 @@ pub async fn process_types<'c>(db: impl PgExecutor<'c>, deployment: Uuid) -> R<V
 pub async fn instances<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Instance>> {
     Ok(sqlx::query_as(
         "SELECT id, deployment_id, process, node_id, region, desired_state, observed_state, reason,
-                created_at, updated_at FROM instances WHERE env_id = $1 ORDER BY created_at, id",
+                address, restarts, replaces, created_at, updated_at
+         FROM instances WHERE env_id = $1 ORDER BY created_at, id",
     )
     .bind(env)
     .fetch_all(db)
@@ -242,11 +243,13 @@ pub async fn placed_instances<'c>(db: impl PgExecutor<'c>) -> R<Vec<PlacedInstan
     .await?)
 }
 
-const NODE: &str = "SELECT id, name, region, zone, millicpus, memory_mb, addresses, state, last_heartbeat, created_at FROM nodes";
+const NODE: &str = "SELECT n.id, n.name, n.region, n.zone, n.millicpus, n.memory_mb, n.addresses,
+        n.state, h.at AS last_heartbeat, h.running, n.created_at
+    FROM nodes n LEFT JOIN node_heartbeats h ON h.node_id = n.id";
 
 pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {
     Ok(
-        sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY name")))
+        sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY n.name")))
             .fetch_all(db)
             .await?,
     )
@@ -254,7 +257,7 @@ pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {
 
 pub async fn node<'c>(db: impl PgExecutor<'c>, name: &str) -> R<Option<Node>> {
     Ok(
-        sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE name = $1")))
+        sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE n.name = $1")))
             .bind(name)
             .fetch_optional(db)
             .await?,

@@ -8,7 +8,8 @@ use sqlx::PgConnection;
 use crate::log::{self, Scope};
 use crate::{Store, StoreError, project};
 
-/// Every projection table; the log, cursors and idempotency records are not projections.
+/// Every projection table; the log, cursors, idempotency records and instance logs
+/// (`log_lines`) are not projections, so a rebuild leaves them alone.
 pub const PROJECTIONS: &[&str] = &[
     "orgs",
     "users",
@@ -17,6 +18,7 @@ pub const PROJECTIONS: &[&str] = &[
     "envs",
     "regions",
     "nodes",
+    "join_tokens",
     "releases",
     "deployments",
     "process_types",

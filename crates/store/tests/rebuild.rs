@@ -2,7 +2,8 @@
 
 use uuid::Uuid;
 use zeitwork_core::EventData;
-use zeitwork_core::event::{InstancePlan, ProcessSpec};
+use zeitwork_core::event::{InstancePlan, ProcessSpec, Replacement};
+use zeitwork_core::node::{NodeState, ObservedState};
 use zeitwork_services::Postgres;
 use zeitwork_store::{Store, StoreError, log, rebuild};
 
@@ -40,6 +41,24 @@ async fn rebuilt_projections_equal_the_live_ones() {
         Uuid::now_v7(),
     );
     let o = Some(org);
+    let (n2, first_token, second_token) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (moving, waiting) = (plan("web", Some(node)), plan("web", None));
+    let enrolled = |node_id, name: &str, join_token_id, memory_mb| EventData::NodeEnrolled {
+        node_id,
+        name: name.into(),
+        region: "local".into(),
+        zone: None,
+        millicpus: 4000,
+        memory_mb,
+        addresses: vec!["10.0.0.2".into()],
+        join_token_id,
+        credential_hash: format!("{join_token_id}"),
+    };
+    let join_token = |token_id: Uuid| EventData::NodeJoinTokenCreated {
+        token_id,
+        hash: token_id.simple().to_string(),
+        expires_at: chrono::Utc::now(),
+    };
     let web = ProcessSpec {
         name: "web".into(),
         instances: 2,
@@ -219,6 +238,75 @@ async fn rebuilt_projections_equal_the_live_ones() {
             },
         ),
         (o, EventData::EnvDeleted { env_id: staging }),
+        // Node agents: enrollment, a node dying and coming back, instances moving.
+        (
+            o,
+            EventData::ProcessScaled {
+                deployment_id: d2,
+                process: "web".into(),
+                instances: 4,
+                started: vec![moving.clone(), waiting.clone()],
+                stopped: vec![],
+            },
+        ),
+        (None, join_token(first_token)),
+        (None, enrolled(n2, "n2", first_token, 2048)),
+        (
+            o,
+            EventData::InstancesPlaced {
+                deployment_id: d2,
+                instances: vec![InstancePlan {
+                    node_id: Some(n2),
+                    region: Some("local".into()),
+                    reason: None,
+                    ..waiting.clone()
+                }],
+            },
+        ),
+        (
+            None,
+            EventData::NodeStateChanged {
+                node_id: node,
+                state: NodeState::Dead,
+            },
+        ),
+        (
+            o,
+            EventData::InstancesReplaced {
+                deployment_id: d2,
+                replacements: vec![Replacement {
+                    replaces: moving.instance_id,
+                    instance: plan("web", Some(n2)),
+                }],
+            },
+        ),
+        (
+            o,
+            EventData::InstancesStopped {
+                deployment_id: d2,
+                instance_ids: vec![moving.instance_id],
+                reason: "node n1 stopped sending heartbeats".into(),
+            },
+        ),
+        (
+            o,
+            EventData::InstanceObserved {
+                instance_id: waiting.instance_id,
+                state: ObservedState::Healthy,
+                reason: None,
+                address: Some("10.0.0.2:8080".into()),
+                restarts: 1,
+            },
+        ),
+        (None, join_token(second_token)),
+        (None, enrolled(node, "n1", second_token, 8192)),
+        (
+            None,
+            EventData::NodeStateChanged {
+                node_id: node,
+                state: NodeState::Ready,
+            },
+        ),
     ];
     for (org, data) in events {
         emit(&store, org, data).await.unwrap();
@@ -226,7 +314,44 @@ async fn rebuilt_projections_equal_the_live_ones() {
 
     let mut db = store.pool().acquire().await.unwrap();
     let live = rebuild::snapshot(&mut db).await.unwrap();
-    assert_eq!(live["instances"].as_array().unwrap().len(), 4);
+    let instances = live["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 7);
+    let row = |id: Uuid| {
+        instances
+            .iter()
+            .find(|i| i["id"] == id.to_string())
+            .unwrap()
+    };
+    assert_eq!(row(moving.instance_id)["desired_state"], "stopped");
+    assert_eq!(
+        (
+            &row(waiting.instance_id)["node_id"],
+            &row(waiting.instance_id)["address"]
+        ),
+        (&serde_json::json!(n2), &serde_json::json!("10.0.0.2:8080"))
+    );
+    assert!(
+        instances
+            .iter()
+            .any(|i| i["replaces"] == moving.instance_id.to_string()),
+        "the replacement points at the instance it replaces"
+    );
+    let nodes = live["nodes"].as_array().unwrap();
+    let n1 = nodes.iter().find(|n| n["id"] == node.to_string()).unwrap();
+    assert_eq!(
+        (&n1["memory_mb"], &n1["state"]),
+        (&serde_json::json!(8192), &serde_json::json!("ready")),
+        "enrolling again keeps the id and takes the new capacity"
+    );
+    assert!(
+        live["join_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["used_at"].is_string()),
+        "{:#}",
+        live["join_tokens"]
+    );
     assert_eq!(
         live["envs"].as_array().unwrap().len(),
         1,
@@ -234,7 +359,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
     );
     assert_eq!(live["secrets"][0]["version"], 2);
     let applied = rebuild::rebuild(&store).await.unwrap();
-    assert_eq!(applied, 19);
+    assert_eq!(applied, 30);
     let rebuilt = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(rebuilt, live);
 }

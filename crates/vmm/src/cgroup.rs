@@ -4,13 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::VmmError;
 
 const ROOT: &str = "/sys/fs/cgroup";
 const PARENT: &str = "zeitwork";
 
 /// A cgroup (one directory per controller on v1) holding one VMM process.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Cgroup {
     memory: PathBuf,
     cpu: PathBuf,

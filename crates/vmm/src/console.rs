@@ -1,10 +1,16 @@
 //! The serial console is the guest's only voice before networking: the app's output,
-//! the kernel's OOM reports and init's one-line verdict all arrive here. We copy it to
-//! a log file line by line and remember what decides how the VM ended.
+//! the kernel's OOM reports and init's one-line verdict all arrive here. The VMM writes
+//! it straight into `console.log` in the run dir (a file outlives the agent; a pipe to
+//! the agent would break when the agent dies), and we follow that file to remember what
+//! decides how the VM ended.
 
 use std::collections::VecDeque;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 use zeitwork_core::guest::{Exit, FAILURE_LINE};
 
 /// How many console lines a crash report quotes.
@@ -47,6 +53,11 @@ impl ConsoleReport {
         self.tail.push_back(line.to_owned());
     }
 
+    fn observe_raw(&mut self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        self.observe(line.trim_end_matches('\r'));
+    }
+
     pub fn outcome(&self) -> VmExit {
         match (&self.failure, self.exit, self.oom) {
             (Some(reason), _, _) => VmExit::InitFailed(reason.clone()),
@@ -59,56 +70,89 @@ impl ConsoleReport {
     }
 }
 
-/// Copies the console to `log` until it closes, and reports what it saw.
-pub(crate) async fn watch(console: impl AsRead, mut log: tokio::fs::File) -> ConsoleReport {
+/// How often a followed console is checked for new output while the VMM is quiet.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Output without a newline for this long is taken as a line (a guest printing garbage
+/// must not grow the agent's memory).
+const MAX_LINE: usize = 64 << 10;
+
+/// Follows the console file at `path` from its start while the VMM lives, then reads it
+/// to the end once `ended` resolves, and reports what it saw.
+pub(crate) async fn watch(path: &Path, ended: impl Future<Output = ()>) -> ConsoleReport {
     let mut report = ConsoleReport::default();
-    let mut lines = BufReader::new(console).split(b'\n');
-    while let Ok(Some(raw)) = lines.next_segment().await {
-        let line = String::from_utf8_lossy(&raw);
-        let line = line.trim_end_matches('\r');
-        report.observe(line);
-        let _ = log.write_all(line.as_bytes()).await;
-        let _ = log.write_all(b"\n").await;
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return report;
+    };
+    let mut ended = std::pin::pin!(ended);
+    let mut done = false;
+    let mut pending = Vec::new();
+    let mut chunk = vec![0; 64 << 10];
+    loop {
+        let n = file.read(&mut chunk).await.unwrap_or(0);
+        if n > 0 {
+            pending.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
+                report.observe_raw(&pending[start..start + i]);
+                start += i + 1;
+            }
+            pending.drain(..start);
+            if pending.len() > MAX_LINE {
+                report.observe_raw(&pending);
+                pending.clear();
+            }
+            continue;
+        }
+        if done {
+            break;
+        }
+        tokio::select! {
+            () = &mut ended => done = true,
+            () = tokio::time::sleep(POLL) => {}
+        }
     }
-    let _ = log.flush().await;
+    if !pending.is_empty() {
+        report.observe_raw(&pending);
+    }
     report
 }
-
-/// Anything the console can be read from (a pipe from the VMM).
-pub(crate) trait AsRead: AsyncRead + Unpin + Send + 'static {}
-impl<T: AsyncRead + Unpin + Send + 'static> AsRead for T {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn run(text: &str) -> (ConsoleReport, String) {
+    /// The report on a console that is complete before it is read.
+    async fn run(text: &str) -> ConsoleReport {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("console.log");
-        let log = tokio::fs::File::create(&path).await.unwrap();
-        let report = watch(std::io::Cursor::new(text.as_bytes().to_vec()), log).await;
-        (report, std::fs::read_to_string(path).unwrap())
+        std::fs::write(&path, text).unwrap();
+        watch(&path, std::future::ready(())).await
     }
 
     #[tokio::test]
-    async fn app_exit_is_read_from_init_line_and_console_is_logged() {
-        let (report, log) =
+    async fn app_exit_is_read_from_init_line() {
+        let report =
             run("[ 0.1] Linux version 6.1\r\nhello from app\r\nzeitwork-init: exit code=3\r\n")
                 .await;
         assert_eq!(report.outcome(), VmExit::App(Exit::Code(3)));
         assert_eq!(
-            log,
-            "[ 0.1] Linux version 6.1\nhello from app\nzeitwork-init: exit code=3\n"
+            report.tail,
+            [
+                "[ 0.1] Linux version 6.1",
+                "hello from app",
+                "zeitwork-init: exit code=3"
+            ]
         );
     }
 
     #[tokio::test]
     async fn oom_and_init_failures_are_told_apart() {
-        let (r, _) =
+        let r =
             run("[ 5.0] Out of memory: Killed process 42 (hog)\nzeitwork-init: exit signal=9\n")
                 .await;
         assert_eq!(r.outcome(), VmExit::OutOfMemory);
-        let (r, _) = run("zeitwork-init: failed: mounting /dev/vda: EINVAL\n").await;
+        let r = run("zeitwork-init: failed: mounting /dev/vda: EINVAL\n").await;
         assert_eq!(
             r.outcome(),
             VmExit::InitFailed("mounting /dev/vda: EINVAL".into())
@@ -119,13 +163,52 @@ mod tests {
     async fn no_verdict_is_a_crash_quoting_the_tail() {
         let text: String = (0..30).map(|i| format!("line {i}\n")).collect::<String>()
             + "Kernel panic - not syncing";
-        let (r, _) = run(&text).await;
-        let VmExit::Crashed(tail) = r.outcome() else {
-            panic!("{:?}", r.outcome())
+        let VmExit::Crashed(tail) = run(&text).await.outcome() else {
+            panic!("no verdict must be a crash")
         };
         assert!(
             tail.ends_with("Kernel panic - not syncing") && !tail.contains("line 9\n"),
             "{tail}"
         );
+    }
+
+    /// What the VMM appends while it runs is followed, in pieces that split lines; once
+    /// the VMM has ended, what it wrote last (even without a newline) is read too.
+    #[tokio::test]
+    async fn lines_appended_while_following_are_seen_until_the_vmm_ends() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut vmm = std::fs::File::create(&path).unwrap();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
+        let watcher = tokio::spawn({
+            let path = path.clone();
+            async move { watch(&path, async { ended.await.unwrap() }).await }
+        });
+        for piece in [
+            "booting\r\nhel",
+            "lo\r\n",
+            "[ 9.9] oom-kill: constraint=NONE\r\n",
+        ] {
+            vmm.write_all(piece.as_bytes()).unwrap();
+            tokio::time::sleep(POLL * 2).await;
+        }
+        assert!(!watcher.is_finished(), "follows while the VMM lives");
+        vmm.write_all(b"zeitwork-init: exit code=0").unwrap();
+        ended_tx.send(()).unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("ends once the VMM ended")
+            .unwrap();
+        assert_eq!(
+            report.tail,
+            [
+                "booting",
+                "hello",
+                "[ 9.9] oom-kill: constraint=NONE",
+                "zeitwork-init: exit code=0"
+            ]
+        );
+        assert_eq!(report.outcome(), VmExit::OutOfMemory);
     }
 }

@@ -5,10 +5,10 @@
 //! namespace of its own, with `/dev/kvm` and `/dev/net/tun`), creates the cgroup
 //! `zeitwork/<id>` (memory hard cap, CPU weight; the same parent the QEMU driver uses),
 //! drops to an unprivileged uid/gid and execs Firecracker in the same process, so the
-//! child we spawned IS the VMM: its stdout is the guest's serial console, read by the
-//! same console watcher as QEMU's. Before that we place the guest's files in the chroot
-//! (hard links; copies across filesystems); afterwards we configure the VM over the API
-//! and start it. Stop: Ctrl-Alt-Del through the API (init turns it into a SIGTERM for the
+//! child we spawned IS the VMM: its stdout, the run dir's `console.log`, is the guest's
+//! serial console, followed by the same console watcher as QEMU's. Before that we place
+//! the guest's files in the chroot (hard links; copies across filesystems); afterwards
+//! we configure the VM over the API and start it. Stop: Ctrl-Alt-Del through the API (init turns it into a SIGTERM for the
 //! app and resets the VM when the app has exited), SIGKILL after the grace period. After
 //! the VMM exited, the jail directory and the cgroup are removed.
 //!
@@ -32,8 +32,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::cgroup::{self, Cgroup};
-use crate::console;
-use crate::running::{GracefulStop, Jail, RunningVm};
+use crate::record::{GracefulStop, Jail};
+use crate::running::{self, RunningVm};
 use crate::{VmSpec, Vmm, VmmError};
 
 use api::Api;
@@ -281,20 +281,7 @@ impl Firecracker {
     /// API answers. The VM is configured but not started.
     async fn spawn(&self, spec: &VmSpec) -> Result<Pending, VmmError> {
         check_id(&spec.name)?;
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| VmmError::Io { path, source }
-        };
-        tokio::fs::create_dir_all(&spec.run_dir)
-            .await
-            .map_err(io(&spec.run_dir))?;
-        let console_path = spec.run_dir.join("console.log");
-        let console_log = tokio::fs::File::create(&console_path)
-            .await
-            .map_err(io(&console_path))?;
-        let vmm_log_path = spec.run_dir.join("vmm.log");
-        let vmm_log = std::fs::File::create(&vmm_log_path).map_err(io(&vmm_log_path))?;
-
+        let (console, vmm_log) = running::run_files(&spec.run_dir).await?;
         let jail_dir = self.jail_dir(&spec.name);
         if jail_dir.exists() {
             return Err(VmmError::Io {
@@ -323,15 +310,16 @@ impl Firecracker {
             let _ = std::fs::remove_dir_all(&jail.dir);
             return Err(e);
         }
+        // The jailer execs Firecracker in the same process, which keeps these stdio files.
         let spawned = tokio::process::Command::new(&self.jailer)
             .args(self.jailer_args(spec, self.swap_accounting()))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(console)
             .stderr(vmm_log)
             .kill_on_drop(true)
             .process_group(0)
             .spawn();
-        let mut child = match spawned {
+        let child = match spawned {
             Ok(child) => child,
             Err(source) => {
                 let _ = std::fs::remove_dir_all(&jail.dir);
@@ -341,19 +329,19 @@ impl Firecracker {
                 });
             }
         };
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let console = tokio::spawn(console::watch(stdout, console_log));
         let api = Api::new(self.chroot(&spec.name).join(&API_SOCKET[1..]));
         let vm = RunningVm::new(
             child,
-            console,
+            spec.run_dir.clone(),
             cgroup,
-            vmm_log_path.clone(),
             GracefulStop::CtrlAltDel(api.clone()),
             Some(jail),
-        );
+        )?;
         let mut pending = Pending { vm, api };
-        match pending.wait_for_api(&vmm_log_path).await {
+        match pending
+            .wait_for_api(&spec.run_dir.join(running::VMM_LOG))
+            .await
+        {
             Ok(()) => Ok(pending),
             Err(e) => Err(pending.abort(e).await),
         }
@@ -373,7 +361,7 @@ impl Pending {
             if self.api.connect().await.is_ok() {
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.vm.child_mut().try_wait() {
+            if let Some(status) = self.vm.exited() {
                 let log = std::fs::read_to_string(vmm_log).unwrap_or_default();
                 return Err(VmmError::Jailer(format!(
                     "exited with {status} before Firecracker's API answered: {}",
@@ -402,7 +390,7 @@ impl Pending {
 
     /// Kills the VMM, removes its jail and cgroup, and hands back `error`.
     async fn abort(mut self, error: VmmError) -> VmmError {
-        let _ = self.vm.child_mut().start_kill();
+        self.vm.kill();
         let _ = self.vm.wait().await;
         error
     }

@@ -11,7 +11,10 @@ mod console;
 mod driver;
 mod firecracker;
 mod kvm;
+mod process;
 mod qemu;
+mod qmp;
+mod record;
 mod running;
 mod tsc;
 
@@ -86,6 +89,9 @@ pub enum VmmError {
     /// Firecracker refused or did not answer a request; `reason` quotes its `fault_message`.
     #[error("Firecracker API {request}: {reason}")]
     Api { request: String, reason: String },
+    /// QEMU refused or did not answer a QMP command.
+    #[error("QEMU QMP {command}: {reason}")]
+    Qmp { command: String, reason: String },
 }
 
 /// A way to run microVMs. Drivers share every guest artifact; only the VMM differs.

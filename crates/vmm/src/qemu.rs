@@ -1,13 +1,16 @@
 //! The `qemu` driver: `qemu-system-x86_64 -M microvm` from Debian, with KVM where it can
 //! run Linux guests and TCG (software) otherwise, so every Linux box boots real microVMs.
+//! Stop: the ACPI power button through QMP (init turns it into a SIGTERM for the app and
+//! powers off when the app has exited), SIGKILL after the grace period.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::cgroup::Cgroup;
-use crate::console;
-use crate::running::{GracefulStop, RunningVm};
+use crate::qmp;
+use crate::record::GracefulStop;
+use crate::running::{self, RunningVm};
 use crate::{VmSpec, Vmm, VmmError, kvm_usable};
 
 const BINARY: &str = "qemu-system-x86_64";
@@ -100,6 +103,11 @@ impl Qemu {
             }
         }
         push(&["-append", &cmdline]);
+        // The graceful stop presses the ACPI power button through it.
+        let mut qmp = OsString::from("unix:");
+        qmp.push(escape(&qmp::socket(&spec.run_dir)));
+        qmp.push(",server=on,wait=off");
+        a.extend(["-qmp".into(), qmp]);
         a.extend(["-kernel".into(), spec.kernel.clone().into_os_string()]);
         a.extend(["-initrd".into(), spec.initramfs.clone().into_os_string()]);
         for (id, path, readonly) in [
@@ -143,46 +151,35 @@ impl Vmm for Qemu {
     }
 
     async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| VmmError::Io { path, source }
-        };
-        tokio::fs::create_dir_all(&spec.run_dir)
-            .await
-            .map_err(io(&spec.run_dir))?;
-        let console_path = spec.run_dir.join("console.log");
-        let console_log = tokio::fs::File::create(&console_path)
-            .await
-            .map_err(io(&console_path))?;
-        let vmm_log_path = spec.run_dir.join("vmm.log");
-        let vmm_log = std::fs::File::create(&vmm_log_path).map_err(io(&vmm_log_path))?;
+        let qmp = qmp::socket(&spec.run_dir);
+        qmp::check(&qmp)?;
+        let (console, vmm_log) = running::run_files(&spec.run_dir).await?;
         let cgroup = Cgroup::create(
             &spec.name,
             (spec.memory_mb + self.overhead_mb()) << 20,
             spec.cpu_weight,
         )?;
-        let mut child = cgroup
+        // Its own process group: a Ctrl-C meant for the agent does not reach the VMM.
+        let child = cgroup
             .command(&self.binary)
             .args(self.args(spec))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(console)
             .stderr(vmm_log)
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(|source| VmmError::Spawn {
                 what: BINARY.into(),
                 source,
             })?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let console = tokio::spawn(console::watch(stdout, console_log));
-        Ok(RunningVm::new(
+        RunningVm::new(
             child,
-            console,
+            spec.run_dir.clone(),
             cgroup,
-            vmm_log_path,
-            GracefulStop::Sigterm,
+            GracefulStop::PowerButton { qmp },
             None,
-        ))
+        )
     }
 }
 
@@ -243,6 +240,10 @@ mod tests {
             "disks keep the vda/vdb/vdc order"
         );
         assert!(line.contains("tap,id=net0,ifname=zw0") && line.contains("mac=02:00:00:00:00:01"));
+        assert!(
+            line.contains("-qmp unix:/run/zw/i-1/qmp.sock,server=on,wait=off"),
+            "{line}"
+        );
         let line = joined(&q.with_kvm(true));
         assert!(
             line.contains("-accel kvm -cpu host,-arch-capabilities"),
@@ -250,24 +251,18 @@ mod tests {
         );
     }
 
-    /// The guest of `firecracker::tests::real_firecracker_under_the_jailer` (kernel,
-    /// initramfs with zeitwork-init, blank disks) under QEMU, which boots here with TCG:
-    /// init reports that the config disk has no zeitwork magic, the verdict that test
-    /// expects from Firecracker where KVM can run Linux guests.
-    #[tokio::test]
-    async fn real_blank_disks_boot_to_inits_verdict() {
+    /// QEMU and a VM of the guest of `firecracker::tests::real_firecracker_under_the_jailer`
+    /// (kernel, initramfs with zeitwork-init, blank disks in `d`); `None` (skipped) when
+    /// either is missing.
+    fn blank_vm(d: &Path, name: &str) -> Option<(Qemu, VmSpec)> {
         let Ok(qemu) = Qemu::detect() else {
             eprintln!("SKIPPED: {BINARY} is not installed");
-            return;
+            return None;
         };
-        let Some((kernel, initramfs)) = crate::firecracker::tests::guest_files() else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
+        let (kernel, initramfs) = crate::firecracker::tests::guest_files()?;
         crate::firecracker::tests::blank_disks(d);
         let spec = VmSpec {
-            name: format!("zw-qemu-test-{}", std::process::id()),
+            name: format!("zw-qemu-{name}-{}", std::process::id()),
             vcpus: 1,
             memory_mb: 128,
             cpu_weight: 100,
@@ -279,6 +274,17 @@ mod tests {
             net: None,
             run_dir: d.join("run"),
         };
+        Some((qemu, spec))
+    }
+
+    /// That guest boots here with TCG: init reports that the config disk has no zeitwork
+    /// magic, the verdict that test expects from Firecracker where KVM can run Linux guests.
+    #[tokio::test]
+    async fn real_blank_disks_boot_to_inits_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((qemu, spec)) = blank_vm(dir.path(), "test") else {
+            return;
+        };
         let vm = qemu.launch(&spec).await.unwrap();
         let exit = tokio::time::timeout(std::time::Duration::from_secs(180), vm.wait())
             .await
@@ -288,5 +294,41 @@ mod tests {
             matches!(&exit, crate::VmExit::InitFailed(reason) if reason.contains("magic")),
             "{exit:?}"
         );
+    }
+
+    /// A VM whose agent died (here: its handle forgotten, so nothing kills or reaps the
+    /// VMM) is adopted from its run dir: waited for through a pidfd, its verdict read from
+    /// the console file, its cgroup and record removed.
+    #[tokio::test]
+    async fn real_vm_is_adopted_from_its_run_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((qemu, spec)) = blank_vm(dir.path(), "adopt") else {
+            return;
+        };
+        let vm = qemu.launch(&spec).await.unwrap();
+        let pid = vm.pid();
+        std::mem::forget(vm);
+        // The VMM joins its cgroup right after the spawn (see `Cgroup::command`).
+        while !Cgroup::ours()
+            .iter()
+            .any(|(name, cg)| *name == spec.name && cg.pids().contains(&pid))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let adopted = RunningVm::adopt(&spec.run_dir)
+            .await
+            .unwrap()
+            .expect("the VMM runs");
+        assert_eq!(adopted.pid(), pid);
+        let exit = tokio::time::timeout(std::time::Duration::from_secs(180), adopted.wait())
+            .await
+            .expect("init reports within 180 s")
+            .unwrap();
+        assert!(
+            matches!(&exit, crate::VmExit::InitFailed(reason) if reason.contains("magic")),
+            "{exit:?}"
+        );
+        assert!(!Cgroup::ours().iter().any(|(name, _)| *name == spec.name));
+        assert!(RunningVm::adopt(&spec.run_dir).await.unwrap().is_none());
     }
 }

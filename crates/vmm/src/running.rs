@@ -1,95 +1,121 @@
-//! A VMM process that runs a guest, whichever driver started it: waiting for it, stopping
-//! it gracefully, telling how it ended and removing what was made for it.
+//! A VMM process that runs a guest, whichever driver started it and whether this agent
+//! launched it or adopted it from one that died: waiting for it, stopping it gracefully,
+//! telling how it ended and removing what was made for it.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 
+use rustix::process::Signal;
 use tokio::process::Child;
-use tokio::task::JoinHandle;
 
 use crate::VmmError;
 use crate::cgroup::Cgroup;
-use crate::console::{ConsoleReport, VmExit};
-use crate::firecracker::api::{self, Api};
+use crate::console::{self, VmExit};
+use crate::firecracker::api;
+use crate::process::VmmProcess;
+use crate::qmp;
+use crate::record::{GracefulStop, Jail, Record};
+
+/// The guest's serial console, written by the VMM itself (its stdout).
+const CONSOLE_LOG: &str = "console.log";
+/// The VMM's own messages (its stderr, and a jailed Firecracker's log).
+pub(crate) const VMM_LOG: &str = "vmm.log";
 
 /// How many lines of the VMM's own log a crash report quotes.
 const VMM_LOG_TAIL: usize = 20;
 
-/// How a driver asks its VMM to stop gracefully.
-#[derive(Debug)]
-pub(crate) enum GracefulStop {
-    /// SIGTERM to the VMM (QEMU powers the guest off through ACPI).
-    Sigterm,
-    /// Ctrl-Alt-Del through Firecracker's API (init turns it into a SIGTERM for the app).
-    CtrlAltDel(Api),
-}
-
-/// Files made for a jailed VMM: removed after it ended, its log kept.
-#[derive(Debug)]
-pub(crate) struct Jail {
-    /// `<chroot base>/<exec name>/<id>`, removed as a whole.
-    pub dir: PathBuf,
-    /// The VMM's log inside the jail, appended to the run dir's `vmm.log` before removal.
-    pub log: PathBuf,
-}
-
-impl Jail {
-    fn remove(&self, keep_log_in: &std::path::Path) {
-        if let Ok(log) = std::fs::read(&self.log) {
-            use std::io::Write;
-            if let Ok(mut out) = std::fs::OpenOptions::new().append(true).open(keep_log_in) {
-                let _ = out.write_all(&log);
-            }
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "removing the VMM's jail");
-        }
-    }
+/// Creates `run_dir` with a fresh console log and VMM log, opened for the VMM's stdout
+/// and stderr: files, not pipes to the agent, so the VMM outlives an agent that dies.
+pub(crate) async fn run_files(run_dir: &Path) -> Result<(std::fs::File, std::fs::File), VmmError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| VmmError::Io { path, source }
+    };
+    tokio::fs::create_dir_all(run_dir)
+        .await
+        .map_err(io(run_dir))?;
+    let create = |name: &str| {
+        let path = run_dir.join(name);
+        std::fs::File::create(&path).map_err(io(&path))
+    };
+    Ok((create(CONSOLE_LOG)?, create(VMM_LOG)?))
 }
 
 /// A booted VM. Dropping it kills the VMM (and removes its jail); [`RunningVm::wait`] or
 /// [`RunningVm::stop`] report how it ended and clean up.
 #[derive(Debug)]
 pub struct RunningVm {
-    child: Child,
-    console: JoinHandle<ConsoleReport>,
-    cgroup: Option<Cgroup>,
-    pid: u32,
-    vmm_log: PathBuf,
-    graceful: GracefulStop,
-    jail: Option<Jail>,
+    process: VmmProcess,
+    run_dir: PathBuf,
+    /// What was made for the VMM; `None` once removed.
+    made: Option<Record>,
 }
 
 impl RunningVm {
+    /// Saves what adoption needs in the run dir; when that fails the VMM is killed.
     pub(crate) fn new(
         child: Child,
-        console: JoinHandle<ConsoleReport>,
+        run_dir: PathBuf,
         cgroup: Cgroup,
-        vmm_log: PathBuf,
         graceful: GracefulStop,
         jail: Option<Jail>,
-    ) -> RunningVm {
-        RunningVm {
-            pid: child.id().unwrap_or(0),
-            child,
-            console,
-            cgroup: Some(cgroup),
-            vmm_log,
+    ) -> Result<RunningVm, VmmError> {
+        let process = VmmProcess::Child(child);
+        let record = Record {
+            pid: process.pid(),
+            cgroup,
             graceful,
             jail,
+        };
+        let saved = record.save(&run_dir);
+        let vm = RunningVm {
+            process,
+            run_dir,
+            made: Some(record),
+        };
+        saved.map(|()| vm)
+    }
+
+    /// The VM launched in `run_dir` by an agent that is gone, if its VMM still runs: it is
+    /// waited for, stopped and cleaned up after as if launched here, except that its exit
+    /// status is unknown (it is not our child). `None` when nothing there runs any more.
+    pub async fn adopt(run_dir: &Path) -> Result<Option<RunningVm>, VmmError> {
+        let Some(record) = Record::load(run_dir)? else {
+            return Ok(None);
+        };
+        let inside = |r: &Record| r.cgroup.pids().contains(&r.pid);
+        if !inside(&record) {
+            return Ok(None);
+        }
+        let process = VmmProcess::adopt(record.pid).map_err(|source| VmmError::Io {
+            path: format!("pidfd of VMM {}", record.pid),
+            source,
+        })?;
+        // Checked again now that the pidfd pins the process the pid names.
+        match process {
+            Some(process) if inside(&record) => Ok(Some(RunningVm {
+                process,
+                run_dir: run_dir.to_owned(),
+                made: Some(record),
+            })),
+            _ => Ok(None),
         }
     }
 
-    pub(crate) fn child_mut(&mut self) -> &mut Child {
-        &mut self.child
+    /// The VMM's exit status if it has already exited (only a VMM launched here tells).
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.process.try_wait()
     }
 
-    /// The VMM process (for adoption after an agent restart and for tests).
+    pub(crate) fn kill(&mut self) {
+        self.process.signal(Signal::KILL);
+    }
+
+    /// The VMM process.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// Waits until the VM powers off or its VMM dies.
@@ -98,8 +124,9 @@ impl RunningVm {
             .await
     }
 
-    /// Ends the VM: asks gracefully (QEMU: SIGTERM to the VMM; Firecracker: Ctrl-Alt-Del
-    /// to the guest), then SIGKILL after `grace`.
+    /// Ends the VM: asks gracefully (QEMU: the ACPI power button; Firecracker:
+    /// Ctrl-Alt-Del; init turns either into a SIGTERM for the app), then SIGKILL after
+    /// `grace`.
     pub async fn stop(self, grace: Duration) -> Result<VmExit, VmmError> {
         self.wait_or_stop(std::future::ready(()), grace).await
     }
@@ -111,78 +138,97 @@ impl RunningVm {
         stop: impl Future<Output = ()>,
         grace: Duration,
     ) -> Result<VmExit, VmmError> {
-        let waited = tokio::select! {
-            status = self.child.wait() => status,
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+        let console_log = self.run_dir.join(CONSOLE_LOG);
+        let console = console::watch(&console_log, async {
+            let _ = ended_rx.await;
+        });
+        let vmm = async {
+            let ended = self.end(stop, grace).await;
+            drop(ended_tx);
+            ended
+        };
+        let (report, ended) = tokio::join!(console, vmm);
+        let status = ended.map_err(|source| VmmError::Io {
+            path: "vmm".into(),
+            source,
+        })?;
+        let vmm_log = self.run_dir.join(VMM_LOG);
+        let made = self.made.take().expect("removed only here and on drop");
+        if let Some(jail) = &made.jail {
+            jail.remove(&vmm_log);
+        }
+        let capped = made.cgroup.oom_killed();
+        made.cgroup.remove();
+        Record::remove(&self.run_dir);
+        Ok(match report.outcome() {
+            VmExit::Crashed(_) if capped => VmExit::OutOfMemory,
+            VmExit::Crashed(tail) => {
+                let how = match status {
+                    Some(status) => format!("VMM exited with {status}"),
+                    None => "the adopted VMM ended (its exit status is unknown)".into(),
+                };
+                let vmm = std::fs::read_to_string(&vmm_log).unwrap_or_default();
+                let lines: Vec<&str> = vmm.trim().lines().collect();
+                let vmm = lines[lines.len().saturating_sub(VMM_LOG_TAIL)..].join("\n");
+                VmExit::Crashed(format!("{how}; {vmm}\n{tail}"))
+            }
+            other => other,
+        })
+    }
+
+    /// Until the VMM has exited: by itself, or asked to once `stop` resolves and killed
+    /// when it has not within `grace`.
+    async fn end(
+        &mut self,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> std::io::Result<Option<ExitStatus>> {
+        let RunningVm { process, made, .. } = self;
+        let graceful = &made.as_ref().expect("removed only after the end").graceful;
+        tokio::select! {
+            ended = process.wait() => ended,
             () = stop => {
-                let (pid, graceful, child) = (self.pid, &self.graceful, &mut self.child);
-                let ended = tokio::time::timeout(grace, async {
-                    if ask_to_stop(pid, graceful).await {
-                        Some(child.wait().await)
+                let asked = tokio::time::timeout(grace, async {
+                    if ask_to_stop(graceful).await {
+                        Some(process.wait().await)
                     } else {
                         None
                     }
                 })
                 .await;
-                match ended {
-                    Ok(Some(status)) => status,
+                match asked {
+                    Ok(Some(ended)) => ended,
                     _ => {
-                        let _ = self.child.start_kill();
-                        self.child.wait().await
+                        process.signal(Signal::KILL);
+                        process.wait().await
                     }
                 }
             }
-        };
-        let status = waited.map_err(|source| VmmError::Io {
-            path: "vmm".into(),
-            source,
-        })?;
-        let report = (&mut self.console).await.unwrap_or_default();
-        if let Some(jail) = self.jail.take() {
-            jail.remove(&self.vmm_log);
         }
-        let cgroup = self.cgroup.take();
-        let capped = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
-        if let Some(cg) = cgroup {
-            cg.remove();
-        }
-        Ok(match report.outcome() {
-            VmExit::Crashed(_) if capped => VmExit::OutOfMemory,
-            VmExit::Crashed(tail) => {
-                let vmm = std::fs::read_to_string(&self.vmm_log).unwrap_or_default();
-                let lines: Vec<&str> = vmm.trim().lines().collect();
-                let vmm = lines[lines.len().saturating_sub(VMM_LOG_TAIL)..].join("\n");
-                VmExit::Crashed(format!("VMM exited with {status}; {vmm}\n{tail}"))
-            }
-            other => other,
-        })
     }
 }
 
 /// Asks the VMM to end the guest gracefully; false when it could not be asked.
-async fn ask_to_stop(pid: u32, graceful: &GracefulStop) -> bool {
-    match graceful {
-        GracefulStop::Sigterm => {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            true
-        }
-        GracefulStop::CtrlAltDel(api) => match api.put(&api::action("SendCtrlAltDel")).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "graceful stop failed; killing the VMM");
-                false
-            }
-        },
+async fn ask_to_stop(graceful: &GracefulStop) -> bool {
+    let asked = match graceful {
+        GracefulStop::PowerButton { qmp } => qmp::system_powerdown(qmp).await,
+        GracefulStop::CtrlAltDel(api) => api.put(&api::action("SendCtrlAltDel")).await,
+    };
+    if let Err(e) = &asked {
+        tracing::warn!(error = %e, "graceful stop failed; killing the VMM");
     }
+    asked.is_ok()
 }
 
 impl Drop for RunningVm {
     fn drop(&mut self) {
-        // Only when neither `wait` nor `stop` ran: the child is killed on drop.
-        if let Some(jail) = self.jail.take() {
-            let _ = self.child.start_kill();
-            jail.remove(&self.vmm_log);
+        // Only when neither `wait` nor `stop` ran.
+        if let Some(made) = self.made.take() {
+            self.process.signal(Signal::KILL);
+            if let Some(jail) = made.jail {
+                jail.remove(&self.run_dir.join(VMM_LOG));
+            }
         }
     }
 }

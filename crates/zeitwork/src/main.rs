@@ -2,7 +2,10 @@
 //! platform (`zeitwork up`). Each role lives in its own crate; this file only wires.
 
 mod admin;
+mod agent;
+mod example;
 mod image;
+mod local;
 mod server;
 mod settings;
 mod up;

@@ -21,8 +21,11 @@ pub enum Role {
         #[arg(long, env = "NATS_URL")]
         nats_url: String,
     },
-    /// Node agent (not available yet).
-    Agent,
+    /// Node agent: runs this machine's instances as microVMs (needs root).
+    Agent {
+        #[command(flatten)]
+        args: Box<crate::agent::AgentArgs>,
+    },
     /// Edge proxy (not available yet).
     Edge,
     /// L4 load balancer (not available yet).
@@ -37,12 +40,19 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
                 .await
                 .context("connecting to Postgres")?;
             let secrets = secret_box(None)?;
-            let app = zeitwork_operator::app(store, secrets, args.config()).await?;
+            let app = zeitwork_operator::app(store.clone(), secrets, args.config()).await?;
             let listener = TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("listening on {}", args.listen))?;
             tracing::info!(address = %args.listen, "operator API listening");
-            zeitwork_operator::serve(listener, app, shutdown_signal()).await?;
+            // The monitor runs as long as the API; dropping it mid-round rolls its
+            // transaction back, and another operator (or the next start) redoes it.
+            let monitor =
+                zeitwork_operator::monitor::run(store, args.config(), std::future::pending());
+            tokio::select! {
+                served = zeitwork_operator::serve(listener, app, shutdown_signal()) => served?,
+                () = monitor => {}
+            }
             Ok(())
         }
         Role::Listener {
@@ -57,10 +67,15 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             zeitwork_listener::run(store, bus, shutdown_signal()).await;
             Ok(())
         }
-        Role::Agent | Role::Edge | Role::Lb => {
-            anyhow::bail!(
-                "this server role is not available yet: it arrives with the runtime, agent and edge issues"
-            )
+        Role::Agent { args } => {
+            crate::agent::run(&args, false, shutdown_signal()).await?;
+            // Instances stay running for the next agent to adopt: leave without running
+            // the destructors that would stop their VMs.
+            tracing::info!("agent stopped; its instances keep running");
+            std::process::exit(0)
+        }
+        Role::Edge | Role::Lb => {
+            anyhow::bail!("this server role is not available yet: it arrives with the edge issue")
         }
     }
 }

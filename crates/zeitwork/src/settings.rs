@@ -1,6 +1,7 @@
 //! Settings shared by the server roles, from flags or the environment.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -21,6 +22,12 @@ pub struct OperatorArgs {
     /// How far CPU may be oversubscribed when placing instances (memory never is).
     #[arg(long, env = "ZEITWORK_CPU_OVERSUBSCRIPTION", default_value_t = 4.0)]
     pub cpu_oversubscription: f64,
+    /// Seconds without a heartbeat after which a node is dead and its instances move.
+    #[arg(long, env = "ZEITWORK_NODE_DEAD_AFTER", default_value = "30", value_parser = seconds)]
+    pub node_dead_after: Duration,
+    /// Seconds between the node monitor's rounds (dead nodes, drains, waiting instances).
+    #[arg(long, env = "ZEITWORK_MONITOR_INTERVAL", default_value = "1", value_parser = seconds)]
+    pub monitor_interval: Duration,
 }
 
 impl OperatorArgs {
@@ -28,8 +35,20 @@ impl OperatorArgs {
         Config {
             base_domain: self.base_domain.clone(),
             cpu_oversubscription: self.cpu_oversubscription,
+            node_dead_after: self.node_dead_after,
+            monitor_interval: self.monitor_interval,
         }
     }
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("expected a positive number of seconds, got {s:?}"))
 }
 
 /// The key that seals secrets: `ZEITWORK_SECRET_KEY` (64 hex characters), else a key
@@ -64,4 +83,18 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_positive_seconds() {
+        assert_eq!(seconds("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "soon", "inf"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

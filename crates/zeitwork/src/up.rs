@@ -33,6 +33,12 @@ pub struct UpArgs {
     /// Port of the private NATS (loopback only).
     #[arg(long, default_value_t = 42229)]
     nats_port: u16,
+    /// Do not run an agent: this machine hosts no instances.
+    #[arg(long)]
+    no_agent: bool,
+    /// Do not deploy the bundled example app on first start.
+    #[arg(long)]
+    no_example: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -146,13 +152,42 @@ async fn serve(
     }
     println!("  Data:       {}", data.display());
     println!("Press Ctrl-C to stop.");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let notifier = tokio::spawn(zeitwork_listener::run(store, bus, async {
-        let _ = stopped.await;
-    }));
-    let served = zeitwork_operator::serve(listener, app, shutdown_signal()).await;
-    let _ = stop.send(());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let monitor = tokio::spawn(zeitwork_operator::monitor::run(
+        store.clone(),
+        args.operator.config(),
+        until_stopped(),
+    ));
+    let notifier = tokio::spawn(zeitwork_listener::run(store, bus, until_stopped()));
+    let admin = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?;
+    let node = crate::local::run(
+        crate::local::Local {
+            api: api.clone(),
+            admin_token: admin.trim().to_owned(),
+            node_dir: data.join("node"),
+            nats_url: nats_url.to_owned(),
+            agent: !args.no_agent,
+            example: !args.no_example,
+        },
+        until_stopped(),
+    );
+    let (served, node) = tokio::join!(
+        zeitwork_operator::serve(listener, app, until_stopped()),
+        node
+    );
     let _ = notifier.await;
+    let _ = monitor.await;
     served?;
-    Ok(())
+    node
 }

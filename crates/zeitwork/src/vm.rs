@@ -51,7 +51,7 @@ impl NodeArgs {
         })
     }
 
-    async fn runtime(&self) -> anyhow::Result<Runtime<Driver>> {
+    pub(crate) async fn runtime(&self) -> anyhow::Result<Runtime<Driver>> {
         let config = self.config()?;
         let driver = zeitwork_vmm::auto()?;
         eprintln!(

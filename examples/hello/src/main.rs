@@ -74,6 +74,13 @@ fn answer(mut stream: TcpStream) {
         "/healthz" => ("200 OK", "ok\n".to_owned()),
         _ => ("404 Not Found", "not found\n".to_owned()),
     };
+    // An access log (health checks aside), so `zeitwork logs -f` has something to show.
+    if path != "/healthz" {
+        println!(
+            "hello: {} {path} {status}",
+            request_line.split_whitespace().next().unwrap_or("-")
+        );
+    }
     let _ = write!(
         stream,
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -85,6 +85,8 @@ const INSTANCES: &[Column] = &[
     col_as("NODE", "node_id", Cell::ShortId),
     col("DESIRED", "desired_state"),
     col("OBSERVED", "observed_state"),
+    col("ADDRESS", "address"),
+    col("RESTARTS", "restarts"),
     col("REASON", "reason"),
 ];
 

@@ -2,17 +2,13 @@
 //! Events. Following reconnects from the last seen sequence number, so a restarted
 //! operator costs no events; Ctrl-C ends it.
 
-use std::time::Duration;
-
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{field, items};
 use crate::client::Client;
 use crate::context::{Ctx, Scope};
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::output;
-use crate::sse::SseParser;
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
@@ -29,8 +25,6 @@ pub struct EventsArgs {
 
 /// Events asked for per page.
 const PAGE: u64 = 500;
-/// Pause before reconnecting a broken stream.
-const RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 /// Event fields never printed in the one-line summary (hashes, ciphertexts).
 const HIDDEN: &[&str] = &["type", "hash", "ciphertext"];
 
@@ -91,52 +85,29 @@ async fn pages(ctx: &Ctx, client: &Client, path: &[String], args: EventsArgs) ->
     }
 }
 
-/// Streams `GET /api/v1/events/stream`, reconnecting after interruptions once the first
-/// connection worked (a wrong URL or token fails at once instead of retrying forever).
+/// Streams `GET /api/v1/events/stream`; a reconnect resumes after the last event seen.
 async fn follow(ctx: &Ctx, client: &Client, args: EventsArgs) -> Result<()> {
-    let mut parser = SseParser::new();
-    let mut cursor = args.after;
+    let query: Vec<(&str, String)> = args
+        .after
+        .map(|c| ("after", c.to_string()))
+        .into_iter()
+        .collect();
+    let url = client.url(&["events".to_owned(), "stream".to_owned()], &query);
     let mut printed = 0u64;
-    let mut connected_once = false;
-    loop {
-        let query: Vec<(&str, String)> = cursor
-            .map(|c| ("after", c.to_string()))
-            .into_iter()
-            .collect();
-        let url = client.url(&["events".to_owned(), "stream".to_owned()], &query);
-        let mut body = match client.stream(url, parser.last_id()).await {
-            Ok(response) => response.bytes_stream(),
-            Err(e @ (CliError::Unreachable { .. } | CliError::Timeout { .. }))
-                if connected_once =>
-            {
-                eprintln!("warning: {e}; retrying");
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        connected_once = true;
-        while let Some(chunk) = body.next().await {
-            let Ok(chunk) = chunk else { break };
-            for event in parser.push(&chunk) {
-                let value: Value =
-                    serde_json::from_str(&event.data).unwrap_or(Value::String(event.data));
-                let text = if ctx.json() {
-                    value.to_string()
-                } else {
-                    line(&value)
-                };
-                output::emit(&(text + "\n"))?;
-                printed += 1;
-                if args.limit.is_some_and(|l| printed >= l) {
-                    return Ok(());
-                }
-            }
-        }
-        cursor = parser.last_id().and_then(|id| id.parse().ok()).or(cursor);
-        eprintln!("warning: the event stream was interrupted; reconnecting");
-        tokio::time::sleep(RECONNECT_PAUSE).await;
-    }
+    client
+        .follow(url, "event", |event| {
+            let value: Value =
+                serde_json::from_str(&event.data).unwrap_or(Value::String(event.data));
+            let text = if ctx.json() {
+                value.to_string()
+            } else {
+                line(&value)
+            };
+            output::emit(&(text + "\n"))?;
+            printed += 1;
+            Ok(args.limit.is_none_or(|l| printed < l))
+        })
+        .await
 }
 
 /// `SEQ  TIME  KIND  summary`, the summary being the payload's `key=value` pairs.

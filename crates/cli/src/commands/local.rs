@@ -1,5 +1,4 @@
-//! Commands that never call the API: `manifest check`, and `logs`, which is reserved
-//! until instance logs exist so scripts and docs can rely on the name already.
+//! Commands that never call the API: `manifest check`.
 
 use std::path::PathBuf;
 
@@ -18,16 +17,6 @@ pub enum ManifestAction {
         /// Manifest file [default: ./zeitwork.toml]
         path: Option<PathBuf>,
     },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {
-    /// Keep printing new lines
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Only this instance
-    #[arg(long, value_name = "ID")]
-    pub instance: Option<String>,
 }
 
 pub fn manifest(global: &Global, action: ManifestAction) -> Result<()> {
@@ -51,11 +40,5 @@ pub fn manifest(global: &Global, action: ManifestAction) -> Result<()> {
         "ok: {} (app {}, {count} {noun})\n",
         path.display(),
         manifest.app
-    ))
-}
-
-pub fn logs(_args: LogsArgs) -> Result<()> {
-    Err(CliError::Unavailable(
-        "zeitwork logs is not available yet: instance logs arrive with the node agent (issue 4)",
     ))
 }

@@ -1,9 +1,12 @@
-//! `nodes`: the hosts instances run on (registered by `zeitwork server agent`).
+//! `nodes`: the hosts instances run on (enrolled by `zeitwork server agent` with a join
+//! token), and draining one before maintenance.
 
-use super::{list, show};
+use serde_json::json;
+
+use super::{field, list, show};
 use crate::context::{Ctx, Scope};
 use crate::error::Result;
-use crate::output::{Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col, col_as};
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum NodesAction {
@@ -12,6 +15,14 @@ pub enum NodesAction {
     List,
     /// Show one node
     Show { name: String },
+    /// Create a one-time token a new node enrolls with (platform token)
+    JoinToken {
+        /// Seconds the token stays valid [default: 3600]
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+    },
+    /// Move a node's instances elsewhere; the old ones stop once their replacements are healthy
+    Drain { name: String },
 }
 
 const NODES: &[Column] = &[
@@ -21,6 +32,7 @@ const NODES: &[Column] = &[
     col("STATE", "state"),
     col_as("CPUS", "millicpus", Cell::Cpus),
     col("MEMORY MB", "memory_mb"),
+    col("RUNNING", "running"),
     col_as("HEARTBEAT", "last_heartbeat", Cell::Time),
 ];
 
@@ -42,6 +54,36 @@ pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
             show(ctx, ctx.path(Scope::Platform, &["nodes", &name])?, &columns)
                 .await
                 .map(drop)
+        }
+        NodesAction::JoinToken { ttl } => {
+            let body = match ttl {
+                Some(seconds) => json!({ "ttl_seconds": seconds }),
+                None => json!({}),
+            };
+            let path = ctx.path(Scope::Platform, &["nodes", "join-tokens"])?;
+            let answer = ctx.client()?.post(&path, &body).await?;
+            if ctx.json() {
+                return output::emit_json(&answer);
+            }
+            // The token alone on stdout, so `$(zeitwork nodes join-token)` captures it.
+            output::emit(&format!("{}\n", field(&answer, "token")))?;
+            eprintln!(
+                "this token enrolls one node until {} UTC; it is shown only once",
+                output::short_time(&field(&answer, "expires_at"))
+            );
+            Ok(())
+        }
+        NodesAction::Drain { name } => {
+            let path = ctx.path(Scope::Platform, &["nodes", &name, "drain"])?;
+            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            if ctx.json() {
+                return output::emit_json(&answer);
+            }
+            let n = field(&answer, "replacements");
+            output::emit(&format!(
+                "Draining {name}: {n} replacement instance(s) started elsewhere; \
+                 the old ones stop once their replacements are healthy\n"
+            ))
         }
     }
 }

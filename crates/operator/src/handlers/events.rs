@@ -22,8 +22,8 @@ use crate::state::AppState;
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-fn scope(auth: &Auth) -> Scope {
-    auth.org_id.map_or(Scope::All, Scope::Org)
+fn scope(auth: &Auth) -> ApiResult<Scope> {
+    Ok(auth.readable_orgs()?.map_or(Scope::All, Scope::Org))
 }
 
 /// Reads an optional non-negative integer query parameter.
@@ -59,7 +59,7 @@ pub async fn list(
         ));
     }
     let mut db = s.store.pool().acquire().await?;
-    let events = log::read(&mut db, scope(&auth), after, limit).await?;
+    let events = log::read(&mut db, scope(&auth)?, after, limit).await?;
     let next = events.last().map_or(after, |e| e.seq);
     Ok(Json(json!({ "events": events, "next": next })))
 }
@@ -86,7 +86,7 @@ pub async fn stream(
     let tail = Tail {
         head: s.head.clone(),
         state: s,
-        scope: scope(&auth),
+        scope: scope(&auth)?,
         cursor,
         buffer: VecDeque::new(),
     };

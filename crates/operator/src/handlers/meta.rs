@@ -4,7 +4,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use zeitwork_store::read;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Caller};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -26,15 +26,18 @@ pub async fn openapi() -> Json<Value> {
 }
 
 pub async fn whoami(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
-    let org = match auth.org_id {
-        Some(id) => read::orgs(s.store.pool(), Some(id))
-            .await?
-            .into_iter()
-            .next()
-            .map(|o| o.name),
-        None => None,
+    let (org, node) = match auth.caller {
+        Caller::Org(id) => {
+            let org = read::orgs(s.store.pool(), Some(id))
+                .await?
+                .into_iter()
+                .next();
+            (org.map(|o| o.name), None)
+        }
+        Caller::Node(id) => (None, Some(id)),
+        Caller::Platform => (None, None),
     };
     Ok(Json(
-        json!({ "token_id": auth.token_id, "org": org, "role": auth.role }),
+        json!({ "token_id": auth.token_id, "org": org, "role": auth.role, "node_id": node }),
     ))
 }

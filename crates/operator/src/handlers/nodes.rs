@@ -8,12 +8,14 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_core::node::NodeState;
 use zeitwork_core::{EventData, Name};
 use zeitwork_store::{Tx, log, read};
 
 use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
+use crate::relocate;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -61,13 +63,7 @@ pub async fn register(
 ) -> ApiResult<Response> {
     auth.require_platform()?;
     let b = &req.body;
-    let name = field("name", Name::parse(&b.name))?;
-    let region = field("region", Name::parse(&b.region))?;
-    let zone = b
-        .zone
-        .as_deref()
-        .map(|z| field("zone", Name::parse(z)))
-        .transpose()?;
+    let node = NodeIdentity::check(&b.name, &b.region, b.zone.as_deref(), &b.addresses)?;
     if !(b.cpus > 0.0 && b.cpus <= 4096.0) {
         return Err(ApiError::invalid(
             "cpus",
@@ -80,29 +76,43 @@ pub async fn register(
             "memory_mb must be at least 128",
         ));
     }
-    for (i, a) in b.addresses.iter().enumerate() {
-        if a.parse::<std::net::IpAddr>().is_err() {
-            return Err(ApiError::invalid(
-                format!("addresses[{i}]"),
-                format!("{a:?} is not an IP address"),
-            ));
-        }
-    }
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
-    ensure_region(&mut tx, &auth, region.as_str()).await?;
+    ensure_region(&mut tx, &auth.actor(), &node.region).await?;
     let data = EventData::NodeRegistered {
         node_id: Uuid::now_v7(),
-        name: name.to_string(),
-        region: region.to_string(),
-        zone: zone.map(|z| z.to_string()),
+        name: node.name.clone(),
+        region: node.region,
+        zone: node.zone,
         millicpus: (b.cpus * 1000.0).round() as u32,
         memory_mb: b.memory_mb,
         addresses: b.addresses.clone(),
     };
     log::append(&mut tx, None, &auth.actor(), data).await?;
-    let node = read::node(&mut *tx, name.as_str()).await?;
+    let node = read::node(&mut *tx, &node.name).await?;
     req.finish(tx, StatusCode::CREATED, node).await
+}
+
+/// `POST /api/v1/nodes/{name}/drain`: the node takes no new instances, and each of its
+/// instances gets a replacement elsewhere; the old ones stop once their replacements
+/// report healthy (the monitor sees to it), so nothing is down in between.
+pub async fn drain(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<NodePath>,
+) -> ApiResult<Json<Value>> {
+    auth.require_platform()?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let node = read::node(&mut *tx, &p.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node"))?;
+    let cpu = s.config.cpu_oversubscription;
+    let replacements =
+        relocate::evacuate(&mut tx, cpu, &node, NodeState::Draining, &auth.actor()).await?;
+    let node = read::node(&mut *tx, &p.name).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "node": node, "replacements": replacements })))
 }
 
 pub async fn regions(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
@@ -132,7 +142,8 @@ pub async fn create_region(
     req.finish(tx, StatusCode::CREATED, region).await
 }
 
-async fn ensure_region(tx: &mut Tx, auth: &Auth, name: &str) -> ApiResult<()> {
+/// Creates the region when it does not exist yet (a node may bring its own).
+pub(super) async fn ensure_region(tx: &mut Tx, actor: &str, name: &str) -> ApiResult<()> {
     if !read::regions(&mut **tx)
         .await?
         .iter()
@@ -142,7 +153,52 @@ async fn ensure_region(tx: &mut Tx, auth: &Auth, name: &str) -> ApiResult<()> {
             region_id: Uuid::now_v7(),
             name: name.to_owned(),
         };
-        log::append(tx, None, &auth.actor(), data).await?;
+        log::append(tx, None, actor, data).await?;
     }
     Ok(())
+}
+
+/// A node's name, place and addresses, validated: 422 naming the field otherwise.
+pub(super) struct NodeIdentity {
+    pub name: String,
+    pub region: String,
+    pub zone: Option<String>,
+}
+
+/// Node names that would shadow the node routes beside `/api/v1/nodes/{name}`.
+const RESERVED: &[&str] = &["enroll", "join-tokens"];
+
+impl NodeIdentity {
+    pub fn check(
+        name: &str,
+        region: &str,
+        zone: Option<&str>,
+        addresses: &[String],
+    ) -> ApiResult<NodeIdentity> {
+        let name = field("name", Name::parse(name))?;
+        if RESERVED.contains(&name.as_str()) {
+            return Err(ApiError::invalid(
+                "name",
+                format!(
+                    "{:?} is reserved for the API; choose another node name",
+                    name.as_str()
+                ),
+            ));
+        }
+        let region = field("region", Name::parse(region))?;
+        let zone = zone.map(|z| field("zone", Name::parse(z))).transpose()?;
+        for (i, a) in addresses.iter().enumerate() {
+            if a.parse::<std::net::IpAddr>().is_err() {
+                return Err(ApiError::invalid(
+                    format!("addresses[{i}]"),
+                    format!("{a:?} is not an IP address"),
+                ));
+            }
+        }
+        Ok(NodeIdentity {
+            name: name.to_string(),
+            region: region.to_string(),
+            zone: zone.map(|z| z.to_string()),
+        })
+    }
 }

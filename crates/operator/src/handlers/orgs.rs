@@ -23,7 +23,7 @@ pub struct NewOrg {
 
 pub async fn list(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
     Ok(Json(
-        json!({ "orgs": read::orgs(s.store.pool(), auth.org_id).await? }),
+        json!({ "orgs": read::orgs(s.store.pool(), auth.readable_orgs()?).await? }),
     ))
 }
 

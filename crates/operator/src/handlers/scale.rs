@@ -64,11 +64,8 @@ pub async fn scale(
         })
         .collect();
     let spec = ProcessSpec {
-        name: process.name.clone(),
         instances: b.instances,
-        millicpus: u32::try_from(process.millicpus).unwrap_or(0),
-        memory_mb: u64::try_from(process.memory_mb).unwrap_or(0),
-        port: process.port.and_then(|p| u16::try_from(p).ok()),
+        ..process.spec()
     };
     // Unplaced instances hold nothing, so they are replaced by a fresh placement;
     // placed ones are kept up to the count in each region, newest stopped first.

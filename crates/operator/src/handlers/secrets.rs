@@ -12,6 +12,7 @@ use zeitwork_store::model::Secret;
 use zeitwork_store::{log, read};
 
 use crate::body::Body;
+use crate::crypto::secret_aad;
 use crate::error::{ApiError, ApiResult};
 use crate::scope::{Deployer, InEnv, Reader};
 use crate::state::AppState;
@@ -28,11 +29,6 @@ pub struct NewValue {
 #[derive(Deserialize)]
 pub struct SecretPath {
     name: String,
-}
-
-/// Associated data binding a ciphertext to where it belongs.
-pub fn aad(env_id: uuid::Uuid, name: &str, version: i32) -> String {
-    format!("{env_id}/{name}/{version}")
 }
 
 pub async fn list(
@@ -61,9 +57,10 @@ pub async fn set(
     log::lock(&mut tx).await?;
     let previous = read::secret_ciphertext(&mut *tx, scope.env.id, &p.name).await?;
     let version = previous.map_or(0, |(v, _)| v) + 1;
-    let ciphertext = s
-        .secrets
-        .seal(&aad(scope.env.id, &p.name, version), body.value.as_bytes());
+    let ciphertext = s.secrets.seal(
+        &secret_aad(scope.env.id, &p.name, version),
+        body.value.as_bytes(),
+    );
     let data = EventData::SecretSet {
         env_id: scope.env.id,
         name: p.name.clone(),

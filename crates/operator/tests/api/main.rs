@@ -1,9 +1,13 @@
 //! The operator's HTTP API against a real Postgres: every route, every org boundary,
 //! every class of bad input.
 
+mod agents;
 mod deploys;
+mod enrollment;
 mod inputs;
 mod isolation;
+mod logs;
+mod monitor;
 mod openapi;
 mod secrets;
 mod support;

@@ -1,5 +1,7 @@
 //! A running operator on a random port over a throwaway Postgres.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use zeitwork_operator::{Config, SecretBox};
@@ -20,8 +22,21 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The operator settings of tests: the monitor looks every 100 ms.
+pub fn config() -> Config {
+    Config {
+        monitor_interval: Duration::from_millis(100),
+        ..Config::default()
+    }
+}
+
 impl Platform {
     pub async fn start() -> Platform {
+        Platform::start_with(config()).await
+    }
+
+    /// An operator (API and node monitor) with these settings.
+    pub async fn start_with(config: Config) -> Platform {
         let pg = Postgres::throwaway().await.expect("throwaway postgres");
         let store = Store::connect(&pg.url()).await.unwrap();
         let root = zeitwork_operator::auth::bootstrap_platform_token(&store)
@@ -29,9 +44,14 @@ impl Platform {
             .unwrap()
             .unwrap();
         let secrets = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
-        let app = zeitwork_operator::app(store.clone(), secrets, Config::default())
+        let app = zeitwork_operator::app(store.clone(), secrets, config.clone())
             .await
             .unwrap();
+        tokio::spawn(zeitwork_operator::monitor::run(
+            store.clone(),
+            config,
+            std::future::pending(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(zeitwork_operator::serve(
@@ -126,5 +146,92 @@ pub fn assert_error(a: &Answer, status: StatusCode, field: Option<&str>) {
     );
     if let Some(f) = field {
         assert_eq!(error["field"], f, "{:?}", a.body);
+    }
+}
+
+/// An enrolled node, as its agent knows it.
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub credential: String,
+}
+
+impl Agent {
+    /// `/api/v1/nodes/<name>/<rest>`
+    pub fn path(&self, rest: &str) -> String {
+        format!("/api/v1/nodes/{}/{rest}", self.name)
+    }
+}
+
+impl Platform {
+    /// A one-time join token, made with the platform token.
+    pub async fn join_token(&self) -> String {
+        let a = self
+            .post("/api/v1/nodes/join-tokens", &self.root, json!({}))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+        a.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Enrolls a node with 2 CPUs and `memory_mb` in region `local`.
+    pub async fn enroll(&self, name: &str, memory_mb: u64) -> Agent {
+        let token = self.join_token().await;
+        let body = json!({"name": name, "region": "local", "millicpus": 2000,
+                          "memory_mb": memory_mb, "addresses": ["10.0.0.1"]});
+        let a = self.post("/api/v1/nodes/enroll", &token, body).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+        Agent {
+            id: a.body["node_id"].as_str().unwrap().to_owned(),
+            name: name.to_owned(),
+            credential: a.body["credential"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Heartbeats for the node every 250 ms, for as long as the test runs.
+    pub fn keep_alive(&self, agent: &Agent) {
+        let url = format!("{}{}", self.base, agent.path("heartbeat"));
+        let (client, credential) = (self.client.clone(), agent.credential.clone());
+        tokio::spawn(async move {
+            loop {
+                let beat = client.post(&url).bearer_auth(&credential);
+                let _ = beat.json(&json!({"running": 0})).send().await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    /// How many events of this kind the log holds.
+    pub async fn count(&self, kind: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap();
+        n
+    }
+
+    /// Rebuilds the projections from the log and asserts they come out equal.
+    pub async fn assert_rebuild_is_exact(&self) {
+        let mut db = self.store.pool().acquire().await.unwrap();
+        let live = zeitwork_store::rebuild::snapshot(&mut db).await.unwrap();
+        zeitwork_store::rebuild::rebuild(&self.store).await.unwrap();
+        let rebuilt = zeitwork_store::rebuild::snapshot(&mut db).await.unwrap();
+        assert_eq!(rebuilt, live, "the projections differ after a rebuild");
+    }
+}
+
+/// Polls `check` until it yields something, for at most 10 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

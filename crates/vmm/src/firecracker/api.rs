@@ -139,7 +139,8 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<Response>, String> {
 }
 
 /// Firecracker's API socket, as seen from the host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub(crate) struct Api {
     socket: PathBuf,
 }

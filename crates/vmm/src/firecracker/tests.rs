@@ -139,26 +139,23 @@ fn names_and_users() {
 
 /// A child standing in for the VMM (a `sleep`), for the stand-in API tests.
 fn fake_vmm(dir: &Path, api: Api) -> Pending {
-    let mut child = tokio::process::Command::new("sleep")
+    let child = tokio::process::Command::new("sleep")
         .arg("60")
-        .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let log = tokio::fs::File::from_std(std::fs::File::create(dir.join("console.log")).unwrap());
-    let console = tokio::spawn(console::watch(child.stdout.take().unwrap(), log));
     std::fs::create_dir_all(dir.join("jail/root")).unwrap();
     let vm = RunningVm::new(
         child,
-        console,
+        dir.to_path_buf(),
         Cgroup::existing(dir.join("no-cg"), dir.join("no-cg"), true),
-        dir.join("vmm.log"),
         GracefulStop::CtrlAltDel(api.clone()),
         Some(Jail {
             dir: dir.join("jail"),
             log: dir.join("jail/root/firecracker.log"),
         }),
-    );
+    )
+    .unwrap();
     Pending { vm, api }
 }
 
@@ -377,25 +374,14 @@ pub(crate) fn guest_files() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// The real jailer and Firecracker: the jail and cgroup are set up as asked, Firecracker
-/// runs unprivileged, every API request is accepted (and a bad one refused with its
-/// `fault_message`), `InstanceStart` is accepted, and after the VMM ended nothing is
-/// left. Where KVM can run Linux guests, the guest also boots to init's verdict (the
-/// disks are blank, so init reports that the config disk has no zeitwork magic).
-#[tokio::test]
-async fn real_firecracker_under_the_jailer() {
-    let Some((fc, jailer)) = real_binaries() else {
-        return;
-    };
-    let Some((kernel, initramfs)) = guest_files() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// The real binaries and a VM of `name` with the real guest and blank disks in `d`;
+/// `None` (skipped) when either is missing.
+fn real_vm(d: &Path, name: &str) -> Option<(Firecracker, VmSpec)> {
+    let (fc, jailer) = real_binaries()?;
+    let (kernel, initramfs) = guest_files()?;
     blank_disks(d);
-    let name = format!("zw-fc-test-{}", std::process::id());
     let spec = VmSpec {
-        name: name.clone(),
+        name: format!("{name}-{}", std::process::id()),
         vcpus: 1,
         memory_mb: 128,
         cpu_weight: 100,
@@ -410,6 +396,22 @@ async fn real_firecracker_under_the_jailer() {
     let fc = Firecracker::new(fc, jailer)
         .unwrap()
         .with_chroot_base(d.join("jail"));
+    Some((fc, spec))
+}
+
+/// The real jailer and Firecracker: the jail and cgroup are set up as asked, Firecracker
+/// runs unprivileged, every API request is accepted (and a bad one refused with its
+/// `fault_message`), `InstanceStart` is accepted, and after the VMM ended nothing is
+/// left. Where KVM can run Linux guests, the guest also boots to init's verdict (the
+/// disks are blank, so init reports that the config disk has no zeitwork magic).
+#[tokio::test]
+async fn real_firecracker_under_the_jailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some((fc, spec)) = real_vm(d, "zw-fc-test") else {
+        return;
+    };
+    let name = spec.name.clone();
     let (uid, gid) = fc.ids();
     let chroot = fc.chroot(&name);
     let cgroup_dirs = fc.cgroup(&name).unwrap().dirs();
@@ -514,6 +516,46 @@ async fn real_firecracker_under_the_jailer() {
         vmm_log.contains("Running Firecracker v"),
         "log kept: {vmm_log}"
     );
+}
+
+/// A jailed Firecracker whose agent died (here: its handle forgotten) is adopted from
+/// its run dir and stopped through its API socket, found again from the record; the grace
+/// period ends (the guest cannot reset where KVM cannot run it) in a SIGKILL through the
+/// pidfd, and the jail and cgroup are removed as for a VM launched here.
+#[tokio::test]
+async fn real_firecracker_is_adopted_and_stopped_through_its_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some((fc, spec)) = real_vm(d, "zw-fc-adopt") else {
+        return;
+    };
+    let cgroup_dirs = fc.cgroup(&spec.name).unwrap().dirs();
+    let vm = fc.launch(&spec).await.unwrap();
+    let pid = vm.pid();
+    std::mem::forget(vm);
+    let adopted = RunningVm::adopt(&spec.run_dir)
+        .await
+        .unwrap()
+        .expect("the VMM runs");
+    assert_eq!(adopted.pid(), pid);
+    let exit = tokio::time::timeout(
+        Duration::from_secs(30),
+        adopted.stop(Duration::from_secs(3)),
+    )
+    .await
+    .expect("stopped within 30 s")
+    .unwrap();
+    eprintln!("exit: {exit:?}");
+    let vmm_log = std::fs::read_to_string(d.join("run/vmm.log")).unwrap();
+    assert!(
+        vmm_log.contains(r#"{\"action_type\":\"SendCtrlAltDel\"}"#),
+        "the graceful stop went through the API: {vmm_log}"
+    );
+    assert!(!fc.jail_dir(&spec.name).exists(), "jail removed");
+    for cg in &cgroup_dirs {
+        assert!(!cg.exists(), "cgroup {} removed", cg.display());
+    }
+    assert!(RunningVm::adopt(&spec.run_dir).await.unwrap().is_none());
 }
 
 /// The jailer's own failures (here: cgroups of the version this host does not use for

@@ -1,0 +1,217 @@
+//! Ships an instance's console to the operator. The console file is the buffer: the
+//! offset only moves after the operator took a batch, and it is saved beside the file,
+//! so an unreachable operator or an agent restart loses no line and repeats none.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+use uuid::Uuid;
+use zeitwork_core::node::{LogBatch, LogLine};
+
+use crate::control::ControlPlane;
+
+/// How often the console file is read for new lines.
+const TICK: Duration = Duration::from_millis(250);
+/// Lines per request; well under the operator's per-batch limit.
+const BATCH: usize = 1000;
+/// Bytes of text per request; well under the operator's 1 MiB body limit.
+const BATCH_BYTES: usize = 512 * 1024;
+/// Longer lines are cut (a runaway app printing without newlines cannot exhaust memory).
+const MAX_LINE: usize = 16 * 1024;
+/// Bytes read per pass.
+const CHUNK: usize = 256 * 1024;
+
+/// Where one instance's console is and how far it was shipped.
+pub struct Console {
+    pub instance: Uuid,
+    pub path: PathBuf,
+    /// Holds the shipped offset as decimal text.
+    pub offset_file: PathBuf,
+}
+
+impl Console {
+    pub fn in_dir(instance: Uuid, dir: &Path) -> Console {
+        Console {
+            instance,
+            path: dir.join("console.log"),
+            offset_file: dir.join("console.shipped"),
+        }
+    }
+
+    /// The saved offset (0 for a console never shipped).
+    pub async fn saved_offset(&self) -> u64 {
+        tokio::fs::read_to_string(&self.offset_file)
+            .await
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn save(&self, offset: u64) {
+        if let Err(e) = tokio::fs::write(&self.offset_file, offset.to_string()).await {
+            tracing::warn!(instance = %self.instance, error = %e, "saving the log offset");
+        }
+    }
+}
+
+/// Ships lines from `offset` until `ended` turns true, then ships the rest (a last
+/// line without newline included) and returns.
+pub async fn ship(
+    control: Arc<impl ControlPlane>,
+    console: Console,
+    mut offset: u64,
+    mut ended: watch::Receiver<bool>,
+) {
+    loop {
+        let last = *ended.borrow();
+        loop {
+            match pass(&*control, &console, offset, last).await {
+                Ok(Some(next)) => {
+                    offset = next;
+                    console.save(offset).await;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(instance = %console.instance, error = %e, "shipping logs; will retry");
+                    if last {
+                        // The VM is gone; keep trying a while, then leave the rest on disk.
+                        tokio::time::sleep(TICK * 4).await;
+                    }
+                    break;
+                }
+            }
+        }
+        if last {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = ended.changed() => {}
+        }
+    }
+}
+
+/// Ships one chunk; the new offset, or None when there was nothing complete to ship.
+async fn pass(
+    control: &impl ControlPlane,
+    console: &Console,
+    offset: u64,
+    flush: bool,
+) -> Result<Option<u64>, crate::ControlError> {
+    let Some(bytes) = read_from(&console.path, offset).await else {
+        return Ok(None);
+    };
+    let (lines, used) = split(&bytes, flush);
+    if used == 0 {
+        return Ok(None);
+    }
+    let at = Utc::now();
+    for chunk in batches(&lines) {
+        let batch = LogBatch {
+            lines: chunk
+                .iter()
+                .map(|line| LogLine {
+                    instance_id: console.instance,
+                    at,
+                    line: line.clone(),
+                })
+                .collect(),
+        };
+        match control.ship_logs(&batch).await {
+            // Refused for good (the instance is gone, or the batch is unacceptable):
+            // retrying would block every later line.
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(instance = %console.instance, error = %e, lines = chunk.len(), "the operator refused log lines; dropping them");
+            }
+            other => other?,
+        }
+    }
+    Ok(Some(offset + used as u64))
+}
+
+/// Consecutive runs of lines within [`BATCH`] lines and [`BATCH_BYTES`] bytes.
+fn batches(lines: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, line) in lines.iter().enumerate() {
+        if i > start && (i - start == BATCH || bytes + line.len() > BATCH_BYTES) {
+            out.push(&lines[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += line.len();
+    }
+    if start < lines.len() {
+        out.push(&lines[start..]);
+    }
+    out
+}
+
+async fn read_from(path: &Path, offset: u64) -> Option<Vec<u8>> {
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    file.seek(std::io::SeekFrom::Start(offset)).await.ok()?;
+    let mut bytes = Vec::new();
+    file.take(CHUNK as u64).read_to_end(&mut bytes).await.ok()?;
+    (!bytes.is_empty()).then_some(bytes)
+}
+
+/// Complete lines in `bytes` (all of it when `flush`), and how many bytes they used.
+/// Carriage returns of the serial console are dropped; blank lines are not shipped.
+fn split(bytes: &[u8], flush: bool) -> (Vec<String>, usize) {
+    let mut lines = Vec::new();
+    let mut used = 0;
+    for raw in bytes.split_inclusive(|b| *b == b'\n') {
+        let complete = raw.ends_with(b"\n");
+        // A line longer than a whole chunk is shipped in pieces rather than never.
+        if !complete && !flush && raw.len() < CHUNK {
+            break;
+        }
+        used += raw.len();
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            continue;
+        }
+        let mut end = text.len().min(MAX_LINE);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        lines.push(text[..end].to_owned());
+    }
+    (lines, used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_an_incomplete_line_for_later() {
+        let (lines, used) = split(b"one\r\ntwo\n\nthr", false);
+        assert_eq!(lines, ["one", "two"]);
+        assert_eq!(used, 10);
+        let (lines, used) = split(b"thr", true);
+        assert_eq!((lines, used), (vec!["thr".to_owned()], 3));
+    }
+
+    #[test]
+    fn batches_respect_both_limits() {
+        let small: Vec<String> = (0..2500).map(|i| i.to_string()).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        let big = vec!["x".repeat(MAX_LINE); 100];
+        let parts = batches(&big);
+        assert!(parts.iter().all(|b| b.len() * MAX_LINE <= BATCH_BYTES));
+        assert_eq!(parts.iter().map(|b| b.len()).sum::<usize>(), 100);
+    }
+
+    #[test]
+    fn split_cuts_long_lines_on_a_char_boundary() {
+        let long = format!("{}\n", "é".repeat(MAX_LINE));
+        let (lines, _) = split(long.as_bytes(), false);
+        assert!(lines[0].len() <= MAX_LINE && lines[0].len() >= MAX_LINE - 1);
+    }
+}

@@ -1,0 +1,220 @@
+//! The agent's main loop: recover what a previous agent left, then pull the desired
+//! state whenever a notification says it moved past our cursor, poll while NATS is
+//! away, heartbeat, and resync in full now and then as a safety net.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use tokio::time::Instant;
+use zeitwork_bus::NatsBus;
+use zeitwork_core::node::{DesiredInstance, Heartbeat};
+use zeitwork_vmm::Vmm;
+
+use crate::control::ControlPlane;
+use crate::reconcile::{Changes, Reconciler};
+use crate::reporter::Reporter;
+use crate::supervisor::Context;
+use crate::{AgentError, Runtime};
+
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub heartbeat: Duration,
+    /// How often the desired state is pulled while notifications cannot arrive.
+    pub poll: Duration,
+    /// Mean time between full resyncs; each wait is drawn from [½, 1½] of it so that
+    /// a fleet does not resync in lockstep.
+    pub resync: Duration,
+    /// Stop every instance when the loop ends (`zeitwork up`), instead of leaving them
+    /// running for the next agent to adopt (`zeitwork server agent`).
+    pub stop_instances_on_exit: bool,
+}
+
+impl Default for LoopConfig {
+    fn default() -> LoopConfig {
+        LoopConfig {
+            heartbeat: Duration::from_secs(5),
+            poll: Duration::from_secs(2),
+            resync: Duration::from_secs(3600),
+            stop_instances_on_exit: false,
+        }
+    }
+}
+
+pub struct NodeAgent<V, C> {
+    control: Arc<C>,
+    reconciler: Reconciler<V, C>,
+    /// Log position of the desired state last converged to.
+    cursor: i64,
+    /// Whether the last pull failed (then polling continues whatever NATS says).
+    stale: bool,
+    /// Whether NATS was away at the last poll: notifications sent meanwhile are lost,
+    /// so one more pull follows its return.
+    deaf: bool,
+}
+
+impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
+    /// Adopts the instances a previous agent left running (when still wanted), removes
+    /// everything else it left, and converges once.
+    pub async fn start(runtime: Runtime<V>, control: C) -> Result<NodeAgent<V, C>, AgentError> {
+        let control = Arc::new(control);
+        let reporter = Reporter::default();
+        tokio::spawn(reporter.clone().run(control.clone()));
+        let specs_dir = runtime.config.state_dir.join("agent").join("specs");
+        let ctx = Context {
+            runtime: Arc::new(runtime),
+            control: control.clone(),
+            reporter,
+        };
+        let mut agent = NodeAgent {
+            control,
+            reconciler: Reconciler::new(ctx, specs_dir),
+            cursor: 0,
+            stale: true,
+            deaf: false,
+        };
+        match agent.control.desired().await {
+            Ok(desired) => {
+                agent.converge(desired.seq, &desired.instances).await?;
+            }
+            Err(e) => {
+                // No control plane: keep what this node last knew it had to run.
+                tracing::warn!(error = %e, "the operator is unreachable; keeping the instances saved by the previous agent");
+                let saved = agent.reconciler.saved().await;
+                agent.reconciler.converge(&saved).await?;
+            }
+        }
+        agent.reconciler.clean_orphans().await?;
+        Ok(agent)
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(
+        mut self,
+        bus: Option<NatsBus>,
+        node_id: uuid::Uuid,
+        config: LoopConfig,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut notes = match &bus {
+            Some(bus) => subscribe(bus, node_id).await,
+            None => futures::stream::empty().boxed(),
+        };
+        let mut heartbeat = tokio::time::interval(config.heartbeat);
+        let mut poll = tokio::time::interval(config.poll);
+        let mut resync_at = next_resync(config.resync);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                Some(note) = notes.next() => {
+                    if note.seq > self.cursor {
+                        self.pull(false).await;
+                    }
+                }
+                _ = poll.tick() => {
+                    let deaf = bus.as_ref().is_none_or(|b| !b.is_connected());
+                    if deaf || self.deaf || self.stale {
+                        self.pull(false).await;
+                    }
+                    self.deaf = deaf;
+                }
+                _ = heartbeat.tick() => self.heartbeat().await,
+                _ = tokio::time::sleep_until(resync_at) => {
+                    self.pull(true).await;
+                    resync_at = next_resync(config.resync);
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        if config.stop_instances_on_exit {
+            self.reconciler.stop_all().await;
+        }
+    }
+
+    async fn pull(&mut self, resync: bool) {
+        let desired = match self.control.desired().await {
+            Ok(desired) => desired,
+            Err(e) => {
+                if !self.stale {
+                    tracing::warn!(error = %e, "pulling the desired state; instances keep running, retrying");
+                }
+                self.stale = true;
+                return;
+            }
+        };
+        // Nothing was committed since the last pull, yet the node differs: a lost
+        // notification or a bug. Either way it is repaired here and must be seen.
+        let quiet = desired.seq == self.cursor && !self.stale;
+        match self.converge(desired.seq, &desired.instances).await {
+            Ok(changes) if resync && quiet && !changes.is_empty() => {
+                metrics::counter!("zeitwork_agent_drift_repairs_total").increment(1);
+                tracing::warn!(
+                    ?changes,
+                    seq = desired.seq,
+                    "resync found drift between this node and the desired state; repaired"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "converging"),
+        }
+    }
+
+    async fn converge(
+        &mut self,
+        seq: i64,
+        instances: &[DesiredInstance],
+    ) -> Result<Changes, AgentError> {
+        let changes = self.reconciler.converge(instances).await?;
+        if !changes.is_empty() {
+            tracing::info!(
+                seq,
+                started = changes.started.len(),
+                adopted = changes.adopted.len(),
+                stopped = changes.stopped.len(),
+                "converged"
+            );
+        }
+        self.cursor = seq;
+        self.stale = false;
+        Ok(changes)
+    }
+
+    async fn heartbeat(&mut self) {
+        let beat = Heartbeat {
+            running: u32::try_from(self.reconciler.running()).unwrap_or(u32::MAX),
+        };
+        match self.control.heartbeat(&beat).await {
+            Ok(ack) if ack.state == "dead" => {
+                // We were declared dead while away; what moved is no longer ours.
+                self.pull(false).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "heartbeat"),
+        }
+    }
+}
+
+async fn subscribe(
+    bus: &NatsBus,
+    node_id: uuid::Uuid,
+) -> futures::stream::BoxStream<'static, zeitwork_bus::Notification> {
+    let prefix = zeitwork_bus::PREFIX;
+    let mut streams = Vec::new();
+    for subject in [
+        format!("{prefix}.instances.node.{node_id}"),
+        format!("{prefix}.instances"),
+    ] {
+        match bus.subscribe(&subject).await {
+            Ok(stream) => streams.push(stream.boxed()),
+            Err(e) => tracing::warn!(error = %e, "subscribing; polling instead"),
+        }
+    }
+    futures::stream::select_all(streams).boxed()
+}
+
+fn next_resync(mean: Duration) -> Instant {
+    let factor = rand::thread_rng().gen_range(0.5..1.5);
+    Instant::now() + mean.mul_f64(factor)
+}

@@ -1,0 +1,179 @@
+//! The node agent for real, through `zeitwork up` as a user runs it: this machine
+//! enrolls as a node, the example app is deployed into a QEMU microVM, its status goes
+//! healthy, its output reaches `zeitwork logs`, a killed VMM comes back, NATS down still
+//! converges, and a SIGKILLed `up` finds its VM again instead of booting a second one.
+//!
+//! One test, because every agent on a host owns the host's taps and VM cgroups: two
+//! `up`s at once would clean up each other's instances.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zeitwork_e2e::{Up, processes_mentioning, signal};
+use zeitwork_vmm::Cgroup;
+
+const BOOT: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_example_heals_it_and_survives_restarts() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: microVMs need root (taps, nftables, cgroups)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    share_guest_cache(data.path());
+    let mut up = Up::with_node(data.path()).await;
+    let line = up.wait_for_line("Example app:", BOOT).await;
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let body = get(&url).await.expect("the example answers");
+    assert!(body.contains("Hello from Zeitwork"), "{body}");
+
+    let admin = up.admin_token().unwrap().to_owned();
+    up.cli(&["login", "--api", up.api(), "--token", &admin])
+        .await
+        .success();
+    let app = ["--org", "demo", "--app", "hello"];
+    let status = healthy(&up, &app, 0).await;
+    let id = status["id"].as_str().unwrap().to_owned();
+
+    // The request above shows up in the logs, with the instance's boot output.
+    let logs = eventually(|| async {
+        let out = up
+            .cli(&[&app[..], &["logs", "--tail", "200"]].concat())
+            .await;
+        out.stdout
+            .contains("hello: GET / 200 OK")
+            .then_some(out.stdout)
+    })
+    .await;
+    assert!(logs.contains("hello: listening on port 8080"), "{logs}");
+
+    // A VMM killed behind the agent's back: reported, restarted, healthy again.
+    let vmm = vmm_pid(&id).expect("the instance's VMM");
+    assert!(signal(vmm, rustix::process::Signal::KILL));
+    let status = healthy(&up, &app, 1).await;
+    assert_eq!(status["id"], id.as_str(), "the same instance is restarted");
+    assert_ne!(vmm_pid(&id), Some(vmm));
+    get(&url)
+        .await
+        .expect("the example answers after the restart");
+
+    // `up` killed outright leaves the VM running; the next `up` adopts it.
+    let vmm = vmm_pid(&id).unwrap();
+    up.kill().await;
+    assert!(get(&url).await.is_ok(), "the instance outlives its agent");
+    up.restart().await;
+    up.wait_for_line("Example app:", BOOT).await;
+    assert_eq!(
+        vmm_pid(&id),
+        Some(vmm),
+        "the running VM was adopted, not booted again"
+    );
+    assert_eq!(count_vms(), 1, "no duplicate instance");
+
+    // NATS gone: a change still converges, by polling.
+    let nats = processes_mentioning(&up.data_dir().join("nats"));
+    assert_eq!(nats.len(), 1, "{nats:?}");
+    let pid: u32 = nats[0].split(':').next().unwrap().parse().unwrap();
+    assert!(signal(pid, rustix::process::Signal::KILL));
+    up.cli(&[&app[..], &["scale", "web=2"]].concat())
+        .await
+        .success();
+    eventually(|| async {
+        let out = up.cli(&[&app[..], &["status", "--json"]].concat()).await;
+        let status: Value = serde_json::from_str(&out.stdout).ok()?;
+        let healthy = status["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["desired_state"] == "running" && i["observed_state"] == "healthy")
+            .count();
+        (healthy == 2).then_some(())
+    })
+    .await;
+    assert_eq!(count_vms(), 2);
+
+    up.interrupt().await;
+    assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
+}
+
+/// Waits until the app's only running instance is healthy with at least `restarts`.
+async fn healthy(up: &Up, app: &[&str], restarts: u64) -> Value {
+    eventually(|| async {
+        let out = up.cli(&[app, &["status", "--json"]].concat()).await;
+        let status: Value = serde_json::from_str(&out.stdout).ok()?;
+        let running: Vec<Value> = status["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["desired_state"] == "running")
+            .cloned()
+            .collect();
+        let only = running.first()?;
+        (running.len() == 1
+            && only["observed_state"] == "healthy"
+            && only["restarts"].as_u64() >= Some(restarts))
+        .then(|| only.clone())
+    })
+    .await
+}
+
+async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < BOOT, "condition not met within {BOOT:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `GET url` (plain `http://HOST:PORT/`), the body on a 200.
+async fn get(url: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| format!("not an http URL: {url}"))?;
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(host).await?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("{url}: no answer within 5 s"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(format!("{url}: {answer}")),
+    }
+}
+
+fn vmm_pid(instance: &str) -> Option<u32> {
+    Cgroup::ours()
+        .into_iter()
+        .find(|(name, _)| name == instance)
+        .and_then(|(_, cg)| cg.pids().into_iter().min())
+}
+
+fn count_vms() -> usize {
+    Cgroup::ours()
+        .into_iter()
+        .filter(|(_, cg)| !cg.pids().is_empty())
+        .count()
+}
+
+/// Shares the downloaded guest kernel with the other VM tests.
+fn share_guest_cache(data: &std::path::Path) {
+    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::create_dir_all(data.join("node")).unwrap();
+    std::os::unix::fs::symlink(&cache, data.join("node").join("guest")).unwrap();
+}

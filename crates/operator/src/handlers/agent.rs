@@ -1,0 +1,160 @@
+//! The node agent's side of the API, under `/api/v1/nodes/{name}/…`, reachable only
+//! with that node's credential (see [`crate::node_scope`]): heartbeats, the desired
+//! state, and reports of what its instances do.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+use zeitwork_core::EventData;
+use zeitwork_core::node::{Heartbeat, HeartbeatAck, InstanceReport, NodeDesired, NodeState};
+use zeitwork_store::agents::{self, Observed};
+use zeitwork_store::{StoreError, log, read};
+
+use crate::body::Body;
+use crate::desired;
+use crate::error::{ApiError, ApiResult};
+use crate::node_scope::{Agent, AgentOrPlatform, OnNode};
+use crate::state::AppState;
+
+/// Longest `reason` a report may carry; exit statuses and check failures fit.
+const MAX_REASON: usize = 2000;
+
+#[derive(Deserialize)]
+pub struct InstancePath {
+    id: String,
+}
+
+/// Records liveness without an event. A node that was declared dead is ready again
+/// (an event: that is history); its old instances were replaced meanwhile.
+pub async fn heartbeat(
+    State(s): State<AppState>,
+    OnNode { auth, node, .. }: OnNode<Agent>,
+    Body(beat): Body<Heartbeat>,
+) -> ApiResult<Json<HeartbeatAck>> {
+    agents::beat(s.store.pool(), node.id, beat.running).await?;
+    // Read again: the monitor may have judged the node while this heartbeat waited.
+    let mut state = current_state(&mut *s.store.pool().acquire().await?, &node.name).await?;
+    if state == NodeState::Dead.as_str() {
+        let mut tx = s.store.begin().await?;
+        log::lock(&mut tx).await?;
+        state = current_state(&mut tx, &node.name).await?;
+        if state == NodeState::Dead.as_str() {
+            revive(&mut tx, node.id, &auth.actor()).await?;
+            state = NodeState::Ready.as_str().to_owned();
+        }
+        tx.commit().await?;
+    }
+    Ok(Json(HeartbeatAck { state }))
+}
+
+async fn current_state(db: &mut PgConnection, name: &str) -> ApiResult<String> {
+    Ok(read::node(db, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node"))?
+        .state)
+}
+
+/// Marks a dead node ready again; the caller holds the append lock.
+pub(super) async fn revive(
+    tx: &mut PgConnection,
+    node: Uuid,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let data = EventData::NodeStateChanged {
+        node_id: node,
+        state: NodeState::Ready,
+    };
+    log::append(tx, None, actor, data).await?;
+    tracing::info!(%node, "a dead node is back: ready");
+    Ok(())
+}
+
+/// Everything the node should run, read in one snapshot together with the log head,
+/// so `seq` says exactly which changes the answer includes.
+pub async fn desired(
+    State(s): State<AppState>,
+    OnNode { node, .. }: OnNode<AgentOrPlatform>,
+) -> ApiResult<Json<NodeDesired>> {
+    let mut tx = s.store.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let rows = agents::desired(&mut *tx, node.id).await?;
+    let mut envs: Vec<Uuid> = rows.iter().map(|r| r.env_id).collect();
+    envs.sort_unstable();
+    envs.dedup();
+    let sealed = agents::sealed_secrets(&mut *tx, &envs).await?;
+    let seq = log::head(&mut tx).await?;
+    tx.commit().await?;
+    let instances = desired::instances(rows, sealed, &s.secrets).map_err(|e| {
+        tracing::error!(node = %node.name, error = %e, "cannot tell a node its desired state");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(NodeDesired {
+        node_id: node.id,
+        seq,
+        instances,
+    }))
+}
+
+/// Records an instance's transition, once: a report equal to what is known writes nothing,
+/// so agents may repeat reports freely.
+pub async fn report(
+    State(s): State<AppState>,
+    OnNode { auth, node, .. }: OnNode<Agent>,
+    Path(p): Path<InstancePath>,
+    Body(r): Body<InstanceReport>,
+) -> ApiResult<Json<Value>> {
+    let id: Uuid = p.id.parse().map_err(|_| ApiError::not_found("instance"))?;
+    if r.reason.as_ref().is_some_and(|m| m.len() > MAX_REASON) {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("reason is limited to {MAX_REASON} bytes"),
+        ));
+    }
+    if let Some(a) = &r.address
+        && a.parse::<std::net::SocketAddr>().is_err()
+    {
+        return Err(ApiError::invalid(
+            "address",
+            format!("{a:?} is not ip:port"),
+        ));
+    }
+    let known = |o: Option<Observed>| o.ok_or_else(|| ApiError::not_found("instance"));
+    if same(
+        &known(agents::observed(s.store.pool(), node.id, id).await?)?,
+        &r,
+    ) {
+        return Ok(Json(json!({ "recorded": false })));
+    }
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let current = known(agents::observed(&mut *tx, node.id, id).await?)?;
+    if same(&current, &r) {
+        return Ok(Json(json!({ "recorded": false })));
+    }
+    let data = EventData::InstanceObserved {
+        instance_id: id,
+        state: r.state,
+        reason: r.reason,
+        address: r.address,
+        restarts: r.restarts,
+    };
+    log::append(&mut tx, Some(current.org_id), &auth.actor(), data).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "recorded": true })))
+}
+
+fn same(known: &Observed, r: &InstanceReport) -> bool {
+    known.observed_state == r.state.as_str()
+        && known.reason == r.reason
+        && known.address == r.address
+        && i64::from(known.restarts) == i64::from(r.restarts)
+}

@@ -1,0 +1,117 @@
+//! Bringing a node in: a platform admin creates a one-time join token, the node's agent
+//! trades it for a node credential. Neither secret is ever stored, only its SHA-256, and
+//! neither is kept for `Idempotency-Key` replays, which would store it in the clear.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use uuid::Uuid;
+use zeitwork_core::EventData;
+use zeitwork_core::node::{Enrolled, Enrollment, JoinToken, NodeState};
+use zeitwork_store::{agents, log, read};
+
+use super::agent::revive;
+use super::nodes::{NodeIdentity, ensure_region};
+use crate::auth::{self, Auth, Bearer};
+use crate::body::Body;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// A join token lives an hour unless asked otherwise, and at most a week.
+const DEFAULT_TTL: u64 = 3600;
+const MAX_TTL: u64 = 7 * 24 * 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJoinToken {
+    ttl_seconds: Option<u64>,
+}
+
+pub async fn create_join_token(
+    State(s): State<AppState>,
+    auth: Auth,
+    Body(b): Body<NewJoinToken>,
+) -> ApiResult<(StatusCode, Json<JoinToken>)> {
+    auth.require_platform()?;
+    let ttl = b.ttl_seconds.unwrap_or(DEFAULT_TTL);
+    if !(1..=MAX_TTL).contains(&ttl) {
+        return Err(ApiError::invalid(
+            "ttl_seconds",
+            format!("ttl_seconds must be between 1 and {MAX_TTL} (a week)"),
+        ));
+    }
+    let token = auth::generate();
+    let expires_at = Utc::now() + chrono::Duration::seconds(ttl as i64);
+    let data = EventData::NodeJoinTokenCreated {
+        token_id: Uuid::now_v7(),
+        hash: auth::hash(&token),
+        expires_at,
+    };
+    let mut tx = s.store.begin().await?;
+    log::append(&mut tx, None, &auth.actor(), data).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(JoinToken { token, expires_at })))
+}
+
+/// `POST /api/v1/nodes/enroll` with the join token as the bearer. Uses the token up,
+/// registers the node (or, for a known name, keeps its id and takes the new capacity
+/// and addresses) and answers with its credential, shown this once.
+pub async fn enroll(
+    State(s): State<AppState>,
+    Bearer(join_token): Bearer,
+    Body(e): Body<Enrollment>,
+) -> ApiResult<(StatusCode, Json<Enrolled>)> {
+    let id = NodeIdentity::check(&e.name, &e.region, e.zone.as_deref(), &e.addresses)?;
+    if e.millicpus == 0 {
+        return Err(ApiError::invalid(
+            "millicpus",
+            "millicpus must be more than 0",
+        ));
+    }
+    if e.memory_mb == 0 {
+        return Err(ApiError::invalid(
+            "memory_mb",
+            "memory_mb must be more than 0",
+        ));
+    }
+    let mut tx = s.store.begin().await?;
+    // Under the lock, so two enrollments cannot both use the same token.
+    log::lock(&mut tx).await?;
+    let join_token_id = agents::usable_join_token(&mut *tx, &auth::hash(&join_token))
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown, used or expired join token"))?;
+    let actor = format!("join-token:{join_token_id}");
+    ensure_region(&mut tx, &actor, &id.region).await?;
+    let known = read::node(&mut *tx, &id.name).await?;
+    let node_id = known.as_ref().map_or_else(Uuid::now_v7, |n| n.id);
+    let credential = auth::generate();
+    let data = EventData::NodeEnrolled {
+        node_id,
+        name: id.name.clone(),
+        region: id.region,
+        zone: id.zone,
+        millicpus: e.millicpus,
+        memory_mb: e.memory_mb,
+        addresses: e.addresses,
+        join_token_id,
+        credential_hash: auth::hash(&credential),
+    };
+    log::append(&mut tx, None, &actor, data).await?;
+    if known.is_some_and(|n| n.state == NodeState::Dead.as_str()) {
+        revive(&mut tx, node_id, &actor).await?;
+    }
+    // Enrolling counts as the first heartbeat: from now on the node is watched.
+    agents::beat(&mut *tx, node_id, 0).await?;
+    tx.commit().await?;
+    tracing::info!(node = %id.name, %node_id, "node enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(Enrolled {
+            node_id,
+            name: id.name,
+            credential,
+        }),
+    ))
+}

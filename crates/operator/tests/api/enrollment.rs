@@ -1,0 +1,247 @@
+//! Join tokens and enrollment: one use each, bad fields named, secrets never stored,
+//! and a node credential that reaches its own node's endpoints and nothing else.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::openapi::fill;
+use crate::support::{Platform, assert_error, image};
+
+fn enrollment(name: &str, memory_mb: u64) -> Value {
+    json!({"name": name, "region": "eu", "zone": "a", "millicpus": 4000,
+           "memory_mb": memory_mb, "addresses": ["10.0.0.7", "fd00::7"]})
+}
+
+#[tokio::test]
+async fn a_join_token_enrolls_one_node_once() {
+    let p = Platform::start().await;
+    let created = p
+        .post(
+            "/api/v1/nodes/join-tokens",
+            &p.root,
+            json!({"ttl_seconds": 600}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let token = created.body["token"].as_str().unwrap().to_owned();
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(created.body["expires_at"].clone()).unwrap();
+    let left = expires - chrono::Utc::now();
+    assert!(
+        (590..=600).contains(&left.num_seconds()),
+        "expires in {left}"
+    );
+
+    // Bad fields are named, and do not use the token up.
+    let bad = [
+        ("name", json!("N1")),
+        ("name", json!("enroll")),
+        ("region", json!("")),
+        ("zone", json!("a_b")),
+        ("millicpus", json!(0)),
+        ("memory_mb", json!(0)),
+        ("millicpus", json!(-5)),
+    ];
+    for (key, value) in bad {
+        let mut body = enrollment("n1", 1024);
+        body[key] = value;
+        let a = p.post("/api/v1/nodes/enroll", &token, body).await;
+        assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, Some(key));
+    }
+    let mut body = enrollment("n1", 1024);
+    body["addresses"] = json!(["10.0.0.7", "nope"]);
+    let a = p.post("/api/v1/nodes/enroll", &token, body).await;
+    assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, Some("addresses[1]"));
+
+    let enrolled = p
+        .post("/api/v1/nodes/enroll", &token, enrollment("n1", 1024))
+        .await;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{:?}", enrolled.body);
+    assert_eq!(enrolled.body["name"], "n1");
+    let node_id = enrolled.body["node_id"].clone();
+    let credential = enrolled.body["credential"].as_str().unwrap().to_owned();
+    let node = p.get("/api/v1/nodes/n1", &p.root).await;
+    assert_eq!(node.body["id"], node_id);
+    assert_eq!(
+        (&node.body["state"], &node.body["millicpus"]),
+        (&json!("ready"), &json!(4000))
+    );
+    assert!(
+        node.body["last_heartbeat"].is_string(),
+        "enrolling counts as a heartbeat"
+    );
+    let regions = p.get("/api/v1/regions", &p.root).await;
+    assert_eq!(
+        regions.body["regions"][0]["name"], "eu",
+        "the region was created"
+    );
+
+    let again = p
+        .post("/api/v1/nodes/enroll", &token, enrollment("n2", 1024))
+        .await;
+    assert_error(&again, StatusCode::UNAUTHORIZED, None);
+    assert_eq!(
+        p.get("/api/v1/nodes/n2", &p.root).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Enrolling the name again (a reinstalled node) keeps its id, takes the new
+    // capacity, and only the new credential works.
+    let token = p.join_token().await;
+    let re = p
+        .post("/api/v1/nodes/enroll", &token, enrollment("n1", 2048))
+        .await;
+    assert_eq!(re.status, StatusCode::CREATED, "{:?}", re.body);
+    assert_eq!(re.body["node_id"], node_id);
+    let fresh = re.body["credential"].as_str().unwrap().to_owned();
+    assert_eq!(
+        p.get("/api/v1/nodes/n1", &p.root).await.body["memory_mb"],
+        2048
+    );
+    let beat = json!({"running": 0});
+    let old = p
+        .post("/api/v1/nodes/n1/heartbeat", &credential, beat.clone())
+        .await;
+    assert_error(&old, StatusCode::UNAUTHORIZED, None);
+    let ok = p.post("/api/v1/nodes/n1/heartbeat", &fresh, beat).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+
+    // No secret reached the log.
+    let log = p.get("/api/v1/events?limit=1000", &p.root).await.body;
+    let text = log.to_string();
+    for secret in [&token, &credential, &fresh] {
+        assert!(!text.contains(secret.as_str()), "a secret is in the log");
+    }
+    assert!(text.contains("node_enrolled") && text.contains("node_join_token_created"));
+    p.assert_rebuild_is_exact().await;
+}
+
+#[tokio::test]
+async fn expired_tokens_and_bad_ttls_are_refused() {
+    let p = Platform::start().await;
+    let short = p
+        .post(
+            "/api/v1/nodes/join-tokens",
+            &p.root,
+            json!({"ttl_seconds": 1}),
+        )
+        .await;
+    let token = short.body["token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = p
+        .post("/api/v1/nodes/enroll", &token, enrollment("n1", 512))
+        .await;
+    assert_error(&late, StatusCode::UNAUTHORIZED, None);
+    let unknown = p
+        .post("/api/v1/nodes/enroll", "zw_nothing", enrollment("n1", 512))
+        .await;
+    assert_error(&unknown, StatusCode::UNAUTHORIZED, None);
+
+    for ttl in [json!(0), json!(8 * 24 * 3600), json!("1h")] {
+        let a = p
+            .post(
+                "/api/v1/nodes/join-tokens",
+                &p.root,
+                json!({"ttl_seconds": ttl}),
+            )
+            .await;
+        assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, Some("ttl_seconds"));
+    }
+    let admin = p.org("acme").await;
+    let a = p.post("/api/v1/nodes/join-tokens", &admin, json!({})).await;
+    assert_error(&a, StatusCode::FORBIDDEN, None);
+}
+
+#[tokio::test]
+async fn a_node_credential_reaches_only_its_own_node() {
+    let p = Platform::start().await;
+    let admin = p.org("acme").await;
+    p.post("/api/v1/orgs/acme/apps", &admin, json!({"name": "web"}))
+        .await;
+    let n1 = p.enroll("n1", 1024).await;
+    let n2 = p.enroll("n2", 1024).await;
+    let deployed = p
+        .post(
+            "/api/v1/orgs/acme/apps/web/envs/prod/deployments",
+            &admin,
+            json!({"image": image(1)}),
+        )
+        .await;
+    assert_eq!(deployed.status, StatusCode::CREATED, "{:?}", deployed.body);
+    let instance = deployed.body["instances"][0].clone();
+    let before = p.head().await;
+
+    for e in zeitwork_operator::endpoints()
+        .iter()
+        .filter(|e| e.path.contains("{org}"))
+    {
+        let path = e
+            .path
+            .replace("{org}", "acme")
+            .replace("{app}", "web")
+            .replace("{env}", "prod");
+        let path = fill(&path, "1");
+        let a = p
+            .send(
+                e.method.clone(),
+                &path,
+                Some(&n1.credential),
+                Some(&json!({})),
+            )
+            .await;
+        assert_error(&a, StatusCode::NOT_FOUND, None);
+    }
+    let node = json!({"name": "x", "region": "local", "cpus": 1, "memory_mb": 512});
+    let platform_only = [
+        (Method::POST, "/api/v1/orgs", json!({"name": "x"})),
+        (Method::POST, "/api/v1/nodes", node),
+        (Method::POST, "/api/v1/regions", json!({"name": "x"})),
+        (Method::POST, "/api/v1/nodes/join-tokens", json!({})),
+        (Method::POST, "/api/v1/nodes/n1/drain", json!({})),
+        (Method::GET, "/api/v1/orgs", json!({})),
+        (Method::GET, "/api/v1/events", json!({})),
+    ];
+    for (method, path, body) in platform_only {
+        let a = p
+            .send(method, path, Some(&n1.credential), Some(&body))
+            .await;
+        assert_error(&a, StatusCode::FORBIDDEN, None);
+    }
+    let whoami = p.get("/api/v1/whoami", &n1.credential).await;
+    assert_eq!(
+        (&whoami.body["node_id"], &whoami.body["org"]),
+        (&json!(n1.id), &Value::Null)
+    );
+
+    // Another node's endpoints: 403 for n1's credential and for org tokens.
+    let report = json!({"state": "healthy"});
+    let id = instance["id"].as_str().unwrap();
+    let theirs = [
+        (Method::POST, n2.path("heartbeat"), json!({"running": 0})),
+        (Method::GET, n2.path("desired"), json!({})),
+        (
+            Method::POST,
+            n2.path(&format!("instances/{id}/state")),
+            report,
+        ),
+    ];
+    for (method, path, body) in &theirs {
+        for token in [&n1.credential, &admin] {
+            let a = p.send(method.clone(), path, Some(token), Some(body)).await;
+            assert_error(&a, StatusCode::FORBIDDEN, None);
+        }
+    }
+    assert_eq!(p.head().await, before, "nothing changed");
+
+    // The platform may look at what a node is told, but not speak for it.
+    let desired = p.get(&n2.path("desired"), &p.root).await;
+    assert_eq!(desired.status, StatusCode::OK, "{:?}", desired.body);
+    let beat = p
+        .post(&n2.path("heartbeat"), &p.root, json!({"running": 0}))
+        .await;
+    assert_error(&beat, StatusCode::FORBIDDEN, None);
+    let own = p.get(&n1.path("desired"), &n1.credential).await;
+    assert_eq!(own.status, StatusCode::OK, "{:?}", own.body);
+}

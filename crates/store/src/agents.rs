@@ -1,0 +1,215 @@
+//! Queries of the node side: join tokens and credentials, liveness (bookkeeping, never
+//! in the log), the desired state of a node, and what the operator's monitor looks for.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgExecutor};
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::model::ProcessType;
+
+type R<T> = Result<T, StoreError>;
+
+/// A join token that may still be used: unused and, by the database clock, unexpired.
+pub async fn usable_join_token<'c>(db: impl PgExecutor<'c>, hash: &str) -> R<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT id FROM join_tokens WHERE hash = $1 AND used_at IS NULL AND expires_at > now()",
+    )
+    .bind(hash)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// The node whose current credential has this hash.
+pub async fn node_by_credential<'c>(db: impl PgExecutor<'c>, hash: &str) -> R<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM nodes WHERE credential_hash = $1")
+        .bind(hash)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|(id,)| id))
+}
+
+/// Records that the node's agent is alive now. Not an event: liveness is not history.
+pub async fn beat<'c>(db: impl PgExecutor<'c>, node: Uuid, running: u32) -> R<()> {
+    sqlx::query(
+        "INSERT INTO node_heartbeats (node_id, at, running) VALUES ($1, clock_timestamp(), $2)
+         ON CONFLICT (node_id) DO UPDATE SET at = excluded.at, running = excluded.running",
+    )
+    .bind(node)
+    .bind(i32::try_from(running).unwrap_or(i32::MAX))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Names of ready or draining nodes whose agent has been silent for longer than `dead_after`.
+/// With `lock`, their heartbeat rows stay locked until the transaction ends, so a
+/// heartbeat arriving meanwhile waits for the verdict and then revives the node.
+pub async fn silent_nodes<'c>(
+    db: impl PgExecutor<'c>,
+    dead_after: Duration,
+    lock: bool,
+) -> R<Vec<String>> {
+    let lock = if lock { "FOR UPDATE OF h" } else { "" };
+    let rows: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT n.name FROM nodes n JOIN node_heartbeats h ON h.node_id = n.id
+         WHERE n.state IN ('ready', 'draining') AND h.at < now() - make_interval(secs => $1)
+         ORDER BY n.name {lock}"
+    )))
+    .bind(dead_after.as_secs_f64())
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(name,)| name).collect())
+}
+
+/// An instance the platform has to find a node for, with the size of its process.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Movable {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub region: Option<String>,
+    #[sqlx(flatten)]
+    pub process: ProcessType,
+}
+
+const MOVABLE: &str = "SELECT i.id, i.org_id, i.region, p.deployment_id, p.name, p.instances,
+        p.millicpus, p.memory_mb, p.port
+    FROM instances i JOIN process_types p ON p.deployment_id = i.deployment_id AND p.name = i.process
+    WHERE i.desired_state = 'running'";
+
+/// The node's desired-running instances that no running instance replaces yet.
+pub async fn unreplaced_on<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Movable>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{MOVABLE} AND i.node_id = $1 AND NOT EXISTS (
+            SELECT 1 FROM instances r WHERE r.replaces = i.id AND r.desired_state = 'running')
+         ORDER BY i.created_at, i.id"
+    )))
+    .bind(node)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Desired-running instances waiting for a node (none had room, or none existed).
+pub async fn waiting<'c>(db: impl PgExecutor<'c>) -> R<Vec<Movable>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{MOVABLE} AND i.node_id IS NULL ORDER BY i.created_at, i.id"
+    )))
+    .fetch_all(db)
+    .await?)
+}
+
+/// An instance, with what an event about it must name.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct InstanceRef {
+    pub org_id: Uuid,
+    pub deployment_id: Uuid,
+    pub id: Uuid,
+}
+
+/// Every desired-running instance on the node.
+pub async fn running_on<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<InstanceRef>> {
+    Ok(sqlx::query_as(
+        "SELECT org_id, deployment_id, id FROM instances
+         WHERE node_id = $1 AND desired_state = 'running' ORDER BY created_at, id",
+    )
+    .bind(node)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Instances still running although a running replacement of theirs reports healthy.
+pub async fn replaced_by_healthy<'c>(db: impl PgExecutor<'c>) -> R<Vec<InstanceRef>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT o.org_id, o.deployment_id, o.id, o.created_at
+         FROM instances n JOIN instances o ON o.id = n.replaces
+         WHERE n.replaces IS NOT NULL AND n.desired_state = 'running'
+           AND n.observed_state = 'healthy' AND o.desired_state = 'running'
+         ORDER BY o.created_at, o.id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// An instance as its node last reported it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Observed {
+    pub org_id: Uuid,
+    pub observed_state: String,
+    pub reason: Option<String>,
+    pub address: Option<String>,
+    pub restarts: i32,
+}
+
+/// The instance, if it is on this node.
+pub async fn observed<'c>(db: impl PgExecutor<'c>, node: Uuid, id: Uuid) -> R<Option<Observed>> {
+    Ok(sqlx::query_as(
+        "SELECT org_id, observed_state, reason, address, restarts FROM instances
+         WHERE id = $1 AND node_id = $2",
+    )
+    .bind(id)
+    .bind(node)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// One instance a node must run, with its release and names.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DesiredRow {
+    pub instance_id: Uuid,
+    pub org: String,
+    pub app: String,
+    pub env: String,
+    pub env_id: Uuid,
+    pub deployment_id: Uuid,
+    pub process: String,
+    pub image: String,
+    pub digest: String,
+    pub manifest: Value,
+    pub millicpus: i32,
+    pub memory_mb: i64,
+    pub port: Option<i32>,
+}
+
+/// Every desired-running instance on the node.
+pub async fn desired<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<DesiredRow>> {
+    Ok(sqlx::query_as(
+        "SELECT i.id AS instance_id, o.name AS org, a.name AS app, e.name AS env, e.id AS env_id,
+                i.deployment_id, i.process, r.image, r.digest, r.manifest, p.millicpus,
+                p.memory_mb, p.port
+         FROM instances i
+         JOIN orgs o ON o.id = i.org_id
+         JOIN envs e ON e.id = i.env_id
+         JOIN apps a ON a.id = e.app_id
+         JOIN deployments d ON d.id = i.deployment_id
+         JOIN releases r ON r.id = d.release_id
+         JOIN process_types p ON p.deployment_id = i.deployment_id AND p.name = i.process
+         WHERE i.node_id = $1 AND i.desired_state = 'running'
+         ORDER BY i.created_at, i.id",
+    )
+    .bind(node)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A secret as stored: sealed. Only the operator's key opens it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SealedSecret {
+    pub env_id: Uuid,
+    pub name: String,
+    pub version: i32,
+    pub ciphertext: String,
+}
+
+/// The sealed secrets of these envs.
+pub async fn sealed_secrets<'c>(db: impl PgExecutor<'c>, envs: &[Uuid]) -> R<Vec<SealedSecret>> {
+    Ok(sqlx::query_as(
+        "SELECT env_id, name, version, ciphertext FROM secrets WHERE env_id = ANY($1)
+         ORDER BY env_id, name",
+    )
+    .bind(envs)
+    .fetch_all(db)
+    .await?)
+}

@@ -1,0 +1,184 @@
+//! `zeitwork server agent`: enrolls this machine as a node (once; the credential is
+//! kept in the node directory) and runs the node agent until SIGTERM. Instances keep
+//! running when the agent stops; the next agent adopts them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeitwork_agent::{ControlPlane, HttpControl, LoopConfig, NodeAgent};
+use zeitwork_core::node::{Enrollment, Heartbeat};
+
+use crate::settings::write_private;
+use crate::vm::NodeArgs;
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The operator API.
+    #[arg(long, env = "ZEITWORK_API", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// One-time token from `zeitwork nodes join-token`; needed only for the first start.
+    #[arg(long, env = "ZEITWORK_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// This node's name [default: the host name].
+    #[arg(long, env = "ZEITWORK_NODE_NAME")]
+    pub name: Option<String>,
+    #[arg(long, env = "ZEITWORK_REGION", default_value = "local")]
+    pub region: String,
+    #[arg(long, env = "ZEITWORK_ZONE")]
+    pub zone: Option<String>,
+    /// CPUs offered to instances [default: all of this machine's].
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory offered to instances [default: this machine's, less 512 MiB for itself].
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Addresses edges reach this node on.
+    #[arg(long = "address", default_value = "127.0.0.1")]
+    pub addresses: Vec<String>,
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Mean time between full resyncs with the desired state, in seconds.
+    #[arg(long, env = "ZEITWORK_RESYNC_SECONDS", default_value_t = 3600)]
+    pub resync_seconds: u64,
+    #[arg(long, env = "ZEITWORK_HEARTBEAT_SECONDS", default_value_t = 5)]
+    pub heartbeat_seconds: u64,
+}
+
+/// What enrollment gave us, kept in `<node dir>/agent/credential.json` (mode 0600).
+#[derive(Serialize, Deserialize)]
+struct Credential {
+    api: String,
+    node_id: Uuid,
+    name: String,
+    credential: String,
+}
+
+impl AgentArgs {
+    fn credential_file(&self) -> std::path::PathBuf {
+        self.node.node_dir.join("agent").join("credential.json")
+    }
+
+    fn saved(&self) -> Option<Credential> {
+        std::fs::read(self.credential_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|c: &Credential| c.api == self.api)
+    }
+
+    /// Enrolls unless a credential for this API is saved and still accepted; returns the
+    /// control client and the node id.
+    pub async fn control(&self) -> anyhow::Result<(HttpControl, Uuid)> {
+        let file = self.credential_file();
+        let dir = file.parent().expect("a file in a directory");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(cred) = self.saved() {
+            let control = HttpControl::new(&self.api, &cred.name, &cred.credential)?;
+            match control.heartbeat(&Heartbeat { running: 0 }).await {
+                Err(e) if e.is_unauthorized() && self.join_token.is_some() => {
+                    tracing::warn!("the saved node credential was refused; enrolling again");
+                }
+                Err(e) if e.is_unauthorized() => anyhow::bail!(
+                    "the operator refused this node's credential (was the node removed?); pass --join-token to enroll again"
+                ),
+                // Unreachable is fine: the agent keeps its instances and retries.
+                _ => return Ok((control, cred.node_id)),
+            }
+        }
+        let cred = self.enroll(&file).await?;
+        let control = HttpControl::new(&self.api, &cred.name, &cred.credential)?;
+        Ok((control, cred.node_id))
+    }
+
+    async fn enroll(&self, file: &Path) -> anyhow::Result<Credential> {
+        let token = self.join_token.as_deref().context(
+            "this node is not enrolled yet: pass --join-token (from `zeitwork nodes join-token`)",
+        )?;
+        let (cpus, memory_mb) = capacity();
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => hostname(),
+        };
+        let enrollment = Enrollment {
+            name: name.clone(),
+            region: self.region.clone(),
+            zone: self.zone.clone(),
+            millicpus: (self.cpus.unwrap_or(cpus) * 1000.0).round() as u32,
+            memory_mb: self.memory_mb.unwrap_or(memory_mb),
+            addresses: self.addresses.clone(),
+        };
+        let enrolled = HttpControl::enroll(&self.api, token, &enrollment)
+            .await
+            .context("enrolling this node")?;
+        let cred = Credential {
+            api: self.api.clone(),
+            node_id: enrolled.node_id,
+            name: enrolled.name,
+            credential: enrolled.credential,
+        };
+        write_private(file, &serde_json::to_string(&cred)?)?;
+        tracing::info!(node = %cred.name, id = %cred.node_id, "enrolled");
+        Ok(cred)
+    }
+
+    pub fn loop_config(&self, stop_instances_on_exit: bool) -> LoopConfig {
+        LoopConfig {
+            heartbeat: Duration::from_secs(self.heartbeat_seconds.max(1)),
+            resync: Duration::from_secs(self.resync_seconds.max(1)),
+            stop_instances_on_exit,
+            ..LoopConfig::default()
+        }
+    }
+}
+
+/// Runs an agent until `shutdown`.
+pub async fn run(
+    args: &AgentArgs,
+    stop_instances_on_exit: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (control, node_id) = args.control().await?;
+    let runtime = args.node.runtime().await?;
+    let bus = match &args.nats_url {
+        Some(url) => Some(zeitwork_bus::NatsBus::connect(url).await?),
+        None => None,
+    };
+    let agent = NodeAgent::start(runtime, control).await?;
+    tracing::info!(%node_id, "agent running");
+    agent
+        .run(
+            bus,
+            node_id,
+            args.loop_config(stop_instances_on_exit),
+            shutdown,
+        )
+        .await;
+    Ok(())
+}
+
+/// This machine's CPUs and memory less what the host itself needs.
+fn capacity() -> (f64, u64) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let total_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(1024 * 1024);
+    (cpus, (total_kb / 1024).saturating_sub(512).max(128))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().split('.').next().unwrap_or("").to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}

@@ -1,0 +1,166 @@
+//! The bundled example app, deployed by `zeitwork up` on its first start so that a new
+//! machine ends with a URL that answers: org `demo`, app `hello`, env `prod`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use zeitwork_image::{ImageConfig, PushOptions, push_directory};
+
+const MANIFEST: &str = include_str!("../../../examples/hello/zeitwork.toml");
+const ORG: &str = "demo";
+const APP: &str = "hello";
+/// Booting under software emulation takes seconds; pulling and first boot more.
+const READY_WITHIN: Duration = Duration::from_secs(300);
+
+/// Talks to our own API as the platform admin.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1/{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(120));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {path}"))?;
+        let status = response.status();
+        let value = response.json().await.unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (status, value) = self.call(method, path, body).await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {value}");
+        Ok(value)
+    }
+}
+
+/// Deploys the example unless it exists, waits for a healthy instance and returns the
+/// URL that serves it.
+pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<String> {
+    let app_path = format!("orgs/{ORG}/apps/{APP}");
+    let (status, _) = api.call(Method::GET, &app_path, None).await?;
+    if status == StatusCode::NOT_FOUND {
+        let (status, body) = api
+            .call(Method::POST, "orgs", Some(json!({ "name": ORG })))
+            .await?;
+        anyhow::ensure!(
+            status.is_success() || status == StatusCode::CONFLICT,
+            "creating org {ORG}: {status} {body}"
+        );
+        api.ok(
+            Method::POST,
+            &format!("orgs/{ORG}/apps"),
+            Some(json!({ "name": APP })),
+        )
+        .await?;
+        let image = push(registry).await?;
+        eprintln!("deploying the example app ({image}) …");
+        api.ok(
+            Method::POST,
+            &format!("{app_path}/envs/prod/deployments"),
+            Some(json!({ "image": image, "manifest": MANIFEST })),
+        )
+        .await?;
+    }
+    wait_healthy(api, &format!("{app_path}/envs/prod/instances")).await
+}
+
+/// Packs the static `hello` binary (`ZEITWORK_HELLO_BIN`, else built next to this one)
+/// into an image.
+async fn push(registry: &str) -> anyhow::Result<String> {
+    let hello = match std::env::var_os("ZEITWORK_HELLO_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("hello"),
+    };
+    anyhow::ensure!(
+        hello.is_file(),
+        "{} not found: build it with `cargo rustc --release -p zeitwork-example-hello --bin hello -- -C target-feature=+crt-static` (scripts/up.sh does)",
+        hello.display()
+    );
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(&hello, dir.path().join("hello"))?;
+    let config = ImageConfig {
+        entrypoint: vec!["/hello".into()],
+        exposed_ports: vec!["8080/tcp".into()],
+        ..Default::default()
+    };
+    let name = format!("{registry}/{APP}");
+    let digest = push_directory(
+        dir.path(),
+        &format!("{name}:latest"),
+        &config,
+        &PushOptions::default(),
+    )
+    .await?;
+    Ok(format!("{name}@{digest}"))
+}
+
+/// Polls the env's instances, printing each state change, until one is healthy.
+async fn wait_healthy(api: &Api, path: &str) -> anyhow::Result<String> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let listing = api.ok(Method::GET, path, None).await?;
+        let instances = listing["instances"].as_array().cloned().unwrap_or_default();
+        let running: Vec<&Value> = instances
+            .iter()
+            .filter(|i| i["desired_state"] == "running")
+            .collect();
+        if let Some(healthy) = running
+            .iter()
+            .find(|i| i["observed_state"] == "healthy" && i["address"].is_string())
+        {
+            return Ok(format!(
+                "http://{}/",
+                healthy["address"].as_str().unwrap_or("")
+            ));
+        }
+        let now = running
+            .iter()
+            .map(|i| {
+                let reason = i["reason"]
+                    .as_str()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                format!("{}{reason}", i["observed_state"].as_str().unwrap_or("?"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if now != last {
+            eprintln!("  example instance: {now}");
+            last = now;
+        }
+        anyhow::ensure!(
+            start.elapsed() < READY_WITHIN,
+            "the example app did not become healthy within {} s (last: {last})",
+            READY_WITHIN.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,86 @@
+//! The node half of `zeitwork up`: this machine enrolls itself as node `local`, runs an
+//! agent, and deploys the example app on first start. Instances stop with `up`.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::agent::AgentArgs;
+use crate::example::{self, Api};
+use crate::vm::NodeArgs;
+
+pub struct Local {
+    pub api: String,
+    pub admin_token: String,
+    pub node_dir: PathBuf,
+    pub nats_url: String,
+    pub agent: bool,
+    pub example: bool,
+}
+
+pub async fn run(
+    local: Local,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if !local.agent {
+        shutdown.await;
+        return Ok(());
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!(
+            "not running as root, so this machine hosts no microVMs and deployed instances stay pending; \
+             run `sudo zeitwork up` (or scripts/up.sh) to host them, or pass --no-agent to silence this"
+        );
+        shutdown.await;
+        return Ok(());
+    }
+    let api = Api::new(&local.api, &local.admin_token);
+    let mut args = AgentArgs {
+        node: NodeArgs {
+            node_dir: local.node_dir.clone(),
+            init_bin: std::env::var_os("ZEITWORK_INIT_BIN").map(PathBuf::from),
+            node_prefix: "fd7a:7a77:0:1::/64".into(),
+        },
+        api: local.api.clone(),
+        join_token: None,
+        name: Some("local".into()),
+        region: "local".into(),
+        zone: None,
+        cpus: None,
+        memory_mb: None,
+        addresses: vec!["127.0.0.1".into()],
+        nats_url: Some(local.nats_url.clone()),
+        resync_seconds: 3600,
+        heartbeat_seconds: 5,
+    };
+    // Used only when the saved credential is missing or refused (a new database).
+    let (status, token) = api
+        .call(Method::POST, "nodes/join-tokens", Some(json!({})))
+        .await?;
+    args.join_token = Some(
+        token["token"]
+            .as_str()
+            .with_context(|| format!("creating a join token: {status} {token}"))?
+            .to_owned(),
+    );
+    let agent = tokio::spawn(async move { crate::agent::run(&args, true, shutdown).await });
+    if local.example {
+        match example_url(&api).await {
+            Ok(url) => println!("  Example app: {url}"),
+            Err(e) => eprintln!("the example app was not deployed: {e:#}"),
+        }
+    }
+    agent.await.context("the agent task")?
+}
+
+/// Deploys the example through a private registry that lives as long as this call:
+/// once booted, instances run from the node's image cache.
+async fn example_url(api: &Api) -> anyhow::Result<String> {
+    let registry = zeitwork_services::Registry::throwaway()
+        .await
+        .context("starting a registry for the example image")?;
+    example::deploy(api, &registry.addr()).await
+}
