@@ -27,6 +27,8 @@ pub struct LoopConfig {
     /// Mean time between full resyncs; each wait is drawn from [½, 1½] of it so that
     /// a fleet does not resync in lockstep.
     pub resync: Duration,
+    /// How often cached images no instance uses are removed.
+    pub image_gc: Duration,
     /// Stop every instance when the loop ends (`zeitwork up`), instead of leaving them
     /// running for the next agent to adopt (`zeitwork server agent`).
     pub stop_instances_on_exit: bool,
@@ -38,6 +40,7 @@ impl Default for LoopConfig {
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_secs(2),
             resync: Duration::from_secs(3600),
+            image_gc: Duration::from_secs(600),
             stop_instances_on_exit: false,
         }
     }
@@ -75,18 +78,24 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             stale: true,
             deaf: false,
         };
-        match agent.control.desired().await {
-            Ok(desired) => {
-                agent.converge(desired.seq, &desired.instances).await?;
-            }
+        let (seq, desired) = match agent.control.desired().await {
+            Ok(desired) => (Some(desired.seq), desired.instances),
             Err(e) => {
                 // No control plane: keep what this node last knew it had to run.
                 tracing::warn!(error = %e, "the operator is unreachable; keeping the instances saved by the previous agent");
-                let saved = agent.reconciler.saved().await;
-                agent.reconciler.converge(&saved).await?;
+                (None, agent.reconciler.saved().await)
+            }
+        };
+        agent.reconciler.adopt(&desired).await?;
+        agent.reconciler.clean_orphans().await?;
+        match seq {
+            Some(seq) => {
+                agent.converge(seq, &desired).await?;
+            }
+            None => {
+                agent.reconciler.converge(&desired).await?;
             }
         }
-        agent.reconciler.clean_orphans().await?;
         Ok(agent)
     }
 
@@ -105,6 +114,8 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         let mut poll = tokio::time::interval(config.poll);
         let mut resync_at = next_resync(config.resync);
+        let mut image_gc =
+            tokio::time::interval_at(Instant::now() + config.image_gc, config.image_gc);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -121,6 +132,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
                     self.deaf = deaf;
                 }
                 _ = heartbeat.tick() => self.heartbeat().await,
+                _ = image_gc.tick() => self.reconciler.collect_images().await,
                 _ = tokio::time::sleep_until(resync_at) => {
                     self.pull(true).await;
                     resync_at = next_resync(config.resync);

@@ -1,7 +1,7 @@
 //! After an agent crash, the node may hold VMs, taps, cgroups and disks nobody tracks.
-//! They are found by our naming conventions (cgroups under `zeitwork/`, taps `zw<n>`,
-//! `instances/<id>/`) and removed unless the agent still wants them; adopting the ones it
-//! wants is the reconciler's job.
+//! They are found by our naming conventions (cgroups under `zeitwork/` named like a
+//! directory in our `instances/`, taps `zw<n>` in our network namespace) and removed
+//! unless the agent still wants them; adopting the ones it wants is the reconciler's job.
 
 use zeitwork_net::{AppPort, InstanceAddrs, Tap, tap_name};
 use zeitwork_vmm::{Cgroup, Vmm};
@@ -31,8 +31,12 @@ impl<V: Vmm> Runtime<V> {
     /// the firewall with exactly the kept app ports.
     pub async fn clean_orphans(&self, keep: &[Keep]) -> Result<Cleaned, AgentError> {
         let mut cleaned = Cleaned::default();
+        let instances = self.config.state_dir.join("instances");
         for (name, cgroup) in Cgroup::ours() {
-            if !keep.iter().any(|k| k.id == name) {
+            // VMs of another agent on this host (its own node directory and network
+            // namespace) are not ours to judge: ours all have a directory here.
+            let mine = instances.join(&name).is_dir();
+            if mine && !keep.iter().any(|k| k.id == name) {
                 if !cgroup.pids().is_empty() {
                     cleaned.vms.push(name);
                 }
@@ -41,7 +45,6 @@ impl<V: Vmm> Runtime<V> {
         }
         let kept_taps: Vec<String> = keep.iter().map(|k| tap_name(k.net_index)).collect();
         cleaned.taps = Tap::remove_orphans(&kept_taps).await?;
-        let instances = self.config.state_dir.join("instances");
         if let Ok(mut dirs) = tokio::fs::read_dir(&instances).await {
             while let Ok(Some(dir)) = dirs.next_entry().await {
                 let name = dir.file_name().to_string_lossy().into_owned();

@@ -71,6 +71,20 @@ impl<V: Vmm + 'static, C: ControlPlane> Reconciler<V, C> {
     /// Starts what `desired` has and this node does not (adopting live VMs), stops what
     /// it no longer has. Instances are immutable, so a known id never needs changing.
     pub async fn converge(&mut self, desired: &[DesiredInstance]) -> Result<Changes, AgentError> {
+        self.apply(desired, true).await
+    }
+
+    /// Takes over the wanted instances whose VM still runs, booting nothing: the first
+    /// step after a restart, so that cleaning orphans next cannot race a new boot.
+    pub async fn adopt(&mut self, desired: &[DesiredInstance]) -> Result<Changes, AgentError> {
+        self.apply(desired, false).await
+    }
+
+    async fn apply(
+        &mut self,
+        desired: &[DesiredInstance],
+        boot: bool,
+    ) -> Result<Changes, AgentError> {
         self.stopping.retain(|s| !s.is_finished());
         let mut changes = Changes::default();
         let wanted: BTreeSet<Uuid> = desired.iter().map(|d| d.instance_id).collect();
@@ -95,6 +109,9 @@ impl<V: Vmm + 'static, C: ControlPlane> Reconciler<V, C> {
                 continue;
             }
             let adopted = self.ctx.runtime.adopt(&id.to_string()).await?;
+            if adopted.is_none() && !boot {
+                continue;
+            }
             let net_index = match &adopted {
                 Some(instance) => instance.net_index(),
                 None => self.free_index(),
@@ -123,6 +140,18 @@ impl<V: Vmm + 'static, C: ControlPlane> Reconciler<V, C> {
             })
             .collect();
         self.ctx.runtime.clean_orphans(&keep).await.map(drop)
+    }
+
+    /// Removes cached images no wanted instance uses (desired images are digest-pinned).
+    pub async fn collect_images(&self) {
+        let keep: Vec<&str> = self
+            .running
+            .values()
+            .filter_map(|(spec, _)| spec.image.split_once('@').map(|(_, digest)| digest))
+            .collect();
+        if let Err(e) = self.ctx.runtime.images().gc(&keep).await {
+            tracing::warn!(error = %e, "collecting unused images");
+        }
     }
 
     pub fn running(&self) -> usize {

@@ -211,6 +211,7 @@ pub struct Up {
     data_dir: PathBuf,
     /// The CLI config, the CLI's working directory and `up`'s stderr logs.
     home: TempDir,
+    listen_ip: String,
     api_port: u16,
     postgres_port: u16,
     nats_port: u16,
@@ -233,17 +234,18 @@ impl Up {
     /// # Panics
     /// If it exits or stays silent for [`START_TIMEOUT`]; the message quotes its output.
     pub async fn start(data_dir: impl Into<PathBuf>) -> Up {
-        Up::start_with(data_dir, &["--no-agent", "--no-example"]).await
+        Up::start_with(data_dir, "127.0.0.1", &["--no-agent", "--no-example"]).await
     }
 
     /// Starts `zeitwork up` as a user would: with this machine as a node running an agent
     /// (it must be root) and the example app deployed; the example's image is packed from
     /// the test build of `hello`.
     pub async fn with_node(data_dir: impl Into<PathBuf>) -> Up {
-        Up::start_with(data_dir, &[]).await
+        Up::start_with(data_dir, "127.0.0.1", &[]).await
     }
 
-    async fn start_with(data_dir: impl Into<PathBuf>, extra: &[&str]) -> Up {
+    /// Starts `zeitwork up` with its API on `listen_ip` and `extra` arguments.
+    pub async fn start_with(data_dir: impl Into<PathBuf>, listen_ip: &str, extra: &[&str]) -> Up {
         let home = tempfile::Builder::new()
             .prefix("zeitwork-e2e-")
             .tempdir()
@@ -257,6 +259,7 @@ impl Up {
         let mut up = Up {
             data_dir,
             home,
+            listen_ip: listen_ip.to_owned(),
             api_port: zeitwork_services::free_port(),
             postgres_port: zeitwork_services::free_port(),
             nats_port: zeitwork_services::free_port(),
@@ -295,7 +298,7 @@ impl Up {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg(format!("{}:{}", self.listen_ip, self.api_port))
             .arg("--postgres-port")
             .arg(self.postgres_port.to_string())
             .arg("--nats-port")

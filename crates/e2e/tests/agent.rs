@@ -1,7 +1,8 @@
 //! The node agent for real, through `zeitwork up` as a user runs it: this machine
 //! enrolls as a node, the example app is deployed into a QEMU microVM, its status goes
 //! healthy, its output reaches `zeitwork logs`, a killed VMM comes back, NATS down still
-//! converges, and a SIGKILLed `up` finds its VM again instead of booting a second one.
+//! converges, and a SIGKILLed `up` (also mid-change) finds its VMs again instead of booting
+//! duplicates.
 //!
 //! One test, because every agent on a host owns the host's taps and VM cgroups: two
 //! `up`s at once would clean up each other's instances.
@@ -91,6 +92,36 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     })
     .await;
     assert_eq!(count_vms(), 2);
+
+    // `up` killed in the middle of a change: the restarted agent finishes it, once.
+    up.cli(&[&app[..], &["scale", "web=3"]].concat())
+        .await
+        .success();
+    eventually(|| async {
+        let out = up.cli(&[&app[..], &["status", "--json"]].concat()).await;
+        let status: Value = serde_json::from_str(&out.stdout).ok()?;
+        let starting = status["instances"].as_array()?.iter().any(|i| {
+            i["desired_state"] == "running"
+                && (i["observed_state"] == "pulling" || i["observed_state"] == "booting")
+        });
+        starting.then_some(())
+    })
+    .await;
+    up.kill().await;
+    up.restart().await;
+    eventually(|| async {
+        let out = up.cli(&[&app[..], &["status", "--json"]].concat()).await;
+        let status: Value = serde_json::from_str(&out.stdout).ok()?;
+        let healthy = status["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["desired_state"] == "running" && i["observed_state"] == "healthy")
+            .count();
+        (healthy == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_vms(), 3, "three instances, no duplicate");
 
     up.interrupt().await;
     assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
