@@ -156,11 +156,10 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
                 return;
             }
         };
-        // Nothing was committed since the last pull, yet the node differs: a lost
-        // notification or a bug. Either way it is repaired here and must be seen.
-        let quiet = desired.seq == self.cursor && !self.stale;
+        // Changes found by a resync should have arrived as notifications: one was lost
+        // (or a bug let the node drift). Either way it is repaired here and must be seen.
         match self.converge(desired.seq, &desired.instances).await {
-            Ok(changes) if resync && quiet && !changes.is_empty() => {
+            Ok(changes) if resync && !changes.is_empty() => {
                 metrics::counter!("zeitwork_agent_drift_repairs_total").increment(1);
                 tracing::warn!(
                     ?changes,

@@ -3,8 +3,9 @@
 //!
 //! Nodes `a` and `b` are `zeitwork server agent`s, each in a network namespace of its own
 //! (taps and nftables are per namespace, so two agents share this host without touching
-//! each other's instances), reaching `zeitwork up`'s API over a veth pair and, without
-//! NATS, converging by polling.
+//! each other's instances), reaching `zeitwork up`'s API over a veth pair. Each is
+//! connected to a NATS server of its own that nobody publishes to: every notification is
+//! lost, so only the periodic resync (every ~2 s here) converges them, and it must say so.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ struct Node {
     veth: (&'static str, &'static str),
     ips: (&'static str, &'static str),
 }
+/// A NATS server inside each node's namespace that no listener publishes to.
+const SILENT_NATS_PORT: u16 = 14222;
 const WITHIN: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +273,7 @@ fn share_guest_cache(node_dir: &std::path::Path) {
 }
 
 /// A network namespace with a veth pair to the host; removed on drop.
-struct Netns(&'static Node);
+struct Netns(&'static Node, std::process::Child);
 
 impl Netns {
     async fn create(node: &'static Node) -> Netns {
@@ -313,7 +316,20 @@ impl Netns {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Netns(node)
+        let nats = std::process::Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{}", node.netns))
+            .args([
+                "nats-server",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &SILENT_NATS_PORT.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a silent nats-server");
+        Netns(node, nats)
     }
 
     fn remove(node: &Node) {
@@ -328,6 +344,8 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = self.1.kill();
+        let _ = self.1.wait();
         Netns::remove(self.0);
     }
 }
