@@ -1,8 +1,8 @@
 //! The node agent for real, through `zeitwork up` as a user runs it: this machine
 //! enrolls as a node, the example app is deployed into a QEMU microVM, its status goes
 //! healthy, its output reaches `zeitwork logs`, a killed VMM comes back, NATS down still
-//! converges, and a SIGKILLed `up` (also mid-change) finds its VMs again instead of booting
-//! duplicates.
+//! converges, a SIGKILLed `up` (also mid-change) finds its VMs again instead of booting
+//! duplicates, and with Postgres gone the instances keep running untouched.
 //!
 //! One test, because every agent on a host owns the host's taps and VM cgroups: two
 //! `up`s at once would clean up each other's instances.
@@ -123,6 +123,16 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_vms(), 3, "three instances, no duplicate");
 
+    // Postgres gone: the control plane cannot answer, and running instances are untouched.
+    let before = vm_pids();
+    for process in processes_mentioning(&up.data_dir().join("postgres")) {
+        let pid: u32 = process.split(':').next().unwrap().parse().unwrap();
+        signal(pid, rustix::process::Signal::KILL);
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(vm_pids(), before, "no instance stopped or restarted");
+    get(&url).await.expect("the example still answers");
+
     up.interrupt().await;
     assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
 }
@@ -192,6 +202,15 @@ fn vmm_pid(instance: &str) -> Option<u32> {
         .into_iter()
         .find(|(name, _)| name == instance)
         .and_then(|(_, cg)| cg.pids().into_iter().min())
+}
+
+fn vm_pids() -> Vec<u32> {
+    let mut pids: Vec<u32> = Cgroup::ours()
+        .into_iter()
+        .flat_map(|(_, cg)| cg.pids())
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn count_vms() -> usize {
