@@ -3,12 +3,13 @@
 //! queueing, and supervisors never wait on the network.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use uuid::Uuid;
-use zeitwork_core::node::InstanceReport;
+use zeitwork_core::node::{InstanceReport, ObservedState};
 
 use crate::control::ControlPlane;
 
@@ -28,9 +29,22 @@ struct Inner {
 }
 
 impl Reporter {
-    pub fn report(&self, instance: Uuid, report: InstanceReport) {
-        let state = report.state;
-        tracing::info!(%instance, state = state.as_str(), reason = report.reason.as_deref().unwrap_or(""), "instance");
+    /// Records the instance's newest state; `address` is where the app answers.
+    pub fn send(
+        &self,
+        instance: Uuid,
+        state: ObservedState,
+        reason: Option<String>,
+        address: Option<SocketAddr>,
+        restarts: u32,
+    ) {
+        tracing::info!(%instance, state = state.as_str(), reason = reason.as_deref().unwrap_or(""), "instance");
+        let report = InstanceReport {
+            state,
+            reason,
+            address: address.map(|a| a.to_string()),
+            restarts,
+        };
         self.inner
             .pending
             .lock()

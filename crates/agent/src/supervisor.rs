@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use zeitwork_core::guest::Exit;
-use zeitwork_core::node::{DesiredInstance, InstanceReport, ObservedState};
+use zeitwork_core::node::{DesiredInstance, ObservedState};
 use zeitwork_vmm::{VmExit, Vmm};
 
 use crate::control::ControlPlane;
@@ -84,17 +84,8 @@ async fn supervise<V: Vmm + 'static, C: ControlPlane>(
     mut stop: watch::Receiver<bool>,
 ) {
     let id = spec.instance_id;
-    let report = |state, reason, address: Option<SocketAddr>, restarts| {
-        ctx.reporter.report(
-            id,
-            InstanceReport {
-                state,
-                reason,
-                address: address.map(|a| a.to_string()),
-                restarts,
-            },
-        )
-    };
+    let report =
+        |state, reason, address, restarts| ctx.reporter.send(id, state, reason, address, restarts);
     let (mut restarts, mut backoff) = (0u32, FIRST_BACKOFF);
     loop {
         let (instance, log_offset) = match adopted.take() {
@@ -183,17 +174,7 @@ async fn boot<V: Vmm + 'static, C: ControlPlane>(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Result<Instance, String>> {
     let id = spec.instance_id;
-    let state = |s| {
-        ctx.reporter.report(
-            id,
-            InstanceReport {
-                state: s,
-                reason: None,
-                address: None,
-                restarts,
-            },
-        )
-    };
+    let state = |s| ctx.reporter.send(id, s, None, None, restarts);
     state(ObservedState::Pulling);
     let pulled = tokio::select! {
         pulled = ctx.runtime.images().rootfs(&spec.image, &zeitwork_image::Auth::Anonymous) => pulled,
@@ -254,17 +235,7 @@ async fn watch_health(
     address: Option<SocketAddr>,
     restarts: u32,
 ) {
-    let report = |state, reason| {
-        reporter.report(
-            id,
-            InstanceReport {
-                state,
-                reason,
-                address: address.map(|a| a.to_string()),
-                restarts,
-            },
-        )
-    };
+    let report = |state, reason| reporter.send(id, state, reason, address, restarts);
     let (Some(check), Some(addr)) = (spec.health, address) else {
         report(ObservedState::Healthy, None);
         return;

@@ -23,10 +23,7 @@ async fn main() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(data.path().join("node")).unwrap();
-    std::os::unix::fs::symlink(&cache, data.path().join("node/guest")).unwrap();
+    zeitwork_e2e::share_guest_cache(&data.path().join("node"));
     let mut up = Up::with_node(data.path()).await;
     up.wait_for_line("Example app:", Duration::from_secs(300))
         .await;

@@ -214,7 +214,7 @@ async fn main() {
         qemu.clone(),
         RuntimeConfig {
             state_dir: state.path().to_path_buf(),
-            guest_dir: std::env::temp_dir().join("zeitwork-guest-test-cache"),
+            guest_dir: zeitwork_e2e::guest_cache(),
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
         },

@@ -173,6 +173,37 @@ pub fn pluck<'a>(answer: &'a Value, key: &str, field: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Where VM tests share the downloaded guest kernel and initramfs.
+pub fn guest_cache() -> PathBuf {
+    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
+    std::fs::create_dir_all(&cache).expect("creating the guest cache");
+    cache
+}
+
+/// Makes `node_dir/guest` the shared guest cache, so a node under test downloads nothing.
+pub fn share_guest_cache(node_dir: &Path) {
+    std::fs::create_dir_all(node_dir).expect("creating the node directory");
+    let _ = std::os::unix::fs::symlink(guest_cache(), node_dir.join("guest"));
+}
+
+/// Calls `check` every half second until it yields a value; None after `within`.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Command lines of live processes (other than this one) that mention `path`: what is
 /// left of a platform whose data directory that is.
 pub fn processes_mentioning(path: &Path) -> Vec<String> {
@@ -469,6 +500,21 @@ impl Up {
         transcript.push_str(&output.stdout);
         transcript.push_str(&output.stderr);
         output
+    }
+
+    /// The instances `zeitwork ARGS status --json` lists as wanted (desired `running`),
+    /// `app` being `--org O --app A`; None when the command fails.
+    pub async fn running_instances(&self, app: &[&str]) -> Option<Vec<Value>> {
+        let out = self.cli(&[app, &["status", "--json"]].concat()).await;
+        let status: Value = serde_json::from_str(&out.stdout).ok()?;
+        Some(
+            status["instances"]
+                .as_array()?
+                .iter()
+                .filter(|i| i["desired_state"] == "running")
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Everything every CLI command run through [`Up::cli`] printed.

@@ -22,7 +22,7 @@ fn runtime_config(node: &Path, init: &Path) -> RuntimeConfig {
     RuntimeConfig {
         state_dir: node.to_path_buf(),
         // Shares the downloaded kernel with the other VM tests.
-        guest_dir: std::env::temp_dir().join("zeitwork-guest-test-cache"),
+        guest_dir: zeitwork_e2e::guest_cache(),
         init_binary: init.to_path_buf(),
         node_prefix: NodePrefix::parse(PREFIX).unwrap(),
     }

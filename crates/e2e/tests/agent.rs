@@ -7,10 +7,10 @@
 //! One test, because every agent on a host owns the host's taps and VM cgroups: two
 //! `up`s at once would clean up each other's instances.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use zeitwork_e2e::{Up, processes_mentioning, signal};
+use zeitwork_e2e::{Up, poll_until, processes_mentioning, share_guest_cache, signal};
 use zeitwork_vmm::Cgroup;
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -22,7 +22,7 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    share_guest_cache(data.path());
+    share_guest_cache(&data.path().join("node"));
     let mut up = Up::with_node(data.path()).await;
     let line = up.wait_for_line("Example app:", BOOT).await;
     let url = line.split_whitespace().last().unwrap().to_owned();
@@ -80,17 +80,7 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     up.cli(&[&app[..], &["scale", "web=2"]].concat())
         .await
         .success();
-    eventually(|| async {
-        let out = up.cli(&[&app[..], &["status", "--json"]].concat()).await;
-        let status: Value = serde_json::from_str(&out.stdout).ok()?;
-        let healthy = status["instances"]
-            .as_array()?
-            .iter()
-            .filter(|i| i["desired_state"] == "running" && i["observed_state"] == "healthy")
-            .count();
-        (healthy == 2).then_some(())
-    })
-    .await;
+    eventually(|| async { (in_state(&up, &app, &["healthy"]).await? == 2).then_some(()) }).await;
     assert_eq!(count_vms(), 2);
 
     // `up` killed in the middle of a change: the restarted agent finishes it, once.
@@ -98,28 +88,12 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
         .await
         .success();
     eventually(|| async {
-        let out = up.cli(&[&app[..], &["status", "--json"]].concat()).await;
-        let status: Value = serde_json::from_str(&out.stdout).ok()?;
-        let starting = status["instances"].as_array()?.iter().any(|i| {
-            i["desired_state"] == "running"
-                && (i["observed_state"] == "pulling" || i["observed_state"] == "booting")
-        });
-        starting.then_some(())
+        (in_state(&up, &app, &["pulling", "booting"]).await? > 0).then_some(())
     })
     .await;
     up.kill().await;
     up.restart().await;
-    eventually(|| async {
-        let out = up.cli(&[&app[..], &["status", "--json"]].concat()).await;
-        let status: Value = serde_json::from_str(&out.stdout).ok()?;
-        let healthy = status["instances"]
-            .as_array()?
-            .iter()
-            .filter(|i| i["desired_state"] == "running" && i["observed_state"] == "healthy")
-            .count();
-        (healthy == 3).then_some(())
-    })
-    .await;
+    eventually(|| async { (in_state(&up, &app, &["healthy"]).await? == 3).then_some(()) }).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_vms(), 3, "three instances, no duplicate");
 
@@ -140,14 +114,7 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
 /// Waits until the app's only running instance is healthy with at least `restarts`.
 async fn healthy(up: &Up, app: &[&str], restarts: u64) -> Value {
     eventually(|| async {
-        let out = up.cli(&[app, &["status", "--json"]].concat()).await;
-        let status: Value = serde_json::from_str(&out.stdout).ok()?;
-        let running: Vec<Value> = status["instances"]
-            .as_array()?
-            .iter()
-            .filter(|i| i["desired_state"] == "running")
-            .cloned()
-            .collect();
+        let running = up.running_instances(app).await?;
         let only = running.first()?;
         (running.len() == 1
             && only["observed_state"] == "healthy"
@@ -157,19 +124,25 @@ async fn healthy(up: &Up, app: &[&str], restarts: u64) -> Value {
     .await
 }
 
-async fn eventually<T, F, Fut>(mut check: F) -> T
+/// How many wanted instances are in one of `states`.
+async fn in_state(up: &Up, app: &[&str], states: &[&str]) -> Option<usize> {
+    let running = up.running_instances(app).await?;
+    Some(
+        running
+            .iter()
+            .filter(|i| states.iter().any(|s| i["observed_state"] == *s))
+            .count(),
+    )
+}
+
+async fn eventually<T, F, Fut>(check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < BOOT, "condition not met within {BOOT:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    poll_until(BOOT, check)
+        .await
+        .unwrap_or_else(|| panic!("condition not met within {BOOT:?}"))
 }
 
 /// `GET url` (plain `http://HOST:PORT/`), the body on a 200.
@@ -218,12 +191,4 @@ fn count_vms() -> usize {
         .into_iter()
         .filter(|(_, cg)| !cg.pids().is_empty())
         .count()
-}
-
-/// Shares the downloaded guest kernel with the other VM tests.
-fn share_guest_cache(data: &std::path::Path) {
-    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(data.join("node")).unwrap();
-    std::os::unix::fs::symlink(&cache, data.join("node").join("guest")).unwrap();
 }

@@ -8,11 +8,11 @@
 //! lost, so only the periodic resync (every ~2 s here) converges them, and it must say so.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::process::{Child, Command};
-use zeitwork_e2e::{Up, init_bin, zeitwork_bin};
+use zeitwork_e2e::{Up, init_bin, poll_until, share_guest_cache, zeitwork_bin};
 use zeitwork_vmm::Cgroup;
 
 /// Per node: name, namespace, host-side and node-side veth names and addresses (/30).
@@ -209,41 +209,30 @@ async fn healthy_instance(up: &Up, app: &[&str]) -> Value {
 
 /// The app's only running instance, when it is healthy.
 async fn healthy_instance_now(up: &Up, app: &[&str]) -> Option<Value> {
-    let out = up.cli(&[app, &["status", "--json"]].concat()).await;
-    let status: Value = serde_json::from_str(&out.stdout).ok()?;
-    let running: Vec<&Value> = status["instances"]
-        .as_array()?
-        .iter()
-        .filter(|i| i["desired_state"] == "running")
-        .collect();
+    let running = up.running_instances(app).await?;
     (running.len() == 1 && running[0]["observed_state"] == "healthy").then(|| running[0].clone())
 }
 
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+/// Waits for `check`; on timeout fails quoting every agent's log.
+async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if start.elapsed() > WITHIN {
-            let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path().join("agent.stderr"))
-                .filter_map(|p| {
-                    let log = std::fs::read_to_string(&p).ok()?;
-                    Some(format!("--- {} ---\n{log}", p.display()))
-                })
-                .collect();
-            panic!("{what}: not within {WITHIN:?}\n{}", logs.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(value) = poll_until(WITHIN, check).await {
+        return value;
     }
+    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("agent.stderr"))
+        .filter_map(|p| {
+            let log = std::fs::read_to_string(&p).ok()?;
+            Some(format!("--- {} ---\n{log}", p.display()))
+        })
+        .collect();
+    panic!("{what}: not within {WITHIN:?}\n{}", logs.join("\n"));
 }
 
 /// VM cgroups of instances that have a directory in `node_dir`.
@@ -263,13 +252,6 @@ fn kill_vms_of(node_dir: &std::path::Path) {
             zeitwork_e2e::signal(pid, rustix::process::Signal::KILL);
         }
     }
-}
-
-fn share_guest_cache(node_dir: &std::path::Path) {
-    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::fs::create_dir_all(node_dir).unwrap();
-    let _ = std::os::unix::fs::symlink(&cache, node_dir.join("guest"));
 }
 
 /// A network namespace with a veth pair to the host; removed on drop.

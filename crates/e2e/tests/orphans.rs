@@ -19,9 +19,7 @@ async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
     let image = push_example(&registry).await;
     let node = tempfile::tempdir().unwrap();
     // Share the downloaded kernel with the other VM tests.
-    let guest_cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
-    std::fs::create_dir_all(&guest_cache).unwrap();
-    std::os::unix::fs::symlink(&guest_cache, node.path().join("guest")).unwrap();
+    zeitwork_e2e::share_guest_cache(node.path());
 
     let mut agent = tokio::process::Command::new(zeitwork_bin())
         .args([

@@ -60,7 +60,7 @@ async fn the_example_boots_serves_exits_is_capped_and_isolated() {
         Qemu::detect().unwrap(),
         RuntimeConfig {
             state_dir: state.path().to_path_buf(),
-            guest_dir: std::env::temp_dir().join("zeitwork-guest-test-cache"),
+            guest_dir: zeitwork_e2e::guest_cache(),
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
         },
@@ -160,7 +160,7 @@ async fn bad_images_fail_clearly_and_leave_nothing() {
         Qemu::detect().unwrap(),
         RuntimeConfig {
             state_dir: state.path().to_path_buf(),
-            guest_dir: std::env::temp_dir().join("zeitwork-guest-test-cache"),
+            guest_dir: zeitwork_e2e::guest_cache(),
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
         },
