@@ -1,12 +1,12 @@
 //! An agent that dies leaves its VMs running. [`Runtime::start`] saves what it takes to
 //! take one over (`instance.json`, beside the VMM's own record) and [`Runtime::adopt`]
-//! rebuilds the [`Instance`] from it: the VM, its tap and its firewall entry stay as they
-//! are, and ending it later removes everything as for an instance started here.
+//! rebuilds the [`Instance`] from it: the VM, its link (and namespace) and its firewall
+//! entry stay as they are, and ending it later removes everything as for an instance started here.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use zeitwork_net::{AppPort, InstanceAddrs, Tap};
+use zeitwork_net::{AppPort, InstanceAddrs, Link};
 use zeitwork_vmm::{Cgroup, RunningVm, Vmm};
 
 use crate::{AgentError, Instance, Keep, Runtime};
@@ -19,7 +19,7 @@ const FILE: &str = "instance.json";
 pub struct InstanceRecord {
     pub id: String,
     pub image: String,
-    /// Its slot in the node's address pool: names its tap and gives its addresses.
+    /// Its slot in the node's address pool: names its link and gives its addresses.
     pub net_index: u32,
     pub port: Option<u16>,
 }
@@ -65,7 +65,7 @@ impl InstanceRecord {
 
 impl<V: Vmm> Runtime<V> {
     /// Takes over instance `id` as a previous agent left it, VM running. `None` when there
-    /// is nothing alive to adopt (no record, its VMM or its tap gone): what is left of it
+    /// is nothing alive to adopt (no record, its VMM or its link gone): what is left of it
     /// is then [`Runtime::clean_orphans`]' to remove.
     pub async fn adopt(&self, id: &str) -> Result<Option<Instance>, AgentError> {
         let dir = self.instance_dir(id);
@@ -73,7 +73,7 @@ impl<V: Vmm> Runtime<V> {
             return Ok(None);
         };
         let addrs = InstanceAddrs::for_index(self.config.node_prefix, record.net_index)?;
-        let Some(tap) = Tap::existing(record.net_index, addrs).await? else {
+        let Some(link) = Link::existing(record.net_index, addrs, id).await? else {
             return Ok(None);
         };
         let Some(vm) = RunningVm::adopt(&dir).await? else {
@@ -89,7 +89,7 @@ impl<V: Vmm> Runtime<V> {
             addrs,
             dir,
             vm,
-            tap,
+            link,
             &self.firewall,
         )))
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zeitwork_core::guest::{GuestConfig, Interface};
 use zeitwork_image::{Auth, ImageConfig};
-use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Tap};
+use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Link, Netns, Topology};
 use zeitwork_vmm::{NetAttachment, RunningVm, VmExit, VmSpec, Vmm};
 
 use crate::{AgentError, InstanceRecord, Runtime, disks};
@@ -44,7 +44,7 @@ pub struct Instance {
     pub dir: PathBuf,
     net_index: u32,
     vm: RunningVm,
-    tap: Tap,
+    link: Link,
     firewall: Firewall,
 }
 
@@ -72,20 +72,26 @@ impl<V: Vmm> Runtime<V> {
             return Err(e);
         }
         let addrs = InstanceAddrs::for_index(self.config.node_prefix, spec.net_index)?;
-        let tap = match Tap::create(spec.net_index, addrs).await {
-            Ok(tap) => tap,
+        // The VMM decides where the guest's tap must be.
+        let topology = if self.vmm.wants_own_netns() {
+            Topology::OwnNetns
+        } else {
+            Topology::HostTap
+        };
+        let link = match Link::create(spec.net_index, addrs, topology, &spec.id).await {
+            Ok(link) => link,
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 return Err(e.into());
             }
         };
         match self
-            .boot(spec, &rootfs.config, rootfs.path, argv, &tap, &dir)
+            .boot(spec, &rootfs.config, rootfs.path, argv, &link, &dir)
             .await
         {
-            Ok(vm) => Ok(Instance::new(record, addrs, dir, vm, tap, &self.firewall)),
+            Ok(vm) => Ok(Instance::new(record, addrs, dir, vm, link, &self.firewall)),
             Err(e) => {
-                let _ = tap.remove().await;
+                let _ = link.remove().await;
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 Err(e)
             }
@@ -98,13 +104,13 @@ impl<V: Vmm> Runtime<V> {
         image: &ImageConfig,
         root_disk: PathBuf,
         argv: Vec<String>,
-        tap: &Tap,
+        link: &Link,
         dir: &std::path::Path,
     ) -> Result<RunningVm, AgentError> {
         let scratch = dir.join("scratch.ext4");
         disks::scratch(&scratch, SCRATCH_MB).await?;
         let config_disk = dir.join("config.img");
-        disks::config(&config_disk, &guest_config(spec, image, argv, tap.addrs))?;
+        disks::config(&config_disk, &guest_config(spec, image, argv, link.addrs))?;
         let vm = self
             .vmm
             .launch(&VmSpec {
@@ -118,8 +124,9 @@ impl<V: Vmm> Runtime<V> {
                 scratch_disk: scratch,
                 config_disk,
                 net: Some(NetAttachment {
-                    tap: tap.name.clone(),
-                    mac: tap.mac.clone(),
+                    tap: link.tap().to_owned(),
+                    mac: link.mac.clone(),
+                    netns: link.netns.as_ref().map(Netns::path),
                 }),
                 run_dir: dir.to_path_buf(),
             })
@@ -127,7 +134,7 @@ impl<V: Vmm> Runtime<V> {
         if let Some(port) = spec.port {
             self.firewall
                 .allow(AppPort {
-                    addrs: tap.addrs,
+                    addrs: link.addrs,
                     port,
                 })
                 .await?;
@@ -195,7 +202,7 @@ impl Instance {
         addrs: InstanceAddrs,
         dir: PathBuf,
         vm: RunningVm,
-        tap: Tap,
+        link: Link,
         firewall: &Firewall,
     ) -> Instance {
         Instance {
@@ -205,7 +212,7 @@ impl Instance {
             dir,
             net_index: record.net_index,
             vm,
-            tap,
+            link,
             firewall: firewall.clone(),
         }
     }
@@ -254,31 +261,32 @@ impl Instance {
     ) -> Result<VmExit, AgentError> {
         let Instance {
             vm,
-            tap,
+            link,
             firewall,
             port,
             dir,
             ..
         } = self;
         let exit = vm.wait_or_stop(stop, grace).await;
-        teardown(tap, firewall, port, &dir).await;
+        teardown(link, firewall, port, &dir).await;
         Ok(exit?)
     }
 }
 
-/// Removes the tap, the firewall entry, the disks and the record that would let a later
-/// agent adopt it; the console log stays for reading.
-async fn teardown(tap: Tap, firewall: Firewall, port: Option<u16>, dir: &std::path::Path) {
+/// Removes the link (and the namespace, if the VMM had one), the firewall entry, the
+/// disks and the record that would let a later agent adopt it; the console log stays for
+/// reading.
+async fn teardown(link: Link, firewall: Firewall, port: Option<u16>, dir: &std::path::Path) {
     if let Some(port) = port {
         let _ = firewall
             .revoke(AppPort {
-                addrs: tap.addrs,
+                addrs: link.addrs,
                 port,
             })
             .await;
     }
-    if let Err(e) = tap.remove().await {
-        tracing::warn!(error = %e, "removing tap");
+    if let Err(e) = link.remove().await {
+        tracing::warn!(error = %e, "removing the instance's link");
     }
     for disk in ["scratch.ext4", "config.img"] {
         let _ = tokio::fs::remove_file(dir.join(disk)).await;

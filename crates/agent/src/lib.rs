@@ -1,6 +1,7 @@
 //! The node agent. [`Runtime`] turns an [`InstanceSpec`] into a running microVM: the
-//! image's root filesystem, a fresh writable disk, a config disk, a routed tap with its
-//! firewall entry, and a VMM under a memory cap, and takes all of it down again.
+//! image's root filesystem, a fresh writable disk, a config disk, a routed link with its
+//! firewall entry (the guest's tap on the host, or in the VMM's own network namespace), and
+//! a VMM under a memory cap, and takes all of it down again.
 //! [`NodeAgent`] keeps the node's instances equal to the desired state it pulls from the
 //! operator: supervising, health-checking, restarting, reporting and shipping logs.
 

@@ -1,9 +1,10 @@
-//! After an agent crash, the node may hold VMs, taps, cgroups and disks nobody tracks.
-//! They are found by our naming conventions (cgroups under `zeitwork/` named like a
-//! directory in our `instances/`, taps `zw<n>` in our network namespace) and removed
-//! unless the agent still wants them; adopting the ones it wants is the reconciler's job.
+//! After an agent crash, the node may hold VMs, links, network namespaces, cgroups and
+//! disks nobody tracks. They are found by our naming conventions (cgroups under
+//! `zeitwork/` and namespaces `zwvm-<id>` named like a directory in our `instances/`,
+//! links `zw<n>` in our network namespace) and removed unless the agent still wants them;
+//! adopting the ones it wants is the reconciler's job.
 
-use zeitwork_net::{AppPort, InstanceAddrs, Tap, tap_name};
+use zeitwork_net::{AppPort, InstanceAddrs, Link, Netns, link_name};
 use zeitwork_vmm::{Cgroup, Vmm};
 
 use crate::{AgentError, Runtime};
@@ -21,7 +22,9 @@ pub struct Keep {
 pub struct Cleaned {
     /// VMs whose VMM was killed, by instance id.
     pub vms: Vec<String>,
-    pub taps: Vec<String>,
+    pub links: Vec<String>,
+    /// Network namespaces of VMMs that had one, by name.
+    pub netns: Vec<String>,
     /// Instance directories whose disks were removed.
     pub disks: Vec<String>,
 }
@@ -43,13 +46,19 @@ impl<V: Vmm> Runtime<V> {
                 cgroup.kill_all().await;
             }
         }
-        let kept_taps: Vec<String> = keep.iter().map(|k| tap_name(k.net_index)).collect();
-        cleaned.taps = Tap::remove_orphans(&kept_taps).await?;
+        let kept_links: Vec<String> = keep.iter().map(|k| link_name(k.net_index)).collect();
+        cleaned.links = Link::remove_orphans(&kept_links).await?;
         if let Ok(mut dirs) = tokio::fs::read_dir(&instances).await {
             while let Ok(Some(dir)) = dirs.next_entry().await {
                 let name = dir.file_name().to_string_lossy().into_owned();
                 if keep.iter().any(|k| k.id == name) {
                     continue;
+                }
+                // Named host-wide, so only those of our instances are ours to remove.
+                if let Ok(netns) = Netns::for_instance(&name)
+                    && netns.remove().await?
+                {
+                    cleaned.netns.push(netns.name().to_owned());
                 }
                 let mut removed = false;
                 for disk in ["scratch.ext4", "config.img"] {

@@ -128,7 +128,7 @@ impl<V: Vmm + 'static, C: ControlPlane> Reconciler<V, C> {
         Ok(changes)
     }
 
-    /// Removes VMs, taps and disks nobody supervises (a previous agent's leftovers).
+    /// Removes VMs, links, namespaces and disks nobody supervises (a previous agent's leftovers).
     pub async fn clean_orphans(&self) -> Result<(), AgentError> {
         let keep: Vec<Keep> = self
             .running

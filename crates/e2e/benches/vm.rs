@@ -16,7 +16,7 @@ use zeitwork_agent::{InstanceSpec, Runtime, RuntimeConfig};
 use zeitwork_core::guest::{GuestConfig, Interface};
 use zeitwork_e2e::{init_bin, push_example};
 use zeitwork_image::{Auth, ImageConfig, ImageStore, PushOptions, push_directory};
-use zeitwork_net::{AppPort, Firewall, InstanceAddrs, NodePrefix, Tap};
+use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Link, NodePrefix, Topology};
 use zeitwork_services::Registry;
 use zeitwork_vmm::{Qemu, VmSpec, Vmm};
 
@@ -103,7 +103,9 @@ async fn bare_boot(
         .await
         .unwrap();
     let addrs = InstanceAddrs::for_index(NodePrefix::parse(PREFIX).unwrap(), index).unwrap();
-    let tap = Tap::create(index, addrs).await.unwrap();
+    let tap = Link::create(index, addrs, Topology::HostTap, &format!("bare-{index}"))
+        .await
+        .unwrap();
     let firewall = Firewall::new(NodePrefix::parse(PREFIX).unwrap());
     firewall.allow(AppPort { addrs, port: 8080 }).await.unwrap();
     let scratch = dir.join("scratch.ext4");
@@ -144,8 +146,9 @@ async fn bare_boot(
         scratch_disk: scratch,
         config_disk: dir.join("config.img"),
         net: Some(zeitwork_vmm::NetAttachment {
-            tap: tap.name.clone(),
+            tap: tap.tap().to_owned(),
             mac: tap.mac.clone(),
+            netns: None,
         }),
         run_dir: dir.to_path_buf(),
     };

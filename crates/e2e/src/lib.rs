@@ -244,6 +244,7 @@ pub struct Up {
     home: TempDir,
     listen_ip: String,
     api_port: u16,
+    edge_port: u16,
     postgres_port: u16,
     nats_port: u16,
     child: Option<Child>,
@@ -292,6 +293,7 @@ impl Up {
             home,
             listen_ip: listen_ip.to_owned(),
             api_port: zeitwork_services::free_port(),
+            edge_port: zeitwork_services::free_port(),
             postgres_port: zeitwork_services::free_port(),
             nats_port: zeitwork_services::free_port(),
             child: None,
@@ -330,6 +332,8 @@ impl Up {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(format!("{}:{}", self.listen_ip, self.api_port))
+            .arg("--edge-listen")
+            .arg(format!("127.0.0.1:{}", self.edge_port))
             .arg("--postgres-port")
             .arg(self.postgres_port.to_string())
             .arg("--nats-port")
@@ -403,6 +407,11 @@ impl Up {
     /// The API base URL, `http://127.0.0.1:PORT`.
     pub fn api(&self) -> &str {
         &self.api
+    }
+
+    /// Where the edge proxy listens, `127.0.0.1:PORT`.
+    pub fn edge_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.edge_port)
     }
 
     /// The admin token printed by the latest start (`None` when it printed none).

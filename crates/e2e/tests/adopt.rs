@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use zeitwork_agent::{InstanceSpec, Runtime, RuntimeConfig};
 use zeitwork_core::guest::Exit;
 use zeitwork_e2e::{init_bin, push_example, signal};
-use zeitwork_net::{NodePrefix, Tap};
+use zeitwork_net::{Link, NodePrefix};
 use zeitwork_services::Registry;
 use zeitwork_vmm::{Cgroup, Qemu, VmExit};
 
@@ -127,7 +127,7 @@ async fn a_killed_agents_vms_are_adopted_or_cleaned_up() {
     );
 
     let cleaned = runtime.clean_orphans(&[record.keep()]).await.unwrap();
-    assert!(cleaned.taps.contains(&"zw41".to_owned()), "{cleaned:?}");
+    assert!(cleaned.links.contains(&"zw41".to_owned()), "{cleaned:?}");
     assert!(cleaned.disks.contains(&dead.to_owned()), "{cleaned:?}");
     assert!(!cleaned.vms.contains(&kept.to_owned()), "{cleaned:?}");
     assert!(!Cgroup::ours().iter().any(|(name, _)| name == dead));
@@ -146,7 +146,7 @@ async fn a_killed_agents_vms_are_adopted_or_cleaned_up() {
     assert_eq!(exit, VmExit::App(Exit::Signal(15)));
     assert!(!alive(kept_pid), "the adopted VMM ended");
     assert!(!Cgroup::ours().iter().any(|(name, _)| name == kept));
-    assert!(!Tap::list().await.unwrap().contains(&"zw40".to_owned()));
+    assert!(!Link::list().await.unwrap().contains(&"zw40".to_owned()));
     assert!(!dir.join("scratch.ext4").exists(), "disks removed");
     assert!(runtime.adopt(kept).await.unwrap().is_none(), "nothing left");
 }

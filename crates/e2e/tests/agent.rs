@@ -25,8 +25,28 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     share_guest_cache(&data.path().join("node"));
     let mut up = Up::with_node(data.path()).await;
     let line = up.wait_for_line("Example app:", BOOT).await;
-    let url = line.split_whitespace().last().unwrap().to_owned();
-    let body = get(&url).await.expect("the example answers");
+    // "Example app: http://HOST:PORT/ (this deployment: …; instance: http://IP:PORT/)"
+    let env_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    let host = env_url
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(host, "hello-demo.zeitwork.localhost", "{line}");
+    let url = line
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let body = get(&url)
+        .await
+        .expect("the example answers on its instance");
+    assert!(body.contains("Hello from Zeitwork"), "{body}");
+    let body = get_via(&up.edge_addr(), &host)
+        .await
+        .expect("the example answers through the edge");
     assert!(body.contains("Hello from Zeitwork"), "{body}");
 
     let admin = up.admin_token().unwrap().to_owned();
@@ -147,13 +167,18 @@ where
 
 /// `GET url` (plain `http://HOST:PORT/`), the body on a 200.
 async fn get(url: &str) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = url
         .strip_prefix("http://")
         .and_then(|rest| rest.split('/').next())
         .ok_or_else(|| format!("not an http URL: {url}"))?;
+    get_via(host, host).await
+}
+
+/// `GET /` from `addr` with `Host: host`, the body on a 200.
+async fn get_via(addr: &str, host: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(host).await?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
         let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut answer = String::new();
@@ -162,11 +187,11 @@ async fn get(url: &str) -> Result<String, String> {
     };
     let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
-        .map_err(|_| format!("{url}: no answer within 5 s"))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|_| format!("{addr} ({host}): no answer within 5 s"))?
+        .map_err(|e| format!("{addr} ({host}): {e}"))?;
     match answer.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-        _ => Err(format!("{url}: {answer}")),
+        _ => Err(format!("{addr} ({host}): {answer}")),
     }
 }
 

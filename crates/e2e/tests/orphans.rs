@@ -1,13 +1,14 @@
 //! An agent killed outright leaves its VM running; the next agent's start-up removes it:
 //! the VMM, its cgroup, its tap and its disks. The "agent" here is `zeitwork vm run`,
-//! killed with SIGKILL.
+//! killed with SIGKILL. Beside it, what a Firecracker instance leaves (a network namespace
+//! of its own and the veth to it; no Firecracker guest boots on every host) goes too.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use zeitwork_agent::{Runtime, RuntimeConfig};
 use zeitwork_e2e::{init_bin, push_example, zeitwork_bin};
-use zeitwork_net::NodePrefix;
+use zeitwork_net::{InstanceAddrs, Link, NodePrefix, Topology};
 use zeitwork_services::Registry;
 use zeitwork_vmm::{Cgroup, Qemu};
 
@@ -69,12 +70,7 @@ async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     assert!(alive(vmm_pid), "the VMM outlives its killed agent");
-    assert!(
-        zeitwork_net::Tap::list()
-            .await
-            .unwrap()
-            .contains(&"zw30".to_owned())
-    );
+    assert!(Link::list().await.unwrap().contains(&"zw30".to_owned()));
 
     let runtime = Runtime::new(
         Qemu::detect().unwrap(),
@@ -87,9 +83,21 @@ async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
     )
     .await
     .unwrap();
+    // A Firecracker instance's link and namespace, as its crashed agent left them.
+    let fc_id = format!("fc-crashed-{}", std::process::id());
+    std::fs::create_dir_all(node.path().join("instances").join(&fc_id)).unwrap();
+    let addrs = InstanceAddrs::for_index(NodePrefix::parse(PREFIX).unwrap(), 31).unwrap();
+    let fc_link = Link::create(31, addrs, Topology::OwnNetns, &fc_id)
+        .await
+        .unwrap();
+    let fc_netns = fc_link.netns.clone().unwrap();
+
     let cleaned = runtime.clean_orphans(&[]).await.unwrap();
     assert!(cleaned.vms.contains(&id), "{cleaned:?}");
-    assert!(cleaned.taps.contains(&"zw30".to_owned()), "{cleaned:?}");
+    assert!(cleaned.links.contains(&"zw30".to_owned()), "{cleaned:?}");
+    assert!(cleaned.links.contains(&"zw31".to_owned()), "{cleaned:?}");
+    assert_eq!(cleaned.netns, [fc_netns.name()], "{cleaned:?}");
+    assert!(!fc_netns.exists(), "the namespace is gone");
     assert!(cleaned.disks.contains(&id), "{cleaned:?}");
     assert!(!alive(vmm_pid), "the orphaned VMM is gone");
     assert!(
@@ -97,7 +105,7 @@ async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
         "its cgroup is gone"
     );
     assert!(
-        !zeitwork_net::Tap::list()
+        !zeitwork_net::Link::list()
             .await
             .unwrap()
             .contains(&"zw30".to_owned())

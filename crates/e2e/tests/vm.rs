@@ -34,7 +34,7 @@ fn spec(id: &str, image: &str, net_index: u32, command: Option<&[&str]>) -> Inst
 }
 
 /// GET over plain TCP, retried until the app answers (it boots under emulation).
-async fn get(url_host: std::net::Ipv4Addr, path: &str, within: Duration) -> Option<String> {
+async fn get(url_host: std::net::IpAddr, path: &str, within: Duration) -> Option<String> {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
         let connect = tokio::net::TcpStream::connect((url_host, 8080));
@@ -68,17 +68,23 @@ async fn the_example_boots_serves_exits_is_capped_and_isolated() {
     .await
     .unwrap();
 
-    // 1. The example serves GET / to the host over its tap.
+    // 1. The example serves GET / to the host over its link, at its IPv4 and its IPv6.
     let web = runtime
         .start(&spec("web-a", &image, 10, None))
         .await
         .unwrap();
-    let body = get(web.guest_ipv4(), "/", Duration::from_secs(90)).await;
+    let body = get(web.guest_ipv4().into(), "/", Duration::from_secs(90)).await;
     let console = std::fs::read_to_string(web.console_log()).unwrap_or_default();
     let body = body.unwrap_or_else(|| panic!("no answer from the example; console:\n{console}"));
     assert!(
         body.starts_with("HTTP/1.1 200 OK") && body.contains("Hello from Zeitwork"),
         "{body}"
+    );
+    let body = get(web.addrs.guest6.into(), "/", Duration::from_secs(10)).await;
+    assert!(
+        body.is_some_and(|b| b.contains("Hello from Zeitwork")),
+        "no answer at {}",
+        web.addrs.guest6
     );
 
     // 2. Another instance cannot reach it, nor the host's other ports.
@@ -124,7 +130,7 @@ async fn the_example_boots_serves_exits_is_capped_and_isolated() {
         "disks are removed on stop"
     );
     // Only this test's taps: other VMs may run on the host.
-    let taps = zeitwork_net::Tap::list().await.unwrap();
+    let taps = zeitwork_net::Link::list().await.unwrap();
     assert!(
         !taps
             .iter()
@@ -184,6 +190,6 @@ async fn bad_images_fail_clearly_and_leave_nothing() {
         !state.path().join("instances/bad").exists(),
         "no instance files left"
     );
-    let taps = zeitwork_net::Tap::list().await.unwrap();
+    let taps = zeitwork_net::Link::list().await.unwrap();
     assert!(!taps.contains(&"zw20".to_owned()), "no tap left: {taps:?}");
 }

@@ -6,9 +6,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::addressing::{POOL4, POOL4_PREFIX};
 use crate::command::run;
-use crate::{InstanceAddrs, NetError, NodePrefix, TAP_PREFIX};
+use crate::{InstanceAddrs, LINK_PREFIX, NetError, NodePrefix};
 
 pub const TABLE: &str = "zeitwork";
+
+/// A guest resolves its IPv6 gateway (the host end) with neighbour discovery, which
+/// conntrack does not count as part of a connection: without this the host's answers,
+/// and so every IPv6 reply of the guest, would be dropped. The guest's own entry on the
+/// host is pinned (`nud permanent`), so no advertisement can move it.
+const NEIGHBOUR_DISCOVERY: &str = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }";
 
 /// An instance's app port the host may connect to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +35,7 @@ impl Firewall {
 
     /// The whole table, as one `nft -f` transaction (add+delete makes it idempotent).
     pub fn script(&self, ports: &[(Ipv4Addr, Ipv6Addr, u16)]) -> String {
-        let wild = format!("\"{TAP_PREFIX}*\"");
+        let wild = format!("\"{LINK_PREFIX}*\"");
         let v4: Vec<String> = ports.iter().map(|(a, _, p)| format!("{a} . {p}")).collect();
         let v6: Vec<String> = ports.iter().map(|(_, a, p)| format!("{a} . {p}")).collect();
         let elements = |e: &[String]| {
@@ -54,11 +60,13 @@ table inet {TABLE} {{
   chain input {{
     type filter hook input priority 0; policy accept;
     iifname {wild} ct state established,related accept
+    iifname {wild} {nd} accept
     iifname {wild} drop
   }}
   chain output {{
     type filter hook output priority 0; policy accept;
     oifname {wild} ct state established,related accept
+    oifname {wild} {nd} accept
     oifname {wild} ip daddr . tcp dport @app4 accept
     oifname {wild} ip6 daddr . tcp dport @app6 accept
     oifname {wild} drop
@@ -74,11 +82,12 @@ table inet {TABLE} {{
             e6 = elements(&v6),
             pool4 = format_args!("{POOL4}/{POOL4_PREFIX}"),
             pool6 = self.prefix.to_cidr(),
+            nd = NEIGHBOUR_DISCOVERY,
         )
     }
 
     /// Installs (or replaces) the table with these app ports open, and turns on
-    /// forwarding, which routed taps need.
+    /// forwarding, which the routed links need.
     pub async fn install(&self, ports: &[AppPort]) -> Result<(), NetError> {
         let ports: Vec<_> = ports
             .iter()
@@ -136,6 +145,12 @@ mod tests {
         )]);
         assert!(s.starts_with("add table inet zeitwork\ndelete table inet zeitwork\n"));
         assert!(s.contains("iifname \"zw*\" oifname \"zw*\" drop"));
+        for dir in ["iifname", "oifname"] {
+            let nd = format!(
+                "{dir} \"zw*\" icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept"
+            );
+            assert!(s.contains(&nd), "{s}");
+        }
         assert!(s.contains("elements = { 172.31.0.1 . 8080 }"));
         assert!(s.contains("elements = { fd00:7a::3 . 8080 }"));
         assert!(s.contains("ip saddr 172.31.0.0/16 oifname != \"zw*\" masquerade"));

@@ -1,17 +1,20 @@
-//! Instance networking on a node. Each instance gets its own tap, routed point to
-//! point (no shared L2 between tenants): a private IPv4 /31 and an IPv6 /127 out of
-//! the node's ULA prefix. One nftables table of ours keeps instances from reaching
-//! each other or the host's other ports, lets the host reach each instance on its app
-//! port, and masquerades egress.
+//! Instance networking on a node. Each instance gets its own link `zw<n>`, routed point
+//! to point (no shared L2 between tenants): a private IPv4 /31 and an IPv6 /127 out of
+//! the node's ULA prefix. Behind the link is the guest's tap, on the host or in a network
+//! namespace of the instance's own where its VMM runs ([`Topology`]). One nftables table of
+//! ours keeps instances from reaching each other or the host's other ports, lets the host
+//! reach each instance on its app port, and masquerades egress.
 
 mod addressing;
 mod command;
 mod firewall;
-mod tap;
+mod link;
+mod netns;
 
 pub use addressing::{InstanceAddrs, NodePrefix};
 pub use firewall::{AppPort, Firewall, TABLE};
-pub use tap::{TAP_PREFIX, Tap, guest_mac, tap_name};
+pub use link::{LINK_PREFIX, Link, Topology, guest_mac, link_name};
+pub use netns::{NETNS_DIR, NETNS_TAP, Netns};
 
 /// Why a network change failed; the message includes the failing command's stderr.
 #[derive(Debug, thiserror::Error)]
@@ -27,4 +30,8 @@ pub enum NetError {
     PoolExhausted(u32),
     #[error("invalid node IPv6 prefix {0:?}: give a ULA /64 like fd12:3456:789a:1::/64")]
     BadPrefix(String),
+    #[error(
+        "instance id {0:?} cannot name a network namespace: use 1-64 ASCII letters, digits, '-' and '_'"
+    )]
+    BadInstanceId(String),
 }

@@ -25,6 +25,13 @@ impl Vmm for Driver {
         }
     }
 
+    fn wants_own_netns(&self) -> bool {
+        match self {
+            Driver::Firecracker(f) => f.wants_own_netns(),
+            Driver::Qemu(q) => q.wants_own_netns(),
+        }
+    }
+
     async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
         match self {
             Driver::Firecracker(f) => f.launch(spec).await,

@@ -12,10 +12,12 @@
 //! app and resets the VM when the app has exited), SIGKILL after the grace period. After
 //! the VMM exited, the jail directory and the cgroup are removed.
 //!
-//! **Network namespace: not used yet.** The jailer could join one (`--netns`), but the
-//! agent's taps live in the host's network namespace, so Firecracker runs there too; the
-//! guest is isolated by routing and nftables on its tap, as under QEMU. A namespace per VM
-//! (the tap created inside it) is the hardening left to do.
+//! **A network namespace per VM.** The jailer joins the one named in the spec's
+//! [`NetAttachment`](crate::NetAttachment) (`--netns`) before dropping privileges, so
+//! Firecracker sees only the guest's tap there, no host interface, and can reach no socket
+//! in the host's namespace. The agent creates the namespace with the tap in it and links it
+//! to the host (`zeitwork_net::Topology::OwnNetns`), because [`Vmm::wants_own_netns`] says
+//! so. A VM without a NIC has no namespace to join and stays in the agent's.
 //!
 //! **One uid for all VMMs, for now.** Each Firecracker sees only its own chroot, but two
 //! VMMs of the same uid may signal each other; one uid per VM (allocated by the agent,
@@ -228,6 +230,9 @@ impl Firecracker {
         push("--uid", self.uid.to_string().as_ref());
         push("--gid", self.gid.to_string().as_ref());
         push("--chroot-base-dir", self.chroot_base.as_os_str());
+        if let Some(netns) = spec.net.as_ref().and_then(|net| net.netns.as_ref()) {
+            push("--netns", netns.as_os_str());
+        }
         let version = match self.cgroup_version {
             CgroupVersion::V1 => "1",
             CgroupVersion::V2 => "2",
@@ -281,6 +286,7 @@ impl Firecracker {
     /// API answers. The VM is configured but not started.
     async fn spawn(&self, spec: &VmSpec) -> Result<Pending, VmmError> {
         check_id(&spec.name)?;
+        spec.check_net(self)?;
         let (console, vmm_log) = running::run_files(&spec.run_dir).await?;
         let jail_dir = self.jail_dir(&spec.name);
         if jail_dir.exists() {
@@ -399,6 +405,10 @@ impl Pending {
 impl Vmm for Firecracker {
     fn name(&self) -> &'static str {
         "firecracker"
+    }
+
+    fn wants_own_netns(&self) -> bool {
+        true
     }
 
     async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {

@@ -56,9 +56,28 @@ pub struct VmSpec {
 
 #[derive(Debug, Clone)]
 pub struct NetAttachment {
-    /// An existing tap device on the host.
+    /// An existing tap device, in `netns` when given, else on the host.
     pub tap: String,
     pub mac: String,
+    /// The network namespace (`/var/run/netns/<name>`) holding the tap, which the VMM
+    /// joins: given exactly when the driver [wants one of its own](Vmm::wants_own_netns).
+    pub netns: Option<PathBuf>,
+}
+
+impl VmSpec {
+    /// Checks the NIC against where `driver` opens its tap: a VMM in a namespace of its
+    /// own cannot open a tap on the host, nor one on the host a tap in a namespace.
+    pub(crate) fn check_net(&self, driver: &impl Vmm) -> Result<(), VmmError> {
+        match &self.net {
+            Some(net) if net.netns.is_some() != driver.wants_own_netns() => {
+                Err(VmmError::NetnsMismatch {
+                    driver: driver.name(),
+                    wants: driver.wants_own_netns(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,10 +111,20 @@ pub enum VmmError {
     /// QEMU refused or did not answer a QMP command.
     #[error("QEMU QMP {command}: {reason}")]
     Qmp { command: String, reason: String },
+    #[error(
+        "the {driver} driver {} (NetAttachment::netns; the agent follows Vmm::wants_own_netns)",
+        if *wants { "runs each VM in a network namespace of its own: create the tap in one" }
+        else { "opens taps on the host: create the tap there, not in a network namespace" }
+    )]
+    NetnsMismatch { driver: &'static str, wants: bool },
 }
 
 /// A way to run microVMs. Drivers share every guest artifact; only the VMM differs.
 pub trait Vmm: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether the VMM runs each VM in a network namespace of its own (Firecracker: its
+    /// jailer joins it), where the guest's tap must then be: the one place that decides
+    /// the topology of an instance's network (see `zeitwork_net::Topology`).
+    fn wants_own_netns(&self) -> bool;
     fn launch(&self, spec: &VmSpec) -> impl Future<Output = Result<RunningVm, VmmError>> + Send;
 }

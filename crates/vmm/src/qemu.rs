@@ -150,7 +150,12 @@ impl Vmm for Qemu {
         if self.kvm { "qemu-kvm" } else { "qemu-tcg" }
     }
 
+    fn wants_own_netns(&self) -> bool {
+        false
+    }
+
     async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
+        spec.check_net(self)?;
         let qmp = qmp::socket(&spec.run_dir);
         qmp::check(&qmp)?;
         let (console, vmm_log) = running::run_files(&spec.run_dir).await?;
@@ -202,6 +207,7 @@ mod tests {
             net: Some(NetAttachment {
                 tap: "zw0".into(),
                 mac: "02:00:00:00:00:01".into(),
+                netns: None,
             }),
             run_dir: "/run/zw/i-1".into(),
         }
@@ -213,6 +219,24 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// QEMU opens its tap in the host's namespace, never in one of its own.
+    #[test]
+    fn a_tap_in_a_namespace_is_refused_with_what_to_do() {
+        let q = Qemu {
+            binary: BINARY.into(),
+            kvm: false,
+        };
+        assert!(!q.wants_own_netns());
+        assert!(spec().check_net(&q).is_ok());
+        let mut in_netns = spec();
+        in_netns.net.as_mut().unwrap().netns = Some("/var/run/netns/zwvm-i-1".into());
+        assert_eq!(
+            in_netns.check_net(&q).unwrap_err().to_string(),
+            "the qemu-tcg driver opens taps on the host: create the tap there, not in a \
+             network namespace (NetAttachment::netns; the agent follows Vmm::wants_own_netns)"
+        );
     }
 
     #[test]

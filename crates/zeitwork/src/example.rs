@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use zeitwork_image::{ImageConfig, PushOptions, push_directory};
 
 const MANIFEST: &str = include_str!("../../../examples/hello/zeitwork.toml");
-const ORG: &str = "demo";
-const APP: &str = "hello";
+pub const ORG: &str = "demo";
+pub const APP: &str = "hello";
 /// Booting under software emulation takes seconds; pulling and first boot more.
 const READY_WITHIN: Duration = Duration::from_secs(300);
 
@@ -60,9 +60,16 @@ impl Api {
     }
 }
 
-/// Deploys the example unless it exists, waits for a healthy instance and returns the
-/// URL that serves it.
-pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<String> {
+/// Where the example answers.
+pub struct Deployed {
+    /// The deployment's own URL, without the edge's port.
+    pub url: String,
+    /// One healthy instance, straight on the node: `http://ip:port/`.
+    pub instance: String,
+}
+
+/// Deploys the example unless it exists and waits for a healthy instance.
+pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<Deployed> {
     let app_path = format!("orgs/{ORG}/apps/{APP}");
     let (status, _) = api.call(Method::GET, &app_path, None).await?;
     if status == StatusCode::NOT_FOUND {
@@ -88,7 +95,16 @@ pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<String> {
         )
         .await?;
     }
-    wait_healthy(api, &format!("{app_path}/envs/prod/instances")).await
+    let instance = wait_healthy(api, &format!("{app_path}/envs/prod/instances")).await?;
+    let status = api
+        .ok(Method::GET, &format!("{app_path}/envs/prod/status"), None)
+        .await?;
+    let url = status["url"]
+        .as_str()
+        .context("the example's status has no URL")?
+        .trim_end_matches('/')
+        .to_owned();
+    Ok(Deployed { url, instance })
 }
 
 /// Packs the static `hello` binary (`ZEITWORK_HELLO_BIN`, else built next to this one)

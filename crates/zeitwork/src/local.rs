@@ -19,6 +19,9 @@ pub struct Local {
     pub nats_url: String,
     pub agent: bool,
     pub example: bool,
+    /// Where the edge serves apps, for the example's URL.
+    pub edge_port: u16,
+    pub base_domain: String,
 }
 
 pub async fn run(
@@ -69,7 +72,16 @@ pub async fn run(
     let agent = tokio::spawn(async move { crate::agent::run(&args, true, shutdown).await });
     if local.example {
         match example_url(&api).await {
-            Ok(url) => println!("  Example app: {url}"),
+            Ok(deployed) => println!(
+                "  Example app: http://{}-{}.{}:{}/ (this deployment: {}:{}/; instance: {})",
+                example::APP,
+                example::ORG,
+                local.base_domain,
+                local.edge_port,
+                deployed.url,
+                local.edge_port,
+                deployed.instance
+            ),
             Err(e) => eprintln!("the example app was not deployed: {e:#}"),
         }
     }
@@ -78,7 +90,7 @@ pub async fn run(
 
 /// Deploys the example through a private registry that lives as long as this call:
 /// once booted, instances run from the node's image cache.
-async fn example_url(api: &Api) -> anyhow::Result<String> {
+async fn example_url(api: &Api) -> anyhow::Result<example::Deployed> {
     let registry = zeitwork_services::Registry::throwaway()
         .await
         .context("starting a registry for the example image")?;

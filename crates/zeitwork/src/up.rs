@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// Port of the private NATS (loopback only).
     #[arg(long, default_value_t = 42229)]
     nats_port: u16,
+    /// Address the edge proxy serves apps on (`http://<app>-<slug>-<org>.<base domain>:PORT`).
+    #[arg(long, env = "ZEITWORK_EDGE_LISTEN", default_value = "127.0.0.1:8081")]
+    edge_listen: String,
     /// Do not run an agent: this machine hosts no instances.
     #[arg(long)]
     no_agent: bool,
@@ -137,6 +140,14 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {}", args.operator.listen))?;
     let api = format!("http://{}", listener.local_addr()?);
+    let base_domain = args.operator.base_domain.clone();
+    let edge = zeitwork_edge::Edge::start(store.clone(), Some(bus.clone()), base_domain.clone())
+        .await
+        .context("starting the edge")?;
+    let edge_listener = TcpListener::bind(&args.edge_listen)
+        .await
+        .with_context(|| format!("listening on {}", args.edge_listen))?;
+    let edge_port = edge_listener.local_addr()?.port();
     println!("Zeitwork is up.");
     println!("  API:        {api}");
     match &new_token {
@@ -150,6 +161,10 @@ async fn serve(
         }
         None => println!("  Admin token: in {}", token_file.display()),
     }
+    println!(
+        "  Edge:       http://{} (apps at http://<app>-<org>.{base_domain}:{edge_port})",
+        edge_listener.local_addr()?
+    );
     println!("  Data:       {}", data.display());
     println!("Press Ctrl-C to stop.");
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -179,15 +194,19 @@ async fn serve(
             nats_url: nats_url.to_owned(),
             agent: !args.no_agent,
             example: !args.no_example,
+            edge_port,
+            base_domain: base_domain.clone(),
         },
         until_stopped(),
     );
-    let (served, node) = tokio::join!(
+    let (served, edged, node) = tokio::join!(
         zeitwork_operator::serve(listener, app, until_stopped()),
+        edge.serve(edge_listener, until_stopped()),
         node
     );
     let _ = notifier.await;
     let _ = monitor.await;
     served?;
+    edged?;
     node
 }

@@ -32,8 +32,9 @@ fn spec() -> VmSpec {
         scratch_disk: "/d/rw.ext4".into(),
         config_disk: "/d/config.img".into(),
         net: Some(NetAttachment {
-            tap: "zw0".into(),
+            tap: "tap0".into(),
             mac: "02:00:00:00:00:01".into(),
+            netns: Some("/var/run/netns/zwvm-i-1".into()),
         }),
         run_dir: "/run/zw/i-1".into(),
     }
@@ -53,7 +54,8 @@ fn jailer_command_lines_for_cgroup_v1_and_v2() {
         joined(&driver(CgroupVersion::V1).jailer_args(&spec(), true)),
         format!(
             "--id i-1 --exec-file /opt/fc/firecracker --uid 10000 --gid 10001 \
-             --chroot-base-dir /srv/jailer --cgroup-version 1 --parent-cgroup zeitwork \
+             --chroot-base-dir /srv/jailer --netns /var/run/netns/zwvm-i-1 \
+             --cgroup-version 1 --parent-cgroup zeitwork \
              --cgroup memory.limit_in_bytes={limit} --cgroup memory.memsw.limit_in_bytes={limit} \
              --cgroup cpu.shares=2048 \
              -- --api-sock /run/firecracker.socket --log-path /firecracker.log"
@@ -63,7 +65,8 @@ fn jailer_command_lines_for_cgroup_v1_and_v2() {
         joined(&driver(CgroupVersion::V2).jailer_args(&spec(), false)),
         format!(
             "--id i-1 --exec-file /opt/fc/firecracker --uid 10000 --gid 10001 \
-             --chroot-base-dir /srv/jailer --cgroup-version 2 --parent-cgroup zeitwork \
+             --chroot-base-dir /srv/jailer --netns /var/run/netns/zwvm-i-1 \
+             --cgroup-version 2 --parent-cgroup zeitwork \
              --cgroup memory.max={limit} --cgroup cpu.weight=200 \
              -- --api-sock /run/firecracker.socket --log-path /firecracker.log"
         )
@@ -72,6 +75,36 @@ fn jailer_command_lines_for_cgroup_v1_and_v2() {
     assert_eq!(
         d.chroot("i-1"),
         Path::new("/srv/jailer/firecracker/i-1/root")
+    );
+    // Without a NIC there is no namespace to join.
+    let no_net = VmSpec {
+        net: None,
+        ..spec()
+    };
+    assert!(!joined(&d.jailer_args(&no_net, true)).contains("--netns"));
+}
+
+/// Firecracker opens its tap in the namespace it runs in, never on the host.
+#[test]
+fn a_tap_on_the_host_is_refused_with_what_to_do() {
+    let d = driver(CgroupVersion::V1);
+    assert!(d.wants_own_netns());
+    assert!(spec().check_net(&d).is_ok());
+    assert!(
+        VmSpec {
+            net: None,
+            ..spec()
+        }
+        .check_net(&d)
+        .is_ok()
+    );
+    let mut on_host = spec();
+    on_host.net.as_mut().unwrap().netns = None;
+    let err = on_host.check_net(&d).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "the firecracker driver runs each VM in a network namespace of its own: create the \
+         tap in one (NetAttachment::netns; the agent follows Vmm::wants_own_netns)"
     );
 }
 
@@ -115,7 +148,7 @@ fn requests_configure_the_vm_with_disks_in_guest_order() {
     );
     assert_eq!(
         requests[5].body,
-        json!({"iface_id": "eth0", "host_dev_name": "zw0", "guest_mac": "02:00:00:00:00:01"})
+        json!({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "02:00:00:00:00:01"})
     );
     let mut no_net = spec();
     no_net.net = None;
@@ -374,14 +407,21 @@ pub(crate) fn guest_files() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// The real binaries and a VM of `name` with the real guest and blank disks in `d`;
-/// `None` (skipped) when either is missing.
-fn real_vm(d: &Path, name: &str) -> Option<(Firecracker, VmSpec)> {
+/// The real binaries and a VM of `name` with the real guest and blank disks in `d`, its
+/// NIC's tap in a namespace of its own linked to the host as `zw<index>` (by the agent's
+/// code, `zeitwork_net`); `None` (skipped) when the binaries or the guest are missing.
+async fn real_vm(d: &Path, name: &str, index: u32) -> Option<(Firecracker, VmSpec, NetGuard)> {
     let (fc, jailer) = real_binaries()?;
     let (kernel, initramfs) = guest_files()?;
     blank_disks(d);
+    let name = format!("{name}-{}", std::process::id());
+    let prefix = zeitwork_net::NodePrefix::parse("fd7a:7a77:0:fc::/64").unwrap();
+    let addrs = zeitwork_net::InstanceAddrs::for_index(prefix, index).unwrap();
+    let link = zeitwork_net::Link::create(index, addrs, zeitwork_net::Topology::OwnNetns, &name)
+        .await
+        .unwrap();
     let spec = VmSpec {
-        name: format!("{name}-{}", std::process::id()),
+        name,
         vcpus: 1,
         memory_mb: 128,
         cpu_weight: 100,
@@ -390,13 +430,34 @@ fn real_vm(d: &Path, name: &str) -> Option<(Firecracker, VmSpec)> {
         root_disk: d.join("root.ext4"),
         scratch_disk: d.join("rw.ext4"),
         config_disk: d.join("config.img"),
-        net: None,
+        net: Some(NetAttachment {
+            tap: link.tap().into(),
+            mac: link.mac.clone(),
+            netns: link.netns.as_ref().map(zeitwork_net::Netns::path),
+        }),
         run_dir: d.join("run"),
     };
     let fc = Firecracker::new(fc, jailer)
         .unwrap()
         .with_chroot_base(d.join("jail"));
-    Some((fc, spec))
+    Some((fc, spec, NetGuard(link)))
+}
+
+/// An instance's link and namespace, removed however the test ends.
+struct NetGuard(zeitwork_net::Link);
+
+impl NetGuard {
+    fn netns(&self) -> &zeitwork_net::Netns {
+        self.0.netns.as_ref().expect("a namespace of its own")
+    }
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        let ip = |args: &[&str]| std::process::Command::new("ip").args(args).output();
+        let _ = ip(&["link", "delete", &self.0.name]);
+        let _ = ip(&["netns", "delete", self.netns().name()]);
+    }
 }
 
 /// The real jailer and Firecracker: the jail and cgroup are set up as asked, Firecracker
@@ -408,7 +469,7 @@ fn real_vm(d: &Path, name: &str) -> Option<(Firecracker, VmSpec)> {
 async fn real_firecracker_under_the_jailer() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some((fc, spec)) = real_vm(d, "zw-fc-test") else {
+    let Some((fc, spec, net)) = real_vm(d, "zw-fc-test", 32_000).await else {
         return;
     };
     let name = spec.name.clone();
@@ -444,6 +505,14 @@ async fn real_firecracker_under_the_jailer() {
     );
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe, Path::new("/firecracker"), "exec'd in the chroot");
+    // The network namespace: the instance's own, which holds the tap.
+    let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let own = std::fs::metadata(net.netns().path()).unwrap().ino();
+    assert_eq!(
+        netns,
+        Path::new(&format!("net:[{own}]")),
+        "runs in its netns"
+    );
     // The cgroup: the memory cap, and the VMM inside it.
     let limit_file = if fc.cgroup_version == CgroupVersion::V2 {
         "memory.max"
@@ -473,8 +542,9 @@ async fn real_firecracker_under_the_jailer() {
         "{err}"
     );
 
+    // Unprivileged, it opens the tap in its namespace (PUT /network-interfaces).
     let vm = pending.start(&Firecracker::requests(&spec)).await.unwrap();
-    eprintln!("every request and InstanceStart accepted");
+    eprintln!("every request (the NIC on the namespace's tap too) and InstanceStart accepted");
     let exit = if crate::kvm_usable() {
         let exit = tokio::time::timeout(Duration::from_secs(60), vm.wait())
             .await
@@ -516,6 +586,9 @@ async fn real_firecracker_under_the_jailer() {
         vmm_log.contains("Running Firecracker v"),
         "log kept: {vmm_log}"
     );
+    let netns = net.netns().clone();
+    drop(net);
+    assert!(!netns.exists(), "namespace removed");
 }
 
 /// A jailed Firecracker whose agent died (here: its handle forgotten) is adopted from
@@ -526,7 +599,7 @@ async fn real_firecracker_under_the_jailer() {
 async fn real_firecracker_is_adopted_and_stopped_through_its_api() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some((fc, spec)) = real_vm(d, "zw-fc-adopt") else {
+    let Some((fc, spec, _net)) = real_vm(d, "zw-fc-adopt", 32_001).await else {
         return;
     };
     let cgroup_dirs = fc.cgroup(&spec.name).unwrap().dirs();

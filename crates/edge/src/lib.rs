@@ -1,0 +1,129 @@
+//! The edge: what every end user of every app talks to (ARCHITECTURE.md, "Edge").
+//!
+//! Requests are routed by Host through a [`RoutingTable`] that lives in memory as one
+//! immutable snapshot. It is read from Postgres in full before the first request is
+//! served, rebuilt on every `zw.v1.routes` notification and on a timer, and swapped in
+//! atomically, so the data path never waits on Postgres and keeps serving the last
+//! snapshot while Postgres or NATS is down.
+
+mod error;
+mod proxy;
+mod refresh;
+mod table;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use zeitwork_bus::NatsBus;
+use zeitwork_store::Store;
+
+pub use error::EdgeError;
+pub use table::{RoutingTable, Target};
+
+use proxy::Proxy;
+use refresh::Refresher;
+
+/// How the edge behaves; [`Config::new`] gives the production values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Platform hostnames are `<app>-<slug>-<org>.<base_domain>` (one deployment) and
+    /// `<app>[-<env>]-<org>.<base_domain>` (an env); the operator prints the same names.
+    pub base_domain: String,
+    /// How often the table is rebuilt without a notification (±25 %): the longest a
+    /// lost notification can leave the edge behind.
+    pub resync_every: Duration,
+    /// How long shutdown waits for requests in flight before cutting them.
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(base_domain: impl Into<String>) -> Config {
+        Config {
+            base_domain: base_domain.into(),
+            resync_every: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running edge: its routing table is kept current until the last handle (this, or a
+/// [`Edge::serve`] future) is dropped.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: Arc<ArcSwap<RoutingTable>>,
+    proxy: Arc<Proxy>,
+    drain_timeout: Duration,
+    refresher: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+impl Edge {
+    /// [`Edge::start_with`] with the production [`Config`].
+    pub async fn start(
+        store: Store,
+        bus: Option<NatsBus>,
+        base_domain: String,
+    ) -> Result<Edge, EdgeError> {
+        Edge::start_with(store, bus, Config::new(base_domain)).await
+    }
+
+    /// Reads the whole routing table, then keeps it current in the background. Without a
+    /// bus the table follows Postgres by polling only.
+    pub async fn start_with(
+        store: Store,
+        bus: Option<NatsBus>,
+        config: Config,
+    ) -> Result<Edge, EdgeError> {
+        // Subscribed before the first read, so nothing committed after it goes unheard.
+        let notes = refresh::subscribe(bus.as_ref()).await;
+        let first = table::load(&store, &config.base_domain)
+            .await
+            .map_err(EdgeError::Load)?;
+        tracing::info!(seq = first.seq(), hosts = first.len(), "routing table read");
+        let table = Arc::new(ArcSwap::from_pointee(first));
+        let refresher = Refresher {
+            store,
+            base_domain: config.base_domain,
+            table: table.clone(),
+            resync_every: config.resync_every,
+            failing: false,
+        };
+        Ok(Edge {
+            inner: Arc::new(Inner {
+                proxy: Arc::new(Proxy::new(table.clone())),
+                table,
+                drain_timeout: config.drain_timeout,
+                refresher: tokio::spawn(refresher.run(notes)),
+            }),
+        })
+    }
+
+    /// The current snapshot (for tests and metrics).
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.inner.table.load_full()
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting and
+    /// waits for requests in flight (at most the drain timeout).
+    pub fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), EdgeError>> + Send + 'static {
+        let inner = self.inner.clone();
+        async move { proxy::serve(inner.proxy.clone(), listener, shutdown, inner.drain_timeout).await }
+    }
+}

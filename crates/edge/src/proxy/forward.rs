@@ -1,0 +1,238 @@
+//! Sending a request on to an instance over pooled connections, and trying another
+//! instance when that is safe: a request that never left (the connection could not be
+//! made) goes to the next instance, so a dead instance is not shown to clients while
+//! another healthy one exists; an idempotent request that failed after it left is tried
+//! once more elsewhere. Either only when the body is empty, since a body that was
+//! streamed cannot be sent again.
+
+use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER};
+use http::header::{TRANSFER_ENCODING, UPGRADE};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::REQUEST_ID;
+use crate::table::Target;
+
+/// Instances sit on the nodes' private networks: a connection that takes longer than
+/// this is not coming.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle upstream connections are kept this long for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// What the edge adds about the client; a client's own claims are replaced, since
+/// nothing in front of the edge is trusted to make them yet.
+pub(crate) struct Forwarded<'a> {
+    pub client: IpAddr,
+    pub host: &'a HeaderValue,
+    pub request_id: &'a HeaderValue,
+}
+
+/// No instance answered.
+#[derive(Debug)]
+pub(crate) struct Unreachable {
+    pub attempts: usize,
+    /// The last failure, with its causes.
+    pub error: String,
+}
+
+pub(crate) struct Upstream {
+    client: Client<HttpConnector, UpstreamBody>,
+}
+
+impl Upstream {
+    pub(crate) fn new() -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Upstream { client }
+    }
+
+    /// Sends `req` to the target's backends, round-robin, retrying where safe.
+    pub(crate) async fn send(
+        &self,
+        target: &Target,
+        req: Request<Incoming>,
+        forwarded: Forwarded<'_>,
+    ) -> Result<Response<Incoming>, Unreachable> {
+        let (parts, body) = req.into_parts();
+        let replayable = body.is_end_stream();
+        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let headers = upstream_headers(parts.headers, &forwarded);
+        let mut body = Some(body);
+        let (mut attempts, mut retried, mut last) = (0, false, String::new());
+        for backend in target.rotation() {
+            attempts += 1;
+            let body = body
+                .take()
+                .map_or(Either::Right(Empty::new()), Either::Left);
+            let req = request(&parts.method, backend, &path, headers.clone(), body);
+            let error = match self.client.request(req).await {
+                Ok(mut response) => {
+                    strip_hop_by_hop(response.headers_mut());
+                    return Ok(response);
+                }
+                Err(e) => e,
+            };
+            let connect = error.is_connect();
+            last = chain(&error);
+            tracing::warn!(%backend, connect, error = %last, "upstream request failed");
+            let again = replayable && (connect || (idempotent && !retried));
+            if !again {
+                break;
+            }
+            retried |= !connect;
+        }
+        Err(Unreachable {
+            attempts,
+            error: last,
+        })
+    }
+}
+
+fn request(
+    method: &Method,
+    backend: SocketAddr,
+    path: &PathAndQuery,
+    headers: HeaderMap,
+    body: UpstreamBody,
+) -> Request<UpstreamBody> {
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(backend.to_string())
+        .path_and_query(path.clone())
+        .build()
+        .expect("a socket address and a parsed path make a URI");
+    let mut req = Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    req
+}
+
+/// The client's headers minus hop-by-hop ones, plus the edge's `X-Forwarded-*` and
+/// request id. The Host header stays: apps see the name they were called by.
+fn upstream_headers(mut headers: HeaderMap, forwarded: &Forwarded<'_>) -> HeaderMap {
+    strip_hop_by_hop(&mut headers);
+    headers.remove(HeaderName::from_static("forwarded"));
+    let client =
+        HeaderValue::from_str(&forwarded.client.to_string()).expect("an IP is a header value");
+    headers.insert(HeaderName::from_static("x-forwarded-for"), client);
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-forwarded-host"),
+        forwarded.host.clone(),
+    );
+    headers.insert(REQUEST_ID, forwarded.request_id.clone());
+    headers
+}
+
+/// Headers that describe one connection, not the message (RFC 9110, 7.6.1), including
+/// those the Connection header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove(HeaderName::from_static("keep-alive"));
+    headers.remove(HeaderName::from_static("proxy-connection"));
+}
+
+/// An error and its causes, `outer: inner: root` (hyper's own message is only "client error").
+fn chain(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_the_edge_states_the_client() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("accept", "*/*"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        let host = HeaderValue::from_static("Shop.Test:8080");
+        let id = HeaderValue::from_static("req-1");
+        let forwarded = Forwarded {
+            client: IpAddr::from([192, 0, 2, 7]),
+            host: &host,
+            request_id: &id,
+        };
+        let out = upstream_headers(headers, &forwarded);
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "forwarded",
+        ] {
+            assert!(!names.contains(&gone), "{gone} was forwarded: {names:?}");
+        }
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(out["x-forwarded-host"], "Shop.Test:8080");
+        assert_eq!(out["x-request-id"], "req-1");
+        assert_eq!(out["accept"], "*/*");
+    }
+}

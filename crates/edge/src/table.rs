@@ -1,0 +1,129 @@
+//! The routing table: which backends answer for a hostname. One immutable snapshot is
+//! built from Postgres ([`load`]) and swapped in whole, so a request reads one consistent
+//! table without locks and never waits on the database.
+
+mod build;
+mod load;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use uuid::Uuid;
+
+pub(crate) use load::load;
+
+/// Every hostname the edge serves at one point of the event log.
+#[derive(Debug)]
+pub struct RoutingTable {
+    seq: i64,
+    hosts: HashMap<String, Arc<Target>>,
+}
+
+impl RoutingTable {
+    /// The target of `host`: lowercase, without port or trailing dot (what
+    /// the proxy's Host parsing yields).
+    pub fn lookup(&self, host: &str) -> Option<&Arc<Target>> {
+        self.hosts.get(host)
+    }
+
+    /// The head of the event log the table was read at.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// How many hostnames are routed.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+/// Where a hostname goes: one process of one env on one port, and the healthy
+/// instances serving it right now. No backends means "known, but nothing healthy" (503).
+#[derive(Debug)]
+pub struct Target {
+    env_id: Uuid,
+    process: String,
+    port: Option<u16>,
+    backends: Vec<SocketAddr>,
+    /// Round-robin position, shared by every hostname that names this target.
+    next: AtomicUsize,
+}
+
+impl Target {
+    fn new(env_id: Uuid, process: &str, port: Option<u16>, backends: Vec<SocketAddr>) -> Target {
+        Target {
+            env_id,
+            process: process.to_owned(),
+            port,
+            backends,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn env_id(&self) -> Uuid {
+        self.env_id
+    }
+
+    pub fn process(&self) -> &str {
+        &self.process
+    }
+
+    /// The port the process listens on; `None` when it serves no port at all.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// `ip:port` of every instance that is meant to run and was last seen healthy.
+    pub fn backends(&self) -> &[SocketAddr] {
+        &self.backends
+    }
+
+    /// Every backend once, starting at the next in round-robin order: the first is
+    /// where the request goes, the rest are where a retry may go.
+    pub(crate) fn rotation(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let n = self.backends.len();
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..n).map(move |i| self.backends[(start + i) % n])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn rotations_start_at_successive_backends_and_cover_all() {
+        let t = Target::new(
+            Uuid::nil(),
+            "web",
+            Some(80),
+            vec![addr(1), addr(2), addr(3)],
+        );
+        let firsts: Vec<u16> = (0..6)
+            .map(|_| t.rotation().next().unwrap().port())
+            .collect();
+        assert_eq!(firsts, [1, 2, 3, 1, 2, 3]);
+        let all: Vec<u16> = t.rotation().map(|a| a.port()).collect();
+        assert_eq!(all, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_target_without_backends_rotates_over_nothing() {
+        let t = Target::new(Uuid::nil(), "web", None, vec![]);
+        assert_eq!(t.rotation().count(), 0);
+    }
+}

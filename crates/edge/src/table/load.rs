@@ -1,0 +1,154 @@
+//! Reading what the routing table needs from the projections: keyset pages (never one
+//! huge result, never OFFSET), all inside one read-only REPEATABLE READ transaction, so
+//! the table is one consistent point of the event log however many pages it takes.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection};
+use uuid::Uuid;
+use zeitwork_store::{Store, StoreError, log};
+
+use super::RoutingTable;
+use super::build::build;
+
+/// Rows per query; small enough to keep each round trip short, large enough that
+/// 100,000 hostnames take a few hundred of them.
+const PAGE: i64 = 1000;
+
+/// Builds a complete table from Postgres (or fails: a partial table is never served).
+pub(crate) async fn load(store: &Store, base_domain: &str) -> Result<RoutingTable, StoreError> {
+    let mut tx = store.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let rows = Rows {
+        seq: log::head(&mut tx).await?,
+        envs: pages(&mut tx, ENVS).await?,
+        deployments: pages(&mut tx, DEPLOYMENTS).await?,
+        instances: pages(&mut tx, INSTANCES).await?,
+        routes: pages(&mut tx, ROUTES).await?,
+        domains: pages(&mut tx, DOMAINS).await?,
+    };
+    tx.rollback().await?;
+    Ok(build(base_domain, rows))
+}
+
+/// Everything the table is made of, at log position `seq`.
+pub(super) struct Rows {
+    pub seq: i64,
+    pub envs: Vec<EnvRow>,
+    pub deployments: Vec<DeploymentRow>,
+    pub instances: Vec<InstanceRow>,
+    pub routes: Vec<RouteRow>,
+    pub domains: Vec<DomainRow>,
+}
+
+/// Each query takes the last id seen (`$1`) and the page size (`$2`), ordered by id.
+/// Ids are UUIDv7, never nil, so the nil UUID starts before every row.
+const ENVS: &str = "SELECT e.id, e.name, a.name AS app, o.name AS org
+    FROM envs e JOIN apps a ON a.id = e.app_id JOIN orgs o ON o.id = e.org_id
+    WHERE e.id > $1 ORDER BY e.id LIMIT $2";
+
+/// The process a deployment's URL serves: one with a port, `web` first, then by name.
+const DEPLOYMENTS: &str = "SELECT d.id, d.env_id, d.slug, d.created_at, p.name AS process, p.port
+    FROM deployments d
+    LEFT JOIN LATERAL (
+        SELECT name, port FROM process_types WHERE deployment_id = d.id
+        ORDER BY port IS NULL, name <> 'web', name LIMIT 1
+    ) p ON true
+    WHERE d.id > $1 ORDER BY d.id LIMIT $2";
+
+/// Only instances that may take traffic: meant to run, and last reported healthy.
+const INSTANCES: &str = "SELECT id, deployment_id, process, address FROM instances
+    WHERE desired_state = 'running' AND observed_state = 'healthy' AND address IS NOT NULL
+      AND id > $1 ORDER BY id LIMIT $2";
+
+const ROUTES: &str = "SELECT id, env_id, host, process, port FROM routes
+    WHERE mode = 'http' AND host IS NOT NULL AND id > $1 ORDER BY id LIMIT $2";
+
+const DOMAINS: &str = "SELECT id, env_id, hostname FROM domains
+    WHERE verified_at IS NOT NULL AND id > $1 ORDER BY id LIMIT $2";
+
+#[derive(Debug, FromRow)]
+pub(super) struct EnvRow {
+    pub id: Uuid,
+    pub name: String,
+    pub app: String,
+    pub org: String,
+}
+
+#[derive(Debug, FromRow)]
+pub(super) struct DeploymentRow {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub slug: String,
+    pub created_at: DateTime<Utc>,
+    /// `None` when the deployment has no process at all.
+    pub process: Option<String>,
+    pub port: Option<i32>,
+}
+
+#[derive(Debug, FromRow)]
+pub(super) struct InstanceRow {
+    pub id: Uuid,
+    pub deployment_id: Uuid,
+    pub process: String,
+    /// `ip:port` as the node agent reported it.
+    pub address: String,
+}
+
+#[derive(Debug, FromRow)]
+pub(super) struct RouteRow {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub host: String,
+    pub process: String,
+    pub port: i32,
+}
+
+#[derive(Debug, FromRow)]
+pub(super) struct DomainRow {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub hostname: String,
+}
+
+/// The id a page continues after.
+trait Keyed {
+    fn key(&self) -> Uuid;
+}
+
+macro_rules! keyed {
+    ($($row:ty),*) => {$(
+        impl Keyed for $row {
+            fn key(&self) -> Uuid {
+                self.id
+            }
+        }
+    )*};
+}
+keyed!(EnvRow, DeploymentRow, InstanceRow, RouteRow, DomainRow);
+
+/// All rows of `sql`, one page at a time.
+async fn pages<T>(db: &mut PgConnection, sql: &'static str) -> Result<Vec<T>, StoreError>
+where
+    T: for<'r> FromRow<'r, PgRow> + Keyed + Send + Unpin,
+{
+    let mut all = Vec::new();
+    let mut after = Uuid::nil();
+    loop {
+        let page: Vec<T> = sqlx::query_as(sql)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&mut *db)
+            .await?;
+        let full = page.len() as i64 == PAGE;
+        if let Some(last) = page.last() {
+            after = last.key();
+        }
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The edge against a real Postgres, with plain HTTP servers standing in for instances.
+
+mod bad_input;
+mod failover;
+mod lifecycle;
+mod routing;
+mod support;
