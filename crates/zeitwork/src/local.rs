@@ -58,6 +58,8 @@ pub async fn run(
         nats_url: Some(local.nats_url.clone()),
         resync_seconds: 3600,
         heartbeat_seconds: 5,
+        // `up` serves every metric on the operator's /metrics already.
+        metrics_addr: None,
     };
     // Used only when the saved credential is missing or refused (a new database).
     let (status, token) = api

@@ -23,6 +23,8 @@ pub enum NodesAction {
     },
     /// Move a node's instances elsewhere; the old ones stop once their replacements are healthy
     Drain { name: String },
+    /// Let a draining node take new instances again
+    Undrain { name: String },
 }
 
 const NODES: &[Column] = &[
@@ -84,6 +86,15 @@ pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
                 "Draining {name}: {n} replacement instance(s) started elsewhere; \
                  the old ones stop once their replacements are healthy\n"
             ))
+        }
+        NodesAction::Undrain { name } => {
+            let path = ctx.path(Scope::Platform, &["nodes", &name, "undrain"])?;
+            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            if ctx.json() {
+                return output::emit_json(&answer);
+            }
+            let state = field(&answer["node"], "state");
+            output::emit(&format!("{name} is {state}\n"))
         }
     }
 }

@@ -115,6 +115,40 @@ pub async fn drain(
     Ok(Json(json!({ "node": node, "replacements": replacements })))
 }
 
+/// `POST /api/v1/nodes/{name}/undrain`: a draining node takes new instances again (the
+/// instances already moved stay where they are). A dead node comes back by heartbeating.
+pub async fn undrain(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<NodePath>,
+) -> ApiResult<Json<Value>> {
+    auth.require_platform()?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let node = read::node(&mut *tx, &p.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node"))?;
+    match NodeState::parse(&node.state) {
+        Some(NodeState::Draining) => {
+            let data = EventData::NodeStateChanged {
+                node_id: node.id,
+                state: NodeState::Ready,
+            };
+            log::append(&mut tx, None, &auth.actor(), data).await?;
+        }
+        Some(NodeState::Dead) => {
+            return Err(ApiError::conflict(
+                "state",
+                "the node is dead: it becomes ready again when its agent heartbeats",
+            ));
+        }
+        Some(NodeState::Ready) | None => {}
+    }
+    let node = read::node(&mut *tx, &p.name).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "node": node })))
+}
+
 pub async fn regions(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
     Ok(Json(
         json!({ "regions": read::regions(s.store.pool()).await? }),

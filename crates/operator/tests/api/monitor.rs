@@ -181,6 +181,27 @@ async fn a_drained_nodes_instances_stop_once_their_replacements_are_healthy() {
     assert_eq!(again.body["replacements"], 0);
     assert_eq!(p.count("node_state_changed").await, 1);
     assert_eq!(p.count("instances_stopped").await, 1);
+
+    // Undrained, n1 takes new instances again; n2 is full for a third one.
+    let undrained = p.post("/api/v1/nodes/n1/undrain", &p.root, json!({})).await;
+    assert_eq!(undrained.status, StatusCode::OK, "{:?}", undrained.body);
+    assert_eq!(undrained.body["node"]["state"], "ready");
+    assert_eq!(p.count("node_state_changed").await, 2);
+    let scaled = p
+        .post(
+            &format!("{ENV}/scale"),
+            &admin,
+            json!({"process": "web", "instances": 3}),
+        )
+        .await;
+    assert_eq!(scaled.status, StatusCode::OK, "{:?}", scaled.body);
+    assert_eq!(desired_ids(&p, &n1).await.len(), 1);
+    let refused = p.post("/api/v1/nodes/n1/undrain", &admin, json!({})).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::FORBIDDEN,
+        "org tokens cannot undrain"
+    );
     p.assert_rebuild_is_exact().await;
 }
 
