@@ -22,6 +22,8 @@ const BATCH: usize = 1000;
 const BATCH_BYTES: usize = 512 * 1024;
 /// Longer lines are cut (a runaway app printing without newlines cannot exhaust memory).
 const MAX_LINE: usize = 16 * 1024;
+/// How long the last lines of an ended VM may take to ship.
+const FINAL_FLUSH: Duration = Duration::from_secs(3);
 /// Bytes read per pass.
 const CHUNK: usize = 256 * 1024;
 
@@ -67,30 +69,34 @@ pub async fn ship(
     mut ended: watch::Receiver<bool>,
 ) {
     loop {
-        let last = *ended.borrow();
-        loop {
-            match pass(&*control, &console, offset, last).await {
-                Ok(Some(next)) => {
-                    offset = next;
-                    console.save(offset).await;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(instance = %console.instance, error = %e, "shipping logs; will retry");
-                    if last {
-                        // The VM is gone; keep trying a while, then leave the rest on disk.
-                        tokio::time::sleep(TICK * 4).await;
-                    }
-                    break;
-                }
-            }
-        }
-        if last {
+        if *ended.borrow() {
+            // The VM is gone: one bounded last try, so an unreachable operator cannot hold
+            // up a stop; whatever is left stays in the file with its offset.
+            let flush = drain(&*control, &console, &mut offset, true);
+            let _ = tokio::time::timeout(FINAL_FLUSH, flush).await;
             return;
         }
+        drain(&*control, &console, &mut offset, false).await;
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = ended.changed() => {}
+        }
+    }
+}
+
+/// Ships everything complete from `offset` on, saving progress; stops at the first failure.
+async fn drain(control: &impl ControlPlane, console: &Console, offset: &mut u64, flush: bool) {
+    loop {
+        match pass(control, console, *offset, flush).await {
+            Ok(Some(next)) => {
+                *offset = next;
+                console.save(next).await;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(instance = %console.instance, error = %e, "shipping logs; will retry");
+                return;
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 /// How long `zeitwork up` may take to print "Press Ctrl-C to stop.".
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `zeitwork up` may take to exit after SIGINT.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// A CLI command that runs longer than this is hung.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// The last line `zeitwork up` prints once it serves.
@@ -549,10 +549,16 @@ impl Up {
         let child = self.child.as_mut().expect("`zeitwork up` is running");
         let pid = child.id().expect("`zeitwork up` has not been reaped");
         assert!(signal(pid, Signal::INT), "sending SIGINT to `zeitwork up`");
-        let status = tokio::time::timeout(STOP_TIMEOUT, child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("`zeitwork up` still runs {STOP_TIMEOUT:?} after SIGINT"))
-            .expect("waiting for `zeitwork up`");
+        let Ok(status) = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await else {
+            let stderr = std::fs::read_to_string(self.stderr_log()).unwrap_or_default();
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "`zeitwork up` still runs {STOP_TIMEOUT:?} after SIGINT; its last words:\n{}",
+                tail.join("\n")
+            );
+        };
+        let status = status.expect("waiting for `zeitwork up`");
         self.child = None;
         status
     }
