@@ -23,7 +23,6 @@ pub use control::{ControlError, ControlPlane, HttpControl};
 pub use instance::{Instance, InstanceSpec};
 pub use node::{LoopConfig, NodeAgent};
 pub use orphans::{Cleaned, Keep};
-pub use reconcile::Changes;
 pub use runtime::{Runtime, RuntimeConfig};
 
 use zeitwork_vmm::VmmError;
