@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::node::NodeState;
 use zeitwork_core::{EventData, Name};
+use zeitwork_store::model::Node;
 use zeitwork_store::{Tx, log, read};
 
 use crate::auth::Auth;
@@ -93,6 +94,18 @@ pub async fn register(
     req.finish(tx, StatusCode::CREATED, node).await
 }
 
+/// For a platform admin's change to a node: the append lock taken, then the node read
+/// under it (404 when there is none).
+async fn locked_node(s: &AppState, auth: &Auth, name: &str) -> ApiResult<(Tx, Node)> {
+    auth.require_platform()?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let node = read::node(&mut *tx, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node"))?;
+    Ok((tx, node))
+}
+
 /// `POST /api/v1/nodes/{name}/drain`: the node takes no new instances, and each of its
 /// instances gets a replacement elsewhere; the old ones stop once their replacements
 /// report healthy (the monitor sees to it), so nothing is down in between.
@@ -101,12 +114,7 @@ pub async fn drain(
     auth: Auth,
     Path(p): Path<NodePath>,
 ) -> ApiResult<Json<Value>> {
-    auth.require_platform()?;
-    let mut tx = s.store.begin().await?;
-    log::lock(&mut tx).await?;
-    let node = read::node(&mut *tx, &p.name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("node"))?;
+    let (mut tx, node) = locked_node(&s, &auth, &p.name).await?;
     let cpu = s.config.cpu_oversubscription;
     let replacements =
         relocate::evacuate(&mut tx, cpu, &node, NodeState::Draining, &auth.actor()).await?;
@@ -122,12 +130,7 @@ pub async fn undrain(
     auth: Auth,
     Path(p): Path<NodePath>,
 ) -> ApiResult<Json<Value>> {
-    auth.require_platform()?;
-    let mut tx = s.store.begin().await?;
-    log::lock(&mut tx).await?;
-    let node = read::node(&mut *tx, &p.name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("node"))?;
+    let (mut tx, node) = locked_node(&s, &auth, &p.name).await?;
     match NodeState::parse(&node.state) {
         Some(NodeState::Draining) => {
             let data = EventData::NodeStateChanged {
