@@ -10,19 +10,20 @@ mod error;
 mod proxy;
 mod refresh;
 mod table;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use zeitwork_bus::NatsBus;
 use zeitwork_store::Store;
 
 pub use error::EdgeError;
 pub use table::{RoutingTable, Target};
+pub use tls::{CertSource, Https, Listeners};
 
 use proxy::Proxy;
 use refresh::Refresher;
@@ -38,6 +39,8 @@ pub struct Config {
     pub resync_every: Duration,
     /// How long shutdown waits for requests in flight before cutting them.
     pub drain_timeout: Duration,
+    /// How long an app may take to begin its answer before the client gets a 504.
+    pub upstream_timeout: Duration,
 }
 
 impl Config {
@@ -46,6 +49,7 @@ impl Config {
             base_domain: base_domain.into(),
             resync_every: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            upstream_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -103,7 +107,7 @@ impl Edge {
         };
         Ok(Edge {
             inner: Arc::new(Inner {
-                proxy: Arc::new(Proxy::new(table.clone())),
+                proxy: Arc::new(Proxy::new(table.clone(), config.upstream_timeout)),
                 table,
                 drain_timeout: config.drain_timeout,
                 refresher: tokio::spawn(refresher.run(notes)),
@@ -116,14 +120,23 @@ impl Edge {
         self.inner.table.load_full()
     }
 
-    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting and
-    /// waits for requests in flight (at most the drain timeout).
+    /// Serves HTTP (and HTTPS, when given) until `shutdown` completes, then stops
+    /// accepting and waits for requests in flight (at most the drain timeout).
     pub fn serve(
         &self,
-        listener: TcpListener,
+        listeners: impl Into<Listeners>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = Result<(), EdgeError>> + Send + 'static {
         let inner = self.inner.clone();
-        async move { proxy::serve(inner.proxy.clone(), listener, shutdown, inner.drain_timeout).await }
+        let listeners = listeners.into();
+        async move {
+            proxy::serve(
+                inner.proxy.clone(),
+                listeners,
+                shutdown,
+                inner.drain_timeout,
+            )
+            .await
+        }
     }
 }

@@ -1,13 +1,14 @@
-//! The L7 proxy: HTTP/1.1 from clients, routed by Host to a healthy instance of the
-//! target, answered by the edge itself when it cannot be.
+//! The L7 proxy: HTTP/1.1 and HTTP/2 from clients, routed by Host to a healthy instance
+//! of the target, answered by the edge itself when it cannot be.
 
 mod forward;
 mod guard;
 mod host;
+mod https;
 mod page;
+mod serve;
+mod upgrade;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,110 +20,52 @@ use http::header::{CONNECTION, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
-use crate::EdgeError;
 use crate::table::RoutingTable;
 use forward::{Forwarded, Upstream};
-use guard::{Guarded, Verdict};
+use guard::Verdict;
+pub(crate) use https::Redirect;
 use page::Problem;
+pub(crate) use serve::serve;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// A client that has not sent a whole head by then is dropped (slowloris).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause after a failed accept (out of file descriptors, …) before the next.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 type Body = Either<Incoming, Full<Bytes>>;
 
 pub(crate) struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
     upstream: Upstream,
+    upstream_timeout: Duration,
 }
 
 /// One client connection.
 struct Conn {
     peer: SocketAddr,
-    verdict: Arc<Verdict>,
+    /// Arrived over TLS.
+    secure: bool,
+    /// The framing guard's findings (HTTP/1.1 only; HTTP/2 framing is hyper's).
+    verdict: Option<Arc<Verdict>>,
+    /// On plain HTTP when HTTPS is served too: ACME challenges and redirects.
+    redirect: Option<Arc<Redirect>>,
     /// Requests seen so far, to find the one the guard refused.
     requests: AtomicU64,
 }
 
-pub(crate) async fn serve(
-    proxy: Arc<Proxy>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    drain_timeout: Duration,
-) -> Result<(), EdgeError> {
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let verdict = Arc::new(Verdict::default());
-        let conn = Arc::new(Conn {
-            peer,
-            verdict: verdict.clone(),
-            requests: AtomicU64::new(0),
-        });
-        let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let (proxy, conn) = (proxy.clone(), conn.clone());
-            async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
-        });
-        let io = TokioIo::new(Guarded::new(stream, verdict));
-        let connection = graceful.watch(http.serve_connection(io, service));
-        connections.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
-            }
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        connections.shutdown().await;
-        return Err(EdgeError::Drain(drain_timeout));
-    }
-    Ok(())
-}
-
 impl Proxy {
-    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>) -> Proxy {
+    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>, upstream_timeout: Duration) -> Proxy {
         Proxy {
             table,
             upstream: Upstream::new(),
+            upstream_timeout,
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let index = conn.requests.fetch_add(1, Ordering::Relaxed);
         let id = request_id(req.headers());
         let json = page::prefers_json(req.headers());
         let answer = |problem: Problem| page::render(&problem, &id, json).map(Either::Right);
-        if let Some(refusal) = conn.verdict.refused(index) {
+        if let Some(refusal) = conn.verdict.as_ref().and_then(|v| v.refused(index)) {
             tracing::info!(peer = %conn.peer, ?refusal, "refused a request before routing it");
             let mut response = answer(refusal.problem());
             response
@@ -147,6 +90,13 @@ impl Proxy {
                 ));
             }
         };
+        if let Some(answer) = conn
+            .redirect
+            .as_ref()
+            .and_then(|r| r.answer(&req, &host.name))
+        {
+            return answer.map(Either::Right);
+        }
         let Some(target) = self.table.load().lookup(&host.name).cloned() else {
             return answer(Problem::new(
                 StatusCode::NOT_FOUND,
@@ -164,18 +114,45 @@ impl Proxy {
                 ),
             ));
         }
+        let upgrade = upgrade::requested(&req);
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
             client: conn.peer.ip(),
             host: &host.raw,
             request_id: &id,
+            secure: conn.secure,
+            upgrade: upgrade.as_ref(),
         };
-        match self.upstream.send(&target, req, forwarded).await {
-            Ok(response) => {
+        let sent = self.upstream.send(&target, req, forwarded);
+        match tokio::time::timeout(self.upstream_timeout, sent).await {
+            Ok(Ok(mut response)) => {
+                if let Some(client_side) = client_side {
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        upgrade::tunnel(client_side, hyper::upgrade::on(&mut response));
+                    } else {
+                        // The guard let the bytes after this head pass unjudged.
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                }
                 let mut response = response.map(Either::Left);
                 response.headers_mut().insert(REQUEST_ID, id);
                 response
             }
-            Err(e) => {
+            Err(_) => {
+                tracing::warn!(host = %host.name, "no answer from the app in time");
+                answer(Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    format!(
+                        "the app at {} did not answer within {} s",
+                        host.name,
+                        self.upstream_timeout.as_secs_f64()
+                    ),
+                ))
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(host = %host.name, attempts = e.attempts, error = %e.error, "no instance answered");
                 answer(Problem::new(
                     StatusCode::BAD_GATEWAY,

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::header::{CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER};
 use http::header::{TRANSFER_ENCODING, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
@@ -37,6 +37,10 @@ pub(crate) struct Forwarded<'a> {
     pub client: IpAddr,
     pub host: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
+    /// The client came over TLS.
+    pub secure: bool,
+    /// The protocol the client asks to switch to, passed on to the app.
+    pub upgrade: Option<&'a HeaderValue>,
 }
 
 /// No instance answered.
@@ -89,7 +93,12 @@ impl Upstream {
             let req = request(&parts.method, backend, &path, headers.clone(), body);
             let error = match self.client.request(req).await {
                 Ok(mut response) => {
+                    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                    let protocol = response.headers().get(UPGRADE).cloned();
                     strip_hop_by_hop(response.headers_mut());
+                    if let (true, Some(protocol)) = (switched, protocol) {
+                        mark_upgrade(response.headers_mut(), protocol);
+                    }
                     return Ok(response);
                 }
                 Err(e) => e,
@@ -139,16 +148,26 @@ fn upstream_headers(mut headers: HeaderMap, forwarded: &Forwarded<'_>) -> Header
     let client =
         HeaderValue::from_str(&forwarded.client.to_string()).expect("an IP is a header value");
     headers.insert(HeaderName::from_static("x-forwarded-for"), client);
+    let proto = if forwarded.secure { "https" } else { "http" };
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(proto),
     );
     headers.insert(
         HeaderName::from_static("x-forwarded-host"),
         forwarded.host.clone(),
     );
     headers.insert(REQUEST_ID, forwarded.request_id.clone());
+    if let Some(protocol) = forwarded.upgrade {
+        mark_upgrade(&mut headers, protocol.clone());
+    }
     headers
+}
+
+/// The two hop-by-hop headers an upgrade needs on each hop.
+fn mark_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol);
 }
 
 /// Headers that describe one connection, not the message (RFC 9110, 7.6.1), including
@@ -216,6 +235,8 @@ mod tests {
             client: IpAddr::from([192, 0, 2, 7]),
             host: &host,
             request_id: &id,
+            secure: false,
+            upgrade: None,
         };
         let out = upstream_headers(headers, &forwarded);
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();

@@ -353,6 +353,21 @@ mod tests {
     }
 
     #[test]
+    fn bytes_after_an_upgrade_request_pass_as_they_are() {
+        let upgrade = b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        // A WebSocket frame is not HTTP; judged as a head it would be refused.
+        let wire = [
+            &upgrade[..],
+            b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\r\n\r\n",
+        ]
+        .concat();
+        let (out, g) = follow(&wire, 3);
+        assert_eq!(out, wire);
+        assert!(g.verdict.0.get().is_none());
+        assert!(matches!(g.state, State::Opaque));
+    }
+
+    #[test]
     fn broken_chunked_bodies_are_left_to_hyper() {
         let wire = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         let (out, g) = follow(wire, 9);

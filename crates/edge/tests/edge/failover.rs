@@ -129,3 +129,26 @@ async fn forwarded_headers_request_ids_and_bodies_reach_the_instance() {
         replies[0].body
     );
 }
+
+#[tokio::test]
+async fn an_app_too_slow_to_answer_gets_the_client_a_504() {
+    let world = World::new().await;
+    let app = world.app(&["prod"]).await;
+    let slow = Backend::slow("slow", Duration::from_secs(5)).await;
+    let ids = world.deploy(&app, "prod", "slow", 1).await;
+    world.healthy(&app, ids[0], slow.addr).await;
+    let config = zeitwork_edge::Config {
+        resync_every: NEVER,
+        upstream_timeout: Duration::from_millis(300),
+        ..zeitwork_edge::Config::new(BASE)
+    };
+    let edge = Running::with(&world, None, config).await;
+    let started = std::time::Instant::now();
+    let reply = edge
+        .get_with(&format!("shop-acme.{BASE}"), "Accept: application/json\r\n")
+        .await;
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "gateway_timeout", "{body}");
+}

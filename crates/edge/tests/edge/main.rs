@@ -5,3 +5,5 @@ mod failover;
 mod lifecycle;
 mod routing;
 mod support;
+mod tls;
+mod upgrade;

@@ -21,8 +21,11 @@ pub(super) fn head_end(head: &[u8], input: &[u8]) -> Option<usize> {
 pub(super) fn framing(request: &httparse::Request<'_, '_>) -> Result<State, Refusal> {
     let mut length = None;
     let mut chunked = None;
+    let mut upgrade = false;
     for header in request.headers.iter() {
-        if header.name.eq_ignore_ascii_case("content-length") {
+        if header.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        } else if header.name.eq_ignore_ascii_case("content-length") {
             let n = content_length(header.value).ok_or(Refusal::Malformed)?;
             if length.is_some_and(|l| l != n) {
                 return Err(Refusal::Malformed);
@@ -41,6 +44,9 @@ pub(super) fn framing(request: &httparse::Request<'_, '_>) -> Result<State, Refu
         (Some(_), Some(_)) => Err(Refusal::Conflicting),
         (None, Some(true)) if request.version == Some(1) => Ok(State::Chunked(Chunk::default())),
         (None, Some(_)) => Err(Refusal::Malformed),
+        // What follows an upgrade request may be another protocol (a WebSocket): it
+        // passes untouched, and the proxy closes the connection if the upgrade is refused.
+        (Some(0) | None, None) if upgrade && request.version == Some(1) => Ok(State::Opaque),
         (Some(0) | None, None) => Ok(State::Head),
         (Some(n), None) => Ok(State::Fixed(n)),
     }

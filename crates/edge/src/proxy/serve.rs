@@ -1,0 +1,201 @@
+//! Accepting clients: plain HTTP/1.1 (behind the framing guard), and TLS, where ALPN
+//! picks HTTP/2 or HTTP/1.1 and ACME's TLS-ALPN-01 validations end at the handshake.
+//! Every connection is watched for a graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::guard::{Guarded, Verdict};
+use super::{Conn, Proxy, Redirect};
+use crate::EdgeError;
+use crate::tls::{self, ACME_TLS_ALPN, HANDSHAKE_TIMEOUT, Listeners};
+
+/// A client that has not sent a whole head by then is dropped (slowloris).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed accept (out of file descriptors, …) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Streams one HTTP/2 client may have open at once.
+const MAX_STREAMS: u32 = 256;
+
+/// The two ways a connection is spoken to: HTTP/1.1 only, or HTTP/2 only (chosen by ALPN).
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Builders {
+        let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+        h1.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT);
+        let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .keep_alive_interval(Duration::from_secs(30));
+        Builders { h1, h2 }
+    }
+}
+
+pub(crate) async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> Result<(), EdgeError> {
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let builders = Arc::new(Builders::new());
+    let Listeners { http, https } = listeners;
+    let redirect = https.as_ref().map(|h| {
+        Arc::new(Redirect {
+            certs: h.certs.clone(),
+            port: h.public_port,
+        })
+    });
+    let https = https.map(|h| {
+        let acceptor = TlsAcceptor::from(tls::server_config(h.certs.resolver()));
+        (h.listener, acceptor)
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let (accepted, secure) = tokio::select! {
+            accepted = http.accept() => (accepted, false),
+            accepted = accept(https.as_ref().map(|(l, _)| l)) => (accepted, true),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (proxy, builders, watcher) = (proxy.clone(), builders.clone(), graceful.watcher());
+        match (&https, secure) {
+            (Some((_, acceptor)), true) => {
+                let acceptor = acceptor.clone();
+                connections.spawn(async move {
+                    secured(stream, peer, acceptor, proxy, &builders, watcher).await;
+                });
+            }
+            _ => {
+                let redirect = redirect.clone();
+                connections.spawn(async move {
+                    let verdict = Arc::new(Verdict::default());
+                    let conn = Conn::new(peer, false, Some(verdict.clone()), redirect);
+                    let io = Guarded::new(stream, verdict);
+                    run(io, conn, proxy, &builders.h1, watcher).await;
+                });
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop((http, https));
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        connections.shutdown().await;
+        return Err(EdgeError::Drain(drain_timeout));
+    }
+    Ok(())
+}
+
+/// The next client of `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn secured(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    proxy: Arc<Proxy>,
+    builders: &Builders,
+    watcher: Watcher,
+) {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    match stream.get_ref().1.alpn_protocol() {
+        // The validation server has seen the challenge certificate: nothing more to say.
+        Some(ACME_TLS_ALPN) => {}
+        Some(b"h2") => {
+            let conn = Conn::new(peer, true, None, None);
+            run(stream, conn, proxy, &builders.h2, watcher).await;
+        }
+        _ => {
+            let verdict = Arc::new(Verdict::default());
+            let conn = Conn::new(peer, true, Some(verdict.clone()), None);
+            let io = Guarded::new(stream, verdict);
+            run(io, conn, proxy, &builders.h1, watcher).await;
+        }
+    }
+}
+
+/// Serves one client connection until it ends (or the drain cuts it).
+async fn run<I>(
+    io: I,
+    conn: Conn,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
+    let conn = Arc::new(conn);
+    let service = service_fn(move |req| {
+        let (proxy, conn) = (proxy.clone(), conn.clone());
+        async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+impl Conn {
+    fn new(
+        peer: SocketAddr,
+        secure: bool,
+        verdict: Option<Arc<Verdict>>,
+        redirect: Option<Arc<Redirect>>,
+    ) -> Conn {
+        Conn {
+            peer,
+            secure,
+            verdict,
+            redirect,
+            requests: AtomicU64::new(0),
+        }
+    }
+}
