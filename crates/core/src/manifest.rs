@@ -120,6 +120,13 @@ pub struct Route {
     pub port: Option<u16>,
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// How the edge treats this route's traffic (`[routes.policy]`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub policy: crate::RoutePolicy,
+}
+
+fn is_default(policy: &crate::RoutePolicy) -> bool {
+    *policy == crate::RoutePolicy::default()
 }
 
 fn default_instances() -> u32 {

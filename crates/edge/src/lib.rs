@@ -98,16 +98,18 @@ impl Edge {
             .map_err(EdgeError::Load)?;
         tracing::info!(seq = first.seq(), hosts = first.len(), "routing table read");
         let table = Arc::new(ArcSwap::from_pointee(first));
+        let proxy = Arc::new(Proxy::new(table.clone(), config.upstream_timeout));
         let refresher = Refresher {
             store,
             base_domain: config.base_domain,
             table: table.clone(),
+            proxy: proxy.clone(),
             resync_every: config.resync_every,
             failing: false,
         };
         Ok(Edge {
             inner: Arc::new(Inner {
-                proxy: Arc::new(Proxy::new(table.clone(), config.upstream_timeout)),
+                proxy,
                 table,
                 drain_timeout: config.drain_timeout,
                 refresher: tokio::spawn(refresher.run(notes)),

@@ -1,34 +1,42 @@
 //! The L7 proxy: HTTP/1.1 and HTTP/2 from clients, routed by Host to a healthy instance
 //! of the target, answered by the edge itself when it cannot be.
 
+mod balance;
+mod cors;
 mod forward;
 mod guard;
 mod host;
 mod https;
 mod page;
+mod policy;
 mod serve;
 mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{CONNECTION, HeaderName};
+use http::header::{CONNECTION, HeaderName, ORIGIN, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
+use zeitwork_core::RoutePolicy;
 
-use crate::table::RoutingTable;
+use crate::table::{RoutingTable, Target};
+use balance::Backends;
 use forward::{Forwarded, Upstream};
 use guard::Verdict;
 pub(crate) use https::Redirect;
 use page::Problem;
+use policy::Limits;
 pub(crate) use serve::serve;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Request bodies are cut beyond this unless the route says otherwise.
+const DEFAULT_MAX_BODY_MB: u64 = 100;
 
 type Body = Either<Incoming, Full<Bytes>>;
 
@@ -36,6 +44,8 @@ pub(crate) struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
     upstream: Upstream,
     upstream_timeout: Duration,
+    backends: Backends,
+    limits: Limits,
 }
 
 /// One client connection.
@@ -57,10 +67,43 @@ impl Proxy {
             table,
             upstream: Upstream::new(),
             upstream_timeout,
+            backends: Backends::new(),
+            limits: Limits::new(),
         }
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    /// Forgets what the edge kept about instances and routes `table` no longer has.
+    pub(crate) fn retain(&self, table: &RoutingTable) {
+        self.backends.retain(table);
+        self.limits.retain(table);
+    }
+
+    async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+        let started = Instant::now();
+        let origin = req.headers().get(ORIGIN).cloned();
+        let (mut response, target) = self.respond(req, conn).await;
+        let default = RoutePolicy::default();
+        let policy = target.as_ref().map_or(&default, |(_, t)| t.policy());
+        policy::security_headers(response.headers_mut(), policy, conn.secure);
+        if let Some(cors) = &policy.cors {
+            cors::decorate(origin.as_ref(), cors, response.headers_mut());
+        }
+        // Only routed hosts become labels: a client cannot grow the metrics with made-up names.
+        let host = target.map_or_else(|| "-".to_owned(), |(host, _)| host);
+        let status = response.status().as_u16().to_string();
+        metrics::counter!("zeitwork_edge_requests_total", "host" => host.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("zeitwork_edge_request_duration_seconds", "host" => host)
+            .record(started.elapsed());
+        response
+    }
+
+    /// The answer, and the host and target it was routed to (if it was).
+    async fn respond(
+        &self,
+        req: Request<Incoming>,
+        conn: &Conn,
+    ) -> (Response<Body>, Option<(String, Arc<Target>)>) {
         let index = conn.requests.fetch_add(1, Ordering::Relaxed);
         let id = request_id(req.headers());
         let json = page::prefers_json(req.headers());
@@ -71,39 +114,56 @@ impl Proxy {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            return (response, None);
         }
         if req.method() == Method::CONNECT {
-            return answer(Problem::new(
+            let problem = Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "the edge is not a forward proxy",
-            ));
+            );
+            return (answer(problem), None);
         }
         let host = match host::of(&req) {
             Ok(host) => host,
             Err(e) => {
-                return answer(Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    e.to_string(),
-                ));
+                let problem = Problem::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
+                return (answer(problem), None);
             }
         };
-        if let Some(answer) = conn
+        if let Some(own) = conn
             .redirect
             .as_ref()
             .and_then(|r| r.answer(&req, &host.name))
         {
-            return answer.map(Either::Right);
+            return (own.map(Either::Right), None);
         }
         let Some(target) = self.table.load().lookup(&host.name).cloned() else {
-            return answer(Problem::new(
+            let problem = Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no app is served at {}", host.name),
-            ));
+            );
+            return (answer(problem), None);
         };
+        let response = self.forward(req, conn, &host, &target, &id, &answer).await;
+        (response, Some((host.name, target)))
+    }
+
+    /// A request for a routed host: the route's policy, then the app.
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &Conn,
+        host: &host::Host,
+        target: &Target,
+        id: &HeaderValue,
+        answer: &impl Fn(Problem) -> Response<Body>,
+    ) -> Response<Body> {
+        let policy = target.policy();
+        if let Some(preflight) = policy.cors.as_ref().and_then(|c| cors::preflight(&req, c)) {
+            return preflight.map(Either::Right);
+        }
         if target.backends().is_empty() {
             return answer(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -114,17 +174,50 @@ impl Proxy {
                 ),
             ));
         }
+        if let Err(wait) = self.limits.check(target, conn.peer.ip()) {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = answer(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests to {}; retry in {seconds} s", host.name),
+            ));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            return response;
+        }
+        let max_body = policy.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) as usize * 1024 * 1024;
+        let too_large = || {
+            answer(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request bodies to {} are limited to {max_body} bytes",
+                    host.name
+                ),
+            ))
+        };
+        if req.body().size_hint().lower() > max_body as u64 {
+            return too_large();
+        }
+        let key = policy::client_key(policy, req.headers(), conn.peer.ip());
+        let plan = self.backends.plan(target, key);
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
             client: conn.peer.ip(),
             host: &host.raw,
-            request_id: &id,
+            request_id: id,
             secure: conn.secure,
             upgrade: upgrade.as_ref(),
         };
-        let sent = self.upstream.send(&target, req, forwarded);
-        match tokio::time::timeout(self.upstream_timeout, sent).await {
+        let timeout = policy
+            .timeout
+            .map_or(self.upstream_timeout, |t| t.as_duration());
+        let sent = self
+            .upstream
+            .send(plan, &self.backends, req, forwarded, max_body);
+        match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(mut response)) => {
                 if let Some(client_side) = client_side {
                     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -137,23 +230,26 @@ impl Proxy {
                     }
                 }
                 let mut response = response.map(Either::Left);
-                response.headers_mut().insert(REQUEST_ID, id);
+                response.headers_mut().insert(REQUEST_ID, id.clone());
                 response
             }
             Err(_) => {
                 tracing::warn!(host = %host.name, "no answer from the app in time");
+                metrics::counter!("zeitwork_edge_upstream_errors_total", "host" => host.name.clone(), "kind" => "timeout").increment(1);
                 answer(Problem::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "gateway_timeout",
                     format!(
                         "the app at {} did not answer within {} s",
                         host.name,
-                        self.upstream_timeout.as_secs_f64()
+                        timeout.as_secs_f64()
                     ),
                 ))
             }
+            Ok(Err(e)) if e.body_too_large => too_large(),
             Ok(Err(e)) => {
                 tracing::warn!(host = %host.name, attempts = e.attempts, error = %e.error, "no instance answered");
+                metrics::counter!("zeitwork_edge_upstream_errors_total", "host" => host.name.clone(), "kind" => "unreachable").increment(1);
                 answer(Problem::new(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",

@@ -5,12 +5,13 @@
 mod build;
 mod load;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use uuid::Uuid;
+use zeitwork_core::RoutePolicy;
 
 pub(crate) use load::load;
 
@@ -41,6 +42,17 @@ impl RoutingTable {
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
     }
+
+    /// Every route some hostname comes from.
+    pub(crate) fn route_set(&self) -> HashSet<Uuid> {
+        self.hosts.values().filter_map(|t| t.route).collect()
+    }
+
+    /// Every instance address some hostname leads to.
+    pub(crate) fn backend_set(&self) -> HashSet<SocketAddr> {
+        let targets = self.hosts.values();
+        targets.flat_map(|t| t.backends.iter().copied()).collect()
+    }
 }
 
 /// Where a hostname goes: one process of one env on one port, and the healthy
@@ -53,17 +65,42 @@ pub struct Target {
     backends: Vec<SocketAddr>,
     /// Round-robin position, shared by every hostname that names this target.
     next: AtomicUsize,
+    /// The route's policy (one shared default for platform names and domains).
+    policy: Arc<RoutePolicy>,
+    /// The route it comes from: limits are kept per route, across table swaps.
+    route: Option<Uuid>,
 }
 
 impl Target {
-    fn new(env_id: Uuid, process: &str, port: Option<u16>, backends: Vec<SocketAddr>) -> Target {
+    fn new(
+        env_id: Uuid,
+        process: &str,
+        port: Option<u16>,
+        backends: Vec<SocketAddr>,
+        policy: Arc<RoutePolicy>,
+    ) -> Target {
         Target {
             env_id,
             process: process.to_owned(),
             port,
             backends,
             next: AtomicUsize::new(0),
+            policy,
+            route: None,
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(backends: Vec<SocketAddr>, policy: Arc<RoutePolicy>) -> Target {
+        Target::new(Uuid::nil(), "web", Some(80), backends, policy)
+    }
+
+    pub fn policy(&self) -> &RoutePolicy {
+        &self.policy
+    }
+
+    pub(crate) fn route(&self) -> Option<Uuid> {
+        self.route
     }
 
     pub fn env_id(&self) -> Uuid {
@@ -107,12 +144,7 @@ mod tests {
 
     #[test]
     fn rotations_start_at_successive_backends_and_cover_all() {
-        let t = Target::new(
-            Uuid::nil(),
-            "web",
-            Some(80),
-            vec![addr(1), addr(2), addr(3)],
-        );
+        let t = Target::for_test(vec![addr(1), addr(2), addr(3)], Arc::default());
         let firsts: Vec<u16> = (0..6)
             .map(|_| t.rotation().next().unwrap().port())
             .collect();
@@ -123,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_target_without_backends_rotates_over_nothing() {
-        let t = Target::new(Uuid::nil(), "web", None, vec![]);
+        let t = Target::for_test(vec![], Arc::default());
         assert_eq!(t.rotation().count(), 0);
     }
 }

@@ -56,6 +56,7 @@ pub struct Route {
     pub mode: String,
     pub port: i32,
     pub proxy_protocol: bool,
+    pub policy: sqlx::types::Json<zeitwork_core::RoutePolicy>,
     pub created_at: DateTime<Utc>,
 }
 

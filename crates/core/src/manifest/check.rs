@@ -69,6 +69,10 @@ impl Manifest {
                     "must be between 1 and 65535",
                 ));
             }
+            route
+                .policy
+                .check()
+                .map_err(|(field, m)| ManifestError::at(format!("{path}.policy.{field}"), m))?;
         }
         Ok(())
     }
@@ -214,6 +218,10 @@ LOG_LEVEL = "info"
 host = "hello.example.com"
 process = "web"
 
+[routes.policy]
+balance = "least-connections"
+rate_limit = { per_client = 50 }
+
 [[routes]]
 process = "web"
 mode = "tcp"
@@ -234,6 +242,24 @@ proxy_protocol = true
         assert_eq!(worker.instances, 1);
         assert_eq!(m.routes[0].mode, super::RouteMode::Http);
         assert!(m.routes[1].proxy_protocol);
+        let policy = &m.routes[0].policy;
+        assert_eq!(
+            policy.balance,
+            crate::route_policy::Balance::LeastConnections
+        );
+        assert_eq!(policy.rate_limit.as_ref().unwrap().per_client, Some(50));
+        assert_eq!(m.routes[1].policy, crate::RoutePolicy::default());
+    }
+
+    #[test]
+    fn a_bad_route_policy_names_its_field() {
+        let e = err(&GOOD.replace("per_client = 50", "per_client = 0"));
+        assert!(e.starts_with("routes[0].policy.rate_limit:"), "{e}");
+        let e = err(&GOOD.replace("balance = \"least-connections\"", "sticky = true"));
+        assert!(
+            e.starts_with("routes[0].policy.sticky: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,14 +14,14 @@ use http::header::{CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATI
 use http::header::{TRANSFER_ENCODING, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Empty, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::REQUEST_ID;
-use crate::table::Target;
+use super::balance::{Backends, Candidate};
 
 /// Instances sit on the nodes' private networks: a connection that takes longer than
 /// this is not coming.
@@ -29,7 +29,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle upstream connections are kept this long for the next request.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
-type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
+/// How `http_body_util::Limited` says a body was over its limit.
+const BODY_LIMIT_ERROR: &str = "length limit exceeded";
 
 /// What the edge adds about the client; a client's own claims are replaced, since
 /// nothing in front of the edge is trusted to make them yet.
@@ -49,6 +51,8 @@ pub(crate) struct Unreachable {
     pub attempts: usize,
     /// The last failure, with its causes.
     pub error: String,
+    /// The request body was over the route's limit.
+    pub body_too_large: bool,
 }
 
 pub(crate) struct Upstream {
@@ -67,12 +71,15 @@ impl Upstream {
         Upstream { client }
     }
 
-    /// Sends `req` to the target's backends, round-robin, retrying where safe.
+    /// Sends `req` to the first instance of `plan`, and on to the next where that is
+    /// safe; what happens is told to `backends`. A body over `max_body` bytes is cut.
     pub(crate) async fn send(
         &self,
-        target: &Target,
+        plan: Vec<Candidate>,
+        backends: &Backends,
         req: Request<Incoming>,
         forwarded: Forwarded<'_>,
+        max_body: usize,
     ) -> Result<Response<Incoming>, Unreachable> {
         let (parts, body) = req.into_parts();
         let replayable = body.is_end_stream();
@@ -83,16 +90,26 @@ impl Upstream {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let headers = upstream_headers(parts.headers, &forwarded);
-        let mut body = Some(body);
+        let mut body = Some(Limited::new(body, max_body));
         let (mut attempts, mut retried, mut last) = (0, false, String::new());
-        for backend in target.rotation() {
+        for candidate in plan {
+            let backend = candidate.addr;
             attempts += 1;
             let body = body
                 .take()
                 .map_or(Either::Right(Empty::new()), Either::Left);
             let req = request(&parts.method, backend, &path, headers.clone(), body);
-            let error = match self.client.request(req).await {
+            let in_flight = backends.begin(&candidate);
+            let sent = self.client.request(req).await;
+            drop(in_flight);
+            let error = match sent {
                 Ok(mut response) => {
+                    match response.status() {
+                        StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT => backends.failed(&candidate, false),
+                        _ => backends.succeeded(&candidate),
+                    }
                     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                     let protocol = response.headers().get(UPGRADE).cloned();
                     strip_hop_by_hop(response.headers_mut());
@@ -105,6 +122,14 @@ impl Upstream {
             };
             let connect = error.is_connect();
             last = chain(&error);
+            if last.contains(BODY_LIMIT_ERROR) {
+                return Err(Unreachable {
+                    attempts,
+                    error: last,
+                    body_too_large: true,
+                });
+            }
+            backends.failed(&candidate, connect);
             tracing::warn!(%backend, connect, error = %last, "upstream request failed");
             let again = replayable && (connect || (idempotent && !retried));
             if !again {
@@ -115,6 +140,7 @@ impl Upstream {
         Err(Unreachable {
             attempts,
             error: last,
+            body_too_large: false,
         })
     }
 }

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use uuid::Uuid;
+use zeitwork_core::RoutePolicy;
 
 use super::load::{DeploymentRow, EnvRow, Rows};
 use super::{RoutingTable, Target};
@@ -38,13 +39,17 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
     }
     let history = |env: Uuid| history.get(&env).into_iter().flatten().copied();
 
+    let default_policy = Arc::new(RoutePolicy::default());
+    let new = |env: Uuid, process: &str, port: Option<u16>, backends: Vec<SocketAddr>| {
+        Target::new(env, process, port, backends, default_policy.clone())
+    };
     let mut hosts = Hosts::default();
     for d in &rows.deployments {
         let Some(env) = envs.get(&d.env_id) else {
             continue;
         };
         let (process, port) = d.serves();
-        let target = Target::new(d.env_id, process, port, healthy.reported(d.id, process));
+        let target = new(d.env_id, process, port, healthy.reported(d.id, process));
         hosts.claim(
             format!("{}-{}-{}.{base}", env.app, d.slug, env.org),
             Arc::new(target),
@@ -55,11 +60,10 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         let newest_healthy = history(env.id).find_map(|d| {
             let (process, port) = d.serves();
             let backends = healthy.reported(d.id, process);
-            (!backends.is_empty()).then(|| Target::new(env.id, process, port, backends))
+            (!backends.is_empty()).then(|| new(env.id, process, port, backends))
         });
-        let target = Arc::new(
-            newest_healthy.unwrap_or_else(|| Target::new(env.id, DEFAULT_PROCESS, None, vec![])),
-        );
+        let target =
+            Arc::new(newest_healthy.unwrap_or_else(|| new(env.id, DEFAULT_PROCESS, None, vec![])));
         let name = match env.name.as_str() {
             PRIMARY_ENV => format!("{}-{}.{base}", env.app, env.org),
             other => format!("{}-{other}-{}.{base}", env.app, env.org),
@@ -75,7 +79,9 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             .map(|d| healthy.on_port(d.id, &r.process, port))
             .find(|b| !b.is_empty())
             .unwrap_or_default();
-        let target = Target::new(r.env_id, &r.process, Some(port), backends);
+        let policy = Arc::new(r.policy.0.clone());
+        let mut target = Target::new(r.env_id, &r.process, Some(port), backends, policy);
+        target.route = Some(r.id);
         hosts.claim(r.host.clone(), Arc::new(target));
     }
     for d in &rows.domains {
@@ -277,6 +283,7 @@ mod tests {
             host: "Admin.Example.COM".into(),
             process: "admin".into(),
             port: 9443,
+            policy: Default::default(),
         });
         rows.domains.push(DomainRow {
             id: id(31),
@@ -309,6 +316,7 @@ mod tests {
             host: "shop-acme.zeitwork.test".into(),
             process: "web".into(),
             port: 80,
+            policy: Default::default(),
         });
         let table = build(BASE, rows);
         assert_eq!(

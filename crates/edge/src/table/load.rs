@@ -63,7 +63,7 @@ const INSTANCES: &str = "SELECT id, deployment_id, process, address FROM instanc
     WHERE desired_state = 'running' AND observed_state = 'healthy' AND address IS NOT NULL
       AND id > $1 ORDER BY id LIMIT $2";
 
-const ROUTES: &str = "SELECT id, env_id, host, process, port FROM routes
+const ROUTES: &str = "SELECT id, env_id, host, process, port, policy FROM routes
     WHERE mode = 'http' AND host IS NOT NULL AND id > $1 ORDER BY id LIMIT $2";
 
 const DOMAINS: &str = "SELECT id, env_id, hostname FROM domains
@@ -104,6 +104,7 @@ pub(super) struct RouteRow {
     pub host: String,
     pub process: String,
     pub port: i32,
+    pub policy: sqlx::types::Json<zeitwork_core::RoutePolicy>,
 }
 
 #[derive(Debug, FromRow)]

@@ -3,6 +3,7 @@
 mod bad_input;
 mod failover;
 mod lifecycle;
+mod policy;
 mod routing;
 mod support;
 mod tls;

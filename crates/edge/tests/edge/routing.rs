@@ -169,6 +169,7 @@ async fn routes_and_verified_domains_reach_the_env() {
         // The same instance on another port: the admin stand-in listens there.
         port: admin.addr.port(),
         proxy_protocol: false,
+        policy: Default::default(),
     };
     world.emit(app.org, route("api.example.com", "http")).await;
     world

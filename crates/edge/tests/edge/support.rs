@@ -169,6 +169,21 @@ impl World {
         log::head(&mut db).await.unwrap()
     }
 
+    /// An `http` route from `host` to the `web` process on `port`, with a policy.
+    pub async fn route(&self, app: &App, host: &str, port: u16, policy: serde_json::Value) {
+        let route = EventData::RouteCreated {
+            route_id: Uuid::now_v7(),
+            env_id: app.env("prod"),
+            host: Some(host.into()),
+            process: "web".into(),
+            mode: "http".into(),
+            port,
+            proxy_protocol: false,
+            policy: serde_json::from_value(policy).expect("a valid policy"),
+        };
+        self.emit(app.org, route).await;
+    }
+
     pub async fn healthy(&self, app: &App, instance: Uuid, address: SocketAddr) {
         self.observe(app, instance, ObservedState::Healthy, address)
             .await;
@@ -244,7 +259,18 @@ impl Backend {
 
     /// One that takes `delay` to answer.
     pub async fn slow(name: &'static str, delay: Duration) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::serve(name, "127.0.0.1:0".parse().unwrap(), delay, 200).await
+    }
+
+    /// One on `addr` (instances of one process share a port on different addresses)
+    /// answering every request with `status`.
+    pub async fn serve(
+        name: &'static str,
+        addr: SocketAddr,
+        delay: Duration,
+        status: u16,
+    ) -> Backend {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
@@ -262,7 +288,9 @@ impl Backend {
                         }
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         text.push_str(&format!("body={}", String::from_utf8_lossy(&body)));
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+                        let mut response = Response::new(Full::new(Bytes::from(text)));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, Infallible>(response)
                     }
                 });
                 tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
@@ -344,6 +372,7 @@ fn parse(mut bytes: &[u8]) -> Vec<Reply> {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
             .map(|(_, v)| v.parse().unwrap())
+            .or((response.code == Some(204)).then_some(0))
             .expect("answers carry a content-length");
         replies.push(Reply {
             status: response.code.unwrap(),

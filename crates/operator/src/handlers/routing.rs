@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::manifest::RouteMode;
-use zeitwork_core::{EventData, Hostname, Name};
+use zeitwork_core::{EventData, Hostname, Name, RoutePolicy};
 use zeitwork_store::model::{Domain, Route};
 use zeitwork_store::{log, read};
 
@@ -29,6 +29,8 @@ pub struct NewRoute {
     port: u16,
     #[serde(default)]
     proxy_protocol: bool,
+    #[serde(default)]
+    policy: RoutePolicy,
 }
 
 fn http() -> RouteMode {
@@ -84,6 +86,9 @@ pub async fn create_route(
         }
         _ => {}
     }
+    b.policy
+        .check()
+        .map_err(|(f, m)| ApiError::invalid(format!("policy.{f}"), m))?;
     if b.port == 0 {
         return Err(ApiError::invalid(
             "port",
@@ -100,6 +105,7 @@ pub async fn create_route(
         mode: b.mode.as_str().into(),
         port: b.port,
         proxy_protocol: b.proxy_protocol,
+        policy: b.policy.clone(),
     };
     let created = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
     let route = Route {
@@ -110,6 +116,7 @@ pub async fn create_route(
         mode: b.mode.as_str().into(),
         port: i32::from(b.port),
         proxy_protocol: b.proxy_protocol,
+        policy: sqlx::types::Json(b.policy.clone()),
         created_at: created.at,
     };
     req.finish(tx, StatusCode::CREATED, route).await

@@ -1,0 +1,184 @@
+//! A route's policy applied to one request: rate limits (kept per route across table
+//! swaps), the client key for consistent hashing, security headers and CORS.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::header::{COOKIE, HeaderName};
+use http::{HeaderMap, HeaderValue};
+use uuid::Uuid;
+use zeitwork_core::RoutePolicy;
+use zeitwork_core::route_policy::{Balance, RateLimit, SECURITY_HEADERS};
+
+use super::balance::key_of;
+use crate::table::{RoutingTable, Target};
+
+/// The limiters of one route.
+struct RouteLimits {
+    per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_route: Option<DefaultDirectRateLimiter>,
+}
+
+/// Rate limiters by route; a route's policy never changes (routes are replaced, not
+/// edited), so its limiters live as long as the route.
+pub(crate) struct Limits {
+    routes: RwLock<HashMap<Uuid, Arc<RouteLimits>>>,
+    clock: DefaultClock,
+}
+
+impl Limits {
+    pub(crate) fn new() -> Limits {
+        Limits {
+            routes: RwLock::new(HashMap::new()),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(retry_after)` when `client` is over a limit of the target's route.
+    pub(crate) fn check(&self, target: &Target, client: IpAddr) -> Result<(), Duration> {
+        let (Some(route), Some(limit)) = (target.route(), &target.policy().rate_limit) else {
+            return Ok(());
+        };
+        let limits = self.limits(route, limit);
+        let now = self.clock.now();
+        if let Some(per_client) = &limits.per_client {
+            per_client
+                .check_key(&client)
+                .map_err(|not_until| not_until.wait_time_from(now))?;
+        }
+        if let Some(per_route) = &limits.per_route {
+            per_route
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(now))?;
+        }
+        Ok(())
+    }
+
+    fn limits(&self, route: Uuid, limit: &RateLimit) -> Arc<RouteLimits> {
+        if let Some(limits) = self.routes.read().expect("not poisoned").get(&route) {
+            return limits.clone();
+        }
+        let quota = |rate: u32| {
+            let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+            let burst = limit.burst.and_then(NonZeroU32::new).unwrap_or(rate);
+            Quota::per_second(rate).allow_burst(burst)
+        };
+        let made = RouteLimits {
+            per_client: limit.per_client.map(|r| RateLimiter::keyed(quota(r))),
+            per_route: limit.per_route.map(|r| RateLimiter::direct(quota(r))),
+        };
+        let mut routes = self.routes.write().expect("not poisoned");
+        routes
+            .entry(route)
+            .or_insert_with(|| Arc::new(made))
+            .clone()
+    }
+
+    /// Drops the limiters of deleted routes and the clients that have been quiet.
+    pub(crate) fn retain(&self, table: &RoutingTable) {
+        let live = table.route_set();
+        let mut routes = self.routes.write().expect("not poisoned");
+        routes.retain(|route, _| live.contains(route));
+        for limits in routes.values() {
+            if let Some(per_client) = &limits.per_client {
+                per_client.retain_recent();
+            }
+        }
+    }
+}
+
+/// What identifies the client for consistent hashing (`None` when not hashing).
+pub(crate) fn client_key(policy: &RoutePolicy, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
+    if policy.balance != Balance::ConsistentHash {
+        return None;
+    }
+    let on = policy.hash_on.as_deref().unwrap_or("client-ip");
+    let value = if let Some(name) = on.strip_prefix("header:") {
+        headers.get(name).map(|v| v.as_bytes().to_vec())
+    } else if let Some(name) = on.strip_prefix("cookie:") {
+        cookie(headers, name).map(|v| v.as_bytes().to_vec())
+    } else {
+        None
+    };
+    // Without the header or cookie, the client's address is the next best thing.
+    Some(value.map_or_else(|| key_of(client), key_of))
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let pairs = headers.get_all(COOKIE).into_iter();
+    pairs
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// Adds the security headers the answer lacks (HSTS over HTTPS only); the app's own
+/// values win, and the route can change or turn off each default.
+pub(crate) fn security_headers(headers: &mut HeaderMap, policy: &RoutePolicy, secure: bool) {
+    for (name, default) in SECURITY_HEADERS {
+        if name == "strict-transport-security" && !secure {
+            continue;
+        }
+        let value = policy.headers.get(name).map_or(default, String::as_str);
+        let name = HeaderName::from_static(name);
+        if value.is_empty() || headers.contains_key(&name) {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(json: serde_json::Value) -> RoutePolicy {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn security_headers_fill_gaps_and_follow_the_route() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        security_headers(&mut headers, &RoutePolicy::default(), false);
+        assert_eq!(headers["x-frame-options"], "DENY", "the app's value wins");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(
+            !headers.contains_key("strict-transport-security"),
+            "HTTPS only"
+        );
+
+        let mut headers = HeaderMap::new();
+        let p = policy(serde_json::json!({"headers": {
+            "strict-transport-security": "max-age=60", "referrer-policy": ""}}));
+        security_headers(&mut headers, &p, true);
+        assert_eq!(headers["strict-transport-security"], "max-age=60");
+        assert!(!headers.contains_key("referrer-policy"));
+    }
+
+    #[test]
+    fn hash_keys_come_from_the_named_cookie_or_header_else_the_address() {
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("a=1; session=xyz"));
+        let by_cookie =
+            policy(serde_json::json!({"balance": "consistent-hash", "hash_on": "cookie:session"}));
+        assert_eq!(
+            client_key(&by_cookie, &headers, ip),
+            Some(key_of(b"xyz".to_vec()))
+        );
+        assert_eq!(
+            client_key(&by_cookie, &HeaderMap::new(), ip),
+            Some(key_of(ip))
+        );
+        assert_eq!(client_key(&RoutePolicy::default(), &headers, ip), None);
+    }
+}
