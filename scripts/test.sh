@@ -7,3 +7,5 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# The parsers that read untrusted bytes first (ClientHello/SNI, PROXY v2), fuzzed briefly.
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::certificate::CertificateSource;
 use crate::node::{NodeState, ObservedState};
 
 /// One committed event, as read back from the log.
@@ -109,6 +110,9 @@ pub enum EventData {
         mode: String,
         port: u16,
         proxy_protocol: bool,
+        /// Absent in events recorded before policies existed.
+        #[serde(default)]
+        policy: crate::RoutePolicy,
     },
     RouteDeleted {
         route_id: Uuid,
@@ -220,6 +224,35 @@ pub enum EventData {
         address: Option<String>,
         restarts: u32,
     },
+    /// A TLS certificate every edge serves for `hostnames` (lowercase; `*.example.com`
+    /// for a wildcard). The private key is PEM sealed with the platform key, bound to
+    /// `certificate_id` (associated data `certificate/<id>`): the log never holds it in
+    /// the clear. The certificates in `replaces` (a renewal, a re-import) are dropped.
+    CertificateStored {
+        certificate_id: Uuid,
+        hostnames: Vec<String>,
+        not_after: DateTime<Utc>,
+        chain_pem: String,
+        sealed_key: String,
+        source: CertificateSource,
+        replaces: Vec<Uuid>,
+    },
+    /// A certificate no edge serves any more (its hostnames are no longer served, or it
+    /// expired without a renewal).
+    CertificateRemoved {
+        certificate_id: Uuid,
+        reason: String,
+    },
+    /// The ACME account of one directory, shared by every edge so rate limits and
+    /// authorizations are the platform's, not each edge's. `sealed_credentials` is
+    /// instant-acme's credentials JSON sealed with the platform key, bound to the
+    /// account id and directory (associated data `acme-account/<id>/<directory_url>`).
+    /// A later account for the same directory replaces the earlier one.
+    AcmeAccountStored {
+        account_id: Uuid,
+        directory_url: String,
+        sealed_credentials: String,
+    },
 }
 
 impl EventData {
@@ -254,6 +287,9 @@ impl EventData {
             | EventData::InstancesReplaced { deployment_id, .. }
             | EventData::InstancesStopped { deployment_id, .. } => *deployment_id,
             EventData::InstanceObserved { instance_id, .. } => *instance_id,
+            EventData::CertificateStored { certificate_id, .. }
+            | EventData::CertificateRemoved { certificate_id, .. } => *certificate_id,
+            EventData::AcmeAccountStored { account_id, .. } => *account_id,
         }
     }
 
@@ -288,6 +324,9 @@ impl EventData {
             EventData::InstancesReplaced { .. } => "instances_replaced",
             EventData::InstancesStopped { .. } => "instances_stopped",
             EventData::InstanceObserved { .. } => "instance_observed",
+            EventData::CertificateStored { .. } => "certificate_stored",
+            EventData::CertificateRemoved { .. } => "certificate_removed",
+            EventData::AcmeAccountStored { .. } => "acme_account_stored",
         }
     }
 }
@@ -324,6 +363,24 @@ mod tests {
                 reason: None,
                 address: Some("10.0.0.2:8080".into()),
                 restarts: 2,
+            },
+            EventData::CertificateStored {
+                certificate_id: Uuid::nil(),
+                hostnames: vec!["*.example.com".into()],
+                not_after: DateTime::UNIX_EPOCH,
+                chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+                sealed_key: "c2VhbGVk".into(),
+                source: CertificateSource::Operator,
+                replaces: vec![Uuid::max()],
+            },
+            EventData::CertificateRemoved {
+                certificate_id: Uuid::nil(),
+                reason: "expired".into(),
+            },
+            EventData::AcmeAccountStored {
+                account_id: Uuid::nil(),
+                directory_url: "https://acme.test/dir".into(),
+                sealed_credentials: "c2VhbGVk".into(),
             },
         ];
         for e in samples {

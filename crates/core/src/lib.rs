@@ -2,6 +2,7 @@
 //! `zeitwork.toml` manifest, the event payloads of the append-only log and token roles.
 //! Nothing here performs I/O, so every other crate can depend on it freely.
 
+pub mod certificate;
 pub mod event;
 pub mod guest;
 pub mod image;
@@ -9,9 +10,12 @@ pub mod manifest;
 pub mod name;
 pub mod node;
 pub mod role;
+pub mod route_policy;
 
+pub use certificate::CertificateSource;
 pub use event::{Event, EventData, InstancePlan};
 pub use image::ImageRef;
 pub use manifest::{Manifest, ManifestError};
 pub use name::{Hostname, Name, NameError};
 pub use role::Role;
+pub use route_policy::RoutePolicy;

@@ -1,5 +1,6 @@
 //! Which subjects hear about an event. Agents subscribe to their node's subject (and the
-//! broadcast one), edges to routes; `zw.v1.events` carries everything, for tools.
+//! broadcast one), edges to routes and certificates; `zw.v1.events` carries everything,
+//! for tools.
 
 use std::collections::BTreeSet;
 
@@ -61,6 +62,11 @@ pub async fn subjects(
         }
         // Edges route to healthy instances at their addresses.
         EventData::InstanceObserved { .. } => out.push(format!("{PREFIX}.routes")),
+        // Edges serve certificates. (Open ACME challenges are no events: the issuer
+        // publishes on the same subject itself, see zeitwork-certs.)
+        EventData::CertificateStored { .. } | EventData::CertificateRemoved { .. } => {
+            out.push(format!("{PREFIX}.certificates"))
+        }
         EventData::OrgCreated { .. }
         | EventData::UserAdded { .. }
         | EventData::UserRemoved { .. }
@@ -69,7 +75,8 @@ pub async fn subjects(
         | EventData::AppCreated { .. }
         | EventData::EnvCreated { .. }
         | EventData::ReleaseCreated { .. }
-        | EventData::NodeJoinTokenCreated { .. } => {}
+        | EventData::NodeJoinTokenCreated { .. }
+        | EventData::AcmeAccountStored { .. } => {}
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! these tables, which is what makes `rebuild-projections` exact.
 
 mod agents;
+mod certificates;
 
 use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
@@ -97,10 +98,11 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             mode,
             port,
             proxy_protocol,
+            policy,
         } => {
             sqlx::query(
-                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, policy, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(route_id)
             .bind(org)
@@ -110,6 +112,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(mode)
             .bind(i32::from(*port))
             .bind(proxy_protocol)
+            .bind(sqlx::types::Json(policy))
             .bind(at)
             .execute(db)
             .await?;
@@ -288,6 +291,9 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
         | EventData::InstancesReplaced { .. }
         | EventData::InstancesStopped { .. }
         | EventData::InstanceObserved { .. } => agents::apply(db, event).await?,
+        EventData::CertificateStored { .. }
+        | EventData::CertificateRemoved { .. }
+        | EventData::AcmeAccountStored { .. } => certificates::apply(db, event).await?,
     }
     Ok(())
 }

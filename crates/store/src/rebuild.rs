@@ -8,8 +8,9 @@ use sqlx::PgConnection;
 use crate::log::{self, Scope};
 use crate::{Store, StoreError, project};
 
-/// Every projection table; the log, cursors, idempotency records and instance logs
-/// (`log_lines`) are not projections, so a rebuild leaves them alone.
+/// Every projection table; the log, cursors, idempotency records, instance logs
+/// (`log_lines`) and open ACME challenges (`acme_challenges`) are not projections, so a
+/// rebuild leaves them alone.
 pub const PROJECTIONS: &[&str] = &[
     "orgs",
     "users",
@@ -27,6 +28,8 @@ pub const PROJECTIONS: &[&str] = &[
     "domains",
     "secrets",
     "builds",
+    "certificates",
+    "acme_accounts",
 ];
 
 const PAGE: i64 = 1000;

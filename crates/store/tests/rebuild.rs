@@ -1,9 +1,9 @@
 //! `rebuild-projections` replays the log into tables equal to the live ones.
 
 use uuid::Uuid;
-use zeitwork_core::EventData;
 use zeitwork_core::event::{InstancePlan, ProcessSpec, Replacement};
 use zeitwork_core::node::{NodeState, ObservedState};
+use zeitwork_core::{CertificateSource, EventData};
 use zeitwork_services::Postgres;
 use zeitwork_store::{Store, StoreError, log, rebuild};
 
@@ -58,6 +58,26 @@ async fn rebuilt_projections_equal_the_live_ones() {
         token_id,
         hash: token_id.simple().to_string(),
         expires_at: chrono::Utc::now(),
+    };
+    let (wildcard, issued, renewed, dropped) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let cert = |certificate_id, host: &str, source, replaces| EventData::CertificateStored {
+        certificate_id,
+        hostnames: vec![host.into()],
+        not_after: chrono::Utc::now(),
+        chain_pem: format!("chain of {host}"),
+        sealed_key: format!("sealed key of {host}"),
+        source,
+        replaces,
+    };
+    let account = |account_id| EventData::AcmeAccountStored {
+        account_id,
+        directory_url: "https://acme.test/directory".into(),
+        sealed_credentials: format!("sealed {account_id}"),
     };
     let web = ProcessSpec {
         name: "web".into(),
@@ -180,6 +200,8 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 mode: "http".into(),
                 port: 8080,
                 proxy_protocol: false,
+                policy: serde_json::from_value(serde_json::json!({"balance": "least-connections"}))
+                    .unwrap(),
             },
         ),
         (
@@ -307,6 +329,38 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 state: NodeState::Ready,
             },
         ),
+        // Certificates: an import, an issue and its renewal, a removal; the ACME account
+        // of one directory stored twice (the second replaces the first).
+        (
+            None,
+            cert(
+                wildcard,
+                "*.zeitwork.test",
+                CertificateSource::Operator,
+                vec![],
+            ),
+        ),
+        (
+            None,
+            cert(issued, "acme.io", CertificateSource::Acme, vec![]),
+        ),
+        (
+            None,
+            cert(renewed, "acme.io", CertificateSource::Acme, vec![issued]),
+        ),
+        (
+            None,
+            cert(dropped, "gone.io", CertificateSource::Acme, vec![]),
+        ),
+        (
+            None,
+            EventData::CertificateRemoved {
+                certificate_id: dropped,
+                reason: "no longer served".into(),
+            },
+        ),
+        (None, account(Uuid::now_v7())),
+        (None, account(Uuid::now_v7())),
     ];
     for (org, data) in events {
         emit(&store, org, data).await.unwrap();
@@ -358,8 +412,21 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "staging was deleted"
     );
     assert_eq!(live["secrets"][0]["version"], 2);
+    let certs: Vec<&str> = live["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let mut expected = [wildcard.to_string(), renewed.to_string()];
+    expected.sort();
+    assert_eq!(
+        certs, expected,
+        "the renewal replaced its predecessor, the removal dropped its certificate"
+    );
+    assert_eq!(live["acme_accounts"].as_array().unwrap().len(), 1);
     let applied = rebuild::rebuild(&store).await.unwrap();
-    assert_eq!(applied, 30);
+    assert_eq!(applied, 37);
     let rebuilt = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(rebuilt, live);
 }

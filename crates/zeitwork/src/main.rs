@@ -5,6 +5,7 @@ mod admin;
 mod agent;
 mod example;
 mod image;
+mod lb;
 mod local;
 mod server;
 mod settings;

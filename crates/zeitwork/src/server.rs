@@ -42,8 +42,11 @@ pub enum Role {
         )]
         base_domain: String,
     },
-    /// L4 load balancer (not available yet).
-    Lb,
+    /// L4 load balancer in front of several edges (relays TCP; terminates nothing).
+    Lb {
+        #[command(flatten)]
+        args: crate::lb::LbArgs,
+    },
 }
 
 pub async fn run(role: Role) -> anyhow::Result<()> {
@@ -109,9 +112,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             edge.serve(listener, shutdown_signal()).await?;
             Ok(())
         }
-        Role::Lb => {
-            anyhow::bail!("the L4 load balancer is not available yet (issue 5)")
-        }
+        Role::Lb { args } => crate::lb::run(args, shutdown_signal()).await,
     }
 }
 
