@@ -31,18 +31,24 @@ use uuid::Uuid;
 use zeitwork_core::EventData;
 use zeitwork_core::event::{InstancePlan, ProcessSpec};
 use zeitwork_core::node::ObservedState;
-use zeitwork_edge::{CertSource, Config, Edge, Https, Listeners};
+use zeitwork_edge::{CertSource, Config, Edge, HttpsOn, ListenOn};
 use zeitwork_services::{Nats, Postgres};
 use zeitwork_store::{Store, log};
 
 const BASE: &str = "zeitwork.test";
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    runtime.unwrap().block_on(run(args));
+}
+
+async fn run(args: Vec<String>) {
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]).await,
         Some("routes") => routes(args[1].parse().unwrap()).await,
@@ -202,6 +208,9 @@ impl CertSource for FileCert {
 }
 
 async fn serve(args: &[String]) {
+    // Measured with metrics recorded, as in production.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::set_global_recorder(recorder).expect("the only recorder");
     let backend: SocketAddr = args[0].parse().unwrap();
     let pg = Postgres::throwaway().await.unwrap();
     let world = World::new(&pg).await;
@@ -217,17 +226,19 @@ async fn serve(args: &[String]) {
     let edge = Edge::start_with(world.store.clone(), None, config(Duration::from_secs(3600)))
         .await
         .unwrap();
-    let https = TcpListener::bind(&args[2]).await.unwrap();
-    let listeners = Listeners {
-        http: TcpListener::bind(&args[1]).await.unwrap(),
-        https: Some(Https {
-            public_port: https.local_addr().unwrap().port(),
-            listener: https,
+    let https: SocketAddr = args[2].parse().unwrap();
+    let on = ListenOn {
+        http: args[1].parse().unwrap(),
+        https: Some(HttpsOn {
+            addr: https,
             certs,
+            public_port: https.port(),
         }),
     };
+    // One worker per CPU the process may use (bench/edge.sh pins it to one).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("READY shop-acme.{BASE}");
-    edge.serve(listeners, std::future::pending()).await.unwrap();
+    edge.run(on, workers, std::future::pending()).await.unwrap();
 }
 
 fn rss_mib() -> f64 {

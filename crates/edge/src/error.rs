@@ -17,4 +17,6 @@ pub enum EdgeError {
          timeout if requests legitimately take longer"
     )]
     Drain(Duration),
+    #[error("cannot listen: {0}; is another program (not an edge) using the port?")]
+    Bind(#[source] std::io::Error),
 }

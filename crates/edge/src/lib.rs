@@ -7,10 +7,12 @@
 //! snapshot while Postgres or NATS is down.
 
 mod error;
+mod metrics;
 mod proxy;
 mod refresh;
 mod table;
 mod tls;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,8 +26,9 @@ use zeitwork_store::Store;
 pub use error::EdgeError;
 pub use table::{RoutingTable, Target};
 pub use tls::{CertSource, Https, Listeners};
+pub use workers::{HttpsOn, ListenOn, bind_shared};
 
-use proxy::Proxy;
+use proxy::{Proxy, Shared};
 use refresh::Refresher;
 
 /// How the edge behaves; [`Config::new`] gives the production values.
@@ -63,7 +66,7 @@ pub struct Edge {
 
 struct Inner {
     table: Arc<ArcSwap<RoutingTable>>,
-    proxy: Arc<Proxy>,
+    shared: Arc<Shared>,
     drain_timeout: Duration,
     refresher: JoinHandle<()>,
 }
@@ -98,18 +101,18 @@ impl Edge {
             .map_err(EdgeError::Load)?;
         tracing::info!(seq = first.seq(), hosts = first.len(), "routing table read");
         let table = Arc::new(ArcSwap::from_pointee(first));
-        let proxy = Arc::new(Proxy::new(table.clone(), config.upstream_timeout));
+        let shared = Arc::new(Shared::new(table.clone(), config.upstream_timeout));
         let refresher = Refresher {
             store,
             base_domain: config.base_domain,
             table: table.clone(),
-            proxy: proxy.clone(),
+            shared: shared.clone(),
             resync_every: config.resync_every,
             failing: false,
         };
         Ok(Edge {
             inner: Arc::new(Inner {
-                proxy,
+                shared,
                 table,
                 drain_timeout: config.drain_timeout,
                 refresher: tokio::spawn(refresher.run(notes)),
@@ -132,13 +135,8 @@ impl Edge {
         let inner = self.inner.clone();
         let listeners = listeners.into();
         async move {
-            proxy::serve(
-                inner.proxy.clone(),
-                listeners,
-                shutdown,
-                inner.drain_timeout,
-            )
-            .await
+            let proxy = Arc::new(Proxy::new(inner.shared.clone()));
+            proxy::serve(proxy, listeners, shutdown, inner.drain_timeout).await
         }
     }
 }

@@ -25,6 +25,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
 use zeitwork_core::RoutePolicy;
 
+use crate::metrics::{RouteMetrics, UpstreamError};
 use crate::table::{RoutingTable, Target};
 use balance::Backends;
 use forward::{Forwarded, Upstream};
@@ -40,12 +41,37 @@ const DEFAULT_MAX_BODY_MB: u64 = 100;
 
 type Body = Either<Incoming, Full<Bytes>>;
 
-pub(crate) struct Proxy {
+/// What every worker of an edge shares: the table, and what the edge has seen of
+/// instances (failures, requests in flight) and of clients (rate limits).
+pub(crate) struct Shared {
     table: Arc<ArcSwap<RoutingTable>>,
-    upstream: Upstream,
     upstream_timeout: Duration,
     backends: Backends,
     limits: Limits,
+}
+
+impl Shared {
+    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>, upstream_timeout: Duration) -> Shared {
+        Shared {
+            table,
+            upstream_timeout,
+            backends: Backends::new(),
+            limits: Limits::new(),
+        }
+    }
+
+    /// Forgets what the edge kept about instances and routes `table` no longer has.
+    pub(crate) fn retain(&self, table: &RoutingTable) {
+        self.backends.retain(table);
+        self.limits.retain(table);
+    }
+}
+
+/// One worker's proxy: the shared state, and upstream connections of its own (they
+/// belong to the worker's runtime).
+pub(crate) struct Proxy {
+    shared: Arc<Shared>,
+    upstream: Upstream,
 }
 
 /// One client connection.
@@ -62,48 +88,39 @@ struct Conn {
 }
 
 impl Proxy {
-    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>, upstream_timeout: Duration) -> Proxy {
+    pub(crate) fn new(shared: Arc<Shared>) -> Proxy {
         Proxy {
-            table,
+            shared,
             upstream: Upstream::new(),
-            upstream_timeout,
-            backends: Backends::new(),
-            limits: Limits::new(),
         }
-    }
-
-    /// Forgets what the edge kept about instances and routes `table` no longer has.
-    pub(crate) fn retain(&self, table: &RoutingTable) {
-        self.backends.retain(table);
-        self.limits.retain(table);
     }
 
     async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let started = Instant::now();
         let origin = req.headers().get(ORIGIN).cloned();
         let (mut response, target) = self.respond(req, conn).await;
-        let default = RoutePolicy::default();
-        let policy = target.as_ref().map_or(&default, |(_, t)| t.policy());
+        static DEFAULT: std::sync::LazyLock<RoutePolicy> =
+            std::sync::LazyLock::new(RoutePolicy::default);
+        let policy = target.as_ref().map_or(&*DEFAULT, |t| t.policy());
         policy::security_headers(response.headers_mut(), policy, conn.secure);
         if let Some(cors) = &policy.cors {
             cors::decorate(origin.as_ref(), cors, response.headers_mut());
         }
         // Only routed hosts become labels: a client cannot grow the metrics with made-up names.
-        let host = target.map_or_else(|| "-".to_owned(), |(host, _)| host);
-        let status = response.status().as_u16().to_string();
-        metrics::counter!("zeitwork_edge_requests_total", "host" => host.clone(), "status" => status)
-            .increment(1);
-        metrics::histogram!("zeitwork_edge_request_duration_seconds", "host" => host)
-            .record(started.elapsed());
+        let metrics = match &target {
+            Some(target) => target.metrics(),
+            None => RouteMetrics::unrouted(),
+        };
+        metrics.request(response.status(), started.elapsed());
         response
     }
 
-    /// The answer, and the host and target it was routed to (if it was).
+    /// The answer, and the target it was routed to (if it was).
     async fn respond(
         &self,
         req: Request<Incoming>,
         conn: &Conn,
-    ) -> (Response<Body>, Option<(String, Arc<Target>)>) {
+    ) -> (Response<Body>, Option<Arc<Target>>) {
         let index = conn.requests.fetch_add(1, Ordering::Relaxed);
         let id = request_id(req.headers());
         let json = page::prefers_json(req.headers());
@@ -138,7 +155,7 @@ impl Proxy {
         {
             return (own.map(Either::Right), None);
         }
-        let Some(target) = self.table.load().lookup(&host.name).cloned() else {
+        let Some(target) = self.shared.table.load().lookup(&host.name).cloned() else {
             let problem = Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -147,7 +164,7 @@ impl Proxy {
             return (answer(problem), None);
         };
         let response = self.forward(req, conn, &host, &target, &id, &answer).await;
-        (response, Some((host.name, target)))
+        (response, Some(target))
     }
 
     /// A request for a routed host: the route's policy, then the app.
@@ -174,7 +191,7 @@ impl Proxy {
                 ),
             ));
         }
-        if let Err(wait) = self.limits.check(target, conn.peer.ip()) {
+        if let Err(wait) = self.shared.limits.check(target, conn.peer.ip()) {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut response = answer(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -201,7 +218,7 @@ impl Proxy {
             return too_large();
         }
         let key = policy::client_key(policy, req.headers(), conn.peer.ip());
-        let plan = self.backends.plan(target, key);
+        let plan = self.shared.backends.plan(target, key);
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
@@ -213,10 +230,10 @@ impl Proxy {
         };
         let timeout = policy
             .timeout
-            .map_or(self.upstream_timeout, |t| t.as_duration());
+            .map_or(self.shared.upstream_timeout, |t| t.as_duration());
         let sent = self
             .upstream
-            .send(plan, &self.backends, req, forwarded, max_body);
+            .send(plan, &self.shared.backends, req, forwarded, max_body);
         match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(mut response)) => {
                 if let Some(client_side) = client_side {
@@ -235,7 +252,7 @@ impl Proxy {
             }
             Err(_) => {
                 tracing::warn!(host = %host.name, "no answer from the app in time");
-                metrics::counter!("zeitwork_edge_upstream_errors_total", "host" => host.name.clone(), "kind" => "timeout").increment(1);
+                target.metrics().upstream_error(UpstreamError::Timeout);
                 answer(Problem::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "gateway_timeout",
@@ -249,7 +266,7 @@ impl Proxy {
             Ok(Err(e)) if e.body_too_large => too_large(),
             Ok(Err(e)) => {
                 tracing::warn!(host = %host.name, attempts = e.attempts, error = %e.error, "no instance answered");
-                metrics::counter!("zeitwork_edge_upstream_errors_total", "host" => host.name.clone(), "kind" => "unreachable").increment(1);
+                target.metrics().upstream_error(UpstreamError::Unreachable);
                 answer(Problem::new(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",
@@ -269,10 +286,19 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
             (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
         })
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-                .expect("a UUID is a header value")
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// A UUIDv7 from the thread's user-space generator: `Uuid::now_v7` asks the kernel for
+/// randomness on every call, a system call per request.
+fn new_request_id() -> HeaderValue {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a UUID is a header value")
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use rand::Rng;
 use zeitwork_bus::{NatsBus, Notification, PREFIX};
 use zeitwork_store::Store;
 
-use crate::proxy::Proxy;
+use crate::proxy::Shared;
 use crate::table::{RoutingTable, load};
 
 /// How long a notification waits for the rest of its burst (one deploy writes several
@@ -42,7 +42,7 @@ pub(crate) struct Refresher {
     pub base_domain: String,
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Told of every new table, to forget what it kept about instances and routes gone.
-    pub proxy: Arc<Proxy>,
+    pub shared: Arc<Shared>,
     pub resync_every: Duration,
     /// Whether the last rebuild failed (so the next failure is not logged again).
     pub failing: bool,
@@ -86,7 +86,7 @@ impl Refresher {
                     hosts = table.len(),
                     "routing table refreshed"
                 );
-                self.proxy.retain(&table);
+                self.shared.retain(&table);
                 self.table.store(Arc::new(table));
             }
             Err(e) if !self.failing => {

@@ -7,11 +7,13 @@ mod load;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 use zeitwork_core::RoutePolicy;
+
+use crate::metrics::RouteMetrics;
 
 pub(crate) use load::load;
 
@@ -19,7 +21,11 @@ pub(crate) use load::load;
 #[derive(Debug)]
 pub struct RoutingTable {
     seq: i64,
+    /// Served over HTTP, and over HTTPS with the edge's own certificate.
     hosts: HashMap<String, Arc<Target>>,
+    /// `tls-passthrough` routes: the app terminates TLS itself. Kept apart so an HTTP
+    /// lookup never finds one (and the edge never speaks HTTP to an app expecting TLS).
+    passthrough: HashMap<String, Arc<Target>>,
 }
 
 impl RoutingTable {
@@ -29,28 +35,37 @@ impl RoutingTable {
         self.hosts.get(host)
     }
 
+    /// The `tls-passthrough` target of an SNI name (lowercase, no trailing dot).
+    pub fn lookup_passthrough(&self, host: &str) -> Option<&Arc<Target>> {
+        self.passthrough.get(host)
+    }
+
     /// The head of the event log the table was read at.
     pub fn seq(&self) -> i64 {
         self.seq
     }
 
-    /// How many hostnames are routed.
+    /// How many hostnames are routed (passthrough ones included).
     pub fn len(&self) -> usize {
-        self.hosts.len()
+        self.hosts.len() + self.passthrough.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        self.len() == 0
+    }
+
+    fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.hosts.values().chain(self.passthrough.values())
     }
 
     /// Every route some hostname comes from.
     pub(crate) fn route_set(&self) -> HashSet<Uuid> {
-        self.hosts.values().filter_map(|t| t.route).collect()
+        self.targets().filter_map(|t| t.route).collect()
     }
 
     /// Every instance address some hostname leads to.
     pub(crate) fn backend_set(&self) -> HashSet<SocketAddr> {
-        let targets = self.hosts.values();
+        let targets = self.targets();
         targets.flat_map(|t| t.backends.iter().copied()).collect()
     }
 }
@@ -59,6 +74,10 @@ impl RoutingTable {
 /// instances serving it right now. No backends means "known, but nothing healthy" (503).
 #[derive(Debug)]
 pub struct Target {
+    /// The hostname that claimed it first (custom domains share their env's target):
+    /// what its metrics are labelled with.
+    name: String,
+    metrics: OnceLock<RouteMetrics>,
     env_id: Uuid,
     process: String,
     port: Option<u16>,
@@ -69,10 +88,13 @@ pub struct Target {
     policy: Arc<RoutePolicy>,
     /// The route it comes from: limits are kept per route, across table swaps.
     route: Option<Uuid>,
+    /// A passthrough route whose app wants a PROXY v2 header with the client's address.
+    proxy_protocol: bool,
 }
 
 impl Target {
     fn new(
+        name: &str,
         env_id: Uuid,
         process: &str,
         port: Option<u16>,
@@ -80,6 +102,8 @@ impl Target {
         policy: Arc<RoutePolicy>,
     ) -> Target {
         Target {
+            name: name.to_ascii_lowercase(),
+            metrics: OnceLock::new(),
             env_id,
             process: process.to_owned(),
             port,
@@ -87,12 +111,25 @@ impl Target {
             next: AtomicUsize::new(0),
             policy,
             route: None,
+            proxy_protocol: false,
         }
     }
 
     #[cfg(test)]
     pub(crate) fn for_test(backends: Vec<SocketAddr>, policy: Arc<RoutePolicy>) -> Target {
-        Target::new(Uuid::nil(), "web", Some(80), backends, policy)
+        Target::new(
+            "test.example",
+            Uuid::nil(),
+            "web",
+            Some(80),
+            backends,
+            policy,
+        )
+    }
+
+    /// Counters and latencies of requests to this target, registered on first use.
+    pub(crate) fn metrics(&self) -> &RouteMetrics {
+        self.metrics.get_or_init(|| RouteMetrics::new(&self.name))
     }
 
     pub fn policy(&self) -> &RoutePolicy {
@@ -101,6 +138,11 @@ impl Target {
 
     pub(crate) fn route(&self) -> Option<Uuid> {
         self.route
+    }
+
+    /// Whether a passthrough connection starts with a PROXY v2 header to the app.
+    pub fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol
     }
 
     pub fn env_id(&self) -> Uuid {

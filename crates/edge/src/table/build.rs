@@ -6,8 +6,10 @@
 //! 1. `<app>-<slug>-<org>.<base>`: one deployment, whatever its age;
 //! 2. the env's own name, `<app>-<org>.<base>` for `prod` and `<app>-<env>-<org>.<base>`
 //!    otherwise: the newest deployment that has a healthy instance;
-//! 3. `http` routes with a host: the named process and port of the env's newest
-//!    deployment with a healthy instance of that process;
+//! 3. routes with a host: the named process and port of the env's newest deployment
+//!    with a healthy instance of that process; `tls-passthrough` routes go to a map of
+//!    their own (reached by SNI only), but their names are claimed like the rest, so a
+//!    name is either terminated by the edge or passed through, never both;
 //! 4. verified custom domains: the same target as the env's own name.
 
 use std::collections::HashMap;
@@ -25,6 +27,8 @@ use super::{RoutingTable, Target};
 const DEFAULT_PROCESS: &str = "web";
 /// The env whose name is the app's bare hostname.
 const PRIMARY_ENV: &str = "prod";
+/// The route mode whose TLS the app terminates.
+const PASSTHROUGH: &str = "tls-passthrough";
 
 pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
     let base = normalize(base_domain);
@@ -40,8 +44,8 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
     let history = |env: Uuid| history.get(&env).into_iter().flatten().copied();
 
     let default_policy = Arc::new(RoutePolicy::default());
-    let new = |env: Uuid, process: &str, port: Option<u16>, backends: Vec<SocketAddr>| {
-        Target::new(env, process, port, backends, default_policy.clone())
+    let new = |name: &str, env: Uuid, process: &str, port: Option<u16>, backends| {
+        Target::new(name, env, process, port, backends, default_policy.clone())
     };
     let mut hosts = Hosts::default();
     for d in &rows.deployments {
@@ -49,25 +53,30 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             continue;
         };
         let (process, port) = d.serves();
-        let target = new(d.env_id, process, port, healthy.reported(d.id, process));
-        hosts.claim(
-            format!("{}-{}-{}.{base}", env.app, d.slug, env.org),
-            Arc::new(target),
+        let name = format!("{}-{}-{}.{base}", env.app, d.slug, env.org);
+        let target = new(
+            &name,
+            d.env_id,
+            process,
+            port,
+            healthy.reported(d.id, process),
         );
+        hosts.claim(name, Arc::new(target));
     }
     let mut serving = HashMap::new();
     for env in &rows.envs {
-        let newest_healthy = history(env.id).find_map(|d| {
-            let (process, port) = d.serves();
-            let backends = healthy.reported(d.id, process);
-            (!backends.is_empty()).then(|| new(env.id, process, port, backends))
-        });
-        let target =
-            Arc::new(newest_healthy.unwrap_or_else(|| new(env.id, DEFAULT_PROCESS, None, vec![])));
         let name = match env.name.as_str() {
             PRIMARY_ENV => format!("{}-{}.{base}", env.app, env.org),
             other => format!("{}-{other}-{}.{base}", env.app, env.org),
         };
+        let newest_healthy = history(env.id).find_map(|d| {
+            let (process, port) = d.serves();
+            let backends = healthy.reported(d.id, process);
+            (!backends.is_empty()).then(|| new(&name, env.id, process, port, backends))
+        });
+        let target = Arc::new(
+            newest_healthy.unwrap_or_else(|| new(&name, env.id, DEFAULT_PROCESS, None, vec![])),
+        );
         hosts.claim(name, target.clone());
         serving.insert(env.id, target);
     }
@@ -80,9 +89,14 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             .find(|b| !b.is_empty())
             .unwrap_or_default();
         let policy = Arc::new(r.policy.0.clone());
-        let mut target = Target::new(r.env_id, &r.process, Some(port), backends, policy);
+        let mut target = Target::new(&r.host, r.env_id, &r.process, Some(port), backends, policy);
         target.route = Some(r.id);
-        hosts.claim(r.host.clone(), Arc::new(target));
+        if r.mode == PASSTHROUGH {
+            target.proxy_protocol = r.proxy_protocol;
+            hosts.claim_in(r.host.clone(), Arc::new(target), true);
+        } else {
+            hosts.claim(r.host.clone(), Arc::new(target));
+        }
     }
     for d in &rows.domains {
         if let Some(target) = serving.get(&d.env_id) {
@@ -91,7 +105,8 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
     }
     RoutingTable {
         seq: rows.seq,
-        hosts: hosts.0,
+        hosts: hosts.http,
+        passthrough: hosts.passthrough,
     }
 }
 
@@ -143,17 +158,34 @@ impl<'a> Healthy<'a> {
 }
 
 #[derive(Default)]
-struct Hosts(HashMap<String, Arc<Target>>);
+struct Hosts {
+    http: HashMap<String, Arc<Target>>,
+    passthrough: HashMap<String, Arc<Target>>,
+}
 
 impl Hosts {
-    /// First come, first served; see the module docs for the order.
     fn claim(&mut self, host: String, target: Arc<Target>) {
-        match self.0.entry(normalize(&host)) {
-            Entry::Vacant(slot) => {
+        self.claim_in(host, target, false);
+    }
+
+    /// First come, first served, across both maps; see the module docs for the order.
+    fn claim_in(&mut self, host: String, target: Arc<Target>, passthrough: bool) {
+        let host = normalize(&host);
+        let (mine, other) = match passthrough {
+            true => (&mut self.passthrough, &self.http),
+            false => (&mut self.http, &self.passthrough),
+        };
+        let holder = other.get(&host).map(|t| t.env_id);
+        match (mine.entry(host), holder) {
+            (Entry::Vacant(slot), None) => {
                 slot.insert(target);
             }
-            Entry::Occupied(taken) => tracing::warn!(
+            (Entry::Occupied(taken), _) => tracing::warn!(
                 host = %taken.key(), env = %target.env_id, holder = %taken.get().env_id,
+                "hostname claimed twice; the first claim keeps it"
+            ),
+            (Entry::Vacant(slot), Some(holder)) => tracing::warn!(
+                host = %slot.key(), env = %target.env_id, %holder,
                 "hostname claimed twice; the first claim keeps it"
             ),
         }
@@ -282,7 +314,9 @@ mod tests {
             env_id: id(1),
             host: "Admin.Example.COM".into(),
             process: "admin".into(),
+            mode: "http".into(),
             port: 9443,
+            proxy_protocol: false,
             policy: Default::default(),
         });
         rows.domains.push(DomainRow {
@@ -315,7 +349,9 @@ mod tests {
             env_id: id(3),
             host: "shop-acme.zeitwork.test".into(),
             process: "web".into(),
+            mode: "http".into(),
             port: 80,
+            proxy_protocol: false,
             policy: Default::default(),
         });
         let table = build(BASE, rows);
@@ -323,5 +359,39 @@ mod tests {
             table.lookup("shop-acme.zeitwork.test").unwrap().env_id(),
             id(1)
         );
+    }
+
+    fn passthrough(n: u128, host: &str, proxy_protocol: bool) -> RouteRow {
+        RouteRow {
+            id: id(n),
+            env_id: id(1),
+            host: host.into(),
+            process: "admin".into(),
+            mode: PASSTHROUGH.into(),
+            port: 9443,
+            proxy_protocol,
+            policy: Default::default(),
+        }
+    }
+
+    #[test]
+    fn passthrough_routes_are_found_by_sni_only_and_take_no_taken_name() {
+        let mut rows = rows();
+        rows.routes.push(passthrough(40, "DB.example.com.", true));
+        rows.routes.push(passthrough(41, "shop-acme.zeitwork.test", false));
+        rows.domains.push(DomainRow {
+            id: id(42),
+            env_id: id(1),
+            hostname: "db.example.com".into(),
+        });
+        let table = build(BASE, rows);
+        assert!(table.lookup("db.example.com").is_none(), "not over HTTP");
+        let db = table.lookup_passthrough("db.example.com").unwrap();
+        assert!(db.proxy_protocol());
+        assert_eq!(db.backends(), ["10.0.0.3:9443".parse().unwrap()]);
+        assert!(table.lookup_passthrough("shop-acme.zeitwork.test").is_none());
+        assert!(table.lookup("shop-acme.zeitwork.test").is_some());
+        assert_eq!(table.len(), 6);
+        assert!(table.route_set().contains(&id(40)));
     }
 }

@@ -63,8 +63,11 @@ const INSTANCES: &str = "SELECT id, deployment_id, process, address FROM instanc
     WHERE desired_state = 'running' AND observed_state = 'healthy' AND address IS NOT NULL
       AND id > $1 ORDER BY id LIMIT $2";
 
-const ROUTES: &str = "SELECT id, env_id, host, process, port, policy FROM routes
-    WHERE mode = 'http' AND host IS NOT NULL AND id > $1 ORDER BY id LIMIT $2";
+/// `tcp` routes are reached by an allocated port, not a hostname: not the edge's.
+const ROUTES: &str = "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy
+    FROM routes
+    WHERE mode IN ('http', 'tls-passthrough') AND host IS NOT NULL AND id > $1
+    ORDER BY id LIMIT $2";
 
 const DOMAINS: &str = "SELECT id, env_id, hostname FROM domains
     WHERE verified_at IS NOT NULL AND id > $1 ORDER BY id LIMIT $2";
@@ -103,7 +106,10 @@ pub(super) struct RouteRow {
     pub env_id: Uuid,
     pub host: String,
     pub process: String,
+    /// `http` or `tls-passthrough`.
+    pub mode: String,
     pub port: i32,
+    pub proxy_protocol: bool,
     pub policy: sqlx::types::Json<zeitwork_core::RoutePolicy>,
 }
 
