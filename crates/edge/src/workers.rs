@@ -103,9 +103,9 @@ impl Edge {
         let _ = stop.send(true);
         let mut result = Ok(());
         for worker in done {
-            match worker.await {
-                Ok(Err(e)) => result = Err(e),
-                Ok(Ok(())) | Err(_) => {}
+            // A worker that panicked has said nothing; the others' errors are reported.
+            if let Ok(Err(e)) = worker.await {
+                result = Err(e);
             }
         }
         result
