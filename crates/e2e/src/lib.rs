@@ -38,6 +38,8 @@ const FOREIGN_ENV: &[&str] = &[
     "ZEITWORK_DATA_DIR",
     "DATABASE_URL",
     "NATS_URL",
+    "ZEITWORK_SECRET_KEY",
+    "ZEITWORK_ACME_DIRECTORY",
 ];
 
 /// The `zeitwork` binary under test: `$ZEITWORK_BIN` if set, else built once per test
@@ -245,6 +247,7 @@ pub struct Up {
     listen_ip: String,
     api_port: u16,
     edge_port: u16,
+    edge_https_port: u16,
     postgres_port: u16,
     nats_port: u16,
     child: Option<Child>,
@@ -278,6 +281,21 @@ impl Up {
 
     /// Starts `zeitwork up` with its API on `listen_ip` and `extra` arguments.
     pub async fn start_with(data_dir: impl Into<PathBuf>, listen_ip: &str, extra: &[&str]) -> Up {
+        let ports = (
+            zeitwork_services::free_port(),
+            zeitwork_services::free_port(),
+        );
+        Up::start_with_edge(data_dir, listen_ip, extra, ports).await
+    }
+
+    /// [`Up::start_with`] with the edge's HTTP and HTTPS on the given ports, for a test
+    /// that must name them to another server (an ACME CA) before `up` starts.
+    pub async fn start_with_edge(
+        data_dir: impl Into<PathBuf>,
+        listen_ip: &str,
+        extra: &[&str],
+        (edge_port, edge_https_port): (u16, u16),
+    ) -> Up {
         let home = tempfile::Builder::new()
             .prefix("zeitwork-e2e-")
             .tempdir()
@@ -293,7 +311,8 @@ impl Up {
             home,
             listen_ip: listen_ip.to_owned(),
             api_port: zeitwork_services::free_port(),
-            edge_port: zeitwork_services::free_port(),
+            edge_port,
+            edge_https_port,
             postgres_port: zeitwork_services::free_port(),
             nats_port: zeitwork_services::free_port(),
             child: None,
@@ -334,6 +353,8 @@ impl Up {
             .arg(format!("{}:{}", self.listen_ip, self.api_port))
             .arg("--edge-listen")
             .arg(format!("127.0.0.1:{}", self.edge_port))
+            .arg("--edge-https-listen")
+            .arg(format!("127.0.0.1:{}", self.edge_https_port))
             .arg("--postgres-port")
             .arg(self.postgres_port.to_string())
             .arg("--nats-port")
@@ -404,6 +425,11 @@ impl Up {
         self.home.path().join(format!("up-{}.stderr", self.starts))
     }
 
+    /// What the latest start logged on stderr so far, for failure messages.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_log()).unwrap_or_default()
+    }
+
     /// The API base URL, `http://127.0.0.1:PORT`.
     pub fn api(&self) -> &str {
         &self.api
@@ -412,6 +438,11 @@ impl Up {
     /// Where the edge proxy listens, `127.0.0.1:PORT`.
     pub fn edge_addr(&self) -> String {
         format!("127.0.0.1:{}", self.edge_port)
+    }
+
+    /// Where the edge serves HTTPS, `127.0.0.1:PORT`.
+    pub fn edge_https_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.edge_https_port)
     }
 
     /// The admin token printed by the latest start (`None` when it printed none).
@@ -492,7 +523,24 @@ impl Up {
     /// # Panics
     /// If it cannot be run or takes longer than a minute.
     pub async fn cli(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(CLI_TIMEOUT, self.cli_command(args).output())
+        self.run(args, self.cli_command(args)).await
+    }
+
+    /// `zeitwork ARGS` as the operator on this machine runs the commands that talk to
+    /// Postgres directly (`zeitwork certs …`, `zeitwork admin …`): [`Up::cli`] with
+    /// `DATABASE_URL` and `ZEITWORK_SECRET_KEY` (read from the data directory) set.
+    pub async fn admin_cli(&self, args: &[&str]) -> Output {
+        let key = std::fs::read_to_string(self.data_dir.join("secret.key"))
+            .expect("reading the secret key of `zeitwork up`");
+        let mut command = self.cli_command(args);
+        command
+            .env("DATABASE_URL", self.database_url())
+            .env("ZEITWORK_SECRET_KEY", key.trim());
+        self.run(args, command).await
+    }
+
+    async fn run(&self, args: &[&str], mut command: Command) -> Output {
+        let out = tokio::time::timeout(CLI_TIMEOUT, command.output())
             .await
             .unwrap_or_else(|_| panic!("`zeitwork {}` hung", args.join(" ")))
             .expect("running the zeitwork CLI");

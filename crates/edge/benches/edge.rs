@@ -238,7 +238,10 @@ async fn serve(args: &[String]) {
     // One worker per CPU the process may use (bench/edge.sh pins it to one).
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("READY shop-acme.{BASE}");
-    edge.run(on, workers, std::future::pending()).await.unwrap();
+    let bound = on.bind().unwrap();
+    edge.run(bound, workers, std::future::pending())
+        .await
+        .unwrap();
 }
 
 fn rss_mib() -> f64 {

@@ -35,7 +35,7 @@ pub struct HttpsOn {
 const BACKLOG: u32 = 4096;
 
 /// A listening socket others (another worker, the next edge process) can bind too.
-pub fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -64,21 +64,65 @@ fn migrate_queued_connections() {
     }
 }
 
+impl ListenOn {
+    /// Binds the first worker's sockets now (so a port in use fails the start, and port
+    /// 0 becomes a real port the other workers then share).
+    pub fn bind(self) -> Result<BoundOn, EdgeError> {
+        let first = bind(&self)?;
+        let mut on = self;
+        on.http = first.http.local_addr().map_err(EdgeError::Bind)?;
+        if let (Some(https), Some((listener, _, _))) = (&mut on.https, &first.https) {
+            https.addr = listener.local_addr().map_err(EdgeError::Bind)?;
+        }
+        Ok(BoundOn { first, on })
+    }
+}
+
+/// Sockets bound for the first worker, and the addresses the others bind.
+pub struct BoundOn {
+    first: Bound,
+    on: ListenOn,
+}
+
+impl BoundOn {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.on.http
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.on.https.as_ref().map(|h| h.addr)
+    }
+
+    /// The HTTPS port for redirects, once port 0 has become a real one.
+    pub fn set_public_port(&mut self, port: u16) {
+        if let Some(https) = &mut self.on.https {
+            https.public_port = port;
+        }
+        if let Some((_, _, public_port)) = &mut self.first.https {
+            *public_port = port;
+        }
+    }
+}
+
 impl Edge {
-    /// Serves on `on` with `workers` threads (at least one) until `shutdown` completes,
-    /// then drains every worker. Fails at once when a socket cannot be bound.
+    /// Serves on `bound` with `workers` threads (at least one) until `shutdown`
+    /// completes, then drains every worker.
     pub async fn run(
         &self,
-        on: ListenOn,
+        bound: BoundOn,
         workers: usize,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), EdgeError> {
         migrate_queued_connections();
+        let BoundOn { first, on } = bound;
         let (stop, stopped) = watch::channel(false);
         let mut done = Vec::new();
+        let mut sockets = Some(first);
         for n in 0..workers.max(1) {
-            // Bound here, not in the thread, so a port in use fails the start.
-            let listeners = bind(&on)?;
+            let listeners = match sockets.take() {
+                Some(first) => first,
+                None => bind(&on)?,
+            };
             let (edge, mut stopped, (tx, rx)) = (self.clone(), stopped.clone(), oneshot::channel());
             std::thread::Builder::new()
                 .name(format!("edge-{n}"))

@@ -147,7 +147,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     if let Some(addr) = &args.metrics_addr {
-        serve_metrics(addr).await?;
+        crate::metrics::serve(addr).await?;
     }
     let (control, node_id) = args.control().await?;
     let runtime = args.node.runtime().await?;
@@ -165,24 +165,6 @@ pub async fn run(
             shutdown,
         )
         .await;
-    Ok(())
-}
-
-/// Installs the metrics recorder and serves it in the background.
-async fn serve_metrics(addr: &str) -> anyhow::Result<()> {
-    zeitwork_operator::metrics::handle();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr} for metrics"))?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(|| async { zeitwork_operator::metrics::render() }),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "serving metrics");
-        }
-    });
     Ok(())
 }
 

@@ -19,7 +19,8 @@ pub struct Local {
     pub nats_url: String,
     pub agent: bool,
     pub example: bool,
-    /// Where the edge serves apps, for the example's URL.
+    /// How and where the edge serves apps, for the example's URL.
+    pub edge_scheme: &'static str,
     pub edge_port: u16,
     pub base_domain: String,
 }
@@ -75,14 +76,17 @@ pub async fn run(
     if local.example {
         match example_url(&api).await {
             Ok(deployed) => println!(
-                "  Example app: http://{}-{}.{}:{}/ (this deployment: {}:{}/; instance: {})",
+                "  Example app: {scheme}://{}-{}.{}:{port}/ (this deployment: {scheme}://{}:{port}/; instance: {})",
                 example::APP,
                 example::ORG,
                 local.base_domain,
-                local.edge_port,
-                deployed.url,
-                local.edge_port,
-                deployed.instance
+                deployed
+                    .url
+                    .split_once("://")
+                    .map_or(&*deployed.url, |(_, host)| host),
+                deployed.instance,
+                scheme = local.edge_scheme,
+                port = local.edge_port,
             ),
             Err(e) => eprintln!("the example app was not deployed: {e:#}"),
         }

@@ -3,10 +3,13 @@
 
 mod admin;
 mod agent;
+mod certs;
+mod edge;
 mod example;
 mod image;
 mod lb;
 mod local;
+mod metrics;
 mod server;
 mod settings;
 mod up;
@@ -36,6 +39,9 @@ enum Top {
     /// Operator maintenance.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The edges' TLS certificates, in Postgres (needs DATABASE_URL).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Prepare this machine as a node.
     #[command(subcommand)]
     Node(vm::NodeCommand),
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
             Top::Up(args) => up::run(args).await,
             Top::Server(role) => server::run(role).await,
             Top::Admin(command) => admin::run(command).await,
+            Top::Certs(command) => certs::run(command).await,
             Top::Node(command) => vm::node(command).await,
             Top::Image(command) => image::run(command).await,
             Top::Vm(command) => match vm::vm(command).await {

@@ -26,21 +26,11 @@ pub enum Role {
         #[command(flatten)]
         args: Box<crate::agent::AgentArgs>,
     },
-    /// Edge proxy: serves every app's hostnames, routing to healthy instances.
+    /// Edge proxy: serves every app's hostnames on HTTP and HTTPS, routing to healthy
+    /// instances; orders certificates with ACME (needs ZEITWORK_SECRET_KEY).
     Edge {
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
-        /// Without NATS the routing table follows Postgres by polling only.
-        #[arg(long, env = "NATS_URL")]
-        nats_url: Option<String>,
-        #[arg(long, env = "ZEITWORK_EDGE_LISTEN", default_value = "0.0.0.0:8081")]
-        listen: String,
-        #[arg(
-            long,
-            env = "ZEITWORK_BASE_DOMAIN",
-            default_value = "zeitwork.localhost"
-        )]
-        base_domain: String,
+        #[command(flatten)]
+        args: Box<crate::edge::EdgeArgs>,
     },
     /// L4 load balancer in front of several edges (relays TCP; terminates nothing).
     Lb {
@@ -91,27 +81,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             tracing::info!("agent stopped; its instances keep running");
             std::process::exit(0)
         }
-        Role::Edge {
-            database_url,
-            nats_url,
-            listen,
-            base_domain,
-        } => {
-            let store = Store::connect(&database_url)
-                .await
-                .context("connecting to Postgres")?;
-            let bus = match &nats_url {
-                Some(url) => Some(zeitwork_bus::NatsBus::connect(url).await?),
-                None => None,
-            };
-            let edge = zeitwork_edge::Edge::start(store, bus, base_domain).await?;
-            let listener = TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(address = %listen, "edge listening");
-            edge.serve(listener, shutdown_signal()).await?;
-            Ok(())
-        }
+        Role::Edge { args } => crate::edge::server::run(*args, shutdown_signal()).await,
         Role::Lb { args } => crate::lb::run(args, shutdown_signal()).await,
     }
 }

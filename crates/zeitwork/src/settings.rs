@@ -70,6 +70,19 @@ pub fn secret_box(key_file: Option<&Path>) -> anyhow::Result<SecretBox> {
     SecretBox::from_hex(&hex).with_context(|| format!("secret key in {}", path.display()))
 }
 
+/// The operator's key from `ZEITWORK_SECRET_KEY`, for roles that open what the operator
+/// (or an edge) sealed and so must never make up a key of their own; `needed_for` says
+/// why in the error when it is missing.
+pub fn operator_key(needed_for: &str) -> anyhow::Result<SecretBox> {
+    if std::env::var_os("ZEITWORK_SECRET_KEY").is_none() {
+        anyhow::bail!(
+            "set ZEITWORK_SECRET_KEY to the operator's secret key (64 hex characters; `zeitwork up` \
+             keeps it in <data dir>/secret.key): {needed_for}"
+        );
+    }
+    secret_box(None)
+}
+
 /// Writes a file only its owner can read.
 pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;

@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use zeitwork_services::{Nats, Postgres, ServiceError};
 use zeitwork_store::Store;
 
+use crate::edge::AcmeArgs;
+use crate::example;
 use crate::server::shutdown_signal;
 use crate::settings::{OperatorArgs, secret_box, write_private};
 
@@ -36,6 +38,16 @@ pub struct UpArgs {
     /// Address the edge proxy serves apps on (`http://<app>-<slug>-<org>.<base domain>:PORT`).
     #[arg(long, env = "ZEITWORK_EDGE_LISTEN", default_value = "127.0.0.1:8081")]
     edge_listen: String,
+    /// Address the edge serves HTTPS on, for hosts a certificate covers (`zeitwork certs
+    /// import`, or ACME with --acme-directory).
+    #[arg(
+        long,
+        env = "ZEITWORK_EDGE_HTTPS_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
+    edge_https_listen: String,
+    #[command(flatten)]
+    acme: AcmeArgs,
     /// Do not run an agent: this machine hosts no instances.
     #[arg(long)]
     no_agent: bool,
@@ -135,19 +147,37 @@ async fn serve(
     if let Some(token) = &new_token {
         write_private(&token_file, &format!("{token}\n"))?;
     }
-    let app = zeitwork_operator::app(store.clone(), secrets, args.operator.config()).await?;
+    // Installs the metrics recorder: the edge's and the agent's metrics are on its /metrics.
+    let app =
+        zeitwork_operator::app(store.clone(), secrets.clone(), args.operator.config()).await?;
     let listener = TcpListener::bind(&args.operator.listen)
         .await
         .with_context(|| format!("listening on {}", args.operator.listen))?;
     let api = format!("http://{}", listener.local_addr()?);
     let base_domain = args.operator.base_domain.clone();
-    let edge = zeitwork_edge::Edge::start(store.clone(), Some(bus.clone()), base_domain.clone())
-        .await
-        .context("starting the edge")?;
-    let edge_listener = TcpListener::bind(&args.edge_listen)
-        .await
-        .with_context(|| format!("listening on {}", args.edge_listen))?;
-    let edge_port = edge_listener.local_addr()?.port();
+    // Names under .localhost are never ordered; others only from a directory given here.
+    let acme = args.acme.acme_directory.clone();
+    let acme = acme.map(|directory| args.acme.config(directory, &base_domain));
+    let edge = crate::edge::start(crate::edge::Setup {
+        store: store.clone(),
+        bus: Some(bus.clone()),
+        secrets,
+        base_domain: base_domain.clone(),
+        http_listen: args.edge_listen.clone(),
+        https_listen: args.edge_https_listen.clone(),
+        https_public_port: None,
+        acme,
+        workers: 0,
+    })
+    .await?;
+    let (edge_http, edge_https) = (edge.http_addr(), edge.https_addr());
+    // Apps are shown on https only when a certificate covers them (normally none does).
+    let example_host = format!("{}-{}.{base_domain}", example::APP, example::ORG);
+    let (scheme, edge_port) = if edge.covers(&example_host) {
+        ("https", edge_https.port())
+    } else {
+        ("http", edge_http.port())
+    };
     println!("Zeitwork is up.");
     println!("  API:        {api}");
     match &new_token {
@@ -162,9 +192,9 @@ async fn serve(
         None => println!("  Admin token: in {}", token_file.display()),
     }
     println!(
-        "  Edge:       http://{} (apps at http://<app>-<org>.{base_domain}:{edge_port})",
-        edge_listener.local_addr()?
+        "  Edge:       http://{edge_http} (apps at {scheme}://<app>-<org>.{base_domain}:{edge_port})"
     );
+    println!("  HTTPS:      {edge_https}, for hosts with a certificate (`zeitwork certs import`)");
     println!("  Data:       {}", data.display());
     println!("Press Ctrl-C to stop.");
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -194,6 +224,7 @@ async fn serve(
             nats_url: nats_url.to_owned(),
             agent: !args.no_agent,
             example: !args.no_example,
+            edge_scheme: scheme,
             edge_port,
             base_domain: base_domain.clone(),
         },
@@ -201,7 +232,7 @@ async fn serve(
     );
     let (served, edged, node) = tokio::join!(
         zeitwork_operator::serve(listener, app, until_stopped()),
-        edge.serve(edge_listener, until_stopped()),
+        edge.serve(until_stopped()),
         node
     );
     let _ = notifier.await;

@@ -136,3 +136,120 @@ async fn a_shutdown_that_outlasts_the_drain_timeout_cuts_what_is_left() {
             .is_empty()
     );
 }
+
+/// A worker-thread edge on `addr` until the returned sender fires.
+fn run_edge(
+    world: &World,
+    addr: std::net::SocketAddr,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), EdgeError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let store = world.store.clone();
+    let served = tokio::spawn(async move {
+        let config = Config {
+            resync_every: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(5),
+            ..Config::new(BASE)
+        };
+        let edge = zeitwork_edge::Edge::start_with(store, None, config).await?;
+        let on = zeitwork_edge::ListenOn {
+            http: addr,
+            https: None,
+        };
+        edge.run(on.bind()?, 2, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (stop, served)
+}
+
+#[tokio::test]
+async fn a_new_edge_takes_over_the_port_while_the_old_one_drains_and_no_connection_is_refused() {
+    let knob = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
+    if knob.trim() != "1" && std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1").is_err() {
+        eprintln!(
+            "skipping: needs net.ipv4.tcp_migrate_req=1 (root), or connections queued on the old edge are reset"
+        );
+        return;
+    }
+    let world = World::new().await;
+    let app = world.app(&["prod"]).await;
+    let backend = Backend::start("one").await;
+    let ids = world.deploy(&app, "prod", "one", 1).await;
+    world.healthy(&app, ids[0], backend.addr).await;
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let (stop_old, old) = run_edge(&world, addr);
+    eventually("the old edge accepts", || async {
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+
+    // Clients opening a new connection for every request, all through the handover.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let done = done.clone();
+        clients.push(tokio::spawn(async move {
+            let raw =
+                format!("GET / HTTP/1.1\r\nHost: shop-acme.{BASE}\r\nConnection: close\r\n\r\n");
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                match try_exchange(addr, raw.as_bytes()).await {
+                    Ok(200) => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stop_new, new) = run_edge(&world, addr);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_old.send(());
+    assert!(old.await.unwrap().is_ok());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for client in clients {
+        let (o, f) = client.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests made it");
+    let _ = stop_new.send(());
+    assert!(new.await.unwrap().is_ok());
+}
+
+/// The status of one request on a new connection, or what went wrong.
+async fn try_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(raw)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    text.get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("answer: {text:?}"))
+}
