@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use zeitwork_l4::{Algorithm, Lb, LbConfig};
+use zeitwork_l4::{Algorithm, Lb, LbConfig, LbStats};
 
 #[derive(clap::Args)]
 pub struct LbArgs {
@@ -36,6 +36,10 @@ pub struct LbArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     health_interval_ms: u64,
+    /// Serve Prometheus metrics (connections, failures, backend health) at
+    /// http://ADDR/metrics.
+    #[arg(long, env = "ZEITWORK_LB_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -64,8 +68,46 @@ pub async fn run(
     config.proxy_protocol = args.proxy_protocol;
     config.health.interval = Duration::from_millis(args.health_interval_ms);
     let lb = Lb::new(config)?;
-    lb.run(shutdown).await?;
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(addr).await?;
+    }
+    let sample = async {
+        loop {
+            record(&lb.stats());
+            tokio::time::sleep(METRICS_EVERY).await;
+        }
+    };
+    tokio::select! {
+        served = lb.run(shutdown) => served?,
+        () = sample => {}
+    }
     Ok(())
+}
+
+/// How often the balancer's counters are copied into the metrics.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
+fn record(stats: &LbStats) {
+    metrics::counter!("zeitwork_lb_connections_total").absolute(stats.accepted);
+    metrics::gauge!("zeitwork_lb_connections_active").set(stats.active as f64);
+    metrics::counter!("zeitwork_lb_connections_failed_total").absolute(stats.failed);
+    for backend in &stats.backends {
+        let addr = backend.addr.to_string();
+        metrics::gauge!("zeitwork_lb_backend_healthy", "backend" => addr.clone())
+            .set(if backend.healthy { 1.0 } else { 0.0 });
+        metrics::counter!("zeitwork_lb_backend_connections_total", "backend" => addr.clone())
+            .absolute(backend.connections);
+        metrics::counter!(
+            "zeitwork_lb_backend_connect_failures_total",
+            "backend" => addr.clone()
+        )
+        .absolute(backend.connect_failures);
+        metrics::counter!(
+            "zeitwork_lb_backend_check_failures_total",
+            "backend" => addr.clone()
+        )
+        .absolute(backend.check_failures);
+    }
 }
 
 /// Every address each backend names, each once.
