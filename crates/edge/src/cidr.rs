@@ -62,9 +62,11 @@ impl Cidr {
     /// (`::ffff:10.0.0.1`) is the IPv4 address it carries.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => u32::from(ip) & mask32(self.prefix) == net.into(),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                u32::from(ip) & mask32(self.prefix) == u32::from(net)
+            }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                u128::from(ip) & mask128(self.prefix) == net.into()
+                u128::from(ip) & mask128(self.prefix) == u128::from(net)
             }
             _ => false,
         }
@@ -134,7 +136,10 @@ mod tests {
         let net: Cidr = "10.1.2.3/8".parse().unwrap();
         assert_eq!(net.to_string(), "10.0.0.0/8");
         assert!(net.contains(ip("10.255.0.1")));
-        assert!(net.contains(ip("::ffff:10.0.0.1")), "IPv4 on a dual-stack socket");
+        assert!(
+            net.contains(ip("::ffff:10.0.0.1")),
+            "IPv4 on a dual-stack socket"
+        );
         assert!(!net.contains(ip("11.0.0.1")));
         assert!(!net.contains(ip("::1")));
         let one: Cidr = "192.0.2.7".parse().unwrap();
@@ -148,9 +153,21 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused_with_its_reason() {
-        assert!(matches!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::Prefix { max: 32, .. })));
-        assert!(matches!("::/129".parse::<Cidr>(), Err(CidrError::Prefix { max: 128, .. })));
-        assert!(matches!("10.0.0/8".parse::<Cidr>(), Err(CidrError::Address(_))));
-        assert!(matches!("10.0.0.0/x".parse::<Cidr>(), Err(CidrError::NotANumber(_))));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::Prefix { max: 32, .. })
+        ));
+        assert!(matches!(
+            "::/129".parse::<Cidr>(),
+            Err(CidrError::Prefix { max: 128, .. })
+        ));
+        assert!(matches!(
+            "10.0.0/8".parse::<Cidr>(),
+            Err(CidrError::Address(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/x".parse::<Cidr>(),
+            Err(CidrError::NotANumber(_))
+        ));
     }
 }

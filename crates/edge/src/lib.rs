@@ -6,6 +6,7 @@
 //! atomically, so the data path never waits on Postgres and keeps serving the last
 //! snapshot while Postgres or NATS is down.
 
+mod cidr;
 mod error;
 mod metrics;
 mod proxy;
@@ -23,10 +24,11 @@ use tokio::task::JoinHandle;
 use zeitwork_bus::NatsBus;
 use zeitwork_store::Store;
 
+pub use cidr::{Cidr, CidrError};
 pub use error::EdgeError;
 pub use table::{RoutingTable, Target};
 pub use tls::{CertSource, Https, Listeners};
-pub use workers::{HttpsOn, ListenOn, bind_shared};
+pub use workers::{BoundOn, HttpsOn, ListenOn};
 
 use proxy::{Proxy, Shared};
 use refresh::Refresher;
@@ -44,6 +46,12 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long an app may take to begin its answer before the client gets a 504.
     pub upstream_timeout: Duration,
+    /// The L4 load balancers in front (`zeitwork server lb` with PROXY protocol on).
+    /// A connection from one of these must start with a PROXY v2 header, whose source
+    /// is then the client (X-Forwarded-For, rate limits, consistent hashing); a `LOCAL`
+    /// header (a health check) stands for the peer itself. From anyone else a PROXY
+    /// header is never parsed: clients cannot claim another address. Empty by default.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Config {
@@ -53,6 +61,7 @@ impl Config {
             resync_every: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -101,7 +110,11 @@ impl Edge {
             .map_err(EdgeError::Load)?;
         tracing::info!(seq = first.seq(), hosts = first.len(), "routing table read");
         let table = Arc::new(ArcSwap::from_pointee(first));
-        let shared = Arc::new(Shared::new(table.clone(), config.upstream_timeout));
+        let shared = Arc::new(Shared::new(
+            table.clone(),
+            config.upstream_timeout,
+            config.trusted_proxies,
+        ));
         let refresher = Refresher {
             store,
             base_domain: config.base_domain,

@@ -1,6 +1,7 @@
 //! The L7 proxy: HTTP/1.1 and HTTP/2 from clients, routed by Host to a healthy instance
 //! of the target, answered by the edge itself when it cannot be.
 
+mod accept;
 mod balance;
 mod cors;
 mod forward;
@@ -8,7 +9,9 @@ mod guard;
 mod host;
 mod https;
 mod page;
+mod passthrough;
 mod policy;
+mod rewind;
 mod serve;
 mod upgrade;
 
@@ -25,6 +28,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
 use zeitwork_core::RoutePolicy;
 
+use crate::Cidr;
 use crate::metrics::{RouteMetrics, UpstreamError};
 use crate::table::{RoutingTable, Target};
 use balance::Backends;
@@ -48,16 +52,28 @@ pub(crate) struct Shared {
     upstream_timeout: Duration,
     backends: Backends,
     limits: Limits,
+    /// Peers whose PROXY v2 header says who the client is.
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl Shared {
-    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>, upstream_timeout: Duration) -> Shared {
+    pub(crate) fn new(
+        table: Arc<ArcSwap<RoutingTable>>,
+        upstream_timeout: Duration,
+        trusted_proxies: Vec<Cidr>,
+    ) -> Shared {
         Shared {
             table,
             upstream_timeout,
             backends: Backends::new(),
             limits: Limits::new(),
+            trusted_proxies,
         }
+    }
+
+    /// Whether a connection from `peer` starts with a PROXY v2 header to believe.
+    fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(peer))
     }
 
     /// Forgets what the edge kept about instances and routes `table` no longer has.
@@ -76,7 +92,9 @@ pub(crate) struct Proxy {
 
 /// One client connection.
 struct Conn {
-    peer: SocketAddr,
+    /// The client: the TCP peer, or the source a trusted load balancer's PROXY header
+    /// names. What X-Forwarded-For, rate limits and consistent hashing go by.
+    client: SocketAddr,
     /// Arrived over TLS.
     secure: bool,
     /// The framing guard's findings (HTTP/1.1 only; HTTP/2 framing is hyper's).
@@ -126,7 +144,7 @@ impl Proxy {
         let json = page::prefers_json(req.headers());
         let answer = |problem: Problem| page::render(&problem, &id, json).map(Either::Right);
         if let Some(refusal) = conn.verdict.as_ref().and_then(|v| v.refused(index)) {
-            tracing::info!(peer = %conn.peer, ?refusal, "refused a request before routing it");
+            tracing::info!(client = %conn.client, ?refusal, "refused a request before routing it");
             let mut response = answer(refusal.problem());
             response
                 .headers_mut()
@@ -191,7 +209,7 @@ impl Proxy {
                 ),
             ));
         }
-        if let Err(wait) = self.shared.limits.check(target, conn.peer.ip()) {
+        if let Err(wait) = self.shared.limits.check(target, conn.client.ip()) {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut response = answer(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -217,12 +235,12 @@ impl Proxy {
         if req.body().size_hint().lower() > max_body as u64 {
             return too_large();
         }
-        let key = policy::client_key(policy, req.headers(), conn.peer.ip());
+        let key = policy::client_key(policy, req.headers(), conn.client.ip());
         let plan = self.shared.backends.plan(target, key);
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
-            client: conn.peer.ip(),
+            client: conn.client.ip(),
             host: &host.raw,
             request_id: id,
             secure: conn.secure,

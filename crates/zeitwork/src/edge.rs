@@ -14,7 +14,7 @@ use rustls::server::ResolvesServerCert;
 use zeitwork_bus::NatsBus;
 use zeitwork_certs::{AcmeConfig, Certificates, ChallengeKind, Issuer};
 use zeitwork_crypto::SecretBox;
-use zeitwork_edge::{BoundOn, CertSource, Edge, HttpsOn, ListenOn};
+use zeitwork_edge::{BoundOn, CertSource, Cidr, Edge, HttpsOn, ListenOn};
 use zeitwork_store::Store;
 
 pub mod server;
@@ -84,6 +84,8 @@ pub struct Setup {
     pub acme: Option<AcmeConfig>,
     /// Worker threads (one runtime each); 0 = one per CPU.
     pub workers: usize,
+    /// L4 load balancers in front that send PROXY v2 headers.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// An edge with its routing table and certificates read and its ports bound, not yet
@@ -115,7 +117,11 @@ pub async fn start(setup: Setup) -> anyhow::Result<Started> {
     let certs = Certificates::start(store.clone(), bus.clone(), secrets, base_domain.clone())
         .await
         .context("reading certificates")?;
-    let edge = Edge::start(store, bus, base_domain)
+    let config = zeitwork_edge::Config {
+        trusted_proxies: setup.trusted_proxies,
+        ..zeitwork_edge::Config::new(base_domain)
+    };
+    let edge = Edge::start_with(store, bus, config)
         .await
         .context("starting the edge")?;
     let (http, https) = (

@@ -168,6 +168,7 @@ async fn serve(
         https_public_port: None,
         acme,
         workers: 0,
+        trusted_proxies: Vec::new(),
     })
     .await?;
     let (edge_http, edge_https) = (edge.http_addr(), edge.https_addr());

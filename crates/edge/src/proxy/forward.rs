@@ -25,7 +25,7 @@ use super::balance::{Backends, Candidate};
 
 /// Instances sit on the nodes' private networks: a connection that takes longer than
 /// this is not coming.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle upstream connections are kept this long for the next request.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
@@ -33,8 +33,9 @@ type UpstreamBody = Either<Limited<Incoming>, Empty<Bytes>>;
 /// How `http_body_util::Limited` says a body was over its limit.
 const BODY_LIMIT_ERROR: &str = "length limit exceeded";
 
-/// What the edge adds about the client; a client's own claims are replaced, since
-/// nothing in front of the edge is trusted to make them yet.
+/// What the edge adds about the client; a client's own claims are replaced: the only
+/// thing in front of the edge it believes is a trusted load balancer's PROXY header,
+/// which has already made `client` the real client.
 pub(crate) struct Forwarded<'a> {
     pub client: IpAddr,
     pub host: &'a HeaderValue,

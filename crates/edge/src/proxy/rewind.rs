@@ -92,7 +92,10 @@ mod tests {
         let mut stream = Rewind::new(b"hello".to_vec(), near);
         let mut small = [0u8; 3];
         stream.read_exact(&mut small).await.unwrap();
-        assert_eq!(&small, b"hel", "a read smaller than the prefix takes part of it");
+        assert_eq!(
+            &small, b"hel",
+            "a read smaller than the prefix takes part of it"
+        );
         let mut rest = [0u8; 8];
         stream.read_exact(&mut rest).await.unwrap();
         assert_eq!(&rest, b"lo world");

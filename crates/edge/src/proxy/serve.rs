@@ -1,6 +1,7 @@
 //! Accepting clients: plain HTTP/1.1 (behind the framing guard), and TLS, where ALPN
-//! picks HTTP/2 or HTTP/1.1 and ACME's TLS-ALPN-01 validations end at the handshake.
-//! Every connection is watched for a graceful shutdown.
+//! picks HTTP/2 or HTTP/1.1 and ACME's TLS-ALPN-01 validations end at the handshake
+//! (what comes before HTTP, [`super::accept`]). Every connection is watched for a
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,10 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::guard::{Guarded, Verdict};
+use super::accept::{plain, secured};
+use super::guard::Verdict;
 use super::{Conn, Proxy, Redirect};
 use crate::EdgeError;
-use crate::tls::{self, ACME_TLS_ALPN, HANDSHAKE_TIMEOUT, Listeners};
+use crate::tls::{self, Listeners};
 
 /// A client that has not sent a whole head by then is dropped (slowloris).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,9 +33,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_STREAMS: u32 = 256;
 
 /// The two ways a connection is spoken to: HTTP/1.1 only, or HTTP/2 only (chosen by ALPN).
-struct Builders {
-    h1: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
+pub(super) struct Builders {
+    pub h1: auto::Builder<TokioExecutor>,
+    pub h2: auto::Builder<TokioExecutor>,
 }
 
 impl Builders {
@@ -98,10 +100,7 @@ pub(crate) async fn serve(
             _ => {
                 let redirect = redirect.clone();
                 connections.spawn(async move {
-                    let verdict = Arc::new(Verdict::default());
-                    let conn = Conn::new(peer, false, Some(verdict.clone()), redirect);
-                    let io = Guarded::new(stream, verdict);
-                    run(io, conn, proxy, &builders.h1, watcher).await;
+                    plain(stream, peer, redirect, proxy, &builders, watcher).await;
                 });
             }
         }
@@ -126,43 +125,8 @@ async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, S
     }
 }
 
-async fn secured(
-    stream: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    proxy: Arc<Proxy>,
-    builders: &Builders,
-    watcher: Watcher,
-) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    match stream.get_ref().1.alpn_protocol() {
-        // The validation server has seen the challenge certificate: nothing more to say.
-        Some(ACME_TLS_ALPN) => {}
-        Some(b"h2") => {
-            let conn = Conn::new(peer, true, None, None);
-            run(stream, conn, proxy, &builders.h2, watcher).await;
-        }
-        _ => {
-            let verdict = Arc::new(Verdict::default());
-            let conn = Conn::new(peer, true, Some(verdict.clone()), None);
-            let io = Guarded::new(stream, verdict);
-            run(io, conn, proxy, &builders.h1, watcher).await;
-        }
-    }
-}
-
 /// Serves one client connection until it ends (or the drain cuts it).
-async fn run<I>(
+pub(super) async fn run<I>(
     io: I,
     conn: Conn,
     proxy: Arc<Proxy>,
@@ -171,7 +135,7 @@ async fn run<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = conn.peer;
+    let client = conn.client;
     let conn = Arc::new(conn);
     let service = service_fn(move |req| {
         let (proxy, conn) = (proxy.clone(), conn.clone());
@@ -179,19 +143,19 @@ async fn run<I>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        tracing::debug!(%client, error = %e, "client connection ended with an error");
     }
 }
 
 impl Conn {
-    fn new(
-        peer: SocketAddr,
+    pub(super) fn new(
+        client: SocketAddr,
         secure: bool,
         verdict: Option<Arc<Verdict>>,
         redirect: Option<Arc<Redirect>>,
     ) -> Conn {
         Conn {
-            peer,
+            client,
             secure,
             verdict,
             redirect,

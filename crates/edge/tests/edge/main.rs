@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod failover;
+mod l4;
 mod lifecycle;
 mod policy;
 mod routing;

@@ -25,14 +25,14 @@ use crate::support::{BASE, Backend, World, exchange};
 
 /// Certificates for a fixed set of names, signed by one test CA.
 #[derive(Debug)]
-struct TestCerts {
+pub struct TestCerts {
     ca: CertificateDer<'static>,
     by_name: HashMap<String, Arc<CertifiedKey>>,
     challenges: HashMap<String, String>,
 }
 
 impl TestCerts {
-    fn new(names: &[&str]) -> Arc<TestCerts> {
+    pub fn new(names: &[&str]) -> Arc<TestCerts> {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -62,7 +62,13 @@ impl TestCerts {
         })
     }
 
-    fn client(&self, alpn: &[&[u8]]) -> TlsConnector {
+    /// The leaf certificate served for `name`.
+    pub fn leaf(&self, name: &str) -> CertificateDer<'static> {
+        self.by_name[name].cert[0].clone()
+    }
+
+    /// A client that trusts this CA only.
+    pub fn client(&self, alpn: &[&[u8]]) -> TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -100,19 +106,24 @@ impl CertSource for TestCerts {
     }
 }
 
-struct Secure {
-    http: std::net::SocketAddr,
-    https: std::net::SocketAddr,
-    certs: Arc<TestCerts>,
+/// An edge serving HTTP and HTTPS on 127.0.0.1 with certificates from `certs`.
+pub struct Secure {
+    pub http: std::net::SocketAddr,
+    pub https: std::net::SocketAddr,
+    pub certs: Arc<TestCerts>,
     _edge: Edge,
 }
 
 impl Secure {
-    async fn start(world: &World, certs: Arc<TestCerts>) -> Secure {
+    pub async fn start(world: &World, certs: Arc<TestCerts>) -> Secure {
         let config = Config {
             resync_every: Duration::from_secs(3600),
             ..Config::new(BASE)
         };
+        Secure::with(world, certs, config).await
+    }
+
+    pub async fn with(world: &World, certs: Arc<TestCerts>, config: Config) -> Secure {
         let edge = Edge::start_with(world.store.clone(), None, config)
             .await
             .unwrap();
@@ -136,7 +147,11 @@ impl Secure {
         }
     }
 
-    async fn connect(&self, name: &str, alpn: &[&[u8]]) -> std::io::Result<TlsStream<TcpStream>> {
+    pub async fn connect(
+        &self,
+        name: &str,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.https).await?;
         let name = ServerName::try_from(name.to_owned()).unwrap();
         self.certs.client(alpn).connect(name, tcp).await

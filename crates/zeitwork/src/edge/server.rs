@@ -43,6 +43,16 @@ pub struct EdgeArgs {
         hide_default_value = true
     )]
     workers: usize,
+    /// A load balancer in front (`zeitwork server lb --proxy-protocol`) whose PROXY v2
+    /// headers are believed: an address or CIDR, repeatable (comma-separated in the
+    /// variable). Connections from these must start with the header.
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "ZEITWORK_EDGE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<zeitwork_edge::Cidr>,
     #[arg(
         long,
         env = "ZEITWORK_BASE_DOMAIN",
@@ -89,6 +99,7 @@ pub async fn run(
         https_public_port: args.https_public_port,
         acme,
         workers: args.workers,
+        trusted_proxies: args.trusted_proxies,
     })
     .await?;
     edge.serve(shutdown).await

@@ -1,0 +1,202 @@
+//! The naming and precedence rules of [`super::build`], without a database.
+
+use chrono::{TimeZone, Utc};
+
+use super::super::load::{DomainRow, InstanceRow, RouteRow};
+use super::*;
+
+const BASE: &str = "Zeitwork.Test.";
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn env(n: u128, name: &str) -> EnvRow {
+    EnvRow {
+        id: id(n),
+        name: name.into(),
+        app: "shop".into(),
+        org: "acme".into(),
+    }
+}
+
+fn deployment(n: u128, env: u128, slug: &str, minute: u32, port: Option<i32>) -> DeploymentRow {
+    DeploymentRow {
+        id: id(n),
+        env_id: id(env),
+        slug: slug.into(),
+        created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap(),
+        process: Some("web".into()),
+        port,
+    }
+}
+
+fn instance(n: u128, deployment: u128, process: &str, address: &str) -> InstanceRow {
+    InstanceRow {
+        id: id(n),
+        deployment_id: id(deployment),
+        process: process.into(),
+        address: address.into(),
+    }
+}
+
+fn rows() -> Rows {
+    Rows {
+        seq: 42,
+        envs: vec![env(1, "prod"), env(2, "staging")],
+        deployments: vec![
+            deployment(10, 1, "old", 1, Some(8080)),
+            deployment(11, 1, "new", 2, Some(8080)),
+            deployment(12, 2, "stg", 1, None),
+        ],
+        instances: vec![
+            instance(20, 10, "web", "10.0.0.2:8080"),
+            instance(21, 10, "admin", "10.0.0.3:9000"),
+            instance(22, 10, "web", "not an address"),
+        ],
+        routes: vec![],
+        domains: vec![],
+    }
+}
+
+fn backends(table: &RoutingTable, host: &str) -> Vec<String> {
+    let target = table
+        .lookup(host)
+        .unwrap_or_else(|| panic!("{host} is not routed"));
+    target.backends().iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn deployments_and_envs_get_their_names_under_the_base_domain() {
+    let table = build(BASE, rows());
+    assert_eq!(table.seq(), 42);
+    assert_eq!(
+        backends(&table, "shop-old-acme.zeitwork.test"),
+        ["10.0.0.2:8080"]
+    );
+    assert!(backends(&table, "shop-new-acme.zeitwork.test").is_empty());
+    assert!(table.lookup("shop-staging-acme.zeitwork.test").is_some());
+    assert!(table.lookup("shop-prod-acme.zeitwork.test").is_none());
+    assert_eq!(table.len(), 5);
+}
+
+#[test]
+fn the_env_name_serves_the_newest_deployment_with_a_healthy_instance() {
+    let table = build(BASE, rows());
+    assert_eq!(
+        backends(&table, "shop-acme.zeitwork.test"),
+        ["10.0.0.2:8080"]
+    );
+    let mut rows = rows();
+    rows.instances
+        .push(instance(23, 11, "web", "10.0.0.9:8080"));
+    let table = build(BASE, rows);
+    assert_eq!(
+        backends(&table, "shop-acme.zeitwork.test"),
+        ["10.0.0.9:8080"]
+    );
+}
+
+#[test]
+fn an_env_without_a_healthy_deployment_is_known_but_has_no_backends() {
+    let table = build(BASE, rows());
+    let staging = table.lookup("shop-staging-acme.zeitwork.test").unwrap();
+    assert_eq!(staging.env_id(), id(2));
+    assert!(staging.backends().is_empty());
+    let portless = table.lookup("shop-stg-acme.zeitwork.test").unwrap();
+    assert_eq!(portless.port(), None);
+}
+
+#[test]
+fn routes_reach_their_process_on_their_port_and_domains_follow_the_env() {
+    let mut rows = rows();
+    rows.routes.push(RouteRow {
+        id: id(30),
+        env_id: id(1),
+        host: "Admin.Example.COM".into(),
+        process: "admin".into(),
+        mode: "http".into(),
+        port: 9443,
+        proxy_protocol: false,
+        policy: Default::default(),
+    });
+    rows.domains.push(DomainRow {
+        id: id(31),
+        env_id: id(1),
+        hostname: "www.example.com.".into(),
+    });
+    let table = build(BASE, rows);
+    let admin = table.lookup("admin.example.com").unwrap();
+    assert_eq!((admin.process(), admin.port()), ("admin", Some(9443)));
+    assert_eq!(backends(&table, "admin.example.com"), ["10.0.0.3:9443"]);
+    let www = table.lookup("www.example.com").unwrap();
+    assert!(Arc::ptr_eq(
+        www,
+        table.lookup("shop-acme.zeitwork.test").unwrap()
+    ));
+}
+
+#[test]
+fn a_route_cannot_take_a_platform_assigned_name() {
+    let mut rows = rows();
+    rows.envs.push(EnvRow {
+        id: id(3),
+        name: "prod".into(),
+        app: "evil".into(),
+        org: "other".into(),
+    });
+    rows.routes.push(RouteRow {
+        id: id(32),
+        env_id: id(3),
+        host: "shop-acme.zeitwork.test".into(),
+        process: "web".into(),
+        mode: "http".into(),
+        port: 80,
+        proxy_protocol: false,
+        policy: Default::default(),
+    });
+    let table = build(BASE, rows);
+    assert_eq!(
+        table.lookup("shop-acme.zeitwork.test").unwrap().env_id(),
+        id(1)
+    );
+}
+
+fn passthrough(n: u128, host: &str, proxy_protocol: bool) -> RouteRow {
+    RouteRow {
+        id: id(n),
+        env_id: id(1),
+        host: host.into(),
+        process: "admin".into(),
+        mode: PASSTHROUGH.into(),
+        port: 9443,
+        proxy_protocol,
+        policy: Default::default(),
+    }
+}
+
+#[test]
+fn passthrough_routes_are_found_by_sni_only_and_take_no_taken_name() {
+    let mut rows = rows();
+    rows.routes.push(passthrough(40, "DB.example.com.", true));
+    rows.routes
+        .push(passthrough(41, "shop-acme.zeitwork.test", false));
+    rows.domains.push(DomainRow {
+        id: id(42),
+        env_id: id(1),
+        hostname: "db.example.com".into(),
+    });
+    let table = build(BASE, rows);
+    assert!(table.lookup("db.example.com").is_none(), "not over HTTP");
+    let db = table.lookup_passthrough("db.example.com").unwrap();
+    assert!(db.proxy_protocol());
+    assert_eq!(db.backends(), ["10.0.0.3:9443".parse().unwrap()]);
+    assert!(
+        table
+            .lookup_passthrough("shop-acme.zeitwork.test")
+            .is_none()
+    );
+    assert!(table.lookup("shop-acme.zeitwork.test").is_some());
+    assert_eq!(table.len(), 6);
+    assert!(table.route_set().contains(&id(40)));
+}
