@@ -84,7 +84,7 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<network::RoutesAction>,
     },
-    /// List, add or remove the env's custom domains
+    /// List, add, verify or remove the env's custom domains
     #[command(after_long_help = EXIT_CODES_HELP)]
     Domains {
         #[command(subcommand)]
@@ -285,6 +285,20 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{bad}");
         }
+    }
+
+    #[test]
+    fn domains_verify_takes_a_hostname() {
+        let (_, command) = parse("domains verify shop.example.test").unwrap();
+        let Command::Domains {
+            action: Some(network::DomainsAction::Verify { hostname }),
+        } = command
+        else {
+            panic!("{command:?}")
+        };
+        assert_eq!(hostname, "shop.example.test");
+        let e = parse("domains verify").unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
     }
 
     #[test]

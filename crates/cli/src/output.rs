@@ -26,6 +26,7 @@ pub enum Cell {
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
     pub header: &'static str,
+    /// A field, or a dotted path into nested objects (`txt_record.value`).
     pub key: &'static str,
     pub cell: Cell,
 }
@@ -46,7 +47,11 @@ pub const fn col_as(header: &'static str, key: &'static str, cell: Cell) -> Colu
 
 impl Column {
     fn render(&self, item: &Value) -> String {
-        let value = item.get(self.key).unwrap_or(&Value::Null);
+        let value = self
+            .key
+            .split('.')
+            .try_fold(item, |v, k| v.get(k))
+            .unwrap_or(&Value::Null);
         match (self.cell, value) {
             (_, Value::Null) => "-".to_owned(),
             (Cell::Time, Value::String(s)) => short_time(s),
@@ -228,6 +233,23 @@ mod tests {
         assert_eq!(
             object(&columns[..2], &items[0]),
             "name:  web\nid:    099a8057\n"
+        );
+    }
+
+    #[test]
+    fn dotted_keys_read_nested_fields() {
+        let columns = [col("HOST", "hostname"), col("TXT", "txt_record.value")];
+        let items = [
+            json!({"hostname": "a.test", "txt_record": {"value": "zeitwork-verification=t"}}),
+            json!({"hostname": "b.test", "txt_record": null}),
+            json!({"hostname": "c.test"}),
+        ];
+        assert_eq!(
+            items_table(&columns, &items),
+            "HOST    TXT\n\
+             a.test  zeitwork-verification=t\n\
+             b.test  -\n\
+             c.test  -\n"
         );
     }
 

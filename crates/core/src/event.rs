@@ -126,6 +126,13 @@ pub enum EventData {
     DomainRemoved {
         domain_id: Uuid,
     },
+    /// The operator found the domain's ownership TXT record (see [`crate::ownership`]);
+    /// from the event's time on, edges serve the domain and certificates are ordered for
+    /// it. Verifying an already verified domain records nothing, and a replayed duplicate
+    /// keeps the first time.
+    DomainVerified {
+        domain_id: Uuid,
+    },
     /// `ciphertext` is base64 of nonce ‖ XChaCha20-Poly1305 output; the log never holds plaintext.
     SecretSet {
         env_id: Uuid,
@@ -272,9 +279,9 @@ impl EventData {
             EventData::RouteCreated { route_id, .. } | EventData::RouteDeleted { route_id } => {
                 *route_id
             }
-            EventData::DomainAdded { domain_id, .. } | EventData::DomainRemoved { domain_id } => {
-                *domain_id
-            }
+            EventData::DomainAdded { domain_id, .. }
+            | EventData::DomainRemoved { domain_id }
+            | EventData::DomainVerified { domain_id } => *domain_id,
             EventData::RegionCreated { region_id, .. } => *region_id,
             EventData::NodeRegistered { node_id, .. }
             | EventData::NodeEnrolled { node_id, .. }
@@ -310,6 +317,7 @@ impl EventData {
             EventData::RouteDeleted { .. } => "route_deleted",
             EventData::DomainAdded { .. } => "domain_added",
             EventData::DomainRemoved { .. } => "domain_removed",
+            EventData::DomainVerified { .. } => "domain_verified",
             EventData::SecretSet { .. } => "secret_set",
             EventData::SecretUnset { .. } => "secret_unset",
             EventData::RegionCreated { .. } => "region_created",
@@ -345,6 +353,9 @@ mod tests {
             EventData::SecretUnset {
                 env_id: Uuid::nil(),
                 name: "X".into(),
+            },
+            EventData::DomainVerified {
+                domain_id: Uuid::nil(),
             },
             EventData::ProcessScaled {
                 deployment_id: Uuid::nil(),

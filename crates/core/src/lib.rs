@@ -9,6 +9,7 @@ pub mod image;
 pub mod manifest;
 pub mod name;
 pub mod node;
+pub mod ownership;
 pub mod role;
 pub mod route_policy;
 

@@ -40,6 +40,7 @@ const FOREIGN_ENV: &[&str] = &[
     "NATS_URL",
     "ZEITWORK_SECRET_KEY",
     "ZEITWORK_ACME_DIRECTORY",
+    "ZEITWORK_DNS_SERVER",
 ];
 
 /// The `zeitwork` binary under test: `$ZEITWORK_BIN` if set, else built once per test

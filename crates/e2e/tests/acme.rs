@@ -1,7 +1,12 @@
 //! ACME through the real binary: `zeitwork up --acme-directory` pointed at Pebble (Let's
 //! Encrypt's test CA, which validates for real over loopback against up's edge ports), a
-//! verified custom domain gets a certificate, and the edge serves it.
+//! custom domain verified by its DNS TXT record (`zeitwork domains verify`, against a DNS
+//! server of the test's) gets a certificate, and the edge serves it.
 
+// The DNS server the operator's own tests verify domains with (crates/operator/tests).
+#[path = "../../operator/tests/api/challtestsrv.rs"]
+#[allow(dead_code)] // not every helper is used here
+mod challtestsrv;
 // The same Pebble the certificate store's own tests run (crates/certs/tests).
 #[path = "tls/client.rs"]
 mod client;
@@ -15,6 +20,11 @@ use zeitwork_e2e::{Up, poll_until};
 use zeitwork_services::free_port;
 
 const DOMAIN: &str = "shop.example.test";
+
+/// `zeitwork domains <args>` for app web of org acme.
+fn domains<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [&["--org", "acme", "--app", "web", "domains"][..], args].concat()
+}
 
 #[tokio::test]
 async fn a_verified_domain_gets_a_certificate_from_pebble_served_by_up() {
@@ -31,8 +41,12 @@ async fn a_verified_domain_gets_a_certificate_from_pebble_served_by_up() {
     let ca = pebble::Pebble::start(ports.0, ports.1).await;
     let root = ca.root_pem().await;
     let bundle = ca.ca_bundle.to_str().unwrap();
+    let dns = challtestsrv::ChallTestSrv::start().await.unwrap();
+    let dns_server = dns.dns.to_string();
     let dir = tempfile::tempdir().unwrap();
     let acme = [
+        "--dns-server",
+        &dns_server,
         "--no-agent",
         "--no-example",
         "--acme-directory",
@@ -51,19 +65,35 @@ async fn a_verified_domain_gets_a_certificate_from_pebble_served_by_up() {
     up.cli(&["--org", "acme", "apps", "create", "web"])
         .await
         .success();
-    let web = ["--org", "acme", "--app", "web", "domains", "add"];
-    up.cli(&[&web[..], &[DOMAIN]].concat()).await.success();
+    let added = up.cli(&domains(&["add", DOMAIN])).await.success();
+    // `  _zeitwork-challenge.shop.example.test TXT "zeitwork-verification=…"`
+    let record = format!("_zeitwork-challenge.{DOMAIN}");
+    let line = added
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&record));
+    let value = line
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap_or_else(|| panic!("the record to publish: {added:#?}"));
 
-    // Domain ownership checks have no API yet: the domain is marked verified in its
-    // projection, as crates/certs/tests do. That is no event, so a second (unverified)
-    // domain is added after it: its notification wakes the issuer.
-    let db = sqlx::PgPool::connect(&up.database_url()).await.unwrap();
-    sqlx::query("UPDATE domains SET verified_at = now() WHERE hostname = $1")
-        .bind(DOMAIN)
-        .execute(&db)
-        .await
-        .unwrap();
-    up.cli(&[&web[..], &["unverified.example.test"]].concat())
+    // Not published yet: refused, with what to publish.
+    let refused = up.cli(&domains(&["verify", DOMAIN])).await.exit(1);
+    assert!(
+        refused.stderr.contains("no TXT record") && refused.stderr.contains(value),
+        "{refused:#?}"
+    );
+    dns.set_txt(&record, value).await;
+    let verified = up.cli(&domains(&["verify", DOMAIN])).await.success();
+    assert!(
+        verified
+            .stdout
+            .starts_with(&format!("{DOMAIN} is verified"))
+            && verified.stdout.lines().count() == 1,
+        "{verified:#?}"
+    );
+    // Another domain, never verified, is never ordered.
+    up.cli(&domains(&["add", "unverified.example.test"]))
         .await
         .success();
 

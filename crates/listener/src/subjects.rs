@@ -35,10 +35,13 @@ pub async fn subjects(
             out.push(format!("{PREFIX}.instances"));
             out.push(format!("{PREFIX}.routes"));
         }
+        // Edges serve verified domains only and the certificate issuer orders for them:
+        // both follow `routes`, so a verification wakes them like any domain change.
         EventData::RouteCreated { .. }
         | EventData::RouteDeleted { .. }
         | EventData::DomainAdded { .. }
-        | EventData::DomainRemoved { .. } => out.push(format!("{PREFIX}.routes")),
+        | EventData::DomainRemoved { .. }
+        | EventData::DomainVerified { .. } => out.push(format!("{PREFIX}.routes")),
         EventData::SecretSet { .. } | EventData::SecretUnset { .. } => {
             out.push(format!("{PREFIX}.secrets"))
         }

@@ -1,5 +1,6 @@
 //! Which subjects hear about the node-agent events: the nodes that gain or lose an
-//! instance, edges when backends change, and everyone watching the node inventory.
+//! instance, edges when backends change, and everyone watching the node inventory; and
+//! edges (with the certificate issuer) when a custom domain is added or verified.
 
 use uuid::Uuid;
 use zeitwork_core::event::{InstancePlan, ProcessSpec, Replacement};
@@ -191,4 +192,18 @@ async fn instance_moves_reach_the_nodes_concerned() {
     };
     let observed = emit(&store, o, observed).await;
     assert_eq!(subjects(&observed).await, ["zw.v1.routes"]);
+
+    // A verified domain is served and gets a certificate: edges and the issuer follow
+    // `routes`, as for every other domain change.
+    let domain_id = Uuid::now_v7();
+    let added = EventData::DomainAdded {
+        domain_id,
+        env_id: env,
+        hostname: "shop.example.test".into(),
+        verification_token: "t".into(),
+    };
+    let added = emit(&store, o, added).await;
+    let verified = emit(&store, o, EventData::DomainVerified { domain_id }).await;
+    assert_eq!(subjects(&added).await, ["zw.v1.routes"]);
+    assert_eq!(subjects(&verified).await, ["zw.v1.routes"]);
 }

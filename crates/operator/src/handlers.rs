@@ -165,6 +165,12 @@ pub fn api() -> Api {
             "Remove a custom domain",
             routing::remove_domain,
         )
+        .post(
+            p!(env "/domains/{hostname}/verify"),
+            "Verify a custom domain by its DNS TXT record _zeitwork-challenge.<hostname>",
+            &[],
+            routing::verify_domain,
+        )
         .get(
             p!(env "/secrets"),
             "List secret names and versions (never values)",

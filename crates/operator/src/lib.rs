@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod crypto;
 mod desired;
+pub mod dns;
 pub mod error;
 mod handlers;
 pub mod metrics;

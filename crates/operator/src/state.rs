@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ pub struct Config {
     /// How often the monitor looks for dead nodes, finished replacements and instances
     /// waiting for room.
     pub monitor_interval: Duration,
+    /// The DNS resolver that custom-domain ownership checks ask for TXT records; `None`
+    /// means this machine's (/etc/resolv.conf). Set it where that resolver is not the
+    /// public DNS the users publish to (split horizon), or in tests.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -28,6 +33,7 @@ impl Default for Config {
             cpu_oversubscription: 4.0,
             node_dead_after: Duration::from_secs(30),
             monitor_interval: Duration::from_secs(1),
+            dns_server: None,
         }
     }
 }

@@ -65,8 +65,10 @@ pub struct Domain {
     pub id: Uuid,
     pub env_id: Uuid,
     pub hostname: String,
-    /// Put in a TXT record at `_zeitwork.<hostname>` to prove ownership.
+    /// Proves ownership as TXT `zeitwork-verification=<token>` at
+    /// `_zeitwork-challenge.<hostname>` (see `zeitwork_core::ownership`).
     pub verification_token: String,
+    /// When the operator found that record; edges serve only verified domains.
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }

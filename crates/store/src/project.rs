@@ -138,6 +138,17 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .await?;
         }
         EventData::DomainRemoved { domain_id } => delete(db, "domains", domain_id).await?,
+        // The first verification counts: a duplicate (two verifies racing) changes nothing,
+        // live or replayed.
+        EventData::DomainVerified { domain_id } => {
+            sqlx::query(
+                "UPDATE domains SET verified_at = $2 WHERE id = $1 AND verified_at IS NULL",
+            )
+            .bind(domain_id)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
         EventData::SecretSet {
             env_id,
             name,

@@ -41,6 +41,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         Uuid::now_v7(),
     );
     let o = Some(org);
+    let domain = Uuid::now_v7();
     let (n2, first_token, second_token) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let (moving, waiting) = (plan("web", Some(node)), plan("web", None));
     let enrolled = |node_id, name: &str, join_token_id, memory_mb| EventData::NodeEnrolled {
@@ -207,12 +208,15 @@ async fn rebuilt_projections_equal_the_live_ones() {
         (
             o,
             EventData::DomainAdded {
-                domain_id: Uuid::now_v7(),
+                domain_id: domain,
                 env_id: prod,
                 hostname: "acme.io".into(),
                 verification_token: "t".into(),
             },
         ),
+        // Verified twice (two verifies racing): the first time stays.
+        (o, EventData::DomainVerified { domain_id: domain }),
+        (o, EventData::DomainVerified { domain_id: domain }),
         (
             o,
             EventData::ReleaseCreated {
@@ -425,8 +429,24 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "the renewal replaced its predecessor, the removal dropped its certificate"
     );
     assert_eq!(live["acme_accounts"].as_array().unwrap().len(), 1);
+    let verified_at = &live["domains"][0]["verified_at"];
+    assert!(verified_at.is_string(), "{:#}", live["domains"]);
+    let first: (chrono::DateTime<chrono::Utc>,) =
+        sqlx::query_as("SELECT at FROM events WHERE kind = 'domain_verified' ORDER BY seq LIMIT 1")
+            .fetch_one(&mut *db)
+            .await
+            .unwrap();
+    assert_eq!(
+        verified_at
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        first.0,
+        "the first verification's time"
+    );
     let applied = rebuild::rebuild(&store).await.unwrap();
-    assert_eq!(applied, 37);
+    assert_eq!(applied, 39);
     let rebuilt = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(rebuilt, live);
 }

@@ -1,5 +1,6 @@
 //! Settings shared by the server roles, from flags or the environment.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub struct OperatorArgs {
     /// Seconds between the node monitor's rounds (dead nodes, drains, waiting instances).
     #[arg(long, env = "ZEITWORK_MONITOR_INTERVAL", default_value = "1", value_parser = seconds)]
     pub monitor_interval: Duration,
+    /// DNS resolver asked for custom domains' ownership TXT records [default: this
+    /// machine's, from /etc/resolv.conf].
+    #[arg(long, env = "ZEITWORK_DNS_SERVER", value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl OperatorArgs {
@@ -37,6 +42,7 @@ impl OperatorArgs {
             cpu_oversubscription: self.cpu_oversubscription,
             node_dead_after: self.node_dead_after,
             monitor_interval: self.monitor_interval,
+            dns_server: self.dns_server,
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum DomainsAction {
     List,
     /// Add a custom domain and print the DNS TXT record that proves ownership
     Add { hostname: String },
+    /// Check the domain's DNS TXT record; once found, the edge serves the domain
+    Verify { hostname: String },
     /// Remove a custom domain
     Remove { hostname: String },
 }
@@ -58,7 +60,8 @@ const ROUTES: &[Column] = &[
 const DOMAINS: &[Column] = &[
     col("HOSTNAME", "hostname"),
     col_as("VERIFIED", "verified_at", Cell::Time),
-    col("TXT VALUE", "verification_token"),
+    col("TXT NAME", "txt_record.name"),
+    col("TXT VALUE", "txt_record.value"),
     col_as("CREATED", "created_at", Cell::Time),
 ];
 
@@ -112,20 +115,112 @@ pub async fn domains(ctx: &Ctx, action: DomainsAction) -> Result<()> {
             let answer = create(ctx, path, body, &format!("Added domain {hostname}")).await?;
             if !ctx.json() {
                 // The API's spelling: it normalizes case and a trailing dot.
-                let host = answer
-                    .get("hostname")
-                    .and_then(|h| h.as_str())
-                    .unwrap_or(&hostname);
-                let token = field(&answer, "verification_token");
+                let host = field(&answer, "hostname");
+                let record = &answer["txt_record"];
                 output::emit(&format!(
-                    "To prove you own it, create this DNS record:\n  _zeitwork.{host} TXT {token}\n"
+                    "To prove you own it, publish this DNS record, then run \
+                     `zeitwork domains verify {host}`:\n  {} TXT \"{}\"\n",
+                    field(record, "name"),
+                    field(record, "value"),
                 ))?;
             }
             Ok(())
+        }
+        DomainsAction::Verify { hostname } => {
+            let path = ctx.path(Scope::Env, &["domains", &hostname, "verify"])?;
+            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            if ctx.json() {
+                return output::emit_json(&answer);
+            }
+            output::emit(&format!(
+                "{} is verified (since {} UTC): the edge serves it\n",
+                field(&answer, "hostname"),
+                output::short_time(&field(&answer, "verified_at")),
+            ))
         }
         DomainsAction::Remove { hostname } => {
             let path = ctx.path(Scope::Env, &["domains", &hostname])?;
             remove(ctx, path, &format!("Removed domain {hostname}")).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A STAND-IN server answering `verify` as the operator does, to check what the CLI
+    //! makes of it (the exit code and the server's message); the real check, DNS
+    //! included, is tested in zeitwork-operator's API tests.
+
+    use axum::Json;
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::commands::Command;
+    use crate::{Global, error};
+
+    const REFUSAL: &str = "no TXT record at _zeitwork-challenge.shop.example.test was found; \
+                           publish it and retry (DNS changes can take minutes)";
+
+    async fn stand_in_server() -> String {
+        async fn verify(Path(params): Path<Vec<(String, String)>>) -> (StatusCode, Json<Value>) {
+            let host = &params.last().unwrap().1;
+            match host.as_str() {
+                "ok.example.test" => (
+                    StatusCode::OK,
+                    Json(json!({"hostname": host, "verified_at": "2025-01-02T03:04:05.1Z"})),
+                ),
+                "shop.example.test" => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({"error": {"code": "not_verified", "message": REFUSAL}})),
+                ),
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error": {"code": "not_found", "message": "domain not found"}})),
+                ),
+            }
+        }
+        let router = axum::Router::new().route(
+            "/api/v1/orgs/{org}/apps/{app}/envs/{env}/domains/{host}/verify",
+            axum::routing::post(verify),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn verify_fails_with_the_servers_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let global = Global {
+            api: Some(stand_in_server().await),
+            token: Some("zw_t".into()),
+            org: Some("acme".into()),
+            app: Some("web".into()),
+            env: "prod".into(),
+            config: Some(dir.path().join("config.toml")),
+            ..Global::default()
+        };
+        let verify = |hostname: &str| Command::Domains {
+            action: Some(DomainsAction::Verify {
+                hostname: hostname.into(),
+            }),
+        };
+        crate::execute(global.clone(), verify("ok.example.test"))
+            .await
+            .unwrap();
+        let e = crate::execute(global.clone(), verify("shop.example.test"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.to_string().as_str(), e.exit_code()),
+            (REFUSAL, error::EXIT_FAILURE)
+        );
+        let e = crate::execute(global, verify("nope.example.test"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), error::EXIT_NOT_FOUND, "{e}");
     }
 }

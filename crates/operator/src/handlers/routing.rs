@@ -1,5 +1,9 @@
 //! Routes (hostname/port → process) and custom domains of an env.
 
+mod verify;
+
+pub use verify::verify_domain;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,6 +22,7 @@ use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
 use crate::scope::{Deployer, InEnv, Reader};
 use crate::state::AppState;
+use verify::DomainView;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,9 +149,9 @@ pub async fn domains(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "domains": read::domains(s.store.pool(), scope.env.id).await? }),
-    ))
+    let domains = read::domains(s.store.pool(), scope.env.id).await?;
+    let domains: Vec<DomainView> = domains.into_iter().map(DomainView::from).collect();
+    Ok(Json(json!({ "domains": domains })))
 }
 
 pub async fn add_domain(
@@ -186,7 +191,8 @@ pub async fn add_domain(
         verified_at: None,
         created_at: created.at,
     };
-    req.finish(tx, StatusCode::CREATED, domain).await
+    req.finish(tx, StatusCode::CREATED, DomainView::from(domain))
+        .await
 }
 
 pub async fn remove_domain(

@@ -2,7 +2,9 @@
 //! every class of bad input.
 
 mod agents;
+mod challtestsrv;
 mod deploys;
+mod domains;
 mod enrollment;
 mod inputs;
 mod isolation;

@@ -1,0 +1,114 @@
+//! Ownership checks of custom domains: the API shows each domain with the TXT record
+//! that proves it (`zeitwork_core::ownership`), and `POST …/domains/{hostname}/verify`
+//! looks that record up in DNS and, when it is there, records `domain_verified`, after
+//! which edges serve the domain and certificates are ordered for it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use zeitwork_core::EventData;
+use zeitwork_core::ownership::TxtRecord;
+use zeitwork_store::model::Domain;
+use zeitwork_store::{log, read};
+
+use super::ItemPath;
+use crate::dns;
+use crate::error::{ApiError, ApiResult};
+use crate::scope::{Deployer, InEnv};
+use crate::state::AppState;
+
+/// A domain as the API answers it: its row, plus the record its owner must publish, so
+/// nobody has to assemble the name and value from the docs.
+#[derive(Debug, Serialize)]
+pub struct DomainView {
+    #[serde(flatten)]
+    pub domain: Domain,
+    pub txt_record: TxtRecord,
+}
+
+impl From<Domain> for DomainView {
+    fn from(domain: Domain) -> DomainView {
+        let txt_record = TxtRecord::for_domain(&domain.hostname, &domain.verification_token);
+        DomainView { domain, txt_record }
+    }
+}
+
+/// Verifies a domain: 200 with the domain (now with `verified_at`) when the TXT record is
+/// published, 422 `not_verified` saying what DNS holds when it is not. An already
+/// verified domain answers 200 without asking DNS or recording anything again.
+pub async fn verify_domain(
+    State(s): State<AppState>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
+    Path(p): Path<ItemPath>,
+) -> ApiResult<Json<DomainView>> {
+    let domain = find(read::domains(s.store.pool(), scope.env.id).await?, &p.id)?;
+    if domain.verified_at.is_some() {
+        return Ok(Json(domain.into()));
+    }
+    let record = TxtRecord::for_domain(&domain.hostname, &domain.verification_token);
+    // Asked before any transaction: DNS may take seconds, and nothing is held meanwhile.
+    let published = dns::txt_values(s.config.dns_server, &record.query_name())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, host = %domain.hostname, "ownership check failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dns_unavailable",
+                e.to_string(),
+            )
+        })?;
+    if !record.is_among(&published) {
+        return Err(not_verified(&record, &published));
+    }
+    let mut tx = s.store.begin().await?;
+    // Decide on the latest state: the domain may have been removed, or verified by a
+    // concurrent call, since it was read.
+    log::lock(&mut tx).await?;
+    let domain = find(read::domains(&mut *tx, scope.env.id).await?, &p.id)?;
+    if domain.verified_at.is_some() {
+        return Ok(Json(domain.into()));
+    }
+    let data = EventData::DomainVerified {
+        domain_id: domain.id,
+    };
+    let verified = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    tx.commit().await?;
+    Ok(Json(
+        Domain {
+            verified_at: Some(verified.at),
+            ..domain
+        }
+        .into(),
+    ))
+}
+
+/// The domain named in the path, spelled as the API stores it (lowercase, no trailing
+/// dot) or as a user may type it.
+fn find(domains: Vec<Domain>, hostname: &str) -> ApiResult<Domain> {
+    let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
+    domains
+        .into_iter()
+        .find(|d| d.hostname == hostname)
+        .ok_or_else(|| ApiError::not_found("domain"))
+}
+
+/// The 422 of a missing or wrong record: what to publish, and what DNS holds instead
+/// (a stale token after removing and re-adding the domain is a common mistake).
+fn not_verified(record: &TxtRecord, published: &[String]) -> ApiError {
+    let found = if published.is_empty() {
+        format!("no TXT record at {} was found", record.name)
+    } else {
+        let values: Vec<String> = published.iter().map(|v| format!("{v:?}")).collect();
+        format!(
+            "the TXT records at {} ({}) do not hold this domain's token",
+            record.name,
+            values.join(", ")
+        )
+    };
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_verified",
+        format!("{found}; publish {record} and retry (DNS changes can take minutes)"),
+    )
+}
