@@ -2,6 +2,7 @@
 //! one pulls the change from Postgres. So a lost notification costs latency, never
 //! correctness (the periodic resync catches it), and NATS never holds tenant state.
 
+mod follow;
 mod memory;
 mod nats;
 
@@ -9,6 +10,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+pub use follow::{Follow, Wake, jittered};
 pub use memory::MemoryBus;
 pub use nats::NatsBus;
 

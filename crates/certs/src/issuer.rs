@@ -16,17 +16,16 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::{FutureExt, StreamExt};
 use instant_acme::Account;
 use sqlx::Connection;
-use zeitwork_bus::{NatsBus, PREFIX};
+use zeitwork_bus::{Follow, NatsBus, PREFIX, Wake};
 use zeitwork_crypto::SecretBox;
 use zeitwork_store::Store;
 
 pub use config::{AcmeConfig, ChallengeKind, LETS_ENCRYPT};
 pub use outcome::{Issued, Round};
 
-use crate::{CertsError, Config as CertsConfig, record, refresh};
+use crate::{CertsError, Config as CertsConfig, record};
 use backoff::Backoff;
 use http::AcmeHttp;
 
@@ -87,16 +86,10 @@ impl Issuer {
     /// or deployment changes (`zw.v1.routes`), though at most one per [`MIN_GAP`].
     /// Failures are logged, never returned: the issuer keeps trying.
     pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
-        let mut notes = match &self.bus {
-            Some(bus) => match bus.subscribe(&format!("{PREFIX}.routes")).await {
-                Ok(notes) => notes.boxed(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the ACME issuer checks on its timer only");
-                    futures::stream::pending().boxed()
-                }
-            },
-            None => futures::stream::pending().boxed(),
-        };
+        let subject = format!("{PREFIX}.routes");
+        let every = self.config.check_every;
+        let mut follow =
+            Follow::subscribe(self.bus.as_ref(), &subject, every, "the ACME issuer").await;
         tracing::info!(directory = %self.config.directory_url, "ACME issuer started");
         tokio::pin!(shutdown);
         loop {
@@ -106,13 +99,9 @@ impl Issuer {
                 result = self.round() => self.report(result),
             }
             let wake = async {
-                tokio::select! {
-                    () = tokio::time::sleep(refresh::jittered(self.config.check_every)) => {}
-                    Some(_) = notes.next() => {
-                        tokio::time::sleep(SETTLE).await;
-                        tokio::time::sleep_until(started + MIN_GAP).await;
-                        while let Some(Some(_)) = notes.next().now_or_never() {}
-                    }
+                if let Wake::Note(_) = follow.next().await {
+                    tokio::time::sleep(SETTLE).await;
+                    tokio::time::sleep_until(started + MIN_GAP).await;
                 }
             };
             tokio::select! {

@@ -40,7 +40,7 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use rustls::server::ResolvesServerCert;
 use tokio::task::JoinHandle;
-use zeitwork_bus::NatsBus;
+use zeitwork_bus::{Follow, NatsBus};
 use zeitwork_crypto::SecretBox;
 use zeitwork_store::Store;
 
@@ -112,7 +112,8 @@ impl Certificates {
         config: Config,
     ) -> Result<Certificates, CertsError> {
         // Subscribed before the first read, so nothing committed after it goes unheard.
-        let notes = refresh::subscribe(bus.as_ref()).await;
+        let every = config.resync_every;
+        let follow = Follow::subscribe(bus.as_ref(), &subject(), every, "certificates").await;
         let first = snapshot::load(&store, &secret_box, &Snapshot::default()).await?;
         let base = pem::normalize(&config.base_domain);
         let wildcard = first
@@ -129,7 +130,6 @@ impl Certificates {
             store,
             secrets: secret_box,
             snapshot: snapshot.clone(),
-            resync_every: config.resync_every,
             failing: false,
         };
         Ok(Certificates {
@@ -138,7 +138,7 @@ impl Certificates {
                     snapshot: snapshot.clone(),
                 }),
                 snapshot,
-                refresher: tokio::spawn(refresher.run(notes)),
+                refresher: tokio::spawn(refresher.run(follow)),
             }),
         })
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
-use zeitwork_bus::NatsBus;
+use zeitwork_bus::{Follow, NatsBus};
 use zeitwork_store::Store;
 
 pub use cidr::{Cidr, CidrError};
@@ -104,7 +104,9 @@ impl Edge {
         config: Config,
     ) -> Result<Edge, EdgeError> {
         // Subscribed before the first read, so nothing committed after it goes unheard.
-        let notes = refresh::subscribe(bus.as_ref()).await;
+        let subject = format!("{}.routes", zeitwork_bus::PREFIX);
+        let every = config.resync_every;
+        let follow = Follow::subscribe(bus.as_ref(), &subject, every, "the routing table").await;
         let first = table::load(&store, &config.base_domain)
             .await
             .map_err(EdgeError::Load)?;
@@ -120,7 +122,6 @@ impl Edge {
             base_domain: config.base_domain,
             table: table.clone(),
             shared: shared.clone(),
-            resync_every: config.resync_every,
             failing: false,
         };
         Ok(Edge {
@@ -128,7 +129,7 @@ impl Edge {
                 shared,
                 table,
                 drain_timeout: config.drain_timeout,
-                refresher: tokio::spawn(refresher.run(notes)),
+                refresher: tokio::spawn(refresher.run(follow)),
             }),
         })
     }

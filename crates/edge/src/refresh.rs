@@ -3,39 +3,14 @@
 //! safety net for lost notifications. A failed rebuild keeps the last table: the edge
 //! serves what it knows while Postgres is away, and says so once rather than every time.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures::{FutureExt, Stream, StreamExt};
-use rand::Rng;
-use zeitwork_bus::{NatsBus, Notification, PREFIX};
+use zeitwork_bus::{Follow, Wake};
 use zeitwork_store::Store;
 
 use crate::proxy::Shared;
 use crate::table::{RoutingTable, load};
-
-/// How long a notification waits for the rest of its burst (one deploy writes several
-/// events) before the rebuild starts.
-const DEBOUNCE: Duration = Duration::from_millis(5);
-
-pub(crate) type Notes = Pin<Box<dyn Stream<Item = Notification> + Send>>;
-
-/// Notifications about routes; without a bus (or when subscribing fails) none, and the
-/// timer alone keeps the table current.
-pub(crate) async fn subscribe(bus: Option<&NatsBus>) -> Notes {
-    let Some(bus) = bus else {
-        return Box::pin(futures::stream::pending());
-    };
-    match bus.subscribe(&format!("{PREFIX}.routes")).await {
-        Ok(notes) => Box::pin(notes),
-        Err(e) => {
-            tracing::warn!(error = %e, "the routing table follows Postgres by polling only");
-            Box::pin(futures::stream::pending())
-        }
-    }
-}
 
 pub(crate) struct Refresher {
     pub store: Store,
@@ -43,32 +18,17 @@ pub(crate) struct Refresher {
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Told of every new table, to forget what it kept about instances and routes gone.
     pub shared: Arc<Shared>,
-    pub resync_every: Duration,
     /// Whether the last rebuild failed (so the next failure is not logged again).
     pub failing: bool,
 }
 
 impl Refresher {
-    pub(crate) async fn run(mut self, mut notes: Notes) {
+    pub(crate) async fn run(mut self, mut follow: Follow) {
         loop {
-            let resync = tokio::time::sleep(jittered(self.resync_every));
-            tokio::select! {
-                note = notes.next() => {
-                    let Some(note) = note else {
-                        tracing::warn!("the NATS subscription ended; the routing table follows Postgres by polling only");
-                        notes = Box::pin(futures::stream::pending());
-                        continue;
-                    };
-                    tokio::time::sleep(DEBOUNCE).await;
-                    let mut newest = note.seq;
-                    while let Some(Some(note)) = notes.next().now_or_never() {
-                        newest = newest.max(note.seq);
-                    }
-                    if newest <= self.table.load().seq() {
-                        continue; // a resync already read past it
-                    }
-                }
-                () = resync => {}
+            if let Wake::Note(newest) = follow.next().await
+                && newest <= self.table.load().seq()
+            {
+                continue; // a resync already read past it
             }
             self.refresh().await;
         }
@@ -98,27 +58,5 @@ impl Refresher {
             }
             Err(e) => tracing::debug!(error = %e, "routing table refresh failed again"),
         }
-    }
-}
-
-/// ±25 %, so edges started together do not all ask Postgres at the same moment.
-fn jittered(every: Duration) -> Duration {
-    every.mul_f64(rand::thread_rng().gen_range(0.75..1.25))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resync_periods_vary_within_a_quarter() {
-        let every = Duration::from_secs(4);
-        let periods: Vec<Duration> = (0..100).map(|_| jittered(every)).collect();
-        assert!(
-            periods
-                .iter()
-                .all(|p| *p >= every.mul_f64(0.75) && *p < every.mul_f64(1.25))
-        );
-        assert!(periods.iter().any(|p| *p != periods[0]));
     }
 }

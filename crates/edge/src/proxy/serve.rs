@@ -29,6 +29,9 @@ use crate::tls::{self, Listeners};
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed accept (out of file descriptors, …) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long a draining edge still reads the first request of connections it accepted
+/// last.
+const SETTLE: Duration = Duration::from_millis(300);
 /// Streams one HTTP/2 client may have open at once.
 const MAX_STREAMS: u32 = 256;
 
@@ -107,7 +110,13 @@ pub(crate) async fn serve(
         while connections.try_join_next().is_some() {}
     }
     drop((http, https));
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+    // A connection accepted just before the listeners closed has not sent its request
+    // yet, and a graceful shutdown closes idle connections at once: its client would see
+    // a reset. Those requests are let in first (and bounded by the same drain timeout).
+    let settle = SETTLE.min(drain_timeout);
+    tokio::time::sleep(settle).await;
+    let drain = drain_timeout.saturating_sub(settle);
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
