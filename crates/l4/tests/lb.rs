@@ -98,7 +98,11 @@ async fn ip_hash_keeps_a_client_on_one_backend_and_spreads_clients() {
 
 #[tokio::test]
 async fn a_killed_backend_is_taken_out_without_failing_a_client() {
-    let b = backends(3).await;
+    let b = [
+        Backend::start("b0").await,
+        Backend::revivable("b1").await,
+        Backend::start("b2").await,
+    ];
     let addrs: Vec<_> = b.iter().map(|b| b.addr).collect();
     let lb = Running::start(&addrs, |_| {}).await;
     assert_eq!(tally(&lb, 6).await.len(), 3);
@@ -120,7 +124,7 @@ async fn a_killed_backend_is_taken_out_without_failing_a_client() {
     );
 
     // Back on the same port: the checks bring it back.
-    let _revived = Backend::at("b1", addrs[1]).await;
+    let _revived = Backend::revive("b1", addrs[1]).await;
     lb.until("b1 is up", |s| s.backends[1].healthy).await;
     assert!(tally(&lb, 6).await.contains_key("b1"));
 }

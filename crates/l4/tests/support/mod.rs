@@ -26,8 +26,35 @@ impl Backend {
         Backend::at(name, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
     }
 
+    /// On a port below the kernel's ephemeral range (32768 and up), so that once it is
+    /// killed no client socket of a parallel test takes the port and it can come back.
+    pub async fn revivable(name: &str) -> Backend {
+        for _ in 0..100 {
+            let port = rand::random::<u16>() % 12_000 + 20_000;
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            if let Ok(listener) = TcpListener::bind(addr).await {
+                return Backend::on(name, listener);
+            }
+        }
+        panic!("no free port between 20000 and 32000");
+    }
+
+    /// Back on `addr` (retried briefly while the old socket's port is released).
+    pub async fn revive(name: &str, addr: SocketAddr) -> Backend {
+        for _ in 0..50 {
+            if let Ok(listener) = TcpListener::bind(addr).await {
+                return Backend::on(name, listener);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{addr} stayed in use");
+    }
+
     pub async fn at(name: &str, addr: SocketAddr) -> Backend {
-        let listener = TcpListener::bind(addr).await.unwrap();
+        Backend::on(name, TcpListener::bind(addr).await.unwrap())
+    }
+
+    fn on(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
         let greeting = format!("{name}\n");
         let task = tokio::spawn(serve(listener, move |mut stream| {
