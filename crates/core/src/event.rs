@@ -113,6 +113,9 @@ pub enum EventData {
         /// Absent in events recorded before policies existed.
         #[serde(default)]
         policy: crate::RoutePolicy,
+        /// The port a `tcp` route is reached on at every edge, allocated by the operator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listen_port: Option<u16>,
     },
     RouteDeleted {
         route_id: Uuid,

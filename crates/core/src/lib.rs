@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod name;
 pub mod node;
 pub mod ownership;
+pub mod port_range;
 pub mod role;
 pub mod route_policy;
 
@@ -18,5 +19,6 @@ pub use event::{Event, EventData, InstancePlan};
 pub use image::ImageRef;
 pub use manifest::{Manifest, ManifestError};
 pub use name::{Hostname, Name, NameError};
+pub use port_range::PortRange;
 pub use role::Role;
 pub use route_policy::RoutePolicy;

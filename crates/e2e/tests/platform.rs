@@ -208,6 +208,23 @@ async fn rebuild_projections_matches_the_live_tables() {
     up.cli(&hello(&[&["routes", "add"][..], &route].concat()))
         .await
         .success();
+    let tcp = [
+        "routes",
+        "add",
+        "--process",
+        "web",
+        "--port",
+        "5432",
+        "--mode",
+        "tcp",
+    ];
+    let added = up.cli(&hello(&tcp)).await.success();
+    assert!(
+        added
+            .stdout
+            .contains("clients connect to port 20000 of every edge"),
+        "the first port of the default range: {added:#?}"
+    );
     up.cli(&hello(&["deploy", "--image", &image]))
         .await
         .success();
@@ -250,7 +267,7 @@ async fn rebuild_projections_matches_the_live_tables() {
         ("apps", 2),
         ("envs", 3),
         ("secrets", 2),
-        ("routes", 1),
+        ("routes", 2),
     ];
     for (table, expected) in sizes {
         assert_eq!(rows(table), expected, "{table}: {:#}", live[table]);

@@ -174,6 +174,7 @@ impl World {
             port,
             proxy_protocol: false,
             policy: Default::default(),
+            listen_port: None,
         }
     }
 }
@@ -234,6 +235,7 @@ async fn serve(args: &[String]) {
             certs,
             public_port: https.port(),
         }),
+        tcp: None,
     };
     // One worker per CPU the process may use (bench/edge.sh pins it to one).
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

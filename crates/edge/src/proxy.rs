@@ -9,8 +9,9 @@ mod guard;
 mod host;
 mod https;
 mod page;
-mod passthrough;
 mod policy;
+mod ports;
+mod relay;
 mod rewind;
 mod serve;
 mod upgrade;
@@ -26,6 +27,7 @@ use http::header::{CONNECTION, HeaderName, ORIGIN, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
+use tokio::sync::watch;
 use zeitwork_core::RoutePolicy;
 
 use crate::Cidr;
@@ -54,6 +56,8 @@ pub(crate) struct Shared {
     limits: Limits,
     /// Peers whose PROXY v2 header says who the client is.
     trusted_proxies: Vec<Cidr>,
+    /// The seq of every table swapped in: workers open and close `tcp` route ports.
+    swapped: watch::Sender<i64>,
 }
 
 impl Shared {
@@ -62,12 +66,14 @@ impl Shared {
         upstream_timeout: Duration,
         trusted_proxies: Vec<Cidr>,
     ) -> Shared {
+        let swapped = watch::Sender::new(table.load().seq());
         Shared {
             table,
             upstream_timeout,
             backends: Backends::new(),
             limits: Limits::new(),
             trusted_proxies,
+            swapped,
         }
     }
 
@@ -76,10 +82,14 @@ impl Shared {
         self.trusted_proxies.iter().any(|net| net.contains(peer))
     }
 
-    /// Forgets what the edge kept about instances and routes `table` no longer has.
-    pub(crate) fn retain(&self, table: &RoutingTable) {
-        self.backends.retain(table);
-        self.limits.retain(table);
+    /// Swaps `table` in, forgets what the edge kept about instances and routes it no
+    /// longer has, and tells the workers.
+    pub(crate) fn publish(&self, table: RoutingTable) {
+        self.backends.retain(&table);
+        self.limits.retain(&table);
+        let seq = table.seq();
+        self.table.store(Arc::new(table));
+        self.swapped.send_replace(seq);
     }
 }
 

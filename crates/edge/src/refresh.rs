@@ -16,7 +16,7 @@ pub(crate) struct Refresher {
     pub store: Store,
     pub base_domain: String,
     pub table: Arc<ArcSwap<RoutingTable>>,
-    /// Told of every new table, to forget what it kept about instances and routes gone.
+    /// Where new tables are published.
     pub shared: Arc<Shared>,
     /// Whether the last rebuild failed (so the next failure is not logged again).
     pub failing: bool,
@@ -46,8 +46,7 @@ impl Refresher {
                     hosts = table.len(),
                     "routing table refreshed"
                 );
-                self.shared.retain(&table);
-                self.table.store(Arc::new(table));
+                self.shared.publish(table);
             }
             Err(e) if !self.failing => {
                 self.failing = true;

@@ -26,6 +26,8 @@ pub struct RoutingTable {
     /// `tls-passthrough` routes: the app terminates TLS itself. Kept apart so an HTTP
     /// lookup never finds one (and the edge never speaks HTTP to an app expecting TLS).
     passthrough: HashMap<String, Arc<Target>>,
+    /// `tcp` routes, by the port every edge listens on for them.
+    tcp: HashMap<u16, Arc<Target>>,
 }
 
 impl RoutingTable {
@@ -40,22 +42,45 @@ impl RoutingTable {
         self.passthrough.get(host)
     }
 
+    /// The target of a `tcp` route by its allocated port.
+    pub fn lookup_tcp(&self, port: u16) -> Option<&Arc<Target>> {
+        self.tcp.get(&port)
+    }
+
+    /// The ports of every `tcp` route: where each edge listens besides HTTP(S).
+    pub fn tcp_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.tcp.keys().copied()
+    }
+
     /// The head of the event log the table was read at.
     pub fn seq(&self) -> i64 {
         self.seq
     }
 
-    /// How many hostnames are routed (passthrough ones included).
+    /// How many hostnames and ports are routed.
     pub fn len(&self) -> usize {
-        self.hosts.len() + self.passthrough.len()
+        self.hosts.len() + self.passthrough.len() + self.tcp.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// A table of `tcp` routes only, without backends.
+    #[cfg(test)]
+    pub(crate) fn with_tcp_ports(ports: &[u16]) -> RoutingTable {
+        let target = || Arc::new(Target::for_test(vec![], Arc::default()));
+        RoutingTable {
+            seq: 0,
+            hosts: HashMap::new(),
+            passthrough: HashMap::new(),
+            tcp: ports.iter().map(|p| (*p, target())).collect(),
+        }
+    }
+
     fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
-        self.hosts.values().chain(self.passthrough.values())
+        let named = self.hosts.values().chain(self.passthrough.values());
+        named.chain(self.tcp.values())
     }
 
     /// Every route some hostname comes from.
@@ -88,7 +113,8 @@ pub struct Target {
     policy: Arc<RoutePolicy>,
     /// The route it comes from: limits are kept per route, across table swaps.
     route: Option<Uuid>,
-    /// A passthrough route whose app wants a PROXY v2 header with the client's address.
+    /// A passthrough or tcp route whose app wants a PROXY v2 header with the client's
+    /// address.
     proxy_protocol: bool,
 }
 

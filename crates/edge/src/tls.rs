@@ -3,6 +3,7 @@
 //! issues them with ACME) picks one per ClientHello, answers HTTP-01 challenges and says
 //! which hosts have a certificate, so plain HTTP to them can be sent to HTTPS.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,15 +38,22 @@ pub struct Https {
     pub public_port: u16,
 }
 
-/// What an edge serves on: plain HTTP always, HTTPS when certificates are configured.
+/// What an edge serves on: plain HTTP always, HTTPS when certificates are configured,
+/// the ports of `tcp` routes when it is given an address to open them on.
 pub struct Listeners {
     pub http: TcpListener,
     pub https: Option<Https>,
+    /// Where the ports of `tcp` routes are opened (each route's allocated port).
+    pub tcp: Option<IpAddr>,
 }
 
 impl From<TcpListener> for Listeners {
     fn from(http: TcpListener) -> Listeners {
-        Listeners { http, https: None }
+        Listeners {
+            http,
+            https: None,
+            tcp: None,
+        }
     }
 }
 

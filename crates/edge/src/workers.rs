@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -21,6 +21,8 @@ use crate::{Edge, EdgeError};
 pub struct ListenOn {
     pub http: SocketAddr,
     pub https: Option<HttpsOn>,
+    /// Where the ports of `tcp` routes are opened.
+    pub tcp: Option<IpAddr>,
 }
 
 #[derive(Clone)]
@@ -160,6 +162,7 @@ impl Edge {
 struct Bound {
     http: std::net::TcpListener,
     https: Option<(std::net::TcpListener, Arc<dyn CertSource>, u16)>,
+    tcp: Option<IpAddr>,
 }
 
 fn bind(on: &ListenOn) -> Result<Bound, EdgeError> {
@@ -174,6 +177,7 @@ fn bind(on: &ListenOn) -> Result<Bound, EdgeError> {
             Some(h) => Some((std(h.addr)?, h.certs.clone(), h.public_port)),
             None => None,
         },
+        tcp: on.tcp,
     })
 }
 
@@ -189,6 +193,7 @@ impl Bound {
                 }),
                 None => None,
             },
+            tcp: self.tcp,
         })
     }
 }

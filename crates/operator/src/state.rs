@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use zeitwork_core::PortRange;
 use zeitwork_store::Store;
 
 use crate::crypto::SecretBox;
@@ -24,6 +25,8 @@ pub struct Config {
     /// means this machine's (/etc/resolv.conf). Set it where that resolver is not the
     /// public DNS the users publish to (split horizon), or in tests.
     pub dns_server: Option<SocketAddr>,
+    /// Where `tcp` routes get their ports (each edge listens on every allocated one).
+    pub tcp_ports: PortRange,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             node_dead_after: Duration::from_secs(30),
             monitor_interval: Duration::from_secs(1),
             dns_server: None,
+            tcp_ports: PortRange::new(20000, 29999).expect("a valid range"),
         }
     }
 }

@@ -51,6 +51,7 @@ fn conflict_for(constraint: &str) -> Option<(&'static str, &'static str)> {
         "regions_name_unique" => ("name", "a region with this name already exists"),
         "nodes_name_unique" => ("name", "a node with this name already exists"),
         "routes_host_unique" => ("host", "this hostname is already routed"),
+        "routes_listen_port_unique" => ("mode", "another tcp route took this port; retry"),
         "domains_hostname_unique" => ("hostname", "this domain is already claimed"),
         "deployments_slug_unique" | "releases_number_unique" => {
             ("id", "a concurrent deploy won the race; retry")

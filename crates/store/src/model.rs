@@ -57,6 +57,8 @@ pub struct Route {
     pub port: i32,
     pub proxy_protocol: bool,
     pub policy: sqlx::types::Json<zeitwork_core::RoutePolicy>,
+    /// Where a `tcp` route is reached on every edge; `None` for hostname routes.
+    pub listen_port: Option<i32>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -99,10 +99,11 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             port,
             proxy_protocol,
             policy,
+            listen_port,
         } => {
             sqlx::query(
-                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, policy, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(route_id)
             .bind(org)
@@ -113,6 +114,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(i32::from(*port))
             .bind(proxy_protocol)
             .bind(sqlx::types::Json(policy))
+            .bind(listen_port.map(i32::from))
             .bind(at)
             .execute(db)
             .await?;

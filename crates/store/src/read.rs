@@ -116,12 +116,24 @@ pub async fn env<'c>(db: impl PgExecutor<'c>, app: Uuid, name: &str) -> R<Option
 
 pub async fn routes<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Route>> {
     Ok(sqlx::query_as(
-        "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy, created_at FROM routes
-         WHERE env_id = $1 ORDER BY created_at",
+        "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port, created_at
+         FROM routes WHERE env_id = $1 ORDER BY created_at",
     )
     .bind(env)
     .fetch_all(db)
     .await?)
+}
+
+/// Every port some `tcp` route holds, in any org (ports are shared by all edges).
+pub async fn listen_ports<'c>(db: impl PgExecutor<'c>) -> R<Vec<u16>> {
+    let ports: Vec<(i32,)> =
+        sqlx::query_as("SELECT listen_port FROM routes WHERE listen_port IS NOT NULL")
+            .fetch_all(db)
+            .await?;
+    Ok(ports
+        .into_iter()
+        .filter_map(|(p,)| u16::try_from(p).ok())
+        .collect())
 }
 
 pub async fn domains<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Domain>> {

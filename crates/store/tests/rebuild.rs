@@ -203,6 +203,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 proxy_protocol: false,
                 policy: serde_json::from_value(serde_json::json!({"balance": "least-connections"}))
                     .unwrap(),
+                listen_port: None,
             },
         ),
         (

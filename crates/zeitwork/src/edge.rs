@@ -4,7 +4,7 @@
 //! libraries do not know each other; they meet here.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -86,6 +86,8 @@ pub struct Setup {
     pub workers: usize,
     /// L4 load balancers in front that send PROXY v2 headers.
     pub trusted_proxies: Vec<Cidr>,
+    /// Where the ports of `tcp` routes are opened [default: the HTTP listener's IP].
+    pub tcp_listen: Option<IpAddr>,
 }
 
 /// An edge with its routing table and certificates read and its ports bound, not yet
@@ -130,6 +132,7 @@ pub async fn start(setup: Setup) -> anyhow::Result<Started> {
     );
     let on = ListenOn {
         http,
+        tcp: Some(setup.tcp_listen.unwrap_or(http.ip())),
         https: Some(HttpsOn {
             addr: https,
             certs: Arc::new(StoredCerts(certs.clone())),

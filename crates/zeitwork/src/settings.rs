@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use zeitwork_core::PortRange;
 use zeitwork_operator::{Config, SecretBox};
 
 #[derive(Args, Debug, Clone)]
@@ -33,6 +34,14 @@ pub struct OperatorArgs {
     /// machine's, from /etc/resolv.conf].
     #[arg(long, env = "ZEITWORK_DNS_SERVER", value_name = "IP:PORT")]
     pub dns_server: Option<SocketAddr>,
+    /// Ports `tcp` routes are given, one each; every edge listens on those in use.
+    #[arg(
+        long,
+        env = "ZEITWORK_TCP_PORTS",
+        default_value = "20000-29999",
+        value_name = "FIRST-LAST"
+    )]
+    pub tcp_ports: PortRange,
 }
 
 impl OperatorArgs {
@@ -43,6 +52,7 @@ impl OperatorArgs {
             node_dead_after: self.node_dead_after,
             monitor_interval: self.monitor_interval,
             dns_server: self.dns_server,
+            tcp_ports: self.tcp_ports,
         }
     }
 }

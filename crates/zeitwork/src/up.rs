@@ -169,6 +169,7 @@ async fn serve(
         acme,
         workers: 0,
         trusted_proxies: Vec::new(),
+        tcp_listen: None,
     })
     .await?;
     let (edge_http, edge_https) = (edge.http_addr(), edge.https_addr());

@@ -54,6 +54,7 @@ const ROUTES: &[Column] = &[
     col("PROCESS", "process"),
     col("PORT", "port"),
     col("MODE", "mode"),
+    col("EDGE PORT", "listen_port"),
     col("PROXY", "proxy_protocol"),
 ];
 
@@ -90,6 +91,9 @@ pub async fn routes(ctx: &Ctx, action: RoutesAction) -> Result<()> {
             let answer = create(ctx, path, body, &format!("Added route {target}")).await?;
             if !ctx.json() {
                 output::emit(&format!("id: {}\n", field(&answer, "id")))?;
+                if let Some(port) = answer["listen_port"].as_u64() {
+                    output::emit(&format!("clients connect to port {port} of every edge\n"))?;
+                }
             }
             Ok(())
         }

@@ -16,7 +16,7 @@ use zeitwork_l4::{ProxyError, ProxyHeader, peek_client_hello, proxy_v2};
 use super::guard::{Guarded, Verdict};
 use super::rewind::Rewind;
 use super::serve::{Builders, run};
-use super::{Conn, Proxy, Redirect, Shared, passthrough};
+use super::{Conn, Proxy, Redirect, Shared, relay};
 use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT};
 
 /// A load balancer sends its header with the connection; one that has not by then is
@@ -84,6 +84,27 @@ pub(super) async fn plain(
     run(io, conn, proxy, &builders.h1, watcher).await;
 }
 
+/// A `tcp` route's port: the bytes are relayed to an instance as they come.
+pub(super) async fn raw(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    proxy: Arc<Proxy>,
+    watcher: Watcher,
+) {
+    let Some(addrs) = addresses(&mut stream, peer, &proxy.shared).await else {
+        return;
+    };
+    let target = proxy.shared.table.load().lookup_tcp(port).cloned();
+    let Some(target) = target else {
+        tracing::debug!(port, "the port's tcp route is gone; closing");
+        return;
+    };
+    // Held for the connection's life, as for passthrough connections.
+    let _watcher = watcher;
+    relay::to_instance(&proxy.shared, &target, stream, Vec::new(), addrs).await;
+}
+
 /// TLS: passed through to the app when the SNI names a `tls-passthrough` route,
 /// terminated here otherwise (without SNI too: the certificate resolver decides).
 pub(super) async fn secured(
@@ -112,7 +133,7 @@ pub(super) async fn secured(
         // Opaque bytes: the drain waits for the connection (up to its timeout) by
         // holding the watcher, since the edge cannot ask the client to finish.
         let _watcher = watcher;
-        passthrough::relay(&proxy.shared, &target, stream, hello, addrs).await;
+        relay::to_instance(&proxy.shared, &target, stream, hello, addrs).await;
         return;
     }
     let stream = Rewind::new(hello, stream);

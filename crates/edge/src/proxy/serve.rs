@@ -19,8 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::accept::{plain, secured};
+use super::accept::{plain, raw, secured};
 use super::guard::Verdict;
+use super::ports::TcpPorts;
 use super::{Conn, Proxy, Redirect};
 use crate::EdgeError;
 use crate::tls::{self, Listeners};
@@ -65,7 +66,10 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let builders = Arc::new(Builders::new());
-    let Listeners { http, https } = listeners;
+    let Listeners { http, https, tcp } = listeners;
+    let mut ports = TcpPorts::new(tcp);
+    let mut swapped = proxy.shared.swapped.subscribe();
+    ports.follow(&proxy.shared.table.load());
     let redirect = https.as_ref().map(|h| {
         Arc::new(Redirect {
             certs: h.certs.clone(),
@@ -78,9 +82,14 @@ pub(crate) async fn serve(
     });
     tokio::pin!(shutdown);
     loop {
-        let (accepted, secure) = tokio::select! {
-            accepted = http.accept() => (accepted, false),
-            accepted = accept(https.as_ref().map(|(l, _)| l)) => (accepted, true),
+        let (accepted, on) = tokio::select! {
+            accepted = http.accept() => (accepted, On::Http),
+            accepted = accept(https.as_ref().map(|(l, _)| l)) => (accepted, On::Https),
+            (port, accepted) = ports.accept() => (accepted, On::Tcp(port)),
+            Ok(()) = swapped.changed() => {
+                ports.follow(&proxy.shared.table.load());
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let (stream, peer) = match accepted {
@@ -93,11 +102,16 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (proxy, builders, watcher) = (proxy.clone(), builders.clone(), graceful.watcher());
-        match (&https, secure) {
-            (Some((_, acceptor)), true) => {
+        match (&https, on) {
+            (Some((_, acceptor)), On::Https) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     secured(stream, peer, acceptor, proxy, &builders, watcher).await;
+                });
+            }
+            (_, On::Tcp(port)) => {
+                connections.spawn(async move {
+                    raw(stream, peer, port, proxy, watcher).await;
                 });
             }
             _ => {
@@ -109,7 +123,7 @@ pub(crate) async fn serve(
         }
         while connections.try_join_next().is_some() {}
     }
-    drop((http, https));
+    drop((http, https, ports));
     // A connection accepted just before the listeners closed has not sent its request
     // yet, and a graceful shutdown closes idle connections at once: its client would see
     // a reset. Those requests are let in first (and bounded by the same drain timeout).
@@ -124,6 +138,15 @@ pub(crate) async fn serve(
         return Err(EdgeError::Drain(drain_timeout));
     }
     Ok(())
+}
+
+/// Which kind of socket a client came in on.
+#[derive(Clone, Copy)]
+enum On {
+    Http,
+    Https,
+    /// A `tcp` route's port.
+    Tcp(u16),
 }
 
 /// The next client of `listener`; never, without one.

@@ -11,6 +11,8 @@
 //!    their own (reached by SNI only), but their names are claimed like the rest, so a
 //!    name is either terminated by the edge or passed through, never both;
 //! 4. verified custom domains: the same target as the env's own name.
+//!
+//! `tcp` routes have no name: they are found by the port the operator allocated them.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -29,6 +31,8 @@ const DEFAULT_PROCESS: &str = "web";
 const PRIMARY_ENV: &str = "prod";
 /// The route mode whose TLS the app terminates.
 const PASSTHROUGH: &str = "tls-passthrough";
+/// The route mode reached by an allocated port.
+const TCP: &str = "tcp";
 
 pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
     let base = normalize(base_domain);
@@ -64,6 +68,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         hosts.claim(name, Arc::new(target));
     }
     let mut serving = HashMap::new();
+    let mut tcp = HashMap::new();
     for env in &rows.envs {
         let name = match env.name.as_str() {
             PRIMARY_ENV => format!("{}-{}.{base}", env.app, env.org),
@@ -89,13 +94,22 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             .find(|b| !b.is_empty())
             .unwrap_or_default();
         let policy = Arc::new(r.policy.0.clone());
-        let mut target = Target::new(&r.host, r.env_id, &r.process, Some(port), backends, policy);
+        let listen_port = r.listen_port.and_then(|p| u16::try_from(p).ok());
+        let (name, listen_port) = match (&r.host, listen_port) {
+            (Some(host), _) if r.mode != TCP => (host.clone(), None),
+            (_, Some(listen)) if r.mode == TCP => (format!("tcp:{listen}"), Some(listen)),
+            _ => continue, // the query reads no other shape
+        };
+        let mut target = Target::new(&name, r.env_id, &r.process, Some(port), backends, policy);
         target.route = Some(r.id);
-        if r.mode == PASSTHROUGH {
-            target.proxy_protocol = r.proxy_protocol;
-            hosts.claim_in(r.host.clone(), Arc::new(target), true);
-        } else {
-            hosts.claim(r.host.clone(), Arc::new(target));
+        target.proxy_protocol = r.proxy_protocol && r.mode != "http";
+        let target = Arc::new(target);
+        match listen_port {
+            // Ports are unique in Postgres; one route per port.
+            Some(listen) => {
+                tcp.insert(listen, target);
+            }
+            None => hosts.claim_in(name, target, r.mode == PASSTHROUGH),
         }
     }
     for d in &rows.domains {
@@ -107,6 +121,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         seq: rows.seq,
         hosts: hosts.http,
         passthrough: hosts.passthrough,
+        tcp,
     }
 }
 

@@ -63,10 +63,12 @@ const INSTANCES: &str = "SELECT id, deployment_id, process, address FROM instanc
     WHERE desired_state = 'running' AND observed_state = 'healthy' AND address IS NOT NULL
       AND id > $1 ORDER BY id LIMIT $2";
 
-/// `tcp` routes are reached by an allocated port, not a hostname: not the edge's.
-const ROUTES: &str = "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy
+/// Hostname routes, and `tcp` routes by their allocated port.
+const ROUTES: &str =
+    "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port
     FROM routes
-    WHERE mode IN ('http', 'tls-passthrough') AND host IS NOT NULL AND id > $1
+    WHERE (CASE mode WHEN 'tcp' THEN listen_port IS NOT NULL ELSE host IS NOT NULL END)
+      AND id > $1
     ORDER BY id LIMIT $2";
 
 const DOMAINS: &str = "SELECT id, env_id, hostname FROM domains
@@ -104,13 +106,16 @@ pub(super) struct InstanceRow {
 pub(super) struct RouteRow {
     pub id: Uuid,
     pub env_id: Uuid,
-    pub host: String,
+    /// Set unless the route is `tcp`.
+    pub host: Option<String>,
     pub process: String,
-    /// `http` or `tls-passthrough`.
+    /// `http`, `tls-passthrough` or `tcp`.
     pub mode: String,
     pub port: i32,
     pub proxy_protocol: bool,
     pub policy: sqlx::types::Json<zeitwork_core::RoutePolicy>,
+    /// Set for `tcp` routes only.
+    pub listen_port: Option<i32>,
 }
 
 #[derive(Debug, FromRow)]

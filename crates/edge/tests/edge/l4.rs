@@ -3,6 +3,7 @@
 //! still terminated by the edge, and PROXY v2 from a trusted load balancer ([`trusted`]).
 
 mod app;
+mod tcp;
 mod trusted;
 
 use std::sync::atomic::Ordering;
@@ -34,6 +35,7 @@ pub async fn passthrough(world: &World, app: &App, port: u16, proxy_protocol: bo
         port,
         proxy_protocol,
         policy: serde_json::from_value(json!({"balance": "least-connections"})).unwrap(),
+        listen_port: None,
     };
     world.emit(app.org, route).await;
 }

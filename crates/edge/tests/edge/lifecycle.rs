@@ -157,6 +157,7 @@ fn run_edge(
         let on = zeitwork_edge::ListenOn {
             http: addr,
             https: None,
+            tcp: None,
         };
         edge.run(on.bind()?, 2, async {
             let _ = stopped.await;

@@ -170,6 +170,7 @@ async fn routes_and_verified_domains_reach_the_env() {
         port: admin.addr.port(),
         proxy_protocol: false,
         policy: Default::default(),
+        listen_port: None,
     };
     world.emit(app.org, route("api.example.com", "http")).await;
     world

@@ -23,7 +23,7 @@ use zeitwork_bus::NatsBus;
 use zeitwork_core::EventData;
 use zeitwork_core::event::{InstancePlan, ProcessSpec};
 use zeitwork_core::node::ObservedState;
-use zeitwork_edge::{Config, Edge, EdgeError};
+use zeitwork_edge::{Config, Edge, EdgeError, Listeners};
 use zeitwork_services::Postgres;
 use zeitwork_store::{Store, log};
 
@@ -180,6 +180,7 @@ impl World {
             port,
             proxy_protocol: false,
             policy: serde_json::from_value(policy).expect("a valid policy"),
+            listen_port: None,
         };
         self.emit(app.org, route).await;
     }
@@ -215,7 +216,13 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let served = tokio::spawn(edge.serve(listener, async {
+        let listeners = Listeners {
+            http: listener,
+            https: None,
+            // The ports of tcp routes (l4/tcp.rs).
+            tcp: Some(addr.ip()),
+        };
+        let served = tokio::spawn(edge.serve(listeners, async {
             let _ = stopped.await;
         }));
         Running {

@@ -17,9 +17,11 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use zeitwork_edge::{CertSource, Config, Edge, Https, Listeners};
+use zeitwork_edge::{CertSource, Config, Edge, EdgeError, Https, Listeners};
 
 use crate::support::{BASE, Backend, World, exchange};
 
@@ -112,6 +114,8 @@ pub struct Secure {
     pub https: std::net::SocketAddr,
     pub certs: Arc<TestCerts>,
     _edge: Edge,
+    stop: Option<oneshot::Sender<()>>,
+    served: JoinHandle<Result<(), EdgeError>>,
 }
 
 impl Secure {
@@ -137,14 +141,26 @@ impl Secure {
                 certs: certs.clone(),
                 public_port: https_addr.port(),
             }),
+            tcp: None,
         };
-        tokio::spawn(edge.serve(listeners, std::future::pending()));
+        let (stop, stopped) = oneshot::channel();
+        let served = tokio::spawn(edge.serve(listeners, async {
+            let _ = stopped.await;
+        }));
         Secure {
             http: http_addr,
             https: https_addr,
             certs,
             _edge: edge,
+            stop: Some(stop),
+            served,
         }
+    }
+
+    /// Begins a graceful shutdown; the handle resolves when it is done.
+    pub fn stop(&mut self) -> &mut JoinHandle<Result<(), EdgeError>> {
+        let _ = self.stop.take().expect("stopped once").send(());
+        &mut self.served
     }
 
     pub async fn connect(

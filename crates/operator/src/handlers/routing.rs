@@ -4,6 +4,8 @@ mod verify;
 
 pub use verify::verify_domain;
 
+use std::collections::HashSet;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::manifest::RouteMode;
-use zeitwork_core::{EventData, Hostname, Name, RoutePolicy};
+use zeitwork_core::{EventData, Hostname, Name, PortRange, RoutePolicy};
 use zeitwork_store::model::{Domain, Route};
 use zeitwork_store::{log, read};
 
@@ -102,6 +104,10 @@ pub async fn create_route(
     }
     let route_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
+    let listen_port = match b.mode {
+        RouteMode::Tcp => Some(allocate_port(&mut tx, s.config.tcp_ports).await?),
+        _ => None,
+    };
     let data = EventData::RouteCreated {
         route_id,
         env_id: scope.env.id,
@@ -111,6 +117,7 @@ pub async fn create_route(
         port: b.port,
         proxy_protocol: b.proxy_protocol,
         policy: b.policy.clone(),
+        listen_port,
     };
     let created = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
     let route = Route {
@@ -122,9 +129,23 @@ pub async fn create_route(
         port: i32::from(b.port),
         proxy_protocol: b.proxy_protocol,
         policy: sqlx::types::Json(b.policy.clone()),
+        listen_port: listen_port.map(i32::from),
         created_at: created.at,
     };
     req.finish(tx, StatusCode::CREATED, route).await
+}
+
+/// The lowest port of the range no route holds. The append lock is taken first, so
+/// two routes created at once never get the same port.
+async fn allocate_port(tx: &mut sqlx::PgConnection, range: PortRange) -> ApiResult<u16> {
+    log::lock(&mut *tx).await?;
+    let taken: HashSet<u16> = read::listen_ports(&mut *tx).await?.into_iter().collect();
+    range.first_free(|p| taken.contains(&p)).ok_or_else(|| {
+        ApiError::conflict(
+            "mode",
+            format!("every port for tcp routes ({range}) is taken; remove a tcp route or ask the operator to widen --tcp-ports"),
+        )
+    })
 }
 
 pub async fn delete_route(

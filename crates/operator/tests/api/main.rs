@@ -11,5 +11,6 @@ mod isolation;
 mod logs;
 mod monitor;
 mod openapi;
+mod routes;
 mod secrets;
 mod support;

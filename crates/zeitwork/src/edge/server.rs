@@ -30,6 +30,10 @@ pub struct EdgeArgs {
         default_value = "0.0.0.0:8443"
     )]
     https_listen: String,
+    /// Where the ports of `tcp` routes are opened, each route's allocated one
+    /// [default: the address of --listen].
+    #[arg(long, env = "ZEITWORK_EDGE_TCP_LISTEN", value_name = "IP")]
+    tcp_listen: Option<std::net::IpAddr>,
     /// The HTTPS port clients use, for HTTP→HTTPS redirects (443 behind a load balancer or
     /// port forward) [default: the port of --https-listen].
     #[arg(long, env = "ZEITWORK_EDGE_HTTPS_PUBLIC_PORT")]
@@ -100,6 +104,7 @@ pub async fn run(
         acme,
         workers: args.workers,
         trusted_proxies: args.trusted_proxies,
+        tcp_listen: args.tcp_listen,
     })
     .await?;
     edge.serve(shutdown).await

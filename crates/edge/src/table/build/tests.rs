@@ -110,16 +110,8 @@ fn an_env_without_a_healthy_deployment_is_known_but_has_no_backends() {
 #[test]
 fn routes_reach_their_process_on_their_port_and_domains_follow_the_env() {
     let mut rows = rows();
-    rows.routes.push(RouteRow {
-        id: id(30),
-        env_id: id(1),
-        host: "Admin.Example.COM".into(),
-        process: "admin".into(),
-        mode: "http".into(),
-        port: 9443,
-        proxy_protocol: false,
-        policy: Default::default(),
-    });
+    rows.routes
+        .push(route(30, 1, Some("Admin.Example.COM"), "http", 9443));
     rows.domains.push(DomainRow {
         id: id(31),
         env_id: id(1),
@@ -145,16 +137,9 @@ fn a_route_cannot_take_a_platform_assigned_name() {
         app: "evil".into(),
         org: "other".into(),
     });
-    rows.routes.push(RouteRow {
-        id: id(32),
-        env_id: id(3),
-        host: "shop-acme.zeitwork.test".into(),
-        process: "web".into(),
-        mode: "http".into(),
-        port: 80,
-        proxy_protocol: false,
-        policy: Default::default(),
-    });
+    let mut taker = route(32, 3, Some("shop-acme.zeitwork.test"), "http", 80);
+    taker.process = "web".into();
+    rows.routes.push(taker);
     let table = build(BASE, rows);
     assert_eq!(
         table.lookup("shop-acme.zeitwork.test").unwrap().env_id(),
@@ -162,17 +147,68 @@ fn a_route_cannot_take_a_platform_assigned_name() {
     );
 }
 
-fn passthrough(n: u128, host: &str, proxy_protocol: bool) -> RouteRow {
+/// A route of env `env` to process `admin`.
+fn route(n: u128, env: u128, host: Option<&str>, mode: &str, port: i32) -> RouteRow {
     RouteRow {
         id: id(n),
-        env_id: id(1),
-        host: host.into(),
+        env_id: id(env),
+        host: host.map(Into::into),
         process: "admin".into(),
-        mode: PASSTHROUGH.into(),
-        port: 9443,
-        proxy_protocol,
+        mode: mode.into(),
+        port,
+        proxy_protocol: false,
         policy: Default::default(),
+        listen_port: None,
     }
+}
+
+fn passthrough(n: u128, host: &str, proxy_protocol: bool) -> RouteRow {
+    RouteRow {
+        proxy_protocol,
+        ..route(n, 1, Some(host), PASSTHROUGH, 9443)
+    }
+}
+
+fn tcp(n: u128, listen_port: i32, proxy_protocol: bool) -> RouteRow {
+    RouteRow {
+        proxy_protocol,
+        listen_port: Some(listen_port),
+        ..route(n, 1, None, TCP, 5432)
+    }
+}
+
+#[test]
+fn tcp_routes_are_found_by_their_port_and_never_by_name() {
+    let mut rows = rows();
+    rows.routes.push(tcp(50, 20000, true));
+    rows.routes.push(tcp(51, 20001, false));
+    let mut no_port = tcp(52, 0, false);
+    no_port.listen_port = None;
+    rows.routes.push(no_port);
+    let table = build(BASE, rows);
+    let db = table.lookup_tcp(20000).unwrap();
+    assert!(db.proxy_protocol());
+    assert_eq!(db.backends(), ["10.0.0.3:5432".parse().unwrap()]);
+    assert!(!table.lookup_tcp(20001).unwrap().proxy_protocol());
+    let mut ports: Vec<u16> = table.tcp_ports().collect();
+    ports.sort();
+    assert_eq!(ports, [20000, 20001]);
+    assert!(table.lookup("tcp:20000").is_none());
+    assert!(table.route_set().contains(&id(51)));
+}
+
+#[test]
+fn http_routes_never_send_a_proxy_header() {
+    let mut rows = rows();
+    let mut r = route(53, 1, Some("api.example.com"), "http", 9000);
+    r.proxy_protocol = true;
+    rows.routes.push(r);
+    assert!(
+        !build(BASE, rows)
+            .lookup("api.example.com")
+            .unwrap()
+            .proxy_protocol()
+    );
 }
 
 #[test]

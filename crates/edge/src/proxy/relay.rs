@@ -1,10 +1,11 @@
-//! `tls-passthrough` routes: the app holds the certificate and terminates TLS itself.
-//! The edge has routed by the SNI of the ClientHello it peeked; here it connects to an
-//! instance (chosen and ejected as for HTTP), sends the hello's bytes first, after a
-//! PROXY v2 header when the route asks for one (inside TLS the app has no other way to
-//! learn the client's address), and copies bytes both ways until both sides finish.
-//! Every handshake for the name goes to the app, ACME TLS-ALPN-01 ones included: the
-//! app owns the name's certificate.
+//! Relayed connections: `tls-passthrough` routes, where the app holds the certificate
+//! and terminates TLS itself, and `tcp` routes, reached on their own port. For
+//! passthrough the edge has routed by the SNI of the ClientHello it peeked; either way it
+//! connects to an instance (chosen and ejected as for HTTP), sends a PROXY v2 header
+//! when the route asks for one (inside TLS, or in a protocol it does not know, the app
+//! has no other way to learn the client's address), then the bytes already read, and
+//! copies bytes both ways until both sides finish. Every handshake for a passthrough
+//! name goes to the app, ACME TLS-ALPN-01 ones included: the app owns its certificate.
 
 use std::net::SocketAddr;
 
@@ -20,9 +21,9 @@ use super::{Shared, policy};
 use crate::metrics::UpstreamError;
 use crate::table::Target;
 
-/// Relays `client`, whose first bytes (`hello`) were already read, to an instance of
-/// `target`.
-pub(super) async fn relay(
+/// Relays `client`, whose first bytes (`hello`: a ClientHello, or nothing) were already
+/// read, to an instance of `target`.
+pub(super) async fn to_instance(
     shared: &Shared,
     target: &Target,
     mut client: TcpStream,
@@ -31,12 +32,12 @@ pub(super) async fn relay(
 ) {
     let ip = addrs.client.ip();
     if target.backends().is_empty() {
-        tracing::debug!(client = %addrs.client, "a passthrough route has no healthy instance; closing");
+        tracing::debug!(client = %addrs.client, "a relayed route has no healthy instance; closing");
         return;
     }
     // Each connection counts as one request against the route's limits.
     if shared.limits.check(target, ip).is_err() {
-        tracing::debug!(client = %addrs.client, "over a passthrough route's rate limit; closing");
+        tracing::debug!(client = %addrs.client, "over a relayed route's rate limit; closing");
         return;
     }
     let key = policy::client_key(target.policy(), &HeaderMap::new(), ip);
@@ -44,7 +45,7 @@ pub(super) async fn relay(
     // Held for the connection's life, so least-connections sees it.
     let Some((mut upstream, backend, _in_flight)) = connect(&shared.backends, plan).await else {
         target.metrics().upstream_error(UpstreamError::Unreachable);
-        tracing::warn!(client = %addrs.client, "no instance of a passthrough route accepted; closing");
+        tracing::warn!(client = %addrs.client, "no instance of a relayed route accepted; closing");
         return;
     };
     let mut preface = Vec::new();
@@ -60,15 +61,15 @@ pub(super) async fn relay(
     }
     preface.extend(hello);
     if let Err(e) = upstream.write_all(&preface).await {
-        tracing::debug!(%backend, error = %e, "sending the ClientHello upstream failed");
+        tracing::debug!(%backend, error = %e, "sending the first bytes upstream failed");
         return;
     }
     drop(preface);
     // An EOF from one side shuts the other's write half; the other direction flows on.
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => tracing::trace!(%backend, up, down, "passthrough connection closed"),
+        Ok((up, down)) => tracing::trace!(%backend, up, down, "relayed connection closed"),
         Err(e) => {
-            tracing::debug!(%backend, error = %e, "passthrough connection ended with an error")
+            tracing::debug!(%backend, error = %e, "relayed connection ended with an error")
         }
     }
 }
@@ -89,10 +90,10 @@ async fn connect(
                 return Some((stream, candidate.addr, in_flight));
             }
             Ok(Err(e)) => {
-                tracing::debug!(backend = %candidate.addr, error = %e, "passthrough connect failed; trying the next instance");
+                tracing::debug!(backend = %candidate.addr, error = %e, "relay connect failed; trying the next instance");
             }
             Err(_) => {
-                tracing::debug!(backend = %candidate.addr, "passthrough connect timed out; trying the next instance");
+                tracing::debug!(backend = %candidate.addr, "relay connect timed out; trying the next instance");
             }
         }
         backends.failed(&candidate, true);
