@@ -4,6 +4,7 @@
 mod accept;
 mod balance;
 mod cors;
+mod express;
 mod forward;
 mod guard;
 mod host;
@@ -98,6 +99,8 @@ impl Shared {
 pub(crate) struct Proxy {
     shared: Arc<Shared>,
     upstream: Upstream,
+    /// The express lane's connections to instances and buffers.
+    lane: express::Lane,
 }
 
 /// One client connection.
@@ -120,6 +123,7 @@ impl Proxy {
         Proxy {
             shared,
             upstream: Upstream::new(),
+            lane: express::Lane::default(),
         }
     }
 
@@ -308,12 +312,14 @@ impl Proxy {
 /// The client's request id when it is a sane token, else a new one; either way it goes
 /// to the app and back to the client, so both sides can name the request.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID)
-        .filter(|v| {
-            (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-        })
-        .cloned()
+    request_id_from(headers.get(REQUEST_ID).map(HeaderValue::as_bytes))
+}
+
+/// [`request_id`] from the header's value.
+fn request_id_from(value: Option<&[u8]>) -> HeaderValue {
+    value
+        .filter(|v| (1..=128).contains(&v.len()) && v.iter().all(|b| b.is_ascii_graphic()))
+        .and_then(|v| HeaderValue::from_bytes(v).ok())
         .unwrap_or_else(new_request_id)
 }
 

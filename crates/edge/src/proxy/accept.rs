@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use zeitwork_l4::{ProxyError, ProxyHeader, peek_client_hello, proxy_v2};
 
 use super::guard::{Guarded, Verdict};
 use super::rewind::Rewind;
-use super::serve::{Builders, run};
-use super::{Conn, Proxy, Redirect, Shared, relay};
+use super::serve::{Serving, run};
+use super::{Conn, Proxy, Redirect, Shared, express, relay};
 use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT};
 
 /// A load balancer sends its header with the connection; one that has not by then is
@@ -66,22 +67,45 @@ pub(super) async fn addresses(
     }
 }
 
-/// Plain HTTP/1.1, behind the framing guard.
+/// Plain HTTP/1.1.
 pub(super) async fn plain(
     mut stream: TcpStream,
     peer: SocketAddr,
     redirect: Option<Arc<Redirect>>,
     proxy: Arc<Proxy>,
-    builders: &Builders,
-    watcher: Watcher,
+    serving: Serving<'_>,
 ) {
     let Some(addrs) = addresses(&mut stream, peer, &proxy.shared).await else {
         return;
     };
+    http1(stream, addrs.client, false, redirect, proxy, serving).await;
+}
+
+/// HTTP/1.1 in the express lane, then (from the first request it does not take) in
+/// hyper behind the framing guard.
+async fn http1<S>(
+    stream: S,
+    client: SocketAddr,
+    secure: bool,
+    redirect: Option<Arc<Redirect>>,
+    proxy: Arc<Proxy>,
+    serving: Serving<'_>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let lane = express::Client {
+        addr: client,
+        secure,
+        redirect: redirect.as_deref(),
+        draining: serving.draining,
+    };
+    let Some((read, stream)) = express::serve(stream, lane, &proxy).await else {
+        return;
+    };
     let verdict = Arc::new(Verdict::default());
-    let conn = Conn::new(addrs.client, false, Some(verdict.clone()), redirect);
-    let io = Guarded::new(stream, verdict);
-    run(io, conn, proxy, &builders.h1, watcher).await;
+    let conn = Conn::new(client, secure, Some(verdict.clone()), redirect);
+    let io = Guarded::new(Rewind::new(read, stream), verdict);
+    run(io, conn, proxy, &serving.builders.h1, serving.watcher).await;
 }
 
 /// A `tcp` route's port: the bytes are relayed to an instance as they come.
@@ -112,8 +136,7 @@ pub(super) async fn secured(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     proxy: Arc<Proxy>,
-    builders: &Builders,
-    watcher: Watcher,
+    serving: Serving<'_>,
 ) {
     let Some(addrs) = addresses(&mut stream, peer, &proxy.shared).await else {
         return;
@@ -132,7 +155,7 @@ pub(super) async fn secured(
     if let Some(target) = passed {
         // Opaque bytes: the drain waits for the connection (up to its timeout) by
         // holding the watcher, since the edge cannot ask the client to finish.
-        let _watcher = watcher;
+        let _watcher = serving.watcher;
         relay::to_instance(&proxy.shared, &target, stream, hello, addrs).await;
         return;
     }
@@ -153,13 +176,8 @@ pub(super) async fn secured(
         Some(ACME_TLS_ALPN) => {}
         Some(b"h2") => {
             let conn = Conn::new(addrs.client, true, None, None);
-            run(stream, conn, proxy, &builders.h2, watcher).await;
+            run(stream, conn, proxy, &serving.builders.h2, serving.watcher).await;
         }
-        _ => {
-            let verdict = Arc::new(Verdict::default());
-            let conn = Conn::new(addrs.client, true, Some(verdict.clone()), None);
-            let io = Guarded::new(stream, verdict);
-            run(io, conn, proxy, &builders.h1, watcher).await;
-        }
+        _ => http1(stream, addrs.client, true, None, proxy, serving).await,
     }
 }

@@ -23,13 +23,14 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::page::Problem;
-use chunk::Chunk;
-use head::{framing, head_end};
+pub(super) use chunk::Chunk;
+use head::framing;
+pub(super) use head::{content_length, head_end};
 
 /// Longest request head (request line and headers) accepted.
-const MAX_HEAD: usize = 64 * 1024;
+pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Hyper's own limit, mirrored so the edge answers first.
-const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 /// What hyper reads instead of a refused head.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nhost: refused.invalid\r\n\r\n";
 

@@ -55,7 +55,7 @@ pub(crate) fn of<B>(req: &Request<B>) -> Result<Host, HostError> {
 }
 
 /// `host[:port]` or `[ipv6][:port]` → the normalized host.
-fn name(value: &[u8]) -> Result<String, HostError> {
+pub(super) fn name(value: &[u8]) -> Result<String, HostError> {
     let text = std::str::from_utf8(value).map_err(|_| HostError::Malformed)?;
     let (host, port) = match text.strip_prefix('[') {
         Some(rest) => {

@@ -20,6 +20,11 @@ pub(crate) struct Redirect {
 }
 
 impl Redirect {
+    /// Whether the edge answers a plain-HTTP request for `path` on `host` itself.
+    pub(crate) fn intercepts(&self, path: &str, host: &str) -> bool {
+        path.starts_with(CHALLENGE_PATH) || self.certs.covers(host)
+    }
+
     /// The edge's own answer to a plain-HTTP request for `host`, when it has one.
     pub(crate) fn answer<B>(&self, req: &Request<B>, host: &str) -> Option<Response<Full<Bytes>>> {
         if let Some(token) = req.uri().path().strip_prefix(CHALLENGE_PATH) {

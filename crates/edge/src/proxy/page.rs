@@ -34,15 +34,7 @@ pub(crate) fn render(
     request_id: &HeaderValue,
     json: bool,
 ) -> Response<Full<Bytes>> {
-    let id = request_id.to_str().unwrap_or_default();
-    let (content_type, body) = if json {
-        let body = serde_json::json!({ "error": {
-            "code": problem.code, "message": problem.message, "request_id": id,
-        }});
-        ("application/json", body.to_string())
-    } else {
-        ("text/html; charset=utf-8", html(problem, id))
-    };
+    let (content_type, body) = body(problem, request_id, json);
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = problem.status;
     let headers = response.headers_mut();
@@ -50,6 +42,23 @@ pub(crate) fn render(
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(REQUEST_ID, request_id.clone());
     response
+}
+
+/// The page's content type and text.
+pub(crate) fn body(
+    problem: &Problem,
+    request_id: &HeaderValue,
+    json: bool,
+) -> (&'static str, String) {
+    let id = request_id.to_str().unwrap_or_default();
+    if json {
+        let body = serde_json::json!({ "error": {
+            "code": problem.code, "message": problem.message, "request_id": id,
+        }});
+        ("application/json", body.to_string())
+    } else {
+        ("text/html; charset=utf-8", html(problem, id))
+    }
 }
 
 fn html(problem: &Problem, request_id: &str) -> String {
@@ -93,7 +102,12 @@ pub(crate) fn prefers_json(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    quality(&accept, "application", "json") > quality(&accept, "text", "html")
+    accepts_json(&accept)
+}
+
+/// [`prefers_json`] from the values of the Accept headers.
+pub(crate) fn accepts_json(accept: &[&str]) -> bool {
+    quality(accept, "application", "json") > quality(accept, "text", "html")
 }
 
 /// The q-value the most specific matching media range gives `kind/sub` (0 if none).

@@ -121,19 +121,31 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Adds the security headers the answer lacks (HSTS over HTTPS only); the app's own
 /// values win, and the route can change or turn off each default.
 pub(crate) fn security_headers(headers: &mut HeaderMap, policy: &RoutePolicy, secure: bool) {
-    for (name, default) in SECURITY_HEADERS {
-        if name == "strict-transport-security" && !secure {
-            continue;
-        }
-        let value = policy.headers.get(name).map_or(default, String::as_str);
+    for (name, value) in security_header_values(policy, secure) {
         let name = HeaderName::from_static(name);
-        if value.is_empty() || headers.contains_key(&name) {
+        if headers.contains_key(&name) {
             continue;
         }
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     }
+}
+
+/// The security headers `policy` asks for (lowercase names), before the app's own.
+pub(crate) fn security_header_values(
+    policy: &RoutePolicy,
+    secure: bool,
+) -> impl Iterator<Item = (&'static str, &str)> {
+    SECURITY_HEADERS
+        .into_iter()
+        .filter_map(move |(name, default)| {
+            if name == "strict-transport-security" && !secure {
+                return None;
+            }
+            let value = policy.headers.get(name).map_or(default, String::as_str);
+            (!value.is_empty()).then_some((name, value))
+        })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -27,7 +28,7 @@ use crate::EdgeError;
 use crate::tls::{self, Listeners};
 
 /// A client that has not sent a whole head by then is dropped (slowloris).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed accept (out of file descriptors, …) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long a draining edge still reads the first request of connections it accepted
@@ -35,6 +36,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const SETTLE: Duration = Duration::from_millis(300);
 /// Streams one HTTP/2 client may have open at once.
 const MAX_STREAMS: u32 = 256;
+
+/// What a connection is served with, besides the proxy.
+pub(super) struct Serving<'a> {
+    pub builders: &'a Builders,
+    /// Held until the connection ends: a graceful shutdown waits for it.
+    pub watcher: Watcher,
+    /// Turns true when the edge drains.
+    pub draining: watch::Receiver<bool>,
+}
 
 /// The two ways a connection is spoken to: HTTP/1.1 only, or HTTP/2 only (chosen by ALPN).
 pub(super) struct Builders {
@@ -64,6 +74,8 @@ pub(crate) async fn serve(
     drain_timeout: Duration,
 ) -> Result<(), EdgeError> {
     let graceful = GracefulShutdown::new();
+    // Tells the express lane's connections to finish (hyper's are told by `graceful`).
+    let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let builders = Arc::new(Builders::new());
     let Listeners { http, https, tcp } = listeners;
@@ -102,11 +114,17 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (proxy, builders, watcher) = (proxy.clone(), builders.clone(), graceful.watcher());
+        let draining = draining.clone();
         match (&https, on) {
             (Some((_, acceptor)), On::Https) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    secured(stream, peer, acceptor, proxy, &builders, watcher).await;
+                    let serving = Serving {
+                        builders: &builders,
+                        watcher,
+                        draining,
+                    };
+                    secured(stream, peer, acceptor, proxy, serving).await;
                 });
             }
             (_, On::Tcp(port)) => {
@@ -117,7 +135,12 @@ pub(crate) async fn serve(
             _ => {
                 let redirect = redirect.clone();
                 connections.spawn(async move {
-                    plain(stream, peer, redirect, proxy, &builders, watcher).await;
+                    let serving = Serving {
+                        builders: &builders,
+                        watcher,
+                        draining,
+                    };
+                    plain(stream, peer, redirect, proxy, serving).await;
                 });
             }
         }
@@ -129,8 +152,9 @@ pub(crate) async fn serve(
     // a reset. Those requests are let in first (and bounded by the same drain timeout).
     let settle = SETTLE.min(drain_timeout);
     tokio::time::sleep(settle).await;
-    let drain = drain_timeout.saturating_sub(settle);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    let drain_for = drain_timeout.saturating_sub(settle);
+    drain.send_replace(true);
+    if tokio::time::timeout(drain_for, graceful.shutdown())
         .await
         .is_err()
     {

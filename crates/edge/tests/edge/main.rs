@@ -1,6 +1,7 @@
 //! The edge against a real Postgres, with plain HTTP servers standing in for instances.
 
 mod bad_input;
+mod express;
 mod failover;
 mod l4;
 mod lifecycle;

@@ -4,7 +4,7 @@
 
 /// Where in a chunked body the next byte falls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) enum Chunk {
+pub(in crate::proxy) enum Chunk {
     /// Before the first digit of a chunk size.
     #[default]
     Start,
@@ -27,7 +27,7 @@ pub(super) enum Chunk {
 impl Chunk {
     /// Follows `input`: how many bytes belong to the body, and whether it ended there.
     /// `Err` where hyper would fail.
-    pub(super) fn advance(&mut self, input: &[u8]) -> Result<(usize, bool), ()> {
+    pub(in crate::proxy) fn advance(&mut self, input: &[u8]) -> Result<(usize, bool), ()> {
         let mut i = 0;
         while i < input.len() {
             if let Chunk::Data(left) = self {

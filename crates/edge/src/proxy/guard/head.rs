@@ -4,7 +4,7 @@ use super::chunk::Chunk;
 use super::{Refusal, State};
 
 /// Where in `input` the head being collected in `head` ends (just past its blank line).
-pub(super) fn head_end(head: &[u8], input: &[u8]) -> Option<usize> {
+pub(in crate::proxy) fn head_end(head: &[u8], input: &[u8]) -> Option<usize> {
     let at = |i: usize, back: usize| match i.checked_sub(back) {
         Some(j) => input.get(j).copied(),
         None => head.len().checked_sub(back - i).map(|j| head[j]),
@@ -53,7 +53,7 @@ pub(super) fn framing(request: &httparse::Request<'_, '_>) -> Result<State, Refu
 }
 
 /// `5` or `5, 5` (repeats must agree).
-fn content_length(value: &[u8]) -> Option<u64> {
+pub(in crate::proxy) fn content_length(value: &[u8]) -> Option<u64> {
     let mut parts = value.split(|b| *b == b',').map(|p| {
         let p = p.trim_ascii();
         let digits = !p.is_empty() && p.len() <= 19 && p.iter().all(u8::is_ascii_digit);

@@ -1,0 +1,701 @@
+//! The express lane for HTTP/1.1. Requests of the common shape (origin-form target,
+//! no body or a Content-Length one, no upgrade or `Expect`, a routed host with a healthy
+//! instance and no CORS policy) are proxied here: the head is parsed once with httparse
+//! and rewritten straight into the instance's buffer, connections to instances are
+//! pooled per worker, and the answer's head is rewritten the same way while its body
+//! passes as it came (by length, chunk by chunk, or until close). Everything else, and
+//! every error in a client's framing, goes to the hyper path behind the framing guard,
+//! which then serves the connection from that request on, given the bytes read so far.
+//! The header rules are the hyper path's (`wire.rs`); the two paths are tested alike by
+//! the same integration tests. Why it exists: BENCHMARKS.md (CPU per request).
+
+mod pool;
+mod wire;
+
+use pool::Pool;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::{HeaderValue, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use zeitwork_core::route_policy::Balance;
+
+use super::balance::Candidate;
+use super::guard::{Chunk, MAX_HEAD, MAX_HEADERS, content_length, head_end};
+use super::page::{Problem, accepts_json};
+use super::serve::HEAD_TIMEOUT;
+use super::{DEFAULT_MAX_BODY_MB, Proxy, Redirect, host, policy, request_id_from};
+use crate::metrics::UpstreamError;
+use crate::table::Target;
+use pool::Upstream;
+use wire::{Connection, Framing, Stated};
+
+/// Longest answer head taken from an instance.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// Bytes read from an instance (or of a request body) at a time.
+const CHUNK: usize = 16 * 1024;
+/// Room made for reading a client's head.
+const HEAD_READ: usize = 4096;
+/// Buffers kept for reuse per worker; idle connections hold none.
+const SPARE_BUFFERS: usize = 1024;
+/// Buffers grown past this by a large head or answer are not kept.
+const SPARE_MAX_BYTES: usize = 256 * 1024;
+
+/// One worker's express lane: connections to instances, and buffers lent to the
+/// requests in flight.
+#[derive(Default)]
+pub(crate) struct Lane {
+    pool: Pool,
+    spare: std::sync::Mutex<Vec<Buffers>>,
+}
+
+impl Lane {
+    fn buffers(&self) -> Buffers {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare.pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, bufs: Buffers) {
+        let size = bufs.up.capacity() + bufs.down.capacity() + bufs.out.capacity();
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BUFFERS && size <= SPARE_MAX_BYTES {
+            spare.push(bufs);
+        }
+    }
+}
+
+/// Who the connection is from, as the lane needs it.
+pub(super) struct Client<'a> {
+    pub addr: SocketAddr,
+    pub secure: bool,
+    /// Plain HTTP next to HTTPS: challenges and redirects are the hyper path's.
+    pub redirect: Option<&'a Redirect>,
+    /// Turns true when the edge drains: idle connections close, busy ones after the
+    /// answer.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// Buffers reused from request to request of a connection.
+#[derive(Default)]
+struct Buffers {
+    /// The request head for the instance.
+    up: Vec<u8>,
+    /// What the instance sent: the answer's head and the first of its body.
+    down: Vec<u8>,
+    /// What the client gets.
+    out: Vec<u8>,
+}
+
+/// Serves `stream` until it ends (`None`), or until a request needs the hyper path:
+/// then the stream is handed back with the bytes read from it and not yet served.
+pub(super) async fn serve<S>(
+    mut stream: S,
+    mut client: Client<'_>,
+    proxy: &Proxy,
+) -> Option<(Vec<u8>, S)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    loop {
+        let end = match read_head(&mut stream, &mut buf, &mut client.draining).await {
+            Head::Complete(end) => end,
+            Head::Closed => return None,
+            Head::Other => return Some((buf, stream)),
+        };
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        if !matches!(req.parse(&buf[..end]), Ok(httparse::Status::Complete(n)) if n == end) {
+            return Some((buf, stream));
+        }
+        let mut bufs = proxy.lane.buffers();
+        let Some(exchange) = Exchange::prepare(&req, &client, proxy, &mut bufs.up) else {
+            proxy.lane.give_back(bufs);
+            return Some((buf, stream));
+        };
+        let keep = exchange
+            .run(&mut stream, &mut buf, end, proxy, &client, &mut bufs)
+            .await;
+        proxy.lane.give_back(bufs);
+        if !keep {
+            return None;
+        }
+    }
+}
+
+enum Head {
+    /// A head ends at this offset of the buffer.
+    Complete(usize),
+    /// The client left, was too slow, or the edge is draining an idle connection.
+    Closed,
+    /// Too long for a head: the hyper path refuses it.
+    Other,
+}
+
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    draining: &mut watch::Receiver<bool>,
+) -> Head {
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    loop {
+        if let Some(end) = head_end(&[], buf) {
+            return match end > MAX_HEAD {
+                true => Head::Other,
+                false => Head::Complete(end),
+            };
+        }
+        if buf.len() > MAX_HEAD {
+            return Head::Other;
+        }
+        if buf.is_empty() && *draining.borrow() {
+            return Head::Closed;
+        }
+        buf.reserve(HEAD_READ);
+        let idle = buf.is_empty();
+        let read = tokio::select! {
+            biased;
+            read = stream.read_buf(buf) => read,
+            _ = draining.wait_for(|d| *d), if idle => return Head::Closed,
+            () = tokio::time::sleep_until(deadline) => return Head::Closed,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return Head::Closed;
+        }
+    }
+}
+
+/// One request the lane takes, with what it needs once the head is gone.
+struct Exchange {
+    target: std::sync::Arc<Target>,
+    /// The host as routed (for the edge's own pages).
+    host: String,
+    /// Content-Length of the request body.
+    body: u64,
+    idempotent: bool,
+    /// A HEAD request: the answer has no body whatever it says.
+    head: bool,
+    /// The client said `Connection: close`.
+    close: bool,
+    request_id: HeaderValue,
+    json: bool,
+    key: Option<u64>,
+    started: Instant,
+}
+
+impl Exchange {
+    /// The exchange for `req` with its head for the instance in `up`, or `None` when
+    /// the hyper path is to take it.
+    fn prepare(
+        req: &httparse::Request<'_, '_>,
+        client: &Client<'_>,
+        proxy: &Proxy,
+        up: &mut Vec<u8>,
+    ) -> Option<Exchange> {
+        let (method, path) = (req.method?, req.path?);
+        if req.version != Some(1) || method == "CONNECT" || !path.starts_with('/') {
+            return None;
+        }
+        let (mut host, mut body, mut id, mut accept) = (None, None, None, [""; 4]);
+        let mut accepts = 0;
+        for h in req.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("host") {
+                if host.replace(h.value).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("content-length") {
+                let n = content_length(h.value)?;
+                if body.replace(n).is_some_and(|b| b != n) {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("x-request-id") {
+                id = Some(h.value);
+            } else if name.eq_ignore_ascii_case("accept") {
+                *accept.get_mut(accepts)? = std::str::from_utf8(h.value).ok()?;
+                accepts += 1;
+            } else if ["transfer-encoding", "upgrade", "expect"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                return None;
+            }
+        }
+        let raw_host = host?;
+        let name = host::name(raw_host).ok()?;
+        if client.redirect.is_some_and(|r| r.intercepts(path, &name)) {
+            return None;
+        }
+        let target = proxy.shared.table.load().lookup(&name)?.clone();
+        let policy = target.policy();
+        let hashed_on_request = policy.balance == Balance::ConsistentHash
+            && policy
+                .hash_on
+                .as_deref()
+                .is_some_and(|on| on != "client-ip");
+        let body = body.unwrap_or(0);
+        let max_body = policy.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) * 1024 * 1024;
+        if policy.cors.is_some()
+            || hashed_on_request
+            || target.backends().is_empty()
+            || body > max_body
+        {
+            return None;
+        }
+        let connection = Connection::of(req.headers)?;
+        // Last: a request let through counts against the limits.
+        proxy.shared.limits.check(&target, client.addr.ip()).ok()?;
+        let request_id = request_id_from(id);
+        let stated = Stated {
+            client: client.addr.ip(),
+            secure: client.secure,
+            host: raw_host,
+            request_id: request_id.as_bytes(),
+        };
+        wire::request_head(up, req, &connection, &stated);
+        let key = policy::client_key(policy, &http::HeaderMap::new(), client.addr.ip());
+        Some(Exchange {
+            host: name,
+            body,
+            idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS"),
+            head: method == "HEAD",
+            close: connection.close,
+            request_id,
+            json: accepts_json(&accept[..accepts]),
+            key,
+            target,
+            started: Instant::now(),
+        })
+    }
+
+    /// Sends the request on and the answer back; whether the connection goes on.
+    async fn run<S>(
+        self,
+        stream: &mut S,
+        buf: &mut Vec<u8>,
+        end: usize,
+        proxy: &Proxy,
+        client: &Client<'_>,
+        bufs: &mut Buffers,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let policy = self.target.policy();
+        let timeout = policy
+            .timeout
+            .map_or(proxy.shared.upstream_timeout, |t| t.as_duration());
+        let early = (buf.len() - end).min(self.body as usize);
+        let mut body = Body {
+            early: &buf[end..end + early],
+            left: self.body - early as u64,
+            streamed: false,
+        };
+        let plan = proxy.shared.backends.plan(&self.target, self.key);
+        let sent = self.send(plan, stream, &mut body, proxy, bufs);
+        let (answer, failure) = match tokio::time::timeout(timeout, sent).await {
+            Ok(Ok(answer)) => (Some(answer), None),
+            Ok(Err(Failed::ClientGone)) => return false,
+            Ok(Err(Failed::Unreachable(error))) => {
+                tracing::warn!(host = %self.host, %error, "no instance answered");
+                self.target
+                    .metrics()
+                    .upstream_error(UpstreamError::Unreachable);
+                let problem = Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    format!("the app at {} did not answer", self.host),
+                );
+                (None, Some(problem))
+            }
+            Err(_) => {
+                tracing::warn!(host = %self.host, "no answer from the app in time");
+                self.target.metrics().upstream_error(UpstreamError::Timeout);
+                let problem = Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway_timeout",
+                    format!(
+                        "the app at {} did not answer within {} s",
+                        self.host,
+                        timeout.as_secs_f64()
+                    ),
+                );
+                (None, Some(problem))
+            }
+        };
+        // The rest of an unsent body is still on the wire: the connection cannot go on.
+        let unread = body.left > 0;
+        buf.drain(..end + early);
+        let keep = match (answer, failure) {
+            (Some(answer), _) => self.relay(answer, stream, proxy, client, bufs).await,
+            (None, Some(problem)) => {
+                self.target
+                    .metrics()
+                    .request(problem.status, self.started.elapsed());
+                bufs.out.clear();
+                let secure = client.secure;
+                wire::problem(
+                    &mut bufs.out,
+                    &problem,
+                    &self.request_id,
+                    self.json,
+                    policy,
+                    secure,
+                    unread,
+                );
+                write(stream, &bufs.out).await && !unread
+            }
+            (None, None) => false,
+        };
+        keep && !self.close && !*client.draining.borrow()
+    }
+
+    /// The first instance of `plan` that answers with a head (in `bufs.down`), trying
+    /// the next where that is safe, as the hyper path does (`forward.rs`).
+    async fn send<S>(
+        &self,
+        plan: Vec<Candidate>,
+        stream: &mut S,
+        body: &mut Body<'_>,
+        proxy: &Proxy,
+        bufs: &mut Buffers,
+    ) -> Result<Answer, Failed>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let backends = &proxy.shared.backends;
+        let (mut retried, mut last) = (false, String::from("no instance to send to"));
+        'instances: for candidate in plan {
+            let mut fresh = false;
+            loop {
+                let upstream = match fresh {
+                    true => proxy.lane.pool.connect(candidate.addr).await,
+                    false => proxy.lane.pool.checkout(candidate.addr).await,
+                };
+                let mut upstream = match upstream {
+                    Ok(upstream) => upstream,
+                    Err(e) => {
+                        // Nothing was sent: any instance may have the request.
+                        backends.failed(&candidate, true);
+                        last = format!("{}: {e}", candidate.addr);
+                        continue 'instances;
+                    }
+                };
+                let in_flight = backends.begin(&candidate);
+                let exchanged =
+                    exchange(&mut upstream, &bufs.up, body, stream, &mut bufs.down).await;
+                drop(in_flight);
+                match exchanged {
+                    Ok(head_len) => {
+                        return Ok(Answer {
+                            upstream,
+                            candidate,
+                            head_len,
+                        });
+                    }
+                    Err(Broken::Client) => return Err(Failed::ClientGone),
+                    Err(Broken::Upstream { answered, error }) => {
+                        let replayable = !body.streamed;
+                        // A kept connection the instance had closed meanwhile: not its fault.
+                        if upstream.reused && !answered && replayable && !fresh {
+                            fresh = true;
+                            continue;
+                        }
+                        backends.failed(&candidate, false);
+                        last = format!("{}: {error}", candidate.addr);
+                        tracing::warn!(backend = %candidate.addr, %error, "upstream request failed");
+                        if replayable && self.idempotent && !retried {
+                            retried = true;
+                            continue 'instances;
+                        }
+                        return Err(Failed::Unreachable(last));
+                    }
+                }
+            }
+        }
+        Err(Failed::Unreachable(last))
+    }
+
+    /// Passes the answer in `bufs.down` (and the rest of its body) to the client.
+    async fn relay<S>(
+        &self,
+        answer: Answer,
+        stream: &mut S,
+        proxy: &Proxy,
+        client: &Client<'_>,
+        bufs: &mut Buffers,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Answer {
+            mut upstream,
+            candidate,
+            head_len,
+        } = answer;
+        let backends = &proxy.shared.backends;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut res = httparse::Response::new(&mut headers);
+        let parsed = res.parse(&bufs.down[..head_len]);
+        let framing = match parsed {
+            Ok(httparse::Status::Complete(_)) => wire::framing(&res, self.head),
+            _ => None,
+        };
+        let (Some(framing), Some(code)) = (framing, res.code) else {
+            backends.failed(&candidate, false);
+            tracing::warn!(backend = %candidate.addr, "an instance answered with a malformed head");
+            let problem = Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                format!("the app at {} answered with malformed HTTP", self.host),
+            );
+            self.target
+                .metrics()
+                .request(problem.status, self.started.elapsed());
+            bufs.out.clear();
+            wire::problem(
+                &mut bufs.out,
+                &problem,
+                &self.request_id,
+                self.json,
+                self.target.policy(),
+                client.secure,
+                false,
+            );
+            return write(stream, &bufs.out).await;
+        };
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+        match status {
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => backends.failed(&candidate, false),
+            _ => backends.succeeded(&candidate),
+        }
+        let upstream_close =
+            res.version != Some(1) || Connection::of(res.headers).is_none_or(|c| c.close);
+        let close = self.close || framing == Framing::UntilClose || *client.draining.borrow();
+        bufs.out.clear();
+        let policy = self.target.policy();
+        wire::response_head(
+            &mut bufs.out,
+            &res,
+            policy,
+            client.secure,
+            self.request_id.as_bytes(),
+            close,
+        );
+        self.target
+            .metrics()
+            .request(status, self.started.elapsed());
+        let Relayed { whole, clean } =
+            pass_body(framing, &mut upstream.stream, stream, head_len, bufs).await;
+        if whole && clean && !upstream_close {
+            proxy.lane.pool.checkin(candidate.addr, upstream.stream);
+        }
+        whole && !close
+    }
+}
+
+/// An instance's answer: its head is the first `head_len` bytes of `bufs.down`.
+struct Answer {
+    upstream: Upstream,
+    candidate: Candidate,
+    head_len: usize,
+}
+
+/// The request body: what came with the head, and how much is still on the wire.
+struct Body<'a> {
+    early: &'a [u8],
+    left: u64,
+    /// Some of it was read from the client and sent: it cannot be sent again.
+    streamed: bool,
+}
+
+enum Failed {
+    ClientGone,
+    Unreachable(String),
+}
+
+enum Broken {
+    Client,
+    Upstream { answered: bool, error: String },
+}
+
+/// Sends the head (in `up`) and the body to the instance and reads the answer's head
+/// into `down` (informational answers skipped): its length.
+async fn exchange<S: AsyncRead + Unpin>(
+    upstream: &mut Upstream,
+    up: &[u8],
+    body: &mut Body<'_>,
+    client: &mut S,
+    down: &mut Vec<u8>,
+) -> Result<usize, Broken> {
+    let broken = |answered: bool| {
+        move |e: std::io::Error| Broken::Upstream {
+            answered,
+            error: e.to_string(),
+        }
+    };
+    let conn = &mut upstream.stream;
+    let mut head = bytes::Buf::chain(up, body.early);
+    conn.write_all_buf(&mut head).await.map_err(broken(false))?;
+    while body.left > 0 {
+        down.clear();
+        down.resize(body.left.min(CHUNK as u64) as usize, 0);
+        let n = match client.read(down).await {
+            Ok(0) | Err(_) => return Err(Broken::Client),
+            Ok(n) => n,
+        };
+        body.streamed = true;
+        body.left -= n as u64;
+        conn.write_all(&down[..n]).await.map_err(broken(false))?;
+    }
+    down.clear();
+    loop {
+        if let Some(end) = head_end(&[], down) {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+            let mut res = httparse::Response::new(&mut headers);
+            let code = match res.parse(&down[..end]) {
+                Ok(httparse::Status::Complete(_)) => res.code.unwrap_or(0),
+                _ => return Ok(end), // reported as malformed by the caller
+            };
+            if (100..200).contains(&code) && code != 101 {
+                down.drain(..end);
+                continue;
+            }
+            if code == 101 {
+                return Err(Broken::Upstream {
+                    answered: true,
+                    error: "switched protocols unasked".into(),
+                });
+            }
+            return Ok(end);
+        }
+        if down.len() > MAX_RESPONSE_HEAD {
+            return Err(Broken::Upstream {
+                answered: true,
+                error: "answer head too long".into(),
+            });
+        }
+        down.reserve(CHUNK);
+        let answered = !down.is_empty();
+        match conn.read_buf(down).await {
+            Ok(0) => {
+                return Err(Broken::Upstream {
+                    answered,
+                    error: "connection closed before an answer".into(),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => return Err(broken(answered)(e)),
+        }
+    }
+}
+
+/// How an answer's body went.
+struct Relayed {
+    /// The client has all of it and the connection may carry another answer.
+    whole: bool,
+    /// The instance sent nothing after it: its connection may carry another request.
+    clean: bool,
+}
+
+const BROKEN: Relayed = Relayed {
+    whole: false,
+    clean: false,
+};
+
+/// Sends the head in `bufs.out` with the body: what came with the head in `bufs.down`
+/// (after `head_len`), then the rest as it arrives, framed as it came.
+async fn pass_body<S: AsyncWrite + Unpin>(
+    framing: Framing,
+    upstream: &mut tokio::net::TcpStream,
+    client: &mut S,
+    head_len: usize,
+    bufs: &mut Buffers,
+) -> Relayed {
+    let Buffers { down, out, .. } = bufs;
+    let rest = &down[head_len..];
+    match framing {
+        Framing::Empty => Relayed {
+            whole: write(client, out).await,
+            clean: rest.is_empty(),
+        },
+        Framing::Length(length) => {
+            let now = (rest.len() as u64).min(length) as usize;
+            out.extend_from_slice(&rest[..now]);
+            let clean = rest.len() == now;
+            if !write(client, out).await {
+                return BROKEN;
+            }
+            let mut left = length - now as u64;
+            while left > 0 {
+                down.clear();
+                let mut room = bytes::BufMut::limit(&mut *down, left.min(CHUNK as u64) as usize);
+                match upstream.read_buf(&mut room).await {
+                    Ok(n) if n > 0 => left -= n as u64,
+                    _ => return BROKEN,
+                }
+                if !write(client, down).await {
+                    return BROKEN;
+                }
+            }
+            Relayed { whole: true, clean }
+        }
+        Framing::Chunked => {
+            let mut chunk = Chunk::default();
+            let Ok((used, mut done)) = chunk.advance(rest) else {
+                return BROKEN;
+            };
+            out.extend_from_slice(&rest[..used]);
+            let mut clean = used == rest.len();
+            if !write(client, out).await {
+                return BROKEN;
+            }
+            while !done {
+                down.clear();
+                down.reserve(CHUNK);
+                if !matches!(upstream.read_buf(down).await, Ok(n) if n > 0) {
+                    return BROKEN;
+                }
+                let Ok((used, ended)) = chunk.advance(down) else {
+                    return BROKEN;
+                };
+                done = ended;
+                clean &= used == down.len();
+                if !write(client, &down[..used]).await {
+                    return BROKEN;
+                }
+            }
+            Relayed { whole: true, clean }
+        }
+        Framing::UntilClose => {
+            out.extend_from_slice(rest);
+            if !write(client, out).await {
+                return BROKEN;
+            }
+            loop {
+                down.clear();
+                down.reserve(CHUNK);
+                match upstream.read_buf(down).await {
+                    Ok(0) => {
+                        return Relayed {
+                            whole: true,
+                            clean: false,
+                        };
+                    }
+                    Ok(_) if write(client, down).await => {}
+                    _ => return BROKEN,
+                }
+            }
+        }
+    }
+}
+
+/// Writes and flushes (TLS holds records back until then); whether it all went.
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
+    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
+}
