@@ -116,6 +116,8 @@ struct Conn {
     redirect: Option<Arc<Redirect>>,
     /// Requests seen so far, to find the one the guard refused.
     requests: AtomicU64,
+    /// `client`'s IP as a header value, made once for all its requests.
+    client_header: HeaderValue,
 }
 
 impl Proxy {
@@ -254,7 +256,7 @@ impl Proxy {
         let upgrade = upgrade::requested(&req);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarded = Forwarded {
-            client: conn.client.ip(),
+            client: &conn.client_header,
             host: &host.raw,
             request_id: id,
             secure: conn.secure,

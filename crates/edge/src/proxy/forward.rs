@@ -6,12 +6,12 @@
 //! streamed cannot be sent again.
 
 use std::error::Error as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER};
-use http::header::{TRANSFER_ENCODING, UPGRADE};
+use http::header::{HOST, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Limited};
@@ -37,7 +37,8 @@ const BODY_LIMIT_ERROR: &str = "length limit exceeded";
 /// thing in front of the edge it believes is a trusted load balancer's PROXY header,
 /// which has already made `client` the real client.
 pub(crate) struct Forwarded<'a> {
-    pub client: IpAddr,
+    /// The client's address, as `X-Forwarded-For` says it.
+    pub client: &'a HeaderValue,
     pub host: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
     /// The client came over TLS.
@@ -168,13 +169,18 @@ fn request(
 }
 
 /// The client's headers minus hop-by-hop ones, plus the edge's `X-Forwarded-*` and
-/// request id. The Host header stays: apps see the name they were called by.
+/// request id. The Host header stays: apps see the name they were called by (over
+/// HTTP/2, which names it in `:authority`, it is made from that).
 fn upstream_headers(mut headers: HeaderMap, forwarded: &Forwarded<'_>) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
+    if !headers.contains_key(HOST) {
+        headers.insert(HOST, forwarded.host.clone());
+    }
     headers.remove(HeaderName::from_static("forwarded"));
-    let client =
-        HeaderValue::from_str(&forwarded.client.to_string()).expect("an IP is a header value");
-    headers.insert(HeaderName::from_static("x-forwarded-for"), client);
+    headers.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        forwarded.client.clone(),
+    );
     let proto = if forwarded.secure { "https" } else { "http" };
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -197,9 +203,28 @@ fn mark_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(UPGRADE, protocol);
 }
 
+/// The hop-by-hop headers `http` has names for (`keep-alive` and `proxy-connection` are
+/// matched by text).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
 /// Headers that describe one connection, not the message (RFC 9110, 7.6.1), including
 /// those the Connection header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names instead of eleven removals.
+    let hop = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
+    };
+    if !headers.keys().any(hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -210,15 +235,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(HeaderName::from_static("keep-alive"));
@@ -259,7 +276,7 @@ mod tests {
         let host = HeaderValue::from_static("Shop.Test:8080");
         let id = HeaderValue::from_static("req-1");
         let forwarded = Forwarded {
-            client: IpAddr::from([192, 0, 2, 7]),
+            client: &HeaderValue::from_static("192.0.2.7"),
             host: &host,
             request_id: &id,
             secure: false,

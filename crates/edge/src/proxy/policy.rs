@@ -121,13 +121,33 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Adds the security headers the answer lacks (HSTS over HTTPS only); the app's own
 /// values win, and the route can change or turn off each default.
 pub(crate) fn security_headers(headers: &mut HeaderMap, policy: &RoutePolicy, secure: bool) {
-    for (name, value) in security_header_values(policy, secure) {
+    for (name, text) in security_header_values(policy, secure) {
         let name = HeaderName::from_static(name);
         if headers.contains_key(&name) {
             continue;
         }
-        if let Ok(value) = HeaderValue::from_str(value) {
+        // The defaults are static text: no allocation on every answer.
+        let value = match text {
+            HeaderText::Default(text) => Some(HeaderValue::from_static(text)),
+            HeaderText::Route(text) => HeaderValue::from_str(text).ok(),
+        };
+        if let Some(value) = value {
             headers.insert(name, value);
+        }
+    }
+}
+
+/// A security header's value: the platform's default or the route's own.
+pub(crate) enum HeaderText<'a> {
+    Default(&'static str),
+    Route(&'a str),
+}
+
+impl HeaderText<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            HeaderText::Default(text) => text,
+            HeaderText::Route(text) => text,
         }
     }
 }
@@ -136,15 +156,18 @@ pub(crate) fn security_headers(headers: &mut HeaderMap, policy: &RoutePolicy, se
 pub(crate) fn security_header_values(
     policy: &RoutePolicy,
     secure: bool,
-) -> impl Iterator<Item = (&'static str, &str)> {
+) -> impl Iterator<Item = (&'static str, HeaderText<'_>)> {
     SECURITY_HEADERS
         .into_iter()
         .filter_map(move |(name, default)| {
             if name == "strict-transport-security" && !secure {
                 return None;
             }
-            let value = policy.headers.get(name).map_or(default, String::as_str);
-            (!value.is_empty()).then_some((name, value))
+            match policy.headers.get(name) {
+                None => Some((name, HeaderText::Default(default))),
+                Some(value) if value.is_empty() => None,
+                Some(value) => Some((name, HeaderText::Route(value))),
+            }
         })
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -216,6 +217,8 @@ impl Conn {
             verdict,
             redirect,
             requests: AtomicU64::new(0),
+            client_header: HeaderValue::from_str(&client.ip().to_string())
+                .expect("an IP is a header value"),
         }
     }
 }

@@ -207,6 +207,8 @@ async fn https_is_served_by_sni_over_http2_and_http1() {
             body.contains(&format!("x-forwarded-host: {host}")),
             "{body}"
         );
+        // HTTP/2 names the host in :authority; the app still gets it as Host.
+        assert!(body.contains(&format!("\nhost: {host}\n")), "{body}");
     }
 
     // HTTP/1.1 when the client offers only that.

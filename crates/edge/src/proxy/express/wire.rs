@@ -182,7 +182,7 @@ pub(super) fn response_head(
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(name))
         {
-            header(out, name.as_bytes(), value.as_bytes());
+            header(out, name.as_bytes(), value.as_str().as_bytes());
         }
     }
     finish(out, request_id, close);
@@ -206,7 +206,7 @@ pub(super) fn problem(
     header(out, b"cache-control", b"no-store");
     let _ = write!(out, "content-length: {}\r\n", body.len());
     for (name, value) in security_header_values(policy, secure) {
-        header(out, name.as_bytes(), value.as_bytes());
+        header(out, name.as_bytes(), value.as_str().as_bytes());
     }
     finish(out, request_id.as_bytes(), close);
     out.extend_from_slice(body.as_bytes());
