@@ -178,6 +178,11 @@ pub enum EventData {
         rollback_of: Option<Uuid>,
         processes: Vec<ProcessSpec>,
         instances: Vec<InstancePlan>,
+        /// The env's earlier instances keep running until this deployment's are healthy
+        /// (the monitor then stops them: `InstancesStopped`). Absent from deployments made
+        /// before rollouts surged, which stopped the earlier instances at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        surge: bool,
     },
     ProcessScaled {
         deployment_id: Uuid,

@@ -151,6 +151,7 @@ impl World {
                 port: Some(addresses[0].port()),
             }],
             instances: plans.clone(),
+            surge: false,
         }];
         for (plan, address) in plans.iter().zip(addresses) {
             events.push(EventData::InstanceObserved {

@@ -127,6 +127,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
             port: Some(8080),
         }],
         instances: vec![placed.clone(), waiting.clone()],
+        surge: false,
     };
     emit(&store, o, deployed).await;
 

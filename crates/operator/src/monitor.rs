@@ -1,6 +1,7 @@
 //! The operator's watch over nodes, run in every operator: each round it (a) declares
 //! nodes whose agents fell silent dead and replaces their instances elsewhere, (b) stops
-//! instances whose replacement reports healthy (the end of a drain), and (c) places
+//! instances whose replacement reports healthy (the end of a drain) and those of
+//! deployments superseded by a healthy one (the end of a rollout), and (c) places
 //! instances that waited for room.
 //!
 //! Several operators may run it at once. Each kind of work is first looked for without
@@ -12,7 +13,7 @@ use std::future::Future;
 use zeitwork_core::node::NodeState;
 use zeitwork_store::{Store, StoreError, agents, log, read};
 
-use crate::relocate;
+use crate::relocate::{self, Handover};
 use crate::state::Config;
 
 /// The actor of the events the monitor writes.
@@ -38,7 +39,8 @@ pub async fn run(store: Store, config: Config, shutdown: impl Future<Output = ()
 /// One round of the monitor.
 pub async fn round(store: &Store, config: &Config) -> Result<(), StoreError> {
     bury_silent_nodes(store, config).await?;
-    stop_replaced(store).await?;
+    stop_handed_over(store, Handover::Replaced).await?;
+    stop_handed_over(store, Handover::Superseded).await?;
     place_waiting(store, config).await
 }
 
@@ -64,17 +66,20 @@ async fn bury_silent_nodes(store: &Store, config: &Config) -> Result<(), StoreEr
     Ok(())
 }
 
-async fn stop_replaced(store: &Store) -> Result<(), StoreError> {
-    if agents::replaced_by_healthy(store.pool()).await?.is_empty() {
+async fn stop_handed_over(store: &Store, handover: Handover) -> Result<(), StoreError> {
+    let mut db = store.pool().acquire().await?;
+    if handover.due(&mut db).await?.is_empty() {
         return Ok(());
     }
+    drop(db);
     let mut tx = store.begin().await?;
     log::lock(&mut tx).await?;
-    let stopped = relocate::stop_replaced(&mut tx, ACTOR).await?;
+    let stopped = relocate::stop_handed_over(&mut tx, handover, ACTOR).await?;
     tx.commit().await?;
     tracing::info!(
         stopped,
-        "instances replaced by healthy ones were told to stop"
+        ?handover,
+        "instances whose successors are healthy were told to stop"
     );
     Ok(())
 }

@@ -18,16 +18,15 @@ pub struct Want<'a> {
     pub regions: &'a [String],
 }
 
-/// Plans new instances for `deployment`. Instances of `replacing` (the deployment
-/// being superseded) do not count against capacity: they are told to stop.
+/// Plans new instances for `deployment`. Every instance meant to run holds its room,
+/// a superseded deployment's too: it serves until the new one is healthy.
 pub async fn plan(
     db: &mut PgConnection,
     cpu_oversubscription: f64,
     deployment: Uuid,
-    replacing: Option<Uuid>,
     wants: &[Want<'_>],
 ) -> Result<Vec<InstancePlan>, StoreError> {
-    let mut cluster = Cluster::load(db, cpu_oversubscription, replacing).await?;
+    let mut cluster = Cluster::load(db, cpu_oversubscription).await?;
     Ok(wants
         .iter()
         .flat_map(|want| cluster.plan(deployment, want))
@@ -43,13 +42,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Reads the nodes and the instances on them; those of `ignoring` hold nothing.
-    /// Instances on draining or dead nodes hold nothing either: the scheduler skips
-    /// nodes that are not schedulable.
+    /// Reads the nodes and the instances on them. Instances on draining or dead nodes
+    /// hold nothing: the scheduler skips nodes that are not schedulable.
     pub async fn load(
         db: &mut PgConnection,
         cpu_oversubscription: f64,
-        ignoring: Option<Uuid>,
     ) -> Result<Cluster, StoreError> {
         let nodes = read::nodes(&mut *db)
             .await?
@@ -66,7 +63,6 @@ impl Cluster {
         let existing = read::placed_instances(&mut *db)
             .await?
             .into_iter()
-            .filter(|a| Some(a.deployment_id) != ignoring)
             .map(|a| Allocation {
                 node: a.node_id,
                 deployment: a.deployment_id,
@@ -202,7 +198,7 @@ fn unplaced(process: &str, region: Option<&str>, reason: &str) -> InstancePlan {
 
 /// Regions that have at least one node, in name order.
 pub async fn node_regions(db: &mut PgConnection) -> Result<Vec<String>, StoreError> {
-    Ok(Cluster::load(db, 0.0, None).await?.regions())
+    Ok(Cluster::load(db, 0.0).await?.regions())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::placement::Cluster;
 /// Marks the node `state` (draining or dead) and starts a replacement elsewhere for each
 /// of its desired-running instances that has none yet. A dead node's instances are told
 /// to stop at once; a draining node's keep serving until their replacements are healthy
-/// (see [`stop_replaced`]). Returns how many replacements were started.
+/// (see [`Handover::Replaced`]). Returns how many replacements were started.
 pub async fn evacuate(
     tx: &mut PgConnection,
     cpu_oversubscription: f64,
@@ -33,7 +33,7 @@ pub async fn evacuate(
         log::append(tx, None, actor, data).await?;
     }
     // Read after the state change, so the node itself takes nothing.
-    let mut cluster = Cluster::load(tx, cpu_oversubscription, None).await?;
+    let mut cluster = Cluster::load(tx, cpu_oversubscription).await?;
     let movables = agents::unreplaced_on(&mut *tx, node_id).await?;
     let mut started = 0;
     for (deployment_id, (org, groups)) in by_deployment(movables) {
@@ -61,11 +61,40 @@ pub async fn evacuate(
     Ok(started)
 }
 
-/// Stops every instance whose replacement reports healthy (the end of a drain).
-pub async fn stop_replaced(tx: &mut PgConnection, actor: &str) -> Result<usize, StoreError> {
-    let done = agents::replaced_by_healthy(&mut *tx).await?;
+/// Instances whose successors are ready, so they can stop.
+#[derive(Debug, Clone, Copy)]
+pub enum Handover {
+    /// The end of a drain: a replacement reports healthy.
+    Replaced,
+    /// The end of a rollout: the env's active deployment is ready.
+    Superseded,
+}
+
+impl Handover {
+    pub async fn due(self, db: &mut PgConnection) -> Result<Vec<InstanceRef>, StoreError> {
+        match self {
+            Handover::Replaced => agents::replaced_by_healthy(db).await,
+            Handover::Superseded => agents::superseded_by_ready(db).await,
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Handover::Replaced => "replaced by a healthy instance",
+            Handover::Superseded => "superseded by a healthy deployment",
+        }
+    }
+}
+
+/// Stops every instance `handover` finds due; how many.
+pub async fn stop_handed_over(
+    tx: &mut PgConnection,
+    handover: Handover,
+    actor: &str,
+) -> Result<usize, StoreError> {
+    let done = handover.due(&mut *tx).await?;
     let count = done.len();
-    stop(tx, done, "replaced by a healthy instance", actor).await?;
+    stop(tx, done, handover.reason(), actor).await?;
     Ok(count)
 }
 
@@ -86,7 +115,7 @@ pub async fn plan_waiting(
     if waiting.is_empty() {
         return Ok(Vec::new());
     }
-    let mut cluster = Cluster::load(db, cpu_oversubscription, None).await?;
+    let mut cluster = Cluster::load(db, cpu_oversubscription).await?;
     let mut out = Vec::new();
     for (deployment_id, (org, groups)) in by_deployment(waiting) {
         let mut instances = Vec::new();

@@ -120,6 +120,29 @@ pub async fn running_on<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Instan
     .await?)
 }
 
+/// Instances of superseded deployments still running although the env's active
+/// deployment is ready for all the traffic: every one of its instances meant to run
+/// reports healthy (or it has none). Also when one of its instances waits for room: the
+/// old ones then make room (the rollout rolls instead of surging).
+pub async fn superseded_by_ready<'c>(db: impl PgExecutor<'c>) -> R<Vec<InstanceRef>> {
+    Ok(sqlx::query_as(
+        "SELECT o.org_id, o.deployment_id, o.id
+         FROM instances o
+         JOIN deployments old ON old.id = o.deployment_id AND old.state = 'superseded'
+         JOIN deployments a ON a.env_id = o.env_id AND a.state = 'active'
+         WHERE o.desired_state = 'running'
+           AND (NOT EXISTS (SELECT 1 FROM instances n
+                            WHERE n.deployment_id = a.id AND n.desired_state = 'running'
+                              AND n.observed_state IS DISTINCT FROM 'healthy')
+                OR EXISTS (SELECT 1 FROM instances n
+                           WHERE n.deployment_id = a.id AND n.desired_state = 'running'
+                             AND n.node_id IS NULL))
+         ORDER BY o.created_at, o.id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Instances still running although a running replacement of theirs reports healthy.
 pub async fn replaced_by_healthy<'c>(db: impl PgExecutor<'c>) -> R<Vec<InstanceRef>> {
     Ok(sqlx::query_as(

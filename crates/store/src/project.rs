@@ -244,13 +244,17 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             rollback_of,
             processes,
             instances,
+            surge,
         } => {
+            // A surge keeps the earlier instances that run somewhere (they serve until
+            // this deployment's are healthy); those still waiting for room are not needed.
             sqlx::query(
                 "UPDATE instances SET desired_state = 'stopped', updated_at = $2
-                 WHERE env_id = $1 AND desired_state <> 'stopped'",
+                 WHERE env_id = $1 AND desired_state <> 'stopped' AND (NOT $3 OR node_id IS NULL)",
             )
             .bind(env_id)
             .bind(at)
+            .bind(surge)
             .execute(&mut *db)
             .await?;
             sqlx::query("UPDATE deployments SET state = 'superseded' WHERE env_id = $1 AND state = 'active'")

@@ -240,6 +240,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 rollback_of: None,
                 processes: vec![web.clone()],
                 instances: vec![plan("web", Some(node)), plan("web", None)],
+                surge: false,
             },
         ),
         (
@@ -252,6 +253,8 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 rollback_of: Some(d1),
                 processes: vec![web],
                 instances: vec![plan("web", Some(node))],
+                // d1's placed instance keeps running, its waiting one stops.
+                surge: true,
             },
         ),
         (

@@ -140,6 +140,7 @@ impl World {
                 port: Some(8080),
             }],
             instances: plans,
+            surge: false,
         };
         self.emit(app.org, created).await;
         ids

@@ -272,14 +272,11 @@ impl AppState {
                 regions,
             })
             .collect();
-        let plans = placement::plan(
-            tx,
-            self.config.cpu_oversubscription,
-            deployment_id,
-            active.as_ref().map(|d| d.id),
-            &wants,
-        )
-        .await?;
+        // The active deployment's instances keep their room until this one is healthy;
+        // where there is not enough besides, new instances wait and the monitor stops
+        // the old ones to make room (a rolling rather than a surging rollout).
+        let plans =
+            placement::plan(tx, self.config.cpu_oversubscription, deployment_id, &wants).await?;
         let slug = nanoid::nanoid!(7, &SLUG_ALPHABET);
         let data = EventData::DeploymentCreated {
             deployment_id,
@@ -289,6 +286,7 @@ impl AppState {
             rollback_of,
             processes: processes.into_iter().map(|(spec, _)| spec).collect(),
             instances: plans,
+            surge: true,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
         let deployment: Deployment = read::active_deployment(&mut **tx, scope.env.id)

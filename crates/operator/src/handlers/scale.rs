@@ -105,7 +105,6 @@ pub async fn scale(
         &mut tx,
         s.config.cpu_oversubscription,
         deployment.id,
-        None,
         &wants,
     )
     .await?;

@@ -1,5 +1,7 @@
 //! The node monitor: dead nodes' instances move at once, drained nodes' instances stop
-//! only once their replacements are healthy, and instances that waited get placed.
+//! only once their replacements are healthy, a superseded deployment's only once the
+//! new one is (or when the new one needs their room), and instances that waited get
+//! placed.
 
 use std::time::Duration;
 
@@ -250,5 +252,65 @@ async fn instances_deployed_before_any_node_are_placed_when_one_enrolls() {
     let mut want = ids.clone();
     want.sort();
     assert_eq!(told, want, "the same instances, now placed");
+    p.assert_rebuild_is_exact().await;
+}
+
+#[tokio::test]
+async fn a_rollout_keeps_the_old_instance_until_the_new_one_is_healthy() {
+    let p = Platform::start().await;
+    let admin = acme(&p).await;
+    let n1 = p.enroll("n1", 1024).await;
+    p.keep_alive(&n1);
+    let first = deploy(&p, &admin, 1).await;
+    let old = first["instances"][0]["id"].as_str().unwrap().to_owned();
+    let second = deploy(&p, &admin, 1).await;
+    let new = second["instances"][0]["id"].as_str().unwrap().to_owned();
+
+    // Several monitor rounds: the old instance serves on while the new one starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut both = vec![old.clone(), new.clone()];
+    both.sort();
+    let mut running = desired_ids(&p, &n1).await;
+    running.sort();
+    assert_eq!(running, both);
+
+    let report = n1.path(&format!("instances/{new}/state"));
+    let healthy = json!({"state": "healthy", "address": "10.0.0.2:8080"});
+    p.post(&report, &n1.credential, healthy).await;
+    eventually("the superseded instance is told to stop", || async {
+        (desired_ids(&p, &n1).await == [new.clone()]).then_some(())
+    })
+    .await;
+    let all = instances(&p, &admin).await;
+    let stopped = all.iter().find(|i| i["id"] == old.as_str()).unwrap();
+    assert_eq!(stopped["reason"], "superseded by a healthy deployment");
+    assert_eq!(p.count("instances_stopped").await, 1);
+    p.assert_rebuild_is_exact().await;
+}
+
+#[tokio::test]
+async fn without_room_for_both_the_old_instance_makes_room() {
+    let p = Platform::start().await;
+    let admin = acme(&p).await;
+    let n1 = p.enroll("n1", 256).await;
+    p.keep_alive(&n1);
+    let first = deploy(&p, &admin, 1).await;
+    let old = first["instances"][0]["id"].as_str().unwrap().to_owned();
+    let second = deploy(&p, &admin, 1).await;
+    let new = second["instances"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        second["instances"][0]["node_id"],
+        Value::Null,
+        "no room yet"
+    );
+
+    eventually(
+        "the new instance is placed where the old one was",
+        || async { (desired_ids(&p, &n1).await == [new.clone()]).then_some(()) },
+    )
+    .await;
+    let all = instances(&p, &admin).await;
+    let stopped = all.iter().find(|i| i["id"] == old.as_str()).unwrap();
+    assert_eq!(stopped["desired_state"], "stopped");
     p.assert_rebuild_is_exact().await;
 }
