@@ -1,6 +1,7 @@
 //! The node agent for real, through `zeitwork up` as a user runs it: this machine
 //! enrolls as a node, the example app is deployed into a QEMU microVM, its status goes
-//! healthy, its output reaches `zeitwork logs`, a killed VMM comes back, NATS down still
+//! healthy, its output reaches `zeitwork logs`, a rollout under load fails no request,
+//! a killed VMM comes back, NATS down still
 //! converges, a SIGKILLed `up` (also mid-change) finds its VMs again instead of booting
 //! duplicates, and with Postgres gone the instances keep running untouched.
 //!
@@ -68,6 +69,30 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     })
     .await;
     assert!(logs.contains("hello: listening on port 8080"), "{logs}");
+
+    // A rollout (release 1 again) under load: the old instance serves until the new one
+    // is healthy, then stops, and no request through the edge fails meanwhile.
+    let load = Load::start(up.edge_addr(), host.clone());
+    up.cli(&[&app[..], &["rollback", "--release", "1"]].concat())
+        .await
+        .success();
+    let status = eventually(|| async {
+        let running = up.running_instances(&app).await?;
+        let only = running.first()?;
+        (running.len() == 1 && only["id"] != id.as_str() && only["observed_state"] == "healthy")
+            .then(|| only.clone())
+    })
+    .await;
+    eventually(|| async { (count_vms() == 1).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (served, failed) = load.stop().await;
+    assert!(
+        failed.is_empty(),
+        "requests failed during the rollout: {failed:#?}"
+    );
+    assert!(served > 10, "the load ran ({served} requests)");
+    let id = status["id"].as_str().unwrap().to_owned();
+    let url = format!("http://{}/", status["address"].as_str().unwrap());
 
     // A VMM killed behind the agent's back: reported, restarted, healthy again.
     let vmm = vmm_pid(&id).expect("the instance's VMM");
@@ -167,6 +192,36 @@ where
     poll_until(BOOT, check)
         .await
         .unwrap_or_else(|| panic!("condition not met within {BOOT:?}"))
+}
+
+/// Requests through the edge, one after another, until stopped.
+struct Load {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Load {
+    fn start(edge: String, host: String) -> Load {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let done = tokio::spawn(async move {
+            let (mut served, mut failed) = (0, Vec::new());
+            while stopped.try_recv().is_err() {
+                match get_via(&edge, &host).await {
+                    Ok(_) => served += 1,
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (served, failed)
+        });
+        Load { stop, done }
+    }
+
+    /// How many requests were answered with 200, and how the others failed.
+    async fn stop(self) -> (usize, Vec<String>) {
+        let _ = self.stop.send(());
+        self.done.await.unwrap()
+    }
 }
 
 /// `GET url` (plain `http://HOST:PORT/`), the body on a 200.
