@@ -332,21 +332,8 @@ impl Exchange {
         let keep = match (answer, failure) {
             (Some(answer), _) => self.relay(answer, stream, proxy, client, bufs).await,
             (None, Some(problem)) => {
-                self.target
-                    .metrics()
-                    .request(problem.status, self.started.elapsed());
-                bufs.out.clear();
-                let secure = client.secure;
-                wire::problem(
-                    &mut bufs.out,
-                    &problem,
-                    &self.request_id,
-                    self.json,
-                    policy,
-                    secure,
-                    unread,
-                );
-                write(stream, &bufs.out).await && !unread
+                let close = unread;
+                self.answer(&problem, stream, client, bufs, close).await && !close
             }
             (None, None) => false,
         };
@@ -419,6 +406,34 @@ impl Exchange {
         Err(Failed::Unreachable(last))
     }
 
+    /// The edge's own page for `problem`, counted in the route's metrics; whether it
+    /// was written.
+    async fn answer<S: AsyncWrite + Unpin>(
+        &self,
+        problem: &Problem,
+        stream: &mut S,
+        client: &Client<'_>,
+        bufs: &mut Buffers,
+        close: bool,
+    ) -> bool {
+        self.target
+            .metrics()
+            .request(problem.status, self.started.elapsed());
+        bufs.out.clear();
+        let policy = self.target.policy();
+        let (id, json) = (&self.request_id, self.json);
+        wire::problem(
+            &mut bufs.out,
+            problem,
+            id,
+            json,
+            policy,
+            client.secure,
+            close,
+        );
+        write(stream, &bufs.out).await
+    }
+
     /// Passes the answer in `bufs.down` (and the rest of its body) to the client.
     async fn relay<S>(
         &self,
@@ -452,20 +467,7 @@ impl Exchange {
                 "bad_gateway",
                 format!("the app at {} answered with malformed HTTP", self.host),
             );
-            self.target
-                .metrics()
-                .request(problem.status, self.started.elapsed());
-            bufs.out.clear();
-            wire::problem(
-                &mut bufs.out,
-                &problem,
-                &self.request_id,
-                self.json,
-                self.target.policy(),
-                client.secure,
-                false,
-            );
-            return write(stream, &bufs.out).await;
+            return self.answer(&problem, stream, client, bufs, false).await;
         };
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
         match status {
