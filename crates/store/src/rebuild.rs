@@ -36,16 +36,18 @@ const PAGE: i64 = 1000;
 
 /// Replays the whole log into empty projections in one transaction; returns the
 /// number of events applied. Appenders wait (on the counter row) until it commits,
-/// so the rebuilt tables match the log exactly.
+/// so the rebuilt tables match the log exactly. Rows are deleted rather than truncated:
+/// TRUNCATE is not MVCC-safe, and a running edge whose snapshot predates the commit
+/// would read empty tables (no routes, no certificates) instead of the old rows.
 pub async fn rebuild(store: &Store) -> Result<i64, StoreError> {
     let mut tx = store.begin().await?;
     log::lock(&mut tx).await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "TRUNCATE {} CASCADE",
-        PROJECTIONS.join(", ")
-    )))
-    .execute(&mut *tx)
-    .await?;
+    // Children before the tables they reference.
+    for table in PROJECTIONS.iter().rev() {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut after = 0;
     let mut applied = 0;
     loop {

@@ -490,3 +490,31 @@ async fn a_conflicting_event_writes_nothing() {
         "the failed append left no event"
     );
 }
+
+#[tokio::test]
+async fn a_reader_that_began_before_a_rebuild_still_sees_the_rows() {
+    let pg = Postgres::throwaway().await.expect("throwaway postgres");
+    let store = Store::connect(&pg.url()).await.unwrap();
+    let org = Uuid::now_v7();
+    let created = EventData::OrgCreated {
+        org_id: org,
+        name: "acme".into(),
+    };
+    emit(&store, Some(org), created).await.unwrap();
+    // An edge's table read: one REPEATABLE READ snapshot, taken before the rebuild.
+    let mut reader = store.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    log::head(&mut reader).await.unwrap();
+    rebuild::rebuild(&store).await.unwrap();
+    let (orgs,): (i64,) = sqlx::query_as("SELECT count(*) FROM orgs")
+        .fetch_one(&mut *reader)
+        .await
+        .unwrap();
+    assert_eq!(
+        orgs, 1,
+        "the rebuild emptied a table under a running reader"
+    );
+}
