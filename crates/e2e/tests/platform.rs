@@ -205,9 +205,16 @@ async fn rebuild_projections_matches_the_live_tables() {
         "--host",
         "www.example.com",
     ];
-    up.cli(&hello(&[&["routes", "add"][..], &route].concat()))
+    // www.example.com is no verified domain of the env: refused, in one line.
+    let refused = up
+        .cli(&hello(&[&["routes", "add"][..], &route].concat()))
         .await
-        .success();
+        .exit(1);
+    assert!(
+        refused.stderr.contains("zeitwork domains add www.example.com")
+            && refused.stderr.trim().lines().count() == 1,
+        "{refused:#?}"
+    );
     let tcp = [
         "routes",
         "add",
@@ -267,7 +274,7 @@ async fn rebuild_projections_matches_the_live_tables() {
         ("apps", 2),
         ("envs", 3),
         ("secrets", 2),
-        ("routes", 2),
+        ("routes", 1),
     ];
     for (table, expected) in sizes {
         assert_eq!(rows(table), expected, "{table}: {:#}", live[table]);

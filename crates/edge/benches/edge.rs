@@ -165,18 +165,29 @@ impl World {
         self.emit(events).await;
     }
 
-    fn route(&self, host: &str, port: u16) -> EventData {
-        EventData::RouteCreated {
-            route_id: Uuid::now_v7(),
-            env_id: self.env,
-            host: Some(host.into()),
-            process: "web".into(),
-            mode: "http".into(),
-            port,
-            proxy_protocol: false,
-            policy: Default::default(),
-            listen_port: None,
-        }
+    /// `host` verified as a domain of the env (what a route's host must be) and routed.
+    fn route(&self, host: &str, port: u16) -> Vec<EventData> {
+        let domain_id = Uuid::now_v7();
+        vec![
+            EventData::DomainAdded {
+                domain_id,
+                env_id: self.env,
+                hostname: host.into(),
+                verification_token: "t".into(),
+            },
+            EventData::DomainVerified { domain_id },
+            EventData::RouteCreated {
+                route_id: Uuid::now_v7(),
+                env_id: self.env,
+                host: Some(host.into()),
+                process: "web".into(),
+                mode: "http".into(),
+                port,
+                proxy_protocol: false,
+                policy: Default::default(),
+                listen_port: None,
+            },
+        ]
     }
 }
 
@@ -261,7 +272,7 @@ async fn routes(n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
         let events = chunk
             .iter()
-            .map(|i| world.route(&format!("r{i}.example.com"), 8080))
+            .flat_map(|i| world.route(&format!("r{i}.example.com"), 8080))
             .collect();
         world.emit(events).await;
     }
@@ -369,7 +380,7 @@ async fn propagation(rounds: usize) {
     let mut took = Vec::new();
     for i in 0..rounds {
         let host = format!("new{i}.example.com");
-        world.emit(vec![world.route(&host, target.port())]).await;
+        world.emit(world.route(&host, target.port())).await;
         let committed = Instant::now();
         while get(&client, addr, &host).await != 200 {
             tokio::time::sleep(Duration::from_millis(1)).await;

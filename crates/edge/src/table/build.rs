@@ -9,13 +9,17 @@
 //! 3. routes with a host: the named process and port of the env's newest deployment
 //!    with a healthy instance of that process; `tls-passthrough` routes go to a map of
 //!    their own (reached by SNI only), but their names are claimed like the rest, so a
-//!    name is either terminated by the edge or passed through, never both;
-//! 4. verified custom domains: the same target as the env's own name.
+//!    name is either terminated by the edge or passed through, never both. A route's
+//!    host must be a verified domain of its own env (the API refuses others; routes
+//!    made before that rule are ignored here), so no tenant can route a name another
+//!    one proved it owns;
+//! 4. verified custom domains no route of their env names: the same target as the
+//!    env's own name.
 //!
 //! `tcp` routes have no name: they are found by the port the operator allocated them.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -85,10 +89,24 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         hosts.claim(name, target.clone());
         serving.insert(env.id, target);
     }
+    let verified: HashSet<(Uuid, String)> = rows
+        .domains
+        .iter()
+        .map(|d| (d.env_id, normalize(&d.hostname)))
+        .collect();
+    let mut routed = HashSet::new();
     for r in &rows.routes {
         let Ok(port) = u16::try_from(r.port) else {
             continue; // the API allows 1 to 65535 only
         };
+        if let Some(host) = r.host.as_deref().filter(|_| r.mode != TCP) {
+            let owned = (r.env_id, normalize(host));
+            if !verified.contains(&owned) {
+                tracing::warn!(route = %r.id, %host, "a route names a host that is not a verified domain of its env; ignored");
+                continue;
+            }
+            routed.insert(owned);
+        }
         let backends = history(r.env_id)
             .map(|d| healthy.on_port(d.id, &r.process, port))
             .find(|b| !b.is_empty())
@@ -113,7 +131,8 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         }
     }
     for d in &rows.domains {
-        if let Some(target) = serving.get(&d.env_id) {
+        let claimed_by_route = routed.contains(&(d.env_id, normalize(&d.hostname)));
+        if let (Some(target), false) = (serving.get(&d.env_id), claimed_by_route) {
             hosts.claim(d.hostname.clone(), target.clone());
         }
     }

@@ -26,6 +26,7 @@ const PASSED: &str = "db.example.com";
 /// A `tls-passthrough` route from [`PASSED`] to the prod env's `web` process on `port`,
 /// balanced by least connections.
 pub async fn passthrough(world: &World, app: &App, port: u16, proxy_protocol: bool) {
+    world.verified_domain(app, "prod", PASSED).await;
     let route = EventData::RouteCreated {
         route_id: Uuid::now_v7(),
         env_id: app.env("prod"),

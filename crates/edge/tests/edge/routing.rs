@@ -172,9 +172,16 @@ async fn routes_and_verified_domains_reach_the_env() {
         policy: Default::default(),
         listen_port: None,
     };
+    for host in ["api.example.com", "tls.example.com"] {
+        world.verified_domain(&app, "prod", host).await;
+    }
     world.emit(app.org, route("api.example.com", "http")).await;
     world
         .emit(app.org, route("tls.example.com", "tls-passthrough"))
+        .await;
+    // A name the env has not verified is not routed.
+    world
+        .emit(app.org, route("nobody.example.com", "http"))
         .await;
     let domain = EventData::DomainAdded {
         domain_id: Uuid::now_v7(),
@@ -196,6 +203,7 @@ async fn routes_and_verified_domains_reach_the_env() {
         404,
         "unverified domains are not served"
     );
+    assert_eq!(edge.get("nobody.example.com").await.status, 404);
 
     // No event verifies a domain yet; the edge reads the projection's column.
     let pg = world.pg.as_ref().unwrap();

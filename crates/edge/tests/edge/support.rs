@@ -170,8 +170,24 @@ impl World {
         log::head(&mut db).await.unwrap()
     }
 
-    /// An `http` route from `host` to the `web` process on `port`, with a policy.
+    /// `host` as a verified domain of `app`'s `env`: what a route's host must be.
+    pub async fn verified_domain(&self, app: &App, env: &str, host: &str) {
+        let domain_id = Uuid::now_v7();
+        let added = EventData::DomainAdded {
+            domain_id,
+            env_id: app.env(env),
+            hostname: host.into(),
+            verification_token: "t".into(),
+        };
+        self.emit(app.org, added).await;
+        self.emit(app.org, EventData::DomainVerified { domain_id })
+            .await;
+    }
+
+    /// An `http` route from `host` (verified first) to the `web` process on `port`,
+    /// with a policy.
     pub async fn route(&self, app: &App, host: &str, port: u16, policy: serde_json::Value) {
+        self.verified_domain(app, "prod", host).await;
         let route = EventData::RouteCreated {
             route_id: Uuid::now_v7(),
             env_id: app.env("prod"),

@@ -104,6 +104,9 @@ pub async fn create_route(
     }
     let route_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
+    if let Some(host) = &host {
+        own_domain(&mut tx, scope.env.id, host).await?;
+    }
     let listen_port = match b.mode {
         RouteMode::Tcp => Some(allocate_port(&mut tx, s.config.tcp_ports).await?),
         _ => None,
@@ -133,6 +136,31 @@ pub async fn create_route(
         created_at: created.at,
     };
     req.finish(tx, StatusCode::CREATED, route).await
+}
+
+/// A route's host must be a domain this env has proven it owns: otherwise a tenant
+/// could route a name another one verified (routes take precedence over domains).
+async fn own_domain(tx: &mut sqlx::PgConnection, env: Uuid, host: &Hostname) -> ApiResult<()> {
+    let domains = read::domains(&mut *tx, env).await?;
+    let host = host.as_str();
+    let found = domains
+        .iter()
+        .find(|d| d.hostname.eq_ignore_ascii_case(host));
+    match found {
+        Some(domain) if domain.verified_at.is_some() => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "host",
+            format!(
+                "{host} is not verified yet: publish its TXT record, then run `zeitwork domains verify {host}`"
+            ),
+        )),
+        None => Err(ApiError::invalid(
+            "host",
+            format!(
+                "{host} is not a domain of this env: add it with `zeitwork domains add {host}` and verify it first"
+            ),
+        )),
+    }
 }
 
 /// The lowest port of the range no route holds. The append lock is taken first, so

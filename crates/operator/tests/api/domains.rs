@@ -14,6 +14,7 @@ use crate::support::{Platform, assert_error, config};
 const DOMAINS: &str = "/api/v1/orgs/acme/apps/web/envs/prod/domains";
 const HOST: &str = "shop.example.test";
 const CHALLENGE: &str = "_zeitwork-challenge.shop.example.test";
+const ROUTES: &str = "/api/v1/orgs/acme/apps/web/envs/prod/routes";
 
 /// The DNS server, or `None` (with the reason printed) when it cannot run here.
 async fn dns() -> Option<ChallTestSrv> {
@@ -70,6 +71,11 @@ async fn a_domain_is_verified_by_its_txt_record_only() {
         "{message}"
     );
     assert_eq!(verified_at(&p, &deployer).await, Value::Null);
+    let route = json!({"host": HOST, "process": "web", "port": 8080});
+    let early = p.post(ROUTES, &deployer, route.clone()).await;
+    assert_error(&early, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
+    let message = early.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("zeitwork domains verify"), "{message}");
 
     // A wrong token (say, of an earlier add of the same name) is named in the refusal.
     dns.set_txt(CHALLENGE, "zeitwork-verification=stale").await;
@@ -124,6 +130,15 @@ async fn a_domain_is_verified_by_its_txt_record_only() {
         .await;
     assert_error(&unknown, StatusCode::NOT_FOUND, None);
     assert_eq!(p.count("domain_verified").await, 1);
+
+    // Only the env that verified a name may route it.
+    let routed = p.post(ROUTES, &deployer, route.clone()).await;
+    assert_eq!(routed.status, StatusCode::CREATED, "{:?}", routed.body);
+    p.post("/api/v1/orgs/other/apps", &other, json!({"name": "web"}))
+        .await;
+    let theirs = "/api/v1/orgs/other/apps/web/envs/prod/routes";
+    let stolen = p.post(theirs, &other, route).await;
+    assert_error(&stolen, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
 
     p.assert_rebuild_is_exact().await;
 }

@@ -112,11 +112,8 @@ fn routes_reach_their_process_on_their_port_and_domains_follow_the_env() {
     let mut rows = rows();
     rows.routes
         .push(route(30, 1, Some("Admin.Example.COM"), "http", 9443));
-    rows.domains.push(DomainRow {
-        id: id(31),
-        env_id: id(1),
-        hostname: "www.example.com.".into(),
-    });
+    rows.domains.push(verified(29, 1, "admin.example.com"));
+    rows.domains.push(verified(31, 1, "www.example.com."));
     let table = build(BASE, rows);
     let admin = table.lookup("admin.example.com").unwrap();
     assert_eq!((admin.process(), admin.port()), ("admin", Some(9443)));
@@ -140,11 +137,43 @@ fn a_route_cannot_take_a_platform_assigned_name() {
     let mut taker = route(32, 3, Some("shop-acme.zeitwork.test"), "http", 80);
     taker.process = "web".into();
     rows.routes.push(taker);
+    // Even were the name a verified domain of the taker's env.
+    rows.domains
+        .push(verified(33, 3, "shop-acme.zeitwork.test"));
     let table = build(BASE, rows);
     assert_eq!(
         table.lookup("shop-acme.zeitwork.test").unwrap().env_id(),
         id(1)
     );
+}
+
+#[test]
+fn a_route_to_a_name_its_env_has_not_verified_is_ignored() {
+    let mut rows = rows();
+    rows.envs.push(EnvRow {
+        id: id(3),
+        name: "prod".into(),
+        app: "evil".into(),
+        org: "other".into(),
+    });
+    // Env 1 proved it owns www.victim.test; env 3 routes it (made before the API
+    // refused such routes) and routes a name nobody verified.
+    rows.domains.push(verified(34, 1, "www.victim.test"));
+    rows.routes
+        .push(route(35, 3, Some("www.victim.test"), "http", 80));
+    rows.routes
+        .push(route(36, 3, Some("nobody.test"), "http", 80));
+    let table = build(BASE, rows);
+    assert_eq!(table.lookup("www.victim.test").unwrap().env_id(), id(1));
+    assert!(table.lookup("nobody.test").is_none());
+}
+
+fn verified(n: u128, env: u128, hostname: &str) -> DomainRow {
+    DomainRow {
+        id: id(n),
+        env_id: id(env),
+        hostname: hostname.into(),
+    }
 }
 
 /// A route of env `env` to process `admin`.
@@ -203,6 +232,7 @@ fn http_routes_never_send_a_proxy_header() {
     let mut r = route(53, 1, Some("api.example.com"), "http", 9000);
     r.proxy_protocol = true;
     rows.routes.push(r);
+    rows.domains.push(verified(54, 1, "api.example.com"));
     assert!(
         !build(BASE, rows)
             .lookup("api.example.com")
@@ -217,11 +247,7 @@ fn passthrough_routes_are_found_by_sni_only_and_take_no_taken_name() {
     rows.routes.push(passthrough(40, "DB.example.com.", true));
     rows.routes
         .push(passthrough(41, "shop-acme.zeitwork.test", false));
-    rows.domains.push(DomainRow {
-        id: id(42),
-        env_id: id(1),
-        hostname: "db.example.com".into(),
-    });
+    rows.domains.push(verified(42, 1, "db.example.com"));
     let table = build(BASE, rows);
     assert!(table.lookup("db.example.com").is_none(), "not over HTTP");
     let db = table.lookup_passthrough("db.example.com").unwrap();
