@@ -116,6 +116,10 @@ pub enum EventData {
         /// The port a `tcp` route is reached on at every edge, allocated by the operator.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         listen_port: Option<u16>,
+        /// Declared in the deployed release's manifest (`[[routes]]`): the next deploy or
+        /// rollback keeps, replaces or removes it; routes made through the API it leaves.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        declared: bool,
     },
     RouteDeleted {
         route_id: Uuid,

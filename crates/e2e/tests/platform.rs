@@ -211,7 +211,9 @@ async fn rebuild_projections_matches_the_live_tables() {
         .await
         .exit(1);
     assert!(
-        refused.stderr.contains("zeitwork domains add www.example.com")
+        refused
+            .stderr
+            .contains("zeitwork domains add www.example.com")
             && refused.stderr.trim().lines().count() == 1,
         "{refused:#?}"
     );

@@ -186,6 +186,7 @@ impl World {
                 proxy_protocol: false,
                 policy: Default::default(),
                 listen_port: None,
+                declared: false,
             },
         ]
     }

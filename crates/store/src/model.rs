@@ -59,6 +59,8 @@ pub struct Route {
     pub policy: sqlx::types::Json<zeitwork_core::RoutePolicy>,
     /// Where a `tcp` route is reached on every edge; `None` for hostname routes.
     pub listen_port: Option<i32>,
+    /// From the deployed release's manifest rather than the API.
+    pub declared: bool,
     pub created_at: DateTime<Utc>,
 }
 

@@ -100,10 +100,11 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             proxy_protocol,
             policy,
             listen_port,
+            declared,
         } => {
             sqlx::query(
-                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "INSERT INTO routes (id, org_id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port, declared, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(route_id)
             .bind(org)
@@ -115,6 +116,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(proxy_protocol)
             .bind(sqlx::types::Json(policy))
             .bind(listen_port.map(i32::from))
+            .bind(declared)
             .bind(at)
             .execute(db)
             .await?;

@@ -116,7 +116,8 @@ pub async fn env<'c>(db: impl PgExecutor<'c>, app: Uuid, name: &str) -> R<Option
 
 pub async fn routes<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Route>> {
     Ok(sqlx::query_as(
-        "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port, created_at
+        "SELECT id, env_id, host, process, mode, port, proxy_protocol, policy, listen_port, declared,
+                created_at
          FROM routes WHERE env_id = $1 ORDER BY created_at",
     )
     .bind(env)

@@ -204,6 +204,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 policy: serde_json::from_value(serde_json::json!({"balance": "least-connections"}))
                     .unwrap(),
                 listen_port: None,
+                declared: true,
             },
         ),
         (

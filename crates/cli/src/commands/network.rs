@@ -55,6 +55,7 @@ const ROUTES: &[Column] = &[
     col("PORT", "port"),
     col("MODE", "mode"),
     col("EDGE PORT", "listen_port"),
+    col("DECLARED", "declared"),
     col("PROXY", "proxy_protocol"),
 ];
 

@@ -31,8 +31,17 @@ impl Manifest {
         for key in self.env.keys() {
             check_env_name(key).map_err(|m| ManifestError::at(format!("env.{key}"), m))?;
         }
+        let mut hosts = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let path = format!("routes[{i}]");
+            if let Some(host) = &route.host
+                && !hosts.insert(host.as_str().to_ascii_lowercase())
+            {
+                return Err(ManifestError::at(
+                    format!("{path}.host"),
+                    format!("{} is routed twice; keep one route per host", host.as_str()),
+                ));
+            }
             let Some(process) = self.processes.get(&route.process) else {
                 return Err(ManifestError::at(
                     format!("{path}.process"),

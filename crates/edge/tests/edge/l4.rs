@@ -37,6 +37,7 @@ pub async fn passthrough(world: &World, app: &App, port: u16, proxy_protocol: bo
         proxy_protocol,
         policy: serde_json::from_value(json!({"balance": "least-connections"})).unwrap(),
         listen_port: None,
+        declared: false,
     };
     world.emit(app.org, route).await;
 }

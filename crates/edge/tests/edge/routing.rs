@@ -171,6 +171,7 @@ async fn routes_and_verified_domains_reach_the_env() {
         proxy_protocol: false,
         policy: Default::default(),
         listen_port: None,
+        declared: false,
     };
     for host in ["api.example.com", "tls.example.com"] {
         world.verified_domain(&app, "prod", host).await;

@@ -198,6 +198,7 @@ impl World {
             proxy_protocol: false,
             policy: serde_json::from_value(policy).expect("a valid policy"),
             listen_port: None,
+            declared: false,
         };
         self.emit(app.org, route).await;
     }

@@ -12,6 +12,7 @@ use zeitwork_core::{EventData, ImageRef, Manifest, Name};
 use zeitwork_store::model::{Deployment, Release};
 use zeitwork_store::{Tx, log, read};
 
+use super::routing::apply_declared;
 use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
@@ -289,6 +290,7 @@ impl AppState {
             surge: true,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        apply_declared(tx, self, auth, scope, manifest).await?;
         let deployment: Deployment = read::active_deployment(&mut **tx, scope.env.id)
             .await?
             .expect("just created");

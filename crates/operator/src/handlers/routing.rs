@@ -1,6 +1,9 @@
 //! Routes (hostname/port → process) and custom domains of an env.
 
+mod declared;
 mod verify;
+
+pub(crate) use declared::apply_declared;
 
 pub use verify::verify_domain;
 
@@ -18,11 +21,12 @@ use uuid::Uuid;
 use zeitwork_core::manifest::RouteMode;
 use zeitwork_core::{EventData, Hostname, Name, PortRange, RoutePolicy};
 use zeitwork_store::model::{Domain, Route};
-use zeitwork_store::{log, read};
+use zeitwork_store::{Tx, log, read};
 
+use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
-use crate::scope::{Deployer, InEnv, Reader};
+use crate::scope::{Deployer, EnvScope, InEnv, Reader};
 use crate::state::AppState;
 use verify::DomainView;
 
@@ -102,45 +106,87 @@ pub async fn create_route(
             "port must be between 1 and 65535",
         ));
     }
-    let route_id = Uuid::now_v7();
-    let mut tx = s.store.begin().await?;
-    if let Some(host) = &host {
-        own_domain(&mut tx, scope.env.id, host).await?;
-    }
-    let listen_port = match b.mode {
-        RouteMode::Tcp => Some(allocate_port(&mut tx, s.config.tcp_ports).await?),
-        _ => None,
-    };
-    let data = EventData::RouteCreated {
-        route_id,
-        env_id: scope.env.id,
-        host: host.map(|h| h.to_string()),
-        process: process.to_string(),
-        mode: b.mode.as_str().into(),
+    let spec = RouteSpec {
+        host,
+        process,
+        mode: b.mode,
         port: b.port,
         proxy_protocol: b.proxy_protocol,
         policy: b.policy.clone(),
-        listen_port,
+        declared: false,
     };
-    let created = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
-    let route = Route {
+    let mut tx = s.store.begin().await?;
+    let route = record(&mut tx, &s, &auth, &scope, &spec, "").await?;
+    req.finish(tx, StatusCode::CREATED, route).await
+}
+
+/// A route to record, its parts validated.
+pub(crate) struct RouteSpec {
+    pub host: Option<Hostname>,
+    pub process: Name,
+    pub mode: RouteMode,
+    pub port: u16,
+    pub proxy_protocol: bool,
+    pub policy: RoutePolicy,
+    /// From a manifest's `[[routes]]`.
+    pub declared: bool,
+}
+
+/// Records a route in the env of `scope`: its host must be a verified domain of the env,
+/// a `tcp` route gets a port. Errors name their field after `at` (`""` for the API's own
+/// body, `manifest.routes[N].` for a manifest's route).
+pub(crate) async fn record(
+    tx: &mut Tx,
+    s: &AppState,
+    auth: &Auth,
+    scope: &EnvScope,
+    spec: &RouteSpec,
+    at: &str,
+) -> ApiResult<Route> {
+    if let Some(host) = &spec.host {
+        own_domain(tx, scope.env.id, host, at).await?;
+    }
+    let listen_port = match spec.mode {
+        RouteMode::Tcp => Some(allocate_port(tx, s.config.tcp_ports, at).await?),
+        _ => None,
+    };
+    let route_id = Uuid::now_v7();
+    let data = EventData::RouteCreated {
+        route_id,
+        env_id: scope.env.id,
+        host: spec.host.as_ref().map(ToString::to_string),
+        process: spec.process.to_string(),
+        mode: spec.mode.as_str().into(),
+        port: spec.port,
+        proxy_protocol: spec.proxy_protocol,
+        policy: spec.policy.clone(),
+        listen_port,
+        declared: spec.declared,
+    };
+    let created = log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+    Ok(Route {
         id: route_id,
         env_id: scope.env.id,
-        host: b.host.as_ref().map(|h| h.trim_end_matches('.').to_owned()),
-        process: process.to_string(),
-        mode: b.mode.as_str().into(),
-        port: i32::from(b.port),
-        proxy_protocol: b.proxy_protocol,
-        policy: sqlx::types::Json(b.policy.clone()),
+        host: spec.host.as_ref().map(ToString::to_string),
+        process: spec.process.to_string(),
+        mode: spec.mode.as_str().into(),
+        port: i32::from(spec.port),
+        proxy_protocol: spec.proxy_protocol,
+        policy: sqlx::types::Json(spec.policy.clone()),
         listen_port: listen_port.map(i32::from),
+        declared: spec.declared,
         created_at: created.at,
-    };
-    req.finish(tx, StatusCode::CREATED, route).await
+    })
 }
 
 /// A route's host must be a domain this env has proven it owns: otherwise a tenant
 /// could route a name another one verified (routes take precedence over domains).
-async fn own_domain(tx: &mut sqlx::PgConnection, env: Uuid, host: &Hostname) -> ApiResult<()> {
+async fn own_domain(
+    tx: &mut sqlx::PgConnection,
+    env: Uuid,
+    host: &Hostname,
+    at: &str,
+) -> ApiResult<()> {
     let domains = read::domains(&mut *tx, env).await?;
     let host = host.as_str();
     let found = domains
@@ -149,13 +195,13 @@ async fn own_domain(tx: &mut sqlx::PgConnection, env: Uuid, host: &Hostname) -> 
     match found {
         Some(domain) if domain.verified_at.is_some() => Ok(()),
         Some(_) => Err(ApiError::invalid(
-            "host",
+            format!("{at}host"),
             format!(
                 "{host} is not verified yet: publish its TXT record, then run `zeitwork domains verify {host}`"
             ),
         )),
         None => Err(ApiError::invalid(
-            "host",
+            format!("{at}host"),
             format!(
                 "{host} is not a domain of this env: add it with `zeitwork domains add {host}` and verify it first"
             ),
@@ -165,12 +211,12 @@ async fn own_domain(tx: &mut sqlx::PgConnection, env: Uuid, host: &Hostname) -> 
 
 /// The lowest port of the range no route holds. The append lock is taken first, so
 /// two routes created at once never get the same port.
-async fn allocate_port(tx: &mut sqlx::PgConnection, range: PortRange) -> ApiResult<u16> {
+async fn allocate_port(tx: &mut sqlx::PgConnection, range: PortRange, at: &str) -> ApiResult<u16> {
     log::lock(&mut *tx).await?;
     let taken: HashSet<u16> = read::listen_ports(&mut *tx).await?.into_iter().collect();
     range.first_free(|p| taken.contains(&p)).ok_or_else(|| {
         ApiError::conflict(
-            "mode",
+            &format!("{at}mode"),
             format!("every port for tcp routes ({range}) is taken; remove a tcp route or ask the operator to widen --tcp-ports"),
         )
     })

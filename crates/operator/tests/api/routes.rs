@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use zeitwork_core::PortRange;
 use zeitwork_operator::Config;
 
-use crate::support::{Platform, assert_error, config};
+use crate::support::{Platform, assert_error, config, image};
 
 fn routes(org: &str) -> String {
     format!("/api/v1/orgs/{org}/apps/web/envs/prod/routes")
@@ -82,5 +82,87 @@ async fn tcp_routes_get_the_lowest_free_port_of_the_range() {
         again.body["listen_port"], 30000,
         "a removed route's port is free"
     );
+    p.assert_rebuild_is_exact().await;
+}
+
+fn manifest(routes: &str) -> String {
+    format!("version = 1\napp = \"web\"\n[processes.web]\nport = 8080\n{routes}")
+}
+
+#[tokio::test]
+async fn declared_routes_follow_the_deployed_release() {
+    let p = Platform::start_with(Config {
+        tcp_ports: PortRange::new(30000, 30009).unwrap(),
+        ..config()
+    })
+    .await;
+    let admin = p.org("acme").await;
+    p.post("/api/v1/orgs/acme/apps", &admin, json!({"name": "web"}))
+        .await;
+    let deploys = "/api/v1/orgs/acme/apps/web/envs/prod/deployments";
+    let deploy = |n: u8, routes: &str| {
+        let body = json!({"image": image(n), "manifest": manifest(routes)});
+        p.post(deploys, &admin, body)
+    };
+    let declared = |answer: &Value| -> Vec<(String, Value, Value)> {
+        let mut out: Vec<_> = answer["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["declared"] == true)
+            .map(|r| {
+                let id = r["id"].as_str().unwrap().to_owned();
+                (id, r["listen_port"].clone(), r["proxy_protocol"].clone())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let by_hand = p.post(&routes("acme"), &admin, tcp()).await;
+    assert_eq!(by_hand.body["listen_port"], 30000);
+    let tcp_route = "[[routes]]\nprocess = \"web\"\nmode = \"tcp\"\n";
+
+    assert_eq!(deploy(1, tcp_route).await.status, StatusCode::CREATED);
+    let first = declared(&p.get(&routes("acme"), &admin).await.body);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, 30001);
+    // The same declaration again: the same route, the same port.
+    assert_eq!(deploy(2, tcp_route).await.status, StatusCode::CREATED);
+    assert_eq!(declared(&p.get(&routes("acme"), &admin).await.body), first);
+    // Changed: replaced.
+    let with_proxy = format!("{tcp_route}proxy_protocol = true\n");
+    assert_eq!(deploy(3, &with_proxy).await.status, StatusCode::CREATED);
+    let changed = declared(&p.get(&routes("acme"), &admin).await.body);
+    assert_eq!(changed.len(), 1);
+    assert_ne!(changed[0].0, first[0].0);
+    assert_eq!(changed[0].2, true);
+    // No longer declared: removed; the route made by hand stays.
+    assert_eq!(deploy(4, "").await.status, StatusCode::CREATED);
+    let listed = p.get(&routes("acme"), &admin).await.body;
+    assert!(declared(&listed).is_empty());
+    assert_eq!(listed["routes"][0]["id"], by_hand.body["id"]);
+
+    // A host the env has not verified: refused, naming the manifest's field; nothing written.
+    let head = p.head().await;
+    let http = "[[routes]]\nhost = \"api.example.com\"\nprocess = \"web\"\n";
+    let refused = deploy(5, http).await;
+    assert_error(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("manifest.routes[0].host"),
+    );
+    assert_eq!(p.head().await, head);
+
+    // Rolling back to release 3 brings its route back.
+    let back = p
+        .post(
+            "/api/v1/orgs/acme/apps/web/envs/prod/rollback",
+            &admin,
+            json!({"release": 3}),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::CREATED, "{:?}", back.body);
+    let restored = declared(&p.get(&routes("acme"), &admin).await.body);
+    assert_eq!((restored.len(), &restored[0].2), (1, &json!(true)));
     p.assert_rebuild_is_exact().await;
 }

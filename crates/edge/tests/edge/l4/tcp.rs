@@ -50,6 +50,7 @@ fn tcp_route(app: &App, listen_port: u16, port: u16, proxy_protocol: bool) -> (U
         proxy_protocol,
         policy: Default::default(),
         listen_port: Some(listen_port),
+        declared: false,
     };
     (route_id, route)
 }
