@@ -1,7 +1,7 @@
 //! The node agent for real, through `zeitwork up` as a user runs it: this machine
 //! enrolls as a node, the example app is deployed into a QEMU microVM, its status goes
-//! healthy, its output reaches `zeitwork logs`, a rollout under load fails no request,
-//! a killed VMM comes back, NATS down still
+//! healthy, its output reaches `zeitwork logs`, a rollout under load fails no request, a
+//! tcp route reaches it on a port of its own, a killed VMM comes back, NATS down still
 //! converges, a SIGKILLed `up` (also mid-change) finds its VMs again instead of booting
 //! duplicates, and with Postgres gone the instances keep running untouched.
 //!
@@ -93,6 +93,33 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     assert!(served > 10, "the load ran ({served} requests)");
     let id = status["id"].as_str().unwrap().to_owned();
     let url = format!("http://{}/", status["address"].as_str().unwrap());
+
+    // A tcp route: a port of the edge's own, relaying bytes to the microVM as they come.
+    let tcp = [
+        "routes",
+        "add",
+        "--process",
+        "web",
+        "--port",
+        "8080",
+        "--mode",
+        "tcp",
+    ];
+    let added = up.cli(&[&app[..], &tcp[..]].concat()).await.success();
+    let port = added
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in {added:#?}"));
+    let relayed = eventually(|| async {
+        get_via(&format!("127.0.0.1:{port}"), "anything.example")
+            .await
+            .ok()
+    })
+    .await;
+    assert!(relayed.contains("Hello from Zeitwork"), "{relayed}");
 
     // A VMM killed behind the agent's back: reported, restarted, healthy again.
     let vmm = vmm_pid(&id).expect("the instance's VMM");
