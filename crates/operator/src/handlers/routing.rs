@@ -300,6 +300,26 @@ pub async fn remove_domain(
         .into_iter()
         .find(|d| d.hostname == p.id)
         .ok_or_else(|| ApiError::not_found("domain"))?;
+    // A route on the domain would silently stop being served: say so instead.
+    let routes = read::routes(s.store.pool(), scope.env.id).await?;
+    let routed = routes.iter().find(|r| {
+        r.host
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&domain.hostname))
+    });
+    if let Some(route) = routed {
+        let how = match route.declared {
+            true => "deploy a release whose zeitwork.toml no longer declares it".to_owned(),
+            false => format!("`zeitwork routes remove {}`", route.id),
+        };
+        return Err(ApiError::conflict(
+            "hostname",
+            format!(
+                "route {} serves {}; remove it first ({how})",
+                route.id, domain.hostname
+            ),
+        ));
+    }
     s.record(
         &auth,
         Some(scope.org.id),

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use zeitwork_operator::Config;
 
@@ -139,6 +139,22 @@ async fn a_domain_is_verified_by_its_txt_record_only() {
     let theirs = "/api/v1/orgs/other/apps/web/envs/prod/routes";
     let stolen = p.post(theirs, &other, route).await;
     assert_error(&stolen, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
+
+    // A routed domain stays until its route goes.
+    let domain = format!("{DOMAINS}/{HOST}");
+    let kept = p.send(Method::DELETE, &domain, Some(&deployer), None).await;
+    assert_error(&kept, StatusCode::CONFLICT, Some("hostname"));
+    let route_id = routed.body["id"].as_str().unwrap();
+    let message = kept.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("zeitwork routes remove {route_id}")),
+        "{message}"
+    );
+    let route = format!("{ROUTES}/{route_id}");
+    let gone = p.send(Method::DELETE, &route, Some(&deployer), None).await;
+    assert!(gone.status.is_success(), "{:?}", gone.body);
+    let removed = p.send(Method::DELETE, &domain, Some(&deployer), None).await;
+    assert!(removed.status.is_success(), "{:?}", removed.body);
 
     p.assert_rebuild_is_exact().await;
 }
