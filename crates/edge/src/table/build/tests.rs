@@ -128,12 +128,7 @@ fn routes_reach_their_process_on_their_port_and_domains_follow_the_env() {
 #[test]
 fn a_route_cannot_take_a_platform_assigned_name() {
     let mut rows = rows();
-    rows.envs.push(EnvRow {
-        id: id(3),
-        name: "prod".into(),
-        app: "evil".into(),
-        org: "other".into(),
-    });
+    rows.envs.push(other_tenant());
     let mut taker = route(32, 3, Some("shop-acme.zeitwork.test"), "http", 80);
     taker.process = "web".into();
     rows.routes.push(taker);
@@ -150,12 +145,7 @@ fn a_route_cannot_take_a_platform_assigned_name() {
 #[test]
 fn a_route_to_a_name_its_env_has_not_verified_is_ignored() {
     let mut rows = rows();
-    rows.envs.push(EnvRow {
-        id: id(3),
-        name: "prod".into(),
-        app: "evil".into(),
-        org: "other".into(),
-    });
+    rows.envs.push(other_tenant());
     // Env 1 proved it owns www.victim.test; env 3 routes it (made before the API
     // refused such routes) and routes a name nobody verified.
     rows.domains.push(verified(34, 1, "www.victim.test"));
@@ -166,6 +156,16 @@ fn a_route_to_a_name_its_env_has_not_verified_is_ignored() {
     let table = build(BASE, rows);
     assert_eq!(table.lookup("www.victim.test").unwrap().env_id(), id(1));
     assert!(table.lookup("nobody.test").is_none());
+}
+
+/// Env 3: app `evil` of org `other`.
+fn other_tenant() -> EnvRow {
+    EnvRow {
+        id: id(3),
+        name: "prod".into(),
+        app: "evil".into(),
+        org: "other".into(),
+    }
 }
 
 fn verified(n: u128, env: u128, hostname: &str) -> DomainRow {
