@@ -46,7 +46,9 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 /// Request bodies are cut beyond this unless the route says otherwise.
 const DEFAULT_MAX_BODY_MB: u64 = 100;
 
-type Body = Either<Incoming, Full<Bytes>>;
+/// An app's answer body: from hyper's client, or read by the express lane's bridge.
+type FromApp = Either<Incoming, express::RawBody>;
+type Body = Either<FromApp, Full<Bytes>>;
 
 /// What every worker of an edge shares: the table, and what the edge has seen of
 /// instances (failures, requests in flight) and of clients (rate limits).
@@ -265,9 +267,14 @@ impl Proxy {
         let timeout = policy
             .timeout
             .map_or(self.shared.upstream_timeout, |t| t.as_duration());
-        let sent = self
-            .upstream
-            .send(plan, &self.shared.backends, req, forwarded, max_body);
+        let sent = self.upstream.send(
+            &self.lane,
+            plan,
+            &self.shared.backends,
+            req,
+            forwarded,
+            max_body,
+        );
         match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(mut response)) => {
                 if let Some(client_side) = client_side {
@@ -299,7 +306,7 @@ impl Proxy {
             }
             Ok(Err(e)) if e.body_too_large => too_large(),
             Ok(Err(e)) => {
-                tracing::warn!(host = %host.name, attempts = e.attempts, error = %e.error, "no instance answered");
+                tracing::warn!(host = %host.name, error = %e.error, "no instance answered");
                 target.metrics().upstream_error(UpstreamError::Unreachable);
                 answer(Problem::new(
                     StatusCode::BAD_GATEWAY,

@@ -9,27 +9,32 @@
 //! The header rules are the hyper path's (`wire.rs`); the two paths are tested alike by
 //! the same integration tests. Why it exists: BENCHMARKS.md (CPU per request).
 
+mod body;
+mod bridge;
 mod pool;
+mod send;
 mod wire;
 
+pub(crate) use bridge::RawBody;
 use pool::Pool;
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use http::{HeaderValue, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 use zeitwork_core::route_policy::Balance;
 
 use super::balance::Candidate;
-use super::guard::{Chunk, MAX_HEAD, MAX_HEADERS, content_length, head_end};
+use super::guard::{MAX_HEAD, MAX_HEADERS, content_length, head_end};
 use super::page::{Problem, accepts_json};
 use super::serve::HEAD_TIMEOUT;
 use super::{DEFAULT_MAX_BODY_MB, Proxy, Redirect, host, policy, request_id_from};
 use crate::metrics::UpstreamError;
 use crate::table::Target;
-use pool::Upstream;
+use body::{Relayed, pass_body, write};
+use send::{Answer, Body, Failed, Outgoing, send};
 use wire::{Connection, Framing, Stated};
 
 /// Longest answer head taken from an instance.
@@ -48,11 +53,23 @@ const SPARE_MAX_BYTES: usize = 256 * 1024;
 /// requests in flight.
 #[derive(Default)]
 pub(crate) struct Lane {
-    pool: Pool,
+    pool: std::sync::Arc<Pool>,
     spare: std::sync::Mutex<Vec<Buffers>>,
 }
 
 impl Lane {
+    /// [`bridge::send_bodiless`] over this lane's pool.
+    pub(crate) async fn send_bodiless(
+        &self,
+        backends: &super::balance::Backends,
+        plan: Vec<Candidate>,
+        method: &http::Method,
+        path: &http::uri::PathAndQuery,
+        headers: &http::HeaderMap,
+    ) -> Result<http::Response<RawBody>, super::forward::Unreachable> {
+        bridge::send_bodiless(&self.pool, backends, plan, method, path, headers).await
+    }
+
     fn buffers(&self) -> Buffers {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         spare.pop().unwrap_or_default()
@@ -289,13 +306,18 @@ impl Exchange {
             .timeout
             .map_or(proxy.shared.upstream_timeout, |t| t.as_duration());
         let early = (buf.len() - end).min(self.body as usize);
-        let mut body = Body {
-            early: &buf[end..end + early],
-            left: self.body - early as u64,
-            streamed: false,
+        let mut request = Outgoing {
+            head: &bufs.up,
+            body: Body {
+                early: &buf[end..end + early],
+                left: self.body - early as u64,
+                streamed: false,
+            },
+            idempotent: self.idempotent,
         };
         let plan = proxy.shared.backends.plan(&self.target, self.key);
-        let sent = self.send(plan, stream, &mut body, proxy, bufs);
+        let (pool, backends) = (&proxy.lane.pool, &proxy.shared.backends);
+        let sent = send(pool, backends, plan, &mut request, stream, &mut bufs.down);
         let (answer, failure) = match tokio::time::timeout(timeout, sent).await {
             Ok(Ok(answer)) => (Some(answer), None),
             Ok(Err(Failed::ClientGone)) => return false,
@@ -327,7 +349,7 @@ impl Exchange {
             }
         };
         // The rest of an unsent body is still on the wire: the connection cannot go on.
-        let unread = body.left > 0;
+        let unread = request.body.left > 0;
         buf.drain(..end + early);
         let keep = match (answer, failure) {
             (Some(answer), _) => self.relay(answer, stream, proxy, client, bufs).await,
@@ -338,72 +360,6 @@ impl Exchange {
             (None, None) => false,
         };
         keep && !self.close && !*client.draining.borrow()
-    }
-
-    /// The first instance of `plan` that answers with a head (in `bufs.down`), trying
-    /// the next where that is safe, as the hyper path does (`forward.rs`).
-    async fn send<S>(
-        &self,
-        plan: Vec<Candidate>,
-        stream: &mut S,
-        body: &mut Body<'_>,
-        proxy: &Proxy,
-        bufs: &mut Buffers,
-    ) -> Result<Answer, Failed>
-    where
-        S: AsyncRead + Unpin,
-    {
-        let backends = &proxy.shared.backends;
-        let (mut retried, mut last) = (false, String::from("no instance to send to"));
-        'instances: for candidate in plan {
-            let mut fresh = false;
-            loop {
-                let upstream = match fresh {
-                    true => proxy.lane.pool.connect(candidate.addr).await,
-                    false => proxy.lane.pool.checkout(candidate.addr).await,
-                };
-                let mut upstream = match upstream {
-                    Ok(upstream) => upstream,
-                    Err(e) => {
-                        // Nothing was sent: any instance may have the request.
-                        backends.failed(&candidate, true);
-                        last = format!("{}: {e}", candidate.addr);
-                        continue 'instances;
-                    }
-                };
-                let in_flight = backends.begin(&candidate);
-                let exchanged =
-                    exchange(&mut upstream, &bufs.up, body, stream, &mut bufs.down).await;
-                drop(in_flight);
-                match exchanged {
-                    Ok(head_len) => {
-                        return Ok(Answer {
-                            upstream,
-                            candidate,
-                            head_len,
-                        });
-                    }
-                    Err(Broken::Client) => return Err(Failed::ClientGone),
-                    Err(Broken::Upstream { answered, error }) => {
-                        let replayable = !body.streamed;
-                        // A kept connection the instance had closed meanwhile: not its fault.
-                        if upstream.reused && !answered && replayable && !fresh {
-                            fresh = true;
-                            continue;
-                        }
-                        backends.failed(&candidate, false);
-                        last = format!("{}: {error}", candidate.addr);
-                        tracing::warn!(backend = %candidate.addr, %error, "upstream request failed");
-                        if replayable && self.idempotent && !retried {
-                            retried = true;
-                            continue 'instances;
-                        }
-                        return Err(Failed::Unreachable(last));
-                    }
-                }
-            }
-        }
-        Err(Failed::Unreachable(last))
     }
 
     /// The edge's own page for `problem`, counted in the route's metrics; whether it
@@ -499,205 +455,4 @@ impl Exchange {
         }
         whole && !close
     }
-}
-
-/// An instance's answer: its head is the first `head_len` bytes of `bufs.down`.
-struct Answer {
-    upstream: Upstream,
-    candidate: Candidate,
-    head_len: usize,
-}
-
-/// The request body: what came with the head, and how much is still on the wire.
-struct Body<'a> {
-    early: &'a [u8],
-    left: u64,
-    /// Some of it was read from the client and sent: it cannot be sent again.
-    streamed: bool,
-}
-
-enum Failed {
-    ClientGone,
-    Unreachable(String),
-}
-
-enum Broken {
-    Client,
-    Upstream { answered: bool, error: String },
-}
-
-/// Sends the head (in `up`) and the body to the instance and reads the answer's head
-/// into `down` (informational answers skipped): its length.
-async fn exchange<S: AsyncRead + Unpin>(
-    upstream: &mut Upstream,
-    up: &[u8],
-    body: &mut Body<'_>,
-    client: &mut S,
-    down: &mut Vec<u8>,
-) -> Result<usize, Broken> {
-    let broken = |answered: bool| {
-        move |e: std::io::Error| Broken::Upstream {
-            answered,
-            error: e.to_string(),
-        }
-    };
-    let conn = &mut upstream.stream;
-    let mut head = bytes::Buf::chain(up, body.early);
-    conn.write_all_buf(&mut head).await.map_err(broken(false))?;
-    while body.left > 0 {
-        down.clear();
-        down.resize(body.left.min(CHUNK as u64) as usize, 0);
-        let n = match client.read(down).await {
-            Ok(0) | Err(_) => return Err(Broken::Client),
-            Ok(n) => n,
-        };
-        body.streamed = true;
-        body.left -= n as u64;
-        conn.write_all(&down[..n]).await.map_err(broken(false))?;
-    }
-    down.clear();
-    loop {
-        if let Some(end) = head_end(&[], down) {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            let mut res = httparse::Response::new(&mut headers);
-            let code = match res.parse(&down[..end]) {
-                Ok(httparse::Status::Complete(_)) => res.code.unwrap_or(0),
-                _ => return Ok(end), // reported as malformed by the caller
-            };
-            if (100..200).contains(&code) && code != 101 {
-                down.drain(..end);
-                continue;
-            }
-            if code == 101 {
-                return Err(Broken::Upstream {
-                    answered: true,
-                    error: "switched protocols unasked".into(),
-                });
-            }
-            return Ok(end);
-        }
-        if down.len() > MAX_RESPONSE_HEAD {
-            return Err(Broken::Upstream {
-                answered: true,
-                error: "answer head too long".into(),
-            });
-        }
-        down.reserve(CHUNK);
-        let answered = !down.is_empty();
-        match conn.read_buf(down).await {
-            Ok(0) => {
-                return Err(Broken::Upstream {
-                    answered,
-                    error: "connection closed before an answer".into(),
-                });
-            }
-            Ok(_) => {}
-            Err(e) => return Err(broken(answered)(e)),
-        }
-    }
-}
-
-/// How an answer's body went.
-struct Relayed {
-    /// The client has all of it and the connection may carry another answer.
-    whole: bool,
-    /// The instance sent nothing after it: its connection may carry another request.
-    clean: bool,
-}
-
-const BROKEN: Relayed = Relayed {
-    whole: false,
-    clean: false,
-};
-
-/// Sends the head in `bufs.out` with the body: what came with the head in `bufs.down`
-/// (after `head_len`), then the rest as it arrives, framed as it came.
-async fn pass_body<S: AsyncWrite + Unpin>(
-    framing: Framing,
-    upstream: &mut tokio::net::TcpStream,
-    client: &mut S,
-    head_len: usize,
-    bufs: &mut Buffers,
-) -> Relayed {
-    let Buffers { down, out, .. } = bufs;
-    let rest = &down[head_len..];
-    match framing {
-        Framing::Empty => Relayed {
-            whole: write(client, out).await,
-            clean: rest.is_empty(),
-        },
-        Framing::Length(length) => {
-            let now = (rest.len() as u64).min(length) as usize;
-            out.extend_from_slice(&rest[..now]);
-            let clean = rest.len() == now;
-            if !write(client, out).await {
-                return BROKEN;
-            }
-            let mut left = length - now as u64;
-            while left > 0 {
-                down.clear();
-                let mut room = bytes::BufMut::limit(&mut *down, left.min(CHUNK as u64) as usize);
-                match upstream.read_buf(&mut room).await {
-                    Ok(n) if n > 0 => left -= n as u64,
-                    _ => return BROKEN,
-                }
-                if !write(client, down).await {
-                    return BROKEN;
-                }
-            }
-            Relayed { whole: true, clean }
-        }
-        Framing::Chunked => {
-            let mut chunk = Chunk::default();
-            let Ok((used, mut done)) = chunk.advance(rest) else {
-                return BROKEN;
-            };
-            out.extend_from_slice(&rest[..used]);
-            let mut clean = used == rest.len();
-            if !write(client, out).await {
-                return BROKEN;
-            }
-            while !done {
-                down.clear();
-                down.reserve(CHUNK);
-                if !matches!(upstream.read_buf(down).await, Ok(n) if n > 0) {
-                    return BROKEN;
-                }
-                let Ok((used, ended)) = chunk.advance(down) else {
-                    return BROKEN;
-                };
-                done = ended;
-                clean &= used == down.len();
-                if !write(client, &down[..used]).await {
-                    return BROKEN;
-                }
-            }
-            Relayed { whole: true, clean }
-        }
-        Framing::UntilClose => {
-            out.extend_from_slice(rest);
-            if !write(client, out).await {
-                return BROKEN;
-            }
-            loop {
-                down.clear();
-                down.reserve(CHUNK);
-                match upstream.read_buf(down).await {
-                    Ok(0) => {
-                        return Relayed {
-                            whole: true,
-                            clean: false,
-                        };
-                    }
-                    Ok(_) if write(client, down).await => {}
-                    _ => return BROKEN,
-                }
-            }
-        }
-    }
-}
-
-/// Writes and flushes (TLS holds records back until then); whether it all went.
-async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
-    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
 }

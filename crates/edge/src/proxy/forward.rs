@@ -20,8 +20,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::FromApp;
 use super::REQUEST_ID;
 use super::balance::{Backends, Candidate};
+use super::express::Lane;
 
 /// Instances sit on the nodes' private networks: a connection that takes longer than
 /// this is not coming.
@@ -50,7 +52,6 @@ pub(crate) struct Forwarded<'a> {
 /// No instance answered.
 #[derive(Debug)]
 pub(crate) struct Unreachable {
-    pub attempts: usize,
     /// The last failure, with its causes.
     pub error: String,
     /// The request body was over the route's limit.
@@ -75,14 +76,16 @@ impl Upstream {
 
     /// Sends `req` to the first instance of `plan`, and on to the next where that is
     /// safe; what happens is told to `backends`. A body over `max_body` bytes is cut.
+    /// Requests without a body (nor an upgrade) go over the express lane's pool.
     pub(crate) async fn send(
         &self,
+        lane: &Lane,
         plan: Vec<Candidate>,
         backends: &Backends,
         req: Request<Incoming>,
         forwarded: Forwarded<'_>,
         max_body: usize,
-    ) -> Result<Response<Incoming>, Unreachable> {
+    ) -> Result<Response<FromApp>, Unreachable> {
         let (parts, body) = req.into_parts();
         let replayable = body.is_end_stream();
         let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -92,11 +95,14 @@ impl Upstream {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let headers = upstream_headers(parts.headers, &forwarded);
+        if replayable && forwarded.upgrade.is_none() {
+            let sent = lane.send_bodiless(backends, plan, &parts.method, &path, &headers);
+            return Ok(sent.await?.map(Either::Right));
+        }
         let mut body = Some(Limited::new(body, max_body));
-        let (mut attempts, mut retried, mut last) = (0, false, String::new());
+        let (mut retried, mut last) = (false, String::new());
         for candidate in plan {
             let backend = candidate.addr;
-            attempts += 1;
             let body = body
                 .take()
                 .map_or(Either::Right(Empty::new()), Either::Left);
@@ -118,7 +124,7 @@ impl Upstream {
                     if let (true, Some(protocol)) = (switched, protocol) {
                         mark_upgrade(response.headers_mut(), protocol);
                     }
-                    return Ok(response);
+                    return Ok(response.map(Either::Left));
                 }
                 Err(e) => e,
             };
@@ -126,7 +132,6 @@ impl Upstream {
             last = chain(&error);
             if last.contains(BODY_LIMIT_ERROR) {
                 return Err(Unreachable {
-                    attempts,
                     error: last,
                     body_too_large: true,
                 });
@@ -139,11 +144,17 @@ impl Upstream {
             }
             retried |= !connect;
         }
-        Err(Unreachable {
-            attempts,
-            error: last,
+        Err(Unreachable::after(last))
+    }
+}
+
+impl Unreachable {
+    /// No instance answered; `error` is the last failure.
+    pub(crate) fn after(error: String) -> Unreachable {
+        Unreachable {
+            error,
             body_too_large: false,
-        })
+        }
     }
 }
 

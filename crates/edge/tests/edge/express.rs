@@ -170,3 +170,53 @@ async fn a_connection_moves_to_the_full_path_at_the_first_request_the_lane_does_
     assert!(replies[1].body.ends_with("body=hello"), "{:?}", replies[1]);
     assert_eq!(app.hits.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn over_http2_answers_of_every_framing_arrive_whole_on_kept_connections() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let app = Scripted::start(|n| match n % 4 {
+        0 => (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            false,
+        ),
+        1 => ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+        2 => ("HTTP/1.1 204 No Content\r\n\r\n", false),
+        _ => ("HTTP/1.1 200 OK\r\n\r\nuntil the end", true),
+    })
+    .await;
+    let world = World::new().await;
+    let shop = world.app(&["prod"]).await;
+    let ids = world.deploy(&shop, "prod", "one", 1).await;
+    world.healthy(&shop, ids[0], app.addr).await;
+    let host = format!("shop-acme.{BASE}");
+    let edge = crate::tls::Secure::start(&world, crate::tls::TestCerts::new(&[&host])).await;
+    let tls = edge.connect(&host, &[b"h2"]).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for round in 0..2 {
+        for (status, body) in [
+            (200, "hello world"),
+            (200, "ok"),
+            (204, ""),
+            (200, "until the end"),
+        ] {
+            let req = http::Request::get(format!("https://{host}/"))
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = sender.send_request(req).await.unwrap();
+            assert_eq!(response.status(), status, "round {round}");
+            assert!(response.headers().get("x-request-id").is_some());
+            assert!(response.headers().get("transfer-encoding").is_none());
+            let got = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(got, body.as_bytes(), "round {round}");
+        }
+    }
+    // Kept connections were reused: one per round for the first three answers (the
+    // fourth closes its own), not one per request.
+    assert_eq!(app.connections.load(Ordering::SeqCst), 2);
+}

@@ -62,7 +62,7 @@ impl<'a> Connection<'a> {
         Some(connection)
     }
 
-    fn names(&self, name: &str) -> bool {
+    pub(super) fn names(&self, name: &str) -> bool {
         let named = &self.named[..self.count];
         named
             .iter()
