@@ -297,9 +297,10 @@ async fn routes(n: usize) {
     );
 }
 
-/// A plain HTTP server answering 200 "ok" and counting requests; sending `true` on
-/// `kill` closes its listener and cuts its open connections, like a killed instance.
-async fn backend(kill: tokio::sync::watch::Receiver<bool>, hits: Arc<AtomicUsize>) -> SocketAddr {
+/// A plain HTTP server answering 200 "ok"; sending `true` on `kill` closes its listener
+/// and cuts its open connections, like a killed instance. `late` counts the requests
+/// that reached it once killed.
+async fn backend(kill: tokio::sync::watch::Receiver<bool>, late: Arc<AtomicUsize>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -309,9 +310,11 @@ async fn backend(kill: tokio::sync::watch::Receiver<bool>, hits: Arc<AtomicUsize
                 accepted = listener.accept() => accepted.unwrap().0,
                 _ = killed.wait_for(|k| *k) => return,
             };
-            let hits = hits.clone();
+            let (late, seen) = (late.clone(), kill.clone());
             let service = hyper::service::service_fn(move |_req| {
-                hits.fetch_add(1, Ordering::Relaxed);
+                if *seen.borrow() {
+                    late.fetch_add(1, Ordering::Relaxed);
+                }
                 async {
                     let ok = Full::new(Bytes::from_static(b"ok"));
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(ok))
@@ -404,8 +407,8 @@ async fn failover() {
     let world = World::new(&pg).await;
     let (kill, killed_rx) = tokio::sync::watch::channel(false);
     let (_never, never) = tokio::sync::watch::channel(false);
-    let hits = Arc::new(AtomicUsize::new(0));
-    let victim = backend(killed_rx, hits.clone()).await;
+    let late = Arc::new(AtomicUsize::new(0));
+    let victim = backend(killed_rx, late.clone()).await;
     let survivor = backend(never, Arc::default()).await;
     world.deploy(&[victim, survivor]).await;
     let (_edge, addr) = start_edge(&world.store, None).await;
@@ -434,11 +437,10 @@ async fn failover() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = hits.load(Ordering::SeqCst);
     let killed = epoch.elapsed();
     kill.send(true).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = hits.load(Ordering::SeqCst) - before;
+    let after = late.load(Ordering::SeqCst);
     done.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in load {
