@@ -451,6 +451,17 @@ impl Up {
         self.admin_token.as_deref()
     }
 
+    /// `zeitwork login` with the admin token the first start printed, as a new user does
+    /// next.
+    pub async fn login_as_admin(&self) {
+        let admin = self
+            .admin_token()
+            .expect("the first start prints the admin token");
+        self.cli(&["login", "--api", self.api(), "--token", admin])
+            .await
+            .success();
+    }
+
     /// All the latest start printed on stdout, up to "Press Ctrl-C to stop.".
     pub fn banner(&self) -> &str {
         &self.banner

@@ -3,10 +3,6 @@
 //! custom domain verified by its DNS TXT record (`zeitwork domains verify`, against a DNS
 //! server of the test's) gets a certificate, and the edge serves it.
 
-// The DNS server the operator's own tests verify domains with (crates/operator/tests).
-#[path = "../../operator/tests/api/challtestsrv.rs"]
-#[allow(dead_code)] // not every helper is used here
-mod challtestsrv;
 // The same Pebble the certificate store's own tests run (crates/certs/tests).
 #[path = "tls/client.rs"]
 mod client;
@@ -17,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use zeitwork_e2e::{Up, poll_until};
-use zeitwork_services::free_port;
+use zeitwork_services::{ChallTestSrv, free_port};
 
 const DOMAIN: &str = "shop.example.test";
 
@@ -41,7 +37,7 @@ async fn a_verified_domain_gets_a_certificate_from_pebble_served_by_up() {
     let ca = pebble::Pebble::start(ports.0, ports.1).await;
     let root = ca.root_pem().await;
     let bundle = ca.ca_bundle.to_str().unwrap();
-    let dns = challtestsrv::ChallTestSrv::start().await.unwrap();
+    let dns = ChallTestSrv::start().await.unwrap();
     let dns_server = dns.dns.to_string();
     let dir = tempfile::tempdir().unwrap();
     let acme = [
@@ -57,10 +53,7 @@ async fn a_verified_domain_gets_a_certificate_from_pebble_served_by_up() {
         "ops@example.test",
     ];
     let up = Up::start_with_edge(dir.path().join("data"), "127.0.0.1", &acme, ports).await;
-    let admin = up.admin_token().expect("a first start").to_owned();
-    up.cli(&["login", "--api", up.api(), "--token", &admin])
-        .await
-        .success();
+    up.login_as_admin().await;
     up.cli(&["orgs", "create", "acme"]).await.success();
     up.cli(&["--org", "acme", "apps", "create", "web"])
         .await

@@ -50,10 +50,7 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
         .expect("the example answers through the edge");
     assert!(body.contains("Hello from Zeitwork"), "{body}");
 
-    let admin = up.admin_token().unwrap().to_owned();
-    up.cli(&["login", "--api", up.api(), "--token", &admin])
-        .await
-        .success();
+    up.login_as_admin().await;
     let app = ["--org", "demo", "--app", "hello"];
     let status = healthy(&up, &app, 0).await;
     let id = status["id"].as_str().unwrap().to_owned();

@@ -38,10 +38,7 @@ async fn wait_for(lines: &mut Lines<BufReader<ChildStdout>>, kind: &str, name: &
 async fn events_follow_streams_new_events() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(dir.path().join("data")).await;
-    let admin = up.admin_token().expect("admin token").to_owned();
-    up.cli(&["login", "--api", up.api(), "--token", &admin])
-        .await
-        .success();
+    up.login_as_admin().await;
     up.cli(&["orgs", "create", "acme"]).await.success();
 
     let mut follower = up

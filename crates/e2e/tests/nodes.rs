@@ -65,10 +65,7 @@ async fn a_dead_nodes_instance_moves_to_the_other_node_and_goes_healthy() {
     )
     .await;
     let port = up.api().rsplit(':').next().unwrap().to_owned();
-    let admin = up.admin_token().unwrap().to_owned();
-    up.cli(&["login", "--api", up.api(), "--token", &admin])
-        .await
-        .success();
+    up.login_as_admin().await;
     let mut agents = Vec::new();
     for (node, dir) in NODES.iter().zip(&dirs) {
         let join = up.cli(&["nodes", "join-token", "--json"]).await.success();

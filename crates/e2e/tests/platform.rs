@@ -175,10 +175,7 @@ async fn up_serves_the_cli_and_keeps_every_object_across_a_kill() {
 async fn rebuild_projections_matches_the_live_tables() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(dir.path().join("data")).await;
-    let admin = up.admin_token().expect("admin token").to_owned();
-    up.cli(&["login", "--api", up.api(), "--token", &admin])
-        .await
-        .success();
+    up.login_as_admin().await;
     let image = format!("127.0.0.1:5000/hello@sha256:{}", "ab".repeat(32));
     up.cli(&["orgs", "create", "acme"]).await.success();
     for app in ["hello", "world"] {

@@ -36,10 +36,7 @@ async fn an_imported_wildcard_serves_https_with_http2_redirects_and_metrics() {
         "no certificate yet, so no https URL: {}",
         up.banner()
     );
-    let admin = up.admin_token().expect("a first start").to_owned();
-    up.cli(&["login", "--api", up.api(), "--token", &admin])
-        .await
-        .success();
+    up.login_as_admin().await;
     up.cli(&["orgs", "create", "acme"]).await.success();
     up.cli(&["--org", "acme", "apps", "create", "web"])
         .await

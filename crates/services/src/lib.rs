@@ -4,12 +4,13 @@
 //! no `DATABASE_URL` / `NATS_URL`: [`Postgres::start`] and [`Nats::start`] run them under its data
 //! directory, keep their state across restarts and refuse to start twice on the same directory.
 //! Test suites need real, isolated servers on random ports: [`Postgres::throwaway`],
-//! [`Nats::throwaway`] and [`Registry::throwaway`] (an OCI registry) give them, and remove
-//! everything when dropped.
+//! [`Nats::throwaway`], [`Registry::throwaway`] (an OCI registry) and [`ChallTestSrv`] (DNS
+//! with settable TXT records) give them, and remove everything when dropped.
 //!
 //! The servers are Debian's `postgresql`, `nats-server` and `docker-registry` packages
 //! (`scripts/setup.sh` installs them); nothing is downloaded at run time.
 
+mod challtestsrv;
 mod nats;
 mod postgres;
 mod process;
@@ -17,6 +18,7 @@ mod registry;
 
 use std::path::PathBuf;
 
+pub use challtestsrv::{ChallTestSrv, listening};
 pub use nats::Nats;
 pub use postgres::Postgres;
 pub use process::{free_port, stop_orphan};

@@ -6,19 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
-use zeitwork_services::free_port;
+use zeitwork_services::{ChallTestSrv, free_port, listening};
 
 pub const PEBBLE: &str = "/usr/bin/pebble";
-const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 
 pub struct Pebble {
     _pebble: Child,
-    _dns: Child,
+    dns: ChallTestSrv,
     dir: TempDir,
     pub directory_url: String,
     /// The CA that signed Pebble's HTTPS certificate (for `ZEITWORK_ACME_CA_BUNDLE`).
@@ -32,8 +30,7 @@ impl Pebble {
             .prefix("zeitwork-pebble-")
             .tempdir()
             .unwrap();
-        let (listen, management, dns, dns_management) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (listen, management) = (free_port(), free_port());
         let ca_bundle = write_https_certificate(dir.path());
         let config = serde_json::json!({
             "pebble": {
@@ -48,20 +45,13 @@ impl Pebble {
             }
         });
         std::fs::write(dir.path().join("pebble.json"), config.to_string()).unwrap();
-        let dns_child = Command::new(CHALLTESTSRV)
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-management", &format!("127.0.0.1:{dns_management}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .stdout(log_file(dir.path(), "challtestsrv.log"))
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
+        let dns = ChallTestSrv::start()
+            .await
             .expect("pebble-challtestsrv starts");
         let pebble = Command::new(PEBBLE)
             .arg("-config")
             .arg(dir.path().join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .args(["-dnsserver", &dns.dns.to_string()])
             // No random waits before validating, no refused nonces, no reused
             // authorizations: every order is validated for real, and quickly.
             .env("PEBBLE_VA_NOSLEEP", "1")
@@ -74,14 +64,16 @@ impl Pebble {
             .expect("pebble starts");
         let pebble = Pebble {
             _pebble: pebble,
-            _dns: dns_child,
+            dns,
             directory_url: format!("https://127.0.0.1:{listen}/dir"),
             ca_bundle,
             management,
             dir,
         };
-        for port in [listen, management, dns_management] {
-            pebble.wait_for(port).await;
+        for port in [listen, management] {
+            if !listening(port).await {
+                panic!("pebble did not listen on {port}:\n{}", pebble.log());
+            }
         }
         pebble
     }
@@ -105,24 +97,10 @@ impl Pebble {
 
     /// What Pebble said, for failure messages.
     pub fn log(&self) -> String {
-        ["pebble.log", "pebble.err", "challtestsrv.log"]
+        let own = ["pebble.log", "pebble.err"]
             .iter()
-            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    async fn wait_for(&self, port: u16) {
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("pebble did not listen on {port}:\n{}", self.log());
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default());
+        own.chain([self.dns.log()]).collect::<Vec<_>>().join("\n")
     }
 }
 

@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use zeitwork_operator::Config;
 
-use crate::challtestsrv::ChallTestSrv;
 use crate::support::{Platform, assert_error, config};
+use zeitwork_services::ChallTestSrv;
 
 const DOMAINS: &str = "/api/v1/orgs/acme/apps/web/envs/prod/domains";
 const HOST: &str = "shop.example.test";

@@ -2,7 +2,6 @@
 //! every class of bad input.
 
 mod agents;
-mod challtestsrv;
 mod deploys;
 mod domains;
 mod enrollment;
