@@ -7,8 +7,5 @@ scripts/setup.sh
 echo "building zeitwork (release) …"
 cargo build --release --locked -p zeitwork
 # Binaries that run inside microVMs are static: the guest's init and the example app.
-for target in "zeitwork-init zeitwork-init" "zeitwork-example-hello hello"; do
-  read -r package bin <<<"$target"
-  cargo rustc --release --locked -q -p "$package" --bin "$bin" -- -C target-feature=+crt-static
-done
+scripts/build-guest.sh
 exec target/release/zeitwork up "$@"

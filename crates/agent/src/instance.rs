@@ -30,6 +30,9 @@ pub struct InstanceSpec {
     pub secrets: BTreeMap<String, String>,
     /// The app's port; the host may connect to it (and `PORT` is set in the guest).
     pub port: Option<u16>,
+    /// Without `port`, take the image's first exposed TCP port (`EXPOSE`): for the
+    /// process that serves the deployment's URLs.
+    pub port_from_image: bool,
     pub vcpus: u32,
     pub memory_mb: u64,
     pub cpu_weight: u32,
@@ -57,6 +60,11 @@ impl<V: Vmm> Runtime<V> {
         if argv.is_empty() {
             return Err(AgentError::NoCommand);
         }
+        let mut spec = spec.clone();
+        if spec.port.is_none() && spec.port_from_image {
+            spec.port = rootfs.config.tcp_ports().first().copied();
+        }
+        let spec = &spec;
         let dir = self.instance_dir(&spec.id);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -314,6 +322,7 @@ mod tests {
             env: BTreeMap::from([("MODE".into(), "spec".into())]),
             secrets: BTreeMap::from([("DB".into(), "s".into())]),
             port: Some(8080),
+            port_from_image: false,
             vcpus: 1,
             memory_mb: 128,
             cpu_weight: 100,

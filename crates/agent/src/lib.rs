@@ -45,6 +45,14 @@ pub enum AgentError {
     },
     #[error("the image has no command to run: set one (manifest `command`, or `--cmd`)")]
     NoCommand,
+    /// Every VM would panic with "No working init found" (its initramfs holds no loader).
+    #[error(
+        "guest init {path} is {reason}, so every VM would panic with \"No working init found\": build it static with `scripts/build-guest.sh` (or pass --init-bin)"
+    )]
+    InitNotStatic {
+        path: std::path::PathBuf,
+        reason: &'static str,
+    },
 }
 
 impl AgentError {

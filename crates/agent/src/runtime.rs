@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use zeitwork_guest::GuestArtifacts;
 use zeitwork_image::ImageStore;
-use zeitwork_net::{Firewall, NodePrefix};
+use zeitwork_net::{EgressAllow, Firewall, NodePrefix};
 use zeitwork_vmm::Vmm;
 
 use crate::AgentError;
@@ -20,6 +20,9 @@ pub struct RuntimeConfig {
     pub init_binary: PathBuf,
     /// This node's IPv6 ULA /64 for instances.
     pub node_prefix: NodePrefix,
+    /// Private destinations guests may reach anyway (e.g. a managed database), past the
+    /// firewall's deny list (see `docs/security.md`).
+    pub egress_allow: Vec<EgressAllow>,
 }
 
 pub struct Runtime<V> {
@@ -36,6 +39,7 @@ impl<V: Vmm> Runtime<V> {
     pub async fn new(vmm: V, config: RuntimeConfig) -> Result<Runtime<V>, AgentError> {
         let guest_dir = config.guest_dir.clone();
         let init = config.init_binary.clone();
+        refuse_dynamic_init(&init)?;
         let guest = tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&guest_dir, &init))
             .await
             .map_err(|e| AgentError::Io {
@@ -43,7 +47,8 @@ impl<V: Vmm> Runtime<V> {
                 source: std::io::Error::other(e),
             })??;
         let images = ImageStore::new(config.state_dir.join("images"))?;
-        let firewall = Firewall::new(config.node_prefix);
+        let firewall =
+            Firewall::new(config.node_prefix).with_egress_allow(config.egress_allow.clone());
         firewall.install(&[]).await?;
         Ok(Runtime {
             vmm,
@@ -69,5 +74,36 @@ impl<V: Vmm> Runtime<V> {
 
     pub fn images(&self) -> &ImageStore {
         &self.images
+    }
+}
+
+/// A dynamically linked init cannot run as PID 1 of the guest (nothing in the initramfs
+/// resolves its libraries): refused before any VM boots with it.
+fn refuse_dynamic_init(path: &std::path::Path) -> Result<(), AgentError> {
+    let bytes =
+        std::fs::read(path).map_err(AgentError::io(format!("reading {}", path.display())))?;
+    match zeitwork_guest::elf::not_static(&bytes) {
+        Some(reason) => Err(AgentError::InitNotStatic {
+            path: path.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamically_linked_init_is_refused_with_one_line() {
+        // This test binary is linked dynamically, like a plain build's zeitwork-init.
+        let me = std::env::current_exe().unwrap();
+        let e = refuse_dynamic_init(&me).unwrap_err();
+        let line = e.to_string();
+        assert!(line.contains("dynamically linked"), "{line}");
+        assert!(line.contains("No working init found"), "{line}");
+        assert!(line.contains("scripts/build-guest.sh"), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
     }
 }

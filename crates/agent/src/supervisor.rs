@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use zeitwork_core::guest::Exit;
-use zeitwork_core::node::{DesiredInstance, ObservedState};
+use zeitwork_core::node::{DesiredInstance, HealthCheck, ObservedState};
 use zeitwork_vmm::{VmExit, Vmm};
 
 use crate::control::ControlPlane;
@@ -202,6 +202,7 @@ fn instance_spec(spec: &DesiredInstance, net_index: u32) -> InstanceSpec {
         env: spec.env_vars.clone(),
         secrets: spec.secrets.clone(),
         port: spec.port,
+        port_from_image: spec.served,
         vcpus: spec.vcpus.max(1),
         memory_mb: spec.memory_mb,
         cpu_weight: spec.cpu_weight,
@@ -226,8 +227,8 @@ async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) -> bool
     stopped || *stop.borrow()
 }
 
-/// Probes until aborted, reporting each change of verdict. An instance without a port
-/// and without a check is healthy once booted.
+/// Probes until aborted, reporting each change of verdict. An instance with an address
+/// and no check in its manifest gets [`HealthCheck::DEFAULT_TCP`].
 async fn watch_health(
     reporter: Reporter,
     id: Uuid,
@@ -236,9 +237,9 @@ async fn watch_health(
     restarts: u32,
 ) {
     let report = |state, reason| reporter.send(id, state, reason, address, restarts);
-    let (Some(check), Some(addr)) = (spec.health, address) else {
-        report(ObservedState::Healthy, None);
-        return;
+    let (check, addr) = match without_probe(&spec, address) {
+        Ok(probed) => probed,
+        Err((state, reason)) => return report(state, reason),
     };
     let mut verdict = Verdict::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(check.interval_ms.max(50)));
@@ -251,6 +252,30 @@ async fn watch_health(
             Some(false) => report(ObservedState::Unhealthy, result.err()),
             None => {}
         }
+    }
+}
+
+/// What to probe, or the verdict that needs no probe: an instance without a port is
+/// healthy once booted unless its process serves the deployment's URLs, where nothing
+/// could reach it; that one is unhealthy, saying why (never `healthy` while the edge
+/// has nowhere to send a request).
+fn without_probe(
+    spec: &DesiredInstance,
+    address: Option<SocketAddr>,
+) -> Result<(HealthCheck, SocketAddr), (ObservedState, Option<String>)> {
+    match address {
+        Some(addr) => Ok((
+            spec.health.clone().unwrap_or(HealthCheck::DEFAULT_TCP),
+            addr,
+        )),
+        None if spec.served => Err((
+            ObservedState::Unhealthy,
+            Some(format!(
+                "nothing to route to: process {p} has no port and its image exposes none (set processes.{p}.port in zeitwork.toml, or EXPOSE one)",
+                p = spec.process
+            )),
+        )),
+        None => Err((ObservedState::Healthy, None)),
     }
 }
 
@@ -282,6 +307,50 @@ mod tests {
         assert_eq!(
             describe(&VmExit::Crashed("a\nlast words\n\n".into())),
             "the VM ended unexpectedly: last words"
+        );
+    }
+
+    fn desired(process: &str, served: bool, health: Option<HealthCheck>) -> DesiredInstance {
+        DesiredInstance {
+            instance_id: Uuid::nil(),
+            org: "acme".into(),
+            app: "shop".into(),
+            env: "prod".into(),
+            deployment_id: Uuid::nil(),
+            process: process.into(),
+            image: "x".into(),
+            command: None,
+            env_vars: Default::default(),
+            secrets: Default::default(),
+            port: None,
+            vcpus: 1,
+            memory_mb: 128,
+            cpu_weight: 100,
+            health,
+            served,
+        }
+    }
+
+    #[test]
+    fn an_instance_nothing_can_reach_is_never_healthy() {
+        let addr: SocketAddr = "172.31.0.1:8000".parse().unwrap();
+        let (state, reason) = without_probe(&desired("web", true, None), None).unwrap_err();
+        assert_eq!(state, ObservedState::Unhealthy);
+        let reason = reason.unwrap();
+        assert!(
+            reason.starts_with("nothing to route to: process web has no port"),
+            "{reason}"
+        );
+        assert!(reason.contains("processes.web.port"), "{reason}");
+        assert_eq!(
+            without_probe(&desired("worker", false, None), None).unwrap_err(),
+            (ObservedState::Healthy, None),
+            "a worker nobody routes to is healthy once booted"
+        );
+        assert_eq!(
+            without_probe(&desired("web", true, None), Some(addr)).unwrap(),
+            (HealthCheck::DEFAULT_TCP, addr),
+            "a port from the image is probed like any other"
         );
     }
 

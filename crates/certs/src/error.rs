@@ -28,7 +28,7 @@ pub enum CertsError {
     Directory { url: String, reason: String },
     #[error(
         "the stored ACME account for {0} cannot be opened with this secret key: every edge must use the \
-         operator's ZEITWORK_SECRET_KEY"
+         platform's ZEITWORK_CERT_KEY"
     )]
     AccountSealed(String),
     #[error("generating a key or certificate failed: {0}")]

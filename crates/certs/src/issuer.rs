@@ -125,6 +125,12 @@ impl Issuer {
             return Ok(Round::default());
         }
         let result = self.act().await;
+        // Unlock before closing: the server releases a closed session's locks only once
+        // its backend has exited, so the next round could still find the lock held.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut lock)
+            .await;
         let _ = lock.close().await;
         result
     }

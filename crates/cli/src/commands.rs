@@ -370,7 +370,10 @@ mod tests {
         assert!(matches!(
             command,
             Command::Nodes {
-                action: Some(nodes::NodesAction::JoinToken { ttl: Some(600) })
+                action: Some(nodes::NodesAction::JoinToken {
+                    ttl: Some(600),
+                    replace: None
+                })
             }
         ));
         assert!(parse("nodes drain n1").is_ok());

@@ -200,6 +200,11 @@ pub enum EventData {
         token_id: Uuid,
         hash: String,
         expires_at: DateTime<Utc>,
+        /// The one node name this token may enroll again, replacing that node's
+        /// credential: the platform admin's consent. Tokens without it enroll new names
+        /// only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
     },
     /// A node agent traded a join token (now used up) for a credential, of which only
     /// the SHA-256 is stored. Enrolling a known name again keeps its id and replaces
@@ -272,6 +277,33 @@ pub enum EventData {
         directory_url: String,
         sealed_credentials: String,
     },
+}
+
+/// Fields that hold a digest of a credential or sealed key material: kept in the log
+/// for the platform's own use, never shown to a reader of the log.
+const WITHHELD: [&str; 5] = [
+    "hash",
+    "credential_hash",
+    "ciphertext",
+    "sealed_key",
+    "sealed_credentials",
+];
+
+impl Event {
+    /// The event as shown to readers of the log (`GET /api/v1/events`): credential
+    /// digests and sealed material withheld (each replaced by `"withheld"`), so a token
+    /// that may read the log learns nothing to attack offline.
+    pub fn public(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("events serialize");
+        if let Some(data) = v.get_mut("data").and_then(serde_json::Value::as_object_mut) {
+            for field in WITHHELD {
+                if let Some(value) = data.get_mut(field) {
+                    *value = serde_json::Value::from("withheld");
+                }
+            }
+        }
+        v
+    }
 }
 
 impl EventData {

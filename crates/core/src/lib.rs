@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod name;
 pub mod node;
 pub mod ownership;
+pub mod platform_host;
 pub mod port_range;
 pub mod role;
 pub mod route_policy;

@@ -34,6 +34,9 @@ impl ManifestError {
     }
 }
 
+/// The process that serves a deployment's URLs when none has a port.
+pub const SERVED_BY_DEFAULT: &str = "web";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -139,10 +142,10 @@ fn default_memory() -> u64 {
     256
 }
 fn default_interval() -> Seconds {
-    Seconds(10.0)
+    Seconds::from_secs(10).expect("within bounds")
 }
 fn default_timeout() -> Seconds {
-    Seconds(2.0)
+    Seconds::from_secs(2).expect("within bounds")
 }
 fn default_healthy() -> u32 {
     1
@@ -185,11 +188,45 @@ impl Manifest {
         format!("sha256:{}", hex::encode(Sha256::digest(canonical)))
     }
 
+    /// The process a deployment's hostnames serve: one with a port, `web` first, then by
+    /// name; else `web` without a port, which then listens on its image's first exposed
+    /// TCP port. `None`: no process serves HTTP. The one rule for it: the operator marks
+    /// the served process's instances with it, and the edge's query (`crates/edge/src/
+    /// table/load.rs`, `DEPLOYMENTS`) states the same order in SQL.
+    pub fn served_process(&self) -> Option<&str> {
+        self.processes
+            .iter()
+            .filter(|(name, p)| p.port.is_some() || name.as_str() == SERVED_BY_DEFAULT)
+            .min_by_key(|(name, p)| (p.port.is_none(), name.as_str() != SERVED_BY_DEFAULT, *name))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// What a deployer should know before this manifest's deployment serves: its URLs
+    /// answer 503 when no process can be reached. Empty when every URL has a port.
+    pub fn reachability_warnings(&self) -> Vec<String> {
+        match self.served_process() {
+            None => vec![format!(
+                "no process serves this deployment's URLs (none is named {SERVED_BY_DEFAULT} or has a port): they will answer 503"
+            )],
+            Some(name)
+                if self
+                    .processes
+                    .iter()
+                    .any(|(n, p)| n.as_str() == name && p.port.is_none()) =>
+            {
+                vec![format!(
+                    "processes.{name} has no port: it gets the image's first exposed TCP port (EXPOSE); if the image exposes none, nothing is reachable and its instances report why (set processes.{name}.port)"
+                )]
+            }
+            Some(_) => Vec::new(),
+        }
+    }
+
     /// A minimal manifest for deploying an image without a `zeitwork.toml`.
     pub fn default_for(app: Name, port: Option<u16>) -> Manifest {
         let mut processes = BTreeMap::new();
         processes.insert(
-            Name::parse("web").expect("valid"),
+            Name::parse(SERVED_BY_DEFAULT).expect("valid"),
             Process {
                 command: None,
                 port,

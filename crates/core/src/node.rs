@@ -119,7 +119,13 @@ pub struct DesiredInstance {
     pub memory_mb: u64,
     /// Relative CPU weight (cgroup `cpu.weight`, 1–10000).
     pub cpu_weight: u32,
+    /// The manifest's check; `None` with an address means [`HealthCheck::DEFAULT_TCP`].
     pub health: Option<HealthCheck>,
+    /// Its process serves the deployment's URLs ([`crate::Manifest::served_process`]):
+    /// without `port` it takes the image's first exposed TCP port, and with none it is
+    /// unhealthy (the edge could not reach it), never healthy.
+    #[serde(default)]
+    pub served: bool,
 }
 
 /// How the agent decides an instance is healthy.
@@ -132,6 +138,18 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Consecutive failures before a healthy instance counts as unhealthy.
     pub unhealthy_threshold: u32,
+}
+
+impl HealthCheck {
+    /// An instance with a port but no check in its manifest is healthy once the port
+    /// accepts connections, checked every second.
+    pub const DEFAULT_TCP: HealthCheck = HealthCheck {
+        probe: Probe::Tcp,
+        interval_ms: 1000,
+        timeout_ms: 1000,
+        healthy_threshold: 1,
+        unhealthy_threshold: 3,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,9 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("referrer-policy", "strict-origin-when-cross-origin"),
 ];
 
+/// The highest rate (requests per second) or burst a route's rate limit takes.
+pub const MAX_RATE: u32 = 1_000_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutePolicy {
@@ -107,16 +110,25 @@ impl RoutePolicy {
                 return bad("hash_on", "hash_on needs balance = \"consistent-hash\"");
             }
         }
-        if self.timeout.is_some_and(|t| !(t.0 > 0.0 && t.0 <= 3600.0)) {
+        if self
+            .timeout
+            .is_some_and(|t| t.as_millis() == 0 || t > Seconds::HOUR)
+        {
             return bad("timeout", "a timeout is between 1 ms and 1 hour");
         }
         if self.max_body_mb.is_some_and(|m| m == 0 || m > 10_240) {
             return bad("max_body_mb", "max_body_mb is between 1 and 10240");
         }
         if let Some(limit) = &self.rate_limit {
-            let zero = |v: Option<u32>| v == Some(0);
-            if zero(limit.per_client) || zero(limit.per_route) || zero(limit.burst) {
-                return bad("rate_limit", "rates and burst are at least 1");
+            let out_of_range = |v: Option<u32>| v.is_some_and(|v| v == 0 || v > MAX_RATE);
+            if [limit.per_client, limit.per_route, limit.burst]
+                .into_iter()
+                .any(out_of_range)
+            {
+                return bad(
+                    "rate_limit",
+                    &format!("rates and burst are between 1 and {MAX_RATE}"),
+                );
             }
             if limit.per_client.is_none() && limit.per_route.is_none() {
                 return bad("rate_limit", "set per_client, per_route or both");
@@ -227,7 +239,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.balance, Balance::ConsistentHash);
         assert_eq!(p.cors.unwrap().methods, ["GET", "HEAD", "POST"]);
-        assert_eq!(p.timeout, Some(Seconds(30.0)));
+        assert_eq!(p.timeout, Seconds::from_secs(30));
     }
 
     #[test]

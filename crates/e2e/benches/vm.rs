@@ -31,6 +31,7 @@ fn spec(id: &str, image: &str, index: u32) -> InstanceSpec {
         env: BTreeMap::new(),
         secrets: BTreeMap::new(),
         port: Some(8080),
+        port_from_image: false,
         vcpus: 1,
         memory_mb: 128,
         cpu_weight: 100,
@@ -220,6 +221,7 @@ async fn main() {
             guest_dir: zeitwork_e2e::guest_cache(),
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
+            egress_allow: Vec::new(),
         },
     )
     .await

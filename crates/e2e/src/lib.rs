@@ -39,6 +39,7 @@ const FOREIGN_ENV: &[&str] = &[
     "DATABASE_URL",
     "NATS_URL",
     "ZEITWORK_SECRET_KEY",
+    "ZEITWORK_CERT_KEY",
     "ZEITWORK_ACME_DIRECTORY",
     "ZEITWORK_DNS_SERVER",
 ];
@@ -79,7 +80,19 @@ fn build(package: &str, bin: &str, static_: bool) -> PathBuf {
     let mut build = std::process::Command::new(&cargo);
     build.current_dir(&root);
     if static_ {
-        build.args(["rustc", "--release", "-p", package, "--bin", bin]);
+        // Its own target directory (as scripts/build-guest.sh), which plain builds never
+        // overwrite with a dynamically linked binary.
+        let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        build.args([
+            "rustc",
+            "--release",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--target",
+            &triple,
+        ]);
     } else {
         build.args(["build", "-p", package, "--bin", bin]);
     }
@@ -540,15 +553,22 @@ impl Up {
 
     /// `zeitwork ARGS` as the operator on this machine runs the commands that talk to
     /// Postgres directly (`zeitwork certs …`, `zeitwork admin …`): [`Up::cli`] with
-    /// `DATABASE_URL` and `ZEITWORK_SECRET_KEY` (read from the data directory) set.
+    /// `DATABASE_URL` and `ZEITWORK_CERT_KEY` (read from the data directory) set.
     pub async fn admin_cli(&self, args: &[&str]) -> Output {
-        let key = std::fs::read_to_string(self.data_dir.join("secret.key"))
-            .expect("reading the secret key of `zeitwork up`");
         let mut command = self.cli_command(args);
         command
             .env("DATABASE_URL", self.database_url())
-            .env("ZEITWORK_SECRET_KEY", key.trim());
+            .env("ZEITWORK_CERT_KEY", self.key("cert.key"));
         self.run(args, command).await
+    }
+
+    /// One of the keys `zeitwork up` keeps in its data directory (`secret.key`,
+    /// `cert.key`), as hex.
+    pub fn key(&self, file: &str) -> String {
+        std::fs::read_to_string(self.data_dir.join(file))
+            .unwrap_or_else(|e| panic!("reading {file} of `zeitwork up`: {e}"))
+            .trim()
+            .to_owned()
     }
 
     async fn run(&self, args: &[&str], mut command: Command) -> Output {

@@ -25,6 +25,7 @@ fn runtime_config(node: &Path, init: &Path) -> RuntimeConfig {
         guest_dir: zeitwork_e2e::guest_cache(),
         init_binary: init.to_path_buf(),
         node_prefix: NodePrefix::parse(PREFIX).unwrap(),
+        egress_allow: Vec::new(),
     }
 }
 
@@ -47,6 +48,7 @@ async fn agent_to_be_killed() {
             env: Default::default(),
             secrets: Default::default(),
             port: Some(8080),
+            port_from_image: false,
             vcpus: 1,
             memory_mb: 128,
             cpu_weight: 100,

@@ -78,7 +78,7 @@ async fn import_refuses_bad_input_then_stores(up: &Up, ca: &TestCa, cert: &Issue
     refused(&up.admin_cli(&import(&key, &key)).await, "no CERTIFICATE");
     let db = up.database_url();
     let keyless = [&import(&chain, &key)[..], &["--database-url", &db]].concat();
-    refused(&up.cli(&keyless).await, "ZEITWORK_SECRET_KEY");
+    refused(&up.cli(&keyless).await, "ZEITWORK_CERT_KEY");
     let listed = up.admin_cli(&["certs", "list"]).await.success();
     assert!(listed.stdout.contains("no certificates"), "{listed:#?}");
 
@@ -216,11 +216,22 @@ async fn a_standalone_edge_serves_it_too(up: &Up, ca: &TestCa, cert: &Issued, di
     let keyless = up
         .cli(&["server", "edge", "--database-url", &db, "--no-acme"])
         .await;
-    refused(&keyless, "ZEITWORK_SECRET_KEY");
+    refused(&keyless, "ZEITWORK_CERT_KEY");
+    // The key that opens tenants' secrets is no use to an edge: it opens no certificate.
+    let with_secrets_key = up
+        .cli_command(&["server", "edge", "--database-url", &db, "--no-acme"])
+        .env("ZEITWORK_SECRET_KEY", up.key("secret.key"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&with_secrets_key.stderr).contains("ZEITWORK_CERT_KEY"),
+        "{with_secrets_key:?}"
+    );
+    assert_ne!(up.key("secret.key"), up.key("cert.key"));
 
     let (http, https, metrics) = (free_port(), free_port(), free_port());
     let [http, https, metrics] = [http, https, metrics].map(|p| format!("127.0.0.1:{p}"));
-    let key = std::fs::read_to_string(up.data_dir().join("secret.key")).unwrap();
     let log = dir.join("edge.stderr");
     let mut edge = up.cli_command(&[
         "server",
@@ -236,7 +247,7 @@ async fn a_standalone_edge_serves_it_too(up: &Up, ca: &TestCa, cert: &Issued, di
         &metrics,
     ]);
     edge.env("DATABASE_URL", &db)
-        .env("ZEITWORK_SECRET_KEY", key.trim())
+        .env("ZEITWORK_CERT_KEY", up.key("cert.key"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     let _edge = edge.spawn().expect("starting `zeitwork server edge`");

@@ -26,6 +26,7 @@ fn spec(id: &str, image: &str, net_index: u32, command: Option<&[&str]>) -> Inst
         env: BTreeMap::new(),
         secrets: BTreeMap::from([("API_KEY".into(), "k".into())]),
         port: Some(8080),
+        port_from_image: false,
         vcpus: 1,
         memory_mb: 128,
         cpu_weight: 100,
@@ -63,6 +64,7 @@ async fn the_example_boots_serves_exits_is_capped_and_isolated() {
             guest_dir: zeitwork_e2e::guest_cache(),
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
+            egress_allow: Vec::new(),
         },
     )
     .await
@@ -169,6 +171,7 @@ async fn bad_images_fail_clearly_and_leave_nothing() {
             guest_dir: zeitwork_e2e::guest_cache(),
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
+            egress_allow: Vec::new(),
         },
     )
     .await

@@ -7,6 +7,7 @@ mod cors;
 mod express;
 mod forward;
 mod guard;
+mod hop;
 mod host;
 mod https;
 mod page;

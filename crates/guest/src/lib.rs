@@ -22,6 +22,7 @@ pub mod apt;
 pub mod cache;
 pub mod cpio;
 pub mod deb;
+pub mod elf;
 mod error;
 pub mod modules;
 pub mod vmlinux;

@@ -79,12 +79,12 @@ async fn lead_when_elected(store: &Store, bus: &impl Bus) -> Result<(), Listener
     let mut cursor = load_cursor(&mut conn).await?;
     loop {
         let page = log::read(&mut conn, Scope::All, cursor, PAGE).await?;
-        let Some(last) = page.last().map(|e| e.seq) else {
+        let Some(last) = page.through else {
             // Woken by a commit, or polling in case a NOTIFY was missed.
             let _ = tokio::time::timeout(IDLE_POLL, wake.recv()).await;
             continue;
         };
-        for event in &page {
+        for event in &page.events {
             let note = Notification {
                 kind: event.data.kind().to_owned(),
                 id: event.data.entity_id().to_string(),

@@ -98,6 +98,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
             token_id: token,
             hash: token.to_string(),
             expires_at: chrono::Utc::now(),
+            replaces: None,
         };
         enrolled.push(emit(&store, None, created).await);
         let data = EventData::NodeEnrolled {

@@ -2,8 +2,10 @@
 //! to point (no shared L2 between tenants): a private IPv4 /31 and an IPv6 /127 out of
 //! the node's ULA prefix. Behind the link is the guest's tap, on the host or in a network
 //! namespace of the instance's own where its VMM runs ([`Topology`]). One nftables table of
-//! ours keeps instances from reaching each other or the host's other ports, lets the host
-//! reach each instance on its app port, and masquerades egress.
+//! ours ([`Firewall`]) lets a guest send only from its own addresses and reach only the
+//! public internet (masqueraded), never the host, other instances, or private, link-local
+//! (cloud metadata) and reserved ranges ([`GUEST_DENIED`]) unless the operator allows a
+//! destination ([`EgressAllow`]); nothing reaches a guest but the host, on its app port.
 
 mod addressing;
 mod command;
@@ -12,7 +14,7 @@ mod link;
 mod netns;
 
 pub use addressing::{InstanceAddrs, NodePrefix};
-pub use firewall::{AppPort, Firewall, TABLE};
+pub use firewall::{AppPort, DeniedRange, EgressAllow, Firewall, GUEST_DENIED, TABLE};
 pub use link::{LINK_PREFIX, Link, Topology, guest_mac, link_name};
 pub use netns::{NETNS_DIR, NETNS_TAP, Netns};
 
@@ -34,4 +36,9 @@ pub enum NetError {
         "instance id {0:?} cannot name a network namespace: use 1-64 ASCII letters, digits, '-' and '_'"
     )]
     BadInstanceId(String),
+    /// An operator's allowed destination ([`EgressAllow`]) that does not parse.
+    #[error(
+        "invalid egress allow entry {entry:?}: {reason} (give ADDR[/LEN][:PORT], an IPv6 network with a port in brackets: 10.1.2.3:5432, 10.20.0.0/16, [fd00:1::5]:5432)"
+    )]
+    BadEgressAllow { entry: String, reason: &'static str },
 }

@@ -22,10 +22,11 @@ pub fn guest_mac(index: u32) -> String {
 /// Where the guest's tap is: the VMM has to open it from its own network namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topology {
-    /// `zw<n>` is the tap itself, on the host (QEMU runs in the host's namespace).
+    /// `zw<n>` is the tap itself, on the host: for a VMM started in the host's namespace
+    /// (the VM benchmark's bare QEMU; no confined VMM uses it).
     HostTap,
-    /// The tap is in a namespace of the instance's own, where its VMM runs (Firecracker,
-    /// under its jailer), bridged to a veth pair whose host end is `zw<n>` (see [`Netns`]).
+    /// The tap is in a namespace of the instance's own, where its VMM runs (every confined
+    /// VMM: Firecracker under its jailer, QEMU under its jail), bridged to a veth pair whose host end is `zw<n>` (see [`Netns`]).
     OwnNetns,
 }
 

@@ -80,21 +80,64 @@ impl<T> Create<T> {
     /// as the change, commits, and answers.
     pub async fn finish(
         self,
-        mut tx: Tx,
+        tx: Tx,
         status: StatusCode,
         body: impl Serialize,
     ) -> ApiResult<Response> {
         let value = serde_json::to_value(body).expect("answers serialize");
+        self.finish_recording(tx, status, value.clone(), value)
+            .await
+    }
+
+    /// Like [`Create::finish`] for an answer that carries a secret shown once: a replay
+    /// gets `replayed` instead, which must not hold the secret, since replay records
+    /// are kept in the clear.
+    pub async fn finish_once(
+        self,
+        tx: Tx,
+        status: StatusCode,
+        body: impl Serialize,
+        replayed: impl Serialize,
+    ) -> ApiResult<Response> {
+        let value = serde_json::to_value(body).expect("answers serialize");
+        let replayed = serde_json::to_value(replayed).expect("answers serialize");
+        self.finish_recording(tx, status, value, replayed).await
+    }
+
+    async fn finish_recording(
+        self,
+        mut tx: Tx,
+        status: StatusCode,
+        value: serde_json::Value,
+        recorded: serde_json::Value,
+    ) -> ApiResult<Response> {
         if let Some(idem) = self.idem {
             let answer = Recorded {
                 request_hash: idem.request_hash,
                 status: i32::from(status.as_u16()),
-                body: value.clone(),
+                body: recorded,
             };
             idempotency::record(&mut tx, &idem.scope, &idem.key, &answer).await?;
         }
         tx.commit().await?;
         Ok((status, Json(value)).into_response())
+    }
+}
+
+/// How often expired idempotency records are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Prunes expired idempotency records for as long as the operator runs; a failed round
+/// is logged and the next one catches up (lookups ignore expired records meanwhile).
+pub async fn prune_forever(store: zeitwork_store::Store) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        every.tick().await;
+        match idempotency::prune(store.pool()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned idempotency records"),
+            Err(e) => tracing::warn!(error = %e, "pruning idempotency records failed; retrying"),
+        }
     }
 }
 

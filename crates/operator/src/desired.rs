@@ -21,16 +21,6 @@ pub enum DesiredError {
     Secret { env: Uuid, name: String },
 }
 
-/// An instance without a health check in its manifest but with a port is healthy once
-/// the port accepts connections, checked every second.
-const DEFAULT_TCP_CHECK: HealthCheck = HealthCheck {
-    probe: Probe::Tcp,
-    interval_ms: 1000,
-    timeout_ms: 1000,
-    healthy_threshold: 1,
-    unhealthy_threshold: 3,
-};
-
 /// Builds the instances of a node's desired state from its rows and the sealed secrets
 /// of their envs.
 pub fn instances(
@@ -73,6 +63,7 @@ fn instance(
         .map(|(_, p)| p)
         .ok_or_else(|| unreadable(format!("its manifest has no process {:?}", row.process)))?;
     let image = ImageRef::parse(&row.image).map_err(|e| unreadable(e.to_string()))?;
+    let served = manifest.served_process() == Some(row.process.as_str());
     let millicpus = u32::try_from(row.millicpus).unwrap_or(0);
     Ok(DesiredInstance {
         instance_id: row.instance_id,
@@ -90,13 +81,15 @@ fn instance(
         memory_mb: u64::try_from(row.memory_mb).unwrap_or(0),
         cpu_weight: (millicpus / 10).clamp(1, 10_000),
         health: health(process),
+        served,
     })
 }
 
-/// The manifest's health check in the agent's terms; a port without one gets a TCP check.
+/// The manifest's health check in the agent's terms; a port without one gets a TCP check
+/// (as does a port the agent takes from the image).
 fn health(process: &Process) -> Option<HealthCheck> {
     let Some(h) = &process.health else {
-        return process.port.map(|_| DEFAULT_TCP_CHECK);
+        return process.port.map(|_| HealthCheck::DEFAULT_TCP);
     };
     let probe = match (&h.path, h.tcp) {
         (Some(path), false) => Probe::Http { path: path.clone() },
@@ -112,7 +105,7 @@ fn health(process: &Process) -> Option<HealthCheck> {
 }
 
 fn millis(s: Seconds) -> u64 {
-    (s.0 * 1000.0).round() as u64
+    s.as_millis()
 }
 
 #[cfg(test)]
@@ -193,7 +186,11 @@ port = 9000
             (1, 1),
             "at least one vCPU, weight 1"
         );
-        assert_eq!(worker.health, Some(DEFAULT_TCP_CHECK));
+        assert_eq!(worker.health, Some(HealthCheck::DEFAULT_TCP));
+        assert!(
+            web.served && !worker.served && !cron.served,
+            "web serves the URLs"
+        );
         assert_eq!(
             (cron.vcpus, cron.cpu_weight),
             (200, 10_000),

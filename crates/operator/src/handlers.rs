@@ -281,7 +281,10 @@ const NODE_FIELDS: &[Field] = &[
     opt("addresses", Kind::StringArray),
 ];
 
-const JOIN_TOKEN_FIELDS: &[Field] = &[opt("ttl_seconds", Kind::Integer)];
+const JOIN_TOKEN_FIELDS: &[Field] = &[
+    opt("ttl_seconds", Kind::Integer),
+    opt("replaces", Kind::String),
+];
 const ENROLL_FIELDS: &[Field] = &[
     req("name", Kind::String),
     req("region", Kind::String),

@@ -10,6 +10,7 @@ mod desired;
 pub mod dns;
 pub mod error;
 mod handlers;
+mod hostnames;
 pub mod metrics;
 pub mod monitor;
 pub mod node_scope;
@@ -51,6 +52,7 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
     drop(db);
     tokio::spawn(follow_head(store.clone(), tx, logs_tx));
     tokio::spawn(handlers::logs::prune_forever(store.clone()));
+    tokio::spawn(body::prune_forever(store.clone()));
     metrics::handle();
     let state = AppState {
         store,

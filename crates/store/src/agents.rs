@@ -13,14 +13,25 @@ use crate::model::ProcessType;
 type R<T> = Result<T, StoreError>;
 
 /// A join token that may still be used: unused and, by the database clock, unexpired.
-pub async fn usable_join_token<'c>(db: impl PgExecutor<'c>, hash: &str) -> R<Option<Uuid>> {
-    let row: Option<(Uuid,)> = sqlx::query_as(
-        "SELECT id FROM join_tokens WHERE hash = $1 AND used_at IS NULL AND expires_at > now()",
+pub async fn usable_join_token<'c>(
+    db: impl PgExecutor<'c>,
+    hash: &str,
+) -> R<Option<UsableJoinToken>> {
+    Ok(sqlx::query_as(
+        "SELECT id, replaces FROM join_tokens
+         WHERE hash = $1 AND used_at IS NULL AND expires_at > now()",
     )
     .bind(hash)
     .fetch_optional(db)
-    .await?;
-    Ok(row.map(|(id,)| id))
+    .await?)
+}
+
+/// A join token that has not been used and has not expired.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UsableJoinToken {
+    pub id: Uuid,
+    /// The node name it may enroll again (the platform admin's consent), if any.
+    pub replaces: Option<String>,
 }
 
 /// The node whose current credential has this hash.

@@ -19,8 +19,6 @@ pub enum StoreError {
     /// exists): it must not write into another node's, or another tenant's, instances.
     #[error("instance {0} is not placed on this node")]
     NotOnNode(uuid::Uuid),
-    #[error("event log holds a payload this build cannot read at seq {seq}: {source}")]
-    BadEvent { seq: i64, source: serde_json::Error },
     #[error("database error: {0}")]
     Db(sqlx::Error),
 }
@@ -52,7 +50,9 @@ fn conflict_for(constraint: &str) -> Option<(&'static str, &'static str)> {
         "nodes_name_unique" => ("name", "a node with this name already exists"),
         "routes_host_unique" => ("host", "this hostname is already routed"),
         "routes_listen_port_unique" => ("mode", "another tcp route took this port; retry"),
-        "domains_hostname_unique" => ("hostname", "this domain is already claimed"),
+        "domains_env_hostname_unique" => ("hostname", "this env has already added this domain"),
+        "domains_hostname_verified" => ("hostname", "another env has verified this domain"),
+        "platform_labels_label_unique" => ("name", "this platform hostname is taken"),
         "deployments_slug_unique" | "releases_number_unique" => {
             ("id", "a concurrent deploy won the race; retry")
         }

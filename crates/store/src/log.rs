@@ -62,23 +62,23 @@ struct Row {
     seq: i64,
     at: DateTime<Utc>,
     org_id: Option<Uuid>,
+    kind: String,
     actor: String,
     payload: serde_json::Value,
 }
 
 impl Row {
-    fn into_event(self) -> Result<Event, StoreError> {
-        let data = serde_json::from_value(self.payload).map_err(|source| StoreError::BadEvent {
-            seq: self.seq,
-            source,
-        })?;
-        Ok(Event {
-            seq: self.seq,
-            at: self.at,
-            org_id: self.org_id,
-            actor: self.actor,
-            data,
-        })
+    fn into_event(self) -> Result<Event, (i64, String, serde_json::Error)> {
+        match serde_json::from_value(self.payload) {
+            Ok(data) => Ok(Event {
+                seq: self.seq,
+                at: self.at,
+                org_id: self.org_id,
+                actor: self.actor,
+                data,
+            }),
+            Err(e) => Err((self.seq, self.kind, e)),
+        }
     }
 }
 
@@ -91,17 +91,31 @@ pub enum Scope {
     Org(Uuid),
 }
 
-/// Events with `seq > after`, oldest first, at most `limit`.
+/// One page of the log: the events this build can read, and how far the page went.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// Readable events, oldest first.
+    pub events: Vec<Event>,
+    /// The last seq the page covered, quarantined events included: the next page
+    /// starts after it. `None` when there was nothing after the cursor.
+    pub through: Option<i64>,
+}
+
+/// Events with `seq > after`, oldest first, at most `limit` rows. An event this build
+/// cannot decode is quarantined (recorded once in `quarantined_events`, logged as an
+/// error, counted in `zeitwork_events_quarantined_total`) and skipped: one bad payload
+/// never stops the readers behind it.
 pub async fn read(
     db: &mut PgConnection,
     scope: Scope,
     after: i64,
     limit: i64,
-) -> Result<Vec<Event>, StoreError> {
+) -> Result<Page, StoreError> {
     let rows: Vec<Row> = match scope {
         Scope::All => {
             sqlx::query_as(
-                "SELECT seq, at, org_id, actor, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                "SELECT seq, at, org_id, kind, actor, payload FROM events
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .bind(after)
             .bind(limit)
@@ -110,7 +124,7 @@ pub async fn read(
         }
         Scope::Org(org) => {
             sqlx::query_as(
-                "SELECT seq, at, org_id, actor, payload FROM events
+                "SELECT seq, at, org_id, kind, actor, payload FROM events
                  WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             )
             .bind(org)
@@ -120,7 +134,54 @@ pub async fn read(
             .await?
         }
     };
-    rows.into_iter().map(Row::into_event).collect()
+    let mut page = Page {
+        events: Vec::with_capacity(rows.len()),
+        through: rows.last().map(|r| r.seq),
+    };
+    for row in rows {
+        match row.into_event() {
+            Ok(event) => page.events.push(event),
+            Err((seq, kind, e)) => quarantine(db, seq, &kind, &e).await?,
+        }
+    }
+    Ok(page)
+}
+
+/// Records an undecodable event, alerting the first time it is met.
+async fn quarantine(
+    db: &mut PgConnection,
+    seq: i64,
+    kind: &str,
+    error: &serde_json::Error,
+) -> Result<(), StoreError> {
+    let first = sqlx::query(
+        "INSERT INTO quarantined_events (seq, kind, error) VALUES ($1, $2, $3)
+         ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(kind)
+    .bind(error.to_string())
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1;
+    if first {
+        metrics::counter!("zeitwork_events_quarantined_total").increment(1);
+        tracing::error!(
+            seq, kind, %error,
+            "event quarantined: this build cannot read it; readers skip it (see quarantined_events)"
+        );
+    }
+    Ok(())
+}
+
+/// Every quarantined event: `(seq, kind, error)`, oldest first.
+pub async fn quarantined(db: &mut PgConnection) -> Result<Vec<(i64, String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT seq, kind, error FROM quarantined_events ORDER BY seq")
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 /// The highest committed sequence number.

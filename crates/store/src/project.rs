@@ -3,6 +3,7 @@
 
 mod agents;
 mod certificates;
+mod labels;
 
 use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
@@ -86,8 +87,9 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .bind(app_id)
                 .bind(name)
                 .bind(at)
-                .execute(db)
+                .execute(&mut *db)
                 .await?;
+            labels::claim(db, env_id, None).await?;
         }
         EventData::EnvDeleted { env_id } => delete(db, "envs", env_id).await?,
         EventData::RouteCreated {
@@ -276,6 +278,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(at)
             .execute(&mut *db)
             .await?;
+            labels::claim(db, env_id, Some((deployment_id, slug))).await?;
             for p in processes {
                 insert_process(db, deployment_id, p).await?;
             }

@@ -147,6 +147,26 @@ pub async fn domains<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Domain>> {
     .await?)
 }
 
+/// The env holding a platform hostname label, if any.
+pub async fn label_holder<'c>(db: impl PgExecutor<'c>, label: &str) -> R<Option<Uuid>> {
+    Ok(
+        sqlx::query_scalar("SELECT env_id FROM platform_labels WHERE label = $1")
+            .bind(label)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// The env that verified this custom domain, if one has.
+pub async fn domain_verified_by<'c>(db: impl PgExecutor<'c>, hostname: &str) -> R<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT env_id FROM domains WHERE hostname = $1 AND verified_at IS NOT NULL",
+    )
+    .bind(hostname)
+    .fetch_optional(db)
+    .await?)
+}
+
 pub async fn secrets<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Secret>> {
     Ok(sqlx::query_as(
         "SELECT name, version, updated_at FROM secrets WHERE env_id = $1 ORDER BY name",

@@ -22,6 +22,7 @@ pub const PROJECTIONS: &[&str] = &[
     "join_tokens",
     "releases",
     "deployments",
+    "platform_labels",
     "process_types",
     "instances",
     "routes",
@@ -52,9 +53,9 @@ pub async fn rebuild(store: &Store) -> Result<i64, StoreError> {
     let mut applied = 0;
     loop {
         let page = log::read(&mut tx, Scope::All, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for event in &page {
+        let Some(through) = page.through else { break };
+        after = through;
+        for event in &page.events {
             project::apply(&mut tx, event).await?;
             applied += 1;
         }

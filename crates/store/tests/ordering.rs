@@ -58,7 +58,7 @@ async fn concurrent_writers_never_let_a_tailing_reader_skip_an_event() {
             loop {
                 let mut db = store.pool().acquire().await.unwrap();
                 let page = log::read(&mut db, Scope::All, cursor, 7).await.unwrap();
-                for e in page {
+                for e in page.events {
                     assert_eq!(
                         e.seq,
                         cursor + 1,

@@ -59,6 +59,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         token_id,
         hash: token_id.simple().to_string(),
         expires_at: chrono::Utc::now(),
+        replaces: Some("n1".into()),
     };
     let (wildcard, issued, renewed, dropped) = (
         Uuid::now_v7(),

@@ -127,10 +127,7 @@ impl Cgroup {
     /// A command that joins this cgroup and then execs `program`, so the process is
     /// capped from its first allocation (adding it after spawn would race).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
-        let mut procs = vec![self.memory.join("cgroup.procs")];
-        if !self.v2 {
-            procs.push(self.cpu.join("cgroup.procs"));
-        }
+        let procs = self.procs_files();
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(r#"for p in $ZW_CGROUP_PROCS; do echo $$ > "$p" || exit 97; done; exec "$@""#)
@@ -145,6 +142,11 @@ impl Cgroup {
                     .join(" "),
             );
         cmd
+    }
+
+    /// The `cgroup.procs` files a process writes its pid to, to join (one per hierarchy).
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs().iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// Whether the kernel killed a process here for exceeding the limit.

@@ -34,6 +34,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::cgroup::{self, Cgroup};
+use crate::jail::{self, INITRD, KERNEL, place_files};
 use crate::record::{GracefulStop, Jail};
 use crate::running::{self, RunningVm};
 use crate::{VmSpec, Vmm, VmmError};
@@ -50,8 +51,6 @@ const PARENT_CGROUP: &str = "zeitwork";
 /// Inside the chroot.
 const API_SOCKET: &str = "/run/firecracker.socket";
 const LOG_FILE: &str = "/firecracker.log";
-const KERNEL: &str = "/vmlinux";
-const INITRD: &str = "/initrd";
 
 /// `zeitwork.shutdown=reboot`: Firecracker has no ACPI power-off but exits when the guest
 /// resets (`reboot=k`), so init resets instead of powering off.
@@ -59,12 +58,6 @@ const BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1 pci=off quiet zeitwork.s
 
 /// How long the jailer and Firecracker may take until the API socket answers.
 const API_READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The system user the VMMs run as when it exists, else [`DEFAULT_ID`].
-pub const VM_USER: &str = "zeitwork-vm";
-/// uid and gid of the VMMs when there is no [`VM_USER`]: unprivileged, above Debian's
-/// system range (100–999) and beyond the first login users (from 1000).
-pub const DEFAULT_ID: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupVersion {
@@ -103,18 +96,16 @@ impl Firecracker {
 
     /// Both binaries must be statically linked (Firecracker runs in an empty chroot).
     /// Defaults: chroot base `/srv/jailer` (keep it on the filesystem of the agent's state
-    /// directory, so disks are hard-linked rather than copied), the [`VM_USER`]'s ids or
-    /// [`DEFAULT_ID`], and the host's cgroup version.
+    /// directory, so disks are hard-linked rather than copied), the
+    /// [`VM_USER`](crate::VM_USER)'s ids or [`DEFAULT_ID`](crate::DEFAULT_ID), and the host's
+    /// cgroup version.
     pub fn new(firecracker: PathBuf, jailer: PathBuf) -> Result<Firecracker, VmmError> {
         let canonical = std::fs::canonicalize(&firecracker).map_err(|source| VmmError::Io {
             path: firecracker.display().to_string(),
             source,
         })?;
         let exec_name = canonical.file_name().unwrap_or_default().to_owned();
-        let (uid, gid) = std::fs::read_to_string("/etc/passwd")
-            .ok()
-            .and_then(|passwd| user_ids(&passwd, VM_USER))
-            .unwrap_or((DEFAULT_ID, DEFAULT_ID));
+        let (uid, gid) = jail::default_ids();
         Ok(Firecracker {
             firecracker,
             jailer,
@@ -300,7 +291,7 @@ impl Firecracker {
         }
         let jail = Jail {
             dir: jail_dir,
-            log: self.chroot(&spec.name).join(&LOG_FILE[1..]),
+            log: Some(self.chroot(&spec.name).join(&LOG_FILE[1..])),
         };
         let cgroup = self.cgroup(&spec.name)?;
         let placed = {
@@ -426,101 +417,6 @@ fn check_id(name: &str) -> Result<(), VmmError> {
         return Err(VmmError::InvalidName(name.to_owned()));
     }
     Ok(())
-}
-
-/// `(uid, gid)` of `user` in `/etc/passwd` text.
-fn user_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|line| {
-        let mut f = line.split(':');
-        (f.next()? == user).then_some(())?;
-        let (_, uid, gid) = (f.next()?, f.next()?, f.next()?);
-        Some((uid.parse().ok()?, gid.parse().ok()?))
-    })
-}
-
-/// Puts the guest's files into the chroot under the names the API requests use. The
-/// writable disk is handed to the VMM's uid (it is this VM's own file).
-fn place_files(chroot: &Path, spec: &VmSpec, (uid, gid): (u32, u32)) -> Result<(), VmmError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| VmmError::Io { path, source }
-    };
-    std::fs::create_dir_all(chroot).map_err(io(chroot))?;
-    let [root, scratch, config] = api::DRIVES;
-    for (from, to, writable) in [
-        (&spec.kernel, KERNEL, false),
-        (&spec.initramfs, INITRD, false),
-        (&spec.root_disk, root.1, false),
-        (&spec.scratch_disk, scratch.1, true),
-        (&spec.config_disk, config.1, false),
-    ] {
-        let to = chroot.join(&to[1..]);
-        link_or_copy(from, &to, (uid, gid), writable).map_err(io(from))?;
-    }
-    Ok(())
-}
-
-/// Hard-links `from` to `to` (a copy, sparse, across filesystems). A read-only file the
-/// VMM could not read is copied and the copy given to it, so the original stays as it is.
-fn link_or_copy(
-    from: &Path,
-    to: &Path,
-    (uid, gid): (u32, u32),
-    writable: bool,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = std::fs::metadata(from)?;
-    let readable_by_vmm =
-        meta.mode() & 0o004 != 0 || (meta.uid() == uid && meta.mode() & 0o400 != 0);
-    let copied = if writable || readable_by_vmm {
-        match std::fs::hard_link(from, to) {
-            Ok(()) => false,
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
-                copy_sparse(from, to)?;
-                true
-            }
-            Err(e) => return Err(e),
-        }
-    } else {
-        copy_sparse(from, to)?;
-        true
-    };
-    if writable || copied {
-        std::os::unix::fs::chown(to, Some(uid), Some(gid))?;
-        let mode = if writable { 0o600 } else { 0o400 };
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
-}
-
-/// Copies only the data of a sparse file (a 1 GiB scratch disk holds a few MiB).
-fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
-    use rustix::fs::SeekFrom as Seek2;
-    use std::io::{Read, Seek, SeekFrom};
-    let mut src = std::fs::File::open(from)?;
-    let len = src.metadata()?.len();
-    let mut dst = std::fs::File::create(to)?;
-    dst.set_len(len)?;
-    let mut pos = 0;
-    while pos < len {
-        let data = match rustix::fs::seek(&src, Seek2::Data(pos)) {
-            Ok(data) => data,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(rustix::io::Errno::INVAL) if pos == 0 => {
-                // No SEEK_DATA on this filesystem: a plain copy.
-                drop(dst);
-                std::fs::copy(from, to)?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let hole = rustix::fs::seek(&src, Seek2::Hole(data))?.min(len);
-        src.seek(SeekFrom::Start(data))?;
-        dst.seek(SeekFrom::Start(data))?;
-        std::io::copy(&mut (&mut src).take(hole - data), &mut dst)?;
-        pos = hole;
-    }
-    dst.sync_all()
 }
 
 #[cfg(test)]

@@ -5,17 +5,25 @@
 //! Drivers: [`Firecracker`] (production: under its jailer, configured over its API) and
 //! [`Qemu`] (`-M microvm`, KVM or TCG, so every Linux box boots real microVMs). [`auto`]
 //! picks Firecracker where its binaries are installed and KVM can run Linux guests.
+//!
+//! Both confine their VMM alike: an unprivileged uid/gid ([`VM_USER`]'s, else
+//! [`DEFAULT_ID`]), a chroot holding only the guest's files (and, for QEMU, the host's
+//! `/usr` read-only) in a mount namespace of its own, the instance's network namespace,
+//! a cgroup capping memory, and a seccomp filter.
 
 mod cgroup;
 mod console;
 mod driver;
 mod firecracker;
+mod jail;
 mod kvm;
 mod process;
 mod qemu;
 mod qmp;
 mod record;
 mod running;
+#[cfg(test)]
+mod testing;
 mod tsc;
 
 use std::future::Future;
@@ -25,7 +33,8 @@ use std::time::Duration;
 pub use cgroup::Cgroup;
 pub use console::{ConsoleReport, VmExit};
 pub use driver::{Choice, Driver, FIRECRACKER_ENV, JAILER_ENV, auto, choose};
-pub use firecracker::{CgroupVersion, DEFAULT_ID, Firecracker, VM_USER};
+pub use firecracker::{CgroupVersion, Firecracker};
+pub use jail::{DEFAULT_ID, VM_USER};
 pub use kvm::kvm_usable;
 pub use qemu::Qemu;
 pub use running::RunningVm;
@@ -122,9 +131,10 @@ pub enum VmmError {
 /// A way to run microVMs. Drivers share every guest artifact; only the VMM differs.
 pub trait Vmm: Send + Sync {
     fn name(&self) -> &'static str;
-    /// Whether the VMM runs each VM in a network namespace of its own (Firecracker: its
-    /// jailer joins it), where the guest's tap must then be: the one place that decides
-    /// the topology of an instance's network (see `zeitwork_net::Topology`).
+    /// Whether the VMM runs each VM in a network namespace of its own (both drivers do:
+    /// Firecracker's jailer joins it, QEMU's launcher too), where the guest's tap must then
+    /// be: the one place that decides the topology of an instance's network (see
+    /// `zeitwork_net::Topology`).
     fn wants_own_netns(&self) -> bool;
     fn launch(&self, spec: &VmSpec) -> impl Future<Output = Result<RunningVm, VmmError>> + Send;
 }

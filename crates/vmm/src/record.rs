@@ -25,19 +25,29 @@ pub(crate) enum GracefulStop {
 /// Files made for a jailed VMM: removed after it ended, its log kept.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Jail {
-    /// `<chroot base>/<exec name>/<id>`, removed as a whole.
+    /// The directory holding the chroot, removed as a whole: Firecracker's
+    /// `<chroot base>/<exec name>/<id>`, QEMU's `<run dir>/jail`.
     pub dir: PathBuf,
-    /// The VMM's log inside the jail, appended to the run dir's `vmm.log` before removal.
-    pub log: PathBuf,
+    /// The VMM's log inside the jail, appended to the run dir's `vmm.log` before removal
+    /// (QEMU writes its log to the run dir directly: none).
+    #[serde(default)]
+    pub log: Option<PathBuf>,
 }
 
 impl Jail {
     pub fn remove(&self, keep_log_in: &Path) {
-        if let Ok(log) = std::fs::read(&self.log) {
+        if let Some(Ok(log)) = self.log.as_ref().map(std::fs::read) {
             use std::io::Write;
             if let Ok(mut out) = std::fs::OpenOptions::new().append(true).open(keep_log_in) {
                 let _ = out.write_all(&log);
             }
+        }
+        // The VMM's bind mounts live in its own mount namespace, gone with it; should one
+        // be visible here, removing the tree would delete what it shows (the host's /usr).
+        let mounted = crate::jail::mounts_under(&self.dir);
+        if !mounted.is_empty() {
+            tracing::warn!(dir = %self.dir.display(), ?mounted, "not removing a VMM's jail with mounts in it");
+            return;
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -112,7 +122,7 @@ mod tests {
             )),
             jail: Some(Jail {
                 dir: "/srv/jailer/fc/a".into(),
-                log: "/srv/jailer/fc/a/root/firecracker.log".into(),
+                log: Some("/srv/jailer/fc/a/root/firecracker.log".into()),
             }),
         };
         record.save(dir.path()).unwrap();

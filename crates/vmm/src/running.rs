@@ -43,6 +43,15 @@ pub(crate) async fn run_files(run_dir: &Path) -> Result<(std::fs::File, std::fs:
     Ok((create(CONSOLE_LOG)?, create(VMM_LOG)?))
 }
 
+/// Whether a VMM launched in `run_dir` still runs (its record names a process that is
+/// still in its cgroup), so nothing made for it may be removed or reused.
+pub(crate) fn runs_in(run_dir: &Path) -> bool {
+    Record::load(run_dir)
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.cgroup.pids().contains(&r.pid))
+}
+
 /// A booted VM. Dropping it kills the VMM (and removes its jail); [`RunningVm::wait`] or
 /// [`RunningVm::stop`] report how it ended and clean up.
 #[derive(Debug)]

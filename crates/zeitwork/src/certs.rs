@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use zeitwork_store::Store;
 
-use crate::settings::operator_key;
+use crate::settings::Key;
 
 #[derive(Subcommand)]
 pub enum CertsCommand {
@@ -40,7 +40,8 @@ pub async fn run(command: CertsCommand) -> anyhow::Result<()> {
             database_url,
         } => {
             let (chain, key) = (read(&cert)?, read(&key)?);
-            let secrets = operator_key("certificate keys are stored sealed with it")?;
+            let secrets =
+                Key::Certificates.required("certificate keys are stored sealed with it")?;
             let store = connect(&database_url).await?;
             let imported = zeitwork_certs::import(&store, &secrets, &chain, &key).await?;
             println!("imported certificate {}", imported.certificate_id);

@@ -73,8 +73,8 @@ impl AcmeArgs {
 pub struct Setup {
     pub store: Store,
     pub bus: Option<NatsBus>,
-    /// The operator's key: certificate keys are sealed with it.
-    pub secrets: SecretBox,
+    /// The certificates key (never the secrets key: see `settings::Key`).
+    pub certificate_key: SecretBox,
     pub base_domain: String,
     pub http_listen: String,
     pub https_listen: String,
@@ -105,20 +105,25 @@ pub async fn start(setup: Setup) -> anyhow::Result<Started> {
     let Setup {
         store,
         bus,
-        secrets,
+        certificate_key,
         base_domain,
         ..
     } = setup;
     let issuer = match setup.acme {
         Some(config) => Some(
-            Issuer::new(store.clone(), bus.clone(), secrets.clone(), config)
+            Issuer::new(store.clone(), bus.clone(), certificate_key.clone(), config)
                 .context("setting up ACME")?,
         ),
         None => None,
     };
-    let certs = Certificates::start(store.clone(), bus.clone(), secrets, base_domain.clone())
-        .await
-        .context("reading certificates")?;
+    let certs = Certificates::start(
+        store.clone(),
+        bus.clone(),
+        certificate_key,
+        base_domain.clone(),
+    )
+    .await
+    .context("reading certificates")?;
     let config = zeitwork_edge::Config {
         trusted_proxies: setup.trusted_proxies,
         ..zeitwork_edge::Config::new(base_domain)

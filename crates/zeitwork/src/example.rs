@@ -107,16 +107,16 @@ pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<Deployed> {
     Ok(Deployed { url, instance })
 }
 
-/// Packs the static `hello` binary (`ZEITWORK_HELLO_BIN`, else built next to this one)
-/// into an image.
+/// Packs the static `hello` binary (`ZEITWORK_HELLO_BIN`, else next to this one or where
+/// `scripts/build-guest.sh` builds it) into an image.
 async fn push(registry: &str) -> anyhow::Result<String> {
     let hello = match std::env::var_os("ZEITWORK_HELLO_BIN") {
         Some(path) => std::path::PathBuf::from(path),
-        None => std::env::current_exe()?.with_file_name("hello"),
+        None => crate::guest_bins::static_bin("hello")?,
     };
     anyhow::ensure!(
         hello.is_file(),
-        "{} not found: build it with `cargo rustc --release -p zeitwork-example-hello --bin hello -- -C target-feature=+crt-static` (scripts/up.sh does)",
+        "{} not found: build it with scripts/build-guest.sh (scripts/up.sh does)",
         hello.display()
     );
     let dir = tempfile::tempdir()?;

@@ -22,7 +22,8 @@ pub struct Local {
     /// How and where the edge serves apps, for the example's URL.
     pub edge_scheme: &'static str,
     pub edge_port: u16,
-    pub base_domain: String,
+    /// The example's env hostname.
+    pub example_host: String,
 }
 
 pub async fn run(
@@ -47,6 +48,7 @@ pub async fn run(
             node_dir: local.node_dir.clone(),
             init_bin: std::env::var_os("ZEITWORK_INIT_BIN").map(PathBuf::from),
             node_prefix: "fd7a:7a77:0:1::/64".into(),
+            egress_allow: Vec::new(),
         },
         api: local.api.clone(),
         join_token: None,
@@ -62,9 +64,14 @@ pub async fn run(
         // `up` serves every metric on the operator's /metrics already.
         metrics_addr: None,
     };
-    // Used only when the saved credential is missing or refused (a new database).
+    // Used only when the saved credential is missing or refused (a new database). `up`
+    // is this platform's admin and consents to its own node being enrolled again.
     let (status, token) = api
-        .call(Method::POST, "nodes/join-tokens", Some(json!({})))
+        .call(
+            Method::POST,
+            "nodes/join-tokens",
+            Some(json!({ "replaces": "local" })),
+        )
         .await?;
     args.join_token = Some(
         token["token"]
@@ -76,10 +83,8 @@ pub async fn run(
     if local.example {
         match example_url(&api).await {
             Ok(deployed) => println!(
-                "  Example app: {scheme}://{}-{}.{}:{port}/ (this deployment: {scheme}://{}:{port}/; instance: {})",
-                example::APP,
-                example::ORG,
-                local.base_domain,
+                "  Example app: {scheme}://{}:{port}/ (this deployment: {scheme}://{}:{port}/; instance: {})",
+                local.example_host,
                 deployed
                     .url
                     .split_once("://")

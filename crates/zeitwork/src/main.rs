@@ -6,6 +6,7 @@ mod agent;
 mod certs;
 mod edge;
 mod example;
+mod guest_bins;
 mod image;
 mod lb;
 mod local;

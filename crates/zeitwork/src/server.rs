@@ -3,7 +3,7 @@ use clap::Subcommand;
 use tokio::net::TcpListener;
 use zeitwork_store::Store;
 
-use crate::settings::{OperatorArgs, secret_box};
+use crate::settings::{Key, OperatorArgs};
 
 #[derive(Subcommand)]
 pub enum Role {
@@ -27,7 +27,7 @@ pub enum Role {
         args: Box<crate::agent::AgentArgs>,
     },
     /// Edge proxy: serves every app's hostnames on HTTP and HTTPS, routing to healthy
-    /// instances; orders certificates with ACME (needs ZEITWORK_SECRET_KEY).
+    /// instances; orders certificates with ACME (needs ZEITWORK_CERT_KEY).
     Edge {
         #[command(flatten)]
         args: Box<crate::edge::EdgeArgs>,
@@ -46,7 +46,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             let store = Store::connect(&database_url)
                 .await
                 .context("connecting to Postgres")?;
-            let secrets = secret_box(None)?;
+            let secrets = Key::Secrets.load(None)?;
             let app = zeitwork_operator::app(store.clone(), secrets, args.config()).await?;
             let listener = TcpListener::bind(&args.listen)
                 .await

@@ -67,36 +67,78 @@ fn seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("expected a positive number of seconds, got {s:?}"))
 }
 
-/// The key that seals secrets: `ZEITWORK_SECRET_KEY` (64 hex characters), else a key
-/// file, created with mode 0600 on first use when `create` allows it.
-pub fn secret_box(key_file: Option<&Path>) -> anyhow::Result<SecretBox> {
-    if let Ok(hex) = std::env::var("ZEITWORK_SECRET_KEY") {
-        return SecretBox::from_hex(&hex).context("ZEITWORK_SECRET_KEY");
-    }
-    let Some(path) = key_file else {
-        anyhow::bail!(
-            "set ZEITWORK_SECRET_KEY to 64 hex characters (e.g. `openssl rand -hex 32`); it seals secrets at rest"
-        );
-    };
-    if !path.exists() {
-        write_private(path, &SecretBox::generate_hex())?;
-    }
-    let hex =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    SecretBox::from_hex(&hex).with_context(|| format!("secret key in {}", path.display()))
+/// The platform's two sealing keys. Each role holds only what it needs: the operator
+/// the secrets key (it hands tenants' secrets to their nodes), the edges and
+/// `zeitwork certs` the certificates key; an internet-facing edge never holds a key
+/// that opens tenants' secrets (docs/security.md, "Keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// Seals env secrets.
+    Secrets,
+    /// Seals certificate private keys and the ACME account key.
+    Certificates,
 }
 
-/// The operator's key from `ZEITWORK_SECRET_KEY`, for roles that open what the operator
-/// (or an edge) sealed and so must never make up a key of their own; `needed_for` says
-/// why in the error when it is missing.
-pub fn operator_key(needed_for: &str) -> anyhow::Result<SecretBox> {
-    if std::env::var_os("ZEITWORK_SECRET_KEY").is_none() {
-        anyhow::bail!(
-            "set ZEITWORK_SECRET_KEY to the operator's secret key (64 hex characters; `zeitwork up` \
-             keeps it in <data dir>/secret.key): {needed_for}"
-        );
+impl Key {
+    /// The environment variable that holds it (64 hex characters).
+    pub fn var(self) -> &'static str {
+        match self {
+            Key::Secrets => "ZEITWORK_SECRET_KEY",
+            Key::Certificates => "ZEITWORK_CERT_KEY",
+        }
     }
-    secret_box(None)
+
+    /// Its file in the data directory of `zeitwork up`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Key::Secrets => "secret.key",
+            Key::Certificates => "cert.key",
+        }
+    }
+
+    fn seals(self) -> &'static str {
+        match self {
+            Key::Secrets => "it seals secrets at rest",
+            Key::Certificates => "it seals certificate keys at rest",
+        }
+    }
+
+    /// The key from its environment variable, else from `dir`'s key file, created
+    /// with mode 0600 on first use.
+    pub fn load(self, dir: Option<&Path>) -> anyhow::Result<SecretBox> {
+        if let Ok(hex) = std::env::var(self.var()) {
+            return SecretBox::from_hex(&hex).context(self.var());
+        }
+        let Some(dir) = dir else {
+            anyhow::bail!(
+                "set {} to 64 hex characters (e.g. `openssl rand -hex 32`); {}",
+                self.var(),
+                self.seals()
+            );
+        };
+        let path = dir.join(self.file());
+        if !path.exists() {
+            write_private(&path, &SecretBox::generate_hex())?;
+        }
+        let hex = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        SecretBox::from_hex(&hex).with_context(|| format!("key in {}", path.display()))
+    }
+
+    /// The key from its environment variable only, for roles that open what another
+    /// role sealed and so must never make up a key of their own; `needed_for` says why
+    /// in the error when it is missing.
+    pub fn required(self, needed_for: &str) -> anyhow::Result<SecretBox> {
+        if std::env::var_os(self.var()).is_none() {
+            anyhow::bail!(
+                "set {} to the platform's key (64 hex characters; `zeitwork up` keeps it in \
+                 <data dir>/{}): {needed_for}",
+                self.var(),
+                self.file()
+            );
+        }
+        self.load(None)
+    }
 }
 
 /// Writes a file only its owner can read.

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+use zeitwork_core::platform_host;
 use zeitwork_services::{Nats, Postgres, ServiceError};
 use zeitwork_store::Store;
 
 use crate::edge::AcmeArgs;
 use crate::example;
 use crate::server::shutdown_signal;
-use crate::settings::{OperatorArgs, secret_box, write_private};
+use crate::settings::{Key, OperatorArgs, write_private};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -141,15 +142,17 @@ async fn serve(
         .await
         .context("connecting to Postgres")?;
     let bus = zeitwork_bus::NatsBus::connect(nats_url).await?;
-    let secrets = secret_box(Some(&data.join("secret.key")))?;
+    // Two keys, as a cluster has them: the operator's opens tenants' secrets, the
+    // edge's only certificate keys.
+    let secrets = Key::Secrets.load(Some(data))?;
+    let certificate_key = Key::Certificates.load(Some(data))?;
     let token_file = data.join("admin-token");
     let new_token = zeitwork_operator::auth::bootstrap_platform_token(&store).await?;
     if let Some(token) = &new_token {
         write_private(&token_file, &format!("{token}\n"))?;
     }
     // Installs the metrics recorder: the edge's and the agent's metrics are on its /metrics.
-    let app =
-        zeitwork_operator::app(store.clone(), secrets.clone(), args.operator.config()).await?;
+    let app = zeitwork_operator::app(store.clone(), secrets, args.operator.config()).await?;
     let listener = TcpListener::bind(&args.operator.listen)
         .await
         .with_context(|| format!("listening on {}", args.operator.listen))?;
@@ -161,7 +164,7 @@ async fn serve(
     let edge = crate::edge::start(crate::edge::Setup {
         store: store.clone(),
         bus: Some(bus.clone()),
-        secrets,
+        certificate_key,
         base_domain: base_domain.clone(),
         http_listen: args.edge_listen.clone(),
         https_listen: args.edge_https_listen.clone(),
@@ -174,7 +177,10 @@ async fn serve(
     .await?;
     let (edge_http, edge_https) = (edge.http_addr(), edge.https_addr());
     // Apps are shown on https only when a certificate covers them (normally none does).
-    let example_host = format!("{}-{}.{base_domain}", example::APP, example::ORG);
+    let example_host = platform_host::host(
+        &platform_host::env_label(example::APP, platform_host::PRIMARY_ENV, example::ORG),
+        &base_domain,
+    );
     let (scheme, edge_port) = if edge.covers(&example_host) {
         ("https", edge_https.port())
     } else {
@@ -228,7 +234,7 @@ async fn serve(
             example: !args.no_example,
             edge_scheme: scheme,
             edge_port,
-            base_domain: base_domain.clone(),
+            example_host: example_host.clone(),
         },
         until_stopped(),
     );

@@ -20,7 +20,8 @@ pub struct NodeArgs {
     /// Where the node keeps its kernel, image cache and instance files.
     #[arg(long, env = "ZEITWORK_NODE_DIR", default_value = "/var/lib/zeitwork")]
     pub node_dir: PathBuf,
-    /// The static guest init [default: `zeitwork-init` next to this binary].
+    /// The static guest init [default: `zeitwork-init` next to this binary, or where
+    /// `scripts/build-guest.sh` builds it].
     #[arg(long, env = "ZEITWORK_INIT_BIN")]
     pub init_bin: Option<PathBuf>,
     /// This node's IPv6 ULA /64 for instances.
@@ -30,17 +31,22 @@ pub struct NodeArgs {
         default_value = "fd7a:7a77:0:1::/64"
     )]
     pub node_prefix: String,
+    /// Private destinations guests may reach past the default deny list, comma-separated
+    /// `ADDR[/LEN][:PORT]` (IPv6 in brackets with a port), e.g. a managed database
+    /// `10.0.5.7:5432`.
+    #[arg(long, env = "ZEITWORK_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<zeitwork_net::EgressAllow>,
 }
 
 impl NodeArgs {
     fn config(&self) -> anyhow::Result<RuntimeConfig> {
         let init_binary = match &self.init_bin {
             Some(path) => path.clone(),
-            None => std::env::current_exe()?.with_file_name("zeitwork-init"),
+            None => crate::guest_bins::static_bin("zeitwork-init")?,
         };
         anyhow::ensure!(
             init_binary.is_file(),
-            "{} not found: build it with `cargo rustc --release -p zeitwork-init --bin zeitwork-init -- -C target-feature=+crt-static` or pass --init-bin",
+            "{} not found: build it with scripts/build-guest.sh or pass --init-bin",
             init_binary.display()
         );
         Ok(RuntimeConfig {
@@ -48,6 +54,7 @@ impl NodeArgs {
             guest_dir: self.node_dir.join("guest"),
             init_binary,
             node_prefix: NodePrefix::parse(&self.node_prefix)?,
+            egress_allow: self.egress_allow.clone(),
         })
     }
 
@@ -134,6 +141,7 @@ pub async fn vm(command: VmCommand) -> anyhow::Result<std::process::ExitCode> {
         env: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         secrets: BTreeMap::new(),
         port: args.port,
+        port_from_image: true,
         vcpus: args.vcpus,
         memory_mb: args.memory_mb,
         cpu_weight: 100,

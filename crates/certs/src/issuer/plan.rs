@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
-use zeitwork_core::CertificateSource;
+use zeitwork_core::{CertificateSource, platform_host};
 use zeitwork_store::Store;
 
 use crate::{CertsError, names, pem};
@@ -52,7 +52,6 @@ pub(super) struct Plan {
 
 /// Every hostname the platform wants a certificate for, in order of precedence.
 pub(super) async fn wanted(store: &Store, base_domain: &str) -> Result<Vec<String>, CertsError> {
-    let base = pem::normalize(base_domain);
     let mut tx = store.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -62,7 +61,7 @@ pub(super) async fn wanted(store: &Store, base_domain: &str) -> Result<Vec<Strin
     )
     .fetch_all(&mut *tx)
     .await?;
-    // The same names the edge's routing table gives (zeitwork-edge, table/build.rs).
+    // The names the edge serves: both build them with zeitwork_core::platform_host.
     let envs: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT a.name, e.name, o.name FROM envs e
          JOIN apps a ON a.id = e.app_id JOIN orgs o ON o.id = e.org_id
@@ -79,15 +78,15 @@ pub(super) async fn wanted(store: &Store, base_domain: &str) -> Result<Vec<Strin
     .await?;
     tx.rollback().await?;
     let mut out: Vec<String> = domains.into_iter().map(|(h,)| pem::normalize(&h)).collect();
-    out.extend(envs.into_iter().map(|(app, env, org)| match env.as_str() {
-        "prod" => format!("{app}-{org}.{base}"),
-        _ => format!("{app}-{env}-{org}.{base}"),
+    out.extend(envs.into_iter().map(|(app, env, org)| {
+        platform_host::host(&platform_host::env_label(&app, &env, &org), base_domain)
     }));
-    out.extend(
-        deployments
-            .into_iter()
-            .map(|(app, slug, org)| format!("{app}-{slug}-{org}.{base}")),
-    );
+    out.extend(deployments.into_iter().map(|(app, slug, org)| {
+        platform_host::host(
+            &platform_host::deployment_label(&app, &slug, &org),
+            base_domain,
+        )
+    }));
     let mut seen = std::collections::HashSet::new();
     out.retain(|h| names::issuable(h) && seen.insert(h.clone()));
     Ok(out)

@@ -153,7 +153,7 @@ fn open(secrets: &SecretBox, row: Full) -> Result<Held, Unusable> {
             fail(CertsError::Pem {
                 what: "the sealed private key",
                 reason: "it does not open with this secret key: every edge must use the \
-                         operator's ZEITWORK_SECRET_KEY"
+                         platform's ZEITWORK_CERT_KEY"
                     .into(),
             })
         })?;

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::{create, field, list, remove};
 use crate::context::{Ctx, Scope};
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::output::{self, Cell, Column, col, col_as};
 
 /// The roles a token or user may have, weakest first.
@@ -61,6 +61,15 @@ pub async fn tokens(ctx: &Ctx, action: TokensAction) -> Result<()> {
             let path = ctx.path(Scope::Org, &["tokens"])?;
             let body = json!({ "name": name, "role": role });
             let answer = create(ctx, path, body, &format!("Created {role} token {name}")).await?;
+            if answer["secret"].is_null() {
+                // A replay of a creation whose first answer was lost: the secret is gone.
+                return Err(CliError::Api {
+                    status: 409,
+                    code: "secret_not_shown".into(),
+                    message: field(&answer, "secret_note"),
+                    field: Some("secret".into()),
+                });
+            }
             if !ctx.json() {
                 output::emit(&format!("{}\n", field(&answer, "secret")))?;
             }

@@ -138,8 +138,18 @@ pub async fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
     rolled_out(ctx, &ctx.app()?, &answer, "Rolled back")
 }
 
-/// Prints a deploy/rollback answer `{"deployment","release","url","instances"}`.
+/// Prints a deploy/rollback answer `{"deployment","release","url","instances","warnings"}`;
+/// warnings go to stderr, one line each, in both output modes.
 fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
+    for warning in answer
+        .get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        eprintln!("warning: {warning}");
+    }
     if ctx.json() {
         return output::emit_json(answer);
     }

@@ -25,8 +25,16 @@ pub struct EventsArgs {
 
 /// Events asked for per page.
 const PAGE: u64 = 500;
-/// Event fields never printed in the one-line summary (hashes, ciphertexts).
-const HIDDEN: &[&str] = &["type", "hash", "ciphertext"];
+/// Event fields never printed in the one-line summary (the operator withholds digests
+/// and sealed material anyway).
+const HIDDEN: &[&str] = &[
+    "type",
+    "hash",
+    "credential_hash",
+    "ciphertext",
+    "sealed_key",
+    "sealed_credentials",
+];
 
 pub async fn events(ctx: &Ctx, args: EventsArgs) -> Result<()> {
     let client = ctx.client()?;

@@ -20,6 +20,9 @@ pub enum NodesAction {
         /// Seconds the token stays valid [default: 3600]
         #[arg(long, value_name = "SECONDS")]
         ttl: Option<u64>,
+        /// Allow this token to enroll the existing node NAME again, replacing its credential
+        #[arg(long, value_name = "NAME")]
+        replace: Option<String>,
     },
     /// Move a node's instances elsewhere; the old ones stop once their replacements are healthy
     Drain { name: String },
@@ -57,11 +60,14 @@ pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
                 .await
                 .map(drop)
         }
-        NodesAction::JoinToken { ttl } => {
-            let body = match ttl {
-                Some(seconds) => json!({ "ttl_seconds": seconds }),
-                None => json!({}),
-            };
+        NodesAction::JoinToken { ttl, replace } => {
+            let mut body = json!({});
+            if let Some(seconds) = ttl {
+                body["ttl_seconds"] = json!(seconds);
+            }
+            if let Some(name) = replace {
+                body["replaces"] = json!(name);
+            }
             let path = ctx.path(Scope::Platform, &["nodes", "join-tokens"])?;
             let answer = ctx.client()?.post(&path, &body).await?;
             if ctx.json() {

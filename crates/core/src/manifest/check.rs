@@ -1,7 +1,7 @@
 //! Rules serde cannot express: ranges, cross-references between routes and
 //! processes, reserved names.
 
-use super::{Health, Manifest, ManifestError, Process, RouteMode, VERSION};
+use super::{Health, Manifest, ManifestError, Process, RouteMode, Seconds, VERSION};
 
 const MAX_INSTANCES: u32 = 1000;
 const MIN_MEMORY_MB: u64 = 64;
@@ -26,10 +26,18 @@ impl Manifest {
             ));
         }
         for (name, process) in &self.processes {
-            check_process(&format!("processes.{name}"), process)?;
+            // The served process may take its port from the image's EXPOSE instead.
+            let served = self.served_process() == Some(name.as_str());
+            check_process(&format!("processes.{name}"), process, served)?;
         }
         for key in self.env.keys() {
             check_env_name(key).map_err(|m| ManifestError::at(format!("env.{key}"), m))?;
+            if self.env[key].contains('\0') {
+                return Err(ManifestError::at(
+                    format!("env.{key}"),
+                    "values must not contain NUL characters",
+                ));
+            }
         }
         let mut hosts = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
@@ -87,7 +95,7 @@ impl Manifest {
     }
 }
 
-fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
+fn check_process(path: &str, p: &Process, served: bool) -> Result<(), ManifestError> {
     if p.port == Some(0) {
         return Err(ManifestError::at(
             format!("{path}.port"),
@@ -103,13 +111,26 @@ fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
             "must name a program to run",
         ));
     }
+    if let Some(i) = p
+        .command
+        .iter()
+        .flatten()
+        .position(|arg| arg.contains('\0'))
+    {
+        return Err(ManifestError::at(
+            format!("{path}.command[{i}]"),
+            "must not contain NUL characters",
+        ));
+    }
     if p.instances > MAX_INSTANCES {
         return Err(ManifestError::at(
             format!("{path}.instances"),
             format!("at most {MAX_INSTANCES} instances per region"),
         ));
     }
-    if !(p.cpus > 0.0 && p.cpus <= MAX_CPUS) || (p.cpus * 1000.0).fract() != 0.0 {
+    // Steps of 0.001 up to float rounding: 1.001 * 1000 is 1000.9999999999999.
+    let millicpus = p.cpus * 1000.0;
+    if !(p.cpus > 0.0 && p.cpus <= MAX_CPUS) || (millicpus - millicpus.round()).abs() > 1e-6 {
         return Err(ManifestError::at(
             format!("{path}.cpus"),
             format!("must be more than 0 and at most {MAX_CPUS}, in steps of 0.001"),
@@ -122,7 +143,11 @@ fn check_process(path: &str, p: &Process) -> Result<(), ManifestError> {
         ));
     }
     if let Some(health) = &p.health {
-        check_health(&format!("{path}.health"), health, p.port.is_some())?;
+        check_health(
+            &format!("{path}.health"),
+            health,
+            p.port.is_some() || served,
+        )?;
     }
     Ok(())
 }
@@ -141,10 +166,10 @@ fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestEr
                 "set path = \"/health\" (HTTP) or tcp = true",
             ));
         }
-        (Some(p), false) if !p.starts_with('/') => {
+        (Some(p), false) if !p.starts_with('/') || !p.bytes().all(|b| b.is_ascii_graphic()) => {
             return Err(ManifestError::at(
                 format!("{path}.path"),
-                "must start with '/'",
+                "must start with '/' and hold no spaces or control characters",
             ));
         }
         _ => {}
@@ -152,16 +177,16 @@ fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestEr
     if !has_port {
         return Err(ManifestError::at(
             path,
-            "health checks need the process port to be set",
+            "health checks need the process port to be set (only the process the URLs serve may take it from the image)",
         ));
     }
-    if h.interval.0 < 1.0 {
+    if h.interval.as_millis() < 1000 || h.interval > Seconds::HOUR {
         return Err(ManifestError::at(
             format!("{path}.interval"),
-            "must be at least 1s",
+            "must be at least 1s and at most 1h",
         ));
     }
-    if h.timeout.0 <= 0.0 || h.timeout >= h.interval {
+    if h.timeout.as_millis() == 0 || h.timeout >= h.interval {
         return Err(ManifestError::at(
             format!("{path}.timeout"),
             "must be more than 0 and shorter than the interval",
@@ -258,6 +283,32 @@ proxy_protocol = true
         );
         assert_eq!(policy.rate_limit.as_ref().unwrap().per_client, Some(50));
         assert_eq!(m.routes[1].policy, crate::RoutePolicy::default());
+    }
+
+    #[test]
+    fn the_served_process_and_its_warnings() {
+        let m = |procs: &str| Manifest::from_toml(&format!("version = 1\napp = \"a\"\n{procs}"));
+        let both = m("[processes.api]\nport = 9000\n[processes.web]\n").unwrap();
+        assert_eq!(
+            both.served_process(),
+            Some("api"),
+            "a port wins over the name"
+        );
+        assert!(both.reachability_warnings().is_empty());
+        let web = m("[processes.web]\n[processes.worker]\n").unwrap();
+        assert_eq!(web.served_process(), Some("web"));
+        assert!(web.reachability_warnings()[0].contains("EXPOSE"));
+        let workers = m("[processes.worker]\n").unwrap();
+        assert_eq!(workers.served_process(), None);
+        assert!(workers.reachability_warnings()[0].starts_with("no process serves"));
+        // The served process may be health-checked on its image's port; others may not.
+        let check = "\n[processes.web.health]\npath = \"/up\"\n";
+        m(&format!("[processes.web]{check}")).unwrap();
+        let e = m(&format!(
+            "[processes.api]\nport = 1\n[processes.web]{check}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("need the process port"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! 30 s). Ejected instances go last, so they are still tried when nothing else is left.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -139,18 +138,55 @@ impl Backends {
     }
 }
 
+/// An instance's rank for a client in rendezvous hashing. Specified bytes through a
+/// specified hash (never `std`'s `DefaultHasher`, whose algorithm may change between
+/// Rust releases), so edges built by different compilers rank alike: the key (8 bytes,
+/// big-endian), the instance's IP (4 or 16 bytes) and port (2 bytes, big-endian).
 fn score(key: u64, addr: SocketAddr) -> u64 {
-    // SipHash with fixed keys: every edge computes the same ranking.
-    let mut hasher = DefaultHasher::new();
-    (key, addr).hash(&mut hasher);
-    hasher.finish()
+    let mut hash = Fnv1a::new();
+    hash.write(&key.to_be_bytes());
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => hash.write(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hash.write(&ip.octets()),
+    }
+    hash.write(&addr.port().to_be_bytes());
+    hash.finish()
 }
 
-/// A client key for consistent hashing from any hashable value.
-pub(crate) fn key_of(value: impl Hash) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
+/// A client key for consistent hashing from its bytes (a header's or cookie's value,
+/// an address's octets), with the same hash as [`score`].
+pub(crate) fn key_of(bytes: &[u8]) -> u64 {
+    let mut hash = Fnv1a::new();
+    hash.write(bytes);
+    hash.finish()
+}
+
+/// 64-bit FNV-1a, its result mixed by MurmurHash3's `fmix64` finalizer (FNV alone
+/// spreads short inputs that differ in their last byte poorly across the high bits).
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Fnv1a {
+        Fnv1a(Self::OFFSET)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +240,25 @@ mod tests {
             }
         }
         assert!(spread.values().all(|n| *n > 20), "{spread:?}");
+    }
+
+    #[test]
+    fn hashes_are_pinned_so_every_edge_build_ranks_alike() {
+        // FNV-1a's published test vectors (before the finalizer) ...
+        let raw = |bytes: &[u8]| {
+            let mut h = Fnv1a::new();
+            h.write(bytes);
+            h.0
+        };
+        assert_eq!(raw(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(raw(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(raw(b"foobar"), 0x8594_4171_f739_67e8);
+        // ... and the values this edge computes, fixed for good.
+        assert_eq!(key_of(b"session-42"), 0x3e6c_fda4_2145_251e);
+        let addr = SocketAddr::from(([10, 0, 0, 1], 8080));
+        assert_eq!(score(7, addr), 0xee09_f117_ddd8_2ce5);
+        let v6: SocketAddr = "[fd00::1]:8080".parse().unwrap();
+        assert_eq!(score(7, v6), 0x618c_9b29_5be0_1fbf);
     }
 
     #[test]

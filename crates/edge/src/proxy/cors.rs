@@ -29,7 +29,10 @@ pub(crate) fn preflight<B>(req: &Request<B>, cors: &Cors) -> Option<Response<Ful
         insert_list(out, ACCESS_CONTROL_ALLOW_METHODS, &cors.methods);
         insert_list(out, ACCESS_CONTROL_ALLOW_HEADERS, &cors.headers);
         if let Some(max_age) = cors.max_age {
-            out.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(max_age.0 as u64));
+            out.insert(
+                ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(max_age.as_duration().as_secs()),
+            );
         }
         if cors.credentials {
             out.insert(

@@ -253,6 +253,7 @@ impl Exchange {
                 .hash_on
                 .as_deref()
                 .is_some_and(|on| on != "client-ip");
+        let length = body;
         let body = body.unwrap_or(0);
         let max_body = policy.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) * 1024 * 1024;
         if policy.cors.is_some()
@@ -271,6 +272,7 @@ impl Exchange {
             secure: client.secure,
             host: raw_host,
             request_id: request_id.as_bytes(),
+            length,
         };
         wire::request_head(up, req, &connection, &stated);
         let key = policy::client_key(policy, &http::HeaderMap::new(), client.addr.ip());
@@ -440,6 +442,7 @@ impl Exchange {
         wire::response_head(
             &mut bufs.out,
             &res,
+            framing,
             policy,
             client.secure,
             self.request_id.as_bytes(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER};
-use http::header::{HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty, Limited};
@@ -24,6 +24,7 @@ use super::FromApp;
 use super::REQUEST_ID;
 use super::balance::{Backends, Candidate};
 use super::express::Lane;
+use super::hop::{CLIENT_CLAIMS, removable};
 
 /// Instances sit on the nodes' private networks: a connection that takes longer than
 /// this is not coming.
@@ -94,7 +95,7 @@ impl Upstream {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let headers = upstream_headers(parts.headers, &forwarded);
+        let headers = upstream_headers(parts.headers, &forwarded, body.size_hint().exact());
         if replayable && forwarded.upgrade.is_none() {
             let sent = lane.send_bodiless(backends, plan, &parts.method, &path, &headers);
             return Ok(sent.await?.map(Either::Right));
@@ -120,6 +121,10 @@ impl Upstream {
                     }
                     let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                     let protocol = response.headers().get(UPGRADE).cloned();
+                    // The chunks framed it: a length beside them goes (RFC 9112, 6.3).
+                    if response.headers().contains_key(TRANSFER_ENCODING) {
+                        response.headers_mut().remove(CONTENT_LENGTH);
+                    }
                     strip_hop_by_hop(response.headers_mut());
                     if let (true, Some(protocol)) = (switched, protocol) {
                         mark_upgrade(response.headers_mut(), protocol);
@@ -179,15 +184,29 @@ fn request(
     req
 }
 
-/// The client's headers minus hop-by-hop ones, plus the edge's `X-Forwarded-*` and
-/// request id. The Host header stays: apps see the name they were called by (over
-/// HTTP/2, which names it in `:authority`, it is made from that).
-fn upstream_headers(mut headers: HeaderMap, forwarded: &Forwarded<'_>) -> HeaderMap {
+/// The client's headers minus hop-by-hop ones and the client's own claims, plus the
+/// edge's `X-Forwarded-*` and request id. The Host header stays: apps see the name they
+/// were called by (over HTTP/2, which names it in `:authority`, it is made from that).
+/// A Content-Length the client sent is stated once, as the body's `length`, as the
+/// express lane states it.
+fn upstream_headers(
+    mut headers: HeaderMap,
+    forwarded: &Forwarded<'_>,
+    length: Option<u64>,
+) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     if !headers.contains_key(HOST) {
         headers.insert(HOST, forwarded.host.clone());
     }
-    headers.remove(HeaderName::from_static("forwarded"));
+    if headers.contains_key(CONTENT_LENGTH) {
+        match length {
+            Some(length) => headers.insert(CONTENT_LENGTH, HeaderValue::from(length)),
+            None => headers.remove(CONTENT_LENGTH),
+        };
+    }
+    for claim in CLIENT_CLAIMS {
+        headers.remove(claim);
+    }
     headers.insert(
         HeaderName::from_static("x-forwarded-for"),
         forwarded.client.clone(),
@@ -227,7 +246,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Headers that describe one connection, not the message (RFC 9110, 7.6.1), including
-/// those the Connection header names.
+/// those the Connection header names, unless they frame or route it ([`removable`]).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages have none: one pass over the names instead of eleven removals.
     let hop = |name: &HeaderName| {
@@ -241,7 +260,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(|name| name.trim().as_bytes())
+        .filter(|name| removable(name))
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -280,6 +301,8 @@ mod tests {
             ("upgrade", "websocket"),
             ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
             ("accept", "*/*"),
         ] {
             headers.append(name, HeaderValue::from_static(value));
@@ -293,7 +316,7 @@ mod tests {
             secure: false,
             upgrade: None,
         };
-        let out = upstream_headers(headers, &forwarded);
+        let out = upstream_headers(headers, &forwarded, None);
         let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
         for gone in [
             "connection",
@@ -302,6 +325,8 @@ mod tests {
             "transfer-encoding",
             "upgrade",
             "forwarded",
+            "x-real-ip",
+            "true-client-ip",
         ] {
             assert!(!names.contains(&gone), "{gone} was forwarded: {names:?}");
         }
@@ -310,5 +335,35 @@ mod tests {
         assert_eq!(out["x-forwarded-host"], "Shop.Test:8080");
         assert_eq!(out["x-request-id"], "req-1");
         assert_eq!(out["accept"], "*/*");
+    }
+
+    #[test]
+    fn connection_cannot_name_away_framing_and_lengths_are_stated_once() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "content-length, host, x-secret"),
+            ("host", "a.test"),
+            ("content-length", "05"),
+            ("content-length", "5"),
+            ("x-secret", "1"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        let (host, id) = (
+            HeaderValue::from_static("b.test"),
+            HeaderValue::from_static("r"),
+        );
+        let forwarded = Forwarded {
+            client: &HeaderValue::from_static("192.0.2.7"),
+            host: &host,
+            request_id: &id,
+            secure: false,
+            upgrade: None,
+        };
+        let out = upstream_headers(headers, &forwarded, Some(5));
+        assert_eq!(out["host"], "a.test", "the client's Host stays");
+        let lengths: Vec<_> = out.get_all(CONTENT_LENGTH).iter().collect();
+        assert_eq!(lengths, ["5"]);
+        assert!(!out.contains_key("x-secret"));
     }
 }

@@ -39,7 +39,8 @@ impl Limits {
         }
     }
 
-    /// `Err(retry_after)` when `client` is over a limit of the target's route.
+    /// `Err(retry_after)` when `client` (its [`bucket`]) is over a limit of the
+    /// target's route.
     pub(crate) fn check(&self, target: &Target, client: IpAddr) -> Result<(), Duration> {
         let (Some(route), Some(limit)) = (target.route(), &target.policy().rate_limit) else {
             return Ok(());
@@ -48,7 +49,7 @@ impl Limits {
         let now = self.clock.now();
         if let Some(per_client) = &limits.per_client {
             per_client
-                .check_key(&client)
+                .check_key(&bucket(client))
                 .map_err(|not_until| not_until.wait_time_from(now))?;
         }
         if let Some(per_route) = &limits.per_route {
@@ -92,6 +93,20 @@ impl Limits {
     }
 }
 
+/// Whose requests a per-client limit counts together: an IPv4 address alone, an IPv6
+/// address with its whole /64 (one subscriber or one host gets a /64, so anyone
+/// limited by a single address could pick a fresh one per request); an IPv4 address
+/// mapped into IPv6 as the IPv4 address.
+fn bucket(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// What identifies the client for consistent hashing (`None` when not hashing).
 pub(crate) fn client_key(policy: &RoutePolicy, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
     if policy.balance != Balance::ConsistentHash {
@@ -99,14 +114,20 @@ pub(crate) fn client_key(policy: &RoutePolicy, headers: &HeaderMap, client: IpAd
     }
     let on = policy.hash_on.as_deref().unwrap_or("client-ip");
     let value = if let Some(name) = on.strip_prefix("header:") {
-        headers.get(name).map(|v| v.as_bytes().to_vec())
+        headers.get(name).map(HeaderValue::as_bytes)
     } else if let Some(name) = on.strip_prefix("cookie:") {
-        cookie(headers, name).map(|v| v.as_bytes().to_vec())
+        cookie(headers, name).map(str::as_bytes)
     } else {
         None
     };
     // Without the header or cookie, the client's address is the next best thing.
-    Some(value.map_or_else(|| key_of(client), key_of))
+    Some(match value {
+        Some(value) => key_of(value),
+        None => match client {
+            IpAddr::V4(ip) => key_of(&ip.octets()),
+            IpAddr::V6(ip) => key_of(&ip.octets()),
+        },
+    })
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -200,19 +221,26 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_limited_by_their_64_and_ipv4_ones_by_their_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(bucket(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(bucket(ip("2001:db8:1:2::ffff")), ip("2001:db8:1:2::"));
+        assert_eq!(bucket(ip("2001:db8:1:3::1")), ip("2001:db8:1:3::"));
+        assert_eq!(bucket(ip("198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(bucket(ip("::ffff:198.51.100.7")), ip("198.51.100.7"));
+    }
+
+    #[test]
     fn hash_keys_come_from_the_named_cookie_or_header_else_the_address() {
         let ip = IpAddr::from([192, 0, 2, 1]);
         let mut headers = HeaderMap::new();
         headers.insert(COOKIE, HeaderValue::from_static("a=1; session=xyz"));
         let by_cookie =
             policy(serde_json::json!({"balance": "consistent-hash", "hash_on": "cookie:session"}));
-        assert_eq!(
-            client_key(&by_cookie, &headers, ip),
-            Some(key_of(b"xyz".to_vec()))
-        );
+        assert_eq!(client_key(&by_cookie, &headers, ip), Some(key_of(b"xyz")));
         assert_eq!(
             client_key(&by_cookie, &HeaderMap::new(), ip),
-            Some(key_of(ip))
+            Some(key_of(&[192, 0, 2, 1]))
         );
         assert_eq!(client_key(&RoutePolicy::default(), &headers, ip), None);
     }

@@ -24,22 +24,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use uuid::Uuid;
-use zeitwork_core::RoutePolicy;
+use zeitwork_core::{RoutePolicy, platform_host};
 
 use super::load::{DeploymentRow, EnvRow, Rows};
 use super::{RoutingTable, Target};
 
 /// The process an env's name serves when no deployment says otherwise.
 const DEFAULT_PROCESS: &str = "web";
-/// The env whose name is the app's bare hostname.
-const PRIMARY_ENV: &str = "prod";
 /// The route mode whose TLS the app terminates.
 const PASSTHROUGH: &str = "tls-passthrough";
 /// The route mode reached by an allocated port.
 const TCP: &str = "tcp";
 
 pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
-    let base = normalize(base_domain);
+    let base = platform_host::base(base_domain);
     let envs: HashMap<Uuid, &EnvRow> = rows.envs.iter().map(|e| (e.id, e)).collect();
     let healthy = Healthy::of(&rows);
     let mut history: HashMap<Uuid, Vec<&DeploymentRow>> = HashMap::new();
@@ -61,7 +59,10 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             continue;
         };
         let (process, port) = d.serves();
-        let name = format!("{}-{}-{}.{base}", env.app, d.slug, env.org);
+        let name = platform_host::host(
+            &platform_host::deployment_label(&env.app, &d.slug, &env.org),
+            &base,
+        );
         let target = new(
             &name,
             d.env_id,
@@ -74,10 +75,10 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
     let mut serving = HashMap::new();
     let mut tcp = HashMap::new();
     for env in &rows.envs {
-        let name = match env.name.as_str() {
-            PRIMARY_ENV => format!("{}-{}.{base}", env.app, env.org),
-            other => format!("{}-{other}-{}.{base}", env.app, env.org),
-        };
+        let name = platform_host::host(
+            &platform_host::env_label(&env.app, &env.name, &env.org),
+            &base,
+        );
         let newest_healthy = history(env.id).find_map(|d| {
             let (process, port) = d.serves();
             let backends = healthy.reported(d.id, process);

@@ -49,11 +49,14 @@ const ENVS: &str = "SELECT e.id, e.name, a.name AS app, o.name AS org
     FROM envs e JOIN apps a ON a.id = e.app_id JOIN orgs o ON o.id = e.org_id
     WHERE e.id > $1 ORDER BY e.id LIMIT $2";
 
-/// The process a deployment's URL serves: one with a port, `web` first, then by name.
+/// The process a deployment's URL serves (`Manifest::served_process`, the one rule): one
+/// with a port, `web` first, then by name; else `web` without a port, whose instances
+/// report the port they took from their image.
 const DEPLOYMENTS: &str = "SELECT d.id, d.env_id, d.slug, d.created_at, p.name AS process, p.port
     FROM deployments d
     LEFT JOIN LATERAL (
-        SELECT name, port FROM process_types WHERE deployment_id = d.id
+        SELECT name, port FROM process_types
+        WHERE deployment_id = d.id AND (port IS NOT NULL OR name = 'web')
         ORDER BY port IS NULL, name <> 'web', name LIMIT 1
     ) p ON true
     WHERE d.id > $1 ORDER BY d.id LIMIT $2";

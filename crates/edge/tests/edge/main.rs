@@ -3,6 +3,7 @@
 mod bad_input;
 mod express;
 mod failover;
+mod framing;
 mod l4;
 mod lifecycle;
 mod policy;

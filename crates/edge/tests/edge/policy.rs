@@ -225,3 +225,38 @@ async fn security_headers_and_cors_follow_the_route() {
     let unknown = edge.get("nothing.example.com").await;
     assert_eq!(unknown.header("x-frame-options"), Some("SAMEORIGIN"));
 }
+
+#[tokio::test]
+async fn ipv6_clients_share_the_rate_limit_of_their_64() {
+    let policy = json!({"rate_limit": {"per_client": 1, "burst": 2}});
+    let (world, _app, _backends) = world_with(&[("a", 200, Duration::ZERO)], policy).await;
+    // Clients named by a trusted load balancer's PROXY header (the tests come from loopback).
+    let config = zeitwork_edge::Config {
+        resync_every: NEVER,
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..zeitwork_edge::Config::new(crate::support::BASE)
+    };
+    let edge = Running::with(&world, None, config).await;
+    let from = |client: &str| {
+        let header = zeitwork_l4::proxy_v2::encode(
+            client.parse().unwrap(),
+            "[2001:db8::80]:80".parse().unwrap(),
+        );
+        let get = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+        [header, get.into_bytes()].concat()
+    };
+    let mut statuses = Vec::new();
+    // A fresh address of one /64 for every request: one client all the same.
+    for client in [
+        "[2001:db8:1:2::1]:1",
+        "[2001:db8:1:2::2]:1",
+        "[2001:db8:1:2:ffff::3]:1",
+    ] {
+        statuses.push(exchange(edge.addr, &from(client)).await[0].status);
+    }
+    // Another /64, and IPv4 addresses, are clients of their own.
+    for client in ["[2001:db8:1:3::1]:1", "198.51.100.1:1", "198.51.100.2:1"] {
+        statuses.push(exchange(edge.addr, &from(client)).await[0].status);
+    }
+    assert_eq!(statuses, [200, 200, 429, 200, 200, 200]);
+}

@@ -7,17 +7,16 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_core::platform_host::{PRIMARY_ENV, env_label};
 use zeitwork_core::{EventData, Name};
 use zeitwork_store::model::{App, Env};
 use zeitwork_store::{log, read};
 
 use crate::body::Create;
 use crate::error::{ApiResult, field};
+use crate::hostnames;
 use crate::scope::{Admin, InApp, InEnv, InOrg, Reader};
 use crate::state::AppState;
-
-/// The env every new app starts with.
-pub const DEFAULT_ENV: &str = "prod";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +41,8 @@ pub async fn create(
     let name = field("name", Name::parse(&req.body.name))?;
     let app_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
+    let label = env_label(name.as_str(), PRIMARY_ENV, &org.name);
+    hostnames::ensure_free(&mut tx, &label, &s.config.base_domain, "name").await?;
     let actor = auth.actor();
     let created = log::append(
         &mut tx,
@@ -57,7 +58,7 @@ pub async fn create(
     let env = EventData::EnvCreated {
         env_id: Uuid::now_v7(),
         app_id,
-        name: DEFAULT_ENV.into(),
+        name: PRIMARY_ENV.into(),
     };
     log::append(&mut tx, Some(org.id), &actor, env).await?;
     let app = App {
@@ -102,6 +103,8 @@ pub async fn create_env(
     let name = field("name", Name::parse(&req.body.name))?;
     let env_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
+    let label = env_label(&app.name, name.as_str(), &org.name);
+    hostnames::ensure_free(&mut tx, &label, &s.config.base_domain, "name").await?;
     let data = EventData::EnvCreated {
         env_id,
         app_id: app.id,

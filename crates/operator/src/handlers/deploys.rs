@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::event::ProcessSpec;
-use zeitwork_core::{EventData, ImageRef, Manifest, Name};
+use zeitwork_core::{EventData, ImageRef, Manifest, Name, platform_host};
 use zeitwork_store::model::{Deployment, Release};
 use zeitwork_store::{Tx, log, read};
 
@@ -16,6 +16,7 @@ use super::routing::apply_declared;
 use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
+use crate::hostnames;
 use crate::placement::{self, Want};
 use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
@@ -189,9 +190,10 @@ pub async fn rollback(
 
 impl AppState {
     pub(crate) fn url(&self, scope: &EnvScope, slug: &str) -> String {
+        let label = platform_host::deployment_label(&scope.app.name, slug, &scope.org.name);
         format!(
-            "http://{}-{slug}-{}.{}",
-            scope.app.name, scope.org.name, self.config.base_domain
+            "http://{}",
+            platform_host::host(&label, &self.config.base_domain)
         )
     }
 
@@ -278,7 +280,7 @@ impl AppState {
         // the old ones to make room (a rolling rather than a surging rollout).
         let plans =
             placement::plan(tx, self.config.cpu_oversubscription, deployment_id, &wants).await?;
-        let slug = nanoid::nanoid!(7, &SLUG_ALPHABET);
+        let slug = free_slug(tx, scope).await?;
         let data = EventData::DeploymentCreated {
             deployment_id,
             env_id: scope.env.id,
@@ -300,9 +302,26 @@ impl AppState {
             .filter(|i| i.deployment_id == deployment_id)
             .collect();
         Ok(
-            json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances }),
+            json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances, "warnings": manifest.reachability_warnings() }),
         )
     }
+}
+
+/// A slug whose deployment hostname no other env or deployment holds (an app of
+/// another org can make the same label: `shop-<slug>-acme` is also app `shop-<slug>`
+/// of org `acme`), drawn again while taken.
+async fn free_slug(tx: &mut Tx, scope: &EnvScope) -> ApiResult<String> {
+    for _ in 0..16 {
+        let slug = nanoid::nanoid!(7, &SLUG_ALPHABET);
+        let label = platform_host::deployment_label(&scope.app.name, &slug, &scope.org.name);
+        if hostnames::is_free(tx, &label).await? {
+            return Ok(slug);
+        }
+    }
+    Err(ApiError::conflict(
+        "id",
+        "no free deployment hostname was found; retry",
+    ))
 }
 
 /// Deployment slugs appear in hostnames: lowercase letters and digits only.

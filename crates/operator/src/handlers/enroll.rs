@@ -1,6 +1,9 @@
 //! Bringing a node in: a platform admin creates a one-time join token, the node's agent
 //! trades it for a node credential. Neither secret is ever stored, only its SHA-256, and
 //! neither is kept for `Idempotency-Key` replays, which would store it in the clear.
+//! Enrolling a name that is already enrolled replaces that node's credential (and so
+//! who receives its tenants' secrets): only a token the platform admin made for that
+//! name (`replaces`) may do it.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,14 +12,16 @@ use chrono::Utc;
 use serde::Deserialize;
 use uuid::Uuid;
 use zeitwork_core::EventData;
+use zeitwork_core::Name;
 use zeitwork_core::node::{Enrolled, Enrollment, JoinToken, NodeState};
+use zeitwork_store::agents::UsableJoinToken;
 use zeitwork_store::{agents, log, read};
 
 use super::agent::revive;
 use super::nodes::{NodeIdentity, ensure_region};
 use crate::auth::{self, Auth, Bearer};
 use crate::body::Body;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, field};
 use crate::state::AppState;
 
 /// A join token lives an hour unless asked otherwise, and at most a week.
@@ -27,6 +32,8 @@ const MAX_TTL: u64 = 7 * 24 * 3600;
 #[serde(deny_unknown_fields)]
 pub struct NewJoinToken {
     ttl_seconds: Option<u64>,
+    /// The node name this token may enroll again, replacing its credential.
+    replaces: Option<String>,
 }
 
 pub async fn create_join_token(
@@ -42,12 +49,17 @@ pub async fn create_join_token(
             format!("ttl_seconds must be between 1 and {MAX_TTL} (a week)"),
         ));
     }
+    let replaces = match &b.replaces {
+        Some(name) => Some(field("replaces", Name::parse(name))?.to_string()),
+        None => None,
+    };
     let token = auth::generate();
     let expires_at = Utc::now() + chrono::Duration::seconds(ttl as i64);
     let data = EventData::NodeJoinTokenCreated {
         token_id: Uuid::now_v7(),
         hash: auth::hash(&token),
         expires_at,
+        replaces,
     };
     let mut tx = s.store.begin().await?;
     log::append(&mut tx, None, &auth.actor(), data).await?;
@@ -79,12 +91,14 @@ pub async fn enroll(
     let mut tx = s.store.begin().await?;
     // Under the lock, so two enrollments cannot both use the same token.
     log::lock(&mut tx).await?;
-    let join_token_id = agents::usable_join_token(&mut *tx, &auth::hash(&join_token))
+    let join_token = agents::usable_join_token(&mut *tx, &auth::hash(&join_token))
         .await?
         .ok_or_else(|| ApiError::unauthenticated("unknown, used or expired join token"))?;
+    let join_token_id = join_token.id;
     let actor = format!("join-token:{join_token_id}");
-    ensure_region(&mut tx, &actor, &id.region).await?;
     let known = read::node(&mut *tx, &id.name).await?;
+    consented(&join_token, &id.name, known.is_some())?;
+    ensure_region(&mut tx, &actor, &id.region).await?;
     let node_id = known.as_ref().map_or_else(Uuid::now_v7, |n| n.id);
     let credential = auth::generate();
     let data = EventData::NodeEnrolled {
@@ -114,4 +128,24 @@ pub async fn enroll(
             credential,
         }),
     ))
+}
+
+/// Whether this join token may enroll `name`: a new name with any token that names no
+/// node; a known one only with a token made to replace it.
+fn consented(token: &UsableJoinToken, name: &str, known: bool) -> ApiResult<()> {
+    match (&token.replaces, known) {
+        (Some(allowed), _) if allowed != name => Err(ApiError::forbidden(format!(
+            "this join token may only enroll node {allowed}"
+        ))
+        .with_field("name")),
+        (None, true) => Err(ApiError::conflict(
+            "name",
+            format!(
+                "node {name} is already enrolled; enrolling it again replaces its credential, \
+                 which needs a platform admin's join token made for it: \
+                 `zeitwork nodes join-token --replace {name}`"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

@@ -59,8 +59,9 @@ pub async fn list(
         ));
     }
     let mut db = s.store.pool().acquire().await?;
-    let events = log::read(&mut db, scope(&auth)?, after, limit).await?;
-    let next = events.last().map_or(after, |e| e.seq);
+    let page = log::read(&mut db, scope(&auth)?, after, limit).await?;
+    let next = page.through.unwrap_or(after);
+    let events: Vec<Value> = page.events.iter().map(Event::public).collect();
     Ok(Json(json!({ "events": events, "next": next })))
 }
 
@@ -96,16 +97,16 @@ pub async fn stream(
                 let sse = Sse::default()
                     .id(event.seq.to_string())
                     .event(event.data.kind())
-                    .json_data(&event)
+                    .json_data(event.public())
                     .expect("events serialize");
                 return Some((Ok(sse), t));
             }
             if let Ok(mut db) = t.state.store.pool().acquire().await
                 && let Ok(page) = log::read(&mut db, t.scope, t.cursor, MAX_LIMIT).await
-                && let Some(last) = page.last()
+                && let Some(through) = page.through
             {
-                t.cursor = last.seq;
-                t.buffer.extend(page);
+                t.cursor = through;
+                t.buffer.extend(page.events);
                 continue;
             }
             // Woken by the next commit; the timeout covers a lost notification or a

@@ -42,15 +42,19 @@ pub struct NodePath {
     name: String,
 }
 
-pub async fn list(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
+/// Node details (host addresses, capacity, load) are for platform tokens only; tenants
+/// may list regions.
+pub async fn list(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+    auth.require_platform()?;
     Ok(Json(json!({ "nodes": read::nodes(s.store.pool()).await? })))
 }
 
 pub async fn show(
     State(s): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     Path(p): Path<NodePath>,
 ) -> ApiResult<Json<Value>> {
+    auth.require_platform()?;
     let node = read::node(s.store.pool(), &p.name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;

@@ -271,6 +271,8 @@ pub async fn add_domain(
         .collect();
     let domain_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    verify::not_verified_elsewhere(&mut tx, hostname.as_str(), scope.env.id).await?;
     let data = EventData::DomainAdded {
         domain_id,
         env_id: scope.env.id,

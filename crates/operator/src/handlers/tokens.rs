@@ -35,6 +35,10 @@ pub struct ItemPath {
     id: String,
 }
 
+/// What a replayed token creation says instead of the secret.
+pub const SECRET_SHOWN_ONCE: &str = "the secret was shown once, in the first answer to this request, and is not kept; \
+     if it was lost, revoke this token and create another";
+
 fn role(value: &str) -> ApiResult<Role> {
     Role::parse(value)
         .ok_or_else(|| ApiError::invalid("role", "role must be admin, deployer or reader"))
@@ -78,10 +82,13 @@ pub async fn create(
     };
     log::append(&mut tx, Some(org.id), &auth.actor(), data).await?;
     let token = read::token(&mut *tx, Some(org.id), token_id).await?;
-    req.finish(
+    // A replay (the first answer was lost) cannot show the secret again: replay
+    // records are kept in the clear, so the secret never goes into one.
+    req.finish_once(
         tx,
         StatusCode::CREATED,
         json!({ "token": token, "secret": secret }),
+        json!({ "token": token, "secret": null, "secret_note": SECRET_SHOWN_ONCE }),
     )
     .await
 }

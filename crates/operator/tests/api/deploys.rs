@@ -52,6 +52,7 @@ async fn deploy_scale_rollback_place_instances_and_the_log_rebuilds() {
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
     assert_eq!(first.body["release"]["number"], 1);
+    assert_eq!(first.body["warnings"], json!([]), "web has a port");
     let slug = first.body["deployment"]["slug"].as_str().unwrap();
     assert_eq!(
         first.body["url"],
@@ -197,4 +198,52 @@ async fn the_event_stream_delivers_commits_as_they_happen() {
     }
     assert!(text.contains(&format!("id: {}", head + 1)), "{text}");
     assert!(text.contains("event: app_created"), "{text}");
+}
+
+/// A deploy whose URLs may reach nothing says so: without a manifest, web takes the
+/// image's EXPOSEd port (which the operator cannot see), and with only port-less
+/// workers nothing serves at all.
+#[tokio::test]
+async fn a_deploy_that_may_reach_nothing_warns() {
+    let p = Platform::start().await;
+    let t = p.org("acme").await;
+    p.post("/api/v1/orgs/acme/apps", &t, json!({"name": "web"}))
+        .await;
+    let env = "/api/v1/orgs/acme/apps/web/envs/prod";
+    let bare = p
+        .post(
+            &format!("{env}/deployments"),
+            &t,
+            json!({"image": image(1)}),
+        )
+        .await;
+    assert_eq!(bare.status, StatusCode::CREATED, "{:?}", bare.body);
+    let warning = bare.body["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("processes.web has no port") && warning.contains("EXPOSE"),
+        "{:?}",
+        bare.body
+    );
+    let workers = "version = 1\napp = \"web\"\n[processes.worker]\n";
+    let only_workers = p
+        .post(
+            &format!("{env}/deployments"),
+            &t,
+            json!({"image": image(2), "manifest": workers}),
+        )
+        .await;
+    assert_eq!(
+        only_workers.status,
+        StatusCode::CREATED,
+        "{:?}",
+        only_workers.body
+    );
+    let warning = only_workers.body["warnings"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        warning.starts_with("no process serves this deployment's URLs"),
+        "{:?}",
+        only_workers.body
+    );
 }

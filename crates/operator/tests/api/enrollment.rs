@@ -87,9 +87,42 @@ async fn a_join_token_enrolls_one_node_once() {
         StatusCode::NOT_FOUND
     );
 
+    // Enrolling the name again replaces its credential (and who gets its tenants'
+    // secrets): an ordinary join token may not, and is not used up trying.
+    let plain = p.join_token().await;
+    let taken = p
+        .post("/api/v1/nodes/enroll", &plain, enrollment("n1", 2048))
+        .await;
+    assert_error(&taken, StatusCode::CONFLICT, Some("name"));
+    let message = taken.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("--replace n1"), "{message}");
+    let other = p
+        .post("/api/v1/nodes/enroll", &plain, enrollment("n3", 1024))
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
+
+    // A token the platform admin made for n1 enrolls n1 and nothing else.
+    let replacing = p
+        .post(
+            "/api/v1/nodes/join-tokens",
+            &p.root,
+            json!({"replaces": "n1"}),
+        )
+        .await;
+    assert_eq!(
+        replacing.status,
+        StatusCode::CREATED,
+        "{:?}",
+        replacing.body
+    );
+    let token = replacing.body["token"].as_str().unwrap().to_owned();
+    let elsewhere = p
+        .post("/api/v1/nodes/enroll", &token, enrollment("n4", 1024))
+        .await;
+    assert_error(&elsewhere, StatusCode::FORBIDDEN, Some("name"));
+
     // Enrolling the name again (a reinstalled node) keeps its id, takes the new
     // capacity, and only the new credential works.
-    let token = p.join_token().await;
     let re = p
         .post("/api/v1/nodes/enroll", &token, enrollment("n1", 2048))
         .await;

@@ -167,3 +167,29 @@ async fn roles_limit_what_a_token_may_do() {
         None,
     );
 }
+
+#[tokio::test]
+async fn node_details_are_for_platform_tokens_only() {
+    let p = Platform::start().await;
+    let t = p.org("alpha").await;
+    p.enroll("n1", 1024).await;
+    for path in ["/api/v1/nodes", "/api/v1/nodes/n1"] {
+        let refused = p.get(path, &t).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {:?}",
+            refused.body
+        );
+        assert!(
+            !refused.body.to_string().contains("10.0.0.1"),
+            "{:?}",
+            refused.body
+        );
+        let shown = p.get(path, &p.root).await;
+        assert_eq!(shown.status, StatusCode::OK, "{path}: {:?}", shown.body);
+    }
+    let regions = p.get("/api/v1/regions", &t).await;
+    assert_eq!(regions.status, StatusCode::OK, "{:?}", regions.body);
+    assert_eq!(regions.body["regions"][0]["name"], "local");
+}

@@ -5,6 +5,7 @@ mod agents;
 mod deploys;
 mod domains;
 mod enrollment;
+mod hostnames;
 mod inputs;
 mod isolation;
 mod logs;

@@ -14,14 +14,17 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
             token_id,
             hash,
             expires_at,
+            replaces,
         } => {
             sqlx::query(
-                "INSERT INTO join_tokens (id, hash, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO join_tokens (id, hash, expires_at, created_at, replaces)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(token_id)
             .bind(hash)
             .bind(expires_at)
             .bind(at)
+            .bind(replaces)
             .execute(db)
             .await?;
         }

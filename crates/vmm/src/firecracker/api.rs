@@ -25,9 +25,9 @@ const SUN_PATH_MAX: usize = 107;
 /// `/dev/vda`, `/dev/vdb`, `/dev/vdc` in attach order. `(drive_id, path in the jail,
 /// read-only)`.
 pub(crate) const DRIVES: [(&str, &str, bool); 3] = [
-    ("root", "/root.ext4", true),
-    ("scratch", "/scratch.ext4", false),
-    ("config", "/config.img", true),
+    ("root", crate::jail::ROOT_DISK, true),
+    ("scratch", crate::jail::SCRATCH_DISK, false),
+    ("config", crate::jail::CONFIG_DISK, true),
 ];
 
 /// One configuration request: `PUT <path>` with a JSON body.

@@ -7,6 +7,7 @@ use super::*;
 use crate::NetAttachment;
 use crate::console::VmExit;
 use crate::firecracker::api::tests::stand_in;
+use crate::testing::{blank_disks, guest_files};
 
 fn driver(version: CgroupVersion) -> Firecracker {
     Firecracker {
@@ -156,7 +157,7 @@ fn requests_configure_the_vm_with_disks_in_guest_order() {
 }
 
 #[test]
-fn names_and_users() {
+fn names() {
     assert!(check_id("0192f-web-a").is_ok());
     for bad in ["", "a_b", "a/b", "é", &"a".repeat(65)] {
         assert!(
@@ -164,10 +165,6 @@ fn names_and_users() {
             "{bad}"
         );
     }
-    let passwd =
-        "root:x:0:0:root:/root:/bin/bash\nzeitwork-vm:x:998:997::/nonexistent:/usr/sbin/nologin\n";
-    assert_eq!(user_ids(passwd, "zeitwork-vm"), Some((998, 997)));
-    assert_eq!(user_ids(passwd, "nobody"), None);
 }
 
 /// A child standing in for the VMM (a `sleep`), for the stand-in API tests.
@@ -185,7 +182,7 @@ fn fake_vmm(dir: &Path, api: Api) -> Pending {
         GracefulStop::CtrlAltDel(api.clone()),
         Some(Jail {
             dir: dir.join("jail"),
-            log: dir.join("jail/root/firecracker.log"),
+            log: Some(dir.join("jail/root/firecracker.log")),
         }),
     )
     .unwrap();
@@ -249,83 +246,6 @@ async fn a_refused_request_kills_the_vmm_and_names_the_fault() {
     assert!(!dir.path().join("jail").exists());
 }
 
-#[test]
-fn files_are_hard_linked_or_copied_sparsely_and_the_scratch_disk_is_the_vmms() {
-    use std::io::{Seek, SeekFrom, Write};
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let mut scratch = std::fs::File::create(d.join("rw.ext4")).unwrap();
-    scratch.set_len(64 << 20).unwrap();
-    scratch.seek(SeekFrom::Start(32 << 20)).unwrap();
-    scratch.write_all(b"data in the middle").unwrap();
-    drop(scratch);
-    for f in ["vmlinux", "initrd", "root.ext4", "config.img"] {
-        std::fs::write(d.join(f), f).unwrap();
-    }
-    // Not readable by the VMM's uid: copied, never chowned in place.
-    std::fs::set_permissions(d.join("config.img"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let spec = VmSpec {
-        kernel: d.join("vmlinux"),
-        initramfs: d.join("initrd"),
-        root_disk: d.join("root.ext4"),
-        scratch_disk: d.join("rw.ext4"),
-        config_disk: d.join("config.img"),
-        ..spec()
-    };
-    let chroot = d.join("jail/root");
-    place_files(&chroot, &spec, (10_000, 10_001)).unwrap();
-    let meta = |p: &Path| std::fs::metadata(p).unwrap();
-    assert_eq!(
-        meta(&chroot.join("root.ext4")).ino(),
-        meta(&d.join("root.ext4")).ino()
-    );
-    assert_eq!(
-        meta(&chroot.join("vmlinux")).ino(),
-        meta(&d.join("vmlinux")).ino()
-    );
-    let scratch = meta(&chroot.join("scratch.ext4"));
-    assert_eq!((scratch.uid(), scratch.gid()), (10_000, 10_001));
-    let config = meta(&chroot.join("config.img"));
-    assert_ne!(config.ino(), meta(&d.join("config.img")).ino());
-    assert_eq!((config.uid(), config.mode() & 0o777), (10_000, 0o400));
-    assert_eq!(
-        meta(&d.join("config.img")).uid(),
-        0,
-        "the original is untouched"
-    );
-    assert_eq!(
-        std::fs::read(chroot.join("config.img")).unwrap(),
-        b"config.img"
-    );
-
-    // The copy across filesystems keeps holes.
-    let copy = d.join("copy.ext4");
-    copy_sparse(&d.join("rw.ext4"), &copy).unwrap();
-    let m = meta(&copy);
-    assert_eq!(m.len(), 64 << 20);
-    assert!(m.blocks() * 512 < 4 << 20, "sparse: {} blocks", m.blocks());
-    let bytes = std::fs::read(&copy).unwrap();
-    assert_eq!(&bytes[32 << 20..(32 << 20) + 18], b"data in the middle");
-    assert_eq!(bytes, std::fs::read(d.join("rw.ext4")).unwrap());
-
-    // Across filesystems (/dev/shm is a tmpfs) the link falls back to a sparse copy.
-    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
-        return;
-    };
-    if meta(shm.path()).dev() == meta(d).dev() {
-        return;
-    }
-    let elsewhere = shm.path().join("rw.ext4");
-    copy_sparse(&d.join("rw.ext4"), &elsewhere).unwrap();
-    let to = chroot.join("other.ext4");
-    link_or_copy(&elsewhere, &to, (10_000, 10_001), true).unwrap();
-    let m = meta(&to);
-    assert_ne!(m.dev(), meta(&elsewhere).dev());
-    assert_eq!((m.uid(), m.len()), (10_000, 64 << 20));
-    assert!(m.blocks() * 512 < 4 << 20, "sparse: {} blocks", m.blocks());
-}
-
 // ---------------------------------------------------------------------------------------
 // The real binaries. `ZEITWORK_FIRECRACKER_BIN` and `ZEITWORK_JAILER_BIN` name static
 // builds (Firecracker is in no package registry); without them these tests skip.
@@ -346,73 +266,12 @@ fn real_binaries() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// Empty root, scratch and config disks in `d` (init rejects them: that verdict proves a boot).
-pub(crate) fn blank_disks(d: &Path) {
-    for (disk, size) in [
-        ("root.ext4", 1 << 20),
-        ("rw.ext4", 16 << 20),
-        ("config.img", 4096),
-    ] {
-        std::fs::File::create(d.join(disk))
-            .unwrap()
-            .set_len(size)
-            .unwrap();
-    }
-}
-
-/// A guest kernel and an initramfs with zeitwork-init: `ZEITWORK_TEST_VMLINUX` and
-/// `ZEITWORK_TEST_INITRAMFS`, else the newest in the guest crate's test cache.
-pub(crate) fn guest_files() -> Option<(PathBuf, PathBuf)> {
-    let cache = std::env::temp_dir().join("zeitwork-guest-test-cache");
-    let newest = |pick: &dyn Fn(&Path) -> Option<PathBuf>| {
-        std::fs::read_dir(&cache)
-            .ok()?
-            .filter_map(|e| pick(&e.ok()?.path()))
-            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-    };
-    let kernel = std::env::var_os("ZEITWORK_TEST_VMLINUX")
-        .map(PathBuf::from)
-        .or_else(|| {
-            newest(&|p| {
-                let name = p.file_name()?.to_str()?;
-                let vmlinux = p.join("vmlinux");
-                (name.starts_with("kernel-") && vmlinux.is_file()).then_some(vmlinux)
-            })
-        });
-    let initramfs = std::env::var_os("ZEITWORK_TEST_INITRAMFS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            newest(&|p| {
-                let name = p.file_name()?.to_str()?;
-                (name.starts_with("initramfs-") && name.ends_with(".cpio")).then_some(())?;
-                // The cache also holds initramfs with a fake init: take one with the real one.
-                let bytes = std::fs::read(p).ok()?;
-                let marker = zeitwork_core::guest::FAILURE_LINE.as_bytes();
-                bytes
-                    .windows(marker.len())
-                    .any(|w| w == marker)
-                    .then(|| p.to_owned())
-            })
-        });
-    match (kernel, initramfs) {
-        (Some(k), Some(i)) => Some((k, i)),
-        _ => {
-            eprintln!(
-                "SKIPPED: no guest kernel/initramfs (set ZEITWORK_TEST_VMLINUX and \
-                 ZEITWORK_TEST_INITRAMFS, or run the guest crate's tests to fill {})",
-                cache.display()
-            );
-            None
-        }
-    }
-}
-
 /// The real binaries and a VM of `name` with the real guest and blank disks in `d`, its
 /// NIC's tap in a namespace of its own linked to the host as `zw<index>` (by the agent's
-/// code, `zeitwork_net`); `None` (skipped) when the binaries or the guest are missing.
+/// code, `zeitwork_net`); `None` (skipped) when the binaries are missing.
 async fn real_vm(d: &Path, name: &str, index: u32) -> Option<(Firecracker, VmSpec, NetGuard)> {
     let (fc, jailer) = real_binaries()?;
-    let (kernel, initramfs) = guest_files()?;
+    let (kernel, initramfs) = guest_files();
     blank_disks(d);
     let name = format!("{name}-{}", std::process::id());
     let prefix = zeitwork_net::NodePrefix::parse("fd7a:7a77:0:fc::/64").unwrap();

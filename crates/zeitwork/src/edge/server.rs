@@ -10,7 +10,7 @@ use zeitwork_certs::LETS_ENCRYPT;
 use zeitwork_store::Store;
 
 use super::{AcmeArgs, Setup};
-use crate::settings::operator_key;
+use crate::settings::Key;
 
 #[derive(Args, Debug, Clone)]
 pub struct EdgeArgs {
@@ -77,7 +77,8 @@ pub async fn run(
     args: EdgeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let secrets = operator_key("the edge opens the certificate keys sealed with it")?;
+    let certificate_key =
+        Key::Certificates.required("the edge opens the certificate keys sealed with it")?;
     if let Some(addr) = &args.metrics_addr {
         crate::metrics::serve(addr).await?;
     }
@@ -96,7 +97,7 @@ pub async fn run(
     let edge = super::start(Setup {
         store,
         bus,
-        secrets,
+        certificate_key,
         base_domain: args.base_domain,
         http_listen: args.listen,
         https_listen: args.https_listen,

@@ -26,8 +26,10 @@ use super::send::{self, Failed, Outgoing};
 use super::wire::{self, Connection, Framing};
 use super::{CHUNK, MAX_RESPONSE_HEADERS};
 
-/// Headers of one hop only; the edge frames the answer anew for its client.
-const HOP_BY_HOP: [&str; 8] = [
+/// Headers of one hop only, and the app's Content-Length: the edge frames the answer
+/// anew for its client.
+const HOP_BY_HOP: [&str; 9] = [
+    "content-length",
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -115,6 +117,9 @@ pub(super) async fn send_bodiless(
         ) {
             out.append(name, value);
         }
+    }
+    if let Some(length) = wire::answer_length(&res, framing) {
+        out.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     let rest = BytesMut::from(&down[answer.head_len..]);
     let body = response.body_mut();

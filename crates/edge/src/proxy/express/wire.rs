@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use zeitwork_core::RoutePolicy;
 
 use super::super::guard::content_length;
+use super::super::hop::{CLIENT_CLAIMS, removable};
 use super::super::page::{self, Problem};
 use super::super::policy::security_header_values;
 
@@ -23,14 +24,6 @@ const HOP_BY_HOP: [&str; 9] = [
     "transfer-encoding",
     "upgrade",
 ];
-/// What the edge states about the client itself; the client's own claims are dropped.
-const STATED: [&str; 5] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-];
 /// Most header names one Connection header may list before the hyper path takes over.
 const MAX_NAMED: usize = 8;
 
@@ -43,7 +36,8 @@ pub(super) struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    /// `None` when the headers name more than [`MAX_NAMED`] tokens.
+    /// `None` when the headers name more than [`MAX_NAMED`] tokens. Tokens naming a
+    /// header that frames or routes the message are not kept: those headers stay.
     pub(super) fn of(headers: &[httparse::Header<'a>]) -> Option<Connection<'a>> {
         let mut connection = Connection::default();
         for h in headers
@@ -53,7 +47,7 @@ impl<'a> Connection<'a> {
             for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     connection.close = true;
-                } else if !token.is_empty() {
+                } else if !token.is_empty() && removable(token) {
                     *connection.named.get_mut(connection.count)? = token;
                     connection.count += 1;
                 }
@@ -81,10 +75,14 @@ pub(super) struct Stated<'a> {
     /// The Host header as the client sent it.
     pub host: &'a [u8],
     pub request_id: &'a [u8],
+    /// The body's length, when the client sent a Content-Length: the instance gets it
+    /// as one number, however the client wrote it (`05`, or twice).
+    pub length: Option<u64>,
 }
 
 /// The request line and headers for the instance: hop-by-hop headers and the client's
-/// own `Forwarded`/`X-Forwarded-*`/request id dropped, the edge's added.
+/// own claims (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, request id, …) dropped, the
+/// edge's added, the body's length stated once by the edge.
 pub(super) fn request_head(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
@@ -98,10 +96,14 @@ pub(super) fn request_head(
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
-        if is_any(h.name, &HOP_BY_HOP) || is_any(h.name, &STATED) || connection.names(h.name) {
+        let hop = is_any(h.name, &HOP_BY_HOP) || connection.names(h.name);
+        if hop || is_any(h.name, &CLIENT_CLAIMS) || h.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
         header(out, h.name.as_bytes(), h.value);
+    }
+    if let Some(length) = stated.length {
+        let _ = write!(out, "content-length: {length}\r\n");
     }
     let _ = write!(out, "x-forwarded-for: {}\r\n", stated.client);
     let proto: &[u8] = if stated.secure { b"https" } else { b"http" };
@@ -149,13 +151,37 @@ pub(super) fn framing(res: &httparse::Response<'_, '_>, head: bool) -> Option<Fr
     Some(length.map_or(Framing::UntilClose, Framing::Length))
 }
 
+/// The Content-Length the edge states for an answer of `framing`: the length it
+/// passes, or for a bodiless answer (HEAD, 304) the app's own when it is a number and
+/// no Transfer-Encoding overrides it; never one beside a Transfer-Encoding (RFC 9112,
+/// 6.3: an intermediary removes it).
+pub(super) fn answer_length(res: &httparse::Response<'_, '_>, framing: Framing) -> Option<u64> {
+    match framing {
+        Framing::Length(n) => Some(n),
+        Framing::Chunked | Framing::UntilClose => None,
+        Framing::Empty => {
+            let headers = res.headers.iter();
+            if headers
+                .clone()
+                .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            {
+                return None;
+            }
+            headers
+                .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .find_map(|h| content_length(h.value))
+        }
+    }
+}
+
 /// The answer's head for the client: the instance's headers minus hop-by-hop ones
-/// (framing headers stay, since the body passes as it came), the route's security
-/// headers the app did not set, the request id, and `Connection: close` when the
-/// connection ends after it.
+/// (Transfer-Encoding stays, since the body passes as it came; Content-Length is the
+/// edge's, [`answer_length`]), the route's security headers the app did not set, the
+/// request id, and `Connection: close` when the connection ends after it.
 pub(super) fn response_head(
     out: &mut Vec<u8>,
     res: &httparse::Response<'_, '_>,
+    framing: Framing,
     policy: &RoutePolicy,
     secure: bool,
     request_id: &[u8],
@@ -168,13 +194,17 @@ pub(super) fn response_head(
         res.code.unwrap_or(502),
         res.reason.unwrap_or("")
     );
-    let framing = ["transfer-encoding", "trailer"];
+    let kept = ["transfer-encoding", "trailer"];
     for h in res.headers.iter() {
-        let hop = is_any(h.name, &HOP_BY_HOP) && !is_any(h.name, &framing);
-        if hop || h.name.eq_ignore_ascii_case("x-request-id") || connection.names(h.name) {
+        let hop = is_any(h.name, &HOP_BY_HOP) && !is_any(h.name, &kept);
+        let edges = is_any(h.name, &["x-request-id", "content-length"]);
+        if hop || edges || connection.names(h.name) {
             continue;
         }
         header(out, h.name.as_bytes(), h.value);
+    }
+    if let Some(length) = answer_length(res, framing) {
+        let _ = write!(out, "content-length: {length}\r\n");
     }
     for (name, value) in security_header_values(policy, secure) {
         if !res
@@ -254,6 +284,7 @@ mod tests {
             secure: false,
             host: b"Shop.Test:8080",
             request_id: b"req-1",
+            length: None,
         };
         let mut out = Vec::new();
         request_head(&mut out, &req, &connection, &stated);
@@ -261,6 +292,72 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "GET /a?b HTTP/1.1\r\nHost: Shop.Test:8080\r\nAccept: */*\r\nx-forwarded-for: 192.0.2.7\r\n\
              x-forwarded-proto: http\r\nx-forwarded-host: Shop.Test:8080\r\nx-request-id: req-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_and_routing_headers_stay_whatever_connection_names_and_lengths_are_the_edges() {
+        let raw = b"POST /f HTTP/1.1\r\nHost: a.test\r\nConnection: Content-Length, host, X-Real-IP\r\n\
+            Content-Length: 05\r\ncontent-length: 5\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let req = parse_request(raw, &mut headers);
+        let connection = Connection::of(req.headers).unwrap();
+        let stated = Stated {
+            client: IpAddr::from([192, 0, 2, 7]),
+            secure: true,
+            host: b"a.test",
+            request_id: b"req-1",
+            length: Some(5),
+        };
+        let mut out = Vec::new();
+        request_head(&mut out, &req, &connection, &stated);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /f HTTP/1.1\r\nHost: a.test\r\ncontent-length: 5\r\nx-forwarded-for: 192.0.2.7\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: a.test\r\nx-request-id: req-1\r\n\r\n"
+        );
+    }
+
+    /// The head the client gets for `raw` (answering a GET).
+    fn client_head(raw: &[u8]) -> String {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut res = httparse::Response::new(&mut headers);
+        assert!(res.parse(raw).unwrap().is_complete());
+        let framing = framing(&res, false).unwrap();
+        let mut out = Vec::new();
+        let policy = RoutePolicy {
+            headers: zeitwork_core::route_policy::SECURITY_HEADERS
+                .iter()
+                .map(|(name, _)| (name.to_string(), String::new()))
+                .collect(),
+            ..RoutePolicy::default()
+        };
+        response_head(&mut out, &res, framing, &policy, false, b"r", false);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn answers_keep_their_framing_whatever_connection_names() {
+        let named = client_head(
+            b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert_eq!(
+            named,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-request-id: r\r\n\r\n"
+        );
+        // Both: the chunks frame the body, and the length goes (RFC 9112, 6.3).
+        let both = client_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n",
+        );
+        assert_eq!(
+            both,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-request-id: r\r\n\r\n"
+        );
+        let twice =
+            client_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 02\r\n\r\n");
+        assert_eq!(
+            twice,
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: r\r\n\r\n"
         );
     }
 
@@ -338,6 +435,7 @@ mod tests {
         response_head(
             &mut out,
             &res,
+            Framing::Chunked,
             &RoutePolicy::default(),
             true,
             b"req-1",

@@ -6,7 +6,10 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chrono::Utc;
 use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
 use zeitwork_core::EventData;
 use zeitwork_core::ownership::TxtRecord;
 use zeitwork_store::model::Domain;
@@ -20,17 +23,66 @@ use crate::state::AppState;
 
 /// A domain as the API answers it: its row, plus the record its owner must publish, so
 /// nobody has to assemble the name and value from the docs.
+/// How long an unverified claim can still be verified. Claims never block anyone (any
+/// number of envs may claim a hostname until one verifies it), so this only ends the
+/// claims nobody finished.
+pub const PENDING_FOR: chrono::Duration = chrono::Duration::days(7);
+
+/// Where a custom domain's claim stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimState {
+    /// Its TXT record was found: the env serves the hostname.
+    Verified,
+    /// Waiting for its TXT record.
+    Pending,
+    /// Never verified within [`PENDING_FOR`]; remove it and add it again.
+    Expired,
+}
+
+impl ClaimState {
+    fn of(domain: &Domain) -> ClaimState {
+        match domain.verified_at {
+            Some(_) => ClaimState::Verified,
+            None if Utc::now() - domain.created_at > PENDING_FOR => ClaimState::Expired,
+            None => ClaimState::Pending,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct DomainView {
     #[serde(flatten)]
     pub domain: Domain,
+    pub state: ClaimState,
     pub txt_record: TxtRecord,
 }
 
 impl From<Domain> for DomainView {
     fn from(domain: Domain) -> DomainView {
         let txt_record = TxtRecord::for_domain(&domain.hostname, &domain.verification_token);
-        DomainView { domain, txt_record }
+        let state = ClaimState::of(&domain);
+        DomainView {
+            domain,
+            state,
+            txt_record,
+        }
+    }
+}
+
+/// Refuses a hostname another env has verified: a verified claim wins over every
+/// unverified one. Call under the event-log lock.
+pub(super) async fn not_verified_elsewhere(
+    db: &mut PgConnection,
+    hostname: &str,
+    env_id: Uuid,
+) -> ApiResult<()> {
+    match read::domain_verified_by(db, hostname).await? {
+        Some(holder) if holder != env_id => Err(ApiError::conflict(
+            "hostname",
+            format!("{hostname} is verified by another env; its owner must remove it first"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -45,6 +97,15 @@ pub async fn verify_domain(
     let domain = find(read::domains(s.store.pool(), scope.env.id).await?, &p.id)?;
     if domain.verified_at.is_some() {
         return Ok(Json(domain.into()));
+    }
+    if ClaimState::of(&domain) == ClaimState::Expired {
+        return Err(ApiError::conflict(
+            "hostname",
+            format!(
+                "this claim was not verified within {} days and expired; remove it and add it again",
+                PENDING_FOR.num_days()
+            ),
+        ));
     }
     let record = TxtRecord::for_domain(&domain.hostname, &domain.verification_token);
     // Asked before any transaction: DNS may take seconds, and nothing is held meanwhile.
@@ -69,6 +130,7 @@ pub async fn verify_domain(
     if domain.verified_at.is_some() {
         return Ok(Json(domain.into()));
     }
+    not_verified_elsewhere(&mut tx, &domain.hostname, scope.env.id).await?;
     let data = EventData::DomainVerified {
         domain_id: domain.id,
     };

@@ -1,0 +1,9 @@
+-- Events this build cannot decode (written by a newer or a broken build). Readers skip
+-- them instead of stalling, and record each here once, so an operator sees what was
+-- skipped (`zeitwork_events_quarantined_total`, the operator's log) and can repair it.
+CREATE TABLE quarantined_events (
+    seq      bigint PRIMARY KEY REFERENCES events (seq),
+    kind     text NOT NULL,
+    error    text NOT NULL,
+    found_at timestamptz NOT NULL DEFAULT now()
+);
