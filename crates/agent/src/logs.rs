@@ -26,6 +26,9 @@ const MAX_LINE: usize = 16 * 1024;
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
 /// Bytes read per pass.
 const CHUNK: usize = 256 * 1024;
+/// A console log larger than this is truncated once shipped (a VM printing without end
+/// must not fill the node's disk).
+const MAX_CONSOLE: u64 = 16 << 20;
 
 /// Where one instance's console is and how far it was shipped.
 pub struct Console {
@@ -77,11 +80,42 @@ pub async fn ship(
             return;
         }
         drain(&*control, &console, &mut offset, false).await;
+        rotate(&console, &mut offset, MAX_CONSOLE).await;
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = ended.changed() => {}
         }
     }
+}
+
+/// Truncates the console file once it is over `cap` (the VMM appends, so it writes on at
+/// the new end) and starts the offset over. What was not shipped yet (the operator
+/// unreachable for that long, or the last lines of this instant) is dropped, and said so.
+async fn rotate(console: &Console, offset: &mut u64, cap: u64) {
+    let Ok(meta) = tokio::fs::metadata(&console.path).await else {
+        return;
+    };
+    if meta.len() <= cap {
+        return;
+    }
+    let truncated = match tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(&console.path)
+        .await
+    {
+        Ok(file) => file.set_len(0).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = truncated {
+        tracing::warn!(instance = %console.instance, error = %e, "truncating the console log");
+        return;
+    }
+    let dropped = meta.len().saturating_sub(*offset);
+    if dropped > 0 {
+        tracing::warn!(instance = %console.instance, dropped, "console log over its cap: unshipped bytes dropped");
+    }
+    *offset = 0;
+    console.save(0).await;
 }
 
 /// Ships everything complete from `offset` on, saving progress; stops at the first failure.
@@ -219,5 +253,29 @@ mod tests {
         let long = format!("{}\n", "é".repeat(MAX_LINE));
         let (lines, _) = split(long.as_bytes(), false);
         assert!(lines[0].len() <= MAX_LINE && lines[0].len() >= MAX_LINE - 1);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_console_is_truncated_and_the_vmm_writes_on_at_its_start() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let console = Console::in_dir(Uuid::nil(), dir.path());
+        // The VMM's stdout, as `zeitwork_vmm` opens it: appending.
+        let mut vmm = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&console.path)
+            .unwrap();
+        vmm.write_all(&[b'x'; 300]).unwrap();
+        let mut offset = 300;
+        rotate(&console, &mut offset, 1000).await;
+        assert_eq!(offset, 300, "under the cap: untouched");
+        vmm.write_all(&[b'y'; 900]).unwrap();
+        rotate(&console, &mut offset, 1000).await;
+        assert_eq!(offset, 0);
+        assert_eq!(console.saved_offset().await, 0);
+        vmm.write_all(b"after\n").unwrap();
+        let text = std::fs::read(&console.path).unwrap();
+        assert_eq!(text, b"after\n", "no hole where the old text was");
     }
 }

@@ -111,9 +111,11 @@ async fn supervise<V: Vmm + 'static, C: ControlPlane>(
             },
         };
         let started = Instant::now();
+        // Its IPv6 address: unique platform-wide (`zeitwork_core::ipam`), unlike the IPv4
+        // one, which every node reuses.
         let address = instance
             .port
-            .map(|port| SocketAddr::new(instance.guest_ipv4().into(), port));
+            .map(|port| SocketAddr::new(instance.addrs.guest6.into(), port));
         let (ended_tx, ended) = watch::channel(false);
         let console = Console::in_dir(id, &instance.dir);
         let shipper = tokio::spawn(logs::ship(ctx.control.clone(), console, log_offset, ended));

@@ -163,6 +163,9 @@ pub enum EventData {
         millicpus: u32,
         memory_mb: u64,
         addresses: Vec<String>,
+        /// The node's instance /64 ([`crate::ipam`]); absent in events of older builds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance_prefix: Option<String>,
     },
     ReleaseCreated {
         release_id: Uuid,
@@ -217,6 +220,9 @@ pub enum EventData {
         millicpus: u32,
         memory_mb: u64,
         addresses: Vec<String>,
+        /// The node's instance /64 ([`crate::ipam`]); absent in events of older builds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance_prefix: Option<String>,
         join_token_id: Uuid,
         credential_hash: String,
     },

@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod event;
 pub mod guest;
 pub mod image;
+pub mod ipam;
 pub mod manifest;
 pub mod name;
 pub mod node;

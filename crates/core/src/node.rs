@@ -41,6 +41,8 @@ pub struct Enrolled {
     pub node_id: Uuid,
     pub name: String,
     pub credential: String,
+    /// The node's instance /64 ([`crate::ipam`]): its instances' addresses come from it.
+    pub instance_prefix: String,
 }
 
 /// `POST /api/v1/nodes/{name}/heartbeat`. Heartbeats are liveness, not history: they

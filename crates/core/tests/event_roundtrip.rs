@@ -383,10 +383,18 @@ fn any_event_data() -> BoxedStrategy<EventData> {
         (uuid(), text()).prop_map(|(region_id, name)| EventData::RegionCreated { region_id, name }),
         (
             (uuid(), text(), text(), proptest::option::of(text())),
-            (any::<u32>(), any::<u64>(), texts())
+            (
+                any::<u32>(),
+                any::<u64>(),
+                texts(),
+                proptest::option::of(text())
+            )
         )
             .prop_map(
-                |((node_id, name, region, zone), (millicpus, memory_mb, addresses))| {
+                |(
+                    (node_id, name, region, zone),
+                    (millicpus, memory_mb, addresses, instance_prefix),
+                )| {
                     EventData::NodeRegistered {
                         node_id,
                         name,
@@ -395,6 +403,7 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                         millicpus,
                         memory_mb,
                         addresses,
+                        instance_prefix,
                     }
                 }
             ),
@@ -461,12 +470,26 @@ fn any_event_data() -> BoxedStrategy<EventData> {
         ),
         (
             (uuid(), text(), text(), proptest::option::of(text())),
-            (any::<u32>(), any::<u64>(), texts(), uuid(), text())
+            (
+                any::<u32>(),
+                any::<u64>(),
+                texts(),
+                proptest::option::of(text()),
+                uuid(),
+                text()
+            )
         )
             .prop_map(
                 |(
                     (node_id, name, region, zone),
-                    (millicpus, memory_mb, addresses, join_token_id, credential_hash),
+                    (
+                        millicpus,
+                        memory_mb,
+                        addresses,
+                        instance_prefix,
+                        join_token_id,
+                        credential_hash,
+                    ),
                 )| EventData::NodeEnrolled {
                     node_id,
                     name,
@@ -475,6 +498,7 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                     millicpus,
                     memory_mb,
                     addresses,
+                    instance_prefix,
                     join_token_id,
                     credential_hash,
                 }

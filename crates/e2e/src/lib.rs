@@ -517,10 +517,13 @@ impl Up {
         &self.data_dir
     }
 
-    /// The private Postgres.
+    /// The private Postgres, with the password `zeitwork up` made for it.
     pub fn database_url(&self) -> String {
+        let password = std::fs::read_to_string(self.data_dir.join("postgres/password"))
+            .expect("the private Postgres keeps its password");
         format!(
-            "postgres://zeitwork@127.0.0.1:{}/zeitwork",
+            "postgres://zeitwork:{}@127.0.0.1:{}/zeitwork",
+            password.trim(),
             self.postgres_port
         )
     }

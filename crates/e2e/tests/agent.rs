@@ -170,6 +170,39 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_vms(), 3, "three instances, no duplicate");
 
+    // A VM killed under load (its VMM, so the guest goes silent rather than refusing):
+    // the agent aborts the host's connections to it and the firewall refuses new ones,
+    // so the edge sends every request to the other instances and not one fails.
+    let loads: Vec<Load> = (0..4)
+        .map(|_| Load::start(up.edge_addr(), host.clone()))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = up.running_instances(&app).await.expect("instances");
+    let victim = running[0]["id"].as_str().unwrap().to_owned();
+    let before = running[0]["restarts"].as_u64().unwrap();
+    assert!(signal(
+        vmm_pid(&victim).expect("the victim's VMM"),
+        rustix::process::Signal::KILL
+    ));
+    eventually(|| async {
+        let running = up.running_instances(&app).await?;
+        let v = running.iter().find(|i| i["id"] == victim.as_str())?;
+        (v["observed_state"] == "healthy" && v["restarts"].as_u64() > Some(before)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut served, mut failed) = (0, Vec::new());
+    for load in loads {
+        let (s, f) = load.stop().await;
+        served += s;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "requests failed when a VM died ({served} served): {failed:#?}"
+    );
+    assert!(served > 40, "the load ran ({served} requests)");
+
     // Postgres gone: the control plane cannot answer, and running instances are untouched.
     let before = vm_pids();
     for process in processes_mentioning(&up.data_dir().join("postgres")) {

@@ -52,14 +52,36 @@ impl Compression {
     }
 }
 
+/// The most an image's layers may unpack to, together (the tar streams after
+/// decompression): a small compressed layer of zeros must not fill the node's disk.
+pub(crate) const MAX_UNPACKED: u64 = 16 << 30;
+
 /// The state kept across the layers of one image.
-#[derive(Default)]
 pub(crate) struct Staging {
     /// Directory modification times, set once every layer is in (adding entries changes them).
     dir_times: HashMap<PathBuf, SystemTime>,
+    /// Bytes the layers applied so far unpacked to.
+    unpacked: u64,
+    /// The cap on [`Staging::unpacked`].
+    limit: u64,
+}
+
+impl Default for Staging {
+    fn default() -> Staging {
+        Staging::with_limit(MAX_UNPACKED)
+    }
 }
 
 impl Staging {
+    /// Staging whose layers may unpack to `limit` bytes in all.
+    pub(crate) fn with_limit(limit: u64) -> Staging {
+        Staging {
+            dir_times: HashMap::new(),
+            unpacked: 0,
+            limit,
+        }
+    }
+
     /// Applies the layer stored in `blob` on top of `root`, and checks that its uncompressed
     /// content hashes to `diff_id` (the image config's record of it).
     pub(crate) fn apply(
@@ -85,7 +107,12 @@ impl Staging {
                     .map_err(|e| bad(format!("zstd: {e}")))?,
             ),
         };
-        let mut archive = tar::Archive::new(HashingReader::new(stream));
+        let capped = Capped {
+            inner: stream,
+            left: self.limit.saturating_sub(self.unpacked),
+            limit: self.limit,
+        };
+        let mut archive = tar::Archive::new(HashingReader::new(capped));
         let mut written = HashSet::new();
         let entries = archive.entries().map_err(|e| bad(format!("tar: {e}")))?;
         for entry in entries {
@@ -93,10 +120,11 @@ impl Staging {
             self.entry(root, &mut entry, &mut written)
                 .map_err(|e| bad(e.to_string()))?;
         }
-        let (actual, _) = archive
+        let (actual, size) = archive
             .into_inner()
             .finish()
             .map_err(|e| bad(format!("decompressing: {e}")))?;
+        self.unpacked += size;
         if actual != *diff_id {
             return Err(ImageError::DigestMismatch {
                 what: format!("the uncompressed content of layer {layer} (its diff_id)"),
@@ -242,6 +270,27 @@ impl Staging {
 /// Under an opaque directory only what the current layer wrote may remain: remove everything
 /// else, descending into directories that hold something written (markers usually come first,
 /// when nothing is written yet, but the order of tar entries is not guaranteed).
+/// A decompressed layer stream that fails once the image's layers together unpacked to
+/// more than the limit.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(read as u64).ok_or_else(|| {
+            io::Error::other(format!(
+                "the image unpacks to more than the node's limit of {} MiB (a compression bomb?)",
+                self.limit >> 20
+            ))
+        })?;
+        Ok(read)
+    }
+}
+
 fn keep_only_written(dir: &Path, written: &HashSet<PathBuf>) -> io::Result<()> {
     for child in std::fs::read_dir(dir)? {
         let child = child?.path();
@@ -591,6 +640,44 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_layer_that_unpacks_past_the_limit_is_refused() {
+        use std::io::Write;
+        // 4 MiB of zeros: a few KiB compressed.
+        let layer = TarBuilder::new()
+            .file("zeros", 0o644, &vec![0u8; 4 << 20])
+            .finish();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&layer).unwrap();
+        let gzip = encoder.finish().unwrap();
+        assert!(gzip.len() < 64 << 10, "{} bytes", gzip.len());
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        std::fs::write(&blob, &gzip).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let apply = |staging: &mut Staging| {
+            staging.apply(
+                &root,
+                &blob,
+                Compression::Gzip,
+                &Digest::of(&gzip),
+                &Digest::of(&layer),
+            )
+        };
+        let e = apply(&mut Staging::with_limit(1 << 20)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("more than the node's limit of 1 MiB"),
+            "{e}"
+        );
+        // The limit counts every layer of the image: a second one may not go past it either.
+        let mut staging = Staging::with_limit(6 << 20);
+        apply(&mut staging).unwrap();
+        let e = apply(&mut staging).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
     }
 
     #[test]

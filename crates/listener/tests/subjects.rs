@@ -109,6 +109,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
             millicpus: 1000,
             memory_mb: 1024,
             addresses: vec![],
+            instance_prefix: None,
             join_token_id: token,
             credential_hash: format!("c{token}"),
         };

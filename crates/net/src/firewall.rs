@@ -25,6 +25,10 @@
 //!   ports ([`Firewall::allow`]).
 //! - **The host** (chain `input`): a guest reaches none of the host's addresses, only
 //!   neighbour discovery and the answers to the host's own connections get in.
+//! - **Gone instances** (chain `output`): a connection from the host to a pool address
+//!   with no link (a VM that died, or never was) is refused at once (TCP reset, else host
+//!   unreachable) instead of leaving through the default route into silence, so a proxy
+//!   tries another instance without waiting for a connect timeout.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -407,6 +411,10 @@ table inet {TABLE} {{
   }}
   chain output {{
     type filter hook output priority 0; policy accept;
+    ip daddr {pool4} oifname != {wild} meta l4proto tcp reject with tcp reset
+    ip daddr {pool4} oifname != {wild} reject with icmpx type host-unreachable
+    ip6 daddr {pool6} oifname != {wild} meta l4proto tcp reject with tcp reset
+    ip6 daddr {pool6} oifname != {wild} reject with icmpx type host-unreachable
     oifname {wild} ct state established,related accept
     oifname {wild} {nd} accept
     oifname {wild} ip daddr . tcp dport @app4 accept

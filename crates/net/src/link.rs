@@ -25,8 +25,9 @@ pub enum Topology {
     /// `zw<n>` is the tap itself, on the host: for a VMM started in the host's namespace
     /// (the VM benchmark's bare QEMU; no confined VMM uses it).
     HostTap,
-    /// The tap is in a namespace of the instance's own, where its VMM runs (every confined
-    /// VMM: Firecracker under its jailer, QEMU under its jail), bridged to a veth pair whose host end is `zw<n>` (see [`Netns`]).
+    /// The tap is in a namespace of the instance's own, where its VMM runs (every
+    /// confined VMM: Firecracker under its jailer, QEMU under its jail), bridged to a veth
+    /// pair whose host end is `zw<n>` (see [`Netns`]).
     OwnNetns,
 }
 
@@ -144,7 +145,10 @@ impl Link {
     }
 
     /// Deletes the link (a veth takes its peer along) and the namespace; what is already
-    /// gone is fine.
+    /// gone is fine. Then the host's connections to the guest are aborted: a VM that died
+    /// answers nothing, and without this a proxy waiting on it would wait for a timeout;
+    /// aborted, it learns at once and can send the request elsewhere (new connections are
+    /// refused by the firewall once the link is gone).
     pub async fn remove(self) -> Result<(), NetError> {
         let deleted = if Link::list().await?.contains(&self.name) {
             Link::remove_named(&self.name).await
@@ -154,6 +158,7 @@ impl Link {
         if let Some(netns) = &self.netns {
             netns.remove().await?;
         }
+        abort_connections(&self.addrs).await;
         deleted
     }
 
@@ -181,6 +186,17 @@ impl Link {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Destroys the host's TCP sockets to the guest's addresses (`ss -K`, the kernel's
+/// `SOCK_DESTROY`): their owners see `ECONNABORTED` at once. Best effort: a kernel
+/// without `CONFIG_INET_DIAG_DESTROY` leaves them to their timeouts.
+async fn abort_connections(addrs: &InstanceAddrs) {
+    for dst in [addrs.guest4.to_string(), format!("[{}]", addrs.guest6)] {
+        if let Err(e) = run("ss", &["-K", "-t", "-n", "dst", &dst], None).await {
+            tracing::warn!(%dst, error = %e, "could not abort connections to a gone guest");
+        }
     }
 }
 

@@ -633,3 +633,32 @@ fn only_the_host_reaches_a_guest_and_only_on_its_app_port() {
     lab.reaches(l, (g4, APP).into(), LAN.into());
     lab.reaches(w, (g6, APP).into(), WAN6.into());
 }
+
+/// A connection from the host to a pool address whose link is gone (a VM that died) is
+/// refused at once, not left to leave by the default route into silence until a proxy's
+/// connect timeout: the edge then tries another instance at once.
+#[test]
+fn the_host_is_refused_at_once_by_an_instance_that_is_gone() {
+    let lab = Lab::new("gone");
+    let h = lab.host.as_str();
+    // The node's default route leads to the internet side, which drops what it gets.
+    ip(&["-n", h, "route", "add", "default", "via", &WAN.to_string()]);
+    let via6 = WAN6.to_string();
+    ip(&["-n", h, "-6", "route", "add", "default", "via", &via6]);
+    let gone = InstanceAddrs::for_index(lab.prefix, INDEX + 40).unwrap();
+    let targets = [IpAddr::from(gone.guest4), IpAddr::from(gone.guest6)];
+    // The control: without the table, the connection meets silence.
+    for to in targets {
+        let e = lab.connect(h, (to, APP).into()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{to}: {e}");
+    }
+    let firewall = lab.firewall(&[], &[]);
+    lab.install(&firewall);
+    for to in targets {
+        let e = lab.connect(h, (to, APP).into()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{to}: {e}");
+    }
+    // The live instance is still reached on its app port.
+    let g4 = IpAddr::from(lab.addrs.guest4);
+    lab.reaches(h, (g4, APP).into(), lab.addrs.host4.into());
+}

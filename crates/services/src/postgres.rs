@@ -1,7 +1,9 @@
 //! A private PostgreSQL cluster driven with Debian's `initdb` / `pg_ctl`.
 //!
 //! Layout of the directory given to [`Postgres::start`], which belongs to the cluster alone:
-//! `data/` (the cluster), `postgres.log`, and the unix socket `.s.PGSQL.<port>`.
+//! `data/` (the cluster), `postgres.log`, the unix socket `.s.PGSQL.<port>`, and `password`
+//! (0600): the role's password. Every connection, local ones included, must give it
+//! (`scram-sha-256`): no other local user can reach the platform's state.
 
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
@@ -20,8 +22,18 @@ const DATABASE: &str = "zeitwork";
 /// PostgreSQL refuses to run as root: as root we run it as this system user, which Debian's
 /// package creates (and which we create when it is missing).
 const ACCOUNT: &str = "postgres";
+/// The role's password, generated with the cluster, in the cluster's directory.
+const PASSWORD_FILE: &str = "password";
+/// Every connection authenticates; written by `initdb --auth`, and over the `trust` file
+/// of a cluster an earlier build made.
+const HBA: &str = "# Written by Zeitwork: every connection gives the role's password.
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+";
 
-/// A running private PostgreSQL cluster, listening on 127.0.0.1 only, with `trust` auth.
+/// A running private PostgreSQL cluster, listening on 127.0.0.1 only; every connection
+/// authenticates with the password kept in its directory.
 ///
 /// Dropping it stops the server (`pg_ctl stop`), fast for a persistent cluster, immediately for a
 /// throwaway one; [`Postgres::stop`] does the same and reports errors.
@@ -33,6 +45,8 @@ pub struct Postgres {
     account: Option<(u32, u32)>,
     dir: PathBuf,
     port: u16,
+    /// The role's password (hex; safe in a URL).
+    password: String,
     /// Throwaway clusters skip durability: fsync off, and an immediate stop on drop.
     throwaway: bool,
     running: bool,
@@ -99,7 +113,8 @@ impl Postgres {
             "-h",
             "127.0.0.1",
         ])
-        .args(["-p", &port, "-U", ROLE, "-d", database, "-c", sql]);
+        .args(["-p", &port, "-U", ROLE, "-d", database, "-w", "-c", sql])
+        .env("PGPASSWORD", &self.password);
         Ok(run(psql).await?.trim_end().to_owned())
     }
 
@@ -119,11 +134,13 @@ impl Postgres {
             None
         };
         let dir = prepare_dir(dir, account)?;
+        let password = password(&dir, account)?;
         let mut postgres = Postgres {
             bin,
             account,
             dir,
             port,
+            password,
             throwaway,
             running: false,
             temp: None,
@@ -146,6 +163,7 @@ impl Postgres {
             return Err(start_failed(SERVICE, reason, &log));
         }
         postgres.running = true;
+        postgres.require_passwords().await?;
         if fresh {
             postgres
                 .psql("postgres", &format!("CREATE DATABASE {DATABASE}"))
@@ -172,7 +190,9 @@ impl Postgres {
             "data",
             "-U",
             ROLE,
-            "--auth=trust",
+            "--auth=scram-sha-256",
+            "--pwfile",
+            PASSWORD_FILE,
             "-E",
             "UTF8",
             "--locale=C",
@@ -181,6 +201,9 @@ impl Postgres {
             initdb.arg("--no-sync");
         }
         run(initdb).await?;
+        let hba = data.join("pg_hba.conf");
+        std::fs::write(&hba, HBA)
+            .map_err(ServiceError::io(format!("writing {}", hba.display())))?;
         Ok(true)
     }
 
@@ -239,7 +262,34 @@ impl Postgres {
     }
 
     fn url_for(&self, database: &str) -> String {
-        format!("postgres://{ROLE}@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://{ROLE}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// A cluster an earlier build initialized with `trust` gets the password and the
+    /// authenticating `pg_hba.conf` now (reloaded at once).
+    async fn require_passwords(&self) -> Result<(), ServiceError> {
+        let hba = self.dir.join("data/pg_hba.conf");
+        let current = std::fs::read_to_string(&hba)
+            .map_err(ServiceError::io(format!("reading {}", hba.display())))?;
+        if current == HBA {
+            return Ok(());
+        }
+        // Over trust, psql gets in without the password to set it.
+        self.psql(
+            "postgres",
+            &format!("ALTER ROLE {ROLE} PASSWORD '{}'", self.password),
+        )
+        .await?;
+        std::fs::write(&hba, HBA)
+            .map_err(ServiceError::io(format!("writing {}", hba.display())))?;
+        let mut reload = self.server_command("pg_ctl");
+        reload.args(["reload", "-D", "data"]);
+        run(reload).await?;
+        tracing::info!(dir = %self.dir.display(), "PostgreSQL now requires the password");
+        Ok(())
     }
 }
 
@@ -332,6 +382,39 @@ fn lookup_account(name: &str) -> Option<(u32, u32)> {
 
 /// Creates `dir` with mode 0700; as root hands it to `account` and makes every parent searchable
 /// (`o+x`, nothing more) so the unprivileged server can reach it.
+/// The role's password from `dir`, made (16 random bytes, hex) on first use: owner-only,
+/// and owned by the server's account, which `initdb --pwfile` reads it as.
+fn password(dir: &Path, account: Option<(u32, u32)>) -> Result<String, ServiceError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(PASSWORD_FILE);
+    let context = |what: &str| format!("{what} {}", path.display());
+    if let Ok(kept) = std::fs::read_to_string(&path) {
+        let kept = kept.trim();
+        if kept.len() == 32 && kept.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(kept.to_owned());
+        }
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(ServiceError::io("reading /dev/urandom"))?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(ServiceError::io(context("creating")))?;
+    file.write_all(password.as_bytes())
+        .map_err(ServiceError::io(context("writing")))?;
+    if let Some((uid, gid)) = account {
+        chown(&path, Some(uid), Some(gid)).map_err(ServiceError::io(context("handing over")))?;
+    }
+    Ok(password)
+}
+
 fn prepare_dir(dir: &Path, account: Option<(u32, u32)>) -> Result<PathBuf, ServiceError> {
     let context = |what: &str, path: &Path| format!("{what} {}", path.display());
     std::fs::create_dir_all(dir).map_err(ServiceError::io(context("creating", dir)))?;
@@ -374,11 +457,44 @@ mod tests {
         assert_eq!(postgres.psql(DATABASE, "SELECT 1").await.unwrap(), "1");
         assert_eq!(
             postgres.url(),
-            format!("postgres://zeitwork@127.0.0.1:{}/zeitwork", postgres.port())
+            format!(
+                "postgres://zeitwork:{}@127.0.0.1:{}/zeitwork",
+                postgres.password,
+                postgres.port()
+            )
         );
         let dir = postgres.dir.clone();
         drop(postgres);
         assert!(!dir.exists(), "throwaway directory must be removed");
+    }
+
+    /// `zeitwork up`'s database must not trust every local user: a connection without
+    /// the password is refused, over TCP and over the unix socket.
+    #[tokio::test]
+    async fn a_connection_without_the_password_is_refused() {
+        let postgres = Postgres::throwaway().await.unwrap();
+        let port = postgres.port().to_string();
+        let socket_dir = postgres.dir.display().to_string();
+        for host in ["127.0.0.1", socket_dir.as_str()] {
+            let out = Command::new(postgres.bin.join("psql"))
+                .args([
+                    "-X", "-w", "-h", host, "-p", &port, "-U", ROLE, "-d", DATABASE,
+                ])
+                .args(["-c", "SELECT 1"])
+                .env_remove("PGPASSWORD")
+                .env("PGPASSFILE", "/nonexistent")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "{host}: connected without a password"
+            );
+            assert!(stderr.contains("password"), "{host}: {stderr}");
+        }
+        let kept = std::fs::metadata(postgres.dir.join(PASSWORD_FILE)).unwrap();
+        assert_eq!(kept.permissions().mode() & 0o777, 0o600);
+        assert_eq!(postgres.psql(DATABASE, "SELECT 1").await.unwrap(), "1");
     }
 
     #[tokio::test]

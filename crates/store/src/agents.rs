@@ -43,6 +43,15 @@ pub async fn node_by_credential<'c>(db: impl PgExecutor<'c>, hash: &str) -> R<Op
     Ok(row.map(|(id,)| id))
 }
 
+/// The instance prefixes nodes hold (to allocate a free one under the append lock).
+pub async fn instance_prefixes<'c>(db: impl PgExecutor<'c>) -> R<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT instance_prefix FROM nodes WHERE instance_prefix IS NOT NULL")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
 /// Records that the node's agent is alive now. Not an event: liveness is not history.
 pub async fn beat<'c>(db: impl PgExecutor<'c>, node: Uuid, running: u32) -> R<()> {
     sqlx::query(

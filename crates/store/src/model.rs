@@ -160,6 +160,9 @@ pub struct Node {
     pub millicpus: i32,
     pub memory_mb: i64,
     pub addresses: serde_json::Value,
+    /// Its instances' IPv6 /64 (`zeitwork_core::ipam`); `None` until a node enrolled by an
+    /// earlier build enrolls again.
+    pub instance_prefix: Option<String>,
     pub state: String,
     /// Liveness, from the heartbeat bookkeeping; `None` until an agent reports.
     pub last_heartbeat: Option<DateTime<Utc>>,

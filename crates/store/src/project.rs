@@ -199,10 +199,12 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             millicpus,
             memory_mb,
             addresses,
+            instance_prefix,
         } => {
             sqlx::query(
-                "INSERT INTO nodes (id, name, region, zone, millicpus, memory_mb, addresses, state, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8)",
+                "INSERT INTO nodes (id, name, region, zone, millicpus, memory_mb, addresses, state,
+                                    created_at, instance_prefix)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9)",
             )
             .bind(node_id)
             .bind(name)
@@ -212,6 +214,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(*memory_mb as i64)
             .bind(serde_json::to_value(addresses).expect("strings serialize"))
             .bind(at)
+            .bind(instance_prefix)
             .execute(db)
             .await?;
         }

@@ -277,7 +277,7 @@ pub async fn placed_instances<'c>(db: impl PgExecutor<'c>) -> R<Vec<PlacedInstan
 }
 
 const NODE: &str = "SELECT n.id, n.name, n.region, n.zone, n.millicpus, n.memory_mb, n.addresses,
-        n.state, h.at AS last_heartbeat, h.running, n.created_at
+        n.instance_prefix, n.state, h.at AS last_heartbeat, h.running, n.created_at
     FROM nodes n LEFT JOIN node_heartbeats h ON h.node_id = n.id";
 
 pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {

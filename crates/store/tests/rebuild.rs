@@ -44,16 +44,21 @@ async fn rebuilt_projections_equal_the_live_ones() {
     let domain = Uuid::now_v7();
     let (n2, first_token, second_token) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let (moving, waiting) = (plan("web", Some(node)), plan("web", None));
-    let enrolled = |node_id, name: &str, join_token_id, memory_mb| EventData::NodeEnrolled {
-        node_id,
-        name: name.into(),
-        region: "local".into(),
-        zone: None,
-        millicpus: 4000,
-        memory_mb,
-        addresses: vec!["10.0.0.2".into()],
-        join_token_id,
-        credential_hash: format!("{join_token_id}"),
+    let enrolled = |node_id, name: &str, join_token_id, memory_mb, prefix: Option<u16>| {
+        EventData::NodeEnrolled {
+            node_id,
+            name: name.into(),
+            region: "local".into(),
+            zone: None,
+            millicpus: 4000,
+            memory_mb,
+            addresses: vec!["10.0.0.2".into()],
+            // Enrolling again keeps the prefix (an event without one, from an older build,
+            // leaves it as it was).
+            instance_prefix: prefix.map(zeitwork_core::ipam::node_prefix),
+            join_token_id,
+            credential_hash: format!("{join_token_id}"),
+        }
     };
     let join_token = |token_id: Uuid| EventData::NodeJoinTokenCreated {
         token_id,
@@ -106,6 +111,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 millicpus: 2000,
                 memory_mb: 4096,
                 addresses: vec!["10.0.0.1".into()],
+                instance_prefix: Some(zeitwork_core::ipam::node_prefix(1)),
             },
         ),
         (
@@ -282,7 +288,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
             },
         ),
         (None, join_token(first_token)),
-        (None, enrolled(n2, "n2", first_token, 2048)),
+        (None, enrolled(n2, "n2", first_token, 2048, Some(2))),
         (
             o,
             EventData::InstancesPlaced {
@@ -331,7 +337,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
             },
         ),
         (None, join_token(second_token)),
-        (None, enrolled(node, "n1", second_token, 8192)),
+        (None, enrolled(node, "n1", second_token, 8192, None)),
         (
             None,
             EventData::NodeStateChanged {

@@ -100,13 +100,21 @@ pub(crate) fn link_or_copy(
     Ok(())
 }
 
-/// Copies only the data of a sparse file (a 1 GiB scratch disk holds a few MiB).
+/// Copies only the data of a sparse file (a 1 GiB scratch disk holds a few MiB). The copy
+/// is created owner-only (0600): the config disk holds secrets, and no one may read the
+/// copy in the moment before its owner and mode are set.
 pub(crate) fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
     use rustix::fs::SeekFrom as Seek2;
     use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
     let mut src = std::fs::File::open(from)?;
     let len = src.metadata()?.len();
-    let mut dst = std::fs::File::create(to)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)?;
     dst.set_len(len)?;
     let mut pos = 0;
     while pos < len {
@@ -268,6 +276,7 @@ mod tests {
         let copy = d.join("copy.ext4");
         copy_sparse(&d.join("rw.ext4"), &copy).unwrap();
         let m = meta(&copy);
+        assert_eq!(m.mode() & 0o777, 0o600, "owner-only from its creation");
         assert_eq!(m.len(), 64 << 20);
         assert!(m.blocks() * 512 < 4 << 20, "sparse: {} blocks", m.blocks());
         let bytes = std::fs::read(&copy).unwrap();

@@ -36,9 +36,16 @@ pub(crate) async fn run_files(run_dir: &Path) -> Result<(std::fs::File, std::fs:
     tokio::fs::create_dir_all(run_dir)
         .await
         .map_err(io(run_dir))?;
+    // Appending: the agent truncates a console log that outgrew its cap, and the VMM
+    // then writes on at the new end instead of at its old offset.
     let create = |name: &str| {
         let path = run_dir.join(name);
-        std::fs::File::create(&path).map_err(io(&path))
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|file| file.set_len(0).map(|()| file))
+            .map_err(io(&path))
     };
     Ok((create(CONSOLE_LOG)?, create(VMM_LOG)?))
 }

@@ -61,6 +61,18 @@ struct Credential {
     node_id: Uuid,
     name: String,
     credential: String,
+    /// The node's instance /64 from the control plane; absent in files of older builds,
+    /// whose node then enrolls again (with a join token) to get one.
+    #[serde(default)]
+    instance_prefix: Option<String>,
+}
+
+/// What an enrolled agent runs with.
+pub struct NodeSession {
+    pub control: HttpControl,
+    pub node_id: Uuid,
+    /// Its instances' IPv6 /64, from the control plane.
+    pub instance_prefix: String,
 }
 
 impl AgentArgs {
@@ -75,13 +87,21 @@ impl AgentArgs {
             .filter(|c: &Credential| c.api == self.api)
     }
 
-    /// Enrolls unless a credential for this API is saved and still accepted; returns the
-    /// control client and the node id.
-    pub async fn control(&self) -> anyhow::Result<(HttpControl, Uuid)> {
+    /// Enrolls unless a credential for this API (with its instance prefix) is saved and
+    /// still accepted.
+    pub async fn control(&self) -> anyhow::Result<NodeSession> {
         let file = self.credential_file();
         let dir = file.parent().expect("a file in a directory");
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some(cred) = self.saved() {
+            let Some(instance_prefix) = cred.instance_prefix.clone() else {
+                anyhow::ensure!(
+                    self.join_token.is_some(),
+                    "this node was enrolled by an earlier build and has no instance prefix: enroll it again with `--join-token` (from `zeitwork nodes join-token --replace {}`)",
+                    cred.name
+                );
+                return self.enrolled(self.enroll(&file).await?);
+            };
             let control = HttpControl::new(&self.api, &cred.name, &cred.credential)?;
             match control.heartbeat(&Heartbeat { running: 0 }).await {
                 Err(e) if e.is_unauthorized() && self.join_token.is_some() => {
@@ -91,12 +111,26 @@ impl AgentArgs {
                     "the operator refused this node's credential (was the node removed?); pass --join-token to enroll again"
                 ),
                 // Unreachable is fine: the agent keeps its instances and retries.
-                _ => return Ok((control, cred.node_id)),
+                _ => {
+                    return Ok(NodeSession {
+                        control,
+                        node_id: cred.node_id,
+                        instance_prefix,
+                    });
+                }
             }
         }
-        let cred = self.enroll(&file).await?;
-        let control = HttpControl::new(&self.api, &cred.name, &cred.credential)?;
-        Ok((control, cred.node_id))
+        self.enrolled(self.enroll(&file).await?)
+    }
+
+    fn enrolled(&self, cred: Credential) -> anyhow::Result<NodeSession> {
+        Ok(NodeSession {
+            control: HttpControl::new(&self.api, &cred.name, &cred.credential)?,
+            node_id: cred.node_id,
+            instance_prefix: cred
+                .instance_prefix
+                .context("the operator gave no instance prefix")?,
+        })
     }
 
     async fn enroll(&self, file: &Path) -> anyhow::Result<Credential> {
@@ -124,6 +158,7 @@ impl AgentArgs {
             node_id: enrolled.node_id,
             name: enrolled.name,
             credential: enrolled.credential,
+            instance_prefix: Some(enrolled.instance_prefix),
         };
         write_private(file, &serde_json::to_string(&cred)?)?;
         tracing::info!(node = %cred.name, id = %cred.node_id, "enrolled");
@@ -149,8 +184,17 @@ pub async fn run(
     if let Some(addr) = &args.metrics_addr {
         crate::metrics::serve(addr).await?;
     }
-    let (control, node_id) = args.control().await?;
-    let runtime = args.node.runtime().await?;
+    let NodeSession {
+        control,
+        node_id,
+        instance_prefix,
+    } = args.control().await?;
+    // The control plane's prefix, not the flag: unique across nodes.
+    let node = NodeArgs {
+        node_prefix: instance_prefix,
+        ..args.node.clone()
+    };
+    let runtime = node.runtime().await?;
     let bus = match &args.nats_url {
         Some(url) => Some(zeitwork_bus::NatsBus::connect(url).await?),
         None => None,

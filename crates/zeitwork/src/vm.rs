@@ -24,7 +24,8 @@ pub struct NodeArgs {
     /// `scripts/build-guest.sh` builds it].
     #[arg(long, env = "ZEITWORK_INIT_BIN")]
     pub init_bin: Option<PathBuf>,
-    /// This node's IPv6 ULA /64 for instances.
+    /// This node's IPv6 ULA /64 for instances (`vm run`, `node setup`; an enrolled
+    /// agent uses the one the control plane allocated it).
     #[arg(
         long,
         env = "ZEITWORK_NODE_PREFIX",

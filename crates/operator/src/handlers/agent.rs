@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
-use zeitwork_core::EventData;
 use zeitwork_core::node::{Heartbeat, HeartbeatAck, InstanceReport, NodeDesired, NodeState};
+use zeitwork_core::{EventData, ipam};
 use zeitwork_store::agents::{self, Observed};
 use zeitwork_store::{StoreError, log, read};
 
@@ -119,13 +119,19 @@ pub async fn report(
             format!("reason is limited to {MAX_REASON} bytes"),
         ));
     }
-    if let Some(a) = &r.address
-        && a.parse::<std::net::SocketAddr>().is_err()
-    {
-        return Err(ApiError::invalid(
-            "address",
-            format!("{a:?} is not ip:port"),
-        ));
+    if let Some(a) = &r.address {
+        let addr = a
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| ApiError::invalid("address", format!("{a:?} is not ip:port")))?;
+        // Edges dial it verbatim: only an address of this node's own prefix, which no
+        // other node's instances can have.
+        let prefix = node.instance_prefix.as_deref().unwrap_or("none");
+        if !ipam::contains(prefix, addr.ip()) {
+            return Err(ApiError::invalid(
+                "address",
+                format!("{a} is outside this node's instance prefix ({prefix})"),
+            ));
+        }
     }
     let known = |o: Option<Observed>| o.ok_or_else(|| ApiError::not_found("instance"));
     if same(

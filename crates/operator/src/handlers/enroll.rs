@@ -100,6 +100,11 @@ pub async fn enroll(
     consented(&join_token, &id.name, known.is_some())?;
     ensure_region(&mut tx, &actor, &id.region).await?;
     let node_id = known.as_ref().map_or_else(Uuid::now_v7, |n| n.id);
+    // A node keeps its prefix (its running instances' addresses) when it enrolls again.
+    let instance_prefix = match known.as_ref().and_then(|n| n.instance_prefix.clone()) {
+        Some(kept) => kept,
+        None => super::nodes::free_instance_prefix(&mut tx).await?,
+    };
     let credential = auth::generate();
     let data = EventData::NodeEnrolled {
         node_id,
@@ -109,6 +114,7 @@ pub async fn enroll(
         millicpus: e.millicpus,
         memory_mb: e.memory_mb,
         addresses: e.addresses,
+        instance_prefix: Some(instance_prefix.clone()),
         join_token_id,
         credential_hash: auth::hash(&credential),
     };
@@ -126,6 +132,7 @@ pub async fn enroll(
             node_id,
             name: id.name,
             credential,
+            instance_prefix,
         }),
     ))
 }

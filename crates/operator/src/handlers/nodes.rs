@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::node::NodeState;
-use zeitwork_core::{EventData, Name};
+use zeitwork_core::{EventData, Name, ipam};
 use zeitwork_store::model::Node;
-use zeitwork_store::{Tx, log, read};
+use zeitwork_store::{Tx, agents, log, read};
 
 use crate::auth::Auth;
 use crate::body::Create;
@@ -92,6 +92,7 @@ pub async fn register(
         millicpus: (b.cpus * 1000.0).round() as u32,
         memory_mb: b.memory_mb,
         addresses: b.addresses.clone(),
+        instance_prefix: Some(free_instance_prefix(&mut tx).await?),
     };
     log::append(&mut tx, None, &auth.actor(), data).await?;
     let node = read::node(&mut *tx, &node.name).await?;
@@ -242,4 +243,12 @@ impl NodeIdentity {
             zone: zone.map(|z| z.to_string()),
         })
     }
+}
+
+/// A node's instance /64 that no node holds (under the append lock, so two nodes never
+/// get the same one).
+pub(crate) async fn free_instance_prefix(tx: &mut Tx) -> ApiResult<String> {
+    let taken = agents::instance_prefixes(&mut **tx).await?;
+    ipam::free_prefix(taken.iter().map(String::as_str))
+        .ok_or_else(|| ApiError::conflict("name", "every instance prefix of the platform is taken"))
 }

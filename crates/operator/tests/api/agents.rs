@@ -158,7 +158,12 @@ async fn reports_are_recorded_once_per_change() {
         .unwrap()
         .to_owned();
     let state = n1.path(&format!("instances/{id}/state"));
-    let healthy = json!({"state": "healthy", "address": "10.0.0.5:8080", "restarts": 1});
+    let here = n1.address(8080);
+    assert_ne!(
+        n1.instance_prefix, n2.instance_prefix,
+        "every node its own prefix"
+    );
+    let healthy = json!({"state": "healthy", "address": here, "restarts": 1});
 
     let first = p.post(&state, &n1.credential, healthy.clone()).await;
     assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
@@ -168,7 +173,7 @@ async fn reports_are_recorded_once_per_change() {
     assert_eq!(again.body["recorded"], false);
     assert_eq!(p.head().await, head, "a repeated report writes nothing");
     assert_eq!(p.count("instance_observed").await, 1);
-    let restarted = json!({"state": "healthy", "address": "10.0.0.5:8080", "restarts": 2});
+    let restarted = json!({"state": "healthy", "address": here, "restarts": 2});
     let changed = p.post(&state, &n1.credential, restarted).await;
     assert_eq!(changed.body["recorded"], true);
     assert_eq!(p.count("instance_observed").await, 2);
@@ -185,7 +190,7 @@ async fn reports_are_recorded_once_per_change() {
         .unwrap();
     assert_eq!(
         (&web["observed_state"], &web["address"], &web["restarts"]),
-        (&json!("healthy"), &json!("10.0.0.5:8080"), &json!(2))
+        (&json!("healthy"), &json!(here), &json!(2))
     );
 
     // Only the node an instance is on may report it; bad reports are named.
@@ -193,7 +198,7 @@ async fn reports_are_recorded_once_per_change() {
         .post(
             &n2.path(&format!("instances/{id}/state")),
             &n2.credential,
-            healthy.clone(),
+            json!({"state": "healthy", "address": n2.address(8080), "restarts": 1}),
         )
         .await;
     assert_error(&elsewhere, StatusCode::NOT_FOUND, None);
@@ -207,6 +212,16 @@ async fn reports_are_recorded_once_per_change() {
         (
             "address",
             json!({"state": "healthy", "address": "10.0.0.5"}),
+        ),
+        // An address outside the node's own prefix (IPv4 is reused on every node, and
+        // another node's is another tenant's VM) would send traffic to the wrong place.
+        (
+            "address",
+            json!({"state": "healthy", "address": "172.31.0.3:8080"}),
+        ),
+        (
+            "address",
+            json!({"state": "healthy", "address": n2.address(8080)}),
         ),
         ("state", json!({"state": "running"})),
         ("colour", json!({"state": "healthy", "colour": "red"})),

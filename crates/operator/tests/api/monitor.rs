@@ -157,7 +157,7 @@ async fn a_drained_nodes_instances_stop_once_their_replacements_are_healthy() {
     assert_eq!(desired_ids(&p, &n1).await, [old.as_str()]);
     assert_eq!(p.count("instances_stopped").await, 0);
 
-    let healthy = json!({"state": "healthy", "address": "10.0.0.2:8080"});
+    let healthy = json!({"state": "healthy", "address": n2.address(8080)});
     p.post(&report, &n2.credential, healthy).await;
     eventually("the old instance is told to stop", || async {
         desired_ids(&p, &n1).await.is_empty().then_some(())
@@ -275,7 +275,7 @@ async fn a_rollout_keeps_the_old_instance_until_the_new_one_is_healthy() {
     assert_eq!(running, both);
 
     let report = n1.path(&format!("instances/{new}/state"));
-    let healthy = json!({"state": "healthy", "address": "10.0.0.2:8080"});
+    let healthy = json!({"state": "healthy", "address": n1.address(8080)});
     p.post(&report, &n1.credential, healthy).await;
     eventually("the superseded instance is told to stop", || async {
         (desired_ids(&p, &n1).await == [new.clone()]).then_some(())

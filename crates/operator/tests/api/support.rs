@@ -154,9 +154,17 @@ pub struct Agent {
     pub id: String,
     pub name: String,
     pub credential: String,
+    /// The instance /64 the operator allocated it.
+    pub instance_prefix: String,
 }
 
 impl Agent {
+    /// An instance address inside this node's prefix.
+    pub fn address(&self, port: u16) -> String {
+        let prefix = self.instance_prefix.trim_end_matches("/64");
+        format!("[{prefix}5]:{port}")
+    }
+
     /// `/api/v1/nodes/<name>/<rest>`
     pub fn path(&self, rest: &str) -> String {
         format!("/api/v1/nodes/{}/{rest}", self.name)
@@ -184,6 +192,7 @@ impl Platform {
             id: a.body["node_id"].as_str().unwrap().to_owned(),
             name: name.to_owned(),
             credential: a.body["credential"].as_str().unwrap().to_owned(),
+            instance_prefix: a.body["instance_prefix"].as_str().unwrap().to_owned(),
         }
     }
 

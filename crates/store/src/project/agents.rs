@@ -36,6 +36,7 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
             millicpus,
             memory_mb,
             addresses,
+            instance_prefix,
             join_token_id,
             credential_hash,
         } => {
@@ -47,11 +48,12 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
                 .await?;
             sqlx::query(
                 "INSERT INTO nodes (id, name, region, zone, millicpus, memory_mb, addresses, state,
-                                    credential_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9)
+                                    credential_hash, created_at, instance_prefix)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9, $10)
                  ON CONFLICT (id) DO UPDATE SET region = excluded.region, zone = excluded.zone,
                     millicpus = excluded.millicpus, memory_mb = excluded.memory_mb,
-                    addresses = excluded.addresses, credential_hash = excluded.credential_hash",
+                    addresses = excluded.addresses, credential_hash = excluded.credential_hash,
+                    instance_prefix = COALESCE(excluded.instance_prefix, nodes.instance_prefix)",
             )
             .bind(node_id)
             .bind(name)
@@ -62,6 +64,7 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
             .bind(serde_json::to_value(addresses).expect("strings serialize"))
             .bind(credential_hash)
             .bind(at)
+            .bind(instance_prefix)
             .execute(db)
             .await?;
         }
