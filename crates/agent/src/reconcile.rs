@@ -14,7 +14,7 @@ use zeitwork_vmm::Vmm;
 
 use crate::control::ControlPlane;
 use crate::supervisor::{Context, Supervised};
-use crate::{AgentError, Keep};
+use crate::{AgentError, InstanceRecord, Keep};
 
 /// What one `converge` changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -133,10 +133,21 @@ impl<V: Vmm + 'static, C: ControlPlane> Reconciler<V, C> {
         let keep: Vec<Keep> = self
             .running
             .values()
-            .map(|(spec, s)| Keep {
-                id: spec.instance_id.to_string(),
-                net_index: s.net_index,
-                port: spec.port,
+            .map(|(spec, s)| {
+                let id = spec.instance_id.to_string();
+                // The port it serves on: the manifest's, else the one its start took from
+                // the image, which its record keeps.
+                let port = spec.port.or_else(|| {
+                    InstanceRecord::load(&self.ctx.runtime.instance_dir(&id))
+                        .ok()
+                        .flatten()
+                        .and_then(|record| record.port)
+                });
+                Keep {
+                    id,
+                    net_index: s.net_index,
+                    port,
+                }
             })
             .collect();
         self.ctx.runtime.clean_orphans(&keep).await.map(drop)

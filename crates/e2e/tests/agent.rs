@@ -197,10 +197,16 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
         served += s;
         failed.extend(f);
     }
-    assert!(
-        failed.is_empty(),
-        "requests failed when a VM died ({served} served): {failed:#?}"
-    );
+    if !failed.is_empty() {
+        let log = up.stderr();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        panic!(
+            "{} requests failed when a VM died ({served} served); first: {:?}\n--- up's log, last lines first ---\n{}",
+            failed.len(),
+            failed.first().map(|f| f.lines().next().unwrap_or_default()),
+            tail.join("\n")
+        );
+    }
     assert!(served > 40, "the load ran ({served} requests)");
 
     // Postgres gone: the control plane cannot answer, and running instances are untouched.
