@@ -8,10 +8,13 @@
 //!   survives a hop through a TCP proxy (load balancer → edge, edge → app).
 //! - [`lb`] is the TCP load balancer behind `zeitwork server lb`, in front of several
 //!   edges.
+//! - [`splice`] copies a relayed connection both ways with an idle bound, for every
+//!   relay (the load balancer's and the edge's).
 
 pub mod client_hello;
 pub mod lb;
 pub mod proxy_v2;
+pub mod splice;
 
 mod wire;
 
@@ -21,3 +24,4 @@ mod fuzz_seeds;
 pub use client_hello::{ClientHello, HelloError, peek_client_hello};
 pub use lb::{Algorithm, HealthConfig, Lb, LbConfig, LbError, LbStats};
 pub use proxy_v2::{Header as ProxyHeader, ProxyError};
+pub use splice::{RELAY_IDLE, splice};

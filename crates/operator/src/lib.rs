@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod node_scope;
 pub mod openapi;
 mod placement;
+pub mod quota;
 mod relocate;
 pub mod scope;
 pub mod state;
@@ -36,6 +37,7 @@ use zeitwork_store::{Store, StoreError, log};
 pub use api::Endpoint;
 pub use crypto::SecretBox;
 pub use error::ApiError;
+pub use quota::Quotas;
 pub use state::{AppState, Config};
 
 /// Every documented endpoint, as mounted.

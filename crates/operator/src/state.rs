@@ -7,6 +7,7 @@ use zeitwork_core::PortRange;
 use zeitwork_store::Store;
 
 use crate::crypto::SecretBox;
+use crate::quota::Quotas;
 
 /// Operator settings that shape answers (not how to reach things).
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct Config {
     pub dns_server: Option<SocketAddr>,
     /// Where `tcp` routes get their ports (each edge listens on every allocated one).
     pub tcp_ports: PortRange,
+    /// What each org may hold at most.
+    pub quotas: Quotas,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             monitor_interval: Duration::from_secs(1),
             dns_server: None,
             tcp_ports: PortRange::new(20000, 29999).expect("a valid range"),
+            quotas: Quotas::default(),
         }
     }
 }

@@ -304,3 +304,50 @@ pub async fn regions<'c>(db: impl PgExecutor<'c>) -> R<Vec<Region>> {
             .await?,
     )
 }
+
+/// What an org holds, for its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct OrgUsage {
+    /// Instances meant to run, and their memory in MiB, apart from those excluded.
+    pub instances: u64,
+    pub memory_mb: u64,
+    pub routes: u64,
+    pub tcp_routes: u64,
+    pub domains: u64,
+}
+
+/// What `org` holds, leaving out the running instances of env `except_env` (of its
+/// process `except_process` only, when given): those a deploy or a scale replaces.
+pub async fn org_usage<'c>(
+    db: impl PgExecutor<'c>,
+    org: Uuid,
+    except_env: Option<Uuid>,
+    except_process: Option<&str>,
+) -> R<OrgUsage> {
+    let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT
+            (SELECT count(*) FROM instances i
+             WHERE i.org_id = $1 AND i.desired_state = 'running'
+               AND NOT (i.env_id IS NOT DISTINCT FROM $2 AND ($3::text IS NULL OR i.process = $3))),
+            (SELECT COALESCE(sum(p.memory_mb), 0)::bigint FROM instances i
+             JOIN process_types p ON p.deployment_id = i.deployment_id AND p.name = i.process
+             WHERE i.org_id = $1 AND i.desired_state = 'running'
+               AND NOT (i.env_id IS NOT DISTINCT FROM $2 AND ($3::text IS NULL OR i.process = $3))),
+            (SELECT count(*) FROM routes WHERE org_id = $1),
+            (SELECT count(*) FROM routes WHERE org_id = $1 AND mode = 'tcp'),
+            (SELECT count(*) FROM domains WHERE org_id = $1)",
+    )
+    .bind(org)
+    .bind(except_env)
+    .bind(except_process)
+    .fetch_one(db)
+    .await?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(OrgUsage {
+        instances: n(row.0),
+        memory_mb: n(row.1),
+        routes: n(row.2),
+        tcp_routes: n(row.3),
+        domains: n(row.4),
+    })
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use zeitwork_core::PortRange;
-use zeitwork_operator::{Config, SecretBox};
+use zeitwork_operator::{Config, Quotas, SecretBox};
 
 #[derive(Args, Debug, Clone)]
 pub struct OperatorArgs {
@@ -42,6 +42,21 @@ pub struct OperatorArgs {
         value_name = "FIRST-LAST"
     )]
     pub tcp_ports: PortRange,
+    /// Per-org quota: instances meant to run, over all its apps and envs.
+    #[arg(long, env = "ZEITWORK_QUOTA_INSTANCES", default_value_t = Quotas::default().instances)]
+    pub quota_instances: u64,
+    /// Per-org quota: MiB of memory of those instances.
+    #[arg(long, env = "ZEITWORK_QUOTA_MEMORY_MB", default_value_t = Quotas::default().memory_mb)]
+    pub quota_memory_mb: u64,
+    /// Per-org quota: routes of every mode.
+    #[arg(long, env = "ZEITWORK_QUOTA_ROUTES", default_value_t = Quotas::default().routes)]
+    pub quota_routes: u64,
+    /// Per-org quota: `tcp` routes (each takes a port on every edge).
+    #[arg(long, env = "ZEITWORK_QUOTA_TCP_ROUTES", default_value_t = Quotas::default().tcp_routes)]
+    pub quota_tcp_routes: u64,
+    /// Per-org quota: custom domains, verified or not.
+    #[arg(long, env = "ZEITWORK_QUOTA_DOMAINS", default_value_t = Quotas::default().domains)]
+    pub quota_domains: u64,
 }
 
 impl OperatorArgs {
@@ -53,6 +68,13 @@ impl OperatorArgs {
             monitor_interval: self.monitor_interval,
             dns_server: self.dns_server,
             tcp_ports: self.tcp_ports,
+            quotas: Quotas {
+                instances: self.quota_instances,
+                memory_mb: self.quota_memory_mb,
+                routes: self.quota_routes,
+                tcp_routes: self.quota_tcp_routes,
+                domains: self.quota_domains,
+            },
         }
     }
 }

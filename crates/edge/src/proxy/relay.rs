@@ -66,7 +66,7 @@ pub(super) async fn to_instance(
     }
     drop(preface);
     // An EOF from one side shuts the other's write half; the other direction flows on.
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    match zeitwork_l4::splice(&mut client, &mut upstream, zeitwork_l4::RELAY_IDLE).await {
         Ok((up, down)) => tracing::trace!(%backend, up, down, "relayed connection closed"),
         Err(e) => {
             tracing::debug!(%backend, error = %e, "relayed connection ended with an error")

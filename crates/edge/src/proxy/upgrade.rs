@@ -34,7 +34,8 @@ pub(crate) fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
             }
         };
         let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let idle = zeitwork_l4::RELAY_IDLE;
+        if let Err(e) = zeitwork_l4::splice(&mut client, &mut upstream, idle).await {
             tracing::debug!(error = %e, "an upgraded connection ended with an error");
         }
     });

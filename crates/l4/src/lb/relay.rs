@@ -35,7 +35,7 @@ pub(super) async fn relay(inner: Arc<Inner>, mut client: TcpStream, peer: Socket
     }
     // An EOF from one side is passed on as a shutdown of the other's write half, and the
     // other direction keeps flowing until it ends too: half-closed streams work.
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    match crate::splice(&mut client, &mut upstream, crate::RELAY_IDLE).await {
         Ok((up, down)) => {
             tracing::trace!(%peer, backend = %backend.addr, up, down, "connection closed");
         }

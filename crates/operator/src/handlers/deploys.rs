@@ -280,6 +280,18 @@ impl AppState {
         // the old ones to make room (a rolling rather than a surging rollout).
         let plans =
             placement::plan(tx, self.config.cpu_oversubscription, deployment_id, &wants).await?;
+        // The env's running instances are replaced by these once they are healthy.
+        let usage = read::org_usage(&mut **tx, scope.org.id, Some(scope.env.id), None).await?;
+        let memory: u64 = plans
+            .iter()
+            .filter_map(|plan| processes.iter().find(|(spec, _)| spec.name == plan.process))
+            .map(|(spec, _)| spec.memory_mb)
+            .sum();
+        self.config.quotas.allow_instances(
+            &scope.org.name,
+            usage.instances + plans.len() as u64,
+            usage.memory_mb + memory,
+        )?;
         let slug = free_slug(tx, scope).await?;
         let data = EventData::DeploymentCreated {
             deployment_id,

@@ -146,6 +146,10 @@ pub(crate) async fn record(
     if let Some(host) = &spec.host {
         own_domain(tx, scope.env.id, host, at).await?;
     }
+    let usage = read::org_usage(&mut **tx, scope.org.id, None, None).await?;
+    s.config
+        .quotas
+        .allow_route(&scope.org.name, &usage, spec.mode == RouteMode::Tcp)?;
     let listen_port = match spec.mode {
         RouteMode::Tcp => Some(allocate_port(tx, s.config.tcp_ports, at).await?),
         _ => None,
@@ -272,6 +276,8 @@ pub async fn add_domain(
     let domain_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
+    let usage = read::org_usage(&mut *tx, scope.org.id, None, None).await?;
+    s.config.quotas.allow_domain(&scope.org.name, &usage)?;
     verify::not_verified_elsewhere(&mut tx, hostname.as_str(), scope.env.id).await?;
     let data = EventData::DomainAdded {
         domain_id,

@@ -108,6 +108,14 @@ pub async fn scale(
         &wants,
     )
     .await?;
+    let usage =
+        read::org_usage(&mut *tx, scope.org.id, Some(scope.env.id), Some(&b.process)).await?;
+    let after = (running.len() - stopped.len() + started.len()) as u64;
+    s.config.quotas.allow_instances(
+        &scope.org.name,
+        usage.instances + after,
+        usage.memory_mb + after * u64::try_from(process.memory_mb).unwrap_or(0),
+    )?;
     let data = EventData::ProcessScaled {
         deployment_id: deployment.id,
         process: b.process.clone(),

@@ -11,6 +11,7 @@ mod isolation;
 mod logs;
 mod monitor;
 mod openapi;
+mod quotas;
 mod routes;
 mod secrets;
 mod support;
