@@ -25,6 +25,17 @@ use zeitwork_bus::{Follow, NatsBus};
 use zeitwork_store::Store;
 
 pub use cidr::{Cidr, CidrError};
+
+/// For the fuzz targets in `crates/edge/fuzz` (built with `--cfg fuzzing`): not an API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Panics when the express lane would send the request head in `data` on in a form
+    /// that frames its body differently, or carries hop-by-hop headers.
+    pub fn express_head(data: &[u8]) {
+        crate::proxy::express_head_check(data);
+    }
+}
 pub use error::EdgeError;
 pub use table::{RoutingTable, Target};
 pub use tls::{CertSource, Https, Listeners};

@@ -18,6 +18,12 @@ mod rewind;
 mod serve;
 mod upgrade;
 
+/// The express lane's head property, for `crate::fuzzing`.
+#[cfg(fuzzing)]
+pub(crate) fn express_head_check(data: &[u8]) {
+    express::head_check::check(data);
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,6 +11,8 @@
 
 mod body;
 mod bridge;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod head_check;
 mod pool;
 mod send;
 mod wire;
@@ -203,20 +205,29 @@ struct Exchange {
     started: Instant,
 }
 
-impl Exchange {
-    /// The exchange for `req` with its head for the instance in `up`, or `None` when
-    /// the hyper path is to take it.
-    fn prepare(
-        req: &httparse::Request<'_, '_>,
-        client: &Client<'_>,
-        proxy: &Proxy,
-        up: &mut Vec<u8>,
-    ) -> Option<Exchange> {
+/// What the lane takes of a request head, judged on the head alone: HTTP/1.1 with an
+/// origin-form path, one Host, a body framed by one Content-Length (or none), nothing
+/// it does not frame itself (`Transfer-Encoding`, `Upgrade`, `Expect`), and a
+/// `Connection` header it can read. Anything else goes to the hyper path.
+struct Admitted<'h> {
+    method: &'h str,
+    path: &'h str,
+    raw_host: &'h [u8],
+    /// The body's length as the client stated it.
+    length: Option<u64>,
+    id: Option<&'h [u8]>,
+    accept: [&'h str; 4],
+    accepts: usize,
+    connection: Connection<'h>,
+}
+
+impl<'h> Admitted<'h> {
+    fn of(req: &httparse::Request<'h, '_>) -> Option<Admitted<'h>> {
         let (method, path) = (req.method?, req.path?);
         if req.version != Some(1) || method == "CONNECT" || !path.starts_with('/') {
             return None;
         }
-        let (mut host, mut body, mut id, mut accept) = (None, None, None, [""; 4]);
+        let (mut host, mut length, mut id, mut accept) = (None, None, None, [""; 4]);
         let mut accepts = 0;
         for h in req.headers.iter() {
             let name = h.name;
@@ -226,7 +237,7 @@ impl Exchange {
                 }
             } else if name.eq_ignore_ascii_case("content-length") {
                 let n = content_length(h.value)?;
-                if body.replace(n).is_some_and(|b| b != n) {
+                if length.replace(n).is_some_and(|b| b != n) {
                     return None;
                 }
             } else if name.eq_ignore_ascii_case("x-request-id") {
@@ -241,7 +252,38 @@ impl Exchange {
                 return None;
             }
         }
-        let raw_host = host?;
+        Some(Admitted {
+            method,
+            path,
+            raw_host: host?,
+            length,
+            id,
+            accept,
+            accepts,
+            connection: Connection::of(req.headers)?,
+        })
+    }
+}
+
+impl Exchange {
+    /// The exchange for `req` with its head for the instance in `up`, or `None` when
+    /// the hyper path is to take it.
+    fn prepare(
+        req: &httparse::Request<'_, '_>,
+        client: &Client<'_>,
+        proxy: &Proxy,
+        up: &mut Vec<u8>,
+    ) -> Option<Exchange> {
+        let Admitted {
+            method,
+            path,
+            raw_host,
+            length,
+            id,
+            accept,
+            accepts,
+            connection,
+        } = Admitted::of(req)?;
         let name = host::name(raw_host).ok()?;
         if client.redirect.is_some_and(|r| r.intercepts(path, &name)) {
             return None;
@@ -253,8 +295,7 @@ impl Exchange {
                 .hash_on
                 .as_deref()
                 .is_some_and(|on| on != "client-ip");
-        let length = body;
-        let body = body.unwrap_or(0);
+        let body = length.unwrap_or(0);
         let max_body = policy.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) * 1024 * 1024;
         if policy.cors.is_some()
             || hashed_on_request
@@ -263,7 +304,6 @@ impl Exchange {
         {
             return None;
         }
-        let connection = Connection::of(req.headers)?;
         // Last: a request let through counts against the limits.
         proxy.shared.limits.check(&target, client.addr.ip()).ok()?;
         let request_id = request_id_from(id);

@@ -27,6 +27,17 @@ pub(super) use chunk::Chunk;
 use head::framing;
 pub(super) use head::{content_length, head_end};
 
+/// How the guard frames this head's body: a fixed length (0 without a body), `None`
+/// for chunked or opaque bodies, or its refusal (for the express lane's fuzz target).
+#[cfg(any(test, fuzzing))]
+pub(super) fn fixed_length(request: &httparse::Request<'_, '_>) -> Result<Option<u64>, Refusal> {
+    Ok(match framing(request)? {
+        State::Head => Some(0),
+        State::Fixed(n) => Some(n),
+        State::Chunked(_) | State::Opaque | State::Refused => None,
+    })
+}
+
 /// Longest request head (request line and headers) accepted.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Hyper's own limit, mirrored so the edge answers first.
