@@ -30,6 +30,10 @@ pub struct Config {
     pub tcp_ports: PortRange,
     /// What each org may hold at most.
     pub quotas: Quotas,
+    /// How long one event or log stream (`follow`) is served before the operator ends
+    /// it; clients reconnect with `Last-Event-ID` and lose nothing, and a follower that
+    /// went away without closing holds nothing longer than this.
+    pub follow_for: Duration,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             dns_server: None,
             tcp_ports: PortRange::new(20000, 29999).expect("a valid range"),
             quotas: Quotas::default(),
+            follow_for: Duration::from_secs(3600),
         }
     }
 }

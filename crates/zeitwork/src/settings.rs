@@ -42,6 +42,10 @@ pub struct OperatorArgs {
         value_name = "FIRST-LAST"
     )]
     pub tcp_ports: PortRange,
+    /// Seconds one event or log stream is served before the operator ends it (clients
+    /// reconnect with Last-Event-ID and lose nothing; a gone follower is let go).
+    #[arg(long, env = "ZEITWORK_FOLLOW_FOR", default_value = "3600", value_parser = seconds)]
+    pub follow_for: Duration,
     /// Per-org quota: instances meant to run, over all its apps and envs.
     #[arg(long, env = "ZEITWORK_QUOTA_INSTANCES", default_value_t = Quotas::default().instances)]
     pub quota_instances: u64,
@@ -75,6 +79,7 @@ impl OperatorArgs {
                 tcp_routes: self.quota_tcp_routes,
                 domains: self.quota_domains,
             },
+            follow_for: self.follow_for,
         }
     }
 }

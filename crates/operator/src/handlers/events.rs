@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as Sse, KeepAlive, Sse as SseResponse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use zeitwork_core::Event;
@@ -84,6 +84,7 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let cursor = resume.or(param(&q, "after")?).unwrap_or(0);
+    let follow_for = s.config.follow_for;
     let tail = Tail {
         head: s.head.clone(),
         state: s,
@@ -117,5 +118,6 @@ pub async fn stream(
             }
         }
     });
+    let events = events.take_until(tokio::time::sleep(follow_for));
     Ok(SseResponse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

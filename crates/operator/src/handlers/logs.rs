@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event as Sse, KeepAlive, Sse as SseResponse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -138,6 +138,7 @@ pub async fn list(
         }
     };
     drop(db);
+    let follow_for = s.config.follow_for;
     let follow = Follow {
         wake: s.logs.clone(),
         state: s,
@@ -146,7 +147,8 @@ pub async fn list(
         buffer: first.into(),
         marked: false,
     };
-    Ok(SseResponse::new(follow.stream())
+    let lines = follow.stream().take_until(tokio::time::sleep(follow_for));
+    Ok(SseResponse::new(lines)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }

@@ -200,6 +200,41 @@ async fn the_event_stream_delivers_commits_as_they_happen() {
     assert!(text.contains("event: app_created"), "{text}");
 }
 
+/// A follower is let go after `follow_for`: the stream ends (a follower that vanished
+/// holds nothing longer), and one resumed with Last-Event-ID gets what came meanwhile.
+#[tokio::test]
+async fn an_event_stream_ends_after_its_time_and_resumes_without_a_gap() {
+    let p = Platform::start_with(zeitwork_operator::Config {
+        follow_for: Duration::from_secs(1),
+        ..crate::support::config()
+    })
+    .await;
+    let t = p.org("acme").await;
+    let head = p.head().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/events/stream?after={head}", p.base);
+    let resp = client.get(&url).bearer_auth(&t).send().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), resp.text())
+        .await
+        .expect("the stream ends by itself");
+    assert!(ended.is_ok(), "{ended:?}");
+    p.post("/api/v1/orgs/acme/apps", &t, json!({"name": "web"}))
+        .await;
+    let resumed = client
+        .get(&url)
+        .bearer_auth(&t)
+        .header("last-event-id", head.to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), resumed.text())
+        .await
+        .expect("the resumed stream ends too")
+        .unwrap();
+    assert!(text.contains(&format!("id: {}", head + 1)), "{text}");
+    assert!(text.contains("event: app_created"), "{text}");
+}
+
 /// A deploy whose URLs may reach nothing says so: without a manifest, web takes the
 /// image's EXPOSEd port (which the operator cannot see), and with only port-less
 /// workers nothing serves at all.

@@ -1,6 +1,8 @@
 //! An answer's body on to the client as it came: by length, chunk by chunk (followed
 //! with the guard's chunk parser, trailers included) or until the instance closes.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::super::guard::Chunk;
@@ -14,6 +16,11 @@ pub(super) struct Relayed {
     /// The instance sent nothing after it: its connection may carry another request.
     pub clean: bool,
 }
+
+/// A client that takes longer than this to take one piece of an answer (at most
+/// [`CHUNK`] bytes) is cut off: a reader that reads nothing would otherwise hold the
+/// instance's connection and the lane's buffers for as long as it liked.
+const SLOW_READER: Duration = Duration::from_secs(60);
 
 const BROKEN: Relayed = Relayed {
     whole: false,
@@ -108,6 +115,36 @@ pub(super) async fn pass_body<S: AsyncWrite + Unpin>(
 }
 
 /// Writes and flushes (TLS holds records back until then); whether it all went.
+/// A client slower than [`SLOW_READER`] fails it.
 pub(super) async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
-    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
+    let sent = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    matches!(tokio::time::timeout(SLOW_READER, sent).await, Ok(Ok(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_nothing_is_cut_off() {
+        // The client stays connected but reads nothing.
+        let (mut edge, client) = tokio::io::duplex(1024);
+        let answer = vec![b'x'; 4096];
+        let started = tokio::time::Instant::now();
+        assert!(!write(&mut edge, &answer).await, "nobody read it");
+        assert_eq!(started.elapsed(), SLOW_READER);
+        // A reader that keeps up gets it all.
+        let (mut edge, mut reader) = tokio::io::duplex(1024);
+        let drain = tokio::spawn(async move {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        assert!(write(&mut edge, &answer).await);
+        drop(edge);
+        assert_eq!(drain.await.unwrap().unwrap(), 4096);
+        drop(client);
+    }
 }
