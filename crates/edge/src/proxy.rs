@@ -10,6 +10,7 @@ mod guard;
 mod hop;
 mod host;
 mod https;
+mod idle;
 mod page;
 mod policy;
 mod ports;

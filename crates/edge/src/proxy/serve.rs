@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::accept::{plain, raw, secured};
 use super::guard::Verdict;
+use super::idle::{Activity, IDLE_CONNECTION, Tracked};
 use super::ports::TcpPorts;
 use super::{Conn, Proxy, Redirect};
 use crate::EdgeError;
@@ -194,13 +195,27 @@ pub(super) async fn run<I>(
 {
     let client = conn.client;
     let conn = Arc::new(conn);
-    let service = service_fn(move |req| {
-        let (proxy, conn) = (proxy.clone(), conn.clone());
-        async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+    let activity = Activity::new();
+    let service = service_fn({
+        let activity = activity.clone();
+        move |req| {
+            let (proxy, conn, busy) = (proxy.clone(), conn.clone(), activity.begin());
+            async move {
+                let response = proxy.handle(req, &conn).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+            }
+        }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%client, error = %e, "client connection ended with an error");
+    let watched = watcher.watch(connection);
+    tokio::pin!(watched);
+    tokio::select! {
+        ended = &mut watched => if let Err(e) = ended {
+            tracing::debug!(%client, error = %e, "client connection ended with an error");
+        },
+        () = activity.idle_for(IDLE_CONNECTION) => {
+            tracing::debug!(%client, "closing a client connection idle for {IDLE_CONNECTION:?}");
+        }
     }
 }
 
