@@ -1,6 +1,9 @@
 //! How busy one client connection is, so that one with nothing in flight for too long is
-//! closed: an HTTP/2 client's pings (answered by hyper) keep a connection alive, not busy,
-//! and an HTTP/1.1 client may keep a connection open between requests for ever.
+//! closed (an HTTP/2 client's pings, answered by hyper, keep a connection alive, not busy,
+//! and an HTTP/1.1 client may keep a connection open between requests for ever), and so
+//! is one whose client stopped taking its answers: hyper polls an answer's body for its
+//! next frame only once the client has room for it, so a body that handed out a frame and
+//! was not asked again is waiting for the client, not for the instance.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +17,9 @@ use tokio::time::Instant;
 /// A client connection with no request in flight (its answers' bodies included) for this
 /// long is closed.
 pub(super) const IDLE_CONNECTION: Duration = Duration::from_secs(5 * 60);
+/// A client connection whose client took none of its answers' frames for this long is
+/// closed (a reader that reads nothing holds instance connections and buffers).
+pub(super) const SLOW_READER: Duration = Duration::from_secs(60);
 
 /// Requests in flight on one connection, and when the last one ended.
 pub(super) struct Activity {
@@ -21,6 +27,10 @@ pub(super) struct Activity {
     since: Instant,
     /// Milliseconds after `since` when a request last ended.
     last: AtomicU64,
+    /// Bodies whose last poll handed out a frame: waiting for the client to take it.
+    waiting: AtomicU32,
+    /// Milliseconds after `since` when a body last handed out a frame.
+    sent: AtomicU64,
 }
 
 impl Activity {
@@ -29,6 +39,8 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             since: Instant::now(),
             last: AtomicU64::new(0),
+            waiting: AtomicU32::new(0),
+            sent: AtomicU64::new(0),
         })
     }
 
@@ -38,17 +50,31 @@ impl Activity {
         Busy(self.clone())
     }
 
-    /// Resolves once nothing was in flight for `idle`.
-    pub(super) async fn idle_for(&self, idle: Duration) {
+    fn now(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
+    }
+
+    /// How long ago the time stored in `at` was.
+    fn ago(&self, at: &AtomicU64) -> Duration {
+        let then = Duration::from_millis(at.load(Ordering::Acquire));
+        self.since.elapsed().saturating_sub(then)
+    }
+
+    /// Resolves once nothing was in flight for `idle`, or the client took no frame of
+    /// an answer for `slow`: why, in words.
+    pub(super) async fn idle_for(&self, idle: Duration, slow: Duration) -> &'static str {
         loop {
-            let wait = if self.in_flight.load(Ordering::Acquire) > 0 {
-                idle
-            } else {
-                let last = Duration::from_millis(self.last.load(Ordering::Acquire));
-                let quiet = self.since.elapsed().saturating_sub(last);
-                match idle.checked_sub(quiet) {
+            let wait = if self.waiting.load(Ordering::Acquire) > 0 {
+                match slow.checked_sub(self.ago(&self.sent)) {
                     Some(left) if !left.is_zero() => left,
-                    _ => return,
+                    _ => return "the client took none of its answers",
+                }
+            } else if self.in_flight.load(Ordering::Acquire) > 0 {
+                slow.min(idle)
+            } else {
+                match idle.checked_sub(self.ago(&self.last)) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return "nothing was in flight",
                 }
             };
             tokio::time::sleep(wait).await;
@@ -62,17 +88,48 @@ pub(super) struct Busy(Arc<Activity>);
 impl Drop for Busy {
     fn drop(&mut self) {
         let a = &self.0;
-        a.last
-            .store(a.since.elapsed().as_millis() as u64, Ordering::Release);
+        a.last.store(a.now(), Ordering::Release);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// An answer's body that keeps its request counted in flight until it is done.
 pub(super) struct Tracked<B> {
-    pub body: B,
+    body: B,
     /// Held until the body is dropped (sent, or the client went away).
-    pub _busy: Busy,
+    busy: Busy,
+    /// Its last poll handed out a frame (counted in [`Activity::waiting`]).
+    waiting: bool,
+}
+
+impl<B> Tracked<B> {
+    pub(super) fn new(body: B, busy: Busy) -> Tracked<B> {
+        Tracked {
+            body,
+            busy,
+            waiting: false,
+        }
+    }
+
+    fn set_waiting(&mut self, waiting: bool) {
+        if waiting == self.waiting {
+            return;
+        }
+        self.waiting = waiting;
+        let a = &self.busy.0;
+        if waiting {
+            a.sent.store(a.now(), Ordering::Release);
+            a.waiting.fetch_add(1, Ordering::AcqRel);
+        } else {
+            a.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.set_waiting(false);
+    }
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -83,7 +140,10 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        // A frame handed out: the next poll comes when the client has room for more.
+        self.set_waiting(matches!(polled, Poll::Ready(Some(Ok(_)))));
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -99,22 +159,44 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 mod tests {
     use super::*;
 
+    const IDLE: Duration = Duration::from_secs(300);
+    const SLOW: Duration = Duration::from_secs(60);
+
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_only_with_nothing_in_flight() {
         let activity = Activity::new();
         let busy = activity.begin();
         let idle = tokio::spawn({
             let activity = activity.clone();
-            async move { activity.idle_for(Duration::from_secs(60)).await }
+            async move { activity.idle_for(IDLE, SLOW).await }
         });
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        tokio::time::sleep(Duration::from_secs(900)).await;
         assert!(
             !idle.is_finished(),
-            "a long answer in flight is not idleness"
+            "an answer in flight, waiting for its instance, is not idleness"
         );
         drop(busy);
         let ended = Instant::now();
-        idle.await.unwrap();
-        assert_eq!(ended.elapsed(), Duration::from_secs(60));
+        assert_eq!(idle.await.unwrap(), "nothing was in flight");
+        assert_eq!(ended.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_takes_no_frame_is_let_go() {
+        use http_body_util::{BodyExt, Full};
+        let activity = Activity::new();
+        let answer = Full::new(bytes::Bytes::from_static(b"hello"));
+        let mut body = Tracked::new(answer, activity.begin());
+        assert!(body.frame().await.is_some(), "a frame handed out");
+        let idle = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.idle_for(IDLE, SLOW).await }
+        });
+        let stalled = Instant::now();
+        assert_eq!(idle.await.unwrap(), "the client took none of its answers");
+        assert_eq!(stalled.elapsed(), SLOW);
+        // Asked again (the client took it): not waiting for the client any more.
+        assert!(body.frame().await.is_none());
+        assert_eq!(activity.waiting.load(Ordering::Acquire), 0);
     }
 }

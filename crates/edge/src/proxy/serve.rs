@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::accept::{plain, raw, secured};
 use super::guard::Verdict;
-use super::idle::{Activity, IDLE_CONNECTION, Tracked};
+use super::idle::{Activity, IDLE_CONNECTION, SLOW_READER, Tracked};
 use super::ports::TcpPorts;
 use super::{Conn, Proxy, Redirect};
 use crate::EdgeError;
@@ -202,7 +202,7 @@ pub(super) async fn run<I>(
             let (proxy, conn, busy) = (proxy.clone(), conn.clone(), activity.begin());
             async move {
                 let response = proxy.handle(req, &conn).await;
-                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
             }
         }
     });
@@ -213,8 +213,8 @@ pub(super) async fn run<I>(
         ended = &mut watched => if let Err(e) = ended {
             tracing::debug!(%client, error = %e, "client connection ended with an error");
         },
-        () = activity.idle_for(IDLE_CONNECTION) => {
-            tracing::debug!(%client, "closing a client connection idle for {IDLE_CONNECTION:?}");
+        why = activity.idle_for(IDLE_CONNECTION, SLOW_READER) => {
+            tracing::debug!(%client, why, "closing a client connection");
         }
     }
 }
