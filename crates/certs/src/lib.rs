@@ -1,4 +1,4 @@
-//! TLS certificates for the edges (ARCHITECTURE.md, "Edge").
+//! TLS certificates for the edges (docs/architecture.md).
 //!
 //! Certificates live in Postgres, their private keys sealed with the platform key
 //! ([`SecretBox`], associated data `certificate/<id>`), so every edge serves the same

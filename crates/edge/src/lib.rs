@@ -1,4 +1,4 @@
-//! The edge: what every end user of every app talks to (ARCHITECTURE.md, "Edge").
+//! The edge: what every end user of every app talks to (docs/architecture.md).
 //!
 //! Requests are routed by Host through a [`RoutingTable`] that lives in memory as one
 //! immutable snapshot. It is read from Postgres in full before the first request is

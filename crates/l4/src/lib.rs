@@ -1,5 +1,5 @@
 //! Layer 4 of the platform: what works on TCP streams without understanding the
-//! protocol inside them (ARCHITECTURE.md, "Edge").
+//! protocol inside them (docs/architecture.md).
 //!
 //! - [`client_hello`] reads the TLS ClientHello a client sends first, so the edge can
 //!   route `tls-passthrough` routes by SNI without terminating TLS, and tell ACME
