@@ -75,70 +75,7 @@ pub fn hello_bin() -> &'static Path {
 /// Builds one binary of the workspace; `static_` links it statically (release), as
 /// binaries that run inside a microVM's image or initramfs must be.
 fn build(package: &str, bin: &str, static_: bool) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut build = std::process::Command::new(&cargo);
-    build.current_dir(&root);
-    if static_ {
-        // Its own target directory (as scripts/build-guest.sh), which plain builds never
-        // overwrite with a dynamically linked binary.
-        let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-        build.args([
-            "rustc",
-            "--release",
-            "-p",
-            package,
-            "--bin",
-            bin,
-            "--target",
-            &triple,
-        ]);
-    } else {
-        build.args(["build", "-p", package, "--bin", bin]);
-    }
-    build
-        .arg("--message-format=json-render-diagnostics")
-        .stdin(Stdio::null());
-    if static_ {
-        build.args(["--", "-C", "target-feature=+crt-static"]);
-    }
-    // What cargo sets for this test process: build scripts that watch these (ring watches
-    // CARGO_MANIFEST_DIR) would rebuild, and the next plain build would rebuild again.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let per_test = name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_BIN_EXE_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ]
-            .contains(&name.as_ref());
-        if per_test {
-            build.env_remove(name.as_ref());
-        }
-    }
-    let output = build
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {cargo:?} to build {bin}: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "building {bin} failed ({}); for zeitwork, set ZEITWORK_BIN to test a prebuilt binary:\n{stderr}",
-        output.status
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("building {bin} named no executable:\n{stderr}"))
+    zeitwork_services::workspace::build_bin(package, bin, static_)
 }
 
 /// What one CLI command did.

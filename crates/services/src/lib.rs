@@ -15,6 +15,7 @@ mod nats;
 mod postgres;
 mod process;
 mod registry;
+pub mod workspace;
 
 use std::path::PathBuf;
 

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 
-use serde_json::Value;
-
 /// The guest crate's test cache, shared with the guest and e2e tests.
 fn cache() -> PathBuf {
     std::env::temp_dir().join("zeitwork-guest-test-cache")
@@ -86,7 +84,7 @@ fn cached_guest_files() -> Option<(PathBuf, PathBuf)> {
 fn prepare_guest() {
     let init = static_bin("zeitwork-init", "zeitwork-init");
     std::fs::create_dir_all(cache()).unwrap();
-    let mut prepare = cargo();
+    let mut prepare = zeitwork_services::workspace::cargo();
     prepare
         .args(["run", "-p", "zeitwork-guest", "--example", "prepare", "--"])
         .arg(cache())
@@ -111,59 +109,5 @@ pub(crate) fn static_bin(package: &str, bin: &str) -> PathBuf {
     {
         return prebuilt.into();
     }
-    let mut build = cargo();
-    build
-        .args(["rustc", "--release", "-p", package, "--bin", bin])
-        // As scripts/build-guest.sh: a directory plain builds never overwrite.
-        .args([
-            "--target",
-            &format!("{}-unknown-linux-gnu", std::env::consts::ARCH),
-        ])
-        .arg("--message-format=json-render-diagnostics")
-        .args(["--", "-C", "target-feature=+crt-static"])
-        .stdin(Stdio::null());
-    let output = build
-        .output()
-        .unwrap_or_else(|e| panic!("running cargo to build {bin}: {e}"));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "building {bin} failed ({}):\n{stderr}",
-        output.status
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("building {bin} named no executable:\n{stderr}"))
-}
-
-/// Cargo in the workspace root, without the variables cargo sets for this test process
-/// (build scripts that watch them would rebuild, and the next plain build again).
-fn cargo() -> std::process::Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = std::process::Command::new(cargo);
-    command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let per_test = name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_BIN_EXE_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-                "OUT_DIR",
-            ]
-            .contains(&name.as_ref());
-        if per_test {
-            command.env_remove(name.as_ref());
-        }
-    }
-    command
+    zeitwork_services::workspace::build_bin(package, bin, true)
 }
