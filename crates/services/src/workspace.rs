@@ -36,6 +36,12 @@ pub fn cargo() -> Command {
     command
 }
 
+/// The target triple guest binaries are built for (the host's, named explicitly so they
+/// get a directory of their own: `target/<triple>/release/`, as `scripts/build-guest.sh`).
+pub fn guest_target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
 /// Builds `package`'s binary `bin` and returns its path. A `guest` binary (one that runs
 /// inside a microVM) is built static, in release, into `target/<host triple>/release/`, a
 /// directory plain builds never overwrite with a dynamically linked one; any other is a

@@ -111,3 +111,32 @@ pub(crate) fn static_bin(package: &str, bin: &str) -> PathBuf {
     }
     zeitwork_services::workspace::build_bin(package, bin, true)
 }
+
+/// A VM spec for command-line tests: 2 vCPUs, 256 MiB, a tap in its own namespace.
+pub(crate) fn sample_spec() -> crate::VmSpec {
+    crate::VmSpec {
+        name: "i-1".into(),
+        vcpus: 2,
+        memory_mb: 256,
+        cpu_weight: 100,
+        kernel: "/k/vmlinux".into(),
+        initramfs: "/k/initrd".into(),
+        root_disk: "/d/root.ext4".into(),
+        scratch_disk: "/d/rw.ext4".into(),
+        config_disk: "/d/config.img".into(),
+        net: Some(crate::NetAttachment {
+            tap: "tap0".into(),
+            mac: "02:00:00:00:00:01".into(),
+            netns: Some("/var/run/netns/zwvm-i-1".into()),
+        }),
+        run_dir: "/run/zw/i-1".into(),
+    }
+}
+
+/// A command line as one string, for assertions.
+pub(crate) fn joined(args: &[std::ffi::OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

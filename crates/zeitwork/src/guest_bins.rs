@@ -15,7 +15,8 @@ pub fn static_bin(name: &str) -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("this binary has no directory")?;
     let mut candidates = vec![dir.join(name)];
     if let Some(target) = dir.parent() {
-        candidates.push(target.join(triple()).join("release").join(name));
+        let triple = zeitwork_services::workspace::guest_target();
+        candidates.push(target.join(triple).join("release").join(name));
     }
     let mut dynamic = None;
     for candidate in &candidates {
@@ -39,11 +40,6 @@ pub fn static_bin(name: &str) -> anyhow::Result<PathBuf> {
                 .join(", ")
         ),
     }
-}
-
-/// The host's target triple as `scripts/build-guest.sh` names its directory.
-fn triple() -> String {
-    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
 }
 
 /// `None` when there is no such file; `Some(None)` when it is static; else why not.

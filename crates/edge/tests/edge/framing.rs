@@ -235,16 +235,14 @@ async fn send(edge: SocketAddr, raw: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A world whose app has one instance, `recorder`, behind both hosts.
-async fn both_lanes(recorder: &Recorder) -> (World, crate::support::Running) {
+/// A world whose app has one instance, at `instance`, behind both hosts.
+async fn both_lanes(instance: SocketAddr) -> (World, crate::support::Running) {
     let world = World::new().await;
     let app = world.app(&["prod"]).await;
     let ids = world.deploy(&app, "prod", "one", 1).await;
-    world.healthy(&app, ids[0], recorder.addr).await;
+    world.healthy(&app, ids[0], instance).await;
     let policy = json!({"balance": "consistent-hash", "hash_on": "header:x-user"});
-    world
-        .route(&app, HYPER_HOST, recorder.addr.port(), policy)
-        .await;
+    world.route(&app, HYPER_HOST, instance.port(), policy).await;
     let edge = crate::support::Running::start(&world, None, NEVER).await;
     (world, edge)
 }
@@ -385,7 +383,7 @@ const CORPUS: &[(&str, &str, usize)] = &[
 #[tokio::test]
 async fn every_framing_shape_reaches_the_instance_as_one_request_alike_on_both_lanes() {
     let recorder = Recorder::start("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-    let (_world, edge) = both_lanes(&recorder).await;
+    let (_world, edge) = both_lanes(recorder.addr).await;
     let mut failures = Vec::new();
     for (name, raw, expected) in CORPUS {
         let mut outcomes = Vec::new();
@@ -429,7 +427,7 @@ async fn an_answer_keeps_its_framing_whatever_its_connection_header_names() {
     let answer = "HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\n\
                   Content-Length: 5\r\n\r\nhello";
     let recorder = Recorder::start(answer).await;
-    let (_world, edge) = both_lanes(&recorder).await;
+    let (_world, edge) = both_lanes(recorder.addr).await;
     for host in [express_host(), HYPER_HOST.to_owned()] {
         // Two on one connection: a lost length would make the second part of the first.
         let raw = format!(
@@ -453,7 +451,7 @@ async fn an_answer_with_length_and_chunks_reaches_the_client_by_its_chunks_alone
     let answer = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
                   5\r\nhello\r\n0\r\n\r\n";
     let recorder = Recorder::start(answer).await;
-    let (_world, edge) = both_lanes(&recorder).await;
+    let (_world, edge) = both_lanes(recorder.addr).await;
     for host in [express_host(), HYPER_HOST.to_owned()] {
         let raw = format!(
             "GET /1 HTTP/1.1\r\nHost: {host}\r\n\r\nGET /2 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
@@ -469,15 +467,7 @@ async fn an_answer_with_length_and_chunks_reaches_the_client_by_its_chunks_alone
 #[tokio::test]
 async fn clients_claims_of_their_address_never_reach_the_instance() {
     let backend = crate::support::Backend::start("a").await;
-    let world = World::new().await;
-    let app = world.app(&["prod"]).await;
-    let ids = world.deploy(&app, "prod", "one", 1).await;
-    world.healthy(&app, ids[0], backend.addr).await;
-    let policy = json!({"balance": "consistent-hash", "hash_on": "header:x-user"});
-    world
-        .route(&app, HYPER_HOST, backend.addr.port(), policy)
-        .await;
-    let edge = crate::support::Running::start(&world, None, NEVER).await;
+    let (_world, edge) = both_lanes(backend.addr).await;
     let claims = "X-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n";
     for host in [express_host(), HYPER_HOST.to_owned()] {
         let reply = edge.get_with(&host, claims).await;

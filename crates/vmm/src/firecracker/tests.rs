@@ -7,7 +7,7 @@ use super::*;
 use crate::NetAttachment;
 use crate::console::VmExit;
 use crate::firecracker::api::tests::stand_in;
-use crate::testing::{blank_disks, guest_files};
+use crate::testing::{blank_disks, guest_files, joined, sample_spec};
 
 fn driver(version: CgroupVersion) -> Firecracker {
     Firecracker {
@@ -23,29 +23,9 @@ fn driver(version: CgroupVersion) -> Firecracker {
 
 fn spec() -> VmSpec {
     VmSpec {
-        name: "i-1".into(),
-        vcpus: 2,
-        memory_mb: 256,
         cpu_weight: 200,
-        kernel: "/k/vmlinux".into(),
-        initramfs: "/k/initrd".into(),
-        root_disk: "/d/root.ext4".into(),
-        scratch_disk: "/d/rw.ext4".into(),
-        config_disk: "/d/config.img".into(),
-        net: Some(NetAttachment {
-            tap: "tap0".into(),
-            mac: "02:00:00:00:00:01".into(),
-            netns: Some("/var/run/netns/zwvm-i-1".into()),
-        }),
-        run_dir: "/run/zw/i-1".into(),
+        ..sample_spec()
     }
-}
-
-fn joined(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[test]

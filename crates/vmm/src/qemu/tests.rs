@@ -8,7 +8,7 @@ use zeitwork_core::guest::{GuestConfig, Interface};
 use super::*;
 use crate::NetAttachment;
 use crate::console::VmExit;
-use crate::testing::{blank_disks, guest_files, static_bin};
+use crate::testing::{blank_disks, guest_files, joined, sample_spec, static_bin};
 
 fn driver() -> Qemu {
     Qemu {
@@ -19,31 +19,12 @@ fn driver() -> Qemu {
     }
 }
 
+/// The sample VM, its root disk's path with a comma (which QEMU's option syntax escapes).
 fn spec() -> VmSpec {
     VmSpec {
-        name: "i-1".into(),
-        vcpus: 2,
-        memory_mb: 256,
-        cpu_weight: 100,
-        kernel: "/k/vmlinux".into(),
-        initramfs: "/k/initrd".into(),
         root_disk: "/d/root,1.ext4".into(),
-        scratch_disk: "/d/rw.ext4".into(),
-        config_disk: "/d/config.img".into(),
-        net: Some(NetAttachment {
-            tap: "tap0".into(),
-            mac: "02:00:00:00:00:01".into(),
-            netns: Some("/var/run/netns/zwvm-i-1".into()),
-        }),
-        run_dir: "/run/zw/i-1".into(),
+        ..sample_spec()
     }
-}
-
-fn joined(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Like Firecracker, QEMU opens its tap in the instance's namespace, never on the host.
