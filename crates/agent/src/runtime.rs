@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use zeitwork_guest::GuestArtifacts;
 use zeitwork_image::ImageStore;
-use zeitwork_net::{EgressAllow, Firewall, NodePrefix};
+use zeitwork_net::{EdgeNetwork, EgressAllow, Firewall, NodePrefix};
 use zeitwork_vmm::Vmm;
 
 use crate::AgentError;
@@ -23,6 +23,9 @@ pub struct RuntimeConfig {
     /// Private destinations guests may reach anyway (e.g. a managed database), past the
     /// firewall's deny list (see `docs/security.md`).
     pub egress_allow: Vec<EgressAllow>,
+    /// The networks edges on other hosts connect from: they may reach the instances' app
+    /// ports through this node (see `docs/security.md`).
+    pub edge_networks: Vec<EdgeNetwork>,
 }
 
 pub struct Runtime<V> {
@@ -47,8 +50,9 @@ impl<V: Vmm> Runtime<V> {
                 source: std::io::Error::other(e),
             })??;
         let images = ImageStore::new(config.state_dir.join("images"))?;
-        let firewall =
-            Firewall::new(config.node_prefix).with_egress_allow(config.egress_allow.clone());
+        let firewall = Firewall::new(config.node_prefix)
+            .with_egress_allow(config.egress_allow.clone())
+            .with_edge_networks(config.edge_networks.clone());
         firewall.install(&[]).await?;
         Ok(Runtime {
             vmm,

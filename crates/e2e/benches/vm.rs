@@ -222,6 +222,7 @@ async fn main() {
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
+            edge_networks: Vec::new(),
         },
     )
     .await

@@ -7,6 +7,7 @@
 //! - [`Up`] is one `zeitwork up` on free ports with its own CLI config; it can be killed,
 //!   interrupted and restarted on the same data and ports, and never leaks a server when
 //!   a test panics.
+//! - [`nodes`] runs more nodes on this host, each agent in a network namespace of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -19,6 +20,8 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+
+pub mod nodes;
 
 /// How long `zeitwork up` may take to print "Press Ctrl-C to stop.".
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);

@@ -26,6 +26,7 @@ fn runtime_config(node: &Path, init: &Path) -> RuntimeConfig {
         init_binary: init.to_path_buf(),
         node_prefix: NodePrefix::parse(PREFIX).unwrap(),
         egress_allow: Vec::new(),
+        edge_networks: Vec::new(),
     }
 }
 

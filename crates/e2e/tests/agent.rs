@@ -19,8 +19,7 @@ const BOOT: Duration = Duration::from_secs(300);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_example_heals_it_and_survives_restarts() {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: microVMs need root (taps, nftables, cgroups)");
-        return;
+        panic!("cannot run: microVMs need root (taps, nftables, cgroups)");
     }
     let data = tempfile::tempdir().unwrap();
     share_guest_cache(&data.path().join("node"));

@@ -1,44 +1,32 @@
 //! Two nodes, one dies: its instance is placed on the other and goes healthy there; when
 //! the dead node's agent comes back, it stops what is no longer its own.
 //!
-//! Nodes `a` and `b` are `zeitwork server agent`s, each in a network namespace of its own
-//! (taps and nftables are per namespace, so two agents share this host without touching
-//! each other's instances), reaching `zeitwork up`'s API over a veth pair. Each is
-//! connected to a NATS server of its own that nobody publishes to: every notification is
-//! lost, so only the periodic resync (every ~2 s here) converges them, and it must say so.
+//! Nodes `a` and `b` run as [`zeitwork_e2e::nodes`] describes: each agent in a network
+//! namespace of its own with a NATS server nobody publishes to, so every notification is
+//! lost and only the periodic resync (every ~2 s here) converges them, and it must say so.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
-use zeitwork_e2e::{Up, init_bin, poll_until, share_guest_cache, zeitwork_bin};
-use zeitwork_vmm::Cgroup;
+use zeitwork_e2e::Up;
+use zeitwork_e2e::nodes::{Netns, Node, NodeDir, http_get, kill_vms_of, vms_of};
 
-/// Per node: name, namespace, host-side and node-side veth names and addresses (/30).
 const NODES: [Node; 2] = [
     Node {
         name: "a",
         netns: "zw-e2e-a",
         veth: ("e2ea-h", "e2ea-n"),
         ips: ("10.213.0.1", "10.213.0.2"),
+        ips6: ("fd00:e2e:0:a::1", "fd00:e2e:0:a::2"),
     },
     Node {
         name: "b",
         netns: "zw-e2e-b",
         veth: ("e2eb-h", "e2eb-n"),
         ips: ("10.213.0.5", "10.213.0.6"),
+        ips6: ("fd00:e2e:0:b::1", "fd00:e2e:0:b::2"),
     },
 ];
-
-struct Node {
-    name: &'static str,
-    netns: &'static str,
-    veth: (&'static str, &'static str),
-    ips: (&'static str, &'static str),
-}
-/// A NATS server inside each node's namespace that no listener publishes to.
-const SILENT_NATS_PORT: u16 = 14222;
 /// Each agent's Prometheus endpoint, on its node address.
 const METRICS_PORT: u16 = 19101;
 const WITHIN: Duration = Duration::from_secs(120);
@@ -46,18 +34,14 @@ const WITHIN: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_instance_moves_to_the_other_node_and_goes_healthy() {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping: microVMs and network namespaces need root");
-        return;
+        panic!("cannot run: microVMs and network namespaces need root");
     }
     let mut _netns = Vec::new();
     for node in &NODES {
         _netns.push(Netns::create(node).await);
     }
     let data = tempfile::tempdir().unwrap();
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    for dir in &dirs {
-        share_guest_cache(dir.path());
-    }
+    let dirs = [NodeDir::new(), NodeDir::new()];
     let up = Up::start_with(
         data.path(),
         "0.0.0.0",
@@ -107,7 +91,7 @@ async fn a_dead_nodes_instance_moves_to_the_other_node_and_goes_healthy() {
     // The node holding it dies: its agent and VMs killed at once, as a power cut would.
     let mut holder = None;
     for (i, n) in NODES.iter().enumerate() {
-        if node(&up, n.name).await["id"] == first["node_id"] {
+        if n.listed(&up).await["id"] == first["node_id"] {
             holder = Some(i);
         }
     }
@@ -131,23 +115,22 @@ async fn a_dead_nodes_instance_moves_to_the_other_node_and_goes_healthy() {
         log.contains("resync found drift"),
         "the lost notification is reported:\n{log}"
     );
-    let metrics = http_get(
-        &format!("{}:{METRICS_PORT}", NODES[1 - holder].ips.1),
-        "/metrics",
-    )
-    .await;
+    let metrics_addr = format!("{}:{METRICS_PORT}", NODES[1 - holder].ips.1);
+    let metrics = http_get(&metrics_addr, &metrics_addr, "/metrics")
+        .await
+        .expect("the survivor's metrics answer");
     let repairs: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("zeitwork_agent_drift_repairs_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no drift counter in:\n{metrics}"));
     assert!(repairs >= 1.0, "{metrics}");
-    assert_eq!(node(&up, dead.name).await["state"], "dead");
+    assert_eq!(dead.listed(&up).await["state"], "dead");
 
     // The dead node returns; nothing of the moved instance may run there.
     let mut back = start_agent(dead, &port, None, dead_dir);
     until("the dead node ready again", || async {
-        (node(&up, dead.name).await["state"] == "ready").then_some(())
+        (dead.listed(&up).await["state"] == "ready").then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -159,71 +142,6 @@ async fn a_dead_nodes_instance_moves_to_the_other_node_and_goes_healthy() {
     for mut agent in agents {
         let _ = agent.kill().await;
     }
-    for dir in &dirs {
-        kill_vms_of(dir.path());
-    }
-}
-
-fn start_agent(
-    node: &Node,
-    port: &str,
-    join_token: Option<&str>,
-    node_dir: &std::path::Path,
-) -> Child {
-    let api = format!("http://{}:{port}", node.ips.0);
-    // nsenter rather than `ip netns exec`, which remounts /sys and so hides the cgroups.
-    let mut command = Command::new("nsenter");
-    command
-        .arg(format!("--net=/var/run/netns/{}", node.netns))
-        .arg(zeitwork_bin())
-        .args(["server", "agent", "--api", &api, "--name", node.name])
-        .args([
-            "--address",
-            node.ips.1,
-            "--region",
-            "local",
-            "--heartbeat-seconds",
-            "1",
-        ])
-        .args([
-            "--nats-url",
-            &format!("nats://127.0.0.1:{SILENT_NATS_PORT}"),
-        ])
-        .args(["--resync-seconds", "2"])
-        .args(["--metrics-addr", &format!("{}:{METRICS_PORT}", node.ips.1)])
-        .arg("--node-dir")
-        .arg(node_dir)
-        .arg("--init-bin")
-        .arg(init_bin())
-        .env_remove("NATS_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(agent_log(node_dir))
-        .kill_on_drop(true);
-    if let Some(token) = join_token {
-        command.args(["--join-token", token]);
-    }
-    command.spawn().expect("starting an agent")
-}
-
-/// The agent's stderr, appended across its starts, quoted when the test fails.
-fn agent_log(node_dir: &std::path::Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(node_dir.join("agent.stderr"))
-        .unwrap()
-}
-
-async fn node(up: &Up, name: &str) -> Value {
-    let nodes = up.cli(&["nodes", "--json"]).await.json();
-    nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .cloned()
-        .unwrap()
 }
 
 async fn healthy_instance(up: &Up, app: &[&str]) -> Value {
@@ -242,126 +160,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    if let Some(value) = poll_until(WITHIN, check).await {
-        return value;
-    }
-    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("agent.stderr"))
-        .filter_map(|p| {
-            let log = std::fs::read_to_string(&p).ok()?;
-            Some(format!("--- {} ---\n{log}", p.display()))
-        })
-        .collect();
-    panic!("{what}: not within {WITHIN:?}\n{}", logs.join("\n"));
+    zeitwork_e2e::nodes::until(what, WITHIN, check).await
 }
 
-/// `GET path` on `addr`; the whole answer.
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
-}
-
-/// VM cgroups of instances that have a directory in `node_dir`.
-fn vms_of(node_dir: &std::path::Path) -> Vec<Cgroup> {
-    Cgroup::ours()
-        .into_iter()
-        .filter(|(name, cg)| {
-            node_dir.join("instances").join(name).is_dir() && !cg.pids().is_empty()
-        })
-        .map(|(_, cg)| cg)
-        .collect()
-}
-
-fn kill_vms_of(node_dir: &std::path::Path) {
-    for cg in vms_of(node_dir) {
-        for pid in cg.pids() {
-            zeitwork_e2e::signal(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-/// A network namespace with a veth pair to the host; removed on drop.
-struct Netns(&'static Node, std::process::Child);
-
-impl Netns {
-    async fn create(node: &'static Node) -> Netns {
-        Netns::remove(node);
-        let (host_ip, node_ip) = (format!("{}/30", node.ips.0), format!("{}/30", node.ips.1));
-        let steps: [&[&str]; 7] = [
-            &["netns", "add", node.netns],
-            &[
-                "link",
-                "add",
-                node.veth.0,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                node.veth.1,
-                "netns",
-                node.netns,
-            ],
-            &["addr", "add", &host_ip, "dev", node.veth.0],
-            &["link", "set", node.veth.0, "up"],
-            &[
-                "-n",
-                node.netns,
-                "addr",
-                "add",
-                &node_ip,
-                "dev",
-                node.veth.1,
-            ],
-            &["-n", node.netns, "link", "set", node.veth.1, "up"],
-            &["-n", node.netns, "link", "set", "lo", "up"],
-        ];
-        for args in steps {
-            let out = Command::new("ip").args(args).output().await.unwrap();
-            assert!(
-                out.status.success(),
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let nats = std::process::Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", node.netns))
-            .arg(
-                ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-                    .into_iter()
-                    .find(|p| std::path::Path::new(p).exists())
-                    .unwrap_or("nats-server"),
-            )
-            .args(["-a", "127.0.0.1", "-p", &SILENT_NATS_PORT.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting a silent nats-server");
-        Netns(node, nats)
-    }
-
-    fn remove(node: &Node) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", node.veth.0])
-            .output();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", node.netns])
-            .output();
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.1.kill();
-        let _ = self.1.wait();
-        Netns::remove(self.0);
-    }
+fn start_agent(
+    node: &Node,
+    port: &str,
+    join_token: Option<&str>,
+    dir: &std::path::Path,
+) -> tokio::process::Child {
+    let metrics = format!("{}:{METRICS_PORT}", node.ips.1);
+    node.start_agent(port, join_token, dir, &["--metrics-addr", &metrics])
 }

@@ -65,6 +65,7 @@ async fn the_example_boots_serves_exits_is_capped_and_isolated() {
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
+            edge_networks: Vec::new(),
         },
     )
     .await
@@ -172,6 +173,7 @@ async fn bad_images_fail_clearly_and_leave_nothing() {
             init_binary: init_bin().to_path_buf(),
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
+            edge_networks: Vec::new(),
         },
     )
     .await

@@ -21,8 +21,10 @@
 //!   addresses (another server's public IP) looks like the internet here: it must refuse
 //!   the nodes' addresses itself.
 //! - **Ingress** (chains `forward` and `output`): nothing reaches a guest through the node
-//!   but the answers to its own connections; the host itself reaches it only on its app
-//!   ports ([`Firewall::allow`]).
+//!   but the answers to its own connections, and the edges on other hosts the operator
+//!   names ([`EdgeNetwork`], set `edges6`), at its IPv6 address on its app ports; the host
+//!   itself reaches it only on its app ports ([`Firewall::allow`]). A guest answers those
+//!   connections (conntrack), and nothing else gets through that way.
 //! - **The host** (chain `input`): a guest reaches none of the host's addresses, only
 //!   neighbour discovery and the answers to the host's own connections get in.
 //! - **Gone instances** (chain `output`): a connection from the host to a pool address
@@ -33,6 +35,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::addressing::{POOL4, POOL4_PREFIX};
+use crate::allow::{EdgeNetwork, EgressAllow};
 use crate::command::run;
 use crate::{InstanceAddrs, LINK_PREFIX, NetError, NodePrefix};
 
@@ -159,167 +162,13 @@ pub struct AppPort {
     pub port: u16,
 }
 
-/// A destination the operator lets guests reach despite [`GUEST_DENIED`], e.g. a managed
-/// database at `10.1.2.3:5432`: a network (one address, or a CIDR) and optionally a port,
-/// which then means that TCP and UDP port only (without one, every protocol and port).
-///
-/// Written `ADDR[/LEN][:PORT]`, an IPv6 network in brackets when it has a port:
-/// `10.1.2.3:5432`, `10.20.0.0/16`, `10.20.0.0/16:443`, `fd00:1::/48`, `[fd00:1::5]:5432`.
-/// Parsing is strict: no spaces, no host bits set in a CIDR, no port 0, no `/0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EgressAllow {
-    addr: IpAddr,
-    len: u8,
-    port: Option<u16>,
-}
-
-impl EgressAllow {
-    /// The network `addr/len`, and `port` (TCP and UDP) or every port.
-    pub fn new(addr: IpAddr, len: u8, port: Option<u16>) -> Result<EgressAllow, NetError> {
-        let entry = EgressAllow { addr, len, port };
-        let bad = |reason| NetError::BadEgressAllow {
-            entry: entry.to_string(),
-            reason,
-        };
-        let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
-        if u32::from(len) > bits {
-            return Err(bad("the prefix length is longer than the address"));
-        }
-        if len == 0 {
-            return Err(bad(
-                "a /0 would undo the guests' default deny; list the networks they need",
-            ));
-        }
-        if port == Some(0) {
-            return Err(bad("port 0 is no port"));
-        }
-        let value = match addr {
-            IpAddr::V4(a) => u128::from(u32::from(a)),
-            IpAddr::V6(a) => u128::from(a),
-        };
-        let host_bits = u128::MAX
-            .checked_shr(128 - bits + u32::from(len))
-            .unwrap_or(0);
-        if value & host_bits != 0 {
-            return Err(bad(
-                "host bits are set: give the network address, or the address alone",
-            ));
-        }
-        Ok(entry)
-    }
-
-    /// The network's address (host bits zero).
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The network's prefix length (32 or 128 for one address).
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
-    /// The TCP and UDP port, or `None` for every protocol and port.
-    pub fn port(&self) -> Option<u16> {
-        self.port
-    }
-
-    /// The `forward` rule that lets guests through to it.
-    fn rule(&self, wild: &str) -> String {
-        let family = if self.addr.is_ipv4() { "ip" } else { "ip6" };
-        let port = match self.port {
-            Some(p) => format!(" meta l4proto {{ tcp, udp }} th dport {p}"),
-            None => String::new(),
-        };
-        format!(
-            "iifname {wild} {family} daddr {}/{}{port} accept",
-            self.addr, self.len
-        )
-    }
-}
-
-impl std::fmt::Display for EgressAllow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let full = if self.addr.is_ipv4() { 32 } else { 128 };
-        let net = if self.len == full {
-            self.addr.to_string()
-        } else {
-            format!("{}/{}", self.addr, self.len)
-        };
-        match (self.port, self.addr) {
-            (None, _) => f.write_str(&net),
-            (Some(p), IpAddr::V4(_)) => write!(f, "{net}:{p}"),
-            (Some(p), IpAddr::V6(_)) => write!(f, "[{net}]:{p}"),
-        }
-    }
-}
-
-impl std::str::FromStr for EgressAllow {
-    type Err = NetError;
-
-    fn from_str(s: &str) -> Result<EgressAllow, NetError> {
-        let bad = |reason| NetError::BadEgressAllow {
-            entry: s.to_owned(),
-            reason,
-        };
-        let digits = |t: &str| {
-            !t.is_empty()
-                && t.len() <= 5
-                && t.bytes().all(|b| b.is_ascii_digit())
-                && (t == "0" || !t.starts_with('0'))
-        };
-        let (net, port, bracketed) = if let Some(rest) = s.strip_prefix('[') {
-            let (net, port) = rest
-                .split_once("]:")
-                .ok_or_else(|| bad("brackets are for an IPv6 network with a port: [ADDR]:PORT"))?;
-            (net, Some(port), true)
-        } else if s.matches(':').count() == 1 {
-            let (net, port) = s.split_once(':').unwrap_or((s, ""));
-            (net, Some(port), false)
-        } else {
-            (s, None, false)
-        };
-        let port = match port {
-            None => None,
-            Some(p) if digits(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
-            ),
-            Some(_) => return Err(bad("the port is not a number from 1 to 65535")),
-        };
-        let (addr, len) = match net.split_once('/') {
-            Some((addr, len)) if digits(len) => (
-                addr,
-                Some(len.parse::<u8>().map_err(|_| bad("bad prefix length"))?),
-            ),
-            Some(_) => return Err(bad("the prefix length is not a number")),
-            None => (net, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            bad("not an IP address (an IPv6 network with a port goes in brackets: [ADDR]:PORT)")
-        })?;
-        match (addr, port, bracketed) {
-            (IpAddr::V6(_), Some(_), false) => {
-                return Err(bad(
-                    "an IPv6 network with a port goes in brackets: [ADDR]:PORT",
-                ));
-            }
-            (IpAddr::V4(_), _, true) => return Err(bad("brackets are for IPv6 only")),
-            _ => {}
-        }
-        let full = if addr.is_ipv4() { 32 } else { 128 };
-        EgressAllow::new(addr, len.unwrap_or(full), port).map_err(|e| match e {
-            NetError::BadEgressAllow { reason, .. } => bad(reason),
-            other => other,
-        })
-    }
-}
-
 /// The node's table (see the module docs): what it holds besides the app ports, which
 /// come and go with instances.
 #[derive(Debug, Clone)]
 pub struct Firewall {
     prefix: NodePrefix,
     egress_allow: Vec<EgressAllow>,
+    edge_networks: Vec<EdgeNetwork>,
     /// `None`: the host's, read from `/etc/resolv.conf` at each [`Firewall::install`].
     resolvers: Option<Vec<IpAddr>>,
 }
@@ -331,6 +180,7 @@ impl Firewall {
         Firewall {
             prefix,
             egress_allow: Vec::new(),
+            edge_networks: Vec::new(),
             resolvers: None,
         }
     }
@@ -338,6 +188,14 @@ impl Firewall {
     /// Lets guests reach these destinations too (takes effect at [`Firewall::install`]).
     pub fn with_egress_allow(mut self, allow: Vec<EgressAllow>) -> Firewall {
         self.egress_allow = allow;
+        self
+    }
+
+    /// Lets edges on other hosts, connecting from these networks, reach the instances'
+    /// app ports through the node as the node itself may (takes effect at
+    /// [`Firewall::install`]).
+    pub fn with_edge_networks(mut self, networks: Vec<EdgeNetwork>) -> Firewall {
+        self.edge_networks = networks;
         self
     }
 
@@ -382,6 +240,12 @@ impl Firewall {
             .chain(self.egress_allow.iter().copied())
             .map(|a| format!("\n    {}", a.rule(&wild)))
             .collect();
+        let edges = if self.edge_networks.is_empty() {
+            String::new()
+        } else {
+            let cidrs: Vec<String> = self.edge_networks.iter().map(EdgeNetwork::cidr).collect();
+            format!("elements = {{ {} }}", cidrs.join(", "))
+        };
         format!(
             "add table inet {TABLE}
 delete table inet {TABLE}
@@ -390,6 +254,7 @@ table inet {TABLE} {{
   set app6 {{ type ipv6_addr . inet_service; {e6} }}
   set denied4 {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {denied4} }} }}
   set denied6 {{ type ipv6_addr; flags interval; auto-merge; elements = {{ {denied6} }} }}
+  set edges6 {{ type ipv6_addr; flags interval; auto-merge; {edges} }}
   chain prerouting {{
     type filter hook prerouting priority raw; policy accept;
     iifname {wild} fib saddr . iif oif missing drop
@@ -397,9 +262,11 @@ table inet {TABLE} {{
   chain forward {{
     type filter hook forward priority 0; policy accept;
     oifname {wild} ct state established,related accept
+    oifname {wild} ip6 saddr @edges6 ip6 daddr . tcp dport @app6 accept
     oifname {wild} drop
     iifname {wild} ip saddr != {pool4} drop
-    iifname {wild} ip6 saddr != {pool6} drop{allowed}
+    iifname {wild} ip6 saddr != {pool6} drop
+    iifname {wild} ct state established,related accept{allowed}
     iifname {wild} ip daddr @denied4 reject with icmpx type admin-prohibited
     iifname {wild} ip6 daddr @denied6 reject with icmpx type admin-prohibited
   }}
@@ -589,12 +456,6 @@ mod tests {
         ] {
             assert!(d6.split(", ").any(|e| e == net), "{net} in {d6}");
         }
-        for d in GUEST_DENIED {
-            assert!(
-                EgressAllow::new(d.addr, d.len, None).is_ok(),
-                "{d:?} is a network address"
-            );
-        }
         let s = fw().script(&[], &[]);
         assert!(s.contains(&format!(
             "set denied4 {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {d4} }} }}"
@@ -602,6 +463,36 @@ mod tests {
         assert!(s.contains(&format!(
             "set denied6 {{ type ipv6_addr; flags interval; auto-merge; elements = {{ {d6} }} }}"
         )));
+    }
+
+    #[test]
+    fn edges_on_other_hosts_reach_app_ports_only() {
+        let edges = ["fd00:e0::/64", "2001:db8::10"]
+            .map(|e| e.parse::<EdgeNetwork>().unwrap())
+            .to_vec();
+        let s = fw().with_edge_networks(edges).script(&[], &[]);
+        assert!(
+            s.contains("set edges6 { type ipv6_addr; flags interval; auto-merge; elements = { fd00:e0::/64, 2001:db8::10/128 } }"),
+            "{s}"
+        );
+        let forward = [
+            "oifname \"zw*\" ct state established,related accept",
+            "oifname \"zw*\" ip6 saddr @edges6 ip6 daddr . tcp dport @app6 accept",
+            "oifname \"zw*\" drop",
+            "iifname \"zw*\" ip6 saddr != fd00:7a::/64 drop",
+            "iifname \"zw*\" ct state established,related accept",
+            "iifname \"zw*\" ip6 daddr @denied6 reject",
+        ];
+        let at: Vec<usize> = forward
+            .iter()
+            .map(|r| s.find(r).unwrap_or_else(|| panic!("{r} missing:\n{s}")))
+            .collect();
+        assert!(at.is_sorted(), "{s}");
+        // Without edge networks the set is empty: nothing from outside gets in.
+        assert!(
+            fw().script(&[], &[])
+                .contains("set edges6 { type ipv6_addr; flags interval; auto-merge;  }")
+        );
     }
 
     #[test]
@@ -624,61 +515,6 @@ mod tests {
             .map(|r| s.find(r).unwrap_or_else(|| panic!("{r} missing:\n{s}")))
             .collect();
         assert!(at.is_sorted(), "{s}");
-    }
-
-    #[test]
-    fn egress_allow_entries_parse_strictly() {
-        for (text, addr, len, port) in [
-            ("10.1.2.3:5432", "10.1.2.3", 32, Some(5432)),
-            ("10.1.2.3", "10.1.2.3", 32, None),
-            ("10.20.0.0/16", "10.20.0.0", 16, None),
-            ("10.20.0.0/16:443", "10.20.0.0", 16, Some(443)),
-            ("fd00:1::/48", "fd00:1::", 48, None),
-            ("fd00:1::5", "fd00:1::5", 128, None),
-            ("[fd00:1::5]:5432", "fd00:1::5", 128, Some(5432)),
-            ("[fd00:1::/48]:65535", "fd00:1::", 48, Some(65535)),
-        ] {
-            let e: EgressAllow = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(
-                (e.addr(), e.prefix_len(), e.port()),
-                (addr.parse().unwrap(), len, port),
-                "{text}"
-            );
-            assert_eq!(e.to_string(), text, "prints back the same");
-        }
-        for (text, why) in [
-            ("", "not an IP address"),
-            (" 10.1.2.3", "not an IP address"),
-            ("10.1.2.3 ", "not an IP address"),
-            ("10.1.2", "not an IP address"),
-            ("example.com:5432", "not an IP address"),
-            ("10.1.2.3:0", "port 0"),
-            ("10.1.2.3:65536", "not a number from 1 to 65535"),
-            ("10.1.2.3:+80", "not a number from 1 to 65535"),
-            ("10.1.2.3:080", "not a number from 1 to 65535"),
-            ("10.1.2.3:", "not a number from 1 to 65535"),
-            ("10.1.2.3/24", "host bits"),
-            ("10.1.2.0/33", "longer than the address"),
-            ("10.1.2.0/+24", "not a number"),
-            ("0.0.0.0/0", "/0"),
-            ("::/0", "/0"),
-            ("fd00::1/64", "host bits"),
-            ("fd00::/129", "longer than the address"),
-            ("[fd00::1]", "brackets"),
-            ("[fd00::1]5432", "brackets"),
-            ("[10.1.2.3]:5432", "IPv6 only"),
-            ("fe80::1%eth0", "not an IP address"),
-        ] {
-            let err = text.parse::<EgressAllow>().unwrap_err();
-            match &err {
-                NetError::BadEgressAllow { entry, reason } => {
-                    assert_eq!(entry, text);
-                    assert!(reason.contains(why), "{text:?}: {reason}");
-                }
-                other => panic!("{text:?}: {other:?}"),
-            }
-            assert!(err.to_string().contains("10.1.2.3:5432"), "says how: {err}");
-        }
     }
 
     #[test]

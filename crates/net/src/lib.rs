@@ -5,16 +5,19 @@
 //! ours ([`Firewall`]) lets a guest send only from its own addresses and reach only the
 //! public internet (masqueraded), never the host, other instances, or private, link-local
 //! (cloud metadata) and reserved ranges ([`GUEST_DENIED`]) unless the operator allows a
-//! destination ([`EgressAllow`]); nothing reaches a guest but the host, on its app port.
+//! destination ([`EgressAllow`]); nothing reaches a guest but the host and the edges the
+//! operator names ([`EdgeNetwork`]), on its app port.
 
 mod addressing;
+mod allow;
 mod command;
 mod firewall;
 mod link;
 mod netns;
 
 pub use addressing::{InstanceAddrs, NodePrefix};
-pub use firewall::{AppPort, DeniedRange, EgressAllow, Firewall, GUEST_DENIED, TABLE};
+pub use allow::{EdgeNetwork, EgressAllow};
+pub use firewall::{AppPort, DeniedRange, Firewall, GUEST_DENIED, TABLE};
 pub use link::{LINK_PREFIX, Link, Topology, guest_mac, link_name};
 pub use netns::{NETNS_DIR, NETNS_TAP, Netns};
 
@@ -41,4 +44,9 @@ pub enum NetError {
         "invalid egress allow entry {entry:?}: {reason} (give ADDR[/LEN][:PORT], an IPv6 network with a port in brackets: 10.1.2.3:5432, 10.20.0.0/16, [fd00:1::5]:5432)"
     )]
     BadEgressAllow { entry: String, reason: &'static str },
+    /// An operator's edge network ([`EdgeNetwork`]) that does not parse.
+    #[error(
+        "invalid edge network {entry:?}: {reason} (give an IPv6 ADDR[/LEN], e.g. fd00:e0::/64 or 2001:db8::10)"
+    )]
+    BadEdgeNetwork { entry: String, reason: &'static str },
 }

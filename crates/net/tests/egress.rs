@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zeitwork_net::{
-    AppPort, EgressAllow, Firewall, InstanceAddrs, NETNS_DIR, NodePrefix, guest_mac, link_name,
+    AppPort, EdgeNetwork, EgressAllow, Firewall, InstanceAddrs, NETNS_DIR, NodePrefix, guest_mac,
+    link_name,
 };
 
 const PREFIX: &str = "fd7a:7a77:0:e9::/64";
@@ -632,6 +633,26 @@ fn only_the_host_reaches_a_guest_and_only_on_its_app_port() {
     lab.uninstall(&firewall);
     lab.reaches(l, (g4, APP).into(), LAN.into());
     lab.reaches(w, (g6, APP).into(), WAN6.into());
+}
+
+/// An edge on another host, connecting from a network the operator named
+/// ([`EdgeNetwork`]), reaches a guest at its IPv6 address on its app port only, and the
+/// guest answers it; the internet, named by nobody, still does not get in.
+#[test]
+fn a_named_edge_network_reaches_app_ports_only() {
+    let lab = Lab::new("edges");
+    let (l, w) = (lab.lan.as_str(), lab.wan.as_str());
+    let edges = vec![format!("{LAN6}").parse::<EdgeNetwork>().unwrap()];
+    let firewall = lab.firewall(&[], &[]).with_edge_networks(edges);
+    lab.install(&firewall);
+    let (g4, g6) = (
+        IpAddr::from(lab.addrs.guest4),
+        IpAddr::from(lab.addrs.guest6),
+    );
+    lab.reaches(l, (g6, APP).into(), LAN6.into());
+    lab.cannot_reach(l, (g6, OTHER).into());
+    lab.cannot_reach(l, (g4, APP).into());
+    lab.cannot_reach(w, (g6, APP).into());
 }
 
 /// A connection from the host to a pool address whose link is gone (a VM that died) is

@@ -98,8 +98,7 @@ mod tests {
     #[tokio::test]
     async fn the_system_resolver_is_built_from_resolv_conf() {
         if !std::path::Path::new("/etc/resolv.conf").exists() {
-            eprintln!("skipping: this machine has no /etc/resolv.conf");
-            return;
+            panic!("cannot run: this machine has no /etc/resolv.conf");
         }
         resolver(None).unwrap();
         resolver(Some("127.0.0.1:53".parse().unwrap())).unwrap();

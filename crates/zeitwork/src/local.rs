@@ -49,6 +49,7 @@ pub async fn run(
             init_bin: std::env::var_os("ZEITWORK_INIT_BIN").map(PathBuf::from),
             node_prefix: "fd7a:7a77:0:1::/64".into(),
             egress_allow: Vec::new(),
+            edge_networks: Vec::new(),
         },
         api: local.api.clone(),
         join_token: None,

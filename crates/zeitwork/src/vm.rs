@@ -37,6 +37,11 @@ pub struct NodeArgs {
     /// `10.0.5.7:5432`.
     #[arg(long, env = "ZEITWORK_EGRESS_ALLOW", value_delimiter = ',')]
     pub egress_allow: Vec<zeitwork_net::EgressAllow>,
+    /// IPv6 networks the platform's edges on other hosts connect from, comma-separated
+    /// `ADDR[/LEN]`: they may reach this node's instances on their app ports (each
+    /// edge host also needs a route to the node's instance /64 through the node).
+    #[arg(long, env = "ZEITWORK_EDGE_NETWORKS", value_delimiter = ',')]
+    pub edge_networks: Vec<zeitwork_net::EdgeNetwork>,
 }
 
 impl NodeArgs {
@@ -56,6 +61,7 @@ impl NodeArgs {
             init_binary,
             node_prefix: NodePrefix::parse(&self.node_prefix)?,
             egress_allow: self.egress_allow.clone(),
+            edge_networks: self.edge_networks.clone(),
         })
     }
 

@@ -171,10 +171,9 @@ fn run_edge(
 async fn a_new_edge_takes_over_the_port_while_the_old_one_drains_and_no_connection_is_refused() {
     let knob = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
     if knob.trim() != "1" && std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1").is_err() {
-        eprintln!(
-            "skipping: needs net.ipv4.tcp_migrate_req=1 (root), or connections queued on the old edge are reset"
+        panic!(
+            "cannot run: needs net.ipv4.tcp_migrate_req=1 (root), or connections queued on the old edge are reset"
         );
-        return;
     }
     let world = World::new().await;
     let app = world.app(&["prod"]).await;
