@@ -137,6 +137,7 @@ impl<V: Vmm> Runtime<V> {
                     netns: link.netns.as_ref().map(Netns::path),
                 }),
                 run_dir: dir.to_path_buf(),
+                slot: spec.net_index,
             })
             .await?;
         if let Some(port) = spec.port {

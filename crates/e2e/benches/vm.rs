@@ -152,6 +152,7 @@ async fn bare_boot(
             netns: None,
         }),
         run_dir: dir.to_path_buf(),
+        slot: index,
     };
     let started = Instant::now();
     let mut child = tokio::process::Command::new(qemu.binary())

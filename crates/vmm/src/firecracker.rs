@@ -19,9 +19,9 @@
 //! to the host (`zeitwork_net::Topology::OwnNetns`), because [`Vmm::wants_own_netns`] says
 //! so. A VM without a NIC has no namespace to join and stays in the agent's.
 //!
-//! **One uid for all VMMs, for now.** Each Firecracker sees only its own chroot, but two
-//! VMMs of the same uid may signal each other; one uid per VM (allocated by the agent,
-//! passed with [`Firecracker::with_ids`]) is hardening left to do.
+//! **A uid per VM.** The jailer drops each Firecracker to ids of its own
+//! ([`VM_ID_BASE`](crate::VM_ID_BASE) plus the VM's [slot](VmSpec::slot)), so no VMM can
+//! signal or trace another, or open another's files.
 //!
 //! **vsock: not configured yet.** [`VmSpec`] has no vsock field; `PUT /vsock` is all it
 //! would take ([`api`] builds requests for any path).
@@ -72,8 +72,7 @@ pub struct Firecracker {
     /// The jailer names the chroot after the (canonical) file name of the binary.
     exec_name: OsString,
     chroot_base: PathBuf,
-    uid: u32,
-    gid: u32,
+    id_base: u32,
     cgroup_version: CgroupVersion,
 }
 
@@ -97,22 +96,20 @@ impl Firecracker {
     /// Both binaries must be statically linked (Firecracker runs in an empty chroot).
     /// Defaults: chroot base `/srv/jailer` (keep it on the filesystem of the agent's state
     /// directory, so disks are hard-linked rather than copied), the
-    /// [`VM_USER`](crate::VM_USER)'s ids or [`DEFAULT_ID`](crate::DEFAULT_ID), and the host's
-    /// cgroup version.
+    /// ids of each VM's own from [`VM_ID_BASE`](crate::VM_ID_BASE), and the host's cgroup
+    /// version.
     pub fn new(firecracker: PathBuf, jailer: PathBuf) -> Result<Firecracker, VmmError> {
         let canonical = std::fs::canonicalize(&firecracker).map_err(|source| VmmError::Io {
             path: firecracker.display().to_string(),
             source,
         })?;
         let exec_name = canonical.file_name().unwrap_or_default().to_owned();
-        let (uid, gid) = jail::default_ids();
         Ok(Firecracker {
             firecracker,
             jailer,
             exec_name,
             chroot_base: PathBuf::from("/srv/jailer"),
-            uid,
-            gid,
+            id_base: crate::VM_ID_BASE,
             cgroup_version: if cgroup::unified_with_memory() {
                 CgroupVersion::V2
             } else {
@@ -126,10 +123,9 @@ impl Firecracker {
         self
     }
 
-    /// The unprivileged ids Firecracker runs as (all VMs share them for now).
-    pub fn with_ids(mut self, uid: u32, gid: u32) -> Firecracker {
-        self.uid = uid;
-        self.gid = gid;
+    /// Where the VMMs' ids start: the VM in slot `n` runs as `base + n`.
+    pub fn with_id_base(mut self, base: u32) -> Firecracker {
+        self.id_base = base;
         self
     }
 
@@ -146,8 +142,9 @@ impl Firecracker {
         &self.jailer
     }
 
-    pub fn ids(&self) -> (u32, u32) {
-        (self.uid, self.gid)
+    /// The uid and gid of the Firecracker that runs `spec`: its own.
+    pub fn ids(&self, spec: &VmSpec) -> Result<(u32, u32), VmmError> {
+        jail::vmm_ids(self.id_base, spec)
     }
 
     /// `<chroot base>/<exec name>/<name>`: everything the jailer makes for one VM.
@@ -209,8 +206,14 @@ impl Firecracker {
         settings
     }
 
-    /// The jailer's command line (without the program name).
-    pub fn jailer_args(&self, spec: &VmSpec, swap_accounting: bool) -> Vec<OsString> {
+    /// The jailer's command line (without the program name), Firecracker running as
+    /// `(uid, gid)` ([`Firecracker::ids`]).
+    pub fn jailer_args(
+        &self,
+        spec: &VmSpec,
+        (uid, gid): (u32, u32),
+        swap_accounting: bool,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |k: &str, v: &OsStr| {
             a.push(k.into());
@@ -218,8 +221,8 @@ impl Firecracker {
         };
         push("--id", spec.name.as_ref());
         push("--exec-file", self.firecracker.as_os_str());
-        push("--uid", self.uid.to_string().as_ref());
-        push("--gid", self.gid.to_string().as_ref());
+        push("--uid", uid.to_string().as_ref());
+        push("--gid", gid.to_string().as_ref());
         push("--chroot-base-dir", self.chroot_base.as_os_str());
         if let Some(netns) = spec.net.as_ref().and_then(|net| net.netns.as_ref()) {
             push("--netns", netns.as_os_str());
@@ -278,6 +281,7 @@ impl Firecracker {
     async fn spawn(&self, spec: &VmSpec) -> Result<Pending, VmmError> {
         check_id(&spec.name)?;
         spec.check_net(self)?;
+        let ids = self.ids(spec)?;
         let (console, vmm_log) = running::run_files(&spec.run_dir).await?;
         let jail_dir = self.jail_dir(&spec.name);
         if jail_dir.exists() {
@@ -295,7 +299,7 @@ impl Firecracker {
         };
         let cgroup = self.cgroup(&spec.name)?;
         let placed = {
-            let (chroot, spec, ids) = (self.chroot(&spec.name), spec.clone(), self.ids());
+            let (chroot, spec) = (self.chroot(&spec.name), spec.clone());
             tokio::task::spawn_blocking(move || place_files(&chroot, &spec, ids))
                 .await
                 .map_err(|e| VmmError::Io {
@@ -309,7 +313,7 @@ impl Firecracker {
         }
         // The jailer execs Firecracker in the same process, which keeps these stdio files.
         let spawned = tokio::process::Command::new(&self.jailer)
-            .args(self.jailer_args(spec, self.swap_accounting()))
+            .args(self.jailer_args(spec, ids, self.swap_accounting()))
             .stdin(Stdio::null())
             .stdout(console)
             .stderr(vmm_log)

@@ -1,8 +1,9 @@
 //! What both drivers share to confine a VMM: the unprivileged ids it runs as and the
 //! guest's files in its chroot, under the names both drivers open them by.
 //!
-//! Firecracker's jailer and the QEMU driver's launcher both drop the VMM to the ids of
-//! [`VM_USER`] (else [`DEFAULT_ID`]; `with_ids` on either driver overrides them) and show
+//! Firecracker's jailer and the QEMU driver's launcher both drop the VMM to ids of its own,
+//! [`VM_ID_BASE`] plus the VM's slot ([`vmm_ids`]; `with_id_base` on either driver moves
+//! the base), and show
 //! it a chroot holding the kernel, the initramfs and the three disks placed by
 //! [`place_files`]: hard links, or copies where a link cannot be made or the VMM could not
 //! read the original. The writable disk is handed to the VMM's uid.
@@ -11,11 +12,14 @@ use std::path::Path;
 
 use crate::{VmSpec, VmmError};
 
-/// The system user the VMMs run as when it exists, else [`DEFAULT_ID`].
-pub const VM_USER: &str = "zeitwork-vm";
-/// uid and gid of the VMMs when there is no [`VM_USER`]: unprivileged, above Debian's
-/// system range (100–999) and beyond the first login users (from 1000).
-pub const DEFAULT_ID: u32 = 10_000;
+/// The first of the VMMs' ids: the VM in slot `n` ([`VmSpec::slot`]) runs as uid and gid
+/// `VM_ID_BASE + n`, ids of its own, so no VMM can signal, trace or read another's files.
+/// `0x7A77_0000` is in the range systemd leaves unused (above the container ranges, which
+/// end at `0x6FFF_FFFF`, below `0x7FFE_0000` and 2³¹), so no login, system, dynamic or
+/// container user of the host has these ids (drivers' `with_id_base` moves them).
+pub const VM_ID_BASE: u32 = 0x7A77_0000;
+/// How many VMs a node runs at once, at most: one id each from the base.
+pub const VM_SLOTS: u32 = 1 << 16;
 
 /// Inside the chroot: where the guest's files are placed.
 pub(crate) const KERNEL: &str = "/vmlinux";
@@ -24,22 +28,15 @@ pub(crate) const ROOT_DISK: &str = "/root.ext4";
 pub(crate) const SCRATCH_DISK: &str = "/scratch.ext4";
 pub(crate) const CONFIG_DISK: &str = "/config.img";
 
-/// The ids of [`VM_USER`] in `/etc/passwd`, else [`DEFAULT_ID`] for both.
-pub(crate) fn default_ids() -> (u32, u32) {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| user_ids(&passwd, VM_USER))
-        .unwrap_or((DEFAULT_ID, DEFAULT_ID))
-}
-
-/// `(uid, gid)` of `user` in `/etc/passwd` text.
-pub(crate) fn user_ids(passwd: &str, user: &str) -> Option<(u32, u32)> {
-    passwd.lines().find_map(|line| {
-        let mut f = line.split(':');
-        (f.next()? == user).then_some(())?;
-        let (_, uid, gid) = (f.next()?, f.next()?, f.next()?);
-        Some((uid.parse().ok()?, gid.parse().ok()?))
-    })
+/// The uid and gid (equal) of the VMM of `spec` for drivers whose ids start at `base`.
+pub(crate) fn vmm_ids(base: u32, spec: &VmSpec) -> Result<(u32, u32), VmmError> {
+    if spec.slot >= VM_SLOTS {
+        return Err(VmmError::InvalidSlot(spec.slot));
+    }
+    let id = base
+        .checked_add(spec.slot)
+        .ok_or(VmmError::InvalidSlot(spec.slot))?;
+    Ok((id, id))
 }
 
 /// Puts the guest's files into the chroot under [`KERNEL`], [`INITRD`] and the disk names.
@@ -190,13 +187,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn users_are_read_from_passwd() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
-                      zeitwork-vm:x:998:997::/nonexistent:/usr/sbin/nologin\n";
-        assert_eq!(user_ids(passwd, "zeitwork-vm"), Some((998, 997)));
-        assert_eq!(user_ids(passwd, "nobody"), None);
-        let (uid, gid) = default_ids();
-        assert!(uid != 0 && gid != 0, "never root");
+    fn every_slot_has_ids_of_its_own_and_none_is_a_hosts_user() {
+        let spec = |slot| VmSpec {
+            slot,
+            ..crate::testing::sample_spec()
+        };
+        let ids = |slot| vmm_ids(VM_ID_BASE, &spec(slot));
+        assert_eq!(ids(0).unwrap(), (VM_ID_BASE, VM_ID_BASE));
+        assert_eq!(ids(7).unwrap(), (VM_ID_BASE + 7, VM_ID_BASE + 7));
+        assert_ne!(ids(1).unwrap(), ids(2).unwrap());
+        let last = ids(VM_SLOTS - 1).unwrap().0;
+        // Above systemd's container ranges, below its foreign range and 2^31.
+        assert!(VM_ID_BASE > 0x6FFF_FFFF && last < 0x7FFE_0000, "{last:#x}");
+        assert!(matches!(ids(VM_SLOTS), Err(VmmError::InvalidSlot(s)) if s == VM_SLOTS));
+        assert!(vmm_ids(u32::MAX, &spec(1)).is_err(), "no wrap to root");
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        for line in passwd.lines() {
+            let uid: u32 = line
+                .split(':')
+                .nth(2)
+                .and_then(|u| u.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                !(VM_ID_BASE..=last).contains(&uid),
+                "a user of this host has a VMM's id: {line}"
+            );
+        }
     }
 
     #[test]
@@ -234,10 +250,6 @@ mod tests {
         std::fs::set_permissions(d.join("config.img"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
         let spec = VmSpec {
-            name: "i-1".into(),
-            vcpus: 1,
-            memory_mb: 128,
-            cpu_weight: 100,
             kernel: d.join("vmlinux"),
             initramfs: d.join("initrd"),
             root_disk: d.join("root.ext4"),
@@ -245,6 +257,7 @@ mod tests {
             config_disk: d.join("config.img"),
             net: None,
             run_dir: d.join("run"),
+            ..crate::testing::sample_spec()
         };
         let chroot = d.join("jail/root");
         place_files(&chroot, &spec, (10_000, 10_001)).unwrap();

@@ -6,8 +6,8 @@
 //! [`Qemu`] (`-M microvm`, KVM or TCG, so every Linux box boots real microVMs). [`auto`]
 //! picks Firecracker where its binaries are installed and KVM can run Linux guests.
 //!
-//! Both confine their VMM alike: an unprivileged uid/gid ([`VM_USER`]'s, else
-//! [`DEFAULT_ID`]), a chroot holding only the guest's files (and, for QEMU, the host's
+//! Both confine their VMM alike: an unprivileged uid/gid of its own ([`VM_ID_BASE`] plus
+//! the VM's [slot](VmSpec::slot)), a chroot holding only the guest's files (and, for QEMU, the host's
 //! `/usr` read-only) in a mount namespace of its own, the instance's network namespace,
 //! a cgroup capping memory, and a seccomp filter.
 
@@ -34,7 +34,7 @@ pub use cgroup::Cgroup;
 pub use console::{ConsoleReport, VmExit};
 pub use driver::{Choice, Driver, FIRECRACKER_ENV, JAILER_ENV, auto, choose};
 pub use firecracker::{CgroupVersion, Firecracker};
-pub use jail::{DEFAULT_ID, VM_USER};
+pub use jail::{VM_ID_BASE, VM_SLOTS};
 pub use kvm::kvm_usable;
 pub use qemu::Qemu;
 pub use running::RunningVm;
@@ -61,6 +61,10 @@ pub struct VmSpec {
     pub net: Option<NetAttachment>,
     /// Where the console log and other per-VM files go.
     pub run_dir: PathBuf,
+    /// This VM's number on its node, unique among the node's running VMs (the agent passes
+    /// its network index), below [`VM_SLOTS`]: its VMM runs as uid and gid `base + slot`
+    /// ([`VM_ID_BASE`] unless the driver was given another base), ids no other VMM has.
+    pub slot: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +130,9 @@ pub enum VmmError {
         else { "opens taps on the host: create the tap there, not in a network namespace" }
     )]
     NetnsMismatch { driver: &'static str, wants: bool },
+    /// A [`VmSpec::slot`] with no ids of its own.
+    #[error("VM slot {0} is out of range: a node runs at most {VM_SLOTS} VMs, slots 0 to {max}", max = VM_SLOTS - 1)]
+    InvalidSlot(u32),
 }
 
 /// A way to run microVMs. Drivers share every guest artifact; only the VMM differs.

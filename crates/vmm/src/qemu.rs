@@ -19,9 +19,8 @@
 //!    (hard links, or copies; see `crate::jail`), `/run` for the QMP socket, and the device
 //!    nodes `/dev/null`, `/dev/net/tun` (with a NIC) and `/dev/kvm` (with KVM), made for and
 //!    owned by the VMM's uid as the jailer makes them;
-//! 4. `setpriv`: the unprivileged uid/gid ([`Qemu::with_ids`]; by default the ids Firecracker
-//!    gets, [`VM_USER`](crate::VM_USER)'s or [`DEFAULT_ID`](crate::DEFAULT_ID)), no
-//!    supplementary groups, no capabilities (bounding set emptied), `no_new_privs`;
+//! 4. `setpriv`: the VM's own unprivileged uid/gid ([`Qemu::ids`]: [`VM_ID_BASE`](crate::VM_ID_BASE)
+//!    plus its slot, as Firecracker's), no supplementary groups, no capabilities (bounding set emptied), `no_new_privs`;
 //! 5. `env -i`: QEMU starts with an empty environment;
 //! 6. QEMU with `-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny`
 //!    (seccomp), `-nodefaults`, `-no-user-config`, and only the devices the guest uses.
@@ -86,14 +85,12 @@ exec "$@""#;
 pub struct Qemu {
     binary: PathBuf,
     kvm: bool,
-    uid: u32,
-    gid: u32,
+    id_base: u32,
 }
 
 impl Qemu {
-    /// Finds QEMU and decides between KVM and TCG for this host; the VMMs run as
-    /// [`VM_USER`](crate::VM_USER)'s ids, else [`DEFAULT_ID`](crate::DEFAULT_ID), as
-    /// Firecracker's do.
+    /// Finds QEMU and decides between KVM and TCG for this host; each VMM runs as ids of
+    /// its own from [`VM_ID_BASE`](crate::VM_ID_BASE), as Firecracker's do.
     pub fn detect() -> Result<Qemu, VmmError> {
         let binary = crate::driver::find_in_path(
             BINARY,
@@ -104,12 +101,10 @@ impl Qemu {
             binary: BINARY.into(),
             hint: "install Debian's qemu-system-x86 package (scripts/setup.sh does it)".into(),
         })?;
-        let (uid, gid) = jail::default_ids();
         Ok(Qemu {
             binary,
             kvm: kvm_usable(),
-            uid,
-            gid,
+            id_base: crate::VM_ID_BASE,
         })
     }
 
@@ -129,16 +124,15 @@ impl Qemu {
         self
     }
 
-    /// The unprivileged ids QEMU runs as (all VMs share them for now, as Firecracker's do).
-    pub fn with_ids(mut self, uid: u32, gid: u32) -> Qemu {
-        self.uid = uid;
-        self.gid = gid;
+    /// Where the VMMs' ids start: the VM in slot `n` runs as `base + n`.
+    pub fn with_id_base(mut self, base: u32) -> Qemu {
+        self.id_base = base;
         self
     }
 
-    /// uid and gid of the VMMs.
-    pub fn ids(&self) -> (u32, u32) {
-        (self.uid, self.gid)
+    /// The uid and gid of the VMM that runs `spec`: its own.
+    pub fn ids(&self, spec: &VmSpec) -> Result<(u32, u32), VmmError> {
+        jail::vmm_ids(self.id_base, spec)
     }
 
     /// The jail (QEMU's root) of a VM whose run dir is `run_dir`.
@@ -244,10 +238,12 @@ impl Qemu {
 
     /// The whole command that launches `spec`'s VMM (program first): the tools that confine
     /// it, then QEMU (`binary`, its path on the host and in the jail) with its arguments.
-    /// `procs` are the cgroup files to join, `binds` the host dirs mounted into the jail.
+    /// `procs` are the cgroup files to join, `binds` the host dirs mounted into the jail;
+    /// QEMU runs as `(uid, gid)`.
     fn launcher(
         &self,
         spec: &VmSpec,
+        (uid, gid): (u32, u32),
         binary: &Path,
         jail: &Path,
         procs: &[PathBuf],
@@ -276,8 +272,8 @@ impl Qemu {
         a.extend(
             [
                 "setpriv".into(),
-                format!("--reuid={}", self.uid),
-                format!("--regid={}", self.gid),
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
                 "--clear-groups".into(),
                 "--no-new-privs".into(),
                 "--inh-caps=-all".into(),
@@ -423,6 +419,7 @@ impl Vmm for Qemu {
 
     async fn launch(&self, spec: &VmSpec) -> Result<RunningVm, VmmError> {
         spec.check_net(self)?;
+        let ids = self.ids(spec)?;
         let jail_dir = Qemu::jail_dir(&spec.run_dir);
         let qmp = jail_dir.join(&RUN_DIR[1..]).join("qmp.sock");
         qmp::check(&qmp)?;
@@ -438,7 +435,7 @@ impl Vmm for Qemu {
         }
         let (console, vmm_log) = running::run_files(&spec.run_dir).await?;
         let built = {
-            let (jail_dir, spec, ids, kvm) = (jail_dir.clone(), spec.clone(), self.ids(), self.kvm);
+            let (jail_dir, spec, kvm) = (jail_dir.clone(), spec.clone(), self.kvm);
             tokio::task::spawn_blocking(move || build_jail(&jail_dir, &spec, ids, kvm))
                 .await
                 .map_err(|e| VmmError::Io {
@@ -461,7 +458,7 @@ impl Vmm for Qemu {
             spec.cpu_weight,
         )
         .inspect_err(|_| remove_jail())?;
-        let argv = self.launcher(spec, &binary, &jail_dir, &cgroup.procs_files(), &binds);
+        let argv = self.launcher(spec, ids, &binary, &jail_dir, &cgroup.procs_files(), &binds);
         // Its own process group: a Ctrl-C meant for the agent does not reach the VMM.
         let spawned = tokio::process::Command::new(&argv[0])
             .args(&argv[1..])

@@ -130,6 +130,7 @@ pub(crate) fn sample_spec() -> crate::VmSpec {
             netns: Some("/var/run/netns/zwvm-i-1".into()),
         }),
         run_dir: "/run/zw/i-1".into(),
+        slot: 1,
     }
 }
 

@@ -15,8 +15,7 @@ fn driver(version: CgroupVersion) -> Firecracker {
         jailer: "/opt/fc/jailer".into(),
         exec_name: "firecracker".into(),
         chroot_base: "/srv/jailer".into(),
-        uid: 10_000,
-        gid: 10_001,
+        id_base: 10_000,
         cgroup_version: version,
     }
 }
@@ -32,9 +31,9 @@ fn spec() -> VmSpec {
 fn jailer_command_lines_for_cgroup_v1_and_v2() {
     let limit = (256 + OVERHEAD_MB) << 20;
     assert_eq!(
-        joined(&driver(CgroupVersion::V1).jailer_args(&spec(), true)),
+        joined(&driver(CgroupVersion::V1).jailer_args(&spec(), (10_001, 10_001), true)),
         format!(
-            "--id i-1 --exec-file /opt/fc/firecracker --uid 10000 --gid 10001 \
+            "--id i-1 --exec-file /opt/fc/firecracker --uid 10001 --gid 10001 \
              --chroot-base-dir /srv/jailer --netns /var/run/netns/zwvm-i-1 \
              --cgroup-version 1 --parent-cgroup zeitwork \
              --cgroup memory.limit_in_bytes={limit} --cgroup memory.memsw.limit_in_bytes={limit} \
@@ -43,9 +42,9 @@ fn jailer_command_lines_for_cgroup_v1_and_v2() {
         )
     );
     assert_eq!(
-        joined(&driver(CgroupVersion::V2).jailer_args(&spec(), false)),
+        joined(&driver(CgroupVersion::V2).jailer_args(&spec(), (10_001, 10_001), false)),
         format!(
-            "--id i-1 --exec-file /opt/fc/firecracker --uid 10000 --gid 10001 \
+            "--id i-1 --exec-file /opt/fc/firecracker --uid 10001 --gid 10001 \
              --chroot-base-dir /srv/jailer --netns /var/run/netns/zwvm-i-1 \
              --cgroup-version 2 --parent-cgroup zeitwork \
              --cgroup memory.max={limit} --cgroup cpu.weight=200 \
@@ -62,7 +61,11 @@ fn jailer_command_lines_for_cgroup_v1_and_v2() {
         net: None,
         ..spec()
     };
-    assert!(!joined(&d.jailer_args(&no_net, true)).contains("--netns"));
+    assert!(!joined(&d.jailer_args(&no_net, (1, 1), true)).contains("--netns"));
+    // Each VM its own ids: the base plus its slot.
+    assert_eq!(d.ids(&spec()).unwrap(), (10_001, 10_001));
+    let other = VmSpec { slot: 2, ..spec() };
+    assert_eq!(d.ids(&other).unwrap(), (10_002, 10_002));
 }
 
 /// Firecracker opens its tap in the namespace it runs in, never on the host.
@@ -275,6 +278,7 @@ async fn real_vm(d: &Path, name: &str, index: u32) -> Option<(Firecracker, VmSpe
             netns: link.netns.as_ref().map(zeitwork_net::Netns::path),
         }),
         run_dir: d.join("run"),
+        slot: index,
     };
     let fc = Firecracker::new(fc, jailer)
         .unwrap()
@@ -312,7 +316,7 @@ async fn real_firecracker_under_the_jailer() {
         return;
     };
     let name = spec.name.clone();
-    let (uid, gid) = fc.ids();
+    let (uid, gid) = fc.ids(&spec).unwrap();
     let chroot = fc.chroot(&name);
     let cgroup_dirs = fc.cgroup(&name).unwrap().dirs();
 

@@ -14,8 +14,7 @@ fn driver() -> Qemu {
     Qemu {
         binary: BINARY.into(),
         kvm: false,
-        uid: 10_000,
-        gid: 10_001,
+        id_base: 10_000,
     }
 }
 
@@ -95,7 +94,14 @@ fn the_launcher_confines_qemu() {
     let binds = [PathBuf::from("/usr")];
     let jail = Path::new("/run/zw/i-1/jail");
     let binary = Path::new("/usr/bin/qemu-system-x86_64");
-    let argv = q.launcher(&spec(), binary, jail, &procs, &binds);
+    let argv = q.launcher(
+        &spec(),
+        q.ids(&spec()).unwrap(),
+        binary,
+        jail,
+        &procs,
+        &binds,
+    );
     let line = joined(&argv);
     let (launcher, qemu) = line.split_once(" /usr/bin/qemu-system-x86_64 ").unwrap();
     assert_eq!(
@@ -105,7 +111,7 @@ fn the_launcher_confines_qemu() {
              -- /bin/sh -c {LAUNCH_SCRIPT} zeitwork-vmm \
              /sys/fs/cgroup/memory/zeitwork/i-1/cgroup.procs \
              /sys/fs/cgroup/cpu/zeitwork/i-1/cgroup.procs -- /run/zw/i-1/jail /usr -- \
-             chroot /run/zw/i-1/jail setpriv --reuid=10000 --regid=10001 --clear-groups \
+             chroot /run/zw/i-1/jail setpriv --reuid=10001 --regid=10001 --clear-groups \
              --no-new-privs --inh-caps=-all --bounding-set=-all -- env -i"
         )
     );
@@ -127,7 +133,7 @@ fn the_launcher_confines_qemu() {
         net: None,
         ..spec()
     };
-    let line = joined(&q.launcher(&no_net, binary, jail, &procs, &binds));
+    let line = joined(&q.launcher(&no_net, (1, 1), binary, jail, &procs, &binds));
     assert!(
         line.starts_with("unshare --mount --propagation private --net -- /bin/sh"),
         "{line}"
@@ -231,6 +237,7 @@ fn blank_vm(d: &Path, name: &str) -> (Qemu, VmSpec) {
         config_disk: d.join("config.img"),
         net: None,
         run_dir: d.join("run"),
+        slot: 0,
     };
     (qemu, spec)
 }
@@ -472,6 +479,7 @@ async fn real_qemu_is_confined_and_its_guest_serves() {
             netns: Some(netns.clone()),
         }),
         run_dir: d.join("run"),
+        slot: index,
     };
     let jail = Qemu::jail_dir(&spec.run_dir);
     let cgroup_dirs = Cgroup::ours()
@@ -492,7 +500,13 @@ async fn real_qemu_is_confined_and_its_guest_serves() {
     .await;
     let vmm_log = || std::fs::read_to_string(d.join("run/vmm.log")).unwrap_or_default();
     assert!(ready.is_ok(), "no QMP socket; VMM log:\n{}", vmm_log());
-    assert_confined(pid, qemu.ids(), &jail, &netns);
+    let ids = qemu.ids(&spec).unwrap();
+    assert_eq!(
+        ids,
+        (crate::VM_ID_BASE + index, crate::VM_ID_BASE + index),
+        "its own ids"
+    );
+    assert_confined(pid, ids, &jail, &netns);
     let in_cgroup = Cgroup::ours()
         .into_iter()
         .find(|(n, _)| *n == spec.name)
