@@ -10,6 +10,7 @@ pub mod local;
 pub mod logs;
 pub mod network;
 pub mod nodes;
+pub mod quotas;
 pub mod secrets;
 pub mod session;
 
@@ -99,6 +100,12 @@ pub enum Command {
     /// List the event log, or follow it live with -f
     #[command(after_long_help = EXIT_CODES_HELP)]
     Events(events::EventsArgs),
+    /// Show the org's quotas and usage, or set its own (platform token)
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Quotas {
+        #[command(subcommand)]
+        action: Option<quotas::QuotasAction>,
+    },
     /// List, create or revoke the org's API tokens
     #[command(after_long_help = EXIT_CODES_HELP)]
     Tokens {
@@ -142,6 +149,7 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Domains { action } => network::domains(&ctx()?, action.unwrap_or_default()).await,
         Command::Nodes { action } => nodes::nodes(&ctx()?, action.unwrap_or_default()).await,
         Command::Events(args) => events::events(&ctx()?, args).await,
+        Command::Quotas { action } => quotas::quotas(&ctx()?, action.unwrap_or_default()).await,
         Command::Tokens { action } => access::tokens(&ctx()?, action.unwrap_or_default()).await,
         Command::Users { action } => access::users(&ctx()?, action.unwrap_or_default()).await,
         Command::Manifest { action } => local::manifest(&global, action),

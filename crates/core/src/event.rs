@@ -66,6 +66,12 @@ pub enum EventData {
     OrgDeleted {
         org_id: Uuid,
     },
+    /// The org's own quotas from now on (each unset one is the platform's); replaces what
+    /// an earlier one set.
+    OrgQuotasSet {
+        org_id: Uuid,
+        quotas: crate::QuotaOverrides,
+    },
     UserAdded {
         user_id: Uuid,
         org_id: Uuid,
@@ -316,7 +322,9 @@ impl EventData {
     /// The entity the event is about (what a notification names).
     pub fn entity_id(&self) -> Uuid {
         match self {
-            EventData::OrgCreated { org_id, .. } | EventData::OrgDeleted { org_id } => *org_id,
+            EventData::OrgCreated { org_id, .. }
+            | EventData::OrgDeleted { org_id }
+            | EventData::OrgQuotasSet { org_id, .. } => *org_id,
             EventData::UserAdded { user_id, .. } | EventData::UserRemoved { user_id } => *user_id,
             EventData::TokenCreated { token_id, .. } | EventData::TokenRevoked { token_id } => {
                 *token_id
@@ -355,6 +363,7 @@ impl EventData {
         match self {
             EventData::OrgCreated { .. } => "org_created",
             EventData::OrgDeleted { .. } => "org_deleted",
+            EventData::OrgQuotasSet { .. } => "org_quotas_set",
             EventData::UserAdded { .. } => "user_added",
             EventData::UserRemoved { .. } => "user_removed",
             EventData::TokenCreated { .. } => "token_created",

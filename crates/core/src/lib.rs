@@ -13,6 +13,7 @@ pub mod node;
 pub mod ownership;
 pub mod platform_host;
 pub mod port_range;
+pub mod quota;
 pub mod role;
 pub mod route_policy;
 
@@ -22,5 +23,6 @@ pub use image::ImageRef;
 pub use manifest::{Manifest, ManifestError};
 pub use name::{Hostname, Name, NameError};
 pub use port_range::PortRange;
+pub use quota::{QuotaOverrides, Quotas};
 pub use role::Role;
 pub use route_policy::RoutePolicy;

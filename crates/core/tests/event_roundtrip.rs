@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::event::{ProcessSpec, Replacement};
 use zeitwork_core::node::{NodeState, ObservedState};
-use zeitwork_core::{CertificateSource, Event, EventData, InstancePlan, Manifest, RoutePolicy};
+use zeitwork_core::{
+    CertificateSource, Event, EventData, InstancePlan, Manifest, QuotaOverrides, Quotas,
+    RoutePolicy,
+};
 
 /// Parse → event JSON → text → parse is the identity, and writing it again gives the
 /// same text.
@@ -37,6 +40,28 @@ fn time() -> impl Strategy<Value = DateTime<Utc>> {
     // Any instant in years 0..=9999 with nanoseconds, as chrono writes RFC 3339.
     (-62_167_219_200i64..=253_402_300_799, 0u32..1_000_000_000)
         .prop_map(|(s, ns)| DateTime::from_timestamp(s, ns).unwrap())
+}
+
+/// Overrides as the API accepts them: each unset, or any value up to its bound.
+fn quota_overrides() -> impl Strategy<Value = QuotaOverrides> {
+    let max = Quotas::MAX;
+    let one = |max: u64| proptest::option::of(prop_oneof![0..=max, Just(max)]);
+    (
+        one(max.instances),
+        one(max.memory_mb),
+        one(max.routes),
+        one(max.tcp_routes),
+        one(max.domains),
+    )
+        .prop_map(
+            |(instances, memory_mb, routes, tcp_routes, domains)| QuotaOverrides {
+                instances,
+                memory_mb,
+                routes,
+                tcp_routes,
+                domains,
+            },
+        )
 }
 
 fn plan() -> impl Strategy<Value = InstancePlan> {
@@ -302,6 +327,8 @@ fn any_event_data() -> BoxedStrategy<EventData> {
     prop_oneof![
         (uuid(), text()).prop_map(|(org_id, name)| EventData::OrgCreated { org_id, name }),
         uuid().prop_map(|org_id| EventData::OrgDeleted { org_id }),
+        (uuid(), quota_overrides())
+            .prop_map(|(org_id, quotas)| EventData::OrgQuotasSet { org_id, quotas }),
         (uuid(), uuid(), text(), text()).prop_map(|(user_id, org_id, email, role)| {
             EventData::UserAdded {
                 user_id,
@@ -608,9 +635,10 @@ fn variant(data: &EventData) -> usize {
         EventData::CertificateStored { .. } => 29,
         EventData::CertificateRemoved { .. } => 30,
         EventData::AcmeAccountStored { .. } => 31,
+        EventData::OrgQuotasSet { .. } => 32,
     }
 }
-const VARIANTS: usize = 32;
+const VARIANTS: usize = 33;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -71,6 +71,7 @@ pub async fn subjects(
             out.push(format!("{PREFIX}.certificates"))
         }
         EventData::OrgCreated { .. }
+        | EventData::OrgQuotasSet { .. }
         | EventData::UserAdded { .. }
         | EventData::UserRemoved { .. }
         | EventData::TokenCreated { .. }

@@ -60,6 +60,17 @@ pub fn api() -> Api {
             "Delete an org and everything in it (platform token)",
             orgs::delete,
         )
+        .get(
+            p!(org "/quotas"),
+            "The org's quotas in force, its own, the platform's, and its usage",
+            orgs::quotas,
+        )
+        .put(
+            p!(org "/quotas"),
+            "Set the org's own quotas; absent or null ones are the platform's (platform token)",
+            QUOTA_FIELDS,
+            orgs::set_quotas,
+        )
         .get(p!(org "/tokens"), "List the org's tokens", tokens::list)
         .post(
             p!(org "/tokens"),
@@ -257,6 +268,13 @@ const NAME: &[Field] = &[req("name", Kind::String)];
 const LOG_BATCH: &[Field] = &[req("lines", Kind::ObjectArray)];
 const ROLLBACK_FIELDS: &[Field] = &[opt("release", Kind::Integer)];
 const DOMAIN_FIELDS: &[Field] = &[req("hostname", Kind::String)];
+const QUOTA_FIELDS: &[Field] = &[
+    opt("instances", Kind::Integer),
+    opt("memory_mb", Kind::Integer),
+    opt("routes", Kind::Integer),
+    opt("tcp_routes", Kind::Integer),
+    opt("domains", Kind::Integer),
+];
 const SECRET_FIELDS: &[Field] = &[req("value", Kind::String)];
 const TOKEN_FIELDS: &[Field] = &[req("name", Kind::String), req("role", Kind::String)];
 const USER_FIELDS: &[Field] = &[req("email", Kind::String), req("role", Kind::String)];

@@ -37,7 +37,6 @@ use zeitwork_store::{Store, StoreError, log};
 pub use api::Endpoint;
 pub use crypto::SecretBox;
 pub use error::ApiError;
-pub use quota::Quotas;
 pub use state::{AppState, Config};
 
 /// Every documented endpoint, as mounted.

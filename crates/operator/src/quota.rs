@@ -1,71 +1,70 @@
-//! Per-org quotas: one tenant cannot take every node's memory, every `tcp` route port
-//! (each is opened on every edge), or grow routes and domains without end. The platform
-//! admin sets them for every org (`--quota-*` flags of the operator and `zeitwork up`);
-//! a change that would go past one is refused with 403 `quota_exceeded`, naming the
-//! field and both numbers, and changes nothing.
+//! Per-org quotas (see `zeitwork_core::quota`): the platform's for every org
+//! (`--quota-*` flags of the operator and `zeitwork up`), unless a platform admin set the
+//! org's own (`PUT /api/v1/orgs/{org}/quotas`, `zeitwork quotas set`). A change that would
+//! go past one is refused with 403 `quota_exceeded`, naming the field and both numbers,
+//! and changes nothing.
 
 use axum::http::StatusCode;
-use zeitwork_store::read::OrgUsage;
+use sqlx::PgExecutor;
+use zeitwork_core::Quotas;
+use zeitwork_store::model::Org;
+use zeitwork_store::read::{self, OrgUsage};
 
 use crate::error::{ApiError, ApiResult};
 
-/// What each org may hold at most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quotas {
-    /// Instances meant to run, over all its apps and envs.
-    pub instances: u64,
-    /// Memory of those instances, in MiB.
-    pub memory_mb: u64,
-    /// Routes of every mode.
-    pub routes: u64,
-    /// `tcp` routes (each takes a port on every edge).
-    pub tcp_routes: u64,
-    /// Custom domains, verified or not.
-    pub domains: u64,
+/// The quotas in force for one org.
+#[derive(Debug, Clone)]
+pub(crate) struct OrgQuotas {
+    org: String,
+    quotas: Quotas,
 }
 
-impl Default for Quotas {
-    fn default() -> Quotas {
-        Quotas {
-            instances: 100,
-            memory_mb: 64 * 1024,
-            routes: 100,
-            tcp_routes: 10,
-            domains: 50,
-        }
-    }
+/// `org`'s quotas: the platform's, with the org's own where a platform admin set them.
+pub(crate) async fn of<'c>(
+    db: impl PgExecutor<'c>,
+    platform: Quotas,
+    org: &Org,
+) -> ApiResult<OrgQuotas> {
+    let overrides = read::org_quota_overrides(db, org.id).await?;
+    Ok(OrgQuotas {
+        org: org.name.clone(),
+        quotas: platform.with(&overrides),
+    })
 }
 
-impl Quotas {
+impl OrgQuotas {
     /// Refuses running `instances` instances with `memory_mb` MiB in all (after a change).
-    pub(crate) fn allow_instances(
-        &self,
-        org: &str,
-        instances: u64,
-        memory_mb: u64,
-    ) -> ApiResult<()> {
-        within(org, "instances", "instances", instances, self.instances)?;
-        within(org, "memory_mb", "MiB of memory", memory_mb, self.memory_mb)
+    pub(crate) fn allow_instances(&self, instances: u64, memory_mb: u64) -> ApiResult<()> {
+        let (org, q) = (&self.org, &self.quotas);
+        within(org, "instances", "instances", instances, q.instances)?;
+        within(org, "memory_mb", "MiB of memory", memory_mb, q.memory_mb)
     }
 
     /// Refuses one more route (a `tcp` one when `tcp`) beyond what `usage` holds.
-    pub(crate) fn allow_route(&self, org: &str, usage: &OrgUsage, tcp: bool) -> ApiResult<()> {
-        within(org, "routes", "routes", usage.routes + 1, self.routes)?;
+    pub(crate) fn allow_route(&self, usage: &OrgUsage, tcp: bool) -> ApiResult<()> {
+        let (org, q) = (&self.org, &self.quotas);
+        within(org, "routes", "routes", usage.routes + 1, q.routes)?;
         if tcp {
             within(
                 org,
                 "mode",
                 "tcp routes",
                 usage.tcp_routes + 1,
-                self.tcp_routes,
+                q.tcp_routes,
             )?;
         }
         Ok(())
     }
 
     /// Refuses one more domain beyond what `usage` holds.
-    pub(crate) fn allow_domain(&self, org: &str, usage: &OrgUsage) -> ApiResult<()> {
-        within(org, "hostname", "domains", usage.domains + 1, self.domains)
+    pub(crate) fn allow_domain(&self, usage: &OrgUsage) -> ApiResult<()> {
+        within(
+            &self.org,
+            "hostname",
+            "domains",
+            usage.domains + 1,
+            self.quotas.domains,
+        )
     }
 }
 
@@ -77,7 +76,7 @@ fn within(org: &str, field: &str, what: &str, after: u64, quota: u64) -> ApiResu
         StatusCode::FORBIDDEN,
         "quota_exceeded",
         format!(
-            "org {org} may hold at most {quota} {what}; this change would make it {after} (a platform admin can raise the quota)"
+            "org {org} may hold at most {quota} {what}; this change would make it {after} (a platform admin can raise the org's quota: zeitwork quotas set)"
         ),
     )
     .with_field(field))
@@ -89,13 +88,16 @@ mod tests {
 
     #[test]
     fn a_quota_names_its_field_and_both_numbers() {
-        let q = Quotas {
-            instances: 2,
-            memory_mb: 512,
-            ..Quotas::default()
+        let q = OrgQuotas {
+            org: "acme".into(),
+            quotas: Quotas {
+                instances: 2,
+                memory_mb: 512,
+                ..Quotas::default()
+            },
         };
-        q.allow_instances("acme", 2, 512).unwrap();
-        let e = q.allow_instances("acme", 3, 384).unwrap_err();
+        q.allow_instances(2, 512).unwrap();
+        let e = q.allow_instances(3, 384).unwrap_err();
         assert_eq!(e.status, StatusCode::FORBIDDEN);
         assert_eq!(e.field.as_deref(), Some("instances"));
         assert!(
@@ -103,7 +105,7 @@ mod tests {
             "{}",
             e.message
         );
-        let e = q.allow_instances("acme", 2, 1024).unwrap_err();
+        let e = q.allow_instances(2, 1024).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("memory_mb"));
     }
 }

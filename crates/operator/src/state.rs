@@ -7,7 +7,7 @@ use zeitwork_core::PortRange;
 use zeitwork_store::Store;
 
 use crate::crypto::SecretBox;
-use crate::quota::Quotas;
+use zeitwork_core::Quotas;
 
 /// Operator settings that shape answers (not how to reach things).
 #[derive(Debug, Clone)]

@@ -26,6 +26,25 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
         }
         EventData::OrgDeleted { org_id } => delete(db, "orgs", org_id).await?,
+        EventData::OrgQuotasSet { org_id, quotas } => {
+            // Bounded by `Quotas::MAX` where they enter, so each fits a bigint.
+            let n = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+            sqlx::query(
+                "INSERT INTO org_quotas (org_id, instances, memory_mb, routes, tcp_routes, domains, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (org_id) DO UPDATE SET instances = $2, memory_mb = $3, routes = $4,
+                     tcp_routes = $5, domains = $6, updated_at = $7",
+            )
+            .bind(org_id)
+            .bind(n(quotas.instances))
+            .bind(n(quotas.memory_mb))
+            .bind(n(quotas.routes))
+            .bind(n(quotas.tcp_routes))
+            .bind(n(quotas.domains))
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
         EventData::UserAdded {
             user_id,
             org_id,

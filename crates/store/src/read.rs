@@ -306,7 +306,7 @@ pub async fn regions<'c>(db: impl PgExecutor<'c>) -> R<Vec<Region>> {
 }
 
 /// What an org holds, for its quotas.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OrgUsage {
     /// Instances meant to run, and their memory in MiB, apart from those excluded.
     pub instances: u64,
@@ -350,4 +350,34 @@ pub async fn org_usage<'c>(
         tcp_routes: n(row.3),
         domains: n(row.4),
     })
+}
+
+/// The quotas a platform admin set for `org` alone (none set: all the platform's).
+pub async fn org_quota_overrides<'c>(
+    db: impl PgExecutor<'c>,
+    org: Uuid,
+) -> R<zeitwork_core::QuotaOverrides> {
+    type Row = (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT instances, memory_mb, routes, tcp_routes, domains FROM org_quotas WHERE org_id = $1",
+    )
+    .bind(org)
+    .fetch_optional(db)
+    .await?;
+    let n = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok(row
+        .map(|r| zeitwork_core::QuotaOverrides {
+            instances: n(r.0),
+            memory_mb: n(r.1),
+            routes: n(r.2),
+            tcp_routes: n(r.3),
+            domains: n(r.4),
+        })
+        .unwrap_or_default())
 }

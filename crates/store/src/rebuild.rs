@@ -13,6 +13,7 @@ use crate::{Store, StoreError, project};
 /// rebuild leaves them alone.
 pub const PROJECTIONS: &[&str] = &[
     "orgs",
+    "org_quotas",
     "users",
     "tokens",
     "apps",

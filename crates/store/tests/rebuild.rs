@@ -123,6 +123,27 @@ async fn rebuilt_projections_equal_the_live_ones() {
         ),
         (
             o,
+            EventData::OrgQuotasSet {
+                org_id: org,
+                quotas: zeitwork_core::QuotaOverrides {
+                    instances: Some(1),
+                    ..Default::default()
+                },
+            },
+        ),
+        (
+            o,
+            EventData::OrgQuotasSet {
+                org_id: org,
+                quotas: zeitwork_core::QuotaOverrides {
+                    instances: Some(500),
+                    domains: Some(0),
+                    ..Default::default()
+                },
+            },
+        ),
+        (
+            o,
             EventData::UserAdded {
                 user_id: Uuid::now_v7(),
                 org_id: org,
@@ -441,6 +462,12 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "the renewal replaced its predecessor, the removal dropped its certificate"
     );
     assert_eq!(live["acme_accounts"].as_array().unwrap().len(), 1);
+    let quotas = &live["org_quotas"][0];
+    assert_eq!(
+        (&quotas["instances"], &quotas["domains"], &quotas["routes"]),
+        (&500.into(), &0.into(), &serde_json::Value::Null),
+        "the later setting replaced the earlier one: {quotas:#}"
+    );
     let verified_at = &live["domains"][0]["verified_at"];
     assert!(verified_at.is_string(), "{:#}", live["domains"]);
     let first: (chrono::DateTime<chrono::Utc>,) =
@@ -458,7 +485,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "the first verification's time"
     );
     let applied = rebuild::rebuild(&store).await.unwrap();
-    assert_eq!(applied, 39);
+    assert_eq!(applied, 41);
     let rebuilt = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(rebuilt, live);
 }

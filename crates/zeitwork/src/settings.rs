@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use zeitwork_core::PortRange;
-use zeitwork_operator::{Config, Quotas, SecretBox};
+use zeitwork_core::Quotas;
+use zeitwork_operator::{Config, SecretBox};
 
 #[derive(Args, Debug, Clone)]
 pub struct OperatorArgs {
@@ -46,20 +47,25 @@ pub struct OperatorArgs {
     /// reconnect with Last-Event-ID and lose nothing; a gone follower is let go).
     #[arg(long, env = "ZEITWORK_FOLLOW_FOR", default_value = "3600", value_parser = seconds)]
     pub follow_for: Duration,
-    /// Per-org quota: instances meant to run, over all its apps and envs.
-    #[arg(long, env = "ZEITWORK_QUOTA_INSTANCES", default_value_t = Quotas::default().instances)]
+    /// Every org's quota unless one is set for the org (`zeitwork quotas set`): instances meant to run, over all its apps and envs.
+    #[arg(long, env = "ZEITWORK_QUOTA_INSTANCES", default_value_t = Quotas::default().instances,
+        value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.instances))]
     pub quota_instances: u64,
-    /// Per-org quota: MiB of memory of those instances.
-    #[arg(long, env = "ZEITWORK_QUOTA_MEMORY_MB", default_value_t = Quotas::default().memory_mb)]
+    /// Every org's quota unless one is set for the org (`zeitwork quotas set`): MiB of memory of those instances.
+    #[arg(long, env = "ZEITWORK_QUOTA_MEMORY_MB", default_value_t = Quotas::default().memory_mb,
+        value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.memory_mb))]
     pub quota_memory_mb: u64,
-    /// Per-org quota: routes of every mode.
-    #[arg(long, env = "ZEITWORK_QUOTA_ROUTES", default_value_t = Quotas::default().routes)]
+    /// Every org's quota unless one is set for the org (`zeitwork quotas set`): routes of every mode.
+    #[arg(long, env = "ZEITWORK_QUOTA_ROUTES", default_value_t = Quotas::default().routes,
+        value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.routes))]
     pub quota_routes: u64,
-    /// Per-org quota: `tcp` routes (each takes a port on every edge).
-    #[arg(long, env = "ZEITWORK_QUOTA_TCP_ROUTES", default_value_t = Quotas::default().tcp_routes)]
+    /// Every org's quota unless one is set for the org (`zeitwork quotas set`): `tcp` routes (each takes a port on every edge).
+    #[arg(long, env = "ZEITWORK_QUOTA_TCP_ROUTES", default_value_t = Quotas::default().tcp_routes,
+        value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.tcp_routes))]
     pub quota_tcp_routes: u64,
-    /// Per-org quota: custom domains, verified or not.
-    #[arg(long, env = "ZEITWORK_QUOTA_DOMAINS", default_value_t = Quotas::default().domains)]
+    /// Every org's quota unless one is set for the org (`zeitwork quotas set`): custom domains, verified or not.
+    #[arg(long, env = "ZEITWORK_QUOTA_DOMAINS", default_value_t = Quotas::default().domains,
+        value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.domains))]
     pub quota_domains: u64,
 }
 

@@ -18,6 +18,7 @@ use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
 use crate::hostnames;
 use crate::placement::{self, Want};
+use crate::quota;
 use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
 
@@ -287,11 +288,12 @@ impl AppState {
             .filter_map(|plan| processes.iter().find(|(spec, _)| spec.name == plan.process))
             .map(|(spec, _)| spec.memory_mb)
             .sum();
-        self.config.quotas.allow_instances(
-            &scope.org.name,
-            usage.instances + plans.len() as u64,
-            usage.memory_mb + memory,
-        )?;
+        quota::of(&mut **tx, self.config.quotas, &scope.org)
+            .await?
+            .allow_instances(
+                usage.instances + plans.len() as u64,
+                usage.memory_mb + memory,
+            )?;
         let slug = free_slug(tx, scope).await?;
         let data = EventData::DeploymentCreated {
             deployment_id,

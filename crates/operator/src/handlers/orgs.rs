@@ -2,16 +2,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use zeitwork_core::{EventData, Name};
+use zeitwork_core::{EventData, Name, QuotaOverrides, Quotas};
 use zeitwork_store::model::Org;
+use zeitwork_store::read::OrgUsage;
 use zeitwork_store::{log, read};
 
 use crate::auth::Auth;
-use crate::body::Create;
-use crate::error::{ApiResult, field};
+use crate::body::{Body, Create};
+use crate::error::{ApiError, ApiResult, field};
 use crate::scope::{Admin, InOrg, Reader};
 use crate::state::AppState;
 
@@ -64,4 +65,69 @@ pub async fn delete(
         EventData::OrgDeleted { org_id: org.id },
     )
     .await
+}
+
+/// An org's quotas: those in force, the org's own settings, the platform's, and what the
+/// org holds against them.
+#[derive(Debug, Serialize)]
+pub struct OrgQuotaView {
+    org: String,
+    /// In force: `own` where set, else `platform`.
+    quotas: Quotas,
+    /// Set by a platform admin for this org alone; `null` is the platform's.
+    own: QuotaOverrides,
+    platform: Quotas,
+    usage: OrgUsage,
+}
+
+async fn quota_view(
+    db: &mut sqlx::PgConnection,
+    platform: Quotas,
+    org: &Org,
+) -> ApiResult<OrgQuotaView> {
+    let own = read::org_quota_overrides(&mut *db, org.id).await?;
+    let usage = read::org_usage(&mut *db, org.id, None, None).await?;
+    Ok(OrgQuotaView {
+        org: org.name.clone(),
+        quotas: platform.with(&own),
+        own,
+        platform,
+        usage,
+    })
+}
+
+pub async fn quotas(
+    State(s): State<AppState>,
+    InOrg { org, .. }: InOrg<Reader>,
+) -> ApiResult<Json<OrgQuotaView>> {
+    let mut db = s
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(zeitwork_store::StoreError::from)?;
+    Ok(Json(quota_view(&mut db, s.config.quotas, &org).await?))
+}
+
+/// Replaces the org's own quotas (platform token): each one given is the org's, each
+/// one absent or `null` the platform's.
+pub async fn set_quotas(
+    State(s): State<AppState>,
+    InOrg { auth, org, .. }: InOrg<Admin>,
+    Body(own): Body<QuotaOverrides>,
+) -> ApiResult<Json<OrgQuotaView>> {
+    auth.require_platform()?;
+    own.check()
+        .map_err(|e| ApiError::invalid(e.field, e.to_string()))?;
+    let mut tx = s.store.begin().await?;
+    let data = EventData::OrgQuotasSet {
+        org_id: org.id,
+        quotas: own,
+    };
+    log::append(&mut tx, Some(org.id), &auth.actor(), data).await?;
+    let view = quota_view(&mut tx, s.config.quotas, &org).await?;
+    tx.commit()
+        .await
+        .map_err(zeitwork_store::StoreError::from)?;
+    Ok(Json(view))
 }

@@ -26,6 +26,7 @@ use zeitwork_store::{Tx, log, read};
 use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
+use crate::quota;
 use crate::scope::{Deployer, EnvScope, InEnv, Reader};
 use crate::state::AppState;
 use verify::DomainView;
@@ -147,9 +148,9 @@ pub(crate) async fn record(
         own_domain(tx, scope.env.id, host, at).await?;
     }
     let usage = read::org_usage(&mut **tx, scope.org.id, None, None).await?;
-    s.config
-        .quotas
-        .allow_route(&scope.org.name, &usage, spec.mode == RouteMode::Tcp)?;
+    quota::of(&mut **tx, s.config.quotas, &scope.org)
+        .await?
+        .allow_route(&usage, spec.mode == RouteMode::Tcp)?;
     let listen_port = match spec.mode {
         RouteMode::Tcp => Some(allocate_port(tx, s.config.tcp_ports, at).await?),
         _ => None,
@@ -277,7 +278,9 @@ pub async fn add_domain(
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let usage = read::org_usage(&mut *tx, scope.org.id, None, None).await?;
-    s.config.quotas.allow_domain(&scope.org.name, &usage)?;
+    quota::of(&mut *tx, s.config.quotas, &scope.org)
+        .await?
+        .allow_domain(&usage)?;
     verify::not_verified_elsewhere(&mut tx, hostname.as_str(), scope.env.id).await?;
     let data = EventData::DomainAdded {
         domain_id,

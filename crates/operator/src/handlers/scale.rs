@@ -13,6 +13,7 @@ use zeitwork_store::{log, read};
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, Want};
+use crate::quota;
 use crate::scope::{Deployer, InEnv};
 use crate::state::AppState;
 
@@ -111,11 +112,12 @@ pub async fn scale(
     let usage =
         read::org_usage(&mut *tx, scope.org.id, Some(scope.env.id), Some(&b.process)).await?;
     let after = (running.len() - stopped.len() + started.len()) as u64;
-    s.config.quotas.allow_instances(
-        &scope.org.name,
-        usage.instances + after,
-        usage.memory_mb + after * u64::try_from(process.memory_mb).unwrap_or(0),
-    )?;
+    quota::of(&mut *tx, s.config.quotas, &scope.org)
+        .await?
+        .allow_instances(
+            usage.instances + after,
+            usage.memory_mb + after * u64::try_from(process.memory_mb).unwrap_or(0),
+        )?;
     let data = EventData::ProcessScaled {
         deployment_id: deployment.id,
         process: b.process.clone(),

@@ -98,6 +98,10 @@ impl Platform {
             .await
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::PUT, path, Some(token), Some(&body)).await
+    }
+
     /// Creates an org with an admin token and returns the token.
     pub async fn org(&self, name: &str) -> String {
         let a = self
