@@ -431,6 +431,7 @@ fn registry_blob(registry: &Registry, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap();
     registry
         .storage_dir()
+        .unwrap()
         .join("docker/registry/v2/blobs/sha256")
         .join(&hex[..2])
         .join(hex)

@@ -11,6 +11,7 @@ use std::process::Stdio;
 
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
+use zeitwork_registry::{RegistryConfig, Storage};
 
 use crate::ServiceError;
 use crate::process::{find_binary, free_port, wait_for_port};
@@ -18,28 +19,24 @@ use crate::process::{find_binary, free_port, wait_for_port};
 const SERVICE: &str = "docker-registry";
 const BINARY: &str = "docker-registry";
 
-/// A running `docker-registry` on 127.0.0.1 that speaks plain HTTP.
+/// A running `docker-registry` that speaks plain HTTP.
 ///
-/// Dropping it kills the server and deletes its storage.
+/// Dropping it kills the server (and deletes a throwaway one's storage).
 #[derive(Debug)]
 pub struct Registry {
     child: Child,
     port: u16,
-    storage: PathBuf,
+    /// Filesystem storage's root; none for a bucket.
+    storage: Option<PathBuf>,
     /// Removed after the server is killed (fields drop in declaration order).
-    _temp: TempDir,
+    _temp: Option<TempDir>,
 }
 
 impl Registry {
-    /// Starts a registry with filesystem storage in a temporary directory, on a free port, with
-    /// deletes enabled (so tests can exercise garbage collection on the registry side too).
+    /// Starts a registry with filesystem storage in a temporary directory, on a free port of
+    /// 127.0.0.1, with deletes enabled (so tests can exercise garbage collection on the
+    /// registry side too), open to anyone.
     pub async fn throwaway() -> Result<Registry, ServiceError> {
-        let binary = find_binary(BINARY, &["/usr/bin", "/usr/sbin", "/usr/local/bin"]).ok_or(
-            ServiceError::NotInstalled {
-                binary: BINARY,
-                hint: "install Debian's docker-registry package (scripts/setup.sh does it)",
-            },
-        )?;
         let temp = tempfile::Builder::new()
             .prefix("zeitwork-registry-")
             .tempdir()
@@ -48,12 +45,50 @@ impl Registry {
         std::fs::create_dir(&storage)
             .map_err(ServiceError::io(format!("creating {}", storage.display())))?;
         let port = free_port();
-        let config = temp.path().join("config.yml");
-        std::fs::write(&config, config_yaml(&storage, port))
-            .map_err(ServiceError::io(format!("writing {}", config.display())))?;
+        let mut registry =
+            Registry::launch(&config_yaml(&storage, port), port, temp.path()).await?;
+        registry.storage = Some(storage);
+        registry._temp = Some(temp);
+        Ok(registry)
+    }
 
+    /// Starts the platform's registry as `config` says (every request needs a token from
+    /// the operator), its configuration file and log in `dir`.
+    pub async fn serve(config: &RegistryConfig, dir: &Path) -> Result<Registry, ServiceError> {
+        std::fs::create_dir_all(dir)
+            .map_err(ServiceError::io(format!("creating {}", dir.display())))?;
+        if let Storage::Filesystem(root) = &config.storage {
+            std::fs::create_dir_all(root)
+                .map_err(ServiceError::io(format!("creating {}", root.display())))?;
+        }
+        let mut registry = Registry::launch(&config.to_yaml(), config.listen.port(), dir).await?;
+        if let Storage::Filesystem(root) = &config.storage {
+            registry.storage = Some(root.clone());
+        }
+        Ok(registry)
+    }
+
+    /// Runs `docker-registry serve` on `yaml` (written to `dir/config.yml`, which may hold
+    /// storage credentials: owner-only), logging to `dir/registry.log`, until `port` answers.
+    async fn launch(yaml: &str, port: u16, dir: &Path) -> Result<Registry, ServiceError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let binary = find_binary(BINARY, &["/usr/bin", "/usr/sbin", "/usr/local/bin"]).ok_or(
+            ServiceError::NotInstalled {
+                binary: BINARY,
+                hint: "install Debian's docker-registry package (scripts/setup.sh does it)",
+            },
+        )?;
+        let config = dir.join("config.yml");
+        let _ = std::fs::remove_file(&config);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&config)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, yaml.as_bytes()))
+            .map_err(ServiceError::io(format!("writing {}", config.display())))?;
         // The registry logs to stderr only: keep it in a file so a failure can quote it.
-        let log = temp.path().join("registry.log");
+        let log = dir.join("registry.log");
         let output = OpenOptions::new()
             .create(true)
             .append(true)
@@ -72,12 +107,12 @@ impl Registry {
             .spawn()
             .map_err(ServiceError::io(format!("running {}", binary.display())))?;
         wait_for_port(SERVICE, port, &mut child, &log).await?;
-        tracing::info!(port, storage = %storage.display(), "docker-registry started");
+        tracing::info!(port, "docker-registry started");
         Ok(Registry {
             child,
             port,
-            storage,
-            _temp: temp,
+            storage: None,
+            _temp: None,
         })
     }
 
@@ -92,9 +127,9 @@ impl Registry {
     }
 
     /// The registry's storage root (`docker/registry/v2/blobs/sha256/AB/ABCD…/data` inside holds
-    /// each blob), for tests that need to corrupt what the registry serves.
-    pub fn storage_dir(&self) -> &Path {
-        &self.storage
+    /// each blob), for tests that need to corrupt what the registry serves; none for a bucket.
+    pub fn storage_dir(&self) -> Option<&Path> {
+        self.storage.as_deref()
     }
 
     /// Kills the server and waits until it is gone, so that the port refuses connections when
@@ -129,8 +164,13 @@ mod tests {
     use super::*;
 
     async fn get(addr: &str, path: &str) -> String {
+        get_with(addr, path, "").await
+    }
+
+    /// `GET path` with extra header lines (each ending in CRLF).
+    async fn get_with(addr: &str, path: &str, headers: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
@@ -156,12 +196,81 @@ mod tests {
         let response = get(&registry.addr(), "/v2/").await;
         let status = response.lines().next().unwrap_or_default();
         assert!(status.contains(" 200 "), "{response}");
-        assert!(registry.storage_dir().is_dir());
+        assert!(registry.storage_dir().unwrap().is_dir());
 
         let addr = registry.addr();
-        let storage = registry.storage_dir().to_path_buf();
+        let storage = registry.storage_dir().unwrap().to_path_buf();
         registry.stop().await.unwrap();
         assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
         assert!(!storage.exists(), "storage is deleted with the registry");
+    }
+
+    /// The real registry takes the operator's tokens: the key id it derives from the
+    /// certificate is the one the token names, the signature verifies, and the `access`
+    /// claim is what it enforces.
+    #[tokio::test]
+    async fn the_platform_registry_honours_the_operators_tokens_only() {
+        use zeitwork_registry::{Access, Action, TokenKey, TokenRequest, issue};
+        let dir = tempfile::tempdir().unwrap();
+        let key = TokenKey::generate().unwrap();
+        let cert = dir.path().join("token.crt");
+        std::fs::write(&cert, key.certificate_pem().unwrap()).unwrap();
+        let port = free_port();
+        let config = RegistryConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            realm: "http://127.0.0.1:1/api/v1/registry/token".into(),
+            certificate: cert,
+            storage: Storage::Filesystem(dir.path().join("storage")),
+            http_secret: "test".into(),
+        };
+        let registry = Registry::serve(&config, &dir.path().join("run"))
+            .await
+            .unwrap();
+        let addr = registry.addr();
+        let challenge = get(&addr, "/v2/").await;
+        assert!(challenge.starts_with("HTTP/1.0 401"), "{challenge}");
+        assert!(
+            challenge.contains(
+                "Bearer realm=\"http://127.0.0.1:1/api/v1/registry/token\",service=\"zeitwork-registry\""
+            ),
+            "{challenge}"
+        );
+        let token = |key: &TokenKey, repo: &str| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let request = TokenRequest {
+                subject: "test".into(),
+                granted: vec![Access::repository(repo, vec![Action::Pull])],
+                now,
+                ttl: 60,
+                id: format!("{repo}-{now}"),
+            };
+            format!("Authorization: Bearer {}\r\n", issue(key, &request).token)
+        };
+        let tags = "/v2/acme/web/tags/list";
+        let ok = get_with(&addr, tags, &token(&key, "acme/web")).await;
+        assert!(
+            ok.starts_with("HTTP/1.0 404") && ok.contains("NAME_UNKNOWN"),
+            "granted, and the repository does not exist yet: {ok}"
+        );
+        let other = get_with(&addr, tags, &token(&key, "other/web")).await;
+        assert!(
+            other.starts_with("HTTP/1.0 401"),
+            "another repository's grant: {other}"
+        );
+        let forged = get_with(
+            &addr,
+            tags,
+            &token(&TokenKey::generate().unwrap(), "acme/web"),
+        )
+        .await;
+        assert!(
+            forged.starts_with("HTTP/1.0 401"),
+            "a key the registry does not trust: {forged}"
+        );
+        let yaml = std::fs::read_to_string(dir.path().join("run/config.yml")).unwrap();
+        assert!(yaml.contains("rootcertbundle"), "{yaml}");
     }
 }
