@@ -111,8 +111,12 @@ fn agent_log(node_dir: &Path) -> std::fs::File {
         .unwrap()
 }
 
-/// Waits up to `within` for `check`; on timeout fails quoting every agent's log (the
-/// `agent.stderr` of each node directory in the temp dir).
+/// The node directories of this test process that exist now, whose agents' logs a
+/// failure quotes.
+static LIVE: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Waits up to `within` for `check`; on timeout fails quoting the log of every agent of
+/// this test process (the `agent.stderr` of each live [`NodeDir`]).
 pub async fn until<T, F, Fut>(what: &str, within: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -121,11 +125,13 @@ where
     if let Some(value) = poll_until(within, check).await {
         return value;
     }
-    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("agent.stderr"))
+    let dirs = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let logs: Vec<String> = dirs
+        .iter()
+        .map(|d| d.join("agent.stderr"))
         .filter_map(|p| {
             let log = std::fs::read_to_string(&p).ok()?;
             Some(format!("--- {} ---\n{log}", p.display()))
@@ -155,6 +161,9 @@ impl NodeDir {
     pub fn new() -> NodeDir {
         let dir = tempfile::tempdir().expect("a node directory");
         crate::share_guest_cache(dir.path());
+        LIVE.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(dir.path().to_path_buf());
         NodeDir(dir)
     }
 
@@ -172,6 +181,9 @@ impl Default for NodeDir {
 
 impl Drop for NodeDir {
     fn drop(&mut self) {
+        LIVE.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|d| d != self.path());
         kill_vms_of(self.path());
         let instances = std::fs::read_dir(self.path().join("instances"));
         for entry in instances.into_iter().flatten().flatten() {

@@ -38,6 +38,14 @@ async fn two_orgs_on_two_nodes_on_the_same_port_each_get_their_own_instance() {
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs and network namespaces need root"
     );
+    // The edge runs on this host, where an earlier `zeitwork up` with a local node may
+    // have left its firewall table (a killed agent does not remove it). That platform
+    // numbered its node's instances from the same first /64 as this one will number
+    // node a's, and its table refuses the host's connections to that /64 as leading to
+    // no instance of its own: remove it, as a host that stopped being that node would.
+    let _ = std::process::Command::new("nft")
+        .args(["delete", "table", "inet", zeitwork_net::TABLE])
+        .output();
     let mut _netns = Vec::new();
     for node in &NODES {
         _netns.push(Netns::create(node).await);
