@@ -73,16 +73,16 @@ impl Node {
         command.spawn().expect("starting an agent")
     }
 
-    /// This node as `zeitwork nodes --json` lists it.
+    /// This node as `zeitwork nodes --json` lists it; `Value::Null` until it enrolled.
     pub async fn listed(&self, up: &Up) -> Value {
         let nodes = up.cli(&["nodes", "--json"]).await.json();
         nodes["nodes"]
             .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .find(|n| n["name"] == self.name)
             .cloned()
-            .unwrap_or_else(|| panic!("node {} is not listed: {nodes}", self.name))
+            .unwrap_or(Value::Null)
     }
 
     /// Routes `prefix` (the node's instance /64) from the host through this node, as a
