@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zeitwork_core::guest::{GuestConfig, Interface};
-use zeitwork_image::{Auth, ImageConfig};
+use zeitwork_image::ImageConfig;
 use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Link, Netns, Topology};
 use zeitwork_vmm::{NetAttachment, RunningVm, VmExit, VmSpec, Vmm};
 
@@ -53,7 +53,10 @@ pub struct Instance {
 
 impl<V: Vmm> Runtime<V> {
     pub async fn start(&self, spec: &InstanceSpec) -> Result<Instance, AgentError> {
-        let rootfs = self.images.rootfs(&spec.image, &Auth::Anonymous).await?;
+        let rootfs = self
+            .images
+            .rootfs(&spec.image, &self.config.pull_auth(&spec.image))
+            .await?;
         let argv = spec.command.clone().unwrap_or_else(|| {
             [rootfs.config.entrypoint.clone(), rootfs.config.cmd.clone()].concat()
         });

@@ -23,7 +23,7 @@ pub use control::{ControlError, ControlPlane, HttpControl};
 pub use instance::{Instance, InstanceSpec};
 pub use node::{LoopConfig, NodeAgent};
 pub use orphans::{Cleaned, Keep};
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{RegistryLogin, Runtime, RuntimeConfig};
 
 use zeitwork_vmm::VmmError;
 

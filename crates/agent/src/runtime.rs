@@ -26,6 +26,29 @@ pub struct RuntimeConfig {
     /// The networks edges on other hosts connect from: they may reach the instances' app
     /// ports through this node (see `docs/security.md`).
     pub edge_networks: Vec<EdgeNetwork>,
+    /// The platform registry, whose images this node pulls with its own credential (the
+    /// operator's token service grants it the images placed on it); others anonymously.
+    pub registry: Option<RegistryLogin>,
+}
+
+/// Where the platform registry is and how this node logs in to it.
+#[derive(Clone, Debug)]
+pub struct RegistryLogin {
+    /// `host:port`, the registry part of its image references.
+    pub address: String,
+    /// The node's name and credential.
+    pub auth: zeitwork_image::Auth,
+}
+
+impl RuntimeConfig {
+    /// The credentials to pull `image` with: the node's own for the platform registry,
+    /// none for any other (a node's credential never leaves for another registry).
+    pub(crate) fn pull_auth(&self, image: &str) -> zeitwork_image::Auth {
+        match &self.registry {
+            Some(r) if image.starts_with(&format!("{}/", r.address)) => r.auth.clone(),
+            _ => zeitwork_image::Auth::Anonymous,
+        }
+    }
 }
 
 pub struct Runtime<V> {

@@ -178,8 +178,9 @@ async fn boot<V: Vmm + 'static, C: ControlPlane>(
     let id = spec.instance_id;
     let state = |s| ctx.reporter.send(id, s, None, None, restarts);
     state(ObservedState::Pulling);
+    let auth = ctx.runtime.config.pull_auth(&spec.image);
     let pulled = tokio::select! {
-        pulled = ctx.runtime.images().rootfs(&spec.image, &zeitwork_image::Auth::Anonymous) => pulled,
+        pulled = ctx.runtime.images().rootfs(&spec.image, &auth) => pulled,
         _ = stop.wait_for(|s| *s) => return None,
     };
     if let Err(e) = pulled {

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod network;
 pub mod nodes;
 pub mod quotas;
+pub mod registry;
 pub mod secrets;
 pub mod session;
 
@@ -100,6 +101,12 @@ pub enum Command {
     /// List the event log, or follow it live with -f
     #[command(after_long_help = EXIT_CODES_HELP)]
     Events(events::EventsArgs),
+    /// Show the platform registry, or log docker, podman, buildah and skopeo in to it
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Registry {
+        #[command(subcommand)]
+        action: Option<registry::RegistryAction>,
+    },
     /// Show the org's quotas and usage, or set its own (platform token)
     #[command(after_long_help = EXIT_CODES_HELP)]
     Quotas {
@@ -149,6 +156,9 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Domains { action } => network::domains(&ctx()?, action.unwrap_or_default()).await,
         Command::Nodes { action } => nodes::nodes(&ctx()?, action.unwrap_or_default()).await,
         Command::Events(args) => events::events(&ctx()?, args).await,
+        Command::Registry { action } => {
+            registry::registry(&ctx()?, action.unwrap_or_default()).await
+        }
         Command::Quotas { action } => quotas::quotas(&ctx()?, action.unwrap_or_default()).await,
         Command::Tokens { action } => access::tokens(&ctx()?, action.unwrap_or_default()).await,
         Command::Users { action } => access::users(&ctx()?, action.unwrap_or_default()).await,

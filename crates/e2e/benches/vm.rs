@@ -224,6 +224,7 @@ async fn main() {
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
             edge_networks: Vec::new(),
+            registry: None,
         },
     )
     .await

@@ -204,6 +204,7 @@ pub struct Up {
     edge_https_port: u16,
     postgres_port: u16,
     nats_port: u16,
+    registry_port: u16,
     child: Option<Child>,
     starts: u32,
     api: String,
@@ -269,6 +270,7 @@ impl Up {
             edge_https_port,
             postgres_port: zeitwork_services::free_port(),
             nats_port: zeitwork_services::free_port(),
+            registry_port: zeitwork_services::free_port(),
             child: None,
             starts: 0,
             api: String::new(),
@@ -313,6 +315,8 @@ impl Up {
             .arg(self.postgres_port.to_string())
             .arg("--nats-port")
             .arg(self.nats_port.to_string())
+            .arg("--registry-listen")
+            .arg(format!("127.0.0.1:{}", self.registry_port))
             .args(&self.extra)
             .env("ZEITWORK_HELLO_BIN", hello_bin())
             .env("ZEITWORK_INIT_BIN", init_bin())
@@ -382,6 +386,11 @@ impl Up {
     /// What the latest start logged on stderr so far, for failure messages.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.stderr_log()).unwrap_or_default()
+    }
+
+    /// Where the platform registry listens, `127.0.0.1:PORT`.
+    pub fn registry(&self) -> String {
+        format!("127.0.0.1:{}", self.registry_port)
     }
 
     /// The API base URL, `http://127.0.0.1:PORT`.
@@ -492,6 +501,13 @@ impl Up {
     /// If it cannot be run or takes longer than a minute.
     pub async fn cli(&self, args: &[&str]) -> Output {
         self.run(args, self.cli_command(args)).await
+    }
+
+    /// [`Up::cli`] with these environment variables set as well.
+    pub async fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.cli_command(args);
+        command.envs(env.iter().copied());
+        self.run(args, command).await
     }
 
     /// `zeitwork ARGS` as the operator on this machine runs the commands that talk to

@@ -27,6 +27,7 @@ fn runtime_config(node: &Path, init: &Path) -> RuntimeConfig {
         node_prefix: NodePrefix::parse(PREFIX).unwrap(),
         egress_allow: Vec::new(),
         edge_networks: Vec::new(),
+        registry: None,
     }
 }
 

@@ -81,6 +81,7 @@ async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
             edge_networks: Vec::new(),
+            registry: None,
         },
     )
     .await

@@ -66,6 +66,7 @@ async fn the_example_boots_serves_exits_is_capped_and_isolated() {
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
             edge_networks: Vec::new(),
+            registry: None,
         },
     )
     .await
@@ -174,6 +175,7 @@ async fn bad_images_fail_clearly_and_leave_nothing() {
             node_prefix: NodePrefix::parse(PREFIX).unwrap(),
             egress_allow: Vec::new(),
             edge_networks: Vec::new(),
+            registry: None,
         },
     )
     .await

@@ -15,6 +15,7 @@
 mod cache;
 mod config;
 mod confined;
+mod credentials;
 mod digest;
 mod error;
 mod ext4;
@@ -30,6 +31,7 @@ use std::sync::{Mutex, PoisonError};
 use futures::StreamExt as _;
 
 pub use config::ImageConfig;
+pub use credentials::AuthFiles;
 pub use error::ImageError;
 pub use push::{LayerBlob, PushOptions, pack_directory, push_directory, push_image};
 pub use reference::{Auth, INSECURE_REGISTRIES_ENV};
@@ -328,4 +330,23 @@ impl ImageStore {
             config,
         })
     }
+}
+
+/// `reference` pinned to what its registry serves for it now: `name[:tag]@sha256:…`
+/// (the tag kept for the reader), the digest of its manifest, or of its index for a
+/// multi-platform image, which must hold a linux/amd64 image. A reference with a
+/// digest is checked against the registry the same way. Nothing is downloaded but
+/// manifests; plain-HTTP registries are those of [`INSECURE_REGISTRIES_ENV`] and loopback.
+pub async fn pin(reference: &str, auth: &Auth) -> Result<String, ImageError> {
+    let parsed = reference::parse(reference)?;
+    let session = Session {
+        client: Transport::from_env().client(&parsed),
+        reference: parsed,
+        auth: auth.to_oci(),
+    };
+    let resolved = session.resolve().await?;
+    let name = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    Ok(format!("{name}@{}", resolved.digest))
 }

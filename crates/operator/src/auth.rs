@@ -138,7 +138,14 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Auth> {
         let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
-        let hash = hash(&token);
+        Auth::from_secret(state, &token).await
+    }
+}
+
+impl Auth {
+    /// The caller a token or node credential proves, however it was presented.
+    pub async fn from_secret(state: &AppState, token: &str) -> ApiResult<Auth> {
+        let hash = hash(token);
         let db = state.store.pool();
         if let Some(principal) = read::principal(db, &hash).await? {
             let role = Role::parse(&principal.role)

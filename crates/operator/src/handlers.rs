@@ -9,6 +9,7 @@ pub mod logs;
 mod meta;
 mod nodes;
 mod orgs;
+mod registry;
 mod routing;
 mod scale;
 mod secrets;
@@ -46,6 +47,16 @@ pub fn api() -> Api {
             "/api/v1/whoami",
             "The calling token's org and role",
             meta::whoami,
+        )
+        .get(
+            "/api/v1/registry",
+            "Where the platform registry is",
+            registry::info,
+        )
+        .public(
+            "/api/v1/registry/token",
+            "The platform registry's token service (Docker token auth; an API token or node credential as the basic-auth password)",
+            registry::token,
         )
         .get("/api/v1/orgs", "List orgs visible to the token", orgs::list)
         .post(

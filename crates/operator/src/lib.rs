@@ -17,6 +17,7 @@ pub mod node_scope;
 pub mod openapi;
 mod placement;
 pub mod quota;
+pub mod registry;
 mod relocate;
 pub mod scope;
 pub mod state;

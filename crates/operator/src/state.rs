@@ -34,6 +34,8 @@ pub struct Config {
     /// it; clients reconnect with `Last-Event-ID` and lose nothing, and a follower that
     /// went away without closing holds nothing longer than this.
     pub follow_for: Duration,
+    /// The registry the platform runs, when it runs one (its token service is ours).
+    pub registry: Option<Arc<crate::registry::PlatformRegistry>>,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             tcp_ports: PortRange::new(20000, 29999).expect("a valid range"),
             quotas: Quotas::default(),
             follow_for: Duration::from_secs(3600),
+            registry: None,
         }
     }
 }

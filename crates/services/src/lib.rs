@@ -45,7 +45,7 @@ pub enum ServiceError {
         dir.display()
     )]
     AlreadyRunning {
-        /// `PostgreSQL` or `NATS`.
+        /// `PostgreSQL`, `NATS` or `docker-registry`.
         service: &'static str,
         /// The directory given to `start`.
         dir: PathBuf,
@@ -58,7 +58,7 @@ pub enum ServiceError {
          uses it or choose another port"
     )]
     PortInUse {
-        /// `PostgreSQL` or `NATS`.
+        /// `PostgreSQL`, `NATS` or `docker-registry`.
         service: &'static str,
         /// The port asked for.
         port: u16,
@@ -66,7 +66,7 @@ pub enum ServiceError {
     /// The server was launched but did not come up.
     #[error("{service} did not start: {reason}; last lines of {}:\n{log_tail}", log.display())]
     StartFailed {
-        /// `PostgreSQL` or `NATS`.
+        /// `PostgreSQL`, `NATS` or `docker-registry`.
         service: &'static str,
         /// What went wrong, as far as we can tell from outside.
         reason: String,

@@ -11,7 +11,9 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::ServiceError;
-use crate::process::{START_TIMEOUT, ensure_port_free, find_binary, free_port, wait_for_port};
+use crate::process::{
+    START_TIMEOUT, ensure_port_free, find_binary, free_port, live_pid, wait_for_port,
+};
 
 const SERVICE: &str = "NATS";
 const BINARY: &str = "nats-server";
@@ -42,7 +44,7 @@ impl Nats {
         std::fs::create_dir_all(dir)
             .map_err(ServiceError::io(format!("creating {}", dir.display())))?;
         let pid_file = dir.join("nats.pid");
-        if let Some(pid) = live_server(&pid_file) {
+        if let Some(pid) = live_pid(&pid_file, BINARY) {
             return Err(ServiceError::AlreadyRunning {
                 service: SERVICE,
                 dir: dir.to_path_buf(),
@@ -131,21 +133,6 @@ impl Drop for Nats {
         // kill_on_drop kills the child; the pid file must not outlive it.
         let _ = std::fs::remove_file(&self.pid_file);
     }
-}
-
-/// The pid in `pid_file` if it names a live (not zombie) `nats-server`; a stale file from a
-/// crash, or a pid since reused by another program, yields `None`.
-fn live_server(pid_file: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    // /proc/PID/stat: "PID (COMM) STATE ..."
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, tail) = stat.rsplit_once(')')?;
-    let alive = head.ends_with(&format!("({BINARY}")) && !tail.trim_start().starts_with('Z');
-    alive.then_some(pid)
 }
 
 #[cfg(test)]

@@ -60,6 +60,23 @@ pub(crate) fn ensure_port_free(service: &'static str, port: u16) -> Result<(), S
 
 /// Finds an executable `name` on PATH, else in one of `fallback_dirs` (system directories such as
 /// `/usr/sbin` are not on an unprivileged user's PATH).
+/// The pid in `pid_file` if it names a live (not zombie) process of `binary` (its first
+/// 15 characters, as the kernel keeps a command name): a server a killed `zeitwork up`
+/// left running.
+pub(crate) fn live_pid(pid_file: &Path, binary: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // /proc/PID/stat: "PID (COMM) STATE ..."
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm: String = binary.chars().take(15).collect();
+    let alive = head.ends_with(&format!("({comm}")) && !tail.trim_start().starts_with('Z');
+    alive.then_some(pid)
+}
+
 pub(crate) fn find_binary(name: &str, fallback_dirs: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use zeitwork_registry::{RegistryConfig, Storage};
 
 use crate::ServiceError;
-use crate::process::{find_binary, free_port, wait_for_port};
+use crate::process::{find_binary, free_port, live_pid, wait_for_port};
 
 const SERVICE: &str = "docker-registry";
 const BINARY: &str = "docker-registry";
@@ -28,6 +28,8 @@ pub struct Registry {
     port: u16,
     /// Filesystem storage's root; none for a bucket.
     storage: Option<PathBuf>,
+    /// The platform registry's pid file, removed when it stops.
+    pid_file: Option<PathBuf>,
     /// Removed after the server is killed (fields drop in declaration order).
     _temp: Option<TempDir>,
 }
@@ -53,10 +55,20 @@ impl Registry {
     }
 
     /// Starts the platform's registry as `config` says (every request needs a token from
-    /// the operator), its configuration file and log in `dir`.
+    /// the operator), its configuration file, log and pid file in `dir`.
+    ///
+    /// Fails with [`ServiceError::AlreadyRunning`] if the pid file names a live registry.
     pub async fn serve(config: &RegistryConfig, dir: &Path) -> Result<Registry, ServiceError> {
         std::fs::create_dir_all(dir)
             .map_err(ServiceError::io(format!("creating {}", dir.display())))?;
+        let pid_file = dir.join("registry.pid");
+        if let Some(pid) = live_pid(&pid_file, BINARY) {
+            return Err(ServiceError::AlreadyRunning {
+                service: SERVICE,
+                dir: dir.to_path_buf(),
+                pid,
+            });
+        }
         if let Storage::Filesystem(root) = &config.storage {
             std::fs::create_dir_all(root)
                 .map_err(ServiceError::io(format!("creating {}", root.display())))?;
@@ -64,6 +76,11 @@ impl Registry {
         let mut registry = Registry::launch(&config.to_yaml(), config.listen.port(), dir).await?;
         if let Storage::Filesystem(root) = &config.storage {
             registry.storage = Some(root.clone());
+        }
+        if let Some(pid) = registry.child.id() {
+            std::fs::write(&pid_file, format!("{pid}\n"))
+                .map_err(ServiceError::io(format!("writing {}", pid_file.display())))?;
+            registry.pid_file = Some(pid_file);
         }
         Ok(registry)
     }
@@ -112,6 +129,7 @@ impl Registry {
             child,
             port,
             storage: None,
+            pid_file: None,
             _temp: None,
         })
     }
@@ -139,8 +157,21 @@ impl Registry {
             .kill()
             .await
             .map_err(ServiceError::io("stopping docker-registry"))?;
+        if let Some(pid_file) = self.pid_file.take() {
+            let _ = std::fs::remove_file(pid_file);
+        }
         tracing::info!(port = self.port, "docker-registry stopped");
         Ok(())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The child is killed on drop (after this); its pid file goes now.
+        if let Some(pid_file) = self.pid_file.take() {
+            let _ = self.child.start_kill();
+            let _ = std::fs::remove_file(pid_file);
+        }
     }
 }
 

@@ -37,6 +37,15 @@ pub async fn org<'c>(db: impl PgExecutor<'c>, name: &str) -> R<Option<Org>> {
     )
 }
 
+pub async fn org_by_id<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<Org>> {
+    Ok(
+        sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
 pub async fn users<'c>(db: impl PgExecutor<'c>, org: Uuid) -> R<Vec<User>> {
     Ok(sqlx::query_as(
         "SELECT id, org_id, email, role, created_at FROM users WHERE org_id = $1 ORDER BY email",
@@ -380,4 +389,19 @@ pub async fn org_quota_overrides<'c>(
             domains: n(r.4),
         })
         .unwrap_or_default())
+}
+
+/// The image references of the instances placed on `node` that are meant to run: what
+/// the node may pull.
+pub async fn node_images<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT r.image FROM instances i
+         JOIN deployments d ON d.id = i.deployment_id
+         JOIN releases r ON r.id = d.release_id
+         WHERE i.node_id = $1 AND i.desired_state = 'running'",
+    )
+    .bind(node)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(image,)| image).collect())
 }

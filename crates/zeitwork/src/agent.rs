@@ -43,6 +43,10 @@ pub struct AgentArgs {
     pub addresses: Vec<String>,
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+    /// The platform registry (`host:port`): its images are pulled with this node's
+    /// credential; other registries' anonymously.
+    #[arg(long, env = "ZEITWORK_REGISTRY_ADDRESS")]
+    pub registry: Option<String>,
     /// Mean time between full resyncs with the desired state, in seconds.
     #[arg(long, env = "ZEITWORK_RESYNC_SECONDS", default_value_t = 3600)]
     pub resync_seconds: u64,
@@ -71,6 +75,9 @@ struct Credential {
 pub struct NodeSession {
     pub control: HttpControl,
     pub node_id: Uuid,
+    /// The node's name and credential, which also log it in to the platform registry.
+    pub name: String,
+    pub credential: String,
     /// Its instances' IPv6 /64, from the control plane.
     pub instance_prefix: String,
 }
@@ -115,6 +122,8 @@ impl AgentArgs {
                     return Ok(NodeSession {
                         control,
                         node_id: cred.node_id,
+                        name: cred.name,
+                        credential: cred.credential,
                         instance_prefix,
                     });
                 }
@@ -127,6 +136,8 @@ impl AgentArgs {
         Ok(NodeSession {
             control: HttpControl::new(&self.api, &cred.name, &cred.credential)?,
             node_id: cred.node_id,
+            name: cred.name,
+            credential: cred.credential,
             instance_prefix: cred
                 .instance_prefix
                 .context("the operator gave no instance prefix")?,
@@ -187,6 +198,8 @@ pub async fn run(
     let NodeSession {
         control,
         node_id,
+        name,
+        credential,
         instance_prefix,
     } = args.control().await?;
     // The control plane's prefix, not the flag: unique across nodes.
@@ -194,7 +207,17 @@ pub async fn run(
         node_prefix: instance_prefix,
         ..args.node.clone()
     };
-    let runtime = node.runtime().await?;
+    let registry = args
+        .registry
+        .clone()
+        .map(|address| zeitwork_agent::RegistryLogin {
+            address,
+            auth: zeitwork_image::Auth::Basic {
+                username: name,
+                password: credential,
+            },
+        });
+    let runtime = node.runtime_with(registry).await?;
     let bus = match &args.nats_url {
         Some(url) => Some(zeitwork_bus::NatsBus::connect(url).await?),
         None => None,

@@ -24,6 +24,8 @@ pub struct Local {
     pub edge_port: u16,
     /// The example's env hostname.
     pub example_host: String,
+    /// The platform registry's address, whose images the agent pulls with its credential.
+    pub registry: Option<String>,
 }
 
 pub async fn run(
@@ -52,6 +54,7 @@ pub async fn run(
             edge_networks: Vec::new(),
         },
         api: local.api.clone(),
+        registry: local.registry.clone(),
         join_token: None,
         name: Some("local".into()),
         region: "local".into(),

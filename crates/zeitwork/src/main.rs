@@ -11,6 +11,7 @@ mod image;
 mod lb;
 mod local;
 mod metrics;
+mod registry;
 mod server;
 mod settings;
 mod up;

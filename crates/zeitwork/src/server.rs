@@ -11,6 +11,8 @@ pub enum Role {
     Operator {
         #[command(flatten)]
         args: OperatorArgs,
+        #[command(flatten)]
+        registry: crate::registry::RegistryArgs,
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
@@ -42,12 +44,20 @@ pub enum Role {
 pub async fn run(role: Role) -> anyhow::Result<()> {
     crate::init_logging();
     match role {
-        Role::Operator { args, database_url } => {
+        Role::Operator {
+            args,
+            registry,
+            database_url,
+        } => {
             let store = Store::connect(&database_url)
                 .await
                 .context("connecting to Postgres")?;
             let secrets = Key::Secrets.load(None)?;
-            let app = zeitwork_operator::app(store.clone(), secrets, args.config()).await?;
+            let config = zeitwork_operator::Config {
+                registry: registry.platform()?,
+                ..args.config()
+            };
+            let app = zeitwork_operator::app(store.clone(), secrets, config).await?;
             let listener = TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("listening on {}", args.listen))?;

@@ -86,6 +86,7 @@ impl OperatorArgs {
                 domains: self.quota_domains,
             },
             follow_for: self.follow_for,
+            registry: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
 use zeitwork_core::platform_host;
-use zeitwork_services::{Nats, Postgres, ServiceError};
+use zeitwork_services::{Nats, Postgres, Registry, ServiceError};
 use zeitwork_store::Store;
 
 use crate::edge::AcmeArgs;
@@ -49,6 +49,14 @@ pub struct UpArgs {
     edge_https_listen: String,
     #[command(flatten)]
     acme: AcmeArgs,
+    /// Address the private platform registry listens on (`docker push` to
+    /// `<address>/<org>/<app>:tag` after `zeitwork registry login`).
+    #[arg(
+        long,
+        env = "ZEITWORK_REGISTRY_LISTEN",
+        default_value = "127.0.0.1:5000"
+    )]
+    registry_listen: std::net::SocketAddr,
     /// Do not run an agent: this machine hosts no instances.
     #[arg(long)]
     no_agent: bool,
@@ -151,12 +159,23 @@ async fn serve(
     if let Some(token) = &new_token {
         write_private(&token_file, &format!("{token}\n"))?;
     }
-    // Installs the metrics recorder: the edge's and the agent's metrics are on its /metrics.
-    let app = zeitwork_operator::app(store.clone(), secrets, args.operator.config()).await?;
     let listener = TcpListener::bind(&args.operator.listen)
         .await
         .with_context(|| format!("listening on {}", args.operator.listen))?;
     let api = format!("http://{}", listener.local_addr()?);
+    let private = crate::registry::private(data, args.registry_listen, &api)?;
+    eprintln!(
+        "starting the platform registry on {} …",
+        args.registry_listen
+    );
+    let _registry = adopting(|| Registry::serve(&private.config, &private.dir)).await?;
+    let registry_address = private.platform.address.clone();
+    let config = zeitwork_operator::Config {
+        registry: Some(private.platform),
+        ..args.operator.config()
+    };
+    // Installs the metrics recorder: the edge's and the agent's metrics are on its /metrics.
+    let app = zeitwork_operator::app(store.clone(), secrets, config).await?;
     let base_domain = args.operator.base_domain.clone();
     // Names under .localhost are never ordered; others only from a directory given here.
     let acme = args.acme.acme_directory.clone();
@@ -203,6 +222,9 @@ async fn serve(
         "  Edge:       http://{edge_http} (apps at {scheme}://<app>-<org>.{base_domain}:{edge_port})"
     );
     println!("  HTTPS:      {edge_https}, for hosts with a certificate (`zeitwork certs import`)");
+    println!(
+        "  Registry:   {registry_address} (push <org>/<app> images after `zeitwork registry login`)"
+    );
     println!("  Data:       {}", data.display());
     println!("Press Ctrl-C to stop.");
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -235,6 +257,7 @@ async fn serve(
             edge_scheme: scheme,
             edge_port,
             example_host: example_host.clone(),
+            registry: Some(registry_address.clone()),
         },
         until_stopped(),
     );

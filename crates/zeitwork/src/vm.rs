@@ -62,11 +62,23 @@ impl NodeArgs {
             node_prefix: NodePrefix::parse(&self.node_prefix)?,
             egress_allow: self.egress_allow.clone(),
             edge_networks: self.edge_networks.clone(),
+            registry: None,
         })
     }
 
     pub(crate) async fn runtime(&self) -> anyhow::Result<Runtime<Driver>> {
-        let config = self.config()?;
+        self.runtime_with(None).await
+    }
+
+    /// The runtime, pulling the platform registry's images as `registry` says.
+    pub(crate) async fn runtime_with(
+        &self,
+        registry: Option<zeitwork_agent::RegistryLogin>,
+    ) -> anyhow::Result<Runtime<Driver>> {
+        let config = RuntimeConfig {
+            registry,
+            ..self.config()?
+        };
         let driver = zeitwork_vmm::auto()?;
         eprintln!(
             "preparing the guest kernel and initramfs in {} …",

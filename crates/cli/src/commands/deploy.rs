@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde_json::{Value, json};
+use zeitwork_core::image::ImageRefError;
 use zeitwork_core::{ImageRef, Manifest};
 
 use super::{field, items, list, show};
@@ -15,7 +16,9 @@ use crate::output::{self, Cell, Column, col, col_as};
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// Image to deploy, pinned by digest: NAME[:TAG]@sha256:<64 hex digits>
+    /// Image to deploy: NAME:TAG (pinned here to the digest its registry serves now, with
+    /// the credentials of `docker login`, `podman login` or `zeitwork registry login`) or
+    /// NAME[:TAG]@sha256:<64 hex digits>
     #[arg(long, value_name = "REF")]
     pub image: String,
     /// Manifest to send [default: ./zeitwork.toml when it exists]
@@ -93,24 +96,46 @@ const INSTANCES: &[Column] = &[
 /// Validates the manifest locally first (the same strict parser as the API), so a typo
 /// fails in a second with the file and field named, not after an upload.
 pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
-    ImageRef::parse(&args.image).map_err(|e| CliError::Usage(e.to_string()))?;
+    let image = match ImageRef::parse(&args.image) {
+        Ok(_) => args.image.clone(),
+        Err(ImageRefError::NotPinned(_)) => pin(&args.image).await?,
+        Err(e) => return Err(CliError::Usage(e.to_string())),
+    };
     let path = args
         .manifest
         .or_else(|| Some(PathBuf::from(MANIFEST)).filter(|p| p.exists()));
     let manifest = path.as_deref().map(read_manifest).transpose()?;
     let app = manifest.as_ref().map(|(m, _)| m.app.to_string());
     let url = ctx.path_for_app(Scope::Env, app.as_deref(), &["deployments"])?;
-    let mut body = json!({ "image": args.image });
+    let mut body = json!({ "image": image });
     if let Some((_, text)) = manifest {
         body["manifest"] = Value::String(text);
     }
     let client = ctx.client()?.with_timeout(SLOW_TIMEOUT);
-    let spinner = output::spinner(format!("Deploying {} to {}", args.image, ctx.global.env));
+    let spinner = output::spinner(format!("Deploying {image} to {}", ctx.global.env));
     let answer = client.post(&url, &body).await;
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
     rolled_out(ctx, &ctx.app_or(app.as_deref())?, &answer?, "Deployed")
+}
+
+/// `reference` pinned to the digest its registry serves now (a release names an image by
+/// digest, so a tag moved later changes nothing that runs), said on stderr.
+async fn pin(reference: &str) -> Result<String> {
+    let image_error = |e: zeitwork_image::ImageError| CliError::Usage(e.to_string());
+    let auth = zeitwork_image::AuthFiles::from_env()
+        .for_reference(reference)
+        .map_err(image_error)?;
+    let spinner = output::spinner(format!("Resolving {reference}"));
+    let pinned = zeitwork_image::pin(reference, &auth).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let pinned = pinned.map_err(image_error)?;
+    let digest = pinned.rsplit_once('@').map_or("", |(_, d)| d);
+    eprintln!("{reference} is {digest}");
+    Ok(pinned)
 }
 
 /// Reads and strictly validates a manifest; returns it with its text (sent verbatim).
@@ -160,8 +185,13 @@ fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
         None => "-".into(),
     };
     let head = format!("{verb} {app} in env {}\n", ctx.global.env);
+    let image = match answer.get("release") {
+        Some(release @ Value::Object(_)) => field(release, "image"),
+        _ => "-".into(),
+    };
     let body = output::pairs(&[
         ("release", release_number(answer.get("release"))),
+        ("image", image),
         ("deployment", field(deployment, "slug")),
         ("url", field(answer, "url")),
         ("instances", instances),

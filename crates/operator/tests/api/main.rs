@@ -12,6 +12,7 @@ mod logs;
 mod monitor;
 mod openapi;
 mod quotas;
+mod registry;
 mod routes;
 mod secrets;
 mod support;

@@ -89,6 +89,26 @@ impl Platform {
         Answer { status, body }
     }
 
+    /// A request with one extra header and no bearer token.
+    pub async fn send_with_header(
+        &self,
+        method: Method,
+        path: &str,
+        header: (&str, &str),
+    ) -> Answer {
+        let resp = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header(header.0, header.1)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, body }
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.send(Method::GET, path, Some(token), None).await
     }
