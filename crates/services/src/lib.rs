@@ -15,6 +15,7 @@ mod nats;
 mod postgres;
 mod process;
 mod registry;
+mod s3;
 pub mod workspace;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use nats::Nats;
 pub use postgres::Postgres;
 pub use process::{free_port, stop_orphan};
 pub use registry::Registry;
+pub use s3::S3StandIn;
 
 /// Why a private server could not be started, used or stopped.
 ///

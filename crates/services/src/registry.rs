@@ -117,6 +117,10 @@ impl Registry {
         let mut child = Command::new(&binary)
             .arg("serve")
             .arg(&config)
+            // distribution 2.8's S3 driver cannot take a custom CA bundle with its own HTTP
+            // transport: it panics at start when this is set (as some hosts do for every
+            // process). Storage credentials and endpoint come from the config file.
+            .env_remove("AWS_CA_BUNDLE")
             .stdin(Stdio::null())
             .stdout(output)
             .stderr(stderr)

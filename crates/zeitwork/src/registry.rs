@@ -88,3 +88,156 @@ pub fn private(data: &Path, listen: SocketAddr, api: &str) -> anyhow::Result<Pri
         platform,
     })
 }
+
+/// `zeitwork server registry`: the platform registry of a cluster, trusting one
+/// operator's tokens, storing in a directory or an S3 bucket that replicas share.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (plain HTTP: put TLS in front of a public one).
+    #[arg(
+        long,
+        env = "ZEITWORK_REGISTRY_LISTEN",
+        default_value = "127.0.0.1:5000"
+    )]
+    pub listen: SocketAddr,
+    /// The operator API whose token service (`/api/v1/registry/token`) it trusts.
+    #[arg(long, env = "ZEITWORK_API", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// The certificate of the operator's token key (written as `<key>.crt` by `zeitwork
+    /// server operator --registry-token-key KEY`).
+    #[arg(long, env = "ZEITWORK_REGISTRY_CERTIFICATE")]
+    pub certificate: PathBuf,
+    /// Where its configuration, log and pid file go.
+    #[arg(
+        long,
+        env = "ZEITWORK_REGISTRY_DIR",
+        default_value = "/var/lib/zeitwork/registry"
+    )]
+    pub dir: PathBuf,
+    /// Keep images in this directory [default: <dir>/storage] (one replica only).
+    #[arg(long, conflicts_with = "s3_bucket")]
+    pub storage_dir: Option<PathBuf>,
+    /// Keep images in this S3 bucket (replicas share it); credentials from
+    /// ZEITWORK_S3_ACCESS_KEY and ZEITWORK_S3_SECRET_KEY.
+    #[arg(long, env = "ZEITWORK_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "ZEITWORK_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// The endpoint of an S3-compatible service (MinIO, Ceph, …) [default: AWS].
+    #[arg(long, env = "ZEITWORK_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(
+        env = "ZEITWORK_S3_ACCESS_KEY",
+        hide_env_values = true,
+        hide = true,
+        long
+    )]
+    pub s3_access_key: Option<String>,
+    #[arg(
+        env = "ZEITWORK_S3_SECRET_KEY",
+        hide_env_values = true,
+        hide = true,
+        long
+    )]
+    pub s3_secret_key: Option<String>,
+    /// Shared by replicas behind one load balancer (upload state) [default: random, for
+    /// one replica].
+    #[arg(long, env = "ZEITWORK_REGISTRY_HTTP_SECRET", hide_env_values = true)]
+    pub http_secret: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<RegistryConfig> {
+        let storage = match &self.s3_bucket {
+            Some(bucket) => {
+                let (Some(access_key), Some(secret_key)) =
+                    (&self.s3_access_key, &self.s3_secret_key)
+                else {
+                    anyhow::bail!(
+                        "--s3-bucket needs ZEITWORK_S3_ACCESS_KEY and ZEITWORK_S3_SECRET_KEY in the environment"
+                    );
+                };
+                Storage::S3 {
+                    bucket: bucket.clone(),
+                    region: self.s3_region.clone(),
+                    endpoint: self.s3_endpoint.clone(),
+                    access_key: access_key.clone(),
+                    secret_key: secret_key.clone(),
+                }
+            }
+            None => Storage::Filesystem(
+                self.storage_dir
+                    .clone()
+                    .unwrap_or_else(|| self.dir.join("storage")),
+            ),
+        };
+        anyhow::ensure!(
+            self.certificate.is_file(),
+            "{} is not a file: give the certificate of the operator's --registry-token-key",
+            self.certificate.display()
+        );
+        let http_secret = self.http_secret.clone().unwrap_or_else(|| {
+            let mut secret = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut secret);
+            hex::encode(secret)
+        });
+        Ok(RegistryConfig {
+            listen: self.listen,
+            realm: format!("{}/api/v1/registry/token", self.api.trim_end_matches('/')),
+            certificate: self.certificate.clone(),
+            storage,
+            http_secret,
+        })
+    }
+}
+
+/// Runs the registry until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let registry = zeitwork_services::Registry::serve(&config, &args.dir).await?;
+    tracing::info!(address = %args.listen, storage = ?config.storage, "platform registry serving");
+    crate::server::shutdown_signal().await;
+    registry.stop().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn a_cluster_registry_stores_in_s3_with_keys_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("token.crt");
+        std::fs::write(&cert, "x").unwrap();
+        let cert = cert.display().to_string();
+        let parse = |extra: &[&str]| {
+            let base = ["z", "--certificate", &cert, "--api", "http://op:8080/"];
+            Cli::try_parse_from(base.iter().chain(extra)).unwrap().args
+        };
+        let fs = parse(&[]).config().unwrap();
+        assert_eq!(fs.realm, "http://op:8080/api/v1/registry/token");
+        assert_eq!(
+            fs.storage,
+            Storage::Filesystem("/var/lib/zeitwork/registry/storage".into())
+        );
+        let mut s3 = parse(&["--s3-bucket", "images", "--s3-endpoint", "http://s3:9000"]);
+        let err = s3.config().unwrap_err().to_string();
+        assert!(err.contains("ZEITWORK_S3_ACCESS_KEY"), "{err}");
+        s3.s3_access_key = Some("ak".into());
+        s3.s3_secret_key = Some("sk".into());
+        assert!(
+            matches!(s3.config().unwrap().storage, Storage::S3 { ref bucket, .. } if bucket == "images")
+        );
+        let missing = Cli::try_parse_from(["z", "--certificate", "/nonexistent"]).unwrap();
+        assert!(missing.args.config().is_err());
+    }
+}

@@ -34,6 +34,12 @@ pub enum Role {
         #[command(flatten)]
         args: Box<crate::edge::EdgeArgs>,
     },
+    /// The platform registry (docker-registry) of a cluster: trusts the operator's
+    /// tokens, stores in a directory or an S3 bucket.
+    Registry {
+        #[command(flatten)]
+        args: crate::registry::ServeArgs,
+    },
     /// L4 load balancer in front of several edges (relays TCP; terminates nothing).
     Lb {
         #[command(flatten)]
@@ -92,6 +98,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             std::process::exit(0)
         }
         Role::Edge { args } => crate::edge::server::run(*args, shutdown_signal()).await,
+        Role::Registry { args } => crate::registry::serve(args).await,
         Role::Lb { args } => crate::lb::run(args, shutdown_signal()).await,
     }
 }
