@@ -16,6 +16,7 @@ packages=(
   docker-registry  # local OCI registry for tests
   buildah          # builds test images without a daemon
   skopeo           # copies images into the local registry
+  mmdebstrap       # makes the builder guest from Debian's packages
   pebble           # ACME test server
   iproute2         # taps, routes
   curl

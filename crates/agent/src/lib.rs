@@ -6,6 +6,7 @@
 //! operator: supervising, health-checking, restarting, reporting and shipping logs.
 
 mod adopt;
+pub mod build;
 mod control;
 mod disks;
 mod health;

@@ -12,6 +12,7 @@
 //! Registries on loopback are spoken to over plain HTTP, like Docker does; others need TLS
 //! unless listed in [`INSECURE_REGISTRIES_ENV`].
 
+mod archive;
 mod cache;
 mod config;
 mod confined;
@@ -30,6 +31,7 @@ use std::sync::{Mutex, PoisonError};
 
 use futures::StreamExt as _;
 
+pub use archive::{MAX_ARCHIVE_BYTES, push_oci_archive};
 pub use config::ImageConfig;
 pub use credentials::AuthFiles;
 pub use error::ImageError;
@@ -349,4 +351,11 @@ pub async fn pin(reference: &str, auth: &Auth) -> Result<String, ImageError> {
         .split_once('@')
         .map_or(reference, |(name, _)| name);
     Ok(format!("{name}@{}", resolved.digest))
+}
+
+/// Makes the ext4 image `image` from the directory tree `tree` with `mkfs.ext4 -d`
+/// (owners, modes, links kept), sized to fit it: how root filesystems are made, the
+/// builder's included.
+pub fn ext4_from_tree(tree: &Path, image: &Path) -> Result<(), ImageError> {
+    ext4::build(tree, image)
 }

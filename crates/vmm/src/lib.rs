@@ -37,7 +37,7 @@ pub use firecracker::{CgroupVersion, Firecracker};
 pub use jail::{VM_ID_BASE, VM_SLOTS};
 pub use kvm::kvm_usable;
 pub use qemu::Qemu;
-pub use running::RunningVm;
+pub use running::{CONSOLE_LOG, RunningVm};
 pub use tsc::tcg_kernel_args;
 
 /// What to boot. All paths are on the host.

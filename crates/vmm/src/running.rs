@@ -19,7 +19,8 @@ use crate::qmp;
 use crate::record::{GracefulStop, Jail, Record};
 
 /// The guest's serial console, written by the VMM itself (its stdout).
-const CONSOLE_LOG: &str = "console.log";
+/// The console log in a VM's run dir: the guest's output, init's verdict last.
+pub const CONSOLE_LOG: &str = "console.log";
 /// The VMM's own messages (its stderr, and a jailed Firecracker's log).
 pub(crate) const VMM_LOG: &str = "vmm.log";
 

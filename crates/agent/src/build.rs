@@ -1,0 +1,12 @@
+//! Builds from source in a microVM: the builder guest (Debian with buildah, made with
+//! mmdebstrap and cached by its recipe, [`BuilderRootfs`]) is booted by the node's `Vmm`
+//! with its own CPU, memory, disk and wall-time limits and no network; the source context
+//! goes in and an OCI archive of the image comes out through its scratch disk
+//! ([`build()`]), which the node then pushes to the platform registry
+//! (`zeitwork_image::push_oci_archive`).
+
+mod rootfs;
+mod run;
+
+pub use rootfs::{BuilderRootfs, PACKAGES, SUITE};
+pub use run::{BuildError, BuildLimits, BuildSpec, Built, build};

@@ -1,0 +1,286 @@
+//! One build in a microVM: the context goes in and the image comes out through the VM's
+//! scratch disk, which the host makes before the boot (`mkfs.ext4 -d`) and reads after it
+//! (`debugfs`), so the builder has no network and no path to the host. Its CPU, memory,
+//! disk and wall time are bounded; its output is the build log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+use zeitwork_core::guest::{Exit, GuestConfig};
+use zeitwork_guest::GuestArtifacts;
+use zeitwork_vmm::{VmExit, VmSpec, Vmm};
+
+use super::BuilderRootfs;
+use crate::AgentError;
+
+/// In the guest: the build's directory (on the scratch disk's upper layer).
+const BUILD_DIR: &str = "/build";
+/// The scratch disk's path of the image archive the guest writes.
+const ARCHIVE_ON_DISK: &str = "/upper/build/out/image.tar";
+/// What runs in the guest: buildah builds the Dockerfile and writes an OCI archive.
+/// Arguments: the Dockerfile, the target (or empty), then `--build-arg` pairs.
+const SCRIPT: &str = r#"set -eu
+dockerfile=$1; target=$2; shift 2
+store="--storage-driver vfs --root /build/storage --runroot /run/buildah"
+set -- "$@"
+args=""
+for a in "$@"; do args="$args --build-arg $a"; done
+echo "zeitwork-build: building $dockerfile"
+buildah $store bud --isolation chroot --layers ${target:+--target "$target"} -f "$dockerfile" $args -t zeitwork-build /build/context
+mkdir -p /build/out
+buildah $store push zeitwork-build oci-archive:/build/out/image.tar
+sync
+echo "zeitwork-build: done""#;
+
+/// What one build may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildLimits {
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    /// The scratch disk: context, layers, the archive.
+    pub disk_mb: u64,
+    pub time: Duration,
+}
+
+impl Default for BuildLimits {
+    /// 2 vCPUs, 2 GiB, 10 GiB of disk, 15 minutes.
+    fn default() -> BuildLimits {
+        BuildLimits {
+            vcpus: 2,
+            memory_mb: 2048,
+            disk_mb: 10 * 1024,
+            time: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A build to run.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// Unique on the node (names the VM's cgroup and run files).
+    pub id: String,
+    /// The build context, a directory on the host.
+    pub context: PathBuf,
+    /// The Dockerfile's path in the context.
+    pub dockerfile: String,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub limits: BuildLimits,
+    /// The VM's slot on the node (its VMM's own ids).
+    pub slot: u32,
+}
+
+/// A finished build.
+#[derive(Debug)]
+pub struct Built {
+    /// The image as an OCI archive, on the host.
+    pub archive: PathBuf,
+    /// What the build printed.
+    pub log: Vec<String>,
+}
+
+/// Why a build gave no image; the log says what it printed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the build failed: {reason}")]
+    Failed { reason: String, log: Vec<String> },
+    #[error("the build ran past its {0:?} limit and was stopped")]
+    TimedOut(Duration, Vec<String>),
+    #[error(transparent)]
+    Setup(#[from] AgentError),
+}
+
+impl BuildError {
+    /// What the build printed before it failed (nothing when it never started).
+    pub fn log(&self) -> &[String] {
+        match self {
+            BuildError::Failed { log, .. } | BuildError::TimedOut(_, log) => log,
+            BuildError::Setup(_) => &[],
+        }
+    }
+}
+
+/// Builds `spec` in a microVM of `vmm` under `run_dir` (made; left for the caller to
+/// remove), booting `rootfs` with `guest`'s kernel.
+pub async fn build<V: Vmm>(
+    vmm: &V,
+    guest: &GuestArtifacts,
+    rootfs: &BuilderRootfs,
+    spec: &BuildSpec,
+    run_dir: &Path,
+) -> Result<Built, BuildError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(AgentError::io(format!("creating {}", run_dir.display())))?;
+    let scratch = run_dir.join("scratch.ext4");
+    scratch_with_context(&scratch, &spec.context, spec.limits.disk_mb).await?;
+    let config = run_dir.join("config.img");
+    crate::disks::config(&config, &guest_config(spec))?;
+    let vm = vmm
+        .launch(&VmSpec {
+            name: spec.id.clone(),
+            vcpus: spec.limits.vcpus,
+            memory_mb: spec.limits.memory_mb,
+            cpu_weight: 100,
+            kernel: guest.vmlinux.clone(),
+            initramfs: guest.initramfs.clone(),
+            root_disk: rootfs.path.clone(),
+            scratch_disk: scratch.clone(),
+            config_disk: config,
+            net: None,
+            run_dir: run_dir.to_path_buf(),
+            slot: spec.slot,
+        })
+        .await
+        .map_err(AgentError::from)?;
+    let started = Instant::now();
+    let exit = vm
+        .wait_or_stop(tokio::time::sleep(spec.limits.time), Duration::from_secs(5))
+        .await
+        .map_err(AgentError::from)?;
+    let log = build_log(run_dir);
+    if started.elapsed() >= spec.limits.time {
+        return Err(BuildError::TimedOut(spec.limits.time, log));
+    }
+    match exit {
+        VmExit::App(Exit::Code(0)) => {}
+        VmExit::App(Exit::Code(code)) => {
+            return Err(BuildError::Failed {
+                reason: format!("the build exited with code {code}"),
+                log,
+            });
+        }
+        VmExit::App(Exit::Signal(signal)) => {
+            return Err(BuildError::Failed {
+                reason: format!("the build was killed by signal {signal}"),
+                log,
+            });
+        }
+        VmExit::OutOfMemory => {
+            return Err(BuildError::Failed {
+                reason: format!("out of memory ({} MiB)", spec.limits.memory_mb),
+                log,
+            });
+        }
+        VmExit::InitFailed(reason) | VmExit::Crashed(reason) => {
+            return Err(BuildError::Failed { reason, log });
+        }
+    }
+    let archive = run_dir.join("image.tar");
+    dump(&scratch, ARCHIVE_ON_DISK, &archive).await?;
+    Ok(Built { archive, log })
+}
+
+/// What the guest runs: the script, as root, in the context.
+fn guest_config(spec: &BuildSpec) -> GuestConfig {
+    let mut argv = vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        SCRIPT.to_owned(),
+        "zeitwork-build".to_owned(),
+        spec.dockerfile.clone(),
+        spec.target.clone().unwrap_or_default(),
+    ];
+    argv.extend(spec.build_args.iter().map(|(k, v)| format!("{k}={v}")));
+    let env = BTreeMap::from([
+        (
+            "PATH".to_owned(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ),
+        ("HOME".to_owned(), "/root".to_owned()),
+    ]);
+    GuestConfig {
+        argv,
+        env,
+        workdir: format!("{BUILD_DIR}/context"),
+        user: "0:0".into(),
+        hostname: "builder".into(),
+        interfaces: Vec::new(),
+        dns: Vec::new(),
+        secrets: BTreeMap::new(),
+    }
+}
+
+/// The scratch disk, `disk_mb` large, holding the context at `/build/context` of the
+/// guest's root (the overlay's upper layer).
+async fn scratch_with_context(path: &Path, context: &Path, disk_mb: u64) -> Result<(), AgentError> {
+    let staging = tempfile::Builder::new()
+        .prefix("context-")
+        .tempdir_in(path.parent().unwrap_or(Path::new("/tmp")))
+        .map_err(AgentError::io("staging the build context"))?;
+    let upper = staging.path().join("upper/build");
+    std::fs::create_dir_all(&upper).map_err(AgentError::io("staging the build context"))?;
+    copy_tree(context, &upper.join("context")).await?;
+    std::fs::create_dir_all(staging.path().join("work"))
+        .map_err(AgentError::io("staging the build context"))?;
+    let file = std::fs::File::create(path)
+        .map_err(AgentError::io(format!("creating {}", path.display())))?;
+    file.set_len(disk_mb << 20)
+        .map_err(AgentError::io(format!("sizing {}", path.display())))?;
+    run(Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "zeitwork-rw",
+            "-O",
+            "^has_journal",
+            "-m",
+            "0",
+            "-d",
+        ])
+        .arg(staging.path())
+        .arg(path))
+    .await
+}
+
+/// `cp -a` of a directory's contents (the context as the user has it).
+async fn copy_tree(from: &Path, to: &Path) -> Result<(), AgentError> {
+    std::fs::create_dir_all(to).map_err(AgentError::io(format!("creating {}", to.display())))?;
+    let mut source = from.as_os_str().to_owned();
+    source.push("/.");
+    run(Command::new("cp").arg("-a").arg(source).arg(to)).await
+}
+
+/// Copies `file` of the ext4 image `disk` to `to` (no mount needed).
+async fn dump(disk: &Path, file: &str, to: &Path) -> Result<(), AgentError> {
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {file} {}", to.display()))
+        .arg(disk))
+    .await?;
+    if !to.is_file() || std::fs::metadata(to).map_or(0, |m| m.len()) == 0 {
+        return Err(AgentError::Io {
+            what: format!("reading {file} from the build's disk"),
+            source: std::io::Error::other("the build wrote no image"),
+        });
+    }
+    Ok(())
+}
+
+async fn run(command: &mut Command) -> Result<(), AgentError> {
+    let what = format!("{command:?}");
+    let out = command
+        .output()
+        .await
+        .map_err(AgentError::io(format!("running {what}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(AgentError::Io {
+            what,
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        })
+    }
+}
+
+/// The console, without the kernel's and init's own lines.
+fn build_log(run_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(run_dir.join(zeitwork_vmm::CONSOLE_LOG))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('[') && !l.starts_with("zeitwork-init"))
+        .map(str::to_owned)
+        .collect()
+}
