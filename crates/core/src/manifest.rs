@@ -2,6 +2,7 @@
 //! an unknown or misspelt field is an error naming its path, because a silently
 //! ignored `helth` block would ship an app without health checks.
 
+mod build;
 mod check;
 mod duration;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::name::{Hostname, Name};
+pub use build::Build;
 pub use check::check_env_name;
 pub use duration::Seconds;
 
@@ -47,6 +49,9 @@ pub struct Manifest {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// How the image is built from source, for deploys from a directory or a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +248,7 @@ impl Manifest {
             processes,
             env: BTreeMap::new(),
             routes: Vec::new(),
+            build: None,
         }
     }
 }

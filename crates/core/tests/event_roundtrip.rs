@@ -243,8 +243,18 @@ fn manifest_input() -> impl Strategy<Value = String> {
         toml_duration(duration_input()),
         prop_oneof![any::<u32>(), 0u32..1000],
         proptest::option::of(any::<u16>()),
+        proptest::option::of(build_input()),
     )
         .prop_map(manifest_text)
+}
+
+/// A `[build]` section with arbitrary numbers and durations.
+fn build_input() -> impl Strategy<Value = String> {
+    (any::<u32>(), any::<u64>(), toml_duration(duration_input())).prop_map(
+        |(cpus, memory, timeout)| {
+            format!("[build]\ncpus = {cpus}\nmemory_mb = {memory}\ntimeout = {timeout}\n")
+        },
+    )
 }
 
 /// Manifest text of values in the accepted ranges, most of which the checks accept.
@@ -256,8 +266,32 @@ fn plausible_manifest_input() -> impl Strategy<Value = String> {
         toml_duration(plausible_duration()),
         0u32..1000,
         proptest::option::of(any::<u16>()),
+        proptest::option::of(build_section()),
     )
         .prop_map(manifest_text)
+}
+
+/// A `[build]` section as a user might write one, bounds included.
+fn build_section() -> impl Strategy<Value = String> {
+    (
+        1u32..=16,
+        512u64..=65536,
+        60u64..=7200,
+        proptest::collection::btree_map("[A-Z_][A-Z0-9_]{0,8}", "[ -~]{0,20}", 0..4),
+        proptest::option::of("[a-z][a-z0-9_.-]{0,10}"),
+    )
+        .prop_map(|(cpus, memory, timeout, args, target)| {
+            let args: Vec<String> = args
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", Value::from(v.as_str())))
+                .collect();
+            let target = target.map_or(String::new(), |t| format!("target = \"{t}\"\n"));
+            format!(
+                "[build]\ndockerfile = \"docker/Dockerfile\"\ncpus = {cpus}\nmemory_mb = {memory}\n\
+                 timeout = \"{timeout}s\"\n{target}args = {{ {} }}\n",
+                args.join(", ")
+            )
+        })
 }
 
 fn plausible_cpus() -> impl Strategy<Value = String> {
@@ -282,20 +316,22 @@ fn toml_duration(input: impl Strategy<Value = Value>) -> impl Strategy<Value = S
 }
 
 fn manifest_text(
-    (cpus, memory, interval, timeout, instances, port): (
+    (cpus, memory, interval, timeout, instances, port, build): (
         String,
         u64,
         String,
         String,
         u32,
         Option<u16>,
+        Option<String>,
     ),
 ) -> String {
     let port = port.map_or(String::new(), |p| format!("port = {p}\n"));
     format!(
         "version = 1\napp = \"shop\"\n[processes.web]\ncpus = {cpus}\nmemory_mb = {memory}\n\
          instances = {instances}\n{port}[processes.web.health]\npath = \"/\"\n\
-         interval = {interval}\ntimeout = {timeout}\n"
+         interval = {interval}\ntimeout = {timeout}\n{}",
+        build.unwrap_or_default()
     )
 }
 

@@ -91,6 +91,9 @@ impl Manifest {
                 .check()
                 .map_err(|(field, m)| ManifestError::at(format!("{path}.policy.{field}"), m))?;
         }
+        if let Some(build) = &self.build {
+            build.check()?;
+        }
         Ok(())
     }
 }
