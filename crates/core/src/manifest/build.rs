@@ -130,7 +130,7 @@ impl Build {
         within("disk_mb", self.disk_mb, DISK_MB)?;
         let secs = self.timeout.as_millis() / 1000;
         if !(TIMEOUT_SECS.0..=TIMEOUT_SECS.1).contains(&secs)
-            || self.timeout.as_millis() % 1000 != 0
+            || !self.timeout.as_millis().is_multiple_of(1000)
         {
             return Err(at(
                 "timeout",
