@@ -86,7 +86,7 @@ pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<Deployed> {
             Some(json!({ "name": APP })),
         )
         .await?;
-        let image = push(registry).await?;
+        let image = push(registry, &api.token).await?;
         eprintln!("deploying the example app ({image}) …");
         api.ok(
             Method::POST,
@@ -108,8 +108,9 @@ pub async fn deploy(api: &Api, registry: &str) -> anyhow::Result<Deployed> {
 }
 
 /// Packs the static `hello` binary (`ZEITWORK_HELLO_BIN`, else next to this one or where
-/// `scripts/build-guest.sh` builds it) into an image.
-async fn push(registry: &str) -> anyhow::Result<String> {
+/// `scripts/build-guest.sh` builds it) into an image in `registry`'s `demo/hello`, pushed
+/// with `token`.
+async fn push(registry: &str, token: &str) -> anyhow::Result<String> {
     let hello = match std::env::var_os("ZEITWORK_HELLO_BIN") {
         Some(path) => std::path::PathBuf::from(path),
         None => crate::guest_bins::static_bin("hello")?,
@@ -126,14 +127,15 @@ async fn push(registry: &str) -> anyhow::Result<String> {
         exposed_ports: vec!["8080/tcp".into()],
         ..Default::default()
     };
-    let name = format!("{registry}/{APP}");
-    let digest = push_directory(
-        dir.path(),
-        &format!("{name}:latest"),
-        &config,
-        &PushOptions::default(),
-    )
-    .await?;
+    let name = format!("{registry}/{ORG}/{APP}");
+    let options = PushOptions {
+        auth: zeitwork_image::Auth::Basic {
+            username: "zeitwork".into(),
+            password: token.to_owned(),
+        },
+        ..PushOptions::default()
+    };
+    let digest = push_directory(dir.path(), &format!("{name}:latest"), &config, &options).await?;
     Ok(format!("{name}@{digest}"))
 }
 

@@ -85,7 +85,7 @@ pub async fn run(
     );
     let agent = tokio::spawn(async move { crate::agent::run(&args, true, shutdown).await });
     if local.example {
-        match example_url(&api).await {
+        match example_url(&api, local.registry.as_deref()).await {
             Ok(deployed) => println!(
                 "  Example app: {scheme}://{}:{port}/ (this deployment: {scheme}://{}:{port}/; instance: {})",
                 local.example_host,
@@ -103,11 +103,9 @@ pub async fn run(
     agent.await.context("the agent task")?
 }
 
-/// Deploys the example through a private registry that lives as long as this call:
-/// once booted, instances run from the node's image cache.
-async fn example_url(api: &Api) -> anyhow::Result<example::Deployed> {
-    let registry = zeitwork_services::Registry::throwaway()
-        .await
-        .context("starting a registry for the example image")?;
-    example::deploy(api, &registry.addr()).await
+/// Deploys the example through the platform registry (`demo/hello`), pushed with the
+/// admin token as any user pushes with theirs.
+async fn example_url(api: &Api, registry: Option<&str>) -> anyhow::Result<example::Deployed> {
+    let registry = registry.context("zeitwork up runs no platform registry")?;
+    example::deploy(api, registry).await
 }
