@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
+use zeitwork_agent::build::{BuildLimits, BuildSpec, BuilderRootfs, build};
 use zeitwork_agent::{InstanceSpec, Runtime, RuntimeConfig};
 use zeitwork_core::guest::Exit;
 use zeitwork_net::NodePrefix;
@@ -96,14 +97,64 @@ impl NodeArgs {
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// Download and prepare the guest kernel and initramfs (cached; a second run does nothing).
-    Setup(NodeArgs),
+    /// Download and prepare the guest kernel and initramfs, and the builder guest (Debian
+    /// with buildah); all cached, so a second run does nothing.
+    Setup(SetupArgs),
+}
+
+#[derive(Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Do not prepare the builder guest (this node runs no builds).
+    #[arg(long)]
+    no_builder: bool,
 }
 
 #[derive(Subcommand)]
 pub enum VmCommand {
     /// Boot an image in a microVM, print its console and URL; Ctrl-C stops it.
     Run(VmRunArgs),
+    /// Build a Dockerfile in a builder microVM (no network; bounded CPU, memory, disk and
+    /// time) and push the image, or write it as an OCI archive.
+    Build(VmBuildArgs),
+}
+
+#[derive(Args)]
+pub struct VmBuildArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The build context.
+    #[arg(long, default_value = ".")]
+    context: PathBuf,
+    /// The Dockerfile, relative to the context.
+    #[arg(long, default_value = "Dockerfile")]
+    dockerfile: String,
+    /// The stage to build.
+    #[arg(long)]
+    target: Option<String>,
+    /// `NAME=VALUE` build arguments.
+    #[arg(long = "build-arg", value_parser = parse_kv)]
+    build_args: Vec<(String, String)>,
+    /// Push the image here (`registry/name:tag`, with the docker/podman or `zeitwork
+    /// registry login` credentials).
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    /// Write the image as an OCI archive here instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "push")]
+    output: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    vcpus: u32,
+    #[arg(long, default_value_t = 2048)]
+    memory_mb: u64,
+    #[arg(long, default_value_t = 10 * 1024)]
+    disk_mb: u64,
+    /// Wall time in seconds.
+    #[arg(long, default_value_t = 15 * 60)]
+    timeout: u64,
+    /// Slot of the builder VM on this node (its VMM's own ids; pick one no VM uses).
+    #[arg(long, default_value_t = 1001)]
+    slot: u32,
 }
 
 #[derive(Args)]
@@ -140,16 +191,24 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
     match command {
         NodeCommand::Setup(args) => {
-            let runtime = args.runtime().await?;
+            let runtime = args.node.runtime().await?;
             println!("vmlinux:   {}", runtime.guest().vmlinux.display());
             println!("initramfs: {}", runtime.guest().initramfs.display());
+            if !args.no_builder {
+                eprintln!("preparing the builder guest (Debian with buildah) …");
+                let builder = BuilderRootfs::prepare(&args.node.node_dir.join("guest")).await?;
+                println!("builder:   {}", builder.path.display());
+            }
             Ok(())
         }
     }
 }
 
 pub async fn vm(command: VmCommand) -> anyhow::Result<std::process::ExitCode> {
-    let VmCommand::Run(args) = command;
+    let args = match command {
+        VmCommand::Run(args) => args,
+        VmCommand::Build(args) => return vm_build(args).await,
+    };
     let runtime = args.node.runtime().await?;
     eprintln!("pulling {} …", args.image);
     let id = format!("vm-run-{}", std::process::id());
@@ -186,6 +245,57 @@ pub async fn vm(command: VmCommand) -> anyhow::Result<std::process::ExitCode> {
     Ok(report(&exit))
 }
 
+async fn vm_build(args: VmBuildArgs) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = args.node.runtime().await?;
+    eprintln!("preparing the builder guest …");
+    let builder = BuilderRootfs::prepare(&args.node.node_dir.join("guest")).await?;
+    let run = tempfile::Builder::new().prefix("zeitwork-build-").tempdir()?;
+    let spec = BuildSpec {
+        id: format!("vm-build-{}", std::process::id()),
+        context: args.context.clone(),
+        dockerfile: args.dockerfile.clone(),
+        target: args.target.clone(),
+        build_args: args.build_args.iter().cloned().collect(),
+        limits: BuildLimits {
+            vcpus: args.vcpus,
+            memory_mb: args.memory_mb,
+            disk_mb: args.disk_mb,
+            time: Duration::from_secs(args.timeout),
+        },
+        slot: args.slot,
+    };
+    let console = tokio::spawn(follow(run.path().join(zeitwork_vmm::CONSOLE_LOG)));
+    let built = build(runtime.vmm(), runtime.guest(), &builder, &spec, run.path()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    console.abort();
+    let built = match built {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(std::process::ExitCode::FAILURE);
+        }
+    };
+    match (&args.push, &args.output) {
+        (Some(reference), _) => {
+            let auth = zeitwork_image::AuthFiles::from_env().for_reference(reference)?;
+            let options = zeitwork_image::PushOptions {
+                auth,
+                ..Default::default()
+            };
+            let digest =
+                zeitwork_image::push_oci_archive(&built.archive, reference, &options).await?;
+            println!("{reference}@{digest}");
+        }
+        (None, output) => {
+            let output = output.clone().unwrap_or_else(|| PathBuf::from("image.tar"));
+            std::fs::copy(&built.archive, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}", output.display());
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 fn report(exit: &VmExit) -> std::process::ExitCode {
     match exit {
         VmExit::App(Exit::Code(c)) => {
@@ -211,10 +321,13 @@ fn report(exit: &VmExit) -> std::process::ExitCode {
     }
 }
 
-/// Prints the console log as it grows.
+/// Prints the console log as it grows (once the VMM has made it).
 async fn follow(path: PathBuf) {
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return;
+    let mut file = loop {
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => break file,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     };
     let _ = file.seek(std::io::SeekFrom::Start(0)).await;
     let mut lines = BufReader::new(file).lines();
