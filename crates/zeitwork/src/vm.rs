@@ -249,7 +249,9 @@ async fn vm_build(args: VmBuildArgs) -> anyhow::Result<std::process::ExitCode> {
     let runtime = args.node.runtime().await?;
     eprintln!("preparing the builder guest …");
     let builder = BuilderRootfs::prepare(&args.node.node_dir.join("guest")).await?;
-    let run = tempfile::Builder::new().prefix("zeitwork-build-").tempdir()?;
+    let run = tempfile::Builder::new()
+        .prefix("zeitwork-build-")
+        .tempdir()?;
     let spec = BuildSpec {
         id: format!("vm-build-{}", std::process::id()),
         context: args.context.clone(),

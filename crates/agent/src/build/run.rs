@@ -114,7 +114,13 @@ pub async fn build<V: Vmm>(
     std::fs::create_dir_all(run_dir)
         .map_err(AgentError::io(format!("creating {}", run_dir.display())))?;
     let scratch = run_dir.join("scratch.ext4");
-    scratch_with_context(&scratch, &spec.context, spec.limits.disk_mb).await?;
+    scratch_with_context(
+        &scratch,
+        &spec.context,
+        &spec.dockerfile,
+        spec.limits.disk_mb,
+    )
+    .await?;
     let config = run_dir.join("config.img");
     crate::disks::config(&config, &guest_config(spec))?;
     let vm = vmm
@@ -202,16 +208,33 @@ fn guest_config(spec: &BuildSpec) -> GuestConfig {
     }
 }
 
-/// The scratch disk, `disk_mb` large, holding the context at `/build/context` of the
-/// guest's root (the overlay's upper layer).
-async fn scratch_with_context(path: &Path, context: &Path, disk_mb: u64) -> Result<(), AgentError> {
+/// The scratch disk, `disk_mb` large, holding the context (as [`super::stage`] sends it)
+/// at `/build/context` of the guest's root (the overlay's upper layer).
+async fn scratch_with_context(
+    path: &Path,
+    context: &Path,
+    dockerfile: &str,
+    disk_mb: u64,
+) -> Result<(), AgentError> {
     let staging = tempfile::Builder::new()
         .prefix("context-")
         .tempdir_in(path.parent().unwrap_or(Path::new("/tmp")))
         .map_err(AgentError::io("staging the build context"))?;
     let upper = staging.path().join("upper/build");
     std::fs::create_dir_all(&upper).map_err(AgentError::io("staging the build context"))?;
-    copy_tree(context, &upper.join("context")).await?;
+    let (from, to, dockerfile) = (
+        context.to_owned(),
+        upper.join("context"),
+        dockerfile.to_owned(),
+    );
+    // The context may take at most half the disk: the layers and the image need room too.
+    let limit = (disk_mb << 20) / 2;
+    tokio::task::spawn_blocking(move || super::stage(&from, &to, &dockerfile, limit))
+        .await
+        .map_err(|e| AgentError::Io {
+            what: "staging the build context".into(),
+            source: std::io::Error::other(e),
+        })??;
     std::fs::create_dir_all(staging.path().join("work"))
         .map_err(AgentError::io("staging the build context"))?;
     let file = std::fs::File::create(path)
@@ -233,14 +256,6 @@ async fn scratch_with_context(path: &Path, context: &Path, disk_mb: u64) -> Resu
         .arg(staging.path())
         .arg(path))
     .await
-}
-
-/// `cp -a` of a directory's contents (the context as the user has it).
-async fn copy_tree(from: &Path, to: &Path) -> Result<(), AgentError> {
-    std::fs::create_dir_all(to).map_err(AgentError::io(format!("creating {}", to.display())))?;
-    let mut source = from.as_os_str().to_owned();
-    source.push("/.");
-    run(Command::new("cp").arg("-a").arg(source).arg(to)).await
 }
 
 /// Copies `file` of the ext4 image `disk` to `to` (no mount needed).
