@@ -279,6 +279,25 @@ pub enum EventData {
         certificate_id: Uuid,
         reason: String,
     },
+    /// A build of `source` (an image of the platform registry holding the context) for
+    /// the env, placed on `node_id`, as `build` says; when it succeeds, its image rolls
+    /// out with `manifest`.
+    BuildQueued {
+        build_id: Uuid,
+        env_id: Uuid,
+        source: String,
+        manifest: serde_json::Value,
+        node_id: Uuid,
+    },
+    /// Where the build is now; `image` with `succeeded`, `reason` and the last lines
+    /// (`log`) with `failed`.
+    BuildStateChanged {
+        build_id: Uuid,
+        state: crate::build::BuildState,
+        reason: Option<String>,
+        image: Option<String>,
+        log: Vec<String>,
+    },
     /// The ACME account of one directory, shared by every edge so rate limits and
     /// authorizations are the platform's, not each edge's. `sealed_credentials` is
     /// instant-acme's credentials JSON sealed with the platform key, bound to the
@@ -355,6 +374,8 @@ impl EventData {
             EventData::CertificateStored { certificate_id, .. }
             | EventData::CertificateRemoved { certificate_id, .. } => *certificate_id,
             EventData::AcmeAccountStored { account_id, .. } => *account_id,
+            EventData::BuildQueued { build_id, .. }
+            | EventData::BuildStateChanged { build_id, .. } => *build_id,
         }
     }
 
@@ -394,6 +415,8 @@ impl EventData {
             EventData::CertificateStored { .. } => "certificate_stored",
             EventData::CertificateRemoved { .. } => "certificate_removed",
             EventData::AcmeAccountStored { .. } => "acme_account_stored",
+            EventData::BuildQueued { .. } => "build_queued",
+            EventData::BuildStateChanged { .. } => "build_state_changed",
         }
     }
 }

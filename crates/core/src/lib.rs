@@ -2,6 +2,7 @@
 //! `zeitwork.toml` manifest, the event payloads of the append-only log and token roles.
 //! Nothing here performs I/O, so every other crate can depend on it freely.
 
+pub mod build;
 pub mod certificate;
 pub mod event;
 pub mod guest;

@@ -97,6 +97,9 @@ pub struct NodeDesired {
     pub node_id: Uuid,
     pub seq: i64,
     pub instances: Vec<DesiredInstance>,
+    /// Builds placed on the node that have not ended.
+    #[serde(default)]
+    pub builds: Vec<crate::build::DesiredBuild>,
 }
 
 /// One instance the node must run, with everything needed to boot it.

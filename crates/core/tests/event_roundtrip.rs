@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_core::build::BuildState;
 use zeitwork_core::event::{ProcessSpec, Replacement};
 use zeitwork_core::node::{NodeState, ObservedState};
 use zeitwork_core::{
@@ -363,6 +364,31 @@ fn any_event_data() -> BoxedStrategy<EventData> {
     prop_oneof![
         (uuid(), text()).prop_map(|(org_id, name)| EventData::OrgCreated { org_id, name }),
         uuid().prop_map(|org_id| EventData::OrgDeleted { org_id }),
+        (uuid(), uuid(), text(), uuid()).prop_map(|(build_id, env_id, source, node_id)| {
+            EventData::BuildQueued {
+                build_id,
+                env_id,
+                source,
+                manifest: json!({"version": 1, "app": "shop"}),
+                node_id,
+            }
+        }),
+        (
+            uuid(),
+            proptest::sample::select(BuildState::ALL.to_vec()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::collection::vec(text(), 0..4),
+        )
+            .prop_map(|(build_id, state, reason, image, log)| {
+                EventData::BuildStateChanged {
+                    build_id,
+                    state,
+                    reason,
+                    image,
+                    log,
+                }
+            }),
         (uuid(), quota_overrides())
             .prop_map(|(org_id, quotas)| EventData::OrgQuotasSet { org_id, quotas }),
         (uuid(), uuid(), text(), text()).prop_map(|(user_id, org_id, email, role)| {
@@ -672,9 +698,11 @@ fn variant(data: &EventData) -> usize {
         EventData::CertificateRemoved { .. } => 30,
         EventData::AcmeAccountStored { .. } => 31,
         EventData::OrgQuotasSet { .. } => 32,
+        EventData::BuildQueued { .. } => 33,
+        EventData::BuildStateChanged { .. } => 34,
     }
 }
-const VARIANTS: usize = 33;
+const VARIANTS: usize = 35;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -63,6 +63,8 @@ pub async fn subjects(
             out.extend(node_subjects(nodes));
             out.push(format!("{PREFIX}.routes"));
         }
+        // The node that runs the build.
+        EventData::BuildQueued { node_id, .. } => out.extend(node_subjects([*node_id])),
         // Edges route to healthy instances at their addresses.
         EventData::InstanceObserved { .. } => out.push(format!("{PREFIX}.routes")),
         // Edges serve certificates. (Open ACME challenges are no events: the issuer
@@ -71,6 +73,7 @@ pub async fn subjects(
             out.push(format!("{PREFIX}.certificates"))
         }
         EventData::OrgCreated { .. }
+        | EventData::BuildStateChanged { .. }
         | EventData::OrgQuotasSet { .. }
         | EventData::UserAdded { .. }
         | EventData::UserRemoved { .. }

@@ -108,6 +108,25 @@ fn millis(s: Seconds) -> u64 {
     s.as_millis()
 }
 
+/// The node's open builds as it runs them: the source to fetch, the repository to push
+/// to, and the manifest's `[build]` (its defaults when there is none).
+pub(crate) fn builds(
+    rows: Vec<zeitwork_store::read::NodeBuild>,
+    registry: &crate::registry::PlatformRegistry,
+) -> Vec<zeitwork_core::build::DesiredBuild> {
+    rows.into_iter()
+        .map(|row| zeitwork_core::build::DesiredBuild {
+            build_id: row.id,
+            source: row.source,
+            repository: format!("{}/{}/{}", registry.address, row.org, row.app),
+            build: zeitwork_core::Manifest::from_json(&row.manifest)
+                .ok()
+                .and_then(|m| m.build)
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 mod agent;
 mod apps;
+mod builds;
 mod deploys;
 mod enroll;
 mod events;
@@ -139,6 +140,14 @@ pub fn api() -> Api {
             "Active deployment, URL and instances",
             deploys::status,
         )
+        .get(p!(env "/builds"), "List builds, newest first", builds::list)
+        .post(
+            p!(env "/builds"),
+            "Build a source pushed to the platform registry and roll its image out",
+            BUILD_FIELDS,
+            builds::create,
+        )
+        .get(p!(env "/builds/{id}"), "Show a build", builds::show)
         .get(
             p!(env "/deployments"),
             "List deployments, newest first",
@@ -255,6 +264,12 @@ pub fn api() -> Api {
             agent::report,
         )
         .post(
+            "/api/v1/nodes/{name}/builds/{id}/state",
+            "Report where a build is (node credential)",
+            BUILD_REPORT_FIELDS,
+            builds::report,
+        )
+        .post(
             "/api/v1/nodes/{name}/logs",
             "Ship a batch of the node's instance log lines (node credential)",
             LOG_BATCH,
@@ -285,6 +300,13 @@ const QUOTA_FIELDS: &[Field] = &[
     opt("routes", Kind::Integer),
     opt("tcp_routes", Kind::Integer),
     opt("domains", Kind::Integer),
+];
+const BUILD_FIELDS: &[Field] = &[req("source", Kind::String), opt("manifest", Kind::String)];
+const BUILD_REPORT_FIELDS: &[Field] = &[
+    req("state", Kind::String),
+    opt("reason", Kind::String),
+    opt("image", Kind::String),
+    opt("log", Kind::StringArray),
 ];
 const SECRET_FIELDS: &[Field] = &[req("value", Kind::String)];
 const TOKEN_FIELDS: &[Field] = &[req("name", Kind::String), req("role", Kind::String)];

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+mod builds;
 pub mod crypto;
 mod desired;
 pub mod dns;

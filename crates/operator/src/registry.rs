@@ -1,7 +1,8 @@
 //! The platform registry's token service (Docker token auth, see `zeitwork_registry`):
 //! who may pull, push or delete which repositories. An org's repositories are
 //! `<org>/...`: its tokens pull them (reader), push (deployer) and delete (admin), and
-//! reach nothing else. A node pulls the repositories of the instances placed on it, and
+//! reach nothing else. A node pulls the repositories of the instances placed on it and
+//! the sources of the builds it runs, and pushes to those builds' apps' repositories;
 //! nothing else. A platform token reaches every repository.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,14 +66,27 @@ impl PlatformRegistry {
             }
             Caller::Node(node) => {
                 let images = read::node_images(&mut *db, node).await?;
-                let repositories: Vec<String> = images
+                let mut pull: Vec<String> = images
                     .iter()
                     .filter_map(|image| self.repository_of(image))
                     .collect();
+                // Its open builds: their sources to pull, their apps' repositories to push.
+                let mut push = Vec::new();
+                for build in read::node_builds(&mut *db, node).await? {
+                    pull.extend(self.repository_of(&build.source));
+                    push.push(format!("{}/{}", build.org, build.app));
+                }
                 scopes
                     .iter()
-                    .filter(|s| repositories.contains(&s.repository))
-                    .filter_map(|s| may(s, &[Action::Pull]))
+                    .filter_map(|s| {
+                        if push.contains(&s.repository) {
+                            may(s, &[Action::Pull, Action::Push])
+                        } else if pull.contains(&s.repository) {
+                            may(s, &[Action::Pull])
+                        } else {
+                            None
+                        }
+                    })
                     .collect()
             }
         };

@@ -194,3 +194,23 @@ pub struct PlacedInstance {
     pub millicpus: i32,
     pub memory_mb: i64,
 }
+
+/// A build from source (see `zeitwork_core::build`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Build {
+    pub id: Uuid,
+    pub env_id: Uuid,
+    pub node_id: Uuid,
+    /// `queued`, `fetching`, `building`, `pushing`, `succeeded`, `failed`, `cancelled`.
+    pub state: String,
+    /// The source image in the platform registry.
+    pub source: String,
+    /// The image built (`name@sha256:…`), once it succeeded.
+    pub image: Option<String>,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Its last lines, when it failed.
+    pub log: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

@@ -26,6 +26,46 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .await?;
         }
         EventData::OrgDeleted { org_id } => delete(db, "orgs", org_id).await?,
+        EventData::BuildQueued {
+            build_id,
+            env_id,
+            source,
+            manifest,
+            node_id,
+        } => {
+            sqlx::query(
+                "INSERT INTO builds (id, org_id, app_id, env_id, node_id, state, source, manifest, created_at, updated_at)
+                 SELECT $1, a.org_id, a.id, e.id, $3, 'queued', $4, $5, $6, $6
+                 FROM envs e JOIN apps a ON a.id = e.app_id WHERE e.id = $2",
+            )
+            .bind(build_id)
+            .bind(env_id)
+            .bind(node_id)
+            .bind(source)
+            .bind(manifest)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::BuildStateChanged {
+            build_id,
+            state,
+            reason,
+            image,
+            log,
+        } => {
+            sqlx::query(
+                "UPDATE builds SET state = $2, reason = $3, image = $4, log = $5, updated_at = $6 WHERE id = $1",
+            )
+            .bind(build_id)
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(image)
+            .bind(serde_json::to_value(log).expect("lines serialize"))
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
         EventData::OrgQuotasSet { org_id, quotas } => {
             // Bounded by `Quotas::MAX` where they enter, so each fits a bigint.
             let n = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));

@@ -405,3 +405,90 @@ pub async fn node_images<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Strin
     .await?;
     Ok(rows.into_iter().map(|(image,)| image).collect())
 }
+
+const BUILD_COLUMNS: &str =
+    "id, env_id, node_id, state, source, image, reason, log, created_at, updated_at";
+
+/// The env's builds, newest first (at most 50).
+pub async fn builds<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<crate::model::Build>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BUILD_COLUMNS} FROM builds WHERE env_id = $1 ORDER BY created_at DESC, id DESC LIMIT 50"
+    )))
+    .bind(env)
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn build<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<crate::model::Build>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A build a node runs, with what it needs to run it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NodeBuild {
+    pub id: Uuid,
+    pub state: String,
+    pub source: String,
+    pub manifest: serde_json::Value,
+    pub org: String,
+    pub app: String,
+}
+
+/// The builds placed on `node` that have not ended.
+pub async fn node_builds<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<NodeBuild>> {
+    Ok(sqlx::query_as(
+        "SELECT b.id, b.state, b.source, b.manifest, o.name AS org, a.name AS app
+         FROM builds b JOIN apps a ON a.id = b.app_id JOIN orgs o ON o.id = b.org_id
+         WHERE b.node_id = $1 AND b.state NOT IN ('succeeded', 'failed', 'cancelled')
+         ORDER BY b.created_at",
+    )
+    .bind(node)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The org, app and env of env `id`.
+pub async fn env_path(db: &mut sqlx::PgConnection, id: Uuid) -> R<Option<(Org, App, Env)>> {
+    let Some(env): Option<Env> =
+        sqlx::query_as("SELECT id, app_id, name, created_at FROM envs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *db)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let app: App = sqlx::query_as("SELECT id, org_id, name, created_at FROM apps WHERE id = $1")
+        .bind(env.app_id)
+        .fetch_one(&mut *db)
+        .await?;
+    let org: Org = sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE id = $1")
+        .bind(app.org_id)
+        .fetch_one(&mut *db)
+        .await?;
+    Ok(Some((org, app, env)))
+}
+
+/// How many builds that have not ended each node runs.
+pub async fn open_builds_per_node<'c>(db: impl PgExecutor<'c>) -> R<Vec<(Uuid, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT node_id, count(*) FROM builds
+         WHERE state NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY node_id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The manifest build `id` was queued with.
+pub async fn build_manifest<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<serde_json::Value>> {
+    let row: Option<(serde_json::Value,)> =
+        sqlx::query_as("SELECT manifest FROM builds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(m,)| m))
+}

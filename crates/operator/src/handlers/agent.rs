@@ -87,6 +87,7 @@ pub async fn desired(
     envs.sort_unstable();
     envs.dedup();
     let sealed = agents::sealed_secrets(&mut *tx, &envs).await?;
+    let open_builds = read::node_builds(&mut *tx, node.id).await?;
     let seq = log::head(&mut tx).await?;
     tx.commit().await?;
     let instances = desired::instances(rows, sealed, &s.secrets).map_err(|e| {
@@ -97,10 +98,15 @@ pub async fn desired(
             e.to_string(),
         )
     })?;
+    let builds = match &s.config.registry {
+        Some(registry) => desired::builds(open_builds, registry),
+        None => Vec::new(),
+    };
     Ok(Json(NodeDesired {
         node_id: node.id,
         seq,
         instances,
+        builds,
     }))
 }
 

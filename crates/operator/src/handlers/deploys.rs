@@ -115,7 +115,22 @@ pub async fn deploy(
     req: Create<NewDeployment>,
 ) -> ApiResult<Response> {
     let image = field("image", ImageRef::parse(&req.body.image))?;
-    let manifest = match &req.body.manifest {
+    let manifest = manifest_for(&scope, req.body.manifest.as_deref())?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let release = s
+        .release_for(&mut tx, &auth, &scope, &image, &manifest)
+        .await?;
+    let answer = s
+        .roll_out(&mut tx, &auth, &scope, release, &manifest, None)
+        .await?;
+    req.finish(tx, StatusCode::CREATED, answer).await
+}
+
+/// The manifest a deploy or build sent (strictly checked, and for this app), or the
+/// default one.
+pub(crate) fn manifest_for(scope: &EnvScope, text: Option<&str>) -> ApiResult<Manifest> {
+    let manifest = match text {
         Some(text) => Manifest::from_toml(text).map_err(|e| {
             ApiError::invalid(format!("manifest.{}", e.path), format!("manifest: {e}"))
         })?,
@@ -128,21 +143,13 @@ pub async fn deploy(
         return Err(ApiError::invalid(
             "manifest.app",
             format!(
-                "the manifest is for app {:?}, but this deploy targets {:?}",
+                "the manifest is for app {:?}, but this targets {:?}",
                 manifest.app.as_str(),
                 scope.app.name
             ),
         ));
     }
-    let mut tx = s.store.begin().await?;
-    log::lock(&mut tx).await?;
-    let release = s
-        .release_for(&mut tx, &auth, &scope, &image, &manifest)
-        .await?;
-    let answer = s
-        .roll_out(&mut tx, &auth, &scope, release, &manifest, None)
-        .await?;
-    req.finish(tx, StatusCode::CREATED, answer).await
+    Ok(manifest)
 }
 
 pub async fn rollback(
@@ -200,7 +207,7 @@ impl AppState {
 
     /// The release for this image and manifest: reused when the same pair was released
     /// before (a release is an immutable tuple), created otherwise.
-    async fn release_for(
+    pub(crate) async fn release_for(
         &self,
         tx: &mut Tx,
         auth: &Auth,
@@ -235,7 +242,7 @@ impl AppState {
 
     /// Creates a deployment of `release` in the env, placing its instances. Instance
     /// counts set by `scale` carry over from the active deployment.
-    async fn roll_out(
+    pub(crate) async fn roll_out(
         &self,
         tx: &mut Tx,
         auth: &Auth,

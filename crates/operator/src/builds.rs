@@ -1,0 +1,183 @@
+//! Builds from source (see `zeitwork_core::build`): queuing one on a node, and what a
+//! node's reports about it do. A build's image lives in the platform registry: its
+//! source in `<org>/<app>/source`, its image in `<org>/<app>`; when it succeeds, the image
+//! rolls out to the env as a deploy of it would.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeitwork_core::build::{BuildReport, BuildState, log_tail};
+use zeitwork_core::node::NodeState;
+use zeitwork_core::{EventData, ImageRef, Manifest};
+use zeitwork_store::model::Build;
+use zeitwork_store::{Tx, log, read};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::registry::PlatformRegistry;
+use crate::scope::EnvScope;
+use crate::state::AppState;
+
+/// Where a build's source must be, in the platform registry.
+pub fn source_repository(org: &str, app: &str) -> String {
+    format!("{org}/{app}/source")
+}
+
+impl AppState {
+    fn platform_registry(&self) -> ApiResult<&PlatformRegistry> {
+        self.config.registry.as_deref().ok_or_else(|| {
+            ApiError::conflict(
+                "source",
+                "builds need the platform registry, and this operator runs none",
+            )
+        })
+    }
+
+    /// Queues a build of `source` for the env on the ready node with the fewest builds
+    /// that has the memory for it.
+    pub(crate) async fn queue_build(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        scope: &EnvScope,
+        source: &str,
+        manifest: &Manifest,
+    ) -> ApiResult<Build> {
+        let registry = self.platform_registry()?;
+        let pinned =
+            ImageRef::parse(source).map_err(|e| ApiError::invalid("source", e.to_string()))?;
+        let wanted = source_repository(&scope.org.name, &scope.app.name);
+        if registry.repository_of(&pinned.to_string()).as_deref() != Some(wanted.as_str()) {
+            return Err(ApiError::invalid(
+                "source",
+                format!(
+                    "the source must be in the platform registry at {}/{wanted}",
+                    registry.address
+                ),
+            ));
+        }
+        let build = manifest.build.clone().unwrap_or_default();
+        let open = read::open_builds_per_node(&mut **tx).await?;
+        let node = read::nodes(&mut **tx)
+            .await?
+            .into_iter()
+            .filter(|n| n.state == NodeState::Ready.as_str())
+            .filter(|n| u64::try_from(n.memory_mb).unwrap_or(0) >= build.memory_mb)
+            .min_by_key(|n| {
+                let builds = open
+                    .iter()
+                    .find(|(id, _)| *id == n.id)
+                    .map_or(0, |(_, c)| *c);
+                (builds, std::cmp::Reverse(n.memory_mb), n.id)
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "no_node",
+                    format!(
+                        "no ready node has the {} MiB this build needs (build.memory_mb)",
+                        build.memory_mb
+                    ),
+                )
+            })?;
+        let build_id = Uuid::now_v7();
+        let data = EventData::BuildQueued {
+            build_id,
+            env_id: scope.env.id,
+            source: pinned.to_string(),
+            manifest: serde_json::to_value(manifest).expect("manifests serialize"),
+            node_id: node.id,
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        Ok(read::build(&mut **tx, build_id)
+            .await?
+            .expect("just queued"))
+    }
+
+    /// Records a node's report on its build; a succeeded one rolls its image out.
+    pub(crate) async fn report_build(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        node: Uuid,
+        build_id: Uuid,
+        report: &BuildReport,
+    ) -> ApiResult<Value> {
+        let build = read::build(&mut **tx, build_id)
+            .await?
+            .filter(|b| b.node_id == node)
+            .ok_or_else(|| ApiError::not_found("build"))?;
+        let known = BuildState::parse(&build.state).expect("stored states are valid");
+        if known == report.state {
+            return Ok(json!({ "build": build, "changed": false }));
+        }
+        if known.is_final() || rank(report.state) < rank(known) {
+            return Err(ApiError::conflict(
+                "state",
+                format!(
+                    "the build is {}; it cannot become {}",
+                    known.as_str(),
+                    report.state.as_str()
+                ),
+            ));
+        }
+        let (org, app, env) = read::env_path(tx, build.env_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("the build's env"))?;
+        let scope = EnvScope { org, app, env };
+        let image = match report.state {
+            BuildState::Succeeded => {
+                let image = report.image.as_deref().ok_or_else(|| {
+                    ApiError::invalid("image", "a succeeded build names its image")
+                })?;
+                let pinned = ImageRef::parse(image)
+                    .map_err(|e| ApiError::invalid("image", e.to_string()))?;
+                let wanted = format!("{}/{}", scope.org.name, scope.app.name);
+                if self.platform_registry()?.repository_of(image).as_deref()
+                    != Some(wanted.as_str())
+                {
+                    return Err(ApiError::invalid(
+                        "image",
+                        format!("a build's image goes to the platform registry's {wanted}"),
+                    ));
+                }
+                Some(pinned)
+            }
+            _ => None,
+        };
+        let data = EventData::BuildStateChanged {
+            build_id,
+            state: report.state,
+            reason: report.reason.clone(),
+            image: image.as_ref().map(ToString::to_string),
+            log: log_tail(&report.log),
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        let mut answer = json!({ "changed": true });
+        if let Some(image) = image {
+            let queued = read::build_manifest(&mut **tx, build_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("build"))?;
+            let manifest = Manifest::from_json(&queued)
+                .map_err(|e| ApiError::invalid("manifest", e.to_string()))?;
+            let release = self
+                .release_for(tx, auth, &scope, &image, &manifest)
+                .await?;
+            answer["rollout"] = self
+                .roll_out(tx, auth, &scope, release, &manifest, None)
+                .await?;
+        }
+        answer["build"] = json!(read::build(&mut **tx, build_id).await?);
+        Ok(answer)
+    }
+}
+
+/// The order of states: a build moves forward only (failing or being cancelled at any time).
+fn rank(state: BuildState) -> u8 {
+    match state {
+        BuildState::Queued => 0,
+        BuildState::Fetching => 1,
+        BuildState::Building => 2,
+        BuildState::Pushing => 3,
+        BuildState::Succeeded | BuildState::Failed | BuildState::Cancelled => 4,
+    }
+}

@@ -1,0 +1,100 @@
+//! Builds from source: queue one (its source already pushed to the platform registry),
+//! list and show them, and the node's reports on the builds it runs. The rules are
+//! [`crate::builds`]'s; this only parses.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeitwork_core::build::BuildReport;
+use zeitwork_store::model::Build;
+use zeitwork_store::{log, read};
+
+use super::deploys::manifest_for;
+use crate::body::{Body, Create};
+use crate::error::{ApiError, ApiResult};
+use crate::node_scope::{Agent, OnNode};
+use crate::scope::{Deployer, InEnv, Reader};
+use crate::state::AppState;
+
+/// Reasons and lines are bounded like instance reports'.
+const MAX_REASON: usize = 2000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBuild {
+    /// `<registry>/<org>/<app>/source@sha256:…`: an image whose one layer is the context.
+    source: String,
+    /// `zeitwork.toml` text; its `[build]` says how to build, the rest how to run.
+    manifest: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct BuildPath {
+    id: String,
+}
+
+fn build_id(p: &BuildPath) -> ApiResult<Uuid> {
+    p.id.parse().map_err(|_| ApiError::not_found("build"))
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
+    req: Create<NewBuild>,
+) -> ApiResult<Response> {
+    let manifest = manifest_for(&scope, req.body.manifest.as_deref())?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let build = s
+        .queue_build(&mut tx, &auth, &scope, &req.body.source, &manifest)
+        .await?;
+    req.finish(tx, StatusCode::CREATED, build).await
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    InEnv { scope, .. }: InEnv<Reader>,
+) -> ApiResult<Json<Value>> {
+    let builds = read::builds(s.store.pool(), scope.env.id).await?;
+    Ok(Json(json!({ "builds": builds })))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    InEnv { scope, .. }: InEnv<Reader>,
+    Path(p): Path<BuildPath>,
+) -> ApiResult<Json<Build>> {
+    let id = build_id(&p)?;
+    read::build(s.store.pool(), id)
+        .await?
+        .filter(|b| b.env_id == scope.env.id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("build"))
+}
+
+/// A node's report on one of its builds; repeating a report changes nothing.
+pub async fn report(
+    State(s): State<AppState>,
+    OnNode { auth, node, .. }: OnNode<Agent>,
+    Path(p): Path<BuildPath>,
+    Body(r): Body<BuildReport>,
+) -> ApiResult<Json<Value>> {
+    let id = build_id(&p)?;
+    if r.reason.as_ref().is_some_and(|m| m.len() > MAX_REASON) {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("reason is limited to {MAX_REASON} bytes"),
+        ));
+    }
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let answer = s.report_build(&mut tx, &auth, node.id, id, &r).await?;
+    tx.commit()
+        .await
+        .map_err(zeitwork_store::StoreError::from)?;
+    Ok(Json(answer))
+}
