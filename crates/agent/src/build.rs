@@ -6,9 +6,11 @@
 //! (`zeitwork_image::push_oci_archive`).
 
 mod context;
+mod node;
 mod rootfs;
 mod run;
 
 pub use context::{Staged, stage};
+pub(crate) use node::Builds;
 pub use rootfs::{BuilderRootfs, PACKAGES, SUITE};
 pub use run::{BuildError, BuildLimits, BuildSpec, Built, build};

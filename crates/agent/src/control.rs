@@ -54,6 +54,11 @@ pub trait ControlPlane: Send + Sync + 'static {
         report: &InstanceReport,
     ) -> impl Future<Output = Result<(), ControlError>> + Send;
     fn ship_logs(&self, batch: &LogBatch) -> impl Future<Output = Result<(), ControlError>> + Send;
+    fn report_build(
+        &self,
+        build: Uuid,
+        report: &zeitwork_core::build::BuildReport,
+    ) -> impl Future<Output = Result<(), ControlError>> + Send;
 }
 
 /// The operator's HTTP API.
@@ -140,6 +145,22 @@ impl ControlPlane for HttpControl {
         self.send::<serde_json::Value>(Method::POST, &["logs"], Some(batch), "log lines")
             .await
             .map(drop)
+    }
+
+    async fn report_build(
+        &self,
+        build: Uuid,
+        report: &zeitwork_core::build::BuildReport,
+    ) -> Result<(), ControlError> {
+        let id = build.to_string();
+        self.send::<serde_json::Value>(
+            Method::POST,
+            &["builds", &id, "state"],
+            Some(report),
+            "a build report",
+        )
+        .await
+        .map(drop)
     }
 }
 

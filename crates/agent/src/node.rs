@@ -48,7 +48,10 @@ impl Default for LoopConfig {
 
 pub struct NodeAgent<V, C> {
     control: Arc<C>,
+    runtime: Arc<Runtime<V>>,
     reconciler: Reconciler<V, C>,
+    /// The builds this agent runs (see [`crate::build`]).
+    builds: crate::build::Builds,
     /// Log position of the desired state last converged to.
     cursor: i64,
     /// Whether the last pull failed (then polling continues whatever NATS says).
@@ -66,20 +69,28 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
         let reporter = Reporter::default();
         tokio::spawn(reporter.clone().run(control.clone()));
         let specs_dir = runtime.config.state_dir.join("agent").join("specs");
+        let runtime = Arc::new(runtime);
         let ctx = Context {
-            runtime: Arc::new(runtime),
+            runtime: runtime.clone(),
             control: control.clone(),
             reporter,
         };
         let mut agent = NodeAgent {
             control,
+            runtime,
             reconciler: Reconciler::new(ctx, specs_dir),
+            builds: crate::build::Builds::default(),
             cursor: 0,
             stale: true,
             deaf: false,
         };
         let (seq, desired) = match agent.control.desired().await {
-            Ok(desired) => (Some(desired.seq), desired.instances),
+            Ok(desired) => {
+                agent
+                    .builds
+                    .start(&desired.builds, &agent.runtime, &agent.control);
+                (Some(desired.seq), desired.instances)
+            }
             Err(e) => {
                 // No control plane: keep what this node last knew it had to run.
                 tracing::warn!(error = %e, "the operator is unreachable; keeping the instances saved by the previous agent");
@@ -156,6 +167,8 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
                 return;
             }
         };
+        self.builds
+            .start(&desired.builds, &self.runtime, &self.control);
         // Changes found by a resync should have arrived as notifications: one was lost
         // (or a bug let the node drift). Either way it is repaired here and must be seen.
         match self.converge(desired.seq, &desired.instances).await {

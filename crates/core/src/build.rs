@@ -68,6 +68,9 @@ impl BuildState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredBuild {
     pub build_id: Uuid,
+    /// Where it is: a build past `queued` that this agent does not run was begun by an
+    /// earlier agent, and is failed rather than silently begun again.
+    pub state: BuildState,
     /// The source: an image in the platform registry whose one layer is the context.
     pub source: String,
     /// Where the image goes: `<registry>/<org>/<app>` (the node adds the tag).

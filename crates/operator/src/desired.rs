@@ -117,6 +117,8 @@ pub(crate) fn builds(
     rows.into_iter()
         .map(|row| zeitwork_core::build::DesiredBuild {
             build_id: row.id,
+            state: zeitwork_core::build::BuildState::parse(&row.state)
+                .expect("stored states are valid"),
             source: row.source,
             repository: format!("{}/{}/{}", registry.address, row.org, row.app),
             build: zeitwork_core::Manifest::from_json(&row.manifest)

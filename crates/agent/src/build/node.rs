@@ -1,0 +1,201 @@
+//! The node's side of builds: each build in the desired state runs once, as a task of
+//! its own: fetch the source (an image of the platform registry; its files become the
+//! context), build it in a builder microVM, push the image to the app's repository, and
+//! report each step. A build an earlier agent had begun is failed with that reason.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::process::Command;
+use uuid::Uuid;
+use zeitwork_core::build::{BuildReport, BuildState, DesiredBuild, log_tail};
+use zeitwork_image::PushOptions;
+use zeitwork_vmm::Vmm;
+
+use super::{BuildLimits, BuildSpec, BuilderRootfs, build};
+use crate::control::ControlPlane;
+use crate::runtime::Runtime;
+
+/// Builder VMs take slots from here up (instances use the ones below).
+const FIRST_SLOT: u32 = 60_000;
+
+/// The builds this agent runs.
+#[derive(Default, Clone)]
+pub(crate) struct Builds {
+    running: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+impl Builds {
+    /// Starts every build of `desired` this agent does not run yet.
+    pub(crate) fn start<V: Vmm + 'static, C: ControlPlane>(
+        &self,
+        desired: &[DesiredBuild],
+        runtime: &Arc<Runtime<V>>,
+        control: &Arc<C>,
+    ) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        for wanted in desired {
+            if !running.insert(wanted.build_id) {
+                continue;
+            }
+            let slot = FIRST_SLOT + u32::try_from(running.len()).unwrap_or(0);
+            let (builds, runtime, control, wanted) = (
+                self.clone(),
+                runtime.clone(),
+                control.clone(),
+                wanted.clone(),
+            );
+            tokio::spawn(async move {
+                let id = wanted.build_id;
+                let report = match wanted.state {
+                    BuildState::Queued => run(&runtime, &*control, &wanted, slot).await,
+                    _ => failed(
+                        "the node's agent restarted during the build; start it again".into(),
+                        Vec::new(),
+                    ),
+                };
+                send(&*control, id, &report).await;
+                builds
+                    .running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+            });
+        }
+    }
+}
+
+fn failed(reason: String, log: Vec<String>) -> BuildReport {
+    BuildReport {
+        state: BuildState::Failed,
+        reason: Some(reason),
+        image: None,
+        log: log_tail(&log),
+    }
+}
+
+fn step(state: BuildState) -> BuildReport {
+    BuildReport {
+        state,
+        reason: None,
+        image: None,
+        log: Vec::new(),
+    }
+}
+
+/// Reports, retrying a while when the operator is away.
+async fn send<C: ControlPlane>(control: &C, id: Uuid, report: &BuildReport) {
+    for attempt in 0..10u32 {
+        match control.report_build(id, report).await {
+            Ok(()) => return,
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(build = %id, error = %e, "the operator refused a build report");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(build = %id, error = %e, attempt, "reporting a build; retrying");
+                tokio::time::sleep(Duration::from_secs(1 << attempt.min(5))).await;
+            }
+        }
+    }
+}
+
+/// Runs one build through; its final report.
+async fn run<V: Vmm + 'static, C: ControlPlane>(
+    runtime: &Runtime<V>,
+    control: &C,
+    wanted: &DesiredBuild,
+    slot: u32,
+) -> BuildReport {
+    let id = wanted.build_id;
+    let dir = runtime.config.state_dir.join("builds").join(id.to_string());
+    let result = async {
+        send(control, id, &step(BuildState::Fetching)).await;
+        let source = runtime
+            .images()
+            .rootfs(&wanted.source, &runtime.config.pull_auth(&wanted.source))
+            .await
+            .map_err(|e| (format!("fetching the source: {e}"), Vec::new()))?;
+        let context = dir.join("context");
+        unpack(&source.path, &context)
+            .await
+            .map_err(|e| (format!("unpacking the source: {e}"), Vec::new()))?;
+        let builder = BuilderRootfs::prepare(&runtime.config.guest_dir)
+            .await
+            .map_err(|e| (format!("preparing the builder: {e}"), Vec::new()))?;
+        send(control, id, &step(BuildState::Building)).await;
+        let b = &wanted.build;
+        let spec = BuildSpec {
+            id: format!("build-{id}"),
+            context: context.join(b.context.trim_start_matches("./")),
+            dockerfile: b.dockerfile.clone(),
+            target: b.target.clone(),
+            build_args: b.args.clone(),
+            limits: BuildLimits {
+                vcpus: b.cpus,
+                memory_mb: b.memory_mb,
+                disk_mb: b.disk_mb,
+                time: b.timeout.as_duration(),
+            },
+            slot,
+        };
+        let built = build(
+            runtime.vmm(),
+            runtime.guest(),
+            &builder,
+            &spec,
+            &dir.join("vm"),
+        )
+        .await
+        .map_err(|e| (e.to_string(), e.log().to_vec()))?;
+        send(control, id, &step(BuildState::Pushing)).await;
+        let tag = format!(
+            "{}:build-{}",
+            wanted.repository,
+            &id.simple().to_string()[..12]
+        );
+        let options = PushOptions {
+            auth: runtime.config.pull_auth(&tag),
+            ..PushOptions::default()
+        };
+        let digest = zeitwork_image::push_oci_archive(&built.archive, &tag, &options)
+            .await
+            .map_err(|e| (format!("pushing the image: {e}"), built.log.clone()))?;
+        Ok::<_, (String, Vec<String>)>(format!("{tag}@{digest}"))
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    match result {
+        Ok(image) => BuildReport {
+            state: BuildState::Succeeded,
+            reason: None,
+            image: Some(image),
+            log: Vec::new(),
+        },
+        Err((reason, log)) => {
+            tracing::warn!(build = %id, %reason, "build failed");
+            failed(reason, log)
+        }
+    }
+}
+
+/// The files of the source's root file system, as the build context.
+async fn unpack(image: &Path, to: &Path) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(to).await?;
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump / {}", to.display()))
+        .arg(image)
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    // mkfs.ext4 made it; the source never had it.
+    let _ = tokio::fs::remove_dir(to.join("lost+found")).await;
+    Ok(())
+}

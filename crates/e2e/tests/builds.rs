@@ -1,0 +1,141 @@
+//! A build from source through the whole platform: the source (a context with a
+//! Dockerfile) is pushed to the platform registry as the CLI does, a build is queued
+//! through the API, the node fetches it, builds it in a builder microVM, pushes the image
+//! to the app's repository, and the image rolls out and answers through the edge. A
+//! failing step fails its build with the step's output; what runs keeps serving.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use zeitwork_e2e::{Up, hello_bin, poll_until, share_guest_cache};
+use zeitwork_image::{Auth, ImageConfig, PushOptions, push_directory};
+
+const WITHIN: Duration = Duration::from_secs(600);
+const MANIFEST: &str =
+    "version = 1\napp = \"web\"\n[processes.web]\n[build]\nmemory_mb = 1024\ndisk_mb = 2048\n";
+
+/// Pushes `dir` as a source image of acme/web; its pinned reference.
+async fn push_source(up: &Up, dir: &std::path::Path, tag: &str) -> String {
+    let name = format!("{}/acme/web/source", up.registry());
+    let options = PushOptions {
+        auth: Auth::Basic {
+            username: "zeitwork".into(),
+            password: up.admin_token().unwrap().to_owned(),
+        },
+        ..PushOptions::default()
+    };
+    let digest = push_directory(
+        dir,
+        &format!("{name}:{tag}"),
+        &ImageConfig::default(),
+        &options,
+    )
+    .await
+    .expect("pushing the source");
+    format!("{name}@{digest}")
+}
+
+async fn api(up: &Up, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .request(method, format!("{}{path}", up.api()))
+        .bearer_auth(up.admin_token().unwrap());
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// Queues a build of `source`; waits until it ends and returns it.
+async fn built(up: &Up, source: &str) -> Value {
+    let builds = "/api/v1/orgs/acme/apps/web/envs/prod/builds";
+    let queued = api(
+        up,
+        reqwest::Method::POST,
+        builds,
+        Some(json!({"source": source, "manifest": MANIFEST})),
+    )
+    .await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    poll_until(WITHIN, || async {
+        let b = api(up, reqwest::Method::GET, &format!("{builds}/{id}"), None).await;
+        matches!(
+            b["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+        .then_some(b)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the build did not end:\n{}", up.stderr()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_is_built_on_the_node_and_rolls_out() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "cannot run: microVMs need root"
+    );
+    let data = tempfile::tempdir().unwrap();
+    share_guest_cache(&data.path().join("node"));
+    let up = Up::start_with(data.path(), "127.0.0.1", &["--no-example"]).await;
+    up.login_as_admin().await;
+    up.cli(&["orgs", "create", "acme"]).await.success();
+    up.cli(&["--org", "acme", "apps", "create", "web"])
+        .await
+        .success();
+
+    let source = tempfile::tempdir().unwrap();
+    std::fs::copy(hello_bin(), source.path().join("hello")).unwrap();
+    std::fs::write(
+        source.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+    let reference = push_source(&up, source.path(), "v1").await;
+    let build = built(&up, &reference).await;
+    assert_eq!(build["state"], "succeeded", "{build}");
+    let image = build["image"].as_str().unwrap();
+    assert!(
+        image.starts_with(&format!("{}/acme/web:build-", up.registry())),
+        "{image}"
+    );
+    let app = ["--org", "acme", "--app", "web"];
+    let healthy = poll_until(WITHIN, || async {
+        let running = up.running_instances(&app).await?;
+        (running.len() == 1 && running[0]["observed_state"] == "healthy").then_some(())
+    })
+    .await;
+    assert!(healthy.is_some(), "the built image runs:\n{}", up.stderr());
+    let host = "web-acme.zeitwork.localhost";
+    let served = zeitwork_e2e::nodes::http_get(&up.edge_addr(), host, "/")
+        .await
+        .unwrap_or_default();
+    assert!(served.contains("Hello from Zeitwork"), "{served}");
+
+    // A failing step: the build fails with its output, the deployment keeps serving.
+    std::fs::write(
+        source.path().join("Dockerfile"),
+        "FROM scratch\nRUN /does-not-exist\n",
+    )
+    .unwrap();
+    let reference = push_source(&up, source.path(), "v2").await;
+    let build = built(&up, &reference).await;
+    assert_eq!(build["state"], "failed", "{build}");
+    assert!(
+        build["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code"),
+        "{build}"
+    );
+    let log = build["log"].to_string();
+    assert!(log.contains("RUN /does-not-exist"), "{log}");
+    let served = zeitwork_e2e::nodes::http_get(&up.edge_addr(), host, "/")
+        .await
+        .unwrap_or_default();
+    assert!(served.contains("Hello from Zeitwork"), "{served}");
+}
