@@ -5,12 +5,10 @@
 //! ([`build()`]), which the node then pushes to the platform registry
 //! (`zeitwork_image::push_oci_archive`).
 
-mod context;
 mod node;
 mod rootfs;
 mod run;
 
-pub use context::{Staged, stage};
 pub(crate) use node::Builds;
 pub use rootfs::{BuilderRootfs, PACKAGES, SUITE};
 pub use run::{BuildError, BuildLimits, BuildSpec, Built, build};

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod apps;
+pub mod build;
 pub mod deploy;
 pub mod events;
 pub mod local;

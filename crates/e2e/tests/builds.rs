@@ -138,4 +138,50 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         .await
         .unwrap_or_default();
     assert!(served.contains("Hello from Zeitwork"), "{served}");
+
+    // `zeitwork deploy` in a directory with a Dockerfile: uploaded, built, rolled out.
+    std::fs::write(
+        source.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+    std::fs::write(source.path().join(".dockerignore"), "junk\n").unwrap();
+    std::fs::write(source.path().join("junk"), vec![0u8; 1 << 20]).unwrap();
+    let manifest = source.path().join("zeitwork.toml");
+    std::fs::write(&manifest, MANIFEST).unwrap();
+    let manifest = manifest.display().to_string();
+    let deployed = up
+        .cli(&["--org", "acme", "deploy", "--manifest", &manifest])
+        .await
+        .success();
+    assert!(
+        deployed.stdout.contains("Built and deployed web")
+            && deployed.stdout.contains("http://web-"),
+        "{}\n{}",
+        deployed.stdout,
+        deployed.stderr
+    );
+    assert!(
+        deployed.stderr.contains("uploaded the source (4 files"),
+        "{}",
+        deployed.stderr
+    );
+    let releases = up
+        .cli(&["--org", "acme", "--app", "web", "releases", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(
+        releases["releases"].as_array().unwrap().len(),
+        2,
+        "{releases}"
+    );
+    let serving = poll_until(WITHIN, || async {
+        let running = up.running_instances(&app).await?;
+        let new = running.iter().all(|i| i["observed_state"] == "healthy");
+        let body = zeitwork_e2e::nodes::http_get(&up.edge_addr(), host, "/").await?;
+        (new && body.contains("Hello from Zeitwork")).then_some(())
+    })
+    .await;
+    assert!(serving.is_some(), "the second release serves");
 }

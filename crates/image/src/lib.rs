@@ -16,6 +16,7 @@ mod archive;
 mod cache;
 mod config;
 mod confined;
+mod context;
 mod credentials;
 mod digest;
 mod error;
@@ -33,6 +34,7 @@ use futures::StreamExt as _;
 
 pub use archive::{MAX_ARCHIVE_BYTES, push_oci_archive};
 pub use config::ImageConfig;
+pub use context::{Staged, stage_context};
 pub use credentials::AuthFiles;
 pub use error::ImageError;
 pub use push::{LayerBlob, PushOptions, pack_directory, push_directory, push_image};

@@ -208,7 +208,8 @@ fn guest_config(spec: &BuildSpec) -> GuestConfig {
     }
 }
 
-/// The scratch disk, `disk_mb` large, holding the context (as [`super::stage`] sends it)
+/// The scratch disk, `disk_mb` large, holding the context (as
+/// `zeitwork_image::stage_context` sends it)
 /// at `/build/context` of the guest's root (the overlay's upper layer).
 async fn scratch_with_context(
     path: &Path,
@@ -227,14 +228,15 @@ async fn scratch_with_context(
         upper.join("context"),
         dockerfile.to_owned(),
     );
-    // The context may take at most half the disk: the layers and the image need room too.
-    let limit = (disk_mb << 20) / 2;
-    tokio::task::spawn_blocking(move || super::stage(&from, &to, &dockerfile, limit))
-        .await
-        .map_err(|e| AgentError::Io {
-            what: "staging the build context".into(),
-            source: std::io::Error::other(e),
-        })??;
+    let limit = zeitwork_core::manifest::Build::context_limit(disk_mb);
+    tokio::task::spawn_blocking(move || {
+        zeitwork_image::stage_context(&from, &to, &dockerfile, limit)
+    })
+    .await
+    .map_err(|e| AgentError::Io {
+        what: "staging the build context".into(),
+        source: std::io::Error::other(e),
+    })??;
     std::fs::create_dir_all(staging.path().join("work"))
         .map_err(AgentError::io("staging the build context"))?;
     let file = std::fs::File::create(path)

@@ -18,9 +18,10 @@ use crate::output::{self, Cell, Column, col, col_as};
 pub struct DeployArgs {
     /// Image to deploy: NAME:TAG (pinned here to the digest its registry serves now, with
     /// the credentials of `docker login`, `podman login` or `zeitwork registry login`) or
-    /// NAME[:TAG]@sha256:<64 hex digits>
+    /// NAME[:TAG]@sha256:<64 hex digits>. Without it, the directory's Dockerfile (or the
+    /// manifest's `[build]`) is built on a node and rolled out.
     #[arg(long, value_name = "REF")]
-    pub image: String,
+    pub image: Option<String>,
     /// Manifest to send [default: ./zeitwork.toml when it exists]
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
@@ -96,16 +97,26 @@ const INSTANCES: &[Column] = &[
 /// Validates the manifest locally first (the same strict parser as the API), so a typo
 /// fails in a second with the file and field named, not after an upload.
 pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
-    let image = match ImageRef::parse(&args.image) {
-        Ok(_) => args.image.clone(),
-        Err(ImageRefError::NotPinned(_)) => pin(&args.image).await?,
-        Err(e) => return Err(CliError::Usage(e.to_string())),
-    };
     let path = args
         .manifest
         .or_else(|| Some(PathBuf::from(MANIFEST)).filter(|p| p.exists()));
     let manifest = path.as_deref().map(read_manifest).transpose()?;
     let app = manifest.as_ref().map(|(m, _)| m.app.to_string());
+    let Some(image) = args.image else {
+        let app = ctx.app_or(app.as_deref())?;
+        let root = path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let done = super::build::build_and_deploy(ctx, &app, root, manifest.as_ref()).await?;
+        return built(ctx, &app, &done).await;
+    };
+    let image = match ImageRef::parse(&image) {
+        Ok(_) => image,
+        Err(ImageRefError::NotPinned(_)) => pin(&image).await?,
+        Err(e) => return Err(CliError::Usage(e.to_string())),
+    };
     let url = ctx.path_for_app(Scope::Env, app.as_deref(), &["deployments"])?;
     let mut body = json!({ "image": image });
     if let Some((_, text)) = manifest {
@@ -118,6 +129,26 @@ pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
         spinner.finish_and_clear();
     }
     rolled_out(ctx, &ctx.app_or(app.as_deref())?, &answer?, "Deployed")
+}
+
+/// After a build succeeded: its image rolled out; the env's status says where.
+async fn built(ctx: &Ctx, app: &str, build: &Value) -> Result<()> {
+    let status = ctx
+        .client()?
+        .get(&ctx.path_for_app(Scope::Env, Some(app), &["status"])?)
+        .await?;
+    if ctx.json() {
+        return output::emit_json(&json!({ "build": build, "status": status }));
+    }
+    let text = output::pairs(&[
+        ("build", field(build, "id")),
+        ("image", field(build, "image")),
+        ("url", field(&status, "url")),
+    ]);
+    output::emit(&format!(
+        "Built and deployed {app} in env {}\n{text}",
+        ctx.global.env
+    ))
 }
 
 /// `reference` pinned to the digest its registry serves now (a release names an image by

@@ -83,6 +83,12 @@ fn default_timeout() -> Seconds {
 }
 
 impl Build {
+    /// The largest context a build with `disk_mb` of disk takes, in bytes: half its disk,
+    /// since the layers and the image need room too.
+    pub fn context_limit(disk_mb: u64) -> u64 {
+        (disk_mb << 20) / 2
+    }
+
     pub(super) fn check(&self) -> Result<(), ManifestError> {
         let at = |field: &str, m: String| ManifestError::at(format!("build.{field}"), m);
         relative_path(&self.dockerfile).map_err(|m| at("dockerfile", m))?;

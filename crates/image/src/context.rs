@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::AgentError;
+use crate::ImageError;
 
 /// What was staged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,7 +87,12 @@ fn component(pattern: &[u8], name: &[u8]) -> bool {
 
 /// Copies the context at `from` into `to` as Docker would send it, refusing (with what
 /// to do) a context over `limit` bytes; `dockerfile` (relative) always goes.
-pub fn stage(from: &Path, to: &Path, dockerfile: &str, limit: u64) -> Result<Staged, AgentError> {
+pub fn stage_context(
+    from: &Path,
+    to: &Path,
+    dockerfile: &str,
+    limit: u64,
+) -> Result<Staged, ImageError> {
     let ignore = std::fs::read_to_string(from.join(".dockerignore")).unwrap_or_default();
     let rules = rules(&ignore);
     let always: Vec<String> = [dockerfile, ".dockerignore"]
@@ -96,21 +101,21 @@ pub fn stage(from: &Path, to: &Path, dockerfile: &str, limit: u64) -> Result<Sta
         .collect();
     let mut staged = Staged::default();
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    std::fs::create_dir_all(to).map_err(AgentError::io(format!("creating {}", to.display())))?;
+    std::fs::create_dir_all(to).map_err(ImageError::io(format!("creating {}", to.display())))?;
     while let Some(relative) = stack.pop() {
         let dir = from.join(&relative);
-        let entries = std::fs::read_dir(&dir).map_err(AgentError::io(format!(
+        let entries = std::fs::read_dir(&dir).map_err(ImageError::io(format!(
             "reading the context {}",
             dir.display()
         )))?;
         for entry in entries {
-            let entry = entry.map_err(AgentError::io(format!("reading {}", dir.display())))?;
+            let entry = entry.map_err(ImageError::io(format!("reading {}", dir.display())))?;
             let rel = relative.join(entry.file_name());
             let text = rel.to_string_lossy().into_owned();
             let parts: Vec<&str> = text.split('/').collect();
             let kind = entry
                 .file_type()
-                .map_err(AgentError::io(format!("reading {}", rel.display())))?;
+                .map_err(ImageError::io(format!("reading {}", rel.display())))?;
             // A directory is walked even when excluded: a later `!` may take some back.
             if excluded(&rules, &parts) && !kind.is_dir() && !always.contains(&text) {
                 continue;
@@ -118,31 +123,31 @@ pub fn stage(from: &Path, to: &Path, dockerfile: &str, limit: u64) -> Result<Sta
             let target = to.join(&rel);
             if kind.is_dir() {
                 std::fs::create_dir_all(&target)
-                    .map_err(AgentError::io(format!("staging {}", rel.display())))?;
+                    .map_err(ImageError::io(format!("staging {}", rel.display())))?;
                 stack.push(rel);
             } else if kind.is_symlink() {
                 let link = std::fs::read_link(entry.path())
-                    .map_err(AgentError::io(format!("reading {}", rel.display())))?;
+                    .map_err(ImageError::io(format!("reading {}", rel.display())))?;
                 std::os::unix::fs::symlink(link, &target)
-                    .map_err(AgentError::io(format!("staging {}", rel.display())))?;
+                    .map_err(ImageError::io(format!("staging {}", rel.display())))?;
             } else if kind.is_file() {
                 let size = entry
                     .metadata()
-                    .map_err(AgentError::io(format!("reading {}", rel.display())))?
+                    .map_err(ImageError::io(format!("reading {}", rel.display())))?
                     .len();
                 staged.bytes += size;
                 staged.files += 1;
                 if staged.bytes > limit {
-                    return Err(AgentError::Io {
+                    return Err(ImageError::Invalid {
                         what: format!("the build context {}", from.display()),
-                        source: std::io::Error::other(format!(
-                            "it is over {} MiB; leave out what the build does not need with a .dockerignore",
+                        reason: format!(
+                            "it is over {} MiB (half the build's disk_mb); leave out what the build does not need with a .dockerignore",
                             limit >> 20
-                        )),
+                        ),
                     });
                 }
                 std::fs::copy(entry.path(), &target)
-                    .map_err(AgentError::io(format!("staging {}", rel.display())))?;
+                    .map_err(ImageError::io(format!("staging {}", rel.display())))?;
             }
         }
     }
@@ -191,7 +196,7 @@ mod tests {
             std::fs::write(f.join(path), body).unwrap();
         }
         let to = tempfile::tempdir().unwrap();
-        let staged = stage(f, &to.path().join("ctx"), "Dockerfile", 1 << 20).unwrap();
+        let staged = stage_context(f, &to.path().join("ctx"), "Dockerfile", 1 << 20).unwrap();
         let t = to.path().join("ctx");
         assert!(t.join("Dockerfile").is_file(), "the Dockerfile always goes");
         assert!(t.join(".dockerignore").is_file());
@@ -201,7 +206,7 @@ mod tests {
         assert!(!t.join("big").exists());
         assert_eq!(staged.files, 3);
         std::fs::write(f.join("huge"), vec![0u8; 2 << 20]).unwrap();
-        let err = stage(f, &to.path().join("again"), "Dockerfile", 1 << 20).unwrap_err();
+        let err = stage_context(f, &to.path().join("again"), "Dockerfile", 1 << 20).unwrap_err();
         assert!(err.to_string().contains("over 1 MiB"), "{err}");
     }
 }

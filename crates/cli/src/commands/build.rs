@@ -1,0 +1,143 @@
+//! `zeitwork deploy` without `--image`, in a directory with a Dockerfile: the context
+//! (what `.dockerignore` leaves, within the limit of the manifest's `[build]`) is pushed to
+//! the platform registry as the app's source, built on a node in a builder microVM, and
+//! rolled out; the build's progress and, when it fails, its last lines are shown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use zeitwork_core::Manifest;
+use zeitwork_core::manifest::Build;
+
+use super::field;
+use crate::context::{Ctx, Scope};
+use crate::error::{CliError, Result};
+use crate::output;
+
+/// How often the build is asked where it is.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Builds the directory `root` (with `manifest` and its text, if any) for `app` and
+/// returns the build's final answer and the rollout it made.
+pub async fn build_and_deploy(
+    ctx: &Ctx,
+    app: &str,
+    root: &Path,
+    manifest: Option<&(Manifest, String)>,
+) -> Result<Value> {
+    let build = manifest
+        .and_then(|(m, _)| m.build.clone())
+        .unwrap_or_default();
+    let context = root.join(&build.context);
+    if !context.join(&build.dockerfile).is_file() {
+        return Err(CliError::Usage(format!(
+            "no --image given and no {} in {}: deploy an image, or build from a directory with a Dockerfile",
+            build.dockerfile,
+            context.display()
+        )));
+    }
+    let client = ctx.client()?;
+    let registry = field(
+        &client
+            .get(&ctx.path(Scope::Platform, &["registry"])?)
+            .await?,
+        "address",
+    );
+    let org = ctx.org()?.to_owned();
+    let spinner = output::spinner(format!("Uploading {}", context.display()));
+    let source = push_source(ctx, &registry, &org, app, &context, &build).await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let (source, staged) = source?;
+    eprintln!(
+        "uploaded the source ({} files, {} KiB) as {source}",
+        staged.files,
+        staged.bytes.div_ceil(1024)
+    );
+    let mut body = json!({ "source": source });
+    if let Some((_, text)) = manifest {
+        body["manifest"] = Value::String(text.clone());
+    }
+    let builds = ctx.path_for_app(Scope::Env, Some(app), &["builds"])?;
+    let queued = client.post(&builds, &body).await?;
+    let id = field(&queued, "id");
+    let mut path = builds.clone();
+    path.push(id.clone());
+    let mut shown = String::new();
+    let spinner = output::spinner(format!("Build {id}: queued"));
+    let done = loop {
+        let now = client.get(&path).await?;
+        let state = field(&now, "state");
+        if state != shown {
+            match &spinner {
+                Some(s) => s.set_message(format!("Build {id}: {state}")),
+                None => eprintln!("build {id}: {state}"),
+            }
+            shown = state.clone();
+        }
+        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+            break now;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    if field(&done, "state") != "succeeded" {
+        for line in done["log"].as_array().into_iter().flatten() {
+            eprintln!("  {}", output::text(line));
+        }
+        return Err(CliError::Usage(format!(
+            "build {id} {}: {}",
+            field(&done, "state"),
+            field(&done, "reason")
+        )));
+    }
+    eprintln!("built {}", field(&done, "image"));
+    Ok(done)
+}
+
+/// Stages the context as Docker would send it and pushes it as
+/// `<registry>/<org>/<app>/source:<short digest>`; its pinned reference.
+async fn push_source(
+    ctx: &Ctx,
+    registry: &str,
+    org: &str,
+    app: &str,
+    context: &Path,
+    build: &Build,
+) -> Result<(String, zeitwork_image::Staged)> {
+    let token = ctx.settings.token.as_deref().ok_or(CliError::NotLoggedIn)?;
+    let staging = tempfile::tempdir().map_err(CliError::io("staging the context"))?;
+    let (from, to, dockerfile) = (
+        context.to_owned(),
+        staging.path().join("context"),
+        build.dockerfile.clone(),
+    );
+    let limit = Build::context_limit(build.disk_mb);
+    let staged = tokio::task::spawn_blocking(move || {
+        zeitwork_image::stage_context(&from, &to, &dockerfile, limit)
+    })
+    .await
+    .map_err(|e| CliError::Usage(e.to_string()))?
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    let name = format!("{registry}/{org}/{app}/source");
+    let options = zeitwork_image::PushOptions {
+        auth: zeitwork_image::Auth::Basic {
+            username: "zeitwork".into(),
+            password: token.to_owned(),
+        },
+        ..Default::default()
+    };
+    let digest = zeitwork_image::push_directory(
+        &staging.path().join("context"),
+        &format!("{name}:latest"),
+        &zeitwork_image::ImageConfig::default(),
+        &options,
+    )
+    .await
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok((format!("{name}@{digest}"), staged))
+}
