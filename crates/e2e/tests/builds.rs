@@ -111,10 +111,13 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
     .await;
     assert!(healthy.is_some(), "the built image runs:\n{}", up.stderr());
     let host = "web-acme.zeitwork.localhost";
-    let served = zeitwork_e2e::nodes::http_get(&up.edge_addr(), host, "/")
-        .await
-        .unwrap_or_default();
-    assert!(served.contains("Hello from Zeitwork"), "{served}");
+    // The edge routes to it once it learns the instance is healthy.
+    let served = poll_until(WITHIN, || async {
+        let body = zeitwork_e2e::nodes::http_get(&up.edge_addr(), host, "/").await?;
+        body.contains("Hello from Zeitwork").then_some(body)
+    })
+    .await;
+    assert!(served.is_some(), "the edge serves the built image");
 
     // A failing step: the build fails with its output, the deployment keeps serving.
     std::fs::write(
@@ -184,4 +187,33 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
     })
     .await;
     assert!(serving.is_some(), "the second release serves");
+    // The same tree again: not rebuilt, the image is reused.
+    let image_of = |out: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("image"))
+            .map(|i| i.trim().to_owned())
+    };
+    let again = up
+        .cli(&["--org", "acme", "deploy", "--manifest", &manifest])
+        .await
+        .success();
+    assert_eq!(
+        image_of(&again.stdout),
+        image_of(&deployed.stdout),
+        "{}",
+        again.stdout
+    );
+    let builds = api(
+        &up,
+        reqwest::Method::GET,
+        "/api/v1/orgs/acme/apps/web/envs/prod/builds",
+        None,
+    )
+    .await;
+    assert!(
+        builds["builds"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("reused")),
+        "{builds}"
+    );
 }

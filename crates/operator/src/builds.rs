@@ -56,6 +56,16 @@ impl AppState {
             ));
         }
         let build = manifest.build.clone().unwrap_or_default();
+        let manifest_json = serde_json::to_value(manifest).expect("manifests serialize");
+        // The same source built the same way before: its image is reused, nothing builds.
+        let same = manifest_json.get("build").cloned().unwrap_or(Value::Null);
+        if let Some((earlier, node, image)) =
+            read::built_before(&mut **tx, scope.env.id, &pinned.to_string(), &same).await?
+        {
+            return self
+                .reuse(tx, auth, scope, &pinned, manifest, (earlier, node, image))
+                .await;
+        }
         let open = read::open_builds_per_node(&mut **tx).await?;
         let node = read::nodes(&mut **tx)
             .await?
@@ -84,13 +94,54 @@ impl AppState {
             build_id,
             env_id: scope.env.id,
             source: pinned.to_string(),
-            manifest: serde_json::to_value(manifest).expect("manifests serialize"),
+            manifest: manifest_json,
             node_id: node.id,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
         Ok(read::build(&mut **tx, build_id)
             .await?
             .expect("just queued"))
+    }
+
+    /// A build of a source built before: recorded as succeeded at once with the earlier
+    /// image, which rolls out.
+    async fn reuse(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        scope: &EnvScope,
+        source: &ImageRef,
+        manifest: &Manifest,
+        (earlier, node, image): (Uuid, Uuid, String),
+    ) -> ApiResult<Build> {
+        let build_id = Uuid::now_v7();
+        let queued = EventData::BuildQueued {
+            build_id,
+            env_id: scope.env.id,
+            source: source.to_string(),
+            manifest: serde_json::to_value(manifest).expect("manifests serialize"),
+            node_id: node,
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), queued).await?;
+        let done = EventData::BuildStateChanged {
+            build_id,
+            state: BuildState::Succeeded,
+            reason: Some(format!(
+                "the same source was built the same way by build {earlier}: its image is reused"
+            )),
+            image: Some(image.clone()),
+            log: Vec::new(),
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), done).await?;
+        let image =
+            ImageRef::parse(&image).map_err(|e| ApiError::invalid("image", e.to_string()))?;
+        let release = self.release_for(tx, auth, scope, &image, manifest).await?;
+        self.roll_out(tx, auth, scope, release, manifest, None)
+            .await?;
+        metrics::counter!("zeitwork_build_cache_hits_total").increment(1);
+        Ok(read::build(&mut **tx, build_id)
+            .await?
+            .expect("just recorded"))
     }
 
     /// Records a node's report on its build; a succeeded one rolls its image out.
@@ -152,6 +203,13 @@ impl AppState {
             log: log_tail(&report.log),
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        if report.state.is_final() {
+            let took = (chrono::Utc::now() - build.created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!("zeitwork_build_duration_seconds", "state" => report.state.as_str())
+                .record(took.as_secs_f64());
+        }
         let mut answer = json!({ "changed": true });
         if let Some(image) = image {
             let queued = read::build_manifest(&mut **tx, build_id)

@@ -492,3 +492,25 @@ pub async fn build_manifest<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<s
             .await?;
     Ok(row.map(|(m,)| m))
 }
+
+/// An earlier build of the app that succeeded from the same source with the same
+/// `[build]` section: its id, node and image.
+pub async fn built_before<'c>(
+    db: impl PgExecutor<'c>,
+    env: Uuid,
+    source: &str,
+    build: &serde_json::Value,
+) -> R<Option<(Uuid, Uuid, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT b.id, b.node_id, b.image FROM builds b
+         WHERE b.app_id = (SELECT app_id FROM envs WHERE id = $1)
+           AND b.source = $2 AND b.state = 'succeeded' AND b.image IS NOT NULL
+           AND b.manifest -> 'build' IS NOT DISTINCT FROM $3
+         ORDER BY b.created_at DESC LIMIT 1",
+    )
+    .bind(env)
+    .bind(source)
+    .bind(build)
+    .fetch_optional(db)
+    .await?)
+}

@@ -147,12 +147,37 @@ async fn a_build_runs_on_a_node_and_its_image_rolls_out() {
         Some("state"),
     );
 
-    // A failing build keeps its reason and last lines; the running deployment stays.
-    let failing = p
+    // The same source built the same way: nothing builds, the image is reused.
+    let again = p
         .post(
             &builds,
             &acme,
             json!({"source": source, "manifest": MANIFEST}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
+    assert_eq!(again.body["state"], "succeeded");
+    assert_eq!(again.body["image"], image.as_str());
+    assert!(
+        again.body["reason"].as_str().unwrap().contains("reused"),
+        "{:?}",
+        again.body
+    );
+    assert!(
+        p.get(&n1.path("desired"), &n1.credential).await.body["builds"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing for the node to build"
+    );
+
+    // A failing build keeps its reason and last lines; the running deployment stays.
+    let changed = format!("{REGISTRY}/acme/web/source@{}", digest(3));
+    let failing = p
+        .post(
+            &builds,
+            &acme,
+            json!({"source": changed, "manifest": MANIFEST}),
         )
         .await;
     let id2 = failing.body["id"].as_str().unwrap().to_owned();
@@ -172,7 +197,7 @@ async fn a_build_runs_on_a_node_and_its_image_rolls_out() {
     assert_eq!(shown["log"].as_array().unwrap().len(), 40);
     assert_eq!(shown["log"][39], "line 99");
     let listed = p.get(&builds, &acme).await.body;
-    assert_eq!(listed["builds"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["builds"].as_array().unwrap().len(), 3);
     let status = p.get(&format!("{ENV}/status"), &acme).await.body;
     assert!(status["deployment"].is_object(), "{status}");
 }
