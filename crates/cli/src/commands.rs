@@ -102,6 +102,12 @@ pub enum Command {
     /// List the event log, or follow it live with -f
     #[command(after_long_help = EXIT_CODES_HELP)]
     Events(events::EventsArgs),
+    /// List the env's builds from source, or show one
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Builds {
+        #[command(subcommand)]
+        action: Option<build::BuildsAction>,
+    },
     /// Show the platform registry, or log docker, podman, buildah and skopeo in to it
     #[command(after_long_help = EXIT_CODES_HELP)]
     Registry {
@@ -157,6 +163,7 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Domains { action } => network::domains(&ctx()?, action.unwrap_or_default()).await,
         Command::Nodes { action } => nodes::nodes(&ctx()?, action.unwrap_or_default()).await,
         Command::Events(args) => events::events(&ctx()?, args).await,
+        Command::Builds { action } => build::builds(&ctx()?, action.unwrap_or_default()).await,
         Command::Registry { action } => {
             registry::registry(&ctx()?, action.unwrap_or_default()).await
         }

@@ -216,4 +216,32 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
             .is_some_and(|r| r.contains("reused")),
         "{builds}"
     );
+    // `zeitwork builds` lists them; `builds show` gives a failed one's last lines.
+    let listed = up
+        .cli(&["--org", "acme", "--app", "web", "builds"])
+        .await
+        .success();
+    assert!(
+        listed.stdout.contains("succeeded") && listed.stdout.contains("failed"),
+        "{}",
+        listed.stdout
+    );
+    let failed = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["state"] == "failed")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = up
+        .cli(&["--org", "acme", "--app", "web", "builds", "show", &failed])
+        .await
+        .success();
+    assert!(
+        shown.stdout.contains("RUN /does-not-exist"),
+        "{}",
+        shown.stdout
+    );
 }

@@ -10,10 +10,51 @@ use serde_json::{Value, json};
 use zeitwork_core::Manifest;
 use zeitwork_core::manifest::Build;
 
-use super::field;
+use super::{field, list, show};
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
-use crate::output;
+use crate::output::{self, Cell, Column, col, col_as};
+
+#[derive(Debug, Default, clap::Subcommand)]
+pub enum BuildsAction {
+    /// List the env's builds, newest first
+    #[default]
+    List,
+    /// Show one build: where it is, its image, or why it failed with its last lines
+    Show { id: String },
+}
+
+const BUILDS: &[Column] = &[
+    col_as("ID", "id", Cell::ShortId),
+    col("STATE", "state"),
+    col("IMAGE", "image"),
+    col_as("CREATED", "created_at", Cell::Time),
+];
+
+pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
+    match action {
+        BuildsAction::List => list(ctx, ctx.path(Scope::Env, &["builds"])?, "builds", BUILDS).await,
+        BuildsAction::Show { id } => {
+            let columns = [
+                BUILDS,
+                &[
+                    col("SOURCE", "source"),
+                    col("REASON", "reason"),
+                    col("NODE", "node_id"),
+                    col_as("UPDATED", "updated_at", Cell::Time),
+                ],
+            ]
+            .concat();
+            let answer = show(ctx, ctx.path(Scope::Env, &["builds", &id])?, &columns).await?;
+            if !ctx.json() {
+                for line in answer["log"].as_array().into_iter().flatten() {
+                    println!("  {}", output::text(line));
+                }
+            }
+            Ok(())
+        }
+    }
+}
 
 /// How often the build is asked where it is.
 const POLL: Duration = Duration::from_millis(500);
