@@ -88,7 +88,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             Ok(desired) => {
                 agent
                     .builds
-                    .start(&desired.builds, &agent.runtime, &agent.control);
+                    .sync(&desired.builds, &agent.runtime, &agent.control);
                 (Some(desired.seq), desired.instances)
             }
             Err(e) => {
@@ -168,7 +168,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             }
         };
         self.builds
-            .start(&desired.builds, &self.runtime, &self.control);
+            .sync(&desired.builds, &self.runtime, &self.control);
         // Changes found by a resync should have arrived as notifications: one was lost
         // (or a bug let the node drift). Either way it is repaired here and must be seen.
         match self.converge(desired.seq, &desired.instances).await {

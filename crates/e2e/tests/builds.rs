@@ -244,4 +244,42 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         "{}",
         shown.stdout
     );
+
+    // A build cancelled while it builds: its builder VM is stopped.
+    std::fs::write(
+        source.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello-again\n",
+    )
+    .unwrap();
+    let reference = push_source(&up, source.path(), "v4").await;
+    let builds_path = "/api/v1/orgs/acme/apps/web/envs/prod/builds";
+    let queued = api(
+        &up,
+        reqwest::Method::POST,
+        builds_path,
+        Some(json!({"source": reference, "manifest": MANIFEST})),
+    )
+    .await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let vm = format!("build-{id}");
+    let vm_runs = || {
+        zeitwork_vmm::Cgroup::ours()
+            .into_iter()
+            .any(|(name, cg)| name == vm && !cg.pids().is_empty())
+    };
+    let building = poll_until(WITHIN, || async { vm_runs().then_some(()) }).await;
+    assert!(building.is_some(), "the builder VM started");
+    up.cli(&["--org", "acme", "--app", "web", "builds", "cancel", &id])
+        .await
+        .success();
+    let stopped = poll_until(WITHIN, || async { (!vm_runs()).then_some(()) }).await;
+    assert!(stopped.is_some(), "the cancelled build's VM is stopped");
+    let build = api(
+        &up,
+        reqwest::Method::GET,
+        &format!("{builds_path}/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(build["state"], "cancelled", "{build}");
 }

@@ -72,6 +72,18 @@ pub async fn subjects(
         EventData::CertificateStored { .. } | EventData::CertificateRemoved { .. } => {
             out.push(format!("{PREFIX}.certificates"))
         }
+        // A cancelled build's node stops it.
+        EventData::BuildStateChanged {
+            build_id,
+            state: zeitwork_core::build::BuildState::Cancelled,
+            ..
+        } => {
+            let node: Option<(Uuid,)> = sqlx::query_as("SELECT node_id FROM builds WHERE id = $1")
+                .bind(build_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            out.extend(node_subjects(node.map(|(n,)| n)));
+        }
         EventData::OrgCreated { .. }
         | EventData::BuildStateChanged { .. }
         | EventData::OrgQuotasSet { .. }

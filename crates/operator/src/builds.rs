@@ -103,6 +103,37 @@ impl AppState {
             .expect("just queued"))
     }
 
+    /// Cancels a build that has not ended: its node stops it (the build leaves the node's
+    /// desired state).
+    pub(crate) async fn cancel_build(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        scope: &EnvScope,
+        build_id: Uuid,
+    ) -> ApiResult<Build> {
+        let build = read::build(&mut **tx, build_id)
+            .await?
+            .filter(|b| b.env_id == scope.env.id)
+            .ok_or_else(|| ApiError::not_found("build"))?;
+        let state = BuildState::parse(&build.state).expect("stored states are valid");
+        if state.is_final() {
+            return Err(ApiError::conflict(
+                "state",
+                format!("the build already {}", state.as_str()),
+            ));
+        }
+        let data = EventData::BuildStateChanged {
+            build_id,
+            state: BuildState::Cancelled,
+            reason: Some(format!("cancelled by {}", auth.actor())),
+            image: None,
+            log: Vec::new(),
+        };
+        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
+        Ok(read::build(&mut **tx, build_id).await?.expect("it exists"))
+    }
+
     /// A build of a source built before: recorded as succeeded at once with the earlier
     /// image, which rolls out.
     async fn reuse(

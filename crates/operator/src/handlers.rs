@@ -148,6 +148,12 @@ pub fn api() -> Api {
             builds::create,
         )
         .get(p!(env "/builds/{id}"), "Show a build", builds::show)
+        .post(
+            p!(env "/builds/{id}/cancel"),
+            "Cancel a build that has not ended; its node stops it",
+            &[],
+            builds::cancel,
+        )
         .get(
             p!(env "/deployments"),
             "List deployments, newest first",

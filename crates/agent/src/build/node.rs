@@ -3,7 +3,7 @@
 //! context), build it in a builder microVM, push the image to the app's repository, and
 //! report each step. A build an earlier agent had begun is failed with that reason.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,34 +21,45 @@ use crate::runtime::Runtime;
 /// Builder VMs take slots from here up (instances use the ones below).
 const FIRST_SLOT: u32 = 60_000;
 
-/// The builds this agent runs.
+/// The builds this agent runs, by id, each with its slot and the handle that stops it.
 #[derive(Default, Clone)]
 pub(crate) struct Builds {
-    running: Arc<Mutex<HashSet<Uuid>>>,
+    running: Arc<Mutex<HashMap<Uuid, (u32, tokio::task::AbortHandle)>>>,
 }
 
 impl Builds {
-    /// Starts every build of `desired` this agent does not run yet.
-    pub(crate) fn start<V: Vmm + 'static, C: ControlPlane>(
+    /// Starts every build of `desired` this agent does not run yet, and stops those it
+    /// runs that are no longer desired (cancelled): their builder VMs are killed.
+    pub(crate) fn sync<V: Vmm + 'static, C: ControlPlane>(
         &self,
         desired: &[DesiredBuild],
         runtime: &Arc<Runtime<V>>,
         control: &Arc<C>,
     ) {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.retain(|id, (_, handle)| {
+            let wanted = desired.iter().any(|d| d.build_id == *id);
+            if !wanted {
+                tracing::info!(build = %id, "the build is no longer wanted (cancelled); stopping it");
+                handle.abort();
+            }
+            wanted
+        });
         for wanted in desired {
-            if !running.insert(wanted.build_id) {
+            if running.contains_key(&wanted.build_id) {
                 continue;
             }
-            let slot = FIRST_SLOT + u32::try_from(running.len()).unwrap_or(0);
+            let id = wanted.build_id;
+            let slot = (FIRST_SLOT..)
+                .find(|s| running.values().all(|(taken, _)| taken != s))
+                .expect("a free slot");
             let (builds, runtime, control, wanted) = (
                 self.clone(),
                 runtime.clone(),
                 control.clone(),
                 wanted.clone(),
             );
-            tokio::spawn(async move {
-                let id = wanted.build_id;
+            let task = tokio::spawn(async move {
                 let report = match wanted.state {
                     BuildState::Queued => run(&runtime, &*control, &wanted, slot).await,
                     _ => failed(
@@ -63,7 +74,17 @@ impl Builds {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
             });
+            running.insert(id, (slot, task.abort_handle()));
         }
+    }
+}
+
+/// Removes a build's directory however its task ends (a stopped one included).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -111,6 +132,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
 ) -> BuildReport {
     let id = wanted.build_id;
     let dir = runtime.config.state_dir.join("builds").join(id.to_string());
+    let _remove = RemoveOnDrop(dir.clone());
     let result = async {
         send(control, id, &step(BuildState::Fetching)).await;
         let source = runtime
@@ -166,7 +188,6 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
         Ok::<_, (String, Vec<String>)>(format!("{tag}@{digest}"))
     }
     .await;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
     match result {
         Ok(image) => BuildReport {
             state: BuildState::Succeeded,

@@ -22,6 +22,8 @@ pub enum BuildsAction {
     List,
     /// Show one build: where it is, its image, or why it failed with its last lines
     Show { id: String },
+    /// Cancel a build that has not ended; its node stops it
+    Cancel { id: String },
 }
 
 const BUILDS: &[Column] = &[
@@ -52,6 +54,14 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        BuildsAction::Cancel { id } => {
+            let path = ctx.path(Scope::Env, &["builds", &id, "cancel"])?;
+            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            if ctx.json() {
+                return output::emit_json(&answer);
+            }
+            output::emit(&format!("Cancelled build {id}\n"))
         }
     }
 }

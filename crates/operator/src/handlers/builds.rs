@@ -76,6 +76,22 @@ pub async fn show(
         .ok_or_else(|| ApiError::not_found("build"))
 }
 
+/// Cancels a build that has not ended.
+pub async fn cancel(
+    State(s): State<AppState>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
+    Path(p): Path<BuildPath>,
+) -> ApiResult<Json<Build>> {
+    let id = build_id(&p)?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let build = s.cancel_build(&mut tx, &auth, &scope, id).await?;
+    tx.commit()
+        .await
+        .map_err(zeitwork_store::StoreError::from)?;
+    Ok(Json(build))
+}
+
 /// A node's report on one of its builds; repeating a report changes nothing.
 pub async fn report(
     State(s): State<AppState>,

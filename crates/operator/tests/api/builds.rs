@@ -198,6 +198,44 @@ async fn a_build_runs_on_a_node_and_its_image_rolls_out() {
     assert_eq!(shown["log"][39], "line 99");
     let listed = p.get(&builds, &acme).await.body;
     assert_eq!(listed["builds"].as_array().unwrap().len(), 3);
+
+    // Cancelling: the build ends, leaves the node's desired state, and takes no report.
+    let other_source = format!("{REGISTRY}/acme/web/source@{}", digest(4));
+    let queued = p
+        .post(
+            &builds,
+            &acme,
+            json!({"source": other_source, "manifest": MANIFEST}),
+        )
+        .await;
+    let id3 = queued.body["id"].as_str().unwrap().to_owned();
+    let cancel = format!("{builds}/{id3}/cancel");
+    let reader = p.token("acme", "reader").await;
+    assert_error(
+        &p.post(&cancel, &reader, json!({})).await,
+        StatusCode::FORBIDDEN,
+        None,
+    );
+    let cancelled = p.post(&cancel, &acme, json!({})).await;
+    assert_eq!(cancelled.body["state"], "cancelled", "{:?}", cancelled.body);
+    assert!(
+        p.get(&n1.path("desired"), &n1.credential).await.body["builds"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let state3 = format!("{}/{id3}/state", n1.path("builds").trim_end_matches('/'));
+    assert_error(
+        &p.post(&state3, &n1.credential, json!({"state": "building"}))
+            .await,
+        StatusCode::CONFLICT,
+        Some("state"),
+    );
+    assert_error(
+        &p.post(&cancel, &acme, json!({})).await,
+        StatusCode::CONFLICT,
+        Some("state"),
+    );
     let status = p.get(&format!("{ENV}/status"), &acme).await.body;
     assert!(status["deployment"].is_object(), "{status}");
 }
