@@ -93,6 +93,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         memory_mb: 128,
         port: Some(8080),
     };
+    let built = Uuid::now_v7();
     let events = vec![
         (
             None,
@@ -398,6 +399,26 @@ async fn rebuilt_projections_equal_the_live_ones() {
         ),
         (None, account(Uuid::now_v7())),
         (None, account(Uuid::now_v7())),
+        (
+            o,
+            EventData::BuildQueued {
+                build_id: built,
+                env_id: prod,
+                source: "127.0.0.1:5000/acme/web/source@sha256:ab".into(),
+                manifest: serde_json::json!({"version": 1, "app": "web"}),
+                node_id: node,
+            },
+        ),
+        (
+            o,
+            EventData::BuildStateChanged {
+                build_id: built,
+                state: zeitwork_core::build::BuildState::Failed,
+                reason: Some("the build exited with code 1".into()),
+                image: None,
+                log: vec!["STEP 2/2: RUN false".into()],
+            },
+        ),
     ];
     for (org, data) in events {
         emit(&store, org, data).await.unwrap();
@@ -462,6 +483,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "the renewal replaced its predecessor, the removal dropped its certificate"
     );
     assert_eq!(live["acme_accounts"].as_array().unwrap().len(), 1);
+    assert_eq!(live["builds"][0]["state"], "failed", "{:#}", live["builds"]);
     let quotas = &live["org_quotas"][0];
     assert_eq!(
         (&quotas["instances"], &quotas["domains"], &quotas["routes"]),
@@ -485,7 +507,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "the first verification's time"
     );
     let applied = rebuild::rebuild(&store).await.unwrap();
-    assert_eq!(applied, 41);
+    assert_eq!(applied, 43);
     let rebuilt = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(rebuilt, live);
 }
