@@ -84,11 +84,10 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             stale: true,
             deaf: false,
         };
+        let mut builds = Vec::new();
         let (seq, desired) = match agent.control.desired().await {
             Ok(desired) => {
-                agent
-                    .builds
-                    .sync(&desired.builds, &agent.runtime, &agent.control);
+                builds = desired.builds;
                 (Some(desired.seq), desired.instances)
             }
             Err(e) => {
@@ -99,6 +98,8 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
         };
         agent.reconciler.adopt(&desired).await?;
         agent.reconciler.clean_orphans().await?;
+        // After the clean-up, which removes every build a previous agent left.
+        agent.builds.sync(&builds, &agent.runtime, &agent.control);
         match seq {
             Some(seq) => {
                 agent.converge(seq, &desired).await?;

@@ -1,8 +1,9 @@
 //! After an agent crash, the node may hold VMs, links, network namespaces, cgroups and
 //! disks nobody tracks. They are found by our naming conventions (cgroups under
 //! `zeitwork/` and namespaces `zwvm-<id>` named like a directory in our `instances/`,
-//! links `zw<n>` in our network namespace) and removed unless the agent still wants them;
-//! adopting the ones it wants is the reconciler's job.
+//! links `zw<n>` in our network namespace, builder VMs `build-<id>` named like a directory
+//! in our `builds/`) and removed unless the agent still wants them; adopting the ones it
+//! wants is the reconciler's job.
 
 use zeitwork_net::{AppPort, InstanceAddrs, Link, Netns, link_name};
 use zeitwork_vmm::{Cgroup, Vmm};
@@ -27,6 +28,9 @@ pub struct Cleaned {
     pub netns: Vec<String>,
     /// Instance directories whose disks were removed.
     pub disks: Vec<String>,
+    /// Builds a previous agent ran (their builder VM killed, their directory removed),
+    /// by VM name `build-<id>`; the operator hears of them as failed from the new agent.
+    pub builds: Vec<String>,
 }
 
 impl<V: Vmm> Runtime<V> {
@@ -67,6 +71,18 @@ impl<V: Vmm> Runtime<V> {
                 if removed {
                     cleaned.disks.push(name);
                 }
+            }
+        }
+        // Builds: none runs yet when this is called, so every one found is a leftover.
+        let builds = self.config.state_dir.join("builds");
+        if let Ok(mut dirs) = tokio::fs::read_dir(&builds).await {
+            while let Ok(Some(dir)) = dirs.next_entry().await {
+                let name = format!("build-{}", dir.file_name().to_string_lossy());
+                if let Some((_, cgroup)) = Cgroup::ours().into_iter().find(|(n, _)| *n == name) {
+                    cgroup.kill_all().await;
+                }
+                let _ = tokio::fs::remove_dir_all(dir.path()).await;
+                cleaned.builds.push(name);
             }
         }
         let mut ports = Vec::new();

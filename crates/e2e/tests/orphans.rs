@@ -94,8 +94,30 @@ async fn a_killed_agents_vm_is_cleaned_up_at_the_next_start() {
         .await
         .unwrap();
     let fc_netns = fc_link.netns.clone().unwrap();
+    // A build's VM, as its crashed agent left it: a process in cgroup `build-<id>` and the
+    // build's directory (a sleeping process stands in for the VMM).
+    let build_id = format!("b{}", std::process::id());
+    std::fs::create_dir_all(node.path().join("builds").join(&build_id).join("vm")).unwrap();
+    let builder = Cgroup::create(&format!("build-{build_id}"), 64 << 20, 100).unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    for dir in builder.dirs() {
+        std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    }
+    assert!(builder.pids().contains(&sleeper.id()));
 
     let cleaned = runtime.clean_orphans(&[]).await.unwrap();
+    assert!(
+        cleaned.builds.contains(&format!("build-{build_id}")),
+        "{cleaned:?}"
+    );
+    assert!(
+        sleeper.wait().is_ok_and(|s| !s.success()),
+        "the leftover builder VM is killed"
+    );
+    assert!(!node.path().join("builds").join(&build_id).exists());
     assert!(cleaned.vms.contains(&id), "{cleaned:?}");
     assert!(cleaned.links.contains(&"zw30".to_owned()), "{cleaned:?}");
     assert!(cleaned.links.contains(&"zw31".to_owned()), "{cleaned:?}");
