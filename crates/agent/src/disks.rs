@@ -11,6 +11,15 @@ use crate::AgentError;
 /// Creates a sparse file of `size_mb` and formats it; blocks stay unallocated until the
 /// guest writes them.
 pub async fn scratch(path: &Path, size_mb: u64) -> Result<(), AgentError> {
+    scratch_with(path, size_mb, None).await
+}
+
+/// [`scratch`], holding the files of `tree` from the start (`mkfs.ext4 -d`).
+pub async fn scratch_with(
+    path: &Path,
+    size_mb: u64,
+    tree: Option<&Path>,
+) -> Result<(), AgentError> {
     let file = std::fs::File::create(path)
         .map_err(AgentError::io(format!("creating {}", path.display())))?;
     file.set_len(size_mb << 20)
@@ -26,6 +35,11 @@ pub async fn scratch(path: &Path, size_mb: u64) -> Result<(), AgentError> {
             "-m",
             "0",
         ])
+        .args(
+            tree.map(|t| [std::ffi::OsStr::new("-d"), t.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .arg(path)
         .output()
         .await

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use zeitwork_agent::build::{BuildLimits, BuildSpec, BuilderRootfs, build};
-use zeitwork_e2e::{guest_cache, hello_bin, init_bin};
+use zeitwork_agent::build::{BuildLimits, BuildSpec, build};
+use zeitwork_e2e::hello_bin;
 
 const ROUNDS: usize = 5;
 const DOCKERFILE: &str = "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n";
@@ -21,16 +21,7 @@ async fn main() {
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root"
     );
-    let cache = guest_cache();
-    let guest = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&cache, init_bin()))
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    let rootfs = BuilderRootfs::prepare(&cache).await.unwrap();
-    let qemu = zeitwork_vmm::Qemu::detect().unwrap();
+    let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
     let context = tempfile::tempdir().unwrap();
     std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();
     std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();

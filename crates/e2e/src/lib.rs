@@ -136,6 +136,31 @@ pub fn guest_cache() -> PathBuf {
     cache
 }
 
+/// What a build in a microVM needs on this host, from the shared guest cache: the guest
+/// kernel and initramfs, the builder guest, and QEMU.
+///
+/// # Panics
+/// If any of them cannot be made (no network to Debian's mirror, no QEMU).
+pub async fn builder() -> (
+    zeitwork_guest::GuestArtifacts,
+    zeitwork_agent::build::BuilderRootfs,
+    zeitwork_vmm::Qemu,
+) {
+    let cache = guest_cache();
+    let guest = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&cache, init_bin()))
+            .await
+            .expect("preparing does not panic")
+            .expect("the guest kernel and initramfs")
+    };
+    let rootfs = zeitwork_agent::build::BuilderRootfs::prepare(&cache)
+        .await
+        .expect("the builder guest (mmdebstrap from Debian's packages)");
+    let qemu = zeitwork_vmm::Qemu::detect().expect("QEMU is installed");
+    (guest, rootfs, qemu)
+}
+
 /// Makes `node_dir/guest` the shared guest cache, so a node under test downloads nothing.
 pub fn share_guest_cache(node_dir: &Path) {
     std::fs::create_dir_all(node_dir).expect("creating the node directory");

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use zeitwork_agent::build::{BuildError, BuildLimits, BuildSpec, BuilderRootfs, build};
-use zeitwork_e2e::{guest_cache, hello_bin, init_bin};
+use zeitwork_agent::build::{BuildError, BuildLimits, BuildSpec, build};
+use zeitwork_e2e::hello_bin;
 use zeitwork_image::{Auth, ImageStore, PushOptions, pin, push_oci_archive};
 
 const DOCKERFILE: &str = r#"FROM scratch
@@ -42,18 +42,7 @@ async fn a_dockerfile_is_built_in_a_microvm_and_pushed_as_built() {
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root"
     );
-    let cache = guest_cache();
-    let guest = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&cache, init_bin()))
-            .await
-            .unwrap()
-            .expect("the guest kernel and initramfs")
-    };
-    let rootfs = BuilderRootfs::prepare(&cache)
-        .await
-        .expect("the builder guest (mmdebstrap from Debian's packages)");
-    let qemu = zeitwork_vmm::Qemu::detect().expect("QEMU is installed");
+    let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
 
     let context = tempfile::tempdir().unwrap();
     std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();

@@ -239,25 +239,7 @@ async fn scratch_with_context(
     })??;
     std::fs::create_dir_all(staging.path().join("work"))
         .map_err(AgentError::io("staging the build context"))?;
-    let file = std::fs::File::create(path)
-        .map_err(AgentError::io(format!("creating {}", path.display())))?;
-    file.set_len(disk_mb << 20)
-        .map_err(AgentError::io(format!("sizing {}", path.display())))?;
-    run(Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-L",
-            "zeitwork-rw",
-            "-O",
-            "^has_journal",
-            "-m",
-            "0",
-            "-d",
-        ])
-        .arg(staging.path())
-        .arg(path))
-    .await
+    crate::disks::scratch_with(path, disk_mb, Some(staging.path())).await
 }
 
 /// Copies `file` of the ext4 image `disk` to `to` (no mount needed).
