@@ -100,12 +100,7 @@ pub async fn quotas(
     State(s): State<AppState>,
     InOrg { org, .. }: InOrg<Reader>,
 ) -> ApiResult<Json<OrgQuotaView>> {
-    let mut db = s
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(zeitwork_store::StoreError::from)?;
+    let mut db = s.store.pool().acquire().await?;
     Ok(Json(quota_view(&mut db, s.config.quotas, &org).await?))
 }
 

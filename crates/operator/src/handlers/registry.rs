@@ -94,12 +94,7 @@ pub async fn token(
             format!("at most {MAX_SCOPES} scopes in one request"),
         ));
     }
-    let mut db = s
-        .store
-        .pool()
-        .acquire()
-        .await
-        .map_err(zeitwork_store::StoreError::from)?;
+    let mut db = s.store.pool().acquire().await?;
     let granted = registry.grant(&mut db, &auth, &scopes).await?;
     let issued = registry.issue(auth.actor(), granted);
     Ok(Json(TokenAnswer {

@@ -2,14 +2,10 @@
 //! node (with what the registry lets it pull and push), moved forward only by its own
 //! reports, and, when it succeeds, rolled out like a deploy of its image.
 
-use std::sync::Arc;
-
 use reqwest::StatusCode;
 use serde_json::json;
-use zeitwork_operator::Config;
-use zeitwork_operator::registry::PlatformRegistry;
 
-use crate::support::{Platform, assert_error, config};
+use crate::support::{Platform, assert_error, with_registry};
 
 const REGISTRY: &str = "127.0.0.1:5000";
 const ENV: &str = "/api/v1/orgs/acme/apps/web/envs/prod";
@@ -21,14 +17,7 @@ fn digest(n: u8) -> String {
 
 #[tokio::test]
 async fn a_build_runs_on_a_node_and_its_image_rolls_out() {
-    let p = Platform::start_with(Config {
-        registry: Some(Arc::new(PlatformRegistry {
-            address: REGISTRY.into(),
-            key: zeitwork_registry::TokenKey::generate().unwrap(),
-        })),
-        ..config()
-    })
-    .await;
+    let p = Platform::start_with(with_registry(REGISTRY)).await;
     let acme = p.org("acme").await;
     p.post("/api/v1/orgs/acme/apps", &acme, json!({"name": "web"}))
         .await;

@@ -1,15 +1,11 @@
 //! The platform registry's token service: what each caller is granted of the scopes it
 //! asks for (the registry itself enforces the grant; `e2e --test registry` runs it).
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use zeitwork_operator::Config;
-use zeitwork_operator::registry::PlatformRegistry;
 
-use crate::support::{Platform, assert_error, config};
+use crate::support::{Platform, assert_error, with_registry};
 
 const REGISTRY: &str = "127.0.0.1:5000";
 
@@ -44,14 +40,7 @@ async fn ask(p: &Platform, secret: &str, scopes: &[&str]) -> crate::support::Ans
 
 #[tokio::test]
 async fn each_caller_is_granted_its_own_repositories_only() {
-    let p = Platform::start_with(Config {
-        registry: Some(Arc::new(PlatformRegistry {
-            address: REGISTRY.into(),
-            key: zeitwork_registry::TokenKey::generate().unwrap(),
-        })),
-        ..config()
-    })
-    .await;
+    let p = Platform::start_with(with_registry(REGISTRY)).await;
     let acme = p.org("acme").await;
     let reader = p.token("acme", "reader").await;
     p.org("umbrella").await;

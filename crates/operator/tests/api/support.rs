@@ -23,6 +23,19 @@ pub struct Answer {
 }
 
 /// The operator settings of tests: the monitor looks every 100 ms.
+/// [`config`] with a platform registry at `address`, whose token service the operator is.
+pub fn with_registry(address: &str) -> Config {
+    Config {
+        registry: Some(std::sync::Arc::new(
+            zeitwork_operator::registry::PlatformRegistry {
+                address: address.into(),
+                key: zeitwork_registry::TokenKey::generate().unwrap(),
+            },
+        )),
+        ..config()
+    }
+}
+
 pub fn config() -> Config {
     Config {
         monitor_interval: Duration::from_millis(100),
