@@ -95,6 +95,7 @@ async fn an_imported_wildcard_serves_the_platform_and_spares_acme() {
             env_id: env,
             app_id: app,
             name: "prod".into(),
+            preview_of: None,
         },
     )
     .await;

@@ -9,7 +9,7 @@ use crate::config::{self, Config, Settings};
 use crate::error::{CliError, Result};
 
 /// The manifest looked for in the current directory.
-pub const MANIFEST: &str = "zeitwork.toml";
+pub const MANIFEST: &str = zeitwork_core::manifest::FILE;
 
 /// How deep into the org → app → env hierarchy an API path starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

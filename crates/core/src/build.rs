@@ -71,8 +71,15 @@ pub struct DesiredBuild {
     /// Where it is: a build past `queued` that this agent does not run was begun by an
     /// earlier agent, and is failed rather than silently begun again.
     pub state: BuildState,
-    /// The source: an image in the platform registry whose one layer is the context.
+    /// The source: an image in the platform registry whose one layer is the context, or,
+    /// with `git`, the identity of the tree to fetch.
     pub source: String,
+    /// The commit to fetch, for a build of a push.
+    #[serde(default)]
+    pub git: Option<crate::repository::GitSource>,
+    /// What a private repository is fetched with (an HTTP token), opened for the node.
+    #[serde(default)]
+    pub git_token: Option<String>,
     /// Where the image goes: `<registry>/<org>/<app>` (the node adds the tag).
     pub repository: String,
     /// How to build it.
@@ -93,6 +100,9 @@ pub struct BuildReport {
     /// The build's last lines, with `failed`.
     #[serde(default)]
     pub log: Vec<String>,
+    /// The source's own `zeitwork.toml` (a build from git), with `succeeded`.
+    #[serde(default)]
+    pub manifest: Option<String>,
 }
 
 /// The last [`LOG_TAIL_LINES`] of `lines`, each cut to [`LOG_LINE_MAX`] bytes.

@@ -104,6 +104,10 @@ pub enum EventData {
         env_id: Uuid,
         app_id: Uuid,
         name: String,
+        /// The branch whose pushes it previews (made by a push to that branch of the
+        /// app's connected repository, deleted with the branch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview_of: Option<String>,
     },
     EnvDeleted {
         env_id: Uuid,
@@ -288,6 +292,10 @@ pub enum EventData {
         source: String,
         manifest: serde_json::Value,
         node_id: Uuid,
+        /// The commit to fetch, for a build of a push (then `source` is the tree's
+        /// identity, [`crate::repository::GitSource::identity`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        git: Option<crate::repository::GitSource>,
     },
     /// Where the build is now; `image` with `succeeded`, `reason` and the last lines
     /// (`log`) with `failed`.
@@ -297,6 +305,32 @@ pub enum EventData {
         reason: Option<String>,
         image: Option<String>,
         log: Vec<String>,
+        /// The manifest the source carried (its `zeitwork.toml`), with `succeeded`: the
+        /// image rolls out with it instead of the one queued.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manifest: Option<serde_json::Value>,
+    },
+    /// The app builds pushes to `url` (see [`crate::repository`]): GitHub's webhook
+    /// deliveries to hook `hook_id` are signed with the secret sealed in
+    /// `sealed_secret`; `sealed_token`, when set, is what private repositories are
+    /// fetched with. Replaces an earlier connection of the app.
+    RepositoryConnected {
+        app_id: Uuid,
+        hook_id: Uuid,
+        url: String,
+        branch: String,
+        sealed_secret: String,
+        sealed_token: Option<String>,
+    },
+    RepositoryDisconnected {
+        app_id: Uuid,
+    },
+    /// A webhook delivery handled (each delivery id once): what it was and what came of it.
+    WebhookDelivered {
+        app_id: Uuid,
+        delivery: String,
+        event: String,
+        outcome: String,
     },
     /// The ACME account of one directory, shared by every edge so rate limits and
     /// authorizations are the platform's, not each edge's. `sealed_credentials` is
@@ -312,12 +346,14 @@ pub enum EventData {
 
 /// Fields that hold a digest of a credential or sealed key material: kept in the log
 /// for the platform's own use, never shown to a reader of the log.
-const WITHHELD: [&str; 5] = [
+const WITHHELD: [&str; 7] = [
     "hash",
     "credential_hash",
     "ciphertext",
     "sealed_key",
     "sealed_credentials",
+    "sealed_secret",
+    "sealed_token",
 ];
 
 impl Event {
@@ -348,7 +384,11 @@ impl EventData {
             EventData::TokenCreated { token_id, .. } | EventData::TokenRevoked { token_id } => {
                 *token_id
             }
-            EventData::AppCreated { app_id, .. } | EventData::AppDeleted { app_id } => *app_id,
+            EventData::AppCreated { app_id, .. }
+            | EventData::AppDeleted { app_id }
+            | EventData::RepositoryConnected { app_id, .. }
+            | EventData::RepositoryDisconnected { app_id }
+            | EventData::WebhookDelivered { app_id, .. } => *app_id,
             EventData::EnvCreated { env_id, .. }
             | EventData::EnvDeleted { env_id }
             | EventData::SecretSet { env_id, .. }
@@ -417,6 +457,9 @@ impl EventData {
             EventData::AcmeAccountStored { .. } => "acme_account_stored",
             EventData::BuildQueued { .. } => "build_queued",
             EventData::BuildStateChanged { .. } => "build_state_changed",
+            EventData::RepositoryConnected { .. } => "repository_connected",
+            EventData::RepositoryDisconnected { .. } => "repository_disconnected",
+            EventData::WebhookDelivered { .. } => "webhook_delivered",
         }
     }
 }

@@ -18,6 +18,8 @@ pub use duration::Seconds;
 
 /// The only manifest schema version this build understands.
 pub const VERSION: u32 = 1;
+/// The manifest's file name, in a project's root directory.
+pub const FILE: &str = "zeitwork.toml";
 
 /// A manifest problem, located by its dotted path (`processes.web.health.interval`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use zeitwork_core::build::BuildState;
 use zeitwork_core::event::{ProcessSpec, Replacement};
 use zeitwork_core::node::{NodeState, ObservedState};
+use zeitwork_core::repository::GitSource;
 use zeitwork_core::{
     CertificateSource, Event, EventData, InstancePlan, Manifest, QuotaOverrides, Quotas,
     RoutePolicy,
@@ -357,6 +358,16 @@ fn any_event_data() -> BoxedStrategy<EventData> {
         Just(CertificateSource::Acme),
         Just(CertificateSource::Operator)
     ];
+    let git_source = || {
+        (text(), text(), "[0-9a-f]{40}", "[0-9a-f]{40}").prop_map(|(url, branch, commit, tree)| {
+            GitSource {
+                url,
+                branch,
+                commit,
+                tree,
+            }
+        })
+    };
     let accepted_manifest = plausible_manifest_input()
         .prop_filter_map("rejected by the manifest checks", |t| {
             Manifest::from_toml(&t).ok()
@@ -364,31 +375,66 @@ fn any_event_data() -> BoxedStrategy<EventData> {
     prop_oneof![
         (uuid(), text()).prop_map(|(org_id, name)| EventData::OrgCreated { org_id, name }),
         uuid().prop_map(|org_id| EventData::OrgDeleted { org_id }),
-        (uuid(), uuid(), text(), uuid()).prop_map(|(build_id, env_id, source, node_id)| {
-            EventData::BuildQueued {
-                build_id,
-                env_id,
-                source,
-                manifest: json!({"version": 1, "app": "shop"}),
-                node_id,
-            }
-        }),
+        (
+            uuid(),
+            uuid(),
+            text(),
+            uuid(),
+            proptest::option::of(git_source())
+        )
+            .prop_map(|(build_id, env_id, source, node_id, git)| {
+                EventData::BuildQueued {
+                    build_id,
+                    env_id,
+                    source,
+                    manifest: json!({"version": 1, "app": "shop"}),
+                    node_id,
+                    git,
+                }
+            }),
         (
             uuid(),
             proptest::sample::select(BuildState::ALL.to_vec()),
             proptest::option::of(text()),
             proptest::option::of(text()),
             proptest::collection::vec(text(), 0..4),
+            any::<bool>(),
         )
-            .prop_map(|(build_id, state, reason, image, log)| {
+            .prop_map(|(build_id, state, reason, image, log, manifest)| {
                 EventData::BuildStateChanged {
                     build_id,
                     state,
                     reason,
                     image,
                     log,
+                    manifest: manifest.then(|| json!({"version": 1, "app": "shop"})),
                 }
             }),
+        (
+            (uuid(), uuid(), text(), text()),
+            (text(), proptest::option::of(text()))
+        )
+            .prop_map(
+                |((app_id, hook_id, url, branch), (sealed_secret, sealed_token))| {
+                    EventData::RepositoryConnected {
+                        app_id,
+                        hook_id,
+                        url,
+                        branch,
+                        sealed_secret,
+                        sealed_token,
+                    }
+                }
+            ),
+        uuid().prop_map(|app_id| EventData::RepositoryDisconnected { app_id }),
+        (uuid(), text(), text(), text()).prop_map(|(app_id, delivery, event, outcome)| {
+            EventData::WebhookDelivered {
+                app_id,
+                delivery,
+                event,
+                outcome,
+            }
+        }),
         (uuid(), quota_overrides())
             .prop_map(|(org_id, quotas)| EventData::OrgQuotasSet { org_id, quotas }),
         (uuid(), uuid(), text(), text()).prop_map(|(user_id, org_id, email, role)| {
@@ -416,11 +462,14 @@ fn any_event_data() -> BoxedStrategy<EventData> {
             name
         }),
         uuid().prop_map(|app_id| EventData::AppDeleted { app_id }),
-        (uuid(), uuid(), text()).prop_map(|(env_id, app_id, name)| EventData::EnvCreated {
-            env_id,
-            app_id,
-            name
-        }),
+        (uuid(), uuid(), text(), proptest::option::of(text())).prop_map(
+            |(env_id, app_id, name, preview_of)| EventData::EnvCreated {
+                env_id,
+                app_id,
+                name,
+                preview_of,
+            }
+        ),
         uuid().prop_map(|env_id| EventData::EnvDeleted { env_id }),
         (
             (uuid(), uuid(), proptest::option::of(text()), text(), text()),
@@ -700,9 +749,12 @@ fn variant(data: &EventData) -> usize {
         EventData::OrgQuotasSet { .. } => 32,
         EventData::BuildQueued { .. } => 33,
         EventData::BuildStateChanged { .. } => 34,
+        EventData::RepositoryConnected { .. } => 35,
+        EventData::RepositoryDisconnected { .. } => 36,
+        EventData::WebhookDelivered { .. } => 37,
     }
 }
-const VARIANTS: usize = 35;
+const VARIANTS: usize = 38;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -100,6 +100,7 @@ impl World {
                     env_id: env,
                     app_id: app,
                     name: name("prod"),
+                    preview_of: None,
                 },
                 EventData::ReleaseCreated {
                     release_id: release,

@@ -95,7 +95,10 @@ pub async fn subjects(
         | EventData::EnvCreated { .. }
         | EventData::ReleaseCreated { .. }
         | EventData::NodeJoinTokenCreated { .. }
-        | EventData::AcmeAccountStored { .. } => {}
+        | EventData::AcmeAccountStored { .. }
+        | EventData::RepositoryConnected { .. }
+        | EventData::RepositoryDisconnected { .. }
+        | EventData::WebhookDelivered { .. } => {}
     }
     Ok(out)
 }

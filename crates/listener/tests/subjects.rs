@@ -73,6 +73,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
                 env_id: env,
                 app_id: app,
                 name: "prod".into(),
+                preview_of: None,
             },
         ),
         (

@@ -97,6 +97,16 @@ impl Api {
         self.add(Method::GET, path, summary, false, &[], h)
     }
 
+    /// A POST that proves itself otherwise than with a bearer token (a signed webhook).
+    pub fn public_post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        summary: &'static str,
+        h: H,
+    ) -> Api {
+        self.add(Method::POST, path, summary, false, &[], h)
+    }
+
     pub fn get<H: Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,

@@ -24,6 +24,9 @@ pub enum Caller {
     /// A node agent: only its own node's endpoints. It is neither a platform token nor
     /// a member of any org, so every org route answers 404 and platform routes 403.
     Node(Uuid),
+    /// A signed webhook delivery to hook `id` of an org's app (see
+    /// [`crate::repositories`]): never a bearer token, so it reaches no route.
+    Webhook { org: Uuid, hook: Uuid },
 }
 
 /// The caller, as proven by its token.
@@ -40,6 +43,7 @@ impl Auth {
     pub fn actor(&self) -> String {
         match self.caller {
             Caller::Node(node) => format!("node:{node}"),
+            Caller::Webhook { hook, .. } => format!("webhook:{hook}"),
             Caller::Platform | Caller::Org(_) => format!("token:{}", self.token_id),
         }
     }
@@ -63,7 +67,7 @@ impl Auth {
     pub fn sees_org(&self, org: Uuid) -> bool {
         match self.caller {
             Caller::Platform => true,
-            Caller::Org(mine) => mine == org,
+            Caller::Org(mine) | Caller::Webhook { org: mine, .. } => mine == org,
             Caller::Node(_) => false,
         }
     }
@@ -73,7 +77,7 @@ impl Auth {
     pub fn readable_orgs(&self) -> ApiResult<Option<Uuid>> {
         match self.caller {
             Caller::Platform => Ok(None),
-            Caller::Org(org) => Ok(Some(org)),
+            Caller::Org(org) | Caller::Webhook { org, .. } => Ok(Some(org)),
             Caller::Node(_) => Err(ApiError::forbidden(
                 "a node credential reaches only its node's endpoints",
             )),

@@ -11,6 +11,8 @@ use zeitwork_core::{EventData, ImageRef, Manifest};
 use zeitwork_store::model::Build;
 use zeitwork_store::{Tx, log, read};
 
+use zeitwork_core::repository::GitSource;
+
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::PlatformRegistry;
@@ -20,6 +22,15 @@ use crate::state::AppState;
 /// Where a build's source must be, in the platform registry.
 pub fn source_repository(org: &str, app: &str) -> String {
     format!("{org}/{app}/source")
+}
+
+/// What a build builds.
+pub(crate) enum BuildSource<'a> {
+    /// An image of the platform registry whose one layer is the context (uploaded by
+    /// `zeitwork deploy`).
+    Uploaded(&'a str),
+    /// A pushed commit, fetched by the node.
+    Git(GitSource),
 }
 
 impl AppState {
@@ -39,31 +50,38 @@ impl AppState {
         tx: &mut Tx,
         auth: &Auth,
         scope: &EnvScope,
-        source: &str,
+        source: BuildSource<'_>,
         manifest: &Manifest,
     ) -> ApiResult<Build> {
         let registry = self.platform_registry()?;
-        let pinned =
-            ImageRef::parse(source).map_err(|e| ApiError::invalid("source", e.to_string()))?;
-        let wanted = source_repository(&scope.org.name, &scope.app.name);
-        if registry.repository_of(&pinned.to_string()).as_deref() != Some(wanted.as_str()) {
-            return Err(ApiError::invalid(
-                "source",
-                format!(
-                    "the source must be in the platform registry at {}/{wanted}",
-                    registry.address
-                ),
-            ));
-        }
-        let build = manifest.build.clone().unwrap_or_default();
         let manifest_json = serde_json::to_value(manifest).expect("manifests serialize");
+        let (identity, git, same_build) = match source {
+            BuildSource::Uploaded(source) => {
+                let pinned = ImageRef::parse(source)
+                    .map_err(|e| ApiError::invalid("source", e.to_string()))?;
+                let wanted = source_repository(&scope.org.name, &scope.app.name);
+                if registry.repository_of(&pinned.to_string()).as_deref() != Some(wanted.as_str()) {
+                    return Err(ApiError::invalid(
+                        "source",
+                        format!(
+                            "the source must be in the platform registry at {}/{wanted}",
+                            registry.address
+                        ),
+                    ));
+                }
+                let same = manifest_json.get("build").cloned().unwrap_or(Value::Null);
+                (pinned.to_string(), None, Some(same))
+            }
+            // The tree decides everything, its own `zeitwork.toml` included.
+            BuildSource::Git(git) => (git.identity(), Some(git), None),
+        };
+        let build = manifest.build.clone().unwrap_or_default();
         // The same source built the same way before: its image is reused, nothing builds.
-        let same = manifest_json.get("build").cloned().unwrap_or(Value::Null);
-        if let Some((earlier, node, image)) =
-            read::built_before(&mut **tx, scope.env.id, &pinned.to_string(), &same).await?
+        if let Some(earlier) =
+            read::built_before(&mut **tx, scope.env.id, &identity, same_build.as_ref()).await?
         {
             return self
-                .reuse(tx, auth, scope, &pinned, manifest, (earlier, node, image))
+                .reuse(tx, auth, scope, &identity, git, manifest, earlier)
                 .await;
         }
         let open = read::open_builds_per_node(&mut **tx).await?;
@@ -93,9 +111,10 @@ impl AppState {
         let data = EventData::BuildQueued {
             build_id,
             env_id: scope.env.id,
-            source: pinned.to_string(),
+            source: identity,
             manifest: manifest_json,
             node_id: node.id,
+            git,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
         Ok(read::build(&mut **tx, build_id)
@@ -129,45 +148,58 @@ impl AppState {
             reason: Some(format!("cancelled by {}", auth.actor())),
             image: None,
             log: Vec::new(),
+            manifest: None,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
         Ok(read::build(&mut **tx, build_id).await?.expect("it exists"))
     }
 
     /// A build of a source built before: recorded as succeeded at once with the earlier
-    /// image, which rolls out.
+    /// image, which rolls out (with the earlier build's manifest when the source carried
+    /// its own, a commit's).
+    #[allow(clippy::too_many_arguments)]
     async fn reuse(
         &self,
         tx: &mut Tx,
         auth: &Auth,
         scope: &EnvScope,
-        source: &ImageRef,
+        identity: &str,
+        git: Option<GitSource>,
         manifest: &Manifest,
-        (earlier, node, image): (Uuid, Uuid, String),
+        earlier: read::BuiltBefore,
     ) -> ApiResult<Build> {
         let build_id = Uuid::now_v7();
+        let from_source = git.is_some();
         let queued = EventData::BuildQueued {
             build_id,
             env_id: scope.env.id,
-            source: source.to_string(),
+            source: identity.to_owned(),
             manifest: serde_json::to_value(manifest).expect("manifests serialize"),
-            node_id: node,
+            node_id: earlier.node_id,
+            git,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), queued).await?;
+        let manifest = match from_source {
+            true => Manifest::from_json(&earlier.manifest)
+                .map_err(|e| ApiError::invalid("manifest", e.to_string()))?,
+            false => manifest.clone(),
+        };
         let done = EventData::BuildStateChanged {
             build_id,
             state: BuildState::Succeeded,
             reason: Some(format!(
-                "the same source was built the same way by build {earlier}: its image is reused"
+                "the same source was built the same way by build {}: its image is reused",
+                earlier.id
             )),
-            image: Some(image.clone()),
+            image: Some(earlier.image.clone()),
             log: Vec::new(),
+            manifest: from_source.then(|| earlier.manifest.clone()),
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), done).await?;
-        let image =
-            ImageRef::parse(&image).map_err(|e| ApiError::invalid("image", e.to_string()))?;
-        let release = self.release_for(tx, auth, scope, &image, manifest).await?;
-        self.roll_out(tx, auth, scope, release, manifest, None)
+        let image = ImageRef::parse(&earlier.image)
+            .map_err(|e| ApiError::invalid("image", e.to_string()))?;
+        let release = self.release_for(tx, auth, scope, &image, &manifest).await?;
+        self.roll_out(tx, auth, scope, release, &manifest, None)
             .await?;
         metrics::counter!("zeitwork_build_cache_hits_total").increment(1);
         Ok(read::build(&mut **tx, build_id)
@@ -206,32 +238,59 @@ impl AppState {
             .await?
             .ok_or_else(|| ApiError::not_found("the build's env"))?;
         let scope = EnvScope { org, app, env };
-        let image = match report.state {
-            BuildState::Succeeded => {
-                let image = report.image.as_deref().ok_or_else(|| {
-                    ApiError::invalid("image", "a succeeded build names its image")
-                })?;
-                let pinned = ImageRef::parse(image)
-                    .map_err(|e| ApiError::invalid("image", e.to_string()))?;
-                let wanted = format!("{}/{}", scope.org.name, scope.app.name);
-                if self.platform_registry()?.repository_of(image).as_deref()
-                    != Some(wanted.as_str())
-                {
-                    return Err(ApiError::invalid(
-                        "image",
-                        format!("a build's image goes to the platform registry's {wanted}"),
-                    ));
-                }
-                Some(pinned)
+        let mut report = report.clone();
+        let mut rolls_out = None;
+        if report.state == BuildState::Succeeded {
+            let image = report
+                .image
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid("image", "a succeeded build names its image"))?;
+            let pinned =
+                ImageRef::parse(image).map_err(|e| ApiError::invalid("image", e.to_string()))?;
+            let wanted = format!("{}/{}", scope.org.name, scope.app.name);
+            if self.platform_registry()?.repository_of(image).as_deref() != Some(wanted.as_str()) {
+                return Err(ApiError::invalid(
+                    "image",
+                    format!("a build's image goes to the platform registry's {wanted}"),
+                ));
             }
-            _ => None,
-        };
+            // A source's own manifest that is not right for this app fails the build
+            // (the node cannot do better), and nothing rolls out.
+            let manifest = match report.manifest.as_deref() {
+                Some(text) => scope.manifest(Some(text)).map_err(|e| e.message),
+                None => {
+                    let queued = read::build_manifest(&mut **tx, build_id)
+                        .await?
+                        .ok_or_else(|| ApiError::not_found("build"))?;
+                    Ok(Manifest::from_json(&queued)
+                        .map_err(|e| ApiError::invalid("manifest", e.to_string()))?)
+                }
+            };
+            match manifest {
+                Ok(manifest) => rolls_out = Some((pinned, manifest)),
+                Err(reason) => {
+                    report = BuildReport {
+                        state: BuildState::Failed,
+                        reason: Some(format!("the source's zeitwork.toml: {reason}")),
+                        image: None,
+                        log: Vec::new(),
+                        manifest: None,
+                    }
+                }
+            }
+        }
         let data = EventData::BuildStateChanged {
             build_id,
             state: report.state,
             reason: report.reason.clone(),
-            image: image.as_ref().map(ToString::to_string),
+            image: rolls_out.as_ref().map(|(image, _)| image.to_string()),
             log: log_tail(&report.log),
+            manifest: match (&rolls_out, &report.manifest) {
+                (Some((_, manifest)), Some(_)) => {
+                    Some(serde_json::to_value(manifest).expect("manifests serialize"))
+                }
+                _ => None,
+            },
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
         if report.state.is_final() {
@@ -242,12 +301,7 @@ impl AppState {
                 .record(took.as_secs_f64());
         }
         let mut answer = json!({ "changed": true });
-        if let Some(image) = image {
-            let queued = read::build_manifest(&mut **tx, build_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("build"))?;
-            let manifest = Manifest::from_json(&queued)
-                .map_err(|e| ApiError::invalid("manifest", e.to_string()))?;
+        if let Some((image, manifest)) = rolls_out {
             let release = self
                 .release_for(tx, auth, &scope, &image, &manifest)
                 .await?;

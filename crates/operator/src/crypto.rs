@@ -10,6 +10,16 @@ pub fn secret_aad(env_id: uuid::Uuid, name: &str, version: i32) -> String {
     format!("{env_id}/{name}/{version}")
 }
 
+/// Associated data binding a repository connection's webhook secret to its app and hook.
+pub fn webhook_secret_aad(app_id: uuid::Uuid, hook_id: uuid::Uuid) -> String {
+    format!("repository/{app_id}/{hook_id}/webhook-secret")
+}
+
+/// Associated data binding a repository's fetch token to its app.
+pub fn repository_token_aad(app_id: uuid::Uuid) -> String {
+    format!("repository/{app_id}/token")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

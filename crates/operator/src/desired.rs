@@ -10,7 +10,7 @@ use zeitwork_core::node::{DesiredInstance, HealthCheck, Probe};
 use zeitwork_core::{ImageRef, Manifest};
 use zeitwork_store::agents::{DesiredRow, SealedSecret};
 
-use crate::crypto::{SecretBox, secret_aad};
+use crate::crypto::{SecretBox, repository_token_aad, secret_aad};
 
 /// Why a node's desired state cannot be told; each is a platform fault, not the node's.
 #[derive(Debug, thiserror::Error)]
@@ -108,17 +108,25 @@ fn millis(s: Seconds) -> u64 {
     s.as_millis()
 }
 
-/// The node's open builds as it runs them: the source to fetch, the repository to push
-/// to, and the manifest's `[build]` (its defaults when there is none).
+/// The node's open builds as it runs them: the source to fetch (with the repository's
+/// token opened), the repository to push to, and the manifest's `[build]` (its defaults
+/// when there is none).
 pub(crate) fn builds(
     rows: Vec<zeitwork_store::read::NodeBuild>,
     registry: &crate::registry::PlatformRegistry,
+    key: &SecretBox,
 ) -> Vec<zeitwork_core::build::DesiredBuild> {
     rows.into_iter()
         .map(|row| zeitwork_core::build::DesiredBuild {
             build_id: row.id,
             state: zeitwork_core::build::BuildState::parse(&row.state)
                 .expect("stored states are valid"),
+            git: row.git.map(|g| g.0),
+            // A token that does not open (another operator key) fetches as without one.
+            git_token: row.sealed_token.and_then(|sealed| {
+                key.open(&repository_token_aad(row.app_id), &sealed)
+                    .and_then(|t| String::from_utf8(t).ok())
+            }),
             source: row.source,
             repository: format!("{}/{}/{}", registry.address, row.org, row.app),
             build: zeitwork_core::Manifest::from_json(&row.manifest)

@@ -11,6 +11,7 @@ mod meta;
 mod nodes;
 mod orgs;
 mod registry;
+mod repositories;
 mod routing;
 mod scale;
 mod secrets;
@@ -126,6 +127,27 @@ pub fn api() -> Api {
             p!(app "/logs"),
             "Instance logs, oldest first; follow=1 streams them (Server-Sent Events)",
             logs::list,
+        )
+        .get(
+            p!(app "/repository"),
+            "The app's connected git repository",
+            repositories::show,
+        )
+        .put(
+            p!(app "/repository"),
+            "Connect the app to a git repository (answers the webhook's path and a new secret, shown once)",
+            REPOSITORY_FIELDS,
+            repositories::connect,
+        )
+        .delete(
+            p!(app "/repository"),
+            "Disconnect the app from its repository",
+            repositories::disconnect,
+        )
+        .public_post(
+            "/api/v1/webhooks/github",
+            "GitHub webhook deliveries (?hook=ID; signed with X-Hub-Signature-256)",
+            repositories::github,
         )
         .get(p!(app "/envs"), "List envs", apps::list_envs)
         .post(p!(app "/envs"), "Create an env", NAME, apps::create_env)
@@ -313,6 +335,12 @@ const BUILD_REPORT_FIELDS: &[Field] = &[
     opt("reason", Kind::String),
     opt("image", Kind::String),
     opt("log", Kind::StringArray),
+    opt("manifest", Kind::String),
+];
+const REPOSITORY_FIELDS: &[Field] = &[
+    req("url", Kind::String),
+    opt("branch", Kind::String),
+    opt("token", Kind::String),
 ];
 const SECRET_FIELDS: &[Field] = &[req("value", Kind::String)];
 const TOKEN_FIELDS: &[Field] = &[req("name", Kind::String), req("role", Kind::String)];

@@ -20,6 +20,7 @@ mod placement;
 pub mod quota;
 pub mod registry;
 mod relocate;
+mod repositories;
 pub mod scope;
 pub mod state;
 

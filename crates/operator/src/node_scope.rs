@@ -51,7 +51,7 @@ impl<A: NodeAccess> FromRequestParts<AppState> for OnNode<A> {
         match auth.caller {
             Caller::Node(_) => {}
             Caller::Platform if A::PLATFORM => {}
-            Caller::Platform | Caller::Org(_) => {
+            Caller::Platform | Caller::Org(_) | Caller::Webhook { .. } => {
                 return Err(ApiError::forbidden(
                     "this needs the node's own credential (from `zeitwork server agent` enrollment)",
                 ));

@@ -64,6 +64,7 @@ impl PlatformRegistry {
                     .filter_map(|s| may(s, allowed))
                     .collect()
             }
+            Caller::Webhook { .. } => Vec::new(),
             Caller::Node(node) => {
                 let images = read::node_images(&mut *db, node).await?;
                 let mut pull: Vec<String> = images

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::Deserialize;
-use zeitwork_core::Role;
+use zeitwork_core::{Manifest, Name, Role};
 use zeitwork_store::model::{App, Env, Org};
 use zeitwork_store::read;
 
@@ -42,6 +42,33 @@ pub struct EnvScope {
     pub org: Org,
     pub app: App,
     pub env: Env,
+}
+
+impl EnvScope {
+    /// The manifest a deploy or build sent (strictly checked, and for this app), or the
+    /// default one.
+    pub fn manifest(&self, text: Option<&str>) -> ApiResult<Manifest> {
+        let manifest = match text {
+            Some(text) => Manifest::from_toml(text).map_err(|e| {
+                ApiError::invalid(format!("manifest.{}", e.path), format!("manifest: {e}"))
+            })?,
+            None => Manifest::default_for(
+                Name::parse(&self.app.name).expect("stored names are valid"),
+                None,
+            ),
+        };
+        if manifest.app.as_str() != self.app.name {
+            return Err(ApiError::invalid(
+                "manifest.app",
+                format!(
+                    "the manifest is for app {:?}, but this targets {:?}",
+                    manifest.app.as_str(),
+                    self.app.name
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
 }
 
 impl AppState {

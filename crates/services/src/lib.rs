@@ -11,6 +11,7 @@
 //! (`scripts/setup.sh` installs them); nothing is downloaded at run time.
 
 mod challtestsrv;
+mod github;
 mod nats;
 mod postgres;
 mod process;
@@ -21,6 +22,7 @@ pub mod workspace;
 use std::path::PathBuf;
 
 pub use challtestsrv::{ChallTestSrv, listening};
+pub use github::{GitHubStandIn, Hook, Pushed};
 pub use nats::Nats;
 pub use postgres::Postgres;
 pub use process::{free_port, stop_orphan};

@@ -44,6 +44,8 @@ pub struct Env {
     pub id: Uuid,
     pub app_id: Uuid,
     pub name: String,
+    /// The branch a preview env previews (see `zeitwork_core::repository`).
+    pub preview_of: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -203,8 +205,10 @@ pub struct Build {
     pub node_id: Uuid,
     /// `queued`, `fetching`, `building`, `pushing`, `succeeded`, `failed`, `cancelled`.
     pub state: String,
-    /// The source image in the platform registry.
+    /// The source image in the platform registry (or, built from git, the tree's identity).
     pub source: String,
+    /// The commit built, for a build of a push (`zeitwork_core::repository::GitSource`).
+    pub git: Option<serde_json::Value>,
     /// The image built (`name@sha256:…`), once it succeeded.
     pub image: Option<String>,
     /// Why it failed.
@@ -213,4 +217,20 @@ pub struct Build {
     pub log: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// An app's connected repository. The secret and token stay sealed; only the operator
+/// opens them.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Repository {
+    pub app_id: Uuid,
+    pub hook_id: Uuid,
+    pub url: String,
+    /// The production branch: its pushes deploy to the primary env.
+    pub branch: String,
+    #[serde(skip)]
+    pub sealed_secret: String,
+    #[serde(skip)]
+    pub sealed_token: Option<String>,
+    pub connected_at: DateTime<Utc>,
 }

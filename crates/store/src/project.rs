@@ -32,10 +32,11 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             source,
             manifest,
             node_id,
+            git,
         } => {
             sqlx::query(
-                "INSERT INTO builds (id, org_id, app_id, env_id, node_id, state, source, manifest, created_at, updated_at)
-                 SELECT $1, a.org_id, a.id, e.id, $3, 'queued', $4, $5, $6, $6
+                "INSERT INTO builds (id, org_id, app_id, env_id, node_id, state, source, manifest, git, created_at, updated_at)
+                 SELECT $1, a.org_id, a.id, e.id, $3, 'queued', $4, $5, $7, $6, $6
                  FROM envs e JOIN apps a ON a.id = e.app_id WHERE e.id = $2",
             )
             .bind(build_id)
@@ -44,6 +45,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(source)
             .bind(manifest)
             .bind(at)
+            .bind(git.as_ref().map(sqlx::types::Json))
             .execute(db)
             .await?;
         }
@@ -53,15 +55,66 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             reason,
             image,
             log,
+            manifest,
         } => {
             sqlx::query(
-                "UPDATE builds SET state = $2, reason = $3, image = $4, log = $5, updated_at = $6 WHERE id = $1",
+                "UPDATE builds SET state = $2, reason = $3, image = $4, log = $5, updated_at = $6,
+                     manifest = COALESCE($7, manifest) WHERE id = $1",
             )
             .bind(build_id)
             .bind(state.as_str())
             .bind(reason)
             .bind(image)
             .bind(serde_json::to_value(log).expect("lines serialize"))
+            .bind(at)
+            .bind(manifest)
+            .execute(db)
+            .await?;
+        }
+        EventData::RepositoryConnected {
+            app_id,
+            hook_id,
+            url,
+            branch,
+            sealed_secret,
+            sealed_token,
+        } => {
+            sqlx::query(
+                "INSERT INTO app_repositories (app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (app_id) DO UPDATE SET hook_id = $2, url = $3, branch = $4,
+                     sealed_secret = $5, sealed_token = $6, connected_at = $7",
+            )
+            .bind(app_id)
+            .bind(hook_id)
+            .bind(url)
+            .bind(branch)
+            .bind(sealed_secret)
+            .bind(sealed_token)
+            .bind(at)
+            .execute(db)
+            .await?;
+        }
+        EventData::RepositoryDisconnected { app_id } => {
+            sqlx::query("DELETE FROM app_repositories WHERE app_id = $1")
+                .bind(app_id)
+                .execute(db)
+                .await?;
+        }
+        EventData::WebhookDelivered {
+            app_id,
+            delivery,
+            event,
+            outcome,
+        } => {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (delivery, app_id, event, outcome, delivered_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(delivery)
+            .bind(app_id)
+            .bind(event)
+            .bind(outcome)
             .bind(at)
             .execute(db)
             .await?;
@@ -139,12 +192,14 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             env_id,
             app_id,
             name,
+            preview_of,
         } => {
-            sqlx::query("INSERT INTO envs (id, org_id, app_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            sqlx::query("INSERT INTO envs (id, org_id, app_id, name, preview_of, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(env_id)
                 .bind(org)
                 .bind(app_id)
                 .bind(name)
+                .bind(preview_of)
                 .bind(at)
                 .execute(&mut *db)
                 .await?;

@@ -106,7 +106,7 @@ pub async fn app<'c>(db: impl PgExecutor<'c>, org: Uuid, name: &str) -> R<Option
 
 pub async fn envs<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<Env>> {
     Ok(sqlx::query_as(
-        "SELECT id, app_id, name, created_at FROM envs WHERE app_id = $1 ORDER BY name",
+        "SELECT id, app_id, name, preview_of, created_at FROM envs WHERE app_id = $1 ORDER BY name",
     )
     .bind(app)
     .fetch_all(db)
@@ -115,7 +115,7 @@ pub async fn envs<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<Env>> {
 
 pub async fn env<'c>(db: impl PgExecutor<'c>, app: Uuid, name: &str) -> R<Option<Env>> {
     Ok(sqlx::query_as(
-        "SELECT id, app_id, name, created_at FROM envs WHERE app_id = $1 AND name = $2",
+        "SELECT id, app_id, name, preview_of, created_at FROM envs WHERE app_id = $1 AND name = $2",
     )
     .bind(app)
     .bind(name)
@@ -407,7 +407,7 @@ pub async fn node_images<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Strin
 }
 
 const BUILD_COLUMNS: &str =
-    "id, env_id, node_id, state, source, image, reason, log, created_at, updated_at";
+    "id, env_id, node_id, state, source, git, image, reason, log, created_at, updated_at";
 
 /// The env's builds, newest first (at most 50).
 pub async fn builds<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<crate::model::Build>> {
@@ -437,13 +437,20 @@ pub struct NodeBuild {
     pub manifest: serde_json::Value,
     pub org: String,
     pub app: String,
+    pub app_id: Uuid,
+    /// The commit, for a build of a push.
+    pub git: Option<sqlx::types::Json<zeitwork_core::repository::GitSource>>,
+    /// The app's repository token (sealed), for a build of a push.
+    pub sealed_token: Option<String>,
 }
 
 /// The builds placed on `node` that have not ended.
 pub async fn node_builds<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<NodeBuild>> {
     Ok(sqlx::query_as(
-        "SELECT b.id, b.state, b.source, b.manifest, o.name AS org, a.name AS app
+        "SELECT b.id, b.state, b.source, b.manifest, o.name AS org, a.name AS app, a.id AS app_id,
+                b.git, CASE WHEN b.git IS NOT NULL THEN r.sealed_token END AS sealed_token
          FROM builds b JOIN apps a ON a.id = b.app_id JOIN orgs o ON o.id = b.org_id
+         LEFT JOIN app_repositories r ON r.app_id = b.app_id
          WHERE b.node_id = $1 AND b.state NOT IN ('succeeded', 'failed', 'cancelled')
          ORDER BY b.created_at",
     )
@@ -452,24 +459,36 @@ pub async fn node_builds<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<NodeB
     .await?)
 }
 
-/// The org, app and env of env `id`.
-pub async fn env_path(db: &mut sqlx::PgConnection, id: Uuid) -> R<Option<(Org, App, Env)>> {
-    let Some(env): Option<Env> =
-        sqlx::query_as("SELECT id, app_id, name, created_at FROM envs WHERE id = $1")
+/// The org and app of app `id`.
+pub async fn app_path(db: &mut sqlx::PgConnection, id: Uuid) -> R<Option<(Org, App)>> {
+    let Some(app): Option<App> =
+        sqlx::query_as("SELECT id, org_id, name, created_at FROM apps WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *db)
             .await?
     else {
         return Ok(None);
     };
-    let app: App = sqlx::query_as("SELECT id, org_id, name, created_at FROM apps WHERE id = $1")
-        .bind(env.app_id)
-        .fetch_one(&mut *db)
-        .await?;
     let org: Org = sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE id = $1")
         .bind(app.org_id)
         .fetch_one(&mut *db)
         .await?;
+    Ok(Some((org, app)))
+}
+
+/// The org, app and env of env `id`.
+pub async fn env_path(db: &mut sqlx::PgConnection, id: Uuid) -> R<Option<(Org, App, Env)>> {
+    let Some(env): Option<Env> =
+        sqlx::query_as("SELECT id, app_id, name, preview_of, created_at FROM envs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *db)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let (org, app) = app_path(db, env.app_id)
+        .await?
+        .expect("an env's app exists (foreign key)");
     Ok(Some((org, app, env)))
 }
 
@@ -493,24 +512,78 @@ pub async fn build_manifest<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<s
     Ok(row.map(|(m,)| m))
 }
 
-/// An earlier build of the app that succeeded from the same source with the same
-/// `[build]` section: its id, node and image.
+/// An earlier build that succeeded: reused for the same source.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BuiltBefore {
+    pub id: Uuid,
+    pub node_id: Uuid,
+    pub image: String,
+    /// What its image rolled out with.
+    pub manifest: serde_json::Value,
+}
+
+/// An earlier build of the app that succeeded from the same source (and, when `build` is
+/// given, with the same `[build]` section).
 pub async fn built_before<'c>(
     db: impl PgExecutor<'c>,
     env: Uuid,
     source: &str,
-    build: &serde_json::Value,
-) -> R<Option<(Uuid, Uuid, String)>> {
+    build: Option<&serde_json::Value>,
+) -> R<Option<BuiltBefore>> {
     Ok(sqlx::query_as(
-        "SELECT b.id, b.node_id, b.image FROM builds b
+        "SELECT b.id, b.node_id, b.image, b.manifest FROM builds b
          WHERE b.app_id = (SELECT app_id FROM envs WHERE id = $1)
            AND b.source = $2 AND b.state = 'succeeded' AND b.image IS NOT NULL
-           AND b.manifest -> 'build' IS NOT DISTINCT FROM $3
+           AND ($4 OR b.manifest -> 'build' IS NOT DISTINCT FROM $3)
          ORDER BY b.created_at DESC LIMIT 1",
     )
     .bind(env)
     .bind(source)
     .bind(build)
+    .bind(build.is_none())
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The repository app `app` is connected to.
+pub async fn repository<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<Repository>> {
+    Ok(sqlx::query_as(
+        "SELECT app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at
+         FROM app_repositories WHERE app_id = $1",
+    )
+    .bind(app)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The repository connection webhook hook `hook` delivers to.
+pub async fn repository_by_hook<'c>(db: impl PgExecutor<'c>, hook: Uuid) -> R<Option<Repository>> {
+    Ok(sqlx::query_as(
+        "SELECT app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at
+         FROM app_repositories WHERE hook_id = $1",
+    )
+    .bind(hook)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// What came of webhook delivery `delivery`, when it was handled.
+pub async fn delivery<'c>(db: impl PgExecutor<'c>, delivery: &str) -> R<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT outcome FROM webhook_deliveries WHERE delivery = $1")
+            .bind(delivery)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(o,)| o))
+}
+
+/// The app's preview env of `branch`.
+pub async fn preview_env<'c>(db: impl PgExecutor<'c>, app: Uuid, branch: &str) -> R<Option<Env>> {
+    Ok(sqlx::query_as(
+        "SELECT id, app_id, name, preview_of, created_at FROM envs WHERE app_id = $1 AND preview_of = $2",
+    )
+    .bind(app)
+    .bind(branch)
     .fetch_optional(db)
     .await?)
 }

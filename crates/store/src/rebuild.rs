@@ -17,6 +17,8 @@ pub const PROJECTIONS: &[&str] = &[
     "users",
     "tokens",
     "apps",
+    "app_repositories",
+    "webhook_deliveries",
     "envs",
     "regions",
     "nodes",

@@ -94,6 +94,8 @@ async fn rebuilt_projections_equal_the_live_ones() {
         port: Some(8080),
     };
     let built = Uuid::now_v7();
+    let pushed = Uuid::now_v7();
+    let preview = Uuid::now_v7();
     let events = vec![
         (
             None,
@@ -176,6 +178,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 env_id: prod,
                 app_id: app,
                 name: "prod".into(),
+                preview_of: None,
             },
         ),
         (
@@ -184,6 +187,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 env_id: staging,
                 app_id: app,
                 name: "staging".into(),
+                preview_of: None,
             },
         ),
         (
@@ -407,6 +411,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 source: "127.0.0.1:5000/acme/web/source@sha256:ab".into(),
                 manifest: serde_json::json!({"version": 1, "app": "web"}),
                 node_id: node,
+                git: None,
             },
         ),
         (
@@ -417,6 +422,63 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 reason: Some("the build exited with code 1".into()),
                 image: None,
                 log: vec!["STEP 2/2: RUN false".into()],
+                manifest: None,
+            },
+        ),
+        (
+            o,
+            EventData::RepositoryConnected {
+                app_id: app,
+                hook_id: Uuid::now_v7(),
+                url: "https://github.com/acme/web.git".into(),
+                branch: "main".into(),
+                sealed_secret: "s".into(),
+                sealed_token: Some("t".into()),
+            },
+        ),
+        (
+            o,
+            EventData::EnvCreated {
+                env_id: preview,
+                app_id: app,
+                name: "feature-x".into(),
+                preview_of: Some("feature/x".into()),
+            },
+        ),
+        (
+            o,
+            EventData::BuildQueued {
+                build_id: pushed,
+                env_id: preview,
+                source: "git-tree:".to_owned() + &"b".repeat(40),
+                manifest: serde_json::json!({"version": 1, "app": "web"}),
+                node_id: node,
+                git: Some(zeitwork_core::repository::GitSource {
+                    url: "https://github.com/acme/web.git".into(),
+                    branch: "feature/x".into(),
+                    commit: "a".repeat(40),
+                    tree: "b".repeat(40),
+                }),
+            },
+        ),
+        (
+            o,
+            EventData::BuildStateChanged {
+                build_id: pushed,
+                state: zeitwork_core::build::BuildState::Succeeded,
+                reason: None,
+                image: Some("127.0.0.1:5000/acme/web@sha256:cd".into()),
+                log: Vec::new(),
+                manifest: Some(serde_json::json!({"version": 1, "app": "web", "env": {"A": "1"}})),
+            },
+        ),
+        (
+            o,
+            EventData::WebhookDelivered {
+                app_id: app,
+                delivery: "d-1".into(),
+                event: "push".into(),
+                outcome: "build of feature/x".into(),
             },
         ),
     ];
@@ -466,8 +528,21 @@ async fn rebuilt_projections_equal_the_live_ones() {
     );
     assert_eq!(
         live["envs"].as_array().unwrap().len(),
-        1,
-        "staging was deleted"
+        2,
+        "staging was deleted; prod and the preview are left"
+    );
+    assert_eq!(live["app_repositories"][0]["branch"], "main");
+    assert_eq!(live["webhook_deliveries"][0]["delivery"], "d-1");
+    let pushed_build = live["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == pushed.to_string())
+        .unwrap();
+    assert_eq!(pushed_build["git"]["tree"], "b".repeat(40));
+    assert_eq!(
+        pushed_build["manifest"]["env"]["A"], "1",
+        "a succeeded build of a commit keeps the commit's manifest"
     );
     assert_eq!(live["secrets"][0]["version"], 2);
     let certs: Vec<&str> = live["certificates"]
@@ -507,7 +582,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
         "the first verification's time"
     );
     let applied = rebuild::rebuild(&store).await.unwrap();
-    assert_eq!(applied, 43);
+    assert_eq!(applied, 48);
     let rebuilt = rebuild::snapshot(&mut db).await.unwrap();
     assert_eq!(rebuilt, live);
 }

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use tokio::process::Command;
 use uuid::Uuid;
+use zeitwork_core::Manifest;
 use zeitwork_core::build::{BuildReport, BuildState, DesiredBuild, log_tail};
+use zeitwork_core::manifest::FILE;
 use zeitwork_image::PushOptions;
-use zeitwork_vmm::Vmm;
+use zeitwork_vmm::{VM_ID_BASE, Vmm};
 
-use super::{BuildLimits, BuildSpec, BuilderRootfs, build};
+use super::{BuildLimits, BuildSpec, BuilderRootfs, build, fetch};
 use crate::control::ControlPlane;
 use crate::runtime::Runtime;
 
@@ -94,6 +96,7 @@ fn failed(reason: String, log: Vec<String>) -> BuildReport {
         reason: Some(reason),
         image: None,
         log: log_tail(&log),
+        manifest: None,
     }
 }
 
@@ -103,6 +106,7 @@ fn step(state: BuildState) -> BuildReport {
         reason: None,
         image: None,
         log: Vec::new(),
+        manifest: None,
     }
 }
 
@@ -135,20 +139,37 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
     let _remove = RemoveOnDrop(dir.clone());
     let result = async {
         send(control, id, &step(BuildState::Fetching)).await;
-        let source = runtime
-            .images()
-            .rootfs(&wanted.source, &runtime.config.pull_auth(&wanted.source))
-            .await
-            .map_err(|e| (format!("fetching the source: {e}"), Vec::new()))?;
-        let context = dir.join("context");
-        unpack(&source.path, &context)
-            .await
-            .map_err(|e| (format!("unpacking the source: {e}"), Vec::new()))?;
+        let context = dir.join(fetch::CONTEXT);
+        // A commit carries its own manifest (and so its own `[build]`).
+        let mut manifest = None;
+        match &wanted.git {
+            Some(git) => {
+                let ids = (VM_ID_BASE + slot, VM_ID_BASE + slot);
+                let time = wanted.build.timeout.as_duration();
+                fetch::fetch(git, wanted.git_token.as_deref(), &dir, ids, time)
+                    .await
+                    .map_err(|e| (format!("fetching the source: {e}"), Vec::new()))?;
+                manifest = own_manifest(&context).await.map_err(|e| (e, Vec::new()))?;
+            }
+            None => {
+                let source = runtime
+                    .images()
+                    .rootfs(&wanted.source, &runtime.config.pull_auth(&wanted.source))
+                    .await
+                    .map_err(|e| (format!("fetching the source: {e}"), Vec::new()))?;
+                unpack(&source.path, &context)
+                    .await
+                    .map_err(|e| (format!("unpacking the source: {e}"), Vec::new()))?;
+            }
+        }
         let builder = BuilderRootfs::prepare(&runtime.config.guest_dir)
             .await
             .map_err(|e| (format!("preparing the builder: {e}"), Vec::new()))?;
         send(control, id, &step(BuildState::Building)).await;
-        let b = &wanted.build;
+        let b = manifest
+            .as_ref()
+            .and_then(|(m, _): &(Manifest, String)| m.build.as_ref())
+            .unwrap_or(&wanted.build);
         let spec = BuildSpec {
             id: format!("build-{id}"),
             context: context.join(b.context.trim_start_matches("./")),
@@ -185,21 +206,37 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
         let digest = zeitwork_image::push_oci_archive(&built.archive, &tag, &options)
             .await
             .map_err(|e| (format!("pushing the image: {e}"), built.log.clone()))?;
-        Ok::<_, (String, Vec<String>)>(format!("{tag}@{digest}"))
+        Ok::<_, (String, Vec<String>)>((format!("{tag}@{digest}"), manifest.map(|(_, text)| text)))
     }
     .await;
     match result {
-        Ok(image) => BuildReport {
+        Ok((image, manifest)) => BuildReport {
             state: BuildState::Succeeded,
             reason: None,
             image: Some(image),
             log: Vec::new(),
+            manifest,
         },
         Err((reason, log)) => {
             tracing::warn!(build = %id, %reason, "build failed");
             failed(reason, log)
         }
     }
+}
+
+/// The commit's own `zeitwork.toml` (parsed, and its text), when it has one.
+async fn own_manifest(context: &Path) -> Result<Option<(Manifest, String)>, String> {
+    let path = context.join(FILE);
+    // Not a file (a symlink, a directory): not a manifest.
+    match tokio::fs::symlink_metadata(&path).await {
+        Ok(meta) if meta.is_file() => {}
+        _ => return Ok(None),
+    }
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|e| format!("reading {FILE}: {e}"))?;
+    let manifest = Manifest::from_toml(&text).map_err(|e| format!("{FILE}: {e}"))?;
+    Ok(Some((manifest, text)))
 }
 
 /// The files of the source's root file system, as the build context.

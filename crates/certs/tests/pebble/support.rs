@@ -66,6 +66,7 @@ impl World {
                 env_id: env,
                 app_id: app,
                 name: "prod".into(),
+                preview_of: None,
             },
         ] {
             emit(&store, org, data).await;

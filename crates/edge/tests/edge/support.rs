@@ -92,6 +92,7 @@ impl World {
                 env_id,
                 app_id: app,
                 name: name(env),
+                preview_of: None,
             };
             self.emit(org, created).await;
             ids.push((name(env), env_id));

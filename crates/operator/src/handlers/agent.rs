@@ -99,7 +99,7 @@ pub async fn desired(
         )
     })?;
     let builds = match &s.config.registry {
-        Some(registry) => desired::builds(open_builds, registry),
+        Some(registry) => desired::builds(open_builds, registry, &s.secrets),
         None => Vec::new(),
     };
     Ok(Json(NodeDesired {

@@ -59,6 +59,7 @@ pub async fn create(
         env_id: Uuid::now_v7(),
         app_id,
         name: PRIMARY_ENV.into(),
+        preview_of: None,
     };
     log::append(&mut tx, Some(org.id), &actor, env).await?;
     let app = App {
@@ -109,12 +110,14 @@ pub async fn create_env(
         env_id,
         app_id: app.id,
         name: name.to_string(),
+        preview_of: None,
     };
     let created = log::append(&mut tx, Some(org.id), &auth.actor(), data).await?;
     let env = Env {
         id: env_id,
         app_id: app.id,
         name: name.to_string(),
+        preview_of: None,
         created_at: created.at,
     };
     req.finish(tx, StatusCode::CREATED, env).await

@@ -13,8 +13,8 @@ use zeitwork_core::build::BuildReport;
 use zeitwork_store::model::Build;
 use zeitwork_store::{log, read};
 
-use super::deploys::manifest_for;
 use crate::body::{Body, Create};
+use crate::builds::BuildSource;
 use crate::error::{ApiError, ApiResult};
 use crate::node_scope::{Agent, OnNode};
 use crate::scope::{Deployer, InEnv, Reader};
@@ -46,11 +46,17 @@ pub async fn create(
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     req: Create<NewBuild>,
 ) -> ApiResult<Response> {
-    let manifest = manifest_for(&scope, req.body.manifest.as_deref())?;
+    let manifest = scope.manifest(req.body.manifest.as_deref())?;
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let build = s
-        .queue_build(&mut tx, &auth, &scope, &req.body.source, &manifest)
+        .queue_build(
+            &mut tx,
+            &auth,
+            &scope,
+            BuildSource::Uploaded(&req.body.source),
+            &manifest,
+        )
         .await?;
     req.finish(tx, StatusCode::CREATED, build).await
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::event::ProcessSpec;
-use zeitwork_core::{EventData, ImageRef, Manifest, Name, platform_host};
+use zeitwork_core::{EventData, ImageRef, Manifest, platform_host};
 use zeitwork_store::model::{Deployment, Release};
 use zeitwork_store::{Tx, log, read};
 
@@ -115,7 +115,7 @@ pub async fn deploy(
     req: Create<NewDeployment>,
 ) -> ApiResult<Response> {
     let image = field("image", ImageRef::parse(&req.body.image))?;
-    let manifest = manifest_for(&scope, req.body.manifest.as_deref())?;
+    let manifest = scope.manifest(req.body.manifest.as_deref())?;
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let release = s
@@ -125,31 +125,6 @@ pub async fn deploy(
         .roll_out(&mut tx, &auth, &scope, release, &manifest, None)
         .await?;
     req.finish(tx, StatusCode::CREATED, answer).await
-}
-
-/// The manifest a deploy or build sent (strictly checked, and for this app), or the
-/// default one.
-pub(crate) fn manifest_for(scope: &EnvScope, text: Option<&str>) -> ApiResult<Manifest> {
-    let manifest = match text {
-        Some(text) => Manifest::from_toml(text).map_err(|e| {
-            ApiError::invalid(format!("manifest.{}", e.path), format!("manifest: {e}"))
-        })?,
-        None => Manifest::default_for(
-            Name::parse(&scope.app.name).expect("stored names are valid"),
-            None,
-        ),
-    };
-    if manifest.app.as_str() != scope.app.name {
-        return Err(ApiError::invalid(
-            "manifest.app",
-            format!(
-                "the manifest is for app {:?}, but this targets {:?}",
-                manifest.app.as_str(),
-                scope.app.name
-            ),
-        ));
-    }
-    Ok(manifest)
 }
 
 pub async fn rollback(

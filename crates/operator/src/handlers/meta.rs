@@ -35,7 +35,7 @@ pub async fn whoami(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Val
             (org.map(|o| o.name), None)
         }
         Caller::Node(id) => (None, Some(id)),
-        Caller::Platform => (None, None),
+        Caller::Platform | Caller::Webhook { .. } => (None, None),
     };
     Ok(Json(
         json!({ "token_id": auth.token_id, "org": org, "role": auth.role, "node_id": node }),

@@ -17,3 +17,4 @@ mod registry;
 mod routes;
 mod secrets;
 mod support;
+mod webhooks;
