@@ -12,4 +12,4 @@ mod run;
 
 pub(crate) use node::Builds;
 pub use rootfs::{BuilderRootfs, PACKAGES, SUITE};
-pub use run::{BuildError, BuildLimits, BuildSpec, Built, build};
+pub use run::{BuildError, BuildLimits, BuildSpec, Built, build, is_build_output};

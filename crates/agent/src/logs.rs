@@ -1,4 +1,4 @@
-//! Ships an instance's console to the operator. The console file is the buffer: the
+//! Ships an instance's (or a build's) console to the operator. The console file is the buffer: the
 //! offset only moves after the operator took a batch, and it is saved beside the file,
 //! so an unreachable operator or an agent restart loses no line and repeats none.
 
@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 use uuid::Uuid;
-use zeitwork_core::node::{LogBatch, LogLine};
+use zeitwork_core::node::{LogBatch, LogLine, LogSource};
 
 use crate::control::ControlPlane;
 
@@ -30,19 +30,25 @@ const CHUNK: usize = 256 * 1024;
 /// must not fill the node's disk).
 const MAX_CONSOLE: u64 = 16 << 20;
 
-/// Where one instance's console is and how far it was shipped.
+/// Where one instance's or build's console is and how far it was shipped.
 pub struct Console {
-    pub instance: Uuid,
+    pub source: LogSource,
     pub path: PathBuf,
     /// Holds the shipped offset as decimal text.
     pub offset_file: PathBuf,
 }
 
 impl Console {
+    /// The console of the instance whose VM runs in `dir`.
     pub fn in_dir(instance: Uuid, dir: &Path) -> Console {
+        Console::of(LogSource::Instance(instance), dir)
+    }
+
+    /// The console of `source`'s VM, which runs in `dir`.
+    pub fn of(source: LogSource, dir: &Path) -> Console {
         Console {
-            instance,
-            path: dir.join("console.log"),
+            source,
+            path: dir.join(zeitwork_vmm::CONSOLE_LOG),
             offset_file: dir.join("console.shipped"),
         }
     }
@@ -58,7 +64,7 @@ impl Console {
 
     async fn save(&self, offset: u64) {
         if let Err(e) = tokio::fs::write(&self.offset_file, offset.to_string()).await {
-            tracing::warn!(instance = %self.instance, error = %e, "saving the log offset");
+            tracing::warn!(source = ?self.source, error = %e, "saving the log offset");
         }
     }
 }
@@ -107,12 +113,12 @@ async fn rotate(console: &Console, offset: &mut u64, cap: u64) {
         Err(e) => Err(e),
     };
     if let Err(e) = truncated {
-        tracing::warn!(instance = %console.instance, error = %e, "truncating the console log");
+        tracing::warn!(source = ?console.source, error = %e, "truncating the console log");
         return;
     }
     let dropped = meta.len().saturating_sub(*offset);
     if dropped > 0 {
-        tracing::warn!(instance = %console.instance, dropped, "console log over its cap: unshipped bytes dropped");
+        tracing::warn!(source = ?console.source, dropped, "console log over its cap: unshipped bytes dropped");
     }
     *offset = 0;
     console.save(0).await;
@@ -128,7 +134,7 @@ async fn drain(control: &impl ControlPlane, console: &Console, offset: &mut u64,
             }
             Ok(None) => return,
             Err(e) => {
-                tracing::debug!(instance = %console.instance, error = %e, "shipping logs; will retry");
+                tracing::debug!(source = ?console.source, error = %e, "shipping logs; will retry");
                 return;
             }
         }
@@ -145,27 +151,26 @@ async fn pass(
     let Some(bytes) = read_from(&console.path, offset).await else {
         return Ok(None);
     };
-    let (lines, used) = split(&bytes, flush);
+    let (mut lines, used) = split(&bytes, flush);
     if used == 0 {
         return Ok(None);
+    }
+    if let LogSource::Build(_) = console.source {
+        lines.retain(|l| crate::build::is_build_output(l));
     }
     let at = Utc::now();
     for chunk in batches(&lines) {
         let batch = LogBatch {
             lines: chunk
                 .iter()
-                .map(|line| LogLine {
-                    instance_id: console.instance,
-                    at,
-                    line: line.clone(),
-                })
+                .map(|line| LogLine::new(console.source, at, line.clone()))
                 .collect(),
         };
         match control.ship_logs(&batch).await {
             // Refused for good (the instance is gone, or the batch is unacceptable):
             // retrying would block every later line.
             Err(e) if e.is_permanent() => {
-                tracing::warn!(instance = %console.instance, error = %e, lines = chunk.len(), "the operator refused log lines; dropping them");
+                tracing::warn!(source = ?console.source, error = %e, lines = chunk.len(), "the operator refused log lines; dropping them");
             }
             other => other?,
         }

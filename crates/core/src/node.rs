@@ -228,13 +228,49 @@ pub struct InstanceReport {
     pub restarts: u32,
 }
 
-/// One line an instance printed, with the time the agent read it.
+/// One line an instance or a build printed, with the time the agent read it. Exactly one
+/// of `instance_id` and `build_id` is set ([`LogLine::source`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogLine {
-    pub instance_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<Uuid>,
     pub at: DateTime<Utc>,
     pub line: String,
+}
+
+/// Whose output a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogSource {
+    Instance(Uuid),
+    Build(Uuid),
+}
+
+impl LogLine {
+    /// A line of `source`.
+    pub fn new(source: LogSource, at: DateTime<Utc>, line: String) -> LogLine {
+        let (instance_id, build_id) = match source {
+            LogSource::Instance(id) => (Some(id), None),
+            LogSource::Build(id) => (None, Some(id)),
+        };
+        LogLine {
+            instance_id,
+            build_id,
+            at,
+            line,
+        }
+    }
+
+    /// Whose line it is; `None` when it names neither or both.
+    pub fn source(&self) -> Option<LogSource> {
+        match (self.instance_id, self.build_id) {
+            (Some(id), None) => Some(LogSource::Instance(id)),
+            (None, Some(id)) => Some(LogSource::Build(id)),
+            _ => None,
+        }
+    }
 }
 
 /// `POST /api/v1/nodes/{name}/logs`.

@@ -169,6 +169,13 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         "{}",
         deployed.stderr
     );
+    // The build's output streamed as it came, then the new instances' progress.
+    assert!(
+        deployed.stderr.contains("  | STEP 1/4: FROM scratch")
+            && deployed.stderr.contains("(web): healthy"),
+        "{}",
+        deployed.stderr
+    );
     let releases = up
         .cli(&["--org", "acme", "--app", "web", "releases", "--json"])
         .await
@@ -243,6 +250,17 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         shown.stdout.contains("RUN /does-not-exist"),
         "{}",
         shown.stdout
+    );
+    // Its whole output, kept in the log pipeline.
+    let output = up
+        .cli(&["--org", "acme", "--app", "web", "builds", "logs", &failed])
+        .await
+        .success();
+    assert!(
+        output.stdout.contains("STEP 1/2: FROM scratch")
+            && output.stdout.contains("RUN /does-not-exist"),
+        "{}",
+        output.stdout
     );
 
     // A build cancelled while it builds: its builder VM is stopped.

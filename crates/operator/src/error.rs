@@ -68,7 +68,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict { field, message } => ApiError::conflict(field, message),
             StoreError::NotFound(what) => ApiError::not_found(what),
-            refused @ StoreError::NotOnNode(_) => ApiError::forbidden(refused.to_string()),
+            refused @ (StoreError::NotOnNode(_) | StoreError::BuildNotOnNode(_)) => {
+                ApiError::forbidden(refused.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(

@@ -170,6 +170,11 @@ pub fn api() -> Api {
             builds::create,
         )
         .get(p!(env "/builds/{id}"), "Show a build", builds::show)
+        .get(
+            p!(env "/builds/{id}/logs"),
+            "A build's output; follow=1 streams it until the build ends (Server-Sent Events, then an `end` event)",
+            logs::build,
+        )
         .post(
             p!(env "/builds/{id}/cancel"),
             "Cancel a build that has not ended; its node stops it",

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// exists): it must not write into another node's, or another tenant's, instances.
     #[error("instance {0} is not placed on this node")]
     NotOnNode(uuid::Uuid),
+    /// A node shipped log lines of a build another node runs (or none does).
+    #[error("build {0} does not run on this node")]
+    BuildNotOnNode(uuid::Uuid),
     #[error("database error: {0}")]
     Db(sqlx::Error),
 }

@@ -25,24 +25,32 @@ pub const CHANNEL: &str = "zw_logs";
 /// keys share one namespace per database, so it must not be reused for anything else.
 const APPEND_LOCK: i64 = 0x7a77_6c6f_6773;
 
+/// What a build's lines give as their process.
+pub const BUILD_PROCESS: &str = "build";
+
 /// A stored line, as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Line {
     pub id: i64,
-    pub instance_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<Uuid>,
     pub process: String,
     pub at: DateTime<Utc>,
     pub line: String,
 }
 
 /// Which lines a reader wants: always within one app of one org (the tenant boundary
-/// is part of every query), optionally one env or one instance of it.
+/// is part of every query), optionally one env or one instance of it; the instances'
+/// lines, or with `build_id` that build's only.
 #[derive(Debug, Clone, Copy)]
 pub struct Filter {
     pub org_id: Uuid,
     pub app_id: Uuid,
     pub env_id: Option<Uuid>,
     pub instance_id: Option<Uuid>,
+    pub build_id: Option<Uuid>,
 }
 
 /// How much log is kept.
@@ -64,9 +72,10 @@ impl Default for Retention {
 }
 
 /// Stores lines a node shipped, in order, inside the caller's transaction; returns how
-/// many. Every line must belong to an instance placed on `node_id`, else nothing is
-/// stored and the error names the first stray instance. Commit right after: from the
-/// insert until commit, other appenders queue.
+/// many. Every line must be of an instance placed on `node_id` or of a build it runs,
+/// else nothing is stored and the error names the first stray one (a line naming neither
+/// is the caller's to refuse: [`LogLine::source`]). Commit right after: from the insert
+/// until commit, other appenders queue.
 pub async fn append(
     tx: &mut PgConnection,
     node_id: Uuid,
@@ -75,19 +84,32 @@ pub async fn append(
     if lines.is_empty() {
         return Ok(0);
     }
-    let mut wanted: Vec<Uuid> = lines.iter().map(|l| l.instance_id).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
+    let mut instances: Vec<Uuid> = lines.iter().filter_map(|l| l.instance_id).collect();
+    instances.sort_unstable();
+    instances.dedup();
+    let mut builds: Vec<Uuid> = lines.iter().filter_map(|l| l.build_id).collect();
+    builds.sort_unstable();
+    builds.dedup();
     let placed: Vec<Uuid> =
         sqlx::query_scalar("SELECT id FROM instances WHERE id = ANY($1) AND node_id = $2")
-            .bind(&wanted)
+            .bind(&instances)
             .bind(node_id)
             .fetch_all(&mut *tx)
             .await?;
-    if let Some(stray) = wanted.iter().find(|id| !placed.contains(id)) {
+    if let Some(stray) = instances.iter().find(|id| !placed.contains(id)) {
         return Err(StoreError::NotOnNode(*stray));
     }
-    let instances: Vec<Uuid> = lines.iter().map(|l| l.instance_id).collect();
+    let running: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM builds WHERE id = ANY($1) AND node_id = $2")
+            .bind(&builds)
+            .bind(node_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if let Some(stray) = builds.iter().find(|id| !running.contains(id)) {
+        return Err(StoreError::BuildNotOnNode(*stray));
+    }
+    let instance_ids: Vec<Option<Uuid>> = lines.iter().map(|l| l.instance_id).collect();
+    let build_ids: Vec<Option<Uuid>> = lines.iter().map(|l| l.build_id).collect();
     let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
     let texts: Vec<String> = lines.iter().map(|l| storable(&l.line)).collect();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -95,23 +117,29 @@ pub async fn append(
         .execute(&mut *tx)
         .await?;
     // Rows are numbered in the order the SELECT yields them, which ORDER BY fixes to
-    // the batch's order.
+    // the batch's order. A line is an instance's or a build's (checked above).
     let (stored, last): (i64, Option<i64>) = sqlx::query_as(
         "WITH new AS (
-             INSERT INTO log_lines (instance_id, org_id, app_id, env_id, process, at, line)
-             SELECT i.id, i.org_id, e.app_id, i.env_id, i.process, l.at, l.line
-             FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
-                  WITH ORDINALITY AS l (instance_id, at, line, n)
-             JOIN instances i ON i.id = l.instance_id
-             JOIN envs e ON e.id = i.env_id
+             INSERT INTO log_lines (instance_id, build_id, org_id, app_id, env_id, process, at, line)
+             SELECT l.instance_id, l.build_id, coalesce(i.org_id, b.org_id),
+                    coalesce(e.app_id, b.app_id), coalesce(i.env_id, b.env_id),
+                    coalesce(i.process, $5), l.at, l.line
+             FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[])
+                  WITH ORDINALITY AS l (instance_id, build_id, at, line, n)
+             LEFT JOIN instances i ON i.id = l.instance_id
+             LEFT JOIN envs e ON e.id = i.env_id
+             LEFT JOIN builds b ON b.id = l.build_id
+             WHERE i.id IS NOT NULL OR b.id IS NOT NULL
              ORDER BY l.n
              RETURNING id
          )
          SELECT count(*), max(id) FROM new",
     )
-    .bind(&instances)
+    .bind(&instance_ids)
+    .bind(&build_ids)
     .bind(&ats)
     .bind(&texts)
+    .bind(BUILD_PROCESS)
     .fetch_one(&mut *tx)
     .await?;
     if let Some(last) = last {
@@ -134,11 +162,15 @@ fn storable(line: &str) -> String {
 /// picks the index of the narrowest one.
 fn select(filter: &Filter) -> QueryBuilder<Postgres> {
     let mut q = QueryBuilder::new(
-        "SELECT id, instance_id, process, at, line FROM log_lines WHERE org_id = ",
+        "SELECT id, instance_id, build_id, process, at, line FROM log_lines WHERE org_id = ",
     );
     q.push_bind(filter.org_id)
         .push(" AND app_id = ")
         .push_bind(filter.app_id);
+    match filter.build_id {
+        Some(build) => q.push(" AND build_id = ").push_bind(build),
+        None => q.push(" AND build_id IS NULL"),
+    };
     if let Some(env) = filter.env_id {
         q.push(" AND env_id = ").push_bind(env);
     }
@@ -267,9 +299,19 @@ mod tests {
             app_id: Uuid::nil(),
             env_id: None,
             instance_id: None,
+            build_id: None,
         };
         let sql = select(&app).sql().as_str().to_owned();
-        assert!(sql.ends_with("org_id = $1 AND app_id = $2"), "{sql}");
+        assert!(
+            sql.ends_with("org_id = $1 AND app_id = $2 AND build_id IS NULL"),
+            "{sql}"
+        );
+        let build = Filter {
+            build_id: Some(Uuid::nil()),
+            ..app
+        };
+        let sql = select(&build).sql().as_str().to_owned();
+        assert!(sql.ends_with("AND build_id = $3"), "{sql}");
         let one = Filter {
             instance_id: Some(Uuid::nil()),
             ..app

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use uuid::Uuid;
-use zeitwork_core::node::LogLine;
+use zeitwork_core::node::{LogLine, LogSource};
 use zeitwork_services::Postgres;
 use zeitwork_store::logs::{self, Filter, Retention};
 use zeitwork_store::{Store, StoreError, rebuild};
@@ -129,16 +129,13 @@ impl World {
             app_id: self.app,
             env_id: None,
             instance_id: None,
+            build_id: None,
         }
     }
 }
 
 fn line(instance: Uuid, text: &str) -> LogLine {
-    LogLine {
-        instance_id: instance,
-        at: Utc::now(),
-        line: text.into(),
-    }
+    LogLine::new(LogSource::Instance(instance), Utc::now(), text.into())
 }
 
 async fn append(store: &Store, node: Uuid, lines: &[LogLine]) -> Result<u64, StoreError> {
@@ -254,6 +251,64 @@ async fn a_node_cannot_append_for_an_instance_placed_elsewhere() {
     );
 }
 
+#[tokio::test]
+async fn a_builds_lines_are_its_nodes_to_ship_and_kept_apart_from_the_instances() {
+    let (_pg, store, w) = start().await;
+    let web = w.instance(&store, w.prod, w.node_a, "web").await;
+    let build = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO builds (id, org_id, app_id, env_id, node_id, state, source, manifest, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'building', 's', '{}', now(), now())",
+    )
+    .bind(build)
+    .bind(w.org)
+    .bind(w.app)
+    .bind(w.prod)
+    .bind(w.node_a)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let built = |text: &str| LogLine::new(LogSource::Build(build), Utc::now(), text.into());
+    let err = append(&store, w.node_b, &[built("forged")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::BuildNotOnNode(id) if id == build),
+        "{err}"
+    );
+    append(
+        &store,
+        w.node_a,
+        &[
+            built("STEP 1/2: FROM scratch"),
+            line(web, "served"),
+            built("STEP 2/2"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        texts(&store, &w.app()).await,
+        ["served"],
+        "app logs are the instances'"
+    );
+    let of_build = Filter {
+        build_id: Some(build),
+        ..w.app()
+    };
+    assert_eq!(
+        texts(&store, &of_build).await,
+        ["STEP 1/2: FROM scratch", "STEP 2/2"]
+    );
+    let mut db = store.pool().acquire().await.unwrap();
+    let lines = logs::read(&mut db, &of_build, 0, 10).await.unwrap();
+    assert_eq!(lines[0].process, logs::BUILD_PROCESS);
+    assert_eq!(
+        (lines[0].build_id, lines[0].instance_id),
+        (Some(build), None)
+    );
+}
+
 const WRITERS: usize = 8;
 const BATCHES: usize = 30;
 
@@ -351,11 +406,11 @@ async fn retention_keeps_the_newest_lines_per_instance_and_drops_old_ones() {
         max_age: chrono::Duration::days(7),
     };
     let old: DateTime<Utc> = Utc::now() - chrono::Duration::days(8);
-    let mut batch = vec![LogLine {
-        instance_id: quiet,
-        at: old,
-        line: "ancient".into(),
-    }];
+    let mut batch = vec![LogLine::new(
+        LogSource::Instance(quiet),
+        old,
+        "ancient".into(),
+    )];
     batch.extend((0..8).map(|i| line(busy, &format!("b{i}"))));
     batch.extend((0..3).map(|i| line(quiet, &format!("q{i}"))));
     append(&store, w.node_a, &batch).await.unwrap();

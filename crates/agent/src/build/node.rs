@@ -13,11 +13,13 @@ use uuid::Uuid;
 use zeitwork_core::Manifest;
 use zeitwork_core::build::{BuildReport, BuildState, DesiredBuild, log_tail};
 use zeitwork_core::manifest::FILE;
+use zeitwork_core::node::LogSource;
 use zeitwork_image::PushOptions;
 use zeitwork_vmm::{VM_ID_BASE, Vmm};
 
 use super::{BuildLimits, BuildSpec, BuilderRootfs, build, fetch};
 use crate::control::ControlPlane;
+use crate::logs::Console;
 use crate::runtime::Runtime;
 
 /// Builder VMs take slots from here up (instances use the ones below).
@@ -63,7 +65,7 @@ impl Builds {
             );
             let task = tokio::spawn(async move {
                 let report = match wanted.state {
-                    BuildState::Queued => run(&runtime, &*control, &wanted, slot).await,
+                    BuildState::Queued => run(&runtime, &control, &wanted, slot).await,
                     _ => failed(
                         "the node's agent restarted during the build; start it again".into(),
                         Vec::new(),
@@ -78,6 +80,22 @@ impl Builds {
             });
             running.insert(id, (slot, task.abort_handle()));
         }
+    }
+}
+
+/// A task that stops when its handle is dropped (with the build's task, when cancelled).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Waits for the task to end by itself.
+    async fn finish(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -130,7 +148,7 @@ async fn send<C: ControlPlane>(control: &C, id: Uuid, report: &BuildReport) {
 /// Runs one build through; its final report.
 async fn run<V: Vmm + 'static, C: ControlPlane>(
     runtime: &Runtime<V>,
-    control: &C,
+    control: &Arc<C>,
     wanted: &DesiredBuild,
     slot: u32,
 ) -> BuildReport {
@@ -138,7 +156,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
     let dir = runtime.config.state_dir.join("builds").join(id.to_string());
     let _remove = RemoveOnDrop(dir.clone());
     let result = async {
-        send(control, id, &step(BuildState::Fetching)).await;
+        send(&**control, id, &step(BuildState::Fetching)).await;
         let context = dir.join(fetch::CONTEXT);
         // A commit carries its own manifest (and so its own `[build]`).
         let mut manifest = None;
@@ -165,7 +183,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
         let builder = BuilderRootfs::prepare(&runtime.config.guest_dir)
             .await
             .map_err(|e| (format!("preparing the builder: {e}"), Vec::new()))?;
-        send(control, id, &step(BuildState::Building)).await;
+        send(&**control, id, &step(BuildState::Building)).await;
         let b = manifest
             .as_ref()
             .and_then(|(m, _): &(Manifest, String)| m.build.as_ref())
@@ -184,16 +202,22 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
             },
             slot,
         };
-        let built = build(
-            runtime.vmm(),
-            runtime.guest(),
-            &builder,
-            &spec,
-            &dir.join("vm"),
-        )
-        .await
-        .map_err(|e| (e.to_string(), e.log().to_vec()))?;
-        send(control, id, &step(BuildState::Pushing)).await;
+        // Its output ships as it comes (`zeitwork builds logs -f`); every line is shipped
+        // before the build's end is reported.
+        let vm_dir = dir.join("vm");
+        let (ended, ended_rx) = tokio::sync::watch::channel(false);
+        let console = Console::of(LogSource::Build(id), &vm_dir);
+        let shipper = AbortOnDrop(tokio::spawn(crate::logs::ship(
+            control.clone(),
+            console,
+            0,
+            ended_rx,
+        )));
+        let built = build(runtime.vmm(), runtime.guest(), &builder, &spec, &vm_dir).await;
+        let _ = ended.send(true);
+        shipper.finish().await;
+        let built = built.map_err(|e| (e.to_string(), e.log().to_vec()))?;
+        send(&**control, id, &step(BuildState::Pushing)).await;
         let tag = format!(
             "{}:build-{}",
             wanted.repository,

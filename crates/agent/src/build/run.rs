@@ -279,7 +279,12 @@ fn build_log(run_dir: &Path) -> Vec<String> {
     std::fs::read_to_string(run_dir.join(zeitwork_vmm::CONSOLE_LOG))
         .unwrap_or_default()
         .lines()
-        .filter(|l| !l.starts_with('[') && !l.starts_with("zeitwork-init"))
+        .filter(|l| is_build_output(l))
         .map(str::to_owned)
         .collect()
+}
+
+/// Whether a builder's console line is the build's own (not the kernel's or init's).
+pub fn is_build_output(line: &str) -> bool {
+    !line.starts_with('[') && !line.starts_with("zeitwork-init")
 }

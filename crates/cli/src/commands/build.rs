@@ -4,7 +4,6 @@
 //! rolled out; the build's progress and, when it fails, its last lines are shown.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use zeitwork_core::Manifest;
@@ -24,6 +23,17 @@ pub enum BuildsAction {
     Show { id: String },
     /// Cancel a build that has not ended; its node stops it
     Cancel { id: String },
+    /// A build's output; with -f, followed until the build ends
+    Logs {
+        id: String,
+        /// Keep printing its output until the build ends (Ctrl-C detaches)
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of its latest lines to show first
+        #[arg(long, value_name = "N", default_value_t = 1000,
+              value_parser = clap::value_parser!(u32).range(0..=10_000))]
+        tail: u32,
+    },
 }
 
 const BUILDS: &[Column] = &[
@@ -55,6 +65,25 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
             }
             Ok(())
         }
+        BuildsAction::Logs { id, follow, tail } => {
+            let path = ctx.path(Scope::Env, &["builds", &id, "logs"])?;
+            if !follow {
+                let answer = ctx
+                    .client()?
+                    .get_query(&path, &[("tail", tail.to_string())])
+                    .await?;
+                let text: String = super::items(&answer, "lines")?
+                    .iter()
+                    .map(|l| render(ctx, l) + "\n")
+                    .collect();
+                return output::emit(&text);
+            }
+            let (end, _) = tokio::select! {
+                end = follow_output(ctx, &path, tail) => end?,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            ended(ctx, &id, &end)
+        }
         BuildsAction::Cancel { id } => {
             let path = ctx.path(Scope::Env, &["builds", &id, "cancel"])?;
             let answer = ctx.client()?.post(&path, &json!({})).await?;
@@ -66,8 +95,65 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
     }
 }
 
-/// How often the build is asked where it is.
-const POLL: Duration = Duration::from_millis(500);
+/// Follows a build's output (printing each line to stderr, or as JSON to stdout with
+/// `--json`) until it ends; the `end` event (state, reason and image) and how many lines
+/// were shown.
+async fn follow_output(ctx: &Ctx, path: &[String], tail: u32) -> Result<(Value, usize)> {
+    let client = ctx.client()?;
+    let url = client.url(path, &[("tail", tail.to_string()), ("follow", "1".into())]);
+    let mut end = None;
+    let mut shown = 0;
+    client
+        .follow(url, "build output", |event| {
+            let data = || -> Result<Value> {
+                serde_json::from_str(&event.data)
+                    .map_err(|e| CliError::Protocol(format!("a build event that is not JSON: {e}")))
+            };
+            match event.event.as_str() {
+                "log" => {
+                    let line = data()?;
+                    shown += 1;
+                    match ctx.json() {
+                        true => output::emit(&(line.to_string() + "\n"))?,
+                        false => eprintln!("  | {}", field(&line, "line")),
+                    }
+                    Ok(true)
+                }
+                "end" => {
+                    end = Some(data()?);
+                    Ok(false)
+                }
+                _ => Ok(true),
+            }
+        })
+        .await?;
+    let end =
+        end.ok_or_else(|| CliError::Protocol("the build's output ended without its end".into()))?;
+    Ok((end, shown))
+}
+
+/// How a followed build ended: an error (exit code ≠ 0) unless it succeeded.
+fn ended(ctx: &Ctx, id: &str, end: &Value) -> Result<()> {
+    let state = field(end, "state");
+    if state != "succeeded" {
+        return Err(CliError::Usage(format!(
+            "build {id} {state}: {}",
+            field(end, "reason")
+        )));
+    }
+    if !ctx.json() {
+        eprintln!("build {id} succeeded: {}", field(end, "image"));
+    }
+    Ok(())
+}
+
+/// One line of a build's output: `TIMESTAMP | line`, or its JSON with `--json`.
+fn render(ctx: &Ctx, line: &Value) -> String {
+    match ctx.json() {
+        true => line.to_string(),
+        false => format!("{} | {}", field(line, "at"), field(line, "line")),
+    }
+}
 
 /// Builds the directory `root` (with `manifest` and its text, if any) for `app` and
 /// returns the build's final answer and the rollout it made.
@@ -116,37 +202,24 @@ pub async fn build_and_deploy(
     let id = field(&queued, "id");
     let mut path = builds.clone();
     path.push(id.clone());
-    let mut shown = String::new();
-    let spinner = output::spinner(format!("Build {id}: queued"));
-    let done = loop {
-        let now = client.get(&path).await?;
-        let state = field(&now, "state");
-        if state != shown {
-            match &spinner {
-                Some(s) => s.set_message(format!("Build {id}: {state}")),
-                None => eprintln!("build {id}: {state}"),
+    if field(&queued, "state") != "succeeded" {
+        eprintln!(
+            "build {id} queued on node {}; its output follows (Ctrl-C detaches, `zeitwork builds cancel {id}` cancels)",
+            field(&queued, "node_id")
+        );
+        let mut logs = path.clone();
+        logs.push("logs".into());
+        let (end, shown) = follow_output(ctx, &logs, 0).await?;
+        if field(&end, "state") != "succeeded" && shown == 0 {
+            // Nothing streamed (it failed before its VM printed): the kept last lines.
+            let done = client.get(&path).await?;
+            for line in done["log"].as_array().into_iter().flatten() {
+                eprintln!("  | {}", output::text(line));
             }
-            shown = state.clone();
         }
-        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
-            break now;
-        }
-        tokio::time::sleep(POLL).await;
-    };
-    if let Some(s) = spinner {
-        s.finish_and_clear();
     }
-    if field(&done, "state") != "succeeded" {
-        for line in done["log"].as_array().into_iter().flatten() {
-            eprintln!("  {}", output::text(line));
-        }
-        return Err(CliError::Usage(format!(
-            "build {id} {}: {}",
-            field(&done, "state"),
-            field(&done, "reason")
-        )));
-    }
-    eprintln!("built {}", field(&done, "image"));
+    let done = client.get(&path).await?;
+    ended(ctx, &id, &done)?;
     Ok(done)
 }
 

@@ -131,12 +131,14 @@ pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
     rolled_out(ctx, &ctx.app_or(app.as_deref())?, &answer?, "Deployed")
 }
 
-/// After a build succeeded: its image rolled out; the env's status says where.
+/// How long a deploy waits for its instances to be healthy.
+const ROLLOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// After a build succeeded: its image rolls out; shows each instance of the new
+/// deployment as it boots and turns healthy, until all of them are, then where it serves.
 async fn built(ctx: &Ctx, app: &str, build: &Value) -> Result<()> {
-    let status = ctx
-        .client()?
-        .get(&ctx.path_for_app(Scope::Env, Some(app), &["status"])?)
-        .await?;
+    let path = ctx.path_for_app(Scope::Env, Some(app), &["status"])?;
+    let status = watch_rollout(ctx, &path).await?;
     if ctx.json() {
         return output::emit_json(&json!({ "build": build, "status": status }));
     }
@@ -228,6 +230,58 @@ fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
         ("instances", instances),
     ]);
     output::emit(&format!("{head}{body}"))
+}
+
+/// Polls the env's status until every instance of its active deployment is healthy,
+/// printing each instance's changes (to stderr); the last status.
+async fn watch_rollout(ctx: &Ctx, path: &[String]) -> Result<Value> {
+    let client = ctx.client()?;
+    let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
+    let mut seen = std::collections::BTreeMap::new();
+    loop {
+        let status = client.get(path).await?;
+        let deployment = field(&status["deployment"], "id");
+        let new: Vec<&Value> = status["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| {
+                field(i, "deployment_id") == deployment && field(i, "desired_state") == "running"
+            })
+            .collect();
+        for i in &new {
+            let (id, state) = (field(i, "id"), field(i, "observed_state"));
+            if seen.get(&id) != Some(&state) {
+                if !ctx.json() {
+                    eprintln!(
+                        "instance {} ({}): {state}",
+                        output::short_id(&id),
+                        field(i, "process")
+                    );
+                }
+                seen.insert(id, state);
+            }
+        }
+        let wanted: u64 = status["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["instances"].as_u64())
+            .sum();
+        let healthy = new
+            .iter()
+            .filter(|i| field(i, "observed_state") == "healthy");
+        if healthy.count() as u64 >= wanted && new.len() as u64 >= wanted {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Usage(format!(
+                "the new deployment's instances are not all healthy after {}s; `zeitwork status` shows where they are",
+                ROLLOUT_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// A release given as a Release object or as its bare number.

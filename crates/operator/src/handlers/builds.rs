@@ -37,7 +37,7 @@ pub struct BuildPath {
     id: String,
 }
 
-fn build_id(p: &BuildPath) -> ApiResult<Uuid> {
+pub(super) fn build_id(p: &BuildPath) -> ApiResult<Uuid> {
     p.id.parse().map_err(|_| ApiError::not_found("build"))
 }
 

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event as Sse, KeepAlive, Sse as SseResponse};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 use zeitwork_core::Name;
+use zeitwork_core::build::BuildState;
 use zeitwork_core::node::LogBatch;
 use zeitwork_store::logs::{self, Filter, Line, Retention};
 use zeitwork_store::{Store, read};
@@ -23,7 +24,7 @@ use zeitwork_store::{Store, read};
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult, field};
 use crate::node_scope::{Agent, OnNode};
-use crate::scope::{InApp, Reader};
+use crate::scope::{InApp, InEnv, Reader};
 use crate::state::AppState;
 
 /// Lines shown when the reader does not say how many.
@@ -112,6 +113,54 @@ pub async fn list(
     })?;
     let q = LogQuery::parse(&pairs)?;
     let filter = filter(&s, &scope, &q).await?;
+    lines(s, filter, &q, &headers, None).await
+}
+
+/// `GET …/envs/{env}/builds/{id}/logs`: the build's last `tail` lines, or with `follow=1`
+/// those and then every new one until the build ends (an `end` event with its state).
+pub async fn build(
+    State(s): State<AppState>,
+    InEnv { scope, .. }: InEnv<Reader>,
+    Path(p): Path<super::builds::BuildPath>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()).with_field("query")
+    })?;
+    let q = LogQuery::parse(&pairs)?;
+    if let Some(key) = [("env", q.env.is_some()), ("instance", q.instance.is_some())]
+        .into_iter()
+        .find_map(|(key, given)| given.then_some(key))
+    {
+        return Err(ApiError::invalid(
+            key,
+            format!("a build's log takes tail and follow only, not {key}"),
+        ));
+    }
+    let id = super::builds::build_id(&p)?;
+    read::build(s.store.pool(), id)
+        .await?
+        .filter(|b| b.env_id == scope.env.id)
+        .ok_or_else(|| ApiError::not_found("build"))?;
+    let filter = Filter {
+        org_id: scope.org.id,
+        app_id: scope.app.id,
+        env_id: Some(scope.env.id),
+        instance_id: None,
+        build_id: Some(id),
+    };
+    lines(s, filter, &q, &headers, Some(id)).await
+}
+
+/// The lines `filter` selects: the tail, or followed (until `build` ends, when given).
+async fn lines(
+    s: AppState,
+    filter: Filter,
+    q: &LogQuery,
+    headers: &HeaderMap,
+    build: Option<Uuid>,
+) -> ApiResult<Response> {
     let mut db = s.store.pool().acquire().await?;
     if !q.follow {
         let lines = logs::tail(&mut db, &filter, i64::MAX, q.tail).await?;
@@ -146,6 +195,8 @@ pub async fn list(
         cursor,
         buffer: first.into(),
         marked: false,
+        build,
+        ended: false,
     };
     let lines = follow.stream().take_until(tokio::time::sleep(follow_for));
     Ok(SseResponse::new(lines)
@@ -170,6 +221,7 @@ async fn filter(s: &AppState, scope: &InApp<Reader>, q: &LogQuery) -> ApiResult<
         app_id: scope.app.id,
         env_id,
         instance_id: q.instance,
+        build_id: None,
     };
     if q.instance.is_some() && !logs::has_instance(s.store.pool(), &filter).await? {
         return Err(ApiError::not_found("instance"));
@@ -185,6 +237,10 @@ struct Follow {
     /// Whether the id-only event that marks the start cursor was sent.
     marked: bool,
     wake: watch::Receiver<i64>,
+    /// The build whose end ends the stream.
+    build: Option<Uuid>,
+    /// Whether the `end` event was sent.
+    ended: bool,
 }
 
 impl Follow {
@@ -205,6 +261,21 @@ impl Follow {
                     f.marked = true;
                     return Some((Ok(Sse::default().id(f.cursor.to_string())), f));
                 }
+                if f.ended {
+                    return None;
+                }
+                // A build's end is read before its lines: its node ships every line
+                // before it reports the end, so an ended build with no line after the
+                // cursor has none to come.
+                let end = match f.build {
+                    Some(id) => match read::build(f.state.store.pool(), id).await {
+                        Ok(Some(b)) => BuildState::parse(&b.state)
+                            .filter(|state| state.is_final())
+                            .map(|_| b),
+                        _ => None,
+                    },
+                    None => None,
+                };
                 if let Ok(mut db) = f.state.store.pool().acquire().await
                     && let Ok(page) = logs::read(&mut db, &f.filter, f.cursor, PAGE).await
                     && let Some(last) = page.last()
@@ -212,6 +283,16 @@ impl Follow {
                     f.cursor = last.id;
                     f.buffer.extend(page);
                     continue;
+                }
+                if let Some(b) = end {
+                    f.ended = true;
+                    let sse = Sse::default()
+                        .event("end")
+                        .json_data(
+                            json!({ "state": b.state, "reason": b.reason, "image": b.image }),
+                        )
+                        .expect("JSON serializes");
+                    return Some((Ok(sse), f));
                 }
                 // Woken by the next committed batch; the timeout covers a lost
                 // notification or a database that was briefly unreachable.
@@ -243,6 +324,12 @@ pub async fn ingest(
             ),
         )
         .with_field("lines"));
+    }
+    if let Some(i) = batch.lines.iter().position(|l| l.source().is_none()) {
+        return Err(ApiError::invalid(
+            format!("lines[{i}]"),
+            "a line names exactly one of instance_id and build_id",
+        ));
     }
     let mut tx = s.store.begin().await?;
     logs::append(&mut tx, on.node.id, &batch.lines).await?;

@@ -373,3 +373,112 @@ async fn other_orgs_get_404_and_bad_queries_name_the_parameter() {
         assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, Some(field));
     }
 }
+
+#[tokio::test]
+async fn a_builds_output_is_its_nodes_to_ship_and_streams_until_the_build_ends() {
+    async fn ship(p: &Platform, node: &crate::support::Agent, lines: Vec<Value>) -> Answer {
+        p.post(
+            &node.path("logs"),
+            &node.credential,
+            json!({ "lines": lines }),
+        )
+        .await
+    }
+    const REGISTRY: &str = "127.0.0.1:5000";
+    let p = Platform::start_with(crate::support::with_registry(REGISTRY)).await;
+    let acme = p.org("acme").await;
+    p.post("/api/v1/orgs/acme/apps", &acme, json!({"name": "web"}))
+        .await;
+    let n1 = p.enroll("n1", 4096).await;
+    p.keep_alive(&n1);
+    let n2 = p.enroll("n2", 1).await;
+    let builds = "/api/v1/orgs/acme/apps/web/envs/prod/builds";
+    let source = format!("{REGISTRY}/acme/web/source@sha256:{}", "ab".repeat(32));
+    let queued = p.post(builds, &acme, json!({"source": source})).await;
+    assert_eq!(queued.status, StatusCode::CREATED, "{:?}", queued.body);
+    let id = queued.body["id"].as_str().unwrap().to_owned();
+    let line = |text: &str| json!({"build_id": id, "at": "2026-12-07T10:00:00Z", "line": text});
+
+    let a = ship(&p, &n2, vec![line("forged")]).await;
+    assert_error(&a, StatusCode::FORBIDDEN, None);
+    let neither = json!({"at": "2026-12-07T10:00:00Z", "line": "x"});
+    assert_error(
+        &ship(&p, &n1, vec![neither]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("lines[0]"),
+    );
+    let a = ship(
+        &p,
+        &n1,
+        vec![line("STEP 1/2: FROM scratch"), line("STEP 2/2: COPY")],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{:?}", a.body);
+
+    let reader = p.token("acme", "reader").await;
+    let logs = format!("{builds}/{id}/logs");
+    let tail = p.get(&format!("{logs}?tail=10"), &reader).await;
+    let lines: Vec<&str> = tail.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["STEP 1/2: FROM scratch", "STEP 2/2: COPY"]);
+    assert_eq!(tail.body["lines"][0]["process"], "build");
+    let app_logs = p.get("/api/v1/orgs/acme/apps/web/logs", &reader).await;
+    assert!(
+        app_logs.body["lines"].as_array().unwrap().is_empty(),
+        "an app's logs are its instances': {:?}",
+        app_logs.body
+    );
+    assert_error(
+        &p.get(&format!("{logs}?instance={id}"), &reader).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("instance"),
+    );
+    assert_error(
+        &p.get(&format!("{builds}/{}/logs", uuid::Uuid::now_v7()), &reader)
+            .await,
+        StatusCode::NOT_FOUND,
+        None,
+    );
+
+    // Followed: the tail, then each new line, then the end (and the stream closes).
+    let response = reqwest::Client::new()
+        .get(format!("{}{logs}?follow=1&tail=1", p.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    let first = next_event(&mut body, &mut buf).await;
+    assert_eq!(first.data.unwrap()["line"], "STEP 2/2: COPY");
+    let _mark = next_event(&mut body, &mut buf).await;
+    ship(&p, &n1, vec![line("error: no such file")]).await;
+    let more = next_event(&mut body, &mut buf).await;
+    assert_eq!(more.data.unwrap()["line"], "error: no such file");
+    let state = format!("{}/{id}/state", n1.path("builds").trim_end_matches('/'));
+    let failed = p
+        .post(
+            &state,
+            &n1.credential,
+            json!({"state": "failed", "reason": "the build exited with code 1"}),
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::OK, "{:?}", failed.body);
+    let end = next_event(&mut body, &mut buf).await;
+    assert_eq!(end.event.as_deref(), Some("end"));
+    let end = end.data.unwrap();
+    assert_eq!(
+        (&end["state"], &end["reason"]),
+        (&json!("failed"), &json!("the build exited with code 1"))
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(10), body.next()).await;
+    assert!(
+        matches!(closed, Ok(None)),
+        "the stream ends with the build: {closed:?}"
+    );
+}
