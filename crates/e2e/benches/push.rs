@@ -85,7 +85,9 @@ async fn main() {
         // reused and rolls out.
         same.push(push(Some("first".into())).await);
     }
-    println!("| push → new deployment served (median of {ROUNDS}) | total | build (queued → succeeded) | rollout (→ healthy and served) |");
+    println!(
+        "| push → new deployment served (median of {ROUNDS}) | total | build (queued → succeeded) | rollout (→ healthy and served) |"
+    );
     println!("|---|---|---|---|");
     for (what, mut runs) in [
         ("cold: the first push", vec![cold]),
@@ -118,9 +120,8 @@ async fn serving(up: &Up, id: &str, started: Instant) -> Timed {
     .await
     .expect("the build succeeds");
     let built = started.elapsed();
-    let at = |key: &str| {
-        chrono::DateTime::parse_from_rfc3339(build[key].as_str().unwrap()).unwrap()
-    };
+    let at =
+        |key: &str| chrono::DateTime::parse_from_rfc3339(build[key].as_str().unwrap()).unwrap();
     let build_took = (at("updated_at") - at("created_at")).to_std().unwrap();
     let image = build["image"].as_str().unwrap().to_owned();
     poll_until(WITHIN, || async {

@@ -336,6 +336,12 @@ impl ImageStore {
     }
 }
 
+/// Whether `registry` (`host[:port]`) is reached over plain HTTP: loopback, and those
+/// listed in [`INSECURE_REGISTRIES_ENV`]; everything else over TLS.
+pub fn plain_http(registry: &str) -> bool {
+    Transport::from_env().plain_http(registry)
+}
+
 /// `reference` pinned to what its registry serves for it now: `name[:tag]@sha256:…`
 /// (the tag kept for the reader), the digest of its manifest, or of its index for a
 /// multi-platform image, which must hold a linux/amd64 image. A reference with a

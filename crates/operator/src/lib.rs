@@ -19,6 +19,7 @@ pub mod openapi;
 mod placement;
 pub mod quota;
 pub mod registry;
+pub mod registry_gc;
 mod relocate;
 mod repositories;
 pub mod scope;
@@ -48,7 +49,8 @@ pub fn endpoints() -> Vec<Endpoint> {
 }
 
 /// Builds the HTTP application and starts the tasks that follow committed events and
-/// log lines, and that prune old log lines.
+/// log lines, that prune old log lines, and (with a platform registry) that collect its
+/// garbage.
 pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Router, StoreError> {
     let mut db = store.pool().acquire().await?;
     let (tx, head) = watch::channel(log::head(&mut db).await?);
@@ -57,6 +59,13 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
     tokio::spawn(follow_head(store.clone(), tx, logs_tx));
     tokio::spawn(handlers::logs::prune_forever(store.clone()));
     tokio::spawn(body::prune_forever(store.clone()));
+    if let Some(registry) = &config.registry {
+        tokio::spawn(registry_gc::run(
+            store.clone(),
+            registry.clone(),
+            config.registry_gc,
+        ));
+    }
     metrics::handle();
     let state = AppState {
         store,

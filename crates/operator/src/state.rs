@@ -36,6 +36,8 @@ pub struct Config {
     pub follow_for: Duration,
     /// The registry the platform runs, when it runs one (its token service is ours).
     pub registry: Option<Arc<crate::registry::PlatformRegistry>>,
+    /// What the registry's garbage collection keeps, and how often it runs.
+    pub registry_gc: crate::registry_gc::GcPolicy,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             quotas: Quotas::default(),
             follow_for: Duration::from_secs(3600),
             registry: None,
+            registry_gc: crate::registry_gc::GcPolicy::default(),
         }
     }
 }

@@ -13,6 +13,10 @@ pub enum Action {
     Pull,
     Push,
     Delete,
+    /// Everything (`*`): only in the catalog access the operator gives itself; never
+    /// parsed from a client's scope, so never granted to one.
+    #[serde(rename = "*")]
+    All,
 }
 
 impl Action {
@@ -96,6 +100,15 @@ impl Access {
             kind: "repository",
             name: repository.to_owned(),
             actions,
+        }
+    }
+
+    /// Listing the registry's repositories (`registry:catalog:*`).
+    pub fn catalog() -> Access {
+        Access {
+            kind: "registry",
+            name: "catalog".into(),
+            actions: vec![Action::All],
         }
     }
 }

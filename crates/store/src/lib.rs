@@ -11,6 +11,7 @@ pub mod model;
 pub mod project;
 pub mod read;
 pub mod rebuild;
+pub mod registry;
 
 use std::time::Duration;
 

@@ -67,6 +67,17 @@ pub struct OperatorArgs {
     #[arg(long, env = "ZEITWORK_QUOTA_DOMAINS", default_value_t = Quotas::default().domains,
         value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.domains))]
     pub quota_domains: u64,
+    /// Registry garbage collection keeps the images of each env's last N deployments and
+    /// builds (and whatever runs or builds now).
+    #[arg(long, env = "ZEITWORK_REGISTRY_KEEP", default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub registry_keep: u32,
+    /// Seconds an image must have gone unreferenced before garbage collection deletes it.
+    #[arg(long, env = "ZEITWORK_REGISTRY_GC_GRACE", default_value = "3600", value_parser = week)]
+    pub registry_gc_grace: Duration,
+    /// Seconds between registry garbage collection rounds.
+    #[arg(long, env = "ZEITWORK_REGISTRY_GC_EVERY", default_value = "3600", value_parser = week)]
+    pub registry_gc_every: Duration,
 }
 
 impl OperatorArgs {
@@ -87,6 +98,11 @@ impl OperatorArgs {
             },
             follow_for: self.follow_for,
             registry: None,
+            registry_gc: zeitwork_operator::registry_gc::GcPolicy {
+                keep_per_env: self.registry_keep,
+                grace: self.registry_gc_grace,
+                every: self.registry_gc_every,
+            },
         }
     }
 }
@@ -99,6 +115,14 @@ fn seconds(s: &str) -> Result<Duration, String> {
         .filter(|n| n.is_finite() && *n > 0.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("expected a positive number of seconds, got {s:?}"))
+}
+
+/// [`seconds`], at most a week.
+fn week(s: &str) -> Result<Duration, String> {
+    seconds(s).and_then(|d| match d <= Duration::from_secs(7 * 24 * 3600) {
+        true => Ok(d),
+        false => Err(format!("at most a week (604800 seconds), got {s:?}")),
+    })
 }
 
 /// The platform's two sealing keys. Each role holds only what it needs: the operator

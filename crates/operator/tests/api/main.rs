@@ -14,6 +14,7 @@ mod monitor;
 mod openapi;
 mod quotas;
 mod registry;
+mod registry_gc;
 mod routes;
 mod secrets;
 mod support;
