@@ -91,6 +91,17 @@ impl PlatformRegistry {
                     .collect()
             }
         };
+        // While the registry's blobs are swept nothing is written to it (see
+        // `crate::registry_gc::sweep`): pulls only.
+        if zeitwork_store::registry::sweeping(&mut *db).await? {
+            return Ok(granted
+                .into_iter()
+                .filter_map(|mut access| {
+                    access.actions.retain(|a| *a == Action::Pull);
+                    (!access.actions.is_empty()).then_some(access)
+                })
+                .collect());
+        }
         Ok(granted)
     }
 

@@ -68,6 +68,8 @@ pub enum GcError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("the registry's blob sweep failed: {0}")]
+    Sweep(String),
     #[error(transparent)]
     Store(#[from] zeitwork_store::StoreError),
 }
@@ -95,6 +97,24 @@ pub async fn run(store: Store, registry: std::sync::Arc<PlatformRegistry>, polic
             }
         }
     }
+}
+
+/// A blob sweep: the registry's own `garbage-collect` (`collect_blobs`) deletes the
+/// blobs no manifest refers to any more, online (pulls go on). It must not race an
+/// upload, whose blobs have no manifest yet: so pushes are refused from the start (the
+/// token service grants pulls only while a sweep is open), and the sweep waits `wait`
+/// (the lifetime of a registry token) so every push token granted before has expired.
+/// Its output, as `collect_blobs` gives it.
+pub async fn sweep<F, E>(store: &Store, wait: Duration, collect_blobs: F) -> Result<String, GcError>
+where
+    F: Future<Output = Result<String, E>>,
+    E: std::fmt::Display,
+{
+    let id = registry::begin_sweep(store.pool()).await?;
+    tokio::time::sleep(wait).await;
+    let result = collect_blobs.await;
+    registry::end_sweep(store.pool(), id).await?;
+    result.map_err(|e| GcError::Sweep(e.to_string()))
 }
 
 /// One round (skipped, with nothing collected, while another operator runs one).

@@ -90,10 +90,12 @@ impl RegistryConfig {
                 s
             }
         };
+        // No blob descriptor cache: after a sweep deleted a blob, a cached descriptor would
+        // let a later upload of that blob be skipped, leaving a manifest without it.
         format!(
             "version: 0.1\n\
              log:\n  level: info\n  formatter: text\n\
-             storage:\n{storage}  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\n\
+             storage:\n{storage}  delete:\n    enabled: true\n\
              http:\n  addr: {listen}\n  secret: {secret}\n\
              auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {cert}\n",
             listen = q(&self.listen.to_string()),

@@ -28,6 +28,8 @@ pub struct Registry {
     port: u16,
     /// Filesystem storage's root; none for a bucket.
     storage: Option<PathBuf>,
+    /// Its configuration file.
+    config: PathBuf,
     /// The platform registry's pid file, removed when it stops.
     pid_file: Option<PathBuf>,
     /// Removed after the server is killed (fields drop in declaration order).
@@ -132,6 +134,7 @@ impl Registry {
         Ok(Registry {
             child,
             port,
+            config,
             storage: None,
             pid_file: None,
             _temp: None,
@@ -152,6 +155,38 @@ impl Registry {
     /// each blob), for tests that need to corrupt what the registry serves; none for a bucket.
     pub fn storage_dir(&self) -> Option<&Path> {
         self.storage.as_deref()
+    }
+
+    /// Runs `docker-registry garbage-collect` on its configuration while it serves:
+    /// deletes the blobs no manifest refers to. Uploads must not run meanwhile (the
+    /// platform's sweep refuses pushes first: `zeitwork_operator::registry_gc::sweep`).
+    /// What it printed.
+    pub async fn garbage_collect(&self) -> Result<String, ServiceError> {
+        let binary = find_binary(BINARY, &["/usr/bin", "/usr/sbin", "/usr/local/bin"]).ok_or(
+            ServiceError::NotInstalled {
+                binary: BINARY,
+                hint: "install Debian's docker-registry package (scripts/setup.sh does it)",
+            },
+        )?;
+        let out = Command::new(&binary)
+            .arg("garbage-collect")
+            .arg(&self.config)
+            .env_remove("AWS_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(ServiceError::io(format!(
+                "running {} garbage-collect",
+                binary.display()
+            )))?;
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(ServiceError::io("docker-registry garbage-collect")(
+                std::io::Error::other(printed.trim().to_owned()),
+            ));
+        }
+        Ok(printed)
     }
 
     /// Kills the server and waits until it is gone, so that the port refuses connections when

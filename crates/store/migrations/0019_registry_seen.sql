@@ -8,3 +8,12 @@ CREATE TABLE registry_seen (
     first_seen timestamptz NOT NULL,
     PRIMARY KEY (repository, digest)
 );
+
+-- Blob sweeps (`docker-registry garbage-collect`): while one is open, the token service
+-- grants pulls only, so no upload can be in flight while the sweep decides what is
+-- unreferenced. One left open by a crash stops counting after an hour.
+CREATE TABLE registry_sweeps (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);

@@ -77,3 +77,31 @@ pub async fn forget(
         .await?;
     Ok(())
 }
+
+/// Opens a blob sweep: from now on [`sweeping`] is true until [`end_sweep`].
+pub async fn begin_sweep<'c>(db: impl PgExecutor<'c>) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("INSERT INTO registry_sweeps DEFAULT VALUES RETURNING id")
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// Closes sweep `id`.
+pub async fn end_sweep<'c>(db: impl PgExecutor<'c>, id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE registry_sweeps SET finished_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Whether a blob sweep is open (one opened over an hour ago is taken as crashed).
+pub async fn sweeping<'c>(db: impl PgExecutor<'c>) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM registry_sweeps
+                        WHERE finished_at IS NULL AND started_at > now() - interval '1 hour')",
+    )
+    .fetch_one(db)
+    .await?)
+}

@@ -60,6 +60,36 @@ fn load(address: &str, key_path: &Path) -> anyhow::Result<(Arc<PlatformRegistry>
     Ok((platform, certificate))
 }
 
+/// How often the registry's blobs are swept (`docker-registry garbage-collect`).
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// Seconds between sweeps of the platform registry's unreferenced blobs (pushes are
+    /// refused for about five minutes during one; pulls go on).
+    #[arg(long, env = "ZEITWORK_REGISTRY_SWEEP_EVERY", default_value = "86400",
+        value_parser = crate::settings::week)]
+    pub registry_sweep_every: std::time::Duration,
+}
+
+/// Sweeps `registry`'s blobs every `every` (see `zeitwork_operator::registry_gc::sweep`),
+/// after waiting out every registry token granted before, for as long as it runs.
+pub async fn sweep_forever(
+    store: zeitwork_store::Store,
+    registry: Arc<zeitwork_services::Registry>,
+    every: std::time::Duration,
+) {
+    let wait = std::time::Duration::from_secs(zeitwork_operator::registry::TOKEN_TTL_SECONDS + 5);
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match zeitwork_operator::registry_gc::sweep(&store, wait, registry.garbage_collect()).await
+        {
+            Ok(_) => tracing::info!("swept the platform registry's unreferenced blobs"),
+            Err(e) => tracing::warn!(error = %e, "sweeping the platform registry failed"),
+        }
+    }
+}
+
 /// `zeitwork up`'s registry: listening on `listen`, storing under `<data>/registry`,
 /// trusting the tokens of the API at `api`.
 pub struct Private {
@@ -144,6 +174,12 @@ pub struct ServeArgs {
     /// one replica].
     #[arg(long, env = "ZEITWORK_REGISTRY_HTTP_SECRET", hide_env_values = true)]
     pub http_secret: Option<String>,
+    /// The platform's Postgres, where sweeps of unreferenced blobs are coordinated with
+    /// the operators' token service [default: no sweeps]. One replica sweeps.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
 }
 
 impl ServeArgs {
@@ -194,10 +230,33 @@ impl ServeArgs {
 /// Runs the registry until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let registry = zeitwork_services::Registry::serve(&config, &args.dir).await?;
+    let registry = Arc::new(zeitwork_services::Registry::serve(&config, &args.dir).await?);
     tracing::info!(address = %args.listen, storage = ?config.storage, "platform registry serving");
+    let sweeper = match &args.database_url {
+        Some(url) => {
+            let store = zeitwork_store::Store::connect(url)
+                .await
+                .context("connecting to Postgres")?;
+            Some(tokio::spawn(sweep_forever(
+                store,
+                registry.clone(),
+                args.sweep.registry_sweep_every,
+            )))
+        }
+        None => {
+            tracing::info!("no DATABASE_URL: unreferenced blobs are not swept from this registry");
+            None
+        }
+    };
     crate::server::shutdown_signal().await;
-    registry.stop().await?;
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+        let _ = sweeper.await;
+    }
+    match Arc::try_unwrap(registry) {
+        Ok(registry) => registry.stop().await?,
+        Err(_) => anyhow::bail!("the registry is still in use"),
+    }
     Ok(())
 }
 

@@ -118,7 +118,7 @@ fn seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// [`seconds`], at most a week.
-fn week(s: &str) -> Result<Duration, String> {
+pub fn week(s: &str) -> Result<Duration, String> {
     seconds(s).and_then(|d| match d <= Duration::from_secs(7 * 24 * 3600) {
         true => Ok(d),
         false => Err(format!("at most a week (604800 seconds), got {s:?}")),

@@ -57,6 +57,8 @@ pub struct UpArgs {
         default_value = "127.0.0.1:5000"
     )]
     registry_listen: std::net::SocketAddr,
+    #[command(flatten)]
+    sweep: crate::registry::SweepArgs,
     /// Do not run an agent: this machine hosts no instances.
     #[arg(long)]
     no_agent: bool,
@@ -168,7 +170,13 @@ async fn serve(
         "starting the platform registry on {} …",
         args.registry_listen
     );
-    let _registry = adopting(|| Registry::serve(&private.config, &private.dir)).await?;
+    let registry =
+        std::sync::Arc::new(adopting(|| Registry::serve(&private.config, &private.dir)).await?);
+    let sweeper = tokio::spawn(crate::registry::sweep_forever(
+        store.clone(),
+        registry.clone(),
+        args.sweep.registry_sweep_every,
+    ));
     let registry_address = private.platform.address.clone();
     let config = zeitwork_operator::Config {
         registry: Some(private.platform),
@@ -268,6 +276,10 @@ async fn serve(
     );
     let _ = notifier.await;
     let _ = monitor.await;
+    // The registry stops with its last handle, the sweeper's included.
+    sweeper.abort();
+    let _ = sweeper.await;
+    drop(registry);
     served?;
     edged?;
     node

@@ -227,7 +227,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
             auth: runtime.config.pull_auth(&tag),
             ..PushOptions::default()
         };
-        let digest = zeitwork_image::push_oci_archive(&built.archive, &tag, &options)
+        let digest = push(&built.archive, &tag, &options)
             .await
             .map_err(|e| (format!("pushing the image: {e}"), built.log.clone()))?;
         Ok::<_, (String, Vec<String>)>((format!("{tag}@{digest}"), manifest.map(|(_, text)| text)))
@@ -244,6 +244,30 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
         Err((reason, log)) => {
             tracing::warn!(build = %id, %reason, "build failed");
             failed(reason, log)
+        }
+    }
+}
+
+/// How long a push refused by the registry is tried again: a blob sweep refuses pushes
+/// for about the lifetime of a registry token (`zeitwork_operator::registry_gc::sweep`).
+const PUSH_REFUSED_FOR: Duration = Duration::from_secs(400);
+
+/// Pushes the archive, trying again while the registry refuses pushes for a while.
+async fn push(
+    archive: &Path,
+    tag: &str,
+    options: &PushOptions,
+) -> Result<String, zeitwork_image::ImageError> {
+    let deadline = tokio::time::Instant::now() + PUSH_REFUSED_FOR;
+    loop {
+        match zeitwork_image::push_oci_archive(archive, tag, options).await {
+            Err(zeitwork_image::ImageError::Unauthorized { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(%tag, "the registry refuses pushes now (a sweep?); trying again");
+                tokio::time::sleep(Duration::from_secs(15)).await;
+            }
+            other => return other,
         }
     }
 }

@@ -78,7 +78,7 @@ async fn unreferenced_images_are_collected_after_their_grace_and_the_rest_kept()
         storage: Storage::Filesystem(dir.path().join("storage")),
         http_secret: "test".into(),
     };
-    let _registry = Registry::serve(&served, &dir.path().join("run"))
+    let registry = Registry::serve(&served, &dir.path().join("run"))
         .await
         .unwrap();
     let p = Platform::start_with(zeitwork_operator::Config {
@@ -168,4 +168,81 @@ async fn unreferenced_images_are_collected_after_their_grace_and_the_rest_kept()
     let third = collect(&p.store, &platform, &policy).await.unwrap();
     assert!(third.deleted.is_empty(), "{third:?}");
     p.assert_rebuild_is_exact().await;
+
+    // The blob sweep gives their space back while the registry serves pulls; pushes are
+    // refused while it runs.
+    let blobs = || {
+        walk(&dir.path().join("storage/docker/registry/v2/blobs"))
+            .into_iter()
+            .filter(|p| p.ends_with("data"))
+            .count()
+    };
+    let before = blobs();
+    let sweep = zeitwork_operator::registry_gc::sweep(
+        &p.store,
+        Duration::from_secs(2),
+        registry.garbage_collect(),
+    );
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let granted = granted(&p, &acme).await;
+        assert!(exists(&platform, &prod[3]).await, "pulls go on");
+        granted
+    };
+    let (swept, during) = tokio::join!(sweep, during);
+    swept.unwrap();
+    assert_eq!(
+        during,
+        json!([{"type": "repository", "name": "acme/web", "actions": ["pull"]}])
+    );
+    let after = blobs();
+    assert!(
+        after < before,
+        "{before} blobs before the sweep, {after} after"
+    );
+    for image in [&prod[2], &prod[3], &fresh, &not_an_app] {
+        assert!(exists(&platform, image).await, "{image} survives the sweep");
+    }
+    assert_eq!(
+        granted(&p, &acme).await,
+        json!([{"type": "repository", "name": "acme/web", "actions": ["pull", "push"]}]),
+        "pushes are back"
+    );
+}
+
+/// What the token service grants `secret` on `acme/web` for pull and push.
+async fn granted(p: &Platform, secret: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("zeitwork:{secret}"));
+    let a = p
+        .send_with_header(
+            reqwest::Method::GET,
+            "/api/v1/registry/token?service=zeitwork-registry&scope=repository:acme/web:pull,push",
+            ("authorization", &format!("Basic {basic}")),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let jwt = a.body["token"].as_str().unwrap();
+    let claims = jwt.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["access"].clone()
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
