@@ -210,6 +210,14 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         "{}",
         again.stdout
     );
+    // --json: one object on stdout, the progress on stderr.
+    let json = up
+        .cli(&["--org", "acme", "--json", "deploy", "--manifest", &manifest])
+        .await
+        .success();
+    let answer = json.json();
+    assert_eq!(answer["build"]["state"], "succeeded", "{answer}");
+    assert!(answer["status"]["url"].is_string(), "{answer}");
     let builds = api(
         &up,
         reqwest::Method::GET,

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 use zeitwork_core::build::{BuildReport, BuildState, log_tail};
-use zeitwork_core::node::NodeState;
+use zeitwork_core::event::ProcessSpec;
 use zeitwork_core::{EventData, ImageRef, Manifest};
 use zeitwork_store::model::Build;
 use zeitwork_store::{Tx, log, read};
@@ -43,8 +43,8 @@ impl AppState {
         })
     }
 
-    /// Queues a build of `source` for the env on the ready node with the fewest builds
-    /// that has the memory for it.
+    /// Queues a build of `source` for the env on a node with room for its builder VM
+    /// (placed by the scheduler, like an instance).
     pub(crate) async fn queue_build(
         &self,
         tx: &mut Tx,
@@ -84,36 +84,42 @@ impl AppState {
                 .reuse(tx, auth, scope, &identity, git, manifest, earlier)
                 .await;
         }
-        let open = read::open_builds_per_node(&mut **tx).await?;
-        let node = read::nodes(&mut **tx)
-            .await?
-            .into_iter()
-            .filter(|n| n.state == NodeState::Ready.as_str())
-            .filter(|n| u64::try_from(n.memory_mb).unwrap_or(0) >= build.memory_mb)
-            .min_by_key(|n| {
-                let builds = open
-                    .iter()
-                    .find(|(id, _)| *id == n.id)
-                    .map_or(0, |(_, c)| *c);
-                (builds, std::cmp::Reverse(n.memory_mb), n.id)
-            })
+        // Placed like an instance: its builder VM's memory must be free on the node.
+        let build_id = Uuid::now_v7();
+        let mut cluster =
+            crate::placement::Cluster::load(tx, self.config.cpu_oversubscription).await?;
+        let spec = ProcessSpec {
+            name: "build".into(),
+            instances: 1,
+            millicpus: build.cpus.saturating_mul(1000),
+            memory_mb: build.memory_mb,
+            port: None,
+        };
+        let plan = cluster.plan_in(build_id, &spec, None, 1);
+        let node = plan
+            .first()
+            .and_then(|p| p.node_id)
             .ok_or_else(|| {
+                let why = plan
+                    .first()
+                    .and_then(|p| p.reason.clone())
+                    .unwrap_or_else(|| "no node is ready".into());
                 ApiError::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "no_node",
                     format!(
-                        "no ready node has the {} MiB this build needs (build.memory_mb)",
-                        build.memory_mb
+                        "no node has room for this build ({} MiB, {} CPUs: [build] memory_mb, cpus): {why}",
+                        build.memory_mb, build.cpus
                     ),
                 )
             })?;
-        let build_id = Uuid::now_v7();
+
         let data = EventData::BuildQueued {
             build_id,
             env_id: scope.env.id,
             source: identity,
             manifest: manifest_json,
-            node_id: node.id,
+            node_id: node,
             git,
         };
         log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;

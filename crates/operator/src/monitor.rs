@@ -1,5 +1,6 @@
 //! The operator's watch over nodes, run in every operator: each round it (a) declares
-//! nodes whose agents fell silent dead and replaces their instances elsewhere, (b) stops
+//! nodes whose agents fell silent dead, replaces their instances elsewhere and fails
+//! their builds, (b) stops
 //! instances whose replacement reports healthy (the end of a drain) and those of
 //! deployments superseded by a healthy one (the end of a rollout), and (c) places
 //! instances that waited for room.
@@ -10,6 +11,8 @@
 
 use std::future::Future;
 
+use zeitwork_core::EventData;
+use zeitwork_core::build::BuildState;
 use zeitwork_core::node::NodeState;
 use zeitwork_store::{Store, StoreError, agents, log, read};
 
@@ -61,6 +64,20 @@ async fn bury_silent_nodes(store: &Store, config: &Config) -> Result<(), StoreEr
         let cpu = config.cpu_oversubscription;
         let moved = relocate::evacuate(&mut tx, cpu, &node, NodeState::Dead, ACTOR).await?;
         tracing::warn!(node = %name, replaced = moved, "node stopped sending heartbeats: dead");
+        // Its builds cannot end by themselves: failed, with why (never left "building").
+        for build in read::node_builds(&mut *tx, node.id).await? {
+            let data = EventData::BuildStateChanged {
+                build_id: build.id,
+                state: BuildState::Failed,
+                reason: Some(format!(
+                    "node {name} stopped answering during the build; push or deploy again"
+                )),
+                image: None,
+                log: Vec::new(),
+                manifest: None,
+            };
+            log::append(&mut tx, Some(build.org_id), ACTOR, data).await?;
+        }
     }
     tx.commit().await?;
     Ok(())

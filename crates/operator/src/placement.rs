@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use sqlx::PgConnection;
 use uuid::Uuid;
+use zeitwork_core::Manifest;
 use zeitwork_core::event::{InstancePlan, ProcessSpec};
 use zeitwork_scheduler::{Allocation, Demand, Node, Policy, RegionDemand, place};
 use zeitwork_store::{StoreError, read};
@@ -42,8 +43,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Reads the nodes and the instances on them. Instances on draining or dead nodes
-    /// hold nothing: the scheduler skips nodes that are not schedulable.
+    /// Reads the nodes and the instances and builds on them. Instances on draining or
+    /// dead nodes hold nothing: the scheduler skips nodes that are not schedulable.
     pub async fn load(
         db: &mut PgConnection,
         cpu_oversubscription: f64,
@@ -60,7 +61,7 @@ impl Cluster {
                 schedulable: n.state == "ready",
             })
             .collect();
-        let existing = read::placed_instances(&mut *db)
+        let mut existing: Vec<Allocation> = read::placed_instances(&mut *db)
             .await?
             .into_iter()
             .map(|a| Allocation {
@@ -70,6 +71,19 @@ impl Cluster {
                 memory_mb: u64::try_from(a.memory_mb).unwrap_or(0),
             })
             .collect();
+        // A build holds its builder VM's room on its node until it ends.
+        for (build, node, manifest) in read::open_builds(&mut *db).await? {
+            let limits = Manifest::from_json(&manifest)
+                .ok()
+                .and_then(|m| m.build)
+                .unwrap_or_default();
+            existing.push(Allocation {
+                node,
+                deployment: build,
+                millicpus: limits.cpus.saturating_mul(1000),
+                memory_mb: limits.memory_mb,
+            });
+        }
         Ok(Cluster {
             nodes,
             existing,

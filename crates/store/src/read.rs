@@ -436,6 +436,7 @@ pub struct NodeBuild {
     pub source: String,
     pub manifest: serde_json::Value,
     pub org: String,
+    pub org_id: Uuid,
     pub app: String,
     pub app_id: Uuid,
     /// The commit, for a build of a push.
@@ -447,7 +448,7 @@ pub struct NodeBuild {
 /// The builds placed on `node` that have not ended.
 pub async fn node_builds<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<NodeBuild>> {
     Ok(sqlx::query_as(
-        "SELECT b.id, b.state, b.source, b.manifest, o.name AS org, a.name AS app, a.id AS app_id,
+        "SELECT b.id, b.state, b.source, b.manifest, o.name AS org, o.id AS org_id, a.name AS app, a.id AS app_id,
                 b.git, CASE WHEN b.git IS NOT NULL THEN r.sealed_token END AS sealed_token
          FROM builds b JOIN apps a ON a.id = b.app_id JOIN orgs o ON o.id = b.org_id
          LEFT JOIN app_repositories r ON r.app_id = b.app_id
@@ -492,11 +493,12 @@ pub async fn env_path(db: &mut sqlx::PgConnection, id: Uuid) -> R<Option<(Org, A
     Ok(Some((org, app, env)))
 }
 
-/// How many builds that have not ended each node runs.
-pub async fn open_builds_per_node<'c>(db: impl PgExecutor<'c>) -> R<Vec<(Uuid, i64)>> {
+/// Every build that has not ended: its id, node and the manifest it was queued with
+/// (whose `[build]` says the room it holds).
+pub async fn open_builds<'c>(db: impl PgExecutor<'c>) -> R<Vec<(Uuid, Uuid, serde_json::Value)>> {
     Ok(sqlx::query_as(
-        "SELECT node_id, count(*) FROM builds
-         WHERE state NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY node_id",
+        "SELECT id, node_id, manifest FROM builds
+         WHERE state NOT IN ('succeeded', 'failed', 'cancelled')",
     )
     .fetch_all(db)
     .await?)

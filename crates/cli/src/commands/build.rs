@@ -79,7 +79,7 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
                 return output::emit(&text);
             }
             let (end, _) = tokio::select! {
-                end = follow_output(ctx, &path, tail) => end?,
+                end = follow_output(ctx, &path, tail, true) => end?,
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             };
             ended(ctx, &id, &end)
@@ -95,10 +95,15 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
     }
 }
 
-/// Follows a build's output (printing each line to stderr, or as JSON to stdout with
-/// `--json`) until it ends; the `end` event (state, reason and image) and how many lines
-/// were shown.
-async fn follow_output(ctx: &Ctx, path: &[String], tail: u32) -> Result<(Value, usize)> {
+/// Follows a build's output until it ends, each line printed to stderr (or, with
+/// `lines_as_json` and `--json`, as a JSON object to stdout); the `end` event (state,
+/// reason and image) and how many lines were shown.
+async fn follow_output(
+    ctx: &Ctx,
+    path: &[String],
+    tail: u32,
+    lines_as_json: bool,
+) -> Result<(Value, usize)> {
     let client = ctx.client()?;
     let url = client.url(path, &[("tail", tail.to_string()), ("follow", "1".into())]);
     let mut end = None;
@@ -113,7 +118,7 @@ async fn follow_output(ctx: &Ctx, path: &[String], tail: u32) -> Result<(Value, 
                 "log" => {
                     let line = data()?;
                     shown += 1;
-                    match ctx.json() {
+                    match lines_as_json && ctx.json() {
                         true => output::emit(&(line.to_string() + "\n"))?,
                         false => eprintln!("  | {}", field(&line, "line")),
                     }
@@ -209,7 +214,8 @@ pub async fn build_and_deploy(
         );
         let mut logs = path.clone();
         logs.push("logs".into());
-        let (end, shown) = follow_output(ctx, &logs, 0).await?;
+        // With --json, stdout holds the final object only; the output goes to stderr.
+        let (end, shown) = follow_output(ctx, &logs, 0, false).await?;
         if field(&end, "state") != "succeeded" && shown == 0 {
             // Nothing streamed (it failed before its VM printed): the kept last lines.
             let done = client.get(&path).await?;

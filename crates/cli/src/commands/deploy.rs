@@ -233,7 +233,8 @@ fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
 }
 
 /// Polls the env's status until every instance of its active deployment is healthy,
-/// printing each instance's changes (to stderr); the last status.
+/// printing each instance's changes to stderr (stdout stays for the result, `--json`'s
+/// one object included); the last status.
 async fn watch_rollout(ctx: &Ctx, path: &[String]) -> Result<Value> {
     let client = ctx.client()?;
     let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
@@ -252,13 +253,11 @@ async fn watch_rollout(ctx: &Ctx, path: &[String]) -> Result<Value> {
         for i in &new {
             let (id, state) = (field(i, "id"), field(i, "observed_state"));
             if seen.get(&id) != Some(&state) {
-                if !ctx.json() {
-                    eprintln!(
-                        "instance {} ({}): {state}",
-                        output::short_id(&id),
-                        field(i, "process")
-                    );
-                }
+                eprintln!(
+                    "instance {} ({}): {state}",
+                    output::short_id(&id),
+                    field(i, "process")
+                );
                 seen.insert(id, state);
             }
         }

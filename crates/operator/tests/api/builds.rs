@@ -228,3 +228,57 @@ async fn a_build_runs_on_a_node_and_its_image_rolls_out() {
     let status = p.get(&format!("{ENV}/status"), &acme).await.body;
     assert!(status["deployment"].is_object(), "{status}");
 }
+
+#[tokio::test]
+async fn a_build_holds_its_nodes_memory_and_fails_when_its_node_dies() {
+    let p = Platform::start_with(zeitwork_operator::Config {
+        node_dead_after: std::time::Duration::from_secs(2),
+        ..with_registry(REGISTRY)
+    })
+    .await;
+    let acme = p.org("acme").await;
+    p.post("/api/v1/orgs/acme/apps", &acme, json!({"name": "web"}))
+        .await;
+    let small = p.enroll("small", 1024).await;
+    p.keep_alive(&small);
+    let big = p.enroll("big", 2048).await;
+    let builds = format!("{ENV}/builds");
+    let manifest = "version = 1\napp = \"web\"\n[processes.web]\n[build]\nmemory_mb = 2048\n";
+    let queue = |n: u8| {
+        let source = format!("{REGISTRY}/acme/web/source@{}", digest(n));
+        p.post(
+            &builds,
+            &acme,
+            json!({"source": source, "manifest": manifest}),
+        )
+    };
+    let first = queue(1).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert_eq!(first.body["node_id"], big.id.as_str());
+    // Its builder VM holds the big node's memory: a second build has no room.
+    let second = queue(2).await;
+    assert_error(&second, StatusCode::SERVICE_UNAVAILABLE, None);
+    assert!(
+        second.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2048 MiB"),
+        "{:?}",
+        second.body
+    );
+    // The big node falls silent: its build fails with why, it does not stay "queued".
+    let id = first.body["id"].as_str().unwrap().to_owned();
+    let failed = crate::support::eventually("the dead node's build fails", || async {
+        let b = p.get(&format!("{builds}/{id}"), &acme).await.body;
+        (b["state"] == "failed").then_some(b)
+    })
+    .await;
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("big stopped answering"),
+        "{failed:?}"
+    );
+    p.assert_rebuild_is_exact().await;
+}
