@@ -134,6 +134,7 @@ impl<V: Vmm> Runtime<V> {
                 root_disk,
                 scratch_disk: scratch,
                 config_disk,
+                cache_disk: None,
                 net: Some(NetAttachment {
                     tap: link.tap().to_owned(),
                     mac: link.mac.clone(),
@@ -189,6 +190,7 @@ fn guest_config(
         }],
         dns: host_resolvers(),
         secrets: spec.secrets.clone(),
+        cache: None,
     }
 }
 

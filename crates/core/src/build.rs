@@ -68,6 +68,8 @@ impl BuildState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredBuild {
     pub build_id: Uuid,
+    /// The app it builds (whose layer cache the node keeps).
+    pub app_id: Uuid,
     /// Where it is: a build past `queued` that this agent does not run was begun by an
     /// earlier agent, and is failed rather than silently begun again.
     pub state: BuildState,

@@ -35,6 +35,10 @@ pub struct GuestConfig {
     pub dns: Vec<String>,
     /// Secret name → value, written to [`SECRETS_PATH`].
     pub secrets: BTreeMap<String, String>,
+    /// Where the VM's fourth disk (`/dev/vdd`, ext4, writable: a builder's layer cache,
+    /// kept between builds of one app) is mounted in its root, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// One point-to-point interface: the guest's address and the host end as gateway.
@@ -134,6 +138,7 @@ mod tests {
             }],
             dns: vec!["1.1.1.1".into()],
             secrets: BTreeMap::from([("DB".into(), "s3cret".into())]),
+            cache: None,
         }
     }
 

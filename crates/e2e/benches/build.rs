@@ -41,6 +41,7 @@ async fn main() {
                 ..BuildLimits::default()
             },
             slot: 4000,
+            cache_disk: None,
         };
         let started = Instant::now();
         build(&qemu, &guest, &rootfs, &spec, run.path())

@@ -134,6 +134,7 @@ async fn bare_boot(
         }],
         dns: vec![],
         secrets: BTreeMap::new(),
+        cache: None,
     };
     std::fs::write(dir.join("config.img"), config.encode()).unwrap();
     let vm = VmSpec {
@@ -146,6 +147,7 @@ async fn bare_boot(
         root_disk: rootfs.path,
         scratch_disk: scratch,
         config_disk: dir.join("config.img"),
+        cache_disk: None,
         net: Some(zeitwork_vmm::NetAttachment {
             tap: tap.tap().to_owned(),
             mac: tap.mac.clone(),

@@ -33,6 +33,7 @@ fn spec(name: &str, context: &std::path::Path, slot: u32) -> BuildSpec {
             time: Duration::from_secs(600),
         },
         slot,
+        cache_disk: None,
     }
 }
 
@@ -113,4 +114,42 @@ async fn a_dockerfile_is_built_in_a_microvm_and_pushed_as_built() {
         other => panic!("a failing RUN must fail the build: {other:?}"),
     }
     assert!(!run.path().join("image.tar").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_build_of_an_app_reuses_the_layers_of_its_cache_disk() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "cannot run: microVMs need root"
+    );
+    let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();
+    std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    let caches = tempfile::tempdir().unwrap();
+    let cache = caches.path().join("app.ext4");
+    let mut logs = Vec::new();
+    for (round, slot) in [(0, 4010), (1, 4011)] {
+        let run = tempfile::tempdir().unwrap();
+        let spec = BuildSpec {
+            cache_disk: Some(cache.clone()),
+            ..spec(&format!("cached-{round}"), context.path(), slot)
+        };
+        let built = build(&qemu, &guest, &rootfs, &spec, run.path())
+            .await
+            .unwrap_or_else(|e| panic!("the build failed: {e}\n{}", e.log().join("\n")));
+        logs.push(built.log.join("\n"));
+    }
+    assert!(cache.is_file(), "the cache disk is kept");
+    assert!(
+        logs[0].contains("with the app's layer cache"),
+        "{}",
+        logs[0]
+    );
+    assert!(!logs[0].contains("Using cache"), "{}", logs[0]);
+    assert!(
+        logs[1].contains("Using cache"),
+        "the second build reuses the first's layers:\n{}",
+        logs[1]
+    );
 }

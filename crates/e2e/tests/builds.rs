@@ -143,9 +143,10 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
     assert!(served.contains("Hello from Zeitwork"), "{served}");
 
     // `zeitwork deploy` in a directory with a Dockerfile: uploaded, built, rolled out.
+    // Its COPY is the first build's: the app's layer cache on the node has it.
     std::fs::write(
         source.path().join("Dockerfile"),
-        "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n",
+        "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nLABEL from=directory\nCMD [\"/hello\"]\n",
     )
     .unwrap();
     std::fs::write(source.path().join(".dockerignore"), "junk\n").unwrap();
@@ -171,7 +172,8 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
     );
     // The build's output streamed as it came, then the new instances' progress.
     assert!(
-        deployed.stderr.contains("  | STEP 1/4: FROM scratch")
+        deployed.stderr.contains("  | STEP 1/5: FROM scratch")
+            && deployed.stderr.contains("Using cache")
             && deployed.stderr.contains("(web): healthy"),
         "{}",
         deployed.stderr

@@ -47,6 +47,9 @@ fn boot() -> Result<Exit> {
 
     // 3. The app's root.
     mounts::mount_root()?;
+    if let Some(cache) = &config.cache {
+        mounts::mount_cache(cache, DEVICE_TIMEOUT)?;
+    }
     mounts::move_api_filesystems()?;
     if !config.hostname.is_empty() {
         nix::unistd::sethostname(&config.hostname)

@@ -63,6 +63,7 @@ mod tests {
             }],
             dns: vec!["172.31.0.0".into()],
             secrets: BTreeMap::from([("DB".into(), "x".into())]),
+            cache: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub const ROOT_DEVICE: &str = "/dev/vda";
 pub const RW_DEVICE: &str = "/dev/vdb";
 /// The raw config disk.
 pub const CONFIG_DEVICE: &str = "/dev/vdc";
+/// The cache disk, when the VM has one (`GuestConfig::cache` says where it goes).
+pub const CACHE_DEVICE: &str = "/dev/vdd";
 
 pub const LOWER: &str = "/mnt/lower";
 pub const RW: &str = "/mnt/rw";
@@ -122,6 +124,14 @@ pub fn mount_root() -> Result<()> {
         MsFlags::empty(),
         &overlay_options(LOWER, &upper, &work),
     )
+}
+
+/// The cache disk at `path` of the new root (a builder's layer cache).
+pub fn mount_cache(path: &str, timeout: Duration) -> Result<()> {
+    wait_for(&[CACHE_DEVICE], timeout)?;
+    let target = format!("{NEW_ROOT}/{}", path.trim_start_matches('/'));
+    prepare_mountpoint(Path::new(&target))?;
+    mount_at(CACHE_DEVICE, &target, "ext4", MsFlags::MS_NOATIME, "")
 }
 
 /// Makes `path` a directory to mount on: a symlink or file the image put there is

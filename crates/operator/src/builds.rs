@@ -95,7 +95,15 @@ impl AppState {
             memory_mb: build.memory_mb,
             port: None,
         };
-        let plan = cluster.plan_in(build_id, &spec, None, 1);
+        // Near the app's layer cache (on the node of its last build) when it has room.
+        let near = match read::last_build_node(&mut **tx, scope.app.id).await? {
+            Some(node) => cluster.plan_on(build_id, &spec, node),
+            None => None,
+        };
+        let plan = match near {
+            Some(plan) => vec![plan],
+            None => cluster.plan_in(build_id, &spec, None, 1),
+        };
         let node = plan
             .first()
             .and_then(|p| p.node_id)

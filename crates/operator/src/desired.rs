@@ -119,6 +119,7 @@ pub(crate) fn builds(
     rows.into_iter()
         .map(|row| zeitwork_core::build::DesiredBuild {
             build_id: row.id,
+            app_id: row.app_id,
             state: zeitwork_core::build::BuildState::parse(&row.state)
                 .expect("stored states are valid"),
             git: row.git.map(|g| g.0),

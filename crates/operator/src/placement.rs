@@ -198,6 +198,35 @@ impl Cluster {
         placed.extend(short);
         placed
     }
+
+    /// Plans one instance of `spec` on `node` alone (a build near its app's layer
+    /// cache); None when that node is not schedulable or has no room.
+    pub fn plan_on(
+        &mut self,
+        deployment: Uuid,
+        spec: &ProcessSpec,
+        node: Uuid,
+    ) -> Option<InstancePlan> {
+        let mut alone = Cluster {
+            nodes: self
+                .nodes
+                .iter()
+                .filter(|n| n.id == node)
+                .cloned()
+                .collect(),
+            existing: self.existing.clone(),
+            policy: self.policy,
+        };
+        let plan = alone.plan_in(deployment, spec, None, 1).pop()?;
+        let placed = plan.node_id?;
+        self.existing.push(Allocation {
+            node: placed,
+            deployment,
+            millicpus: spec.millicpus,
+            memory_mb: spec.memory_mb,
+        });
+        Some(plan)
+    }
 }
 
 fn unplaced(process: &str, region: Option<&str>, reason: &str) -> InstancePlan {

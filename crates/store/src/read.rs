@@ -504,6 +504,17 @@ pub async fn open_builds<'c>(db: impl PgExecutor<'c>) -> R<Vec<(Uuid, Uuid, serd
     .await?)
 }
 
+/// The node of the app's last build that ran (its layer cache is there).
+pub async fn last_build_node<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT node_id FROM builds WHERE app_id = $1 AND state = 'succeeded'
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(app)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// The manifest build `id` was queued with.
 pub async fn build_manifest<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<serde_json::Value>> {
     let row: Option<(serde_json::Value,)> =

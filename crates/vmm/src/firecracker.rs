@@ -244,7 +244,7 @@ impl Firecracker {
     }
 
     /// The API requests that configure and start `spec`'s VM, in order (the drives'
-    /// order makes them vda, vdb, vdc).
+    /// order makes them vda, vdb, vdc, and vdd for a cache disk).
     pub(crate) fn requests(spec: &VmSpec) -> Vec<api::Put> {
         let mut requests = vec![
             api::machine_config(spec.vcpus.clamp(1, 32), spec.memory_mb),
@@ -252,6 +252,9 @@ impl Firecracker {
         ];
         for (id, path, read_only) in api::DRIVES {
             requests.push(api::drive(id, path, read_only));
+        }
+        if spec.cache_disk.is_some() {
+            requests.push(api::drive("cache", crate::jail::CACHE_DISK, false));
         }
         if let Some(net) = &spec.net {
             requests.push(api::network_interface("eth0", &net.tap, &net.mac));

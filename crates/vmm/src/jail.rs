@@ -27,6 +27,7 @@ pub(crate) const INITRD: &str = "/initrd";
 pub(crate) const ROOT_DISK: &str = "/root.ext4";
 pub(crate) const SCRATCH_DISK: &str = "/scratch.ext4";
 pub(crate) const CONFIG_DISK: &str = "/config.img";
+pub(crate) const CACHE_DISK: &str = "/cache.ext4";
 
 /// The uid and gid (equal) of the VMM of `spec` for drivers whose ids start at `base`.
 pub(crate) fn vmm_ids(base: u32, spec: &VmSpec) -> Result<(u32, u32), VmmError> {
@@ -60,6 +61,10 @@ pub(crate) fn place_files(
     ] {
         let to = chroot.join(&to[1..]);
         link_or_copy(from, &to, (uid, gid), writable).map_err(io(from))?;
+    }
+    if let Some(cache) = &spec.cache_disk {
+        let to = chroot.join(&CACHE_DISK[1..]);
+        link_or_copy(cache, &to, (uid, gid), true).map_err(io(cache))?;
     }
     Ok(())
 }
@@ -255,6 +260,7 @@ mod tests {
             root_disk: d.join("root.ext4"),
             scratch_disk: d.join("rw.ext4"),
             config_disk: d.join("config.img"),
+            cache_disk: None,
             net: None,
             run_dir: d.join("run"),
             ..crate::testing::sample_spec()

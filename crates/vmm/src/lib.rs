@@ -58,6 +58,8 @@ pub struct VmSpec {
     pub scratch_disk: PathBuf,
     /// Raw config disk (`/dev/vdc`, see `zeitwork_core::guest`).
     pub config_disk: PathBuf,
+    /// Writable ext4 kept between VMs (`/dev/vdd`): a builder's layer cache.
+    pub cache_disk: Option<PathBuf>,
     pub net: Option<NetAttachment>,
     /// Where the console log and other per-VM files go.
     pub run_dir: PathBuf,

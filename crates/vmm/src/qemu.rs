@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::cgroup::Cgroup;
-use crate::jail::{self, CONFIG_DISK, INITRD, KERNEL, ROOT_DISK, SCRATCH_DISK};
+use crate::jail::{self, CACHE_DISK, CONFIG_DISK, INITRD, KERNEL, ROOT_DISK, SCRATCH_DISK};
 use crate::qmp;
 use crate::record::{GracefulStop, Jail};
 use crate::running::{self, RunningVm};
@@ -194,11 +194,15 @@ impl Qemu {
         a.extend(["-qmp".into(), qmp]);
         a.extend(["-kernel".into(), spec.kernel.clone().into_os_string()]);
         a.extend(["-initrd".into(), spec.initramfs.clone().into_os_string()]);
-        for (id, path, readonly) in [
-            ("root", &spec.root_disk, true),
-            ("scratch", &spec.scratch_disk, false),
-            ("config", &spec.config_disk, true),
-        ] {
+        let disks = [
+            Some(("root", &spec.root_disk, true)),
+            Some(("scratch", &spec.scratch_disk, false)),
+            Some(("config", &spec.config_disk, true)),
+            spec.cache_disk
+                .as_ref()
+                .map(|cache| ("cache", cache, false)),
+        ];
+        for (id, path, readonly) in disks.into_iter().flatten() {
             let mut drive = OsString::from(format!(
                 "id={id},format=raw,if=none,readonly={},file=",
                 if readonly { "on" } else { "off" }
@@ -231,6 +235,7 @@ impl Qemu {
             root_disk: ROOT_DISK.into(),
             scratch_disk: SCRATCH_DISK.into(),
             config_disk: CONFIG_DISK.into(),
+            cache_disk: spec.cache_disk.as_ref().map(|_| CACHE_DISK.into()),
             run_dir: RUN_DIR.into(),
             ..spec.clone()
         }

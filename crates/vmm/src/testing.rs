@@ -124,6 +124,7 @@ pub(crate) fn sample_spec() -> crate::VmSpec {
         root_disk: "/d/root.ext4".into(),
         scratch_disk: "/d/rw.ext4".into(),
         config_disk: "/d/config.img".into(),
+        cache_disk: None,
         net: Some(crate::NetAttachment {
             tap: "tap0".into(),
             mac: "02:00:00:00:00:01".into(),

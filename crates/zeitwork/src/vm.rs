@@ -265,6 +265,7 @@ async fn vm_build(args: VmBuildArgs) -> anyhow::Result<std::process::ExitCode> {
             time: Duration::from_secs(args.timeout),
         },
         slot: args.slot,
+        cache_disk: None,
     };
     let console = tokio::spawn(follow(run.path().join(zeitwork_vmm::CONSOLE_LOG)));
     let built = build(runtime.vmm(), runtime.guest(), &builder, &spec, run.path()).await;

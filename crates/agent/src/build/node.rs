@@ -3,7 +3,7 @@
 //! context), build it in a builder microVM, push the image to the app's repository, and
 //! report each step. A build an earlier agent had begun is failed with that reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +29,35 @@ const FIRST_SLOT: u32 = 60_000;
 #[derive(Default, Clone)]
 pub(crate) struct Builds {
     running: Arc<Mutex<HashMap<Uuid, (u32, tokio::task::AbortHandle)>>>,
+    /// Apps whose layer cache a running build uses (one build at a time per cache).
+    caches: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// A build's hold on its app's layer cache, let go when dropped.
+struct CacheHold {
+    caches: Arc<Mutex<HashSet<Uuid>>>,
+    app: Uuid,
+}
+
+impl Drop for CacheHold {
+    fn drop(&mut self) {
+        self.caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.app);
+    }
+}
+
+impl Builds {
+    /// The app's layer cache, unless another build of the app uses it now (this one then
+    /// builds without).
+    fn hold_cache(&self, app: Uuid) -> Option<CacheHold> {
+        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        caches.insert(app).then(|| CacheHold {
+            caches: self.caches.clone(),
+            app,
+        })
+    }
 }
 
 impl Builds {
@@ -65,7 +94,10 @@ impl Builds {
             );
             let task = tokio::spawn(async move {
                 let report = match wanted.state {
-                    BuildState::Queued => run(&runtime, &control, &wanted, slot).await,
+                    BuildState::Queued => {
+                        let hold = builds.hold_cache(wanted.app_id);
+                        run(&runtime, &control, &wanted, slot, hold.is_some()).await
+                    }
                     _ => failed(
                         "the node's agent restarted during the build; start it again".into(),
                         Vec::new(),
@@ -151,6 +183,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
     control: &Arc<C>,
     wanted: &DesiredBuild,
     slot: u32,
+    with_cache: bool,
 ) -> BuildReport {
     let id = wanted.build_id;
     let dir = runtime.config.state_dir.join("builds").join(id.to_string());
@@ -201,6 +234,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
                 time: b.timeout.as_duration(),
             },
             slot,
+            cache_disk: with_cache.then(|| cache_disk(&runtime.config.state_dir, wanted.app_id)),
         };
         // Its output ships as it comes (`zeitwork builds logs -f`); every line is shipped
         // before the build's end is reported.
@@ -216,6 +250,12 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
         let built = build(runtime.vmm(), runtime.guest(), &builder, &spec, &vm_dir).await;
         let _ = ended.send(true);
         shipper.finish().await;
+        // A build that did not end by its own exit may have left the cache half written.
+        if let (Err(e), Some(cache)) = (&built, &spec.cache_disk)
+            && !e.is_the_builds_own()
+        {
+            let _ = tokio::fs::remove_file(cache).await;
+        }
         let built = built.map_err(|e| (e.to_string(), e.log().to_vec()))?;
         send(&**control, id, &step(BuildState::Pushing)).await;
         let tag = format!(
@@ -270,6 +310,11 @@ async fn push(
             other => return other,
         }
     }
+}
+
+/// Where the node keeps the layer cache of `app`'s builds.
+fn cache_disk(state_dir: &Path, app: Uuid) -> std::path::PathBuf {
+    state_dir.join("build-cache").join(format!("{app}.ext4"))
 }
 
 /// The commit's own `zeitwork.toml` (parsed, and its text), when it has one.

@@ -17,13 +17,29 @@ use crate::AgentError;
 
 /// In the guest: the build's directory (on the scratch disk's upper layer).
 const BUILD_DIR: &str = "/build";
+/// How a failure of the build's own steps begins.
+const EXITED: &str = "the build exited with code";
+/// In the guest: where the app's layer cache disk is mounted, when there is one.
+const CACHE_DIR: &str = "/cache";
 /// The scratch disk's path of the image archive the guest writes.
 const ARCHIVE_ON_DISK: &str = "/upper/build/out/image.tar";
 /// What runs in the guest: buildah builds the Dockerfile and writes an OCI archive.
 /// Arguments: the Dockerfile, the target (or empty), then `--build-arg` pairs.
 const SCRIPT: &str = r#"set -eu
 dockerfile=$1; target=$2; shift 2
-store="--storage-driver vfs --root /build/storage --runroot /run/buildah"
+root=/build/storage
+if [ -d /cache ]; then
+  root=/cache/storage
+  # A cache over three quarters full starts over rather than failing the build.
+  stat -f -c '%a %b' /cache > /run/zw-cache-space
+  read free total < /run/zw-cache-space
+  if [ $((free * 4)) -lt "$total" ]; then
+    rm -rf /cache/storage
+    echo "zeitwork-build: the layer cache was full; it starts over"
+  fi
+  echo "zeitwork-build: with the app's layer cache"
+fi
+store="--storage-driver vfs --root $root --runroot /run/buildah"
 set -- "$@"
 args=""
 for a in "$@"; do args="$args --build-arg $a"; done
@@ -70,6 +86,9 @@ pub struct BuildSpec {
     pub limits: BuildLimits,
     /// The VM's slot on the node (its VMM's own ids).
     pub slot: u32,
+    /// The app's layer cache: an ext4 image the builder keeps its layers on (made
+    /// empty when missing), for no other app's builds.
+    pub cache_disk: Option<PathBuf>,
 }
 
 /// A finished build.
@@ -93,6 +112,11 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Whether the build itself failed (a step exited non-zero): the VM ran as it should.
+    pub fn is_the_builds_own(&self) -> bool {
+        matches!(self, BuildError::Failed { reason, .. } if reason.starts_with(EXITED))
+    }
+
     /// What the build printed before it failed (nothing when it never started).
     pub fn log(&self) -> &[String] {
         match self {
@@ -113,6 +137,15 @@ pub async fn build<V: Vmm>(
 ) -> Result<Built, BuildError> {
     std::fs::create_dir_all(run_dir)
         .map_err(AgentError::io(format!("creating {}", run_dir.display())))?;
+    if let Some(cache) = &spec.cache_disk
+        && !cache.exists()
+    {
+        if let Some(dir) = cache.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(AgentError::io(format!("creating {}", dir.display())))?;
+        }
+        crate::disks::scratch_with(cache, spec.limits.disk_mb, None).await?;
+    }
     let scratch = run_dir.join("scratch.ext4");
     scratch_with_context(
         &scratch,
@@ -134,6 +167,7 @@ pub async fn build<V: Vmm>(
             root_disk: rootfs.path.clone(),
             scratch_disk: scratch.clone(),
             config_disk: config,
+            cache_disk: spec.cache_disk.clone(),
             net: None,
             run_dir: run_dir.to_path_buf(),
             slot: spec.slot,
@@ -153,7 +187,7 @@ pub async fn build<V: Vmm>(
         VmExit::App(Exit::Code(0)) => {}
         VmExit::App(Exit::Code(code)) => {
             return Err(BuildError::Failed {
-                reason: format!("the build exited with code {code}"),
+                reason: format!("{EXITED} {code}"),
                 log,
             });
         }
@@ -205,6 +239,7 @@ fn guest_config(spec: &BuildSpec) -> GuestConfig {
         interfaces: Vec::new(),
         dns: Vec::new(),
         secrets: BTreeMap::new(),
+        cache: spec.cache_disk.as_ref().map(|_| CACHE_DIR.to_owned()),
     }
 }
 

@@ -124,6 +124,15 @@ fn requests_configure_the_vm_with_disks_in_guest_order() {
         .map(|r| r.body["is_read_only"].as_bool().unwrap())
         .collect();
     assert_eq!(read_only, [true, false, true]);
+    // A builder's layer cache comes fourth (vdd), writable.
+    let cached = Firecracker::requests(&VmSpec {
+        cache_disk: Some("/var/lib/zw/cache.ext4".into()),
+        ..spec()
+    });
+    let cache = cached.iter().find(|r| r.path == "/drives/cache").unwrap();
+    assert_eq!(cache.body["path_on_host"], "/cache.ext4");
+    assert_eq!(cache.body["is_read_only"], false);
+    assert_eq!(cached[5].path, "/drives/cache", "after the config disk");
     assert!(
         requests[2..5]
             .iter()
@@ -272,6 +281,7 @@ async fn real_vm(d: &Path, name: &str, index: u32) -> Option<(Firecracker, VmSpe
         root_disk: d.join("root.ext4"),
         scratch_disk: d.join("rw.ext4"),
         config_disk: d.join("config.img"),
+        cache_disk: None,
         net: Some(NetAttachment {
             tap: link.tap().into(),
             mac: link.mac.clone(),
@@ -502,6 +512,7 @@ async fn real_jailer_failures_are_reported_and_cleaned_up() {
         root_disk: d.join("root.ext4"),
         scratch_disk: d.join("rw.ext4"),
         config_disk: d.join("config.img"),
+        cache_disk: None,
         net: None,
         run_dir: d.join("run"),
         ..spec()

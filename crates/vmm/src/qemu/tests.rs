@@ -123,11 +123,23 @@ fn the_launcher_confines_qemu() {
             root_disk: "/root.ext4".into(),
             scratch_disk: "/scratch.ext4".into(),
             config_disk: "/config.img".into(),
+            cache_disk: None,
             run_dir: "/run".into(),
             ..spec()
         }))
     );
     assert!(qemu.contains("-qmp unix:/run/qmp.sock,"), "{qemu}");
+    assert!(!qemu.contains("id=cache"), "{qemu}");
+    // A builder's layer cache: a fourth, writable disk (vdd) at its place in the jail.
+    let cached = VmSpec {
+        cache_disk: Some("/var/lib/zw/cache.ext4".into()),
+        ..spec()
+    };
+    let args = joined(&q.args(&Qemu::jailed(&cached)));
+    assert!(
+        args.contains("-drive id=cache,format=raw,if=none,readonly=off,file=/cache.ext4"),
+        "{args}"
+    );
     // Without a NIC: an empty network namespace rather than the host's.
     let no_net = VmSpec {
         net: None,
@@ -160,6 +172,7 @@ fn the_jail_holds_only_what_qemu_opens() {
         root_disk: d.join("root.ext4"),
         scratch_disk: d.join("rw.ext4"),
         config_disk: d.join("config.img"),
+        cache_disk: None,
         run_dir: d.join("run"),
         ..spec()
     };
@@ -235,6 +248,7 @@ fn blank_vm(d: &Path, name: &str) -> (Qemu, VmSpec) {
         root_disk: d.join("root.ext4"),
         scratch_disk: d.join("rw.ext4"),
         config_disk: d.join("config.img"),
+        cache_disk: None,
         net: None,
         run_dir: d.join("run"),
         slot: 0,
@@ -444,6 +458,7 @@ async fn real_qemu_is_confined_and_its_guest_serves() {
         }],
         dns: vec![],
         secrets: BTreeMap::new(),
+        cache: None,
     };
     std::fs::write(d.join("config.img"), config.encode()).unwrap();
     std::fs::set_permissions(
@@ -473,6 +488,7 @@ async fn real_qemu_is_confined_and_its_guest_serves() {
         root_disk: d.join("root.ext4"),
         scratch_disk: d.join("rw.ext4"),
         config_disk: d.join("config.img"),
+        cache_disk: None,
         net: Some(NetAttachment {
             tap: net.0.tap().into(),
             mac: net.0.mac.clone(),
