@@ -21,6 +21,9 @@ pub struct Quotas {
     pub tcp_routes: u64,
     /// Custom domains, verified or not.
     pub domains: u64,
+    /// MiB of images in the platform registry (the org's repositories, each layer once),
+    /// as its garbage collection last measured them.
+    pub registry_mb: u64,
 }
 
 impl Default for Quotas {
@@ -31,6 +34,7 @@ impl Default for Quotas {
             routes: 100,
             tcp_routes: 10,
             domains: 50,
+            registry_mb: 20 * 1024,
         }
     }
 }
@@ -54,6 +58,7 @@ impl Quotas {
         routes: 100_000,
         tcp_routes: 60_000,
         domains: 100_000,
+        registry_mb: 1 << 30,
     };
 
     /// Refuses a quota above [`Quotas::MAX`].
@@ -74,17 +79,19 @@ impl Quotas {
             routes: overrides.routes.unwrap_or(self.routes),
             tcp_routes: overrides.tcp_routes.unwrap_or(self.tcp_routes),
             domains: overrides.domains.unwrap_or(self.domains),
+            registry_mb: overrides.registry_mb.unwrap_or(self.registry_mb),
         }
     }
 
     /// `(name, self's value, other's value)` for every quota.
-    fn fields(&self, other: &Quotas) -> [(&'static str, u64, u64); 5] {
+    fn fields(&self, other: &Quotas) -> [(&'static str, u64, u64); 6] {
         [
             ("instances", self.instances, other.instances),
             ("memory_mb", self.memory_mb, other.memory_mb),
             ("routes", self.routes, other.routes),
             ("tcp_routes", self.tcp_routes, other.tcp_routes),
             ("domains", self.domains, other.domains),
+            ("registry_mb", self.registry_mb, other.registry_mb),
         ]
     }
 }
@@ -99,6 +106,7 @@ pub struct QuotaOverrides {
     pub routes: Option<u64>,
     pub tcp_routes: Option<u64>,
     pub domains: Option<u64>,
+    pub registry_mb: Option<u64>,
 }
 
 impl QuotaOverrides {

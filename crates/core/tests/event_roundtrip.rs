@@ -54,14 +54,16 @@ fn quota_overrides() -> impl Strategy<Value = QuotaOverrides> {
         one(max.routes),
         one(max.tcp_routes),
         one(max.domains),
+        one(max.registry_mb),
     )
         .prop_map(
-            |(instances, memory_mb, routes, tcp_routes, domains)| QuotaOverrides {
+            |(instances, memory_mb, routes, tcp_routes, domains, registry_mb)| QuotaOverrides {
                 instances,
                 memory_mb,
                 routes,
                 tcp_routes,
                 domains,
+                registry_mb,
             },
         )
 }

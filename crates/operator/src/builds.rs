@@ -84,6 +84,11 @@ impl AppState {
                 .reuse(tx, auth, scope, &identity, git, manifest, earlier)
                 .await;
         }
+        // Its image goes to the registry: not while the org is over its registry quota.
+        let usage = read::org_usage(&mut **tx, scope.org.id, None, None).await?;
+        crate::quota::of(&mut **tx, self.config.quotas, &scope.org)
+            .await?
+            .allow_registry_writes(&usage)?;
         // Placed like an instance: its builder VM's memory must be free on the node.
         let build_id = Uuid::now_v7();
         let mut cluster =

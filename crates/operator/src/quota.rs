@@ -56,6 +56,23 @@ impl OrgQuotas {
         Ok(())
     }
 
+    /// Refuses writing to the registry (a push, a build) while `usage` is at or over the
+    /// org's registry quota.
+    pub(crate) fn allow_registry_writes(&self, usage: &OrgUsage) -> ApiResult<()> {
+        match usage.registry_mb < self.quotas.registry_mb {
+            true => Ok(()),
+            false => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "quota_exceeded",
+                format!(
+                    "org {} holds {} MiB of images in the platform registry, its quota is {} MiB: delete images or wait for garbage collection (a platform admin can raise the quota: zeitwork quotas set --registry-mb)",
+                    self.org, usage.registry_mb, self.quotas.registry_mb
+                ),
+            )
+            .with_field("registry_mb")),
+        }
+    }
+
     /// Refuses one more domain beyond what `usage` holds.
     pub(crate) fn allow_domain(&self, usage: &OrgUsage) -> ApiResult<()> {
         within(

@@ -32,11 +32,13 @@ pub struct PlatformRegistry {
 impl PlatformRegistry {
     /// What `auth` is granted of `scopes`, each scope's actions cut to what the caller may
     /// do (possibly nothing: the registry then refuses).
+    /// An org over its registry quota (see `crate::quota`) is refused pushes with 403.
     pub(crate) async fn grant(
         &self,
         db: &mut PgConnection,
         auth: &Auth,
         scopes: &[Scope],
+        quotas: zeitwork_core::Quotas,
     ) -> ApiResult<Vec<Access>> {
         let may = |scope: &Scope, allowed: &[Action]| {
             let actions: Vec<Action> = scope
@@ -56,6 +58,15 @@ impl PlatformRegistry {
                 let Some(org) = read::org_by_id(&mut *db, org).await? else {
                     return Ok(Vec::new());
                 };
+                let pushes = scopes
+                    .iter()
+                    .any(|s| s.namespace() == org.name && s.actions.contains(&Action::Push));
+                if pushes && actions_of(auth.role).contains(&Action::Push) {
+                    let usage = read::org_usage(&mut *db, org.id, None, None).await?;
+                    crate::quota::of(&mut *db, quotas, &org)
+                        .await?
+                        .allow_registry_writes(&usage)?;
+                }
                 let name = org.name;
                 let allowed = actions_of(auth.role);
                 scopes

@@ -7,8 +7,10 @@
 //! for `grace` (an image pushed a moment ago, not deployed yet, is left alone). A deleted
 //! preview env's images go that way too. The space their layers took is given back by the
 //! registry's own blob sweep (`docker-registry garbage-collect`), which reads what is left.
+//! Each round also measures what every org's images take (each blob once), which its
+//! registry quota is held against.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -160,10 +162,51 @@ pub async fn collect(
             done.deleted.push(format!("{repository}@{digest}"));
         }
     }
+    measure(&mut tx, &client).await?;
     tx.commit()
         .await
         .map_err(zeitwork_store::StoreError::from)?;
     Ok(done)
+}
+
+/// Measures what each org's images take in the registry (every repository under its
+/// name, each blob once) and records it: what its registry quota is held against.
+async fn measure(tx: &mut zeitwork_store::Tx, client: &Client<'_>) -> Result<(), GcError> {
+    let mut blobs: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    for repository in client.catalog().await? {
+        let org = repository.split('/').next().unwrap_or_default().to_owned();
+        let of_org = blobs.entry(org).or_default();
+        for tag in client.tags(&repository).await? {
+            let mut pending = vec![tag];
+            while let Some(reference) = pending.pop() {
+                let Some(manifest) = client.manifest(&repository, &reference).await? else {
+                    continue;
+                };
+                // An index: its images' manifests.
+                for child in manifest["manifests"].as_array().into_iter().flatten() {
+                    if let Some(digest) = child["digest"].as_str() {
+                        pending.push(digest.to_owned());
+                    }
+                }
+                let layers = manifest["layers"].as_array().into_iter().flatten();
+                for blob in std::iter::once(&manifest["config"]).chain(layers) {
+                    if let (Some(digest), Some(size)) =
+                        (blob["digest"].as_str(), blob["size"].as_u64())
+                    {
+                        of_org.insert(digest.to_owned(), size);
+                    }
+                }
+            }
+        }
+    }
+    let orgs = zeitwork_store::read::orgs(&mut **tx, None).await?;
+    for org in &orgs {
+        let bytes = blobs.get(&org.name).map_or(0, |b| b.values().sum());
+        registry::set_usage(tx, org.id, bytes).await?;
+    }
+    let ids: Vec<uuid::Uuid> = orgs.iter().map(|o| o.id).collect();
+    registry::forget_usage_except(tx, &ids).await?;
+    Ok(())
 }
 
 /// The platform's app repositories: `<org>/<app>` and `<org>/<app>/source`; anything
@@ -285,6 +328,32 @@ impl<'a> Client<'a> {
                 .map(str::to_owned)),
             status => Err(GcError::Registry {
                 what: format!("HEAD {path}"),
+                status,
+            }),
+        }
+    }
+
+    /// The manifest `reference` (a tag or digest) of `repository` (None when it went).
+    async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Value>, GcError> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let access = Access::repository(repository, vec![Action::Pull]);
+        let answer = self
+            .send(Method::GET, &path, access, Some(MANIFEST_TYPES))
+            .await?;
+        match answer.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let bytes = answer
+                    .bytes()
+                    .await
+                    .map_err(|source| GcError::Unreachable {
+                        what: format!("GET {path}"),
+                        source,
+                    })?;
+                Ok(serde_json::from_slice(&bytes).ok())
+            }
+            status => Err(GcError::Registry {
+                what: format!("GET {path}"),
                 status,
             }),
         }

@@ -123,10 +123,10 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             // Bounded by `Quotas::MAX` where they enter, so each fits a bigint.
             let n = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
             sqlx::query(
-                "INSERT INTO org_quotas (org_id, instances, memory_mb, routes, tcp_routes, domains, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO org_quotas (org_id, instances, memory_mb, routes, tcp_routes, domains, updated_at, registry_mb)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (org_id) DO UPDATE SET instances = $2, memory_mb = $3, routes = $4,
-                     tcp_routes = $5, domains = $6, updated_at = $7",
+                     tcp_routes = $5, domains = $6, updated_at = $7, registry_mb = $8",
             )
             .bind(org_id)
             .bind(n(quotas.instances))
@@ -135,6 +135,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(n(quotas.tcp_routes))
             .bind(n(quotas.domains))
             .bind(at)
+            .bind(n(quotas.registry_mb))
             .execute(db)
             .await?;
         }

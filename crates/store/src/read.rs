@@ -323,6 +323,8 @@ pub struct OrgUsage {
     pub routes: u64,
     pub tcp_routes: u64,
     pub domains: u64,
+    /// MiB of images in the platform registry, as last measured.
+    pub registry_mb: u64,
 }
 
 /// What `org` holds, leaving out the running instances of env `except_env` (of its
@@ -333,7 +335,7 @@ pub async fn org_usage<'c>(
     except_env: Option<Uuid>,
     except_process: Option<&str>,
 ) -> R<OrgUsage> {
-    let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
+    let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT
             (SELECT count(*) FROM instances i
              WHERE i.org_id = $1 AND i.desired_state = 'running'
@@ -344,7 +346,8 @@ pub async fn org_usage<'c>(
                AND NOT (i.env_id IS NOT DISTINCT FROM $2 AND ($3::text IS NULL OR i.process = $3))),
             (SELECT count(*) FROM routes WHERE org_id = $1),
             (SELECT count(*) FROM routes WHERE org_id = $1 AND mode = 'tcp'),
-            (SELECT count(*) FROM domains WHERE org_id = $1)",
+            (SELECT count(*) FROM domains WHERE org_id = $1),
+            (SELECT COALESCE(max(bytes), 0) FROM registry_usage WHERE org_id = $1) / (1024 * 1024)",
     )
     .bind(org)
     .bind(except_env)
@@ -358,6 +361,7 @@ pub async fn org_usage<'c>(
         routes: n(row.2),
         tcp_routes: n(row.3),
         domains: n(row.4),
+        registry_mb: n(row.5),
     })
 }
 
@@ -372,9 +376,10 @@ pub async fn org_quota_overrides<'c>(
         Option<i64>,
         Option<i64>,
         Option<i64>,
+        Option<i64>,
     );
     let row: Option<Row> = sqlx::query_as(
-        "SELECT instances, memory_mb, routes, tcp_routes, domains FROM org_quotas WHERE org_id = $1",
+        "SELECT instances, memory_mb, routes, tcp_routes, domains, registry_mb FROM org_quotas WHERE org_id = $1",
     )
     .bind(org)
     .fetch_optional(db)
@@ -387,6 +392,7 @@ pub async fn org_quota_overrides<'c>(
             routes: n(r.2),
             tcp_routes: n(r.3),
             domains: n(r.4),
+            registry_mb: n(r.5),
         })
         .unwrap_or_default())
 }

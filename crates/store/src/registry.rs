@@ -105,3 +105,32 @@ pub async fn sweeping<'c>(db: impl PgExecutor<'c>) -> Result<bool, StoreError> {
     .fetch_one(db)
     .await?)
 }
+
+/// Records what the org's images take in the registry, as just measured.
+pub async fn set_usage(
+    db: &mut PgConnection,
+    org: uuid::Uuid,
+    bytes: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO registry_usage (org_id, bytes, measured_at) VALUES ($1, $2, now())
+         ON CONFLICT (org_id) DO UPDATE SET bytes = $2, measured_at = now()",
+    )
+    .bind(org)
+    .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the usage of orgs other than `orgs` (deleted ones).
+pub async fn forget_usage_except(
+    db: &mut PgConnection,
+    orgs: &[uuid::Uuid],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM registry_usage WHERE NOT (org_id = ANY($1))")
+        .bind(orgs)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -67,6 +67,10 @@ pub struct OperatorArgs {
     #[arg(long, env = "ZEITWORK_QUOTA_DOMAINS", default_value_t = Quotas::default().domains,
         value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.domains))]
     pub quota_domains: u64,
+    /// Every org's quota unless one is set for the org (`zeitwork quotas set`): MiB of images in the platform registry (as its garbage collection measures them).
+    #[arg(long, env = "ZEITWORK_QUOTA_REGISTRY_MB", default_value_t = Quotas::default().registry_mb,
+        value_parser = clap::value_parser!(u64).range(..=Quotas::MAX.registry_mb))]
+    pub quota_registry_mb: u64,
     /// Registry garbage collection keeps the images of each env's last N deployments and
     /// builds (and whatever runs or builds now).
     #[arg(long, env = "ZEITWORK_REGISTRY_KEEP", default_value_t = 20,
@@ -95,6 +99,7 @@ impl OperatorArgs {
                 routes: self.quota_routes,
                 tcp_routes: self.quota_tcp_routes,
                 domains: self.quota_domains,
+                registry_mb: self.quota_registry_mb,
             },
             follow_for: self.follow_for,
             registry: None,

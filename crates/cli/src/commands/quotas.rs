@@ -34,6 +34,9 @@ pub struct SetArgs {
     /// Custom domains, verified or not
     #[arg(long, value_name = "N|default")]
     domains: Option<Quota>,
+    /// MiB of images in the platform registry (as its garbage collection measures them)
+    #[arg(long, value_name = "N|default")]
+    registry_mb: Option<Quota>,
 }
 
 /// One quota on the command line: a number, or `default` for the platform's.
@@ -54,7 +57,14 @@ impl std::str::FromStr for Quota {
 }
 
 /// The quotas in the order they are shown, by their API names.
-const QUOTAS: [&str; 5] = ["instances", "memory_mb", "routes", "tcp_routes", "domains"];
+const QUOTAS: [&str; 6] = [
+    "instances",
+    "memory_mb",
+    "routes",
+    "tcp_routes",
+    "domains",
+    "registry_mb",
+];
 
 pub async fn quotas(ctx: &Ctx, action: QuotasAction) -> Result<()> {
     let path = ctx.path(Scope::Org, &["quotas"])?;
@@ -86,6 +96,7 @@ impl SetArgs {
             routes: pick(self.routes, own.routes),
             tcp_routes: pick(self.tcp_routes, own.tcp_routes),
             domains: pick(self.domains, own.domains),
+            registry_mb: pick(self.registry_mb, own.registry_mb),
         }
     }
 }
@@ -127,6 +138,7 @@ mod tests {
             routes: Some("default".parse().unwrap()),
             tcp_routes: None,
             domains: None,
+            registry_mb: None,
         };
         let own = QuotaOverrides {
             routes: Some(3),

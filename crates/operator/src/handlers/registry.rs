@@ -95,7 +95,9 @@ pub async fn token(
         ));
     }
     let mut db = s.store.pool().acquire().await?;
-    let granted = registry.grant(&mut db, &auth, &scopes).await?;
+    let granted = registry
+        .grant(&mut db, &auth, &scopes, s.config.quotas)
+        .await?;
     let issued = registry.issue(auth.actor(), granted);
     Ok(Json(TokenAnswer {
         access_token: issued.token.clone(),

@@ -27,6 +27,7 @@ async fn an_org_cannot_go_past_its_quotas_and_others_are_untouched() {
             routes: 2,
             tcp_routes: 1,
             domains: 1,
+            registry_mb: 1,
         },
         ..config()
     })

@@ -208,6 +208,46 @@ async fn unreferenced_images_are_collected_after_their_grace_and_the_rest_kept()
         json!([{"type": "repository", "name": "acme/web", "actions": ["pull", "push"]}]),
         "pushes are back"
     );
+
+    // Each round measures each org's images (each blob once); an org at its registry
+    // quota can neither push nor queue a build.
+    let (bytes,): (i64,) = sqlx::query_as(
+        "SELECT u.bytes FROM registry_usage u JOIN orgs o ON o.id = u.org_id WHERE o.name = 'acme'",
+    )
+    .fetch_one(p.store.pool())
+    .await
+    .unwrap();
+    assert!(bytes > 0, "acme's images take {bytes} bytes");
+    let set = p
+        .put(
+            "/api/v1/orgs/acme/quotas",
+            &p.root,
+            json!({"registry_mb": 0}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    let quotas = p.get("/api/v1/orgs/acme/quotas", &acme).await.body;
+    assert_eq!(quotas["quotas"]["registry_mb"], 0, "{quotas}");
+    assert!(quotas["usage"]["registry_mb"].is_u64(), "{quotas}");
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("zeitwork:{acme}"));
+    let refused = p
+        .send_with_header(
+            reqwest::Method::GET,
+            "/api/v1/registry/token?service=zeitwork-registry&scope=repository:acme/web:pull,push",
+            ("authorization", &format!("Basic {basic}")),
+        )
+        .await;
+    crate::support::assert_error(&refused, StatusCode::FORBIDDEN, Some("registry_mb"));
+    let build = p
+        .post(
+            "/api/v1/orgs/acme/apps/web/envs/prod/builds",
+            &acme,
+            json!({"source": source}),
+        )
+        .await;
+    crate::support::assert_error(&build, StatusCode::FORBIDDEN, Some("registry_mb"));
+    assert!(exists(&platform, &prod[3]).await, "pulls are never refused");
 }
 
 /// What the token service grants `secret` on `acme/web` for pull and push.
