@@ -5,6 +5,7 @@
 //! ([`build()`]), which the node then pushes to the platform registry
 //! (`zeitwork_image::push_oci_archive`).
 
+mod bases;
 mod fetch;
 mod node;
 mod rootfs;

@@ -32,6 +32,7 @@ async fn main() {
         let spec = BuildSpec {
             id: format!("zw-bench-build-{round}"),
             context: context.path().to_owned(),
+            bases: run.path().join("bases"),
             dockerfile: "Dockerfile".into(),
             target: None,
             build_args: BTreeMap::new(),

@@ -95,7 +95,10 @@ async fn main() {
     println!("|---|---|---|---|");
     for (what, mut runs) in [
         ("cold: the first push", vec![cold]),
-        ("source-only change (`COPY hello` from the layer cache)", changed),
+        (
+            "source-only change (`COPY hello` from the layer cache)",
+            changed,
+        ),
         ("a tree built before, another commit (image reused)", same),
     ] {
         runs.sort_by_key(|t| t.total);
@@ -128,7 +131,13 @@ async fn serving(up: &Up, id: &str, started: Instant) -> Timed {
         |key: &str| chrono::DateTime::parse_from_rfc3339(build[key].as_str().unwrap()).unwrap();
     let build_took = (at("updated_at") - at("created_at")).to_std().unwrap();
     // The release may be an earlier one of the same image (same digest, another tag).
-    let digest = build["image"].as_str().unwrap().rsplit_once('@').unwrap().1.to_owned();
+    let digest = build["image"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('@')
+        .unwrap()
+        .1
+        .to_owned();
     poll_until(WITHIN, || async {
         let status = up.cli(&[APP, &["status", "--json"]].concat()).await.json();
         if status["release"]["digest"] != digest.as_str() {

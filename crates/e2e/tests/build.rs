@@ -23,6 +23,7 @@ fn spec(name: &str, context: &std::path::Path, slot: u32) -> BuildSpec {
     BuildSpec {
         id: format!("zw-build-{name}-{}", std::process::id()),
         context: context.to_owned(),
+        bases: context.join("no-bases"),
         dockerfile: "Dockerfile".into(),
         target: None,
         build_args: BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]),

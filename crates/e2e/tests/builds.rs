@@ -142,6 +142,52 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         .unwrap_or_default();
     assert!(served.contains("Hello from Zeitwork"), "{served}");
 
+    // A Dockerfile that starts FROM an image of the org (the first build's, through a
+    // build argument and a named stage): the node fetches it, the builder loads it.
+    let base = image.split_once('@').unwrap().0.to_owned();
+    std::fs::write(
+        source.path().join("Dockerfile"),
+        "ARG BASE\nFROM ${BASE} AS base\nFROM base\nLABEL derived=yes\n",
+    )
+    .unwrap();
+    let reference = push_source(&up, source.path(), "v3").await;
+    let builds_path = "/api/v1/orgs/acme/apps/web/envs/prod/builds";
+    let derived_manifest = format!("{MANIFEST}args = {{ BASE = \"{base}\" }}\n");
+    let queued = api(
+        &up,
+        reqwest::Method::POST,
+        builds_path,
+        Some(json!({"source": reference, "manifest": derived_manifest})),
+    )
+    .await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let derived = poll_until(WITHIN, || async {
+        let b = api(
+            &up,
+            reqwest::Method::GET,
+            &format!("{builds_path}/{id}"),
+            None,
+        )
+        .await;
+        matches!(b["state"].as_str(), Some("succeeded" | "failed")).then_some(b)
+    })
+    .await
+    .unwrap();
+    let output = up
+        .cli(&["--org", "acme", "--app", "web", "builds", "logs", &id])
+        .await
+        .success();
+    assert_eq!(
+        derived["state"], "succeeded",
+        "{derived}\n{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains(&format!("loading {base}")),
+        "{}",
+        output.stdout
+    );
+
     // `zeitwork deploy` in a directory with a Dockerfile: uploaded, built, rolled out.
     // Its COPY is the first build's: the app's layer cache on the node has it.
     std::fs::write(
@@ -185,7 +231,7 @@ async fn a_source_is_built_on_the_node_and_rolls_out() {
         .json();
     assert_eq!(
         releases["releases"].as_array().unwrap().len(),
-        2,
+        3,
         "{releases}"
     );
     let serving = poll_until(WITHIN, || async {

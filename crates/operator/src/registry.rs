@@ -82,18 +82,23 @@ impl PlatformRegistry {
                     .iter()
                     .filter_map(|image| self.repository_of(image))
                     .collect();
-                // Its open builds: their sources to pull, their apps' repositories to push.
+                // Its open builds: their sources and their orgs' images (base images) to
+                // pull, their apps' repositories to push.
                 let mut push = Vec::new();
+                let mut orgs = Vec::new();
                 for build in read::node_builds(&mut *db, node).await? {
                     pull.extend(self.repository_of(&build.source));
                     push.push(format!("{}/{}", build.org, build.app));
+                    orgs.push(build.org);
                 }
                 scopes
                     .iter()
                     .filter_map(|s| {
                         if push.contains(&s.repository) {
                             may(s, &[Action::Pull, Action::Push])
-                        } else if pull.contains(&s.repository) {
+                        } else if pull.contains(&s.repository)
+                            || orgs.iter().any(|o| o == s.namespace())
+                        {
                             may(s, &[Action::Pull])
                         } else {
                             None

@@ -255,6 +255,7 @@ async fn vm_build(args: VmBuildArgs) -> anyhow::Result<std::process::ExitCode> {
     let spec = BuildSpec {
         id: format!("vm-build-{}", std::process::id()),
         context: args.context.clone(),
+        bases: run.path().join("bases"),
         dockerfile: args.dockerfile.clone(),
         target: args.target.clone(),
         build_args: args.build_args.iter().cloned().collect(),

@@ -17,7 +17,7 @@ use zeitwork_core::node::LogSource;
 use zeitwork_image::PushOptions;
 use zeitwork_vmm::{VM_ID_BASE, Vmm};
 
-use super::{BuildLimits, BuildSpec, BuilderRootfs, build, fetch};
+use super::{BuildLimits, BuildSpec, BuilderRootfs, bases, build, fetch};
 use crate::control::ControlPlane;
 use crate::logs::Console;
 use crate::runtime::Runtime;
@@ -213,17 +213,33 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
                     .map_err(|e| (format!("unpacking the source: {e}"), Vec::new()))?;
             }
         }
-        let builder = BuilderRootfs::prepare(&runtime.config.guest_dir)
-            .await
-            .map_err(|e| (format!("preparing the builder: {e}"), Vec::new()))?;
-        send(&**control, id, &step(BuildState::Building)).await;
         let b = manifest
             .as_ref()
             .and_then(|(m, _): &(Manifest, String)| m.build.as_ref())
             .unwrap_or(&wanted.build);
+        let context = context.join(b.context.trim_start_matches("./"));
+        // The images its stages start from, fetched here: the builder has no network.
+        let dockerfile = tokio::fs::read_to_string(context.join(&b.dockerfile))
+            .await
+            .unwrap_or_default();
+        let images = bases::images(&dockerfile, &b.args)
+            .map_err(|e| (format!("reading the Dockerfile: {e}"), Vec::new()))?;
+        let login = |registry: &str| match runtime.config.pull_auth(&format!("{registry}/base")) {
+            zeitwork_image::Auth::Basic { username, password } => Some((username, password)),
+            _ => None,
+        };
+        let time = b.timeout.as_duration();
+        bases::fetch(&images, &dir, login, zeitwork_image::plain_http, time)
+            .await
+            .map_err(|e| (e, Vec::new()))?;
+        let builder = BuilderRootfs::prepare(&runtime.config.guest_dir)
+            .await
+            .map_err(|e| (format!("preparing the builder: {e}"), Vec::new()))?;
+        send(&**control, id, &step(BuildState::Building)).await;
         let spec = BuildSpec {
             id: format!("build-{id}"),
-            context: context.join(b.context.trim_start_matches("./")),
+            context,
+            bases: dir.join(bases::DIR),
             dockerfile: b.dockerfile.clone(),
             target: b.target.clone(),
             build_args: b.args.clone(),

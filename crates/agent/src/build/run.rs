@@ -43,8 +43,16 @@ store="--storage-driver vfs --root $root --runroot /run/buildah"
 set -- "$@"
 args=""
 for a in "$@"; do args="$args --build-arg $a"; done
+# The base images the node fetched (the builder has no network), under their names.
+if [ -f /build/bases/list ]; then
+  while IFS="$(printf '\t')" read -r file name; do
+    echo "zeitwork-build: loading $name"
+    id=$(buildah $store pull --quiet "oci-archive:/build/bases/$file")
+    buildah $store tag "$id" "$name"
+  done < /build/bases/list
+fi
 echo "zeitwork-build: building $dockerfile"
-buildah $store bud --isolation chroot --layers ${target:+--target "$target"} -f "$dockerfile" $args -t zeitwork-build /build/context
+buildah $store bud --pull=never --isolation chroot --layers ${target:+--target "$target"} -f "$dockerfile" $args -t zeitwork-build /build/context
 mkdir -p /build/out
 buildah $store push zeitwork-build oci-archive:/build/out/image.tar
 sync
@@ -79,6 +87,9 @@ pub struct BuildSpec {
     pub id: String,
     /// The build context, a directory on the host.
     pub context: PathBuf,
+    /// The base images its stages start from, as OCI archives with their list
+    /// (`bases::fetch`), a directory on the host; none there when it has none.
+    pub bases: PathBuf,
     /// The Dockerfile's path in the context.
     pub dockerfile: String,
     pub target: Option<String>,
@@ -147,13 +158,7 @@ pub async fn build<V: Vmm>(
         crate::disks::scratch_with(cache, spec.limits.disk_mb, None).await?;
     }
     let scratch = run_dir.join("scratch.ext4");
-    scratch_with_context(
-        &scratch,
-        &spec.context,
-        &spec.dockerfile,
-        spec.limits.disk_mb,
-    )
-    .await?;
+    scratch_with_context(&scratch, spec).await?;
     let config = run_dir.join("config.img");
     crate::disks::config(&config, &guest_config(spec))?;
     let vm = vmm
@@ -246,12 +251,8 @@ fn guest_config(spec: &BuildSpec) -> GuestConfig {
 /// The scratch disk, `disk_mb` large, holding the context (as
 /// `zeitwork_image::stage_context` sends it)
 /// at `/build/context` of the guest's root (the overlay's upper layer).
-async fn scratch_with_context(
-    path: &Path,
-    context: &Path,
-    dockerfile: &str,
-    disk_mb: u64,
-) -> Result<(), AgentError> {
+async fn scratch_with_context(path: &Path, spec: &BuildSpec) -> Result<(), AgentError> {
+    let (context, dockerfile, disk_mb) = (&spec.context, &spec.dockerfile, spec.limits.disk_mb);
     let staging = tempfile::Builder::new()
         .prefix("context-")
         .tempdir_in(path.parent().unwrap_or(Path::new("/tmp")))
@@ -274,6 +275,19 @@ async fn scratch_with_context(
     })??;
     std::fs::create_dir_all(staging.path().join("work"))
         .map_err(AgentError::io("staging the build context"))?;
+    if spec.bases.join(super::bases::LIST).is_file() {
+        let to = upper.join(super::bases::DIR);
+        std::fs::create_dir_all(&to).map_err(AgentError::io("staging the base images"))?;
+        for entry in
+            std::fs::read_dir(&spec.bases).map_err(AgentError::io("staging the base images"))?
+        {
+            let entry = entry.map_err(AgentError::io("staging the base images"))?;
+            let target = to.join(entry.file_name());
+            std::fs::hard_link(entry.path(), &target)
+                .or_else(|_| std::fs::copy(entry.path(), &target).map(drop))
+                .map_err(AgentError::io("staging the base images"))?;
+        }
+    }
     crate::disks::scratch_with(path, disk_mb, Some(staging.path())).await
 }
 
