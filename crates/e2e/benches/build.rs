@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use zeitwork_agent::build::{BuildLimits, BuildSpec, build};
-use zeitwork_e2e::hello_bin;
 
 const ROUNDS: usize = 5;
 const DOCKERFILE: &str = "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n";
@@ -22,9 +21,7 @@ async fn main() {
         "cannot run: microVMs need root"
     );
     let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
-    let context = tempfile::tempdir().unwrap();
-    std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();
-    std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    let context = zeitwork_e2e::hello_context(DOCKERFILE);
 
     let (mut in_vm, mut on_host) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {

@@ -161,6 +161,54 @@ pub async fn builder() -> (
     (guest, rootfs, qemu)
 }
 
+/// `zeitwork up` on `data` (without the example, the guest cache shared), the CLI logged
+/// in as its admin, with org `org` and its app `app`. Needs root (microVMs).
+pub async fn up_with_app(data: &Path, org: &str, app: &str) -> Up {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "cannot run: microVMs need root"
+    );
+    share_guest_cache(&data.join("node"));
+    let up = Up::start_with(data, "127.0.0.1", &["--no-example"]).await;
+    up.login_as_admin().await;
+    up.cli(&["orgs", "create", org]).await.success();
+    up.cli(&["--org", org, "apps", "create", app])
+        .await
+        .success();
+    up
+}
+
+/// The GitHub stand-in, with repository `<org>/<app>` connected to app `app` (`zeitwork
+/// apps connect`): the stand-in and the webhook to deliver to.
+pub async fn connected_repository(
+    up: &Up,
+    org: &str,
+    app: &str,
+) -> (zeitwork_services::GitHubStandIn, zeitwork_services::Hook) {
+    let gh = zeitwork_services::GitHubStandIn::start().await.unwrap();
+    let repo = gh.clone_url(&format!("{org}/{app}"));
+    let connected = up
+        .cli(&[
+            "--org", org, "--app", app, "apps", "connect", "--repo", &repo, "--json",
+        ])
+        .await
+        .success()
+        .json();
+    let hook = zeitwork_services::Hook {
+        url: connected["webhook_url"].as_str().unwrap().to_owned(),
+        secret: connected["secret"].as_str().unwrap().to_owned(),
+    };
+    (gh, hook)
+}
+
+/// A build context: the example's static binary as `hello` and `dockerfile`.
+pub fn hello_context(dockerfile: &str) -> TempDir {
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    context
+}
+
 /// Makes `node_dir/guest` the shared guest cache, so a node under test downloads nothing.
 pub fn share_guest_cache(node_dir: &Path) {
     std::fs::create_dir_all(node_dir).expect("creating the node directory");

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use zeitwork_agent::build::{BuildError, BuildLimits, BuildSpec, build};
-use zeitwork_e2e::hello_bin;
 use zeitwork_image::{Auth, ImageStore, PushOptions, pin, push_oci_archive};
 
 const DOCKERFILE: &str = r#"FROM scratch
@@ -46,9 +45,7 @@ async fn a_dockerfile_is_built_in_a_microvm_and_pushed_as_built() {
     );
     let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
 
-    let context = tempfile::tempdir().unwrap();
-    std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();
-    std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    let context = zeitwork_e2e::hello_context(DOCKERFILE);
     let run = tempfile::tempdir().unwrap();
     let built = build(
         &qemu,
@@ -124,9 +121,7 @@ async fn a_second_build_of_an_app_reuses_the_layers_of_its_cache_disk() {
         "cannot run: microVMs need root"
     );
     let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
-    let context = tempfile::tempdir().unwrap();
-    std::fs::copy(hello_bin(), context.path().join("hello")).unwrap();
-    std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    let context = zeitwork_e2e::hello_context(DOCKERFILE);
     let caches = tempfile::tempdir().unwrap();
     let cache = caches.path().join("app.ext4");
     let mut logs = Vec::new();

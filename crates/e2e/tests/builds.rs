@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use zeitwork_e2e::{Up, hello_bin, poll_until, share_guest_cache};
+use zeitwork_e2e::{Up, poll_until};
 use zeitwork_image::{Auth, ImageConfig, PushOptions, push_directory};
 
 const WITHIN: Duration = Duration::from_secs(600);
@@ -75,26 +75,11 @@ async fn built(up: &Up, source: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_is_built_on_the_node_and_rolls_out() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "cannot run: microVMs need root"
-    );
     let data = tempfile::tempdir().unwrap();
-    share_guest_cache(&data.path().join("node"));
-    let up = Up::start_with(data.path(), "127.0.0.1", &["--no-example"]).await;
-    up.login_as_admin().await;
-    up.cli(&["orgs", "create", "acme"]).await.success();
-    up.cli(&["--org", "acme", "apps", "create", "web"])
-        .await
-        .success();
-
-    let source = tempfile::tempdir().unwrap();
-    std::fs::copy(hello_bin(), source.path().join("hello")).unwrap();
-    std::fs::write(
-        source.path().join("Dockerfile"),
+    let up = zeitwork_e2e::up_with_app(data.path(), "acme", "web").await;
+    let source = zeitwork_e2e::hello_context(
         "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n",
-    )
-    .unwrap();
+    );
     let reference = push_source(&up, source.path(), "v1").await;
     let build = built(&up, &reference).await;
     assert_eq!(build["state"], "succeeded", "{build}");

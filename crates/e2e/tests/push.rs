@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use zeitwork_e2e::{Up, hello_bin, poll_until, share_guest_cache};
-use zeitwork_services::{GitHubStandIn, Hook};
+use zeitwork_e2e::{Up, hello_bin, poll_until};
 
 const WITHIN: Duration = Duration::from_secs(600);
 const MANIFEST: &[u8] =
@@ -59,29 +58,10 @@ async fn serves(up: &Up, host: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_with_the_github_stand_in_builds_and_serves_and_branches_preview() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "cannot run: microVMs need root"
-    );
     let data = tempfile::tempdir().unwrap();
-    share_guest_cache(&data.path().join("node"));
-    let up = Up::start_with(data.path(), "127.0.0.1", &["--no-example"]).await;
-    up.login_as_admin().await;
-    up.cli(&["orgs", "create", "acme"]).await.success();
-    up.cli(&["--org", "acme", "apps", "create", "shop"])
-        .await
-        .success();
-    let gh = GitHubStandIn::start().await.unwrap();
+    let up = zeitwork_e2e::up_with_app(data.path(), "acme", "shop").await;
+    let (gh, hook) = zeitwork_e2e::connected_repository(&up, "acme", "shop").await;
     let repo = gh.clone_url("acme/shop");
-    let connected = up
-        .cli(&[APP, &["apps", "connect", "--repo", &repo, "--json"]].concat())
-        .await
-        .success()
-        .json();
-    let hook = Hook {
-        url: connected["webhook_url"].as_str().unwrap().to_owned(),
-        secret: connected["secret"].as_str().unwrap().to_owned(),
-    };
     let shown = up
         .cli(&[APP, &["apps", "repository"]].concat())
         .await

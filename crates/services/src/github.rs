@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use zeitwork_core::repository::signature;
 
 use crate::ServiceError;
-use crate::process::{free_port, wait_for_port};
+use crate::process::{free_port, logged, wait_for_port};
 
 /// The commit id GitHub sends for "no commit" (a created or deleted branch's other side).
 pub const NO_COMMIT: &str = "0000000000000000000000000000000000000000";
@@ -45,16 +45,7 @@ pub struct Hook {
 impl GitHubStandIn {
     /// Starts `git daemon` on a free loopback port (Debian's `git`).
     pub async fn start() -> Result<GitHubStandIn, ServiceError> {
-        let dir = tempfile::Builder::new()
-            .prefix("zeitwork-git-")
-            .tempdir()
-            .map_err(ServiceError::io("creating a temporary directory"))?;
-        let log = dir.path().join("daemon.log");
-        let output = std::fs::File::create(&log)
-            .map_err(ServiceError::io(format!("creating {}", log.display())))?;
-        let stderr = output
-            .try_clone()
-            .map_err(ServiceError::io(format!("opening {}", log.display())))?;
+        let (dir, log, output, stderr) = logged("git")?;
         let port = free_port();
         let repos = dir.path().join("repos");
         std::fs::create_dir(&repos).map_err(ServiceError::io("creating the repositories"))?;

@@ -109,6 +109,32 @@ pub(crate) async fn run(command: std::process::Command) -> Result<String, Servic
     }
 }
 
+/// A throwaway server's own temporary directory (`zeitwork-<name>-…`) and its log file
+/// `<name>.log` in it, opened twice: for the server's stdout and its stderr.
+pub(crate) fn logged(
+    name: &str,
+) -> Result<
+    (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::fs::File,
+        std::fs::File,
+    ),
+    ServiceError,
+> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("zeitwork-{name}-"))
+        .tempdir()
+        .map_err(ServiceError::io("creating a temporary directory"))?;
+    let log = dir.path().join(format!("{name}.log"));
+    let stdout = std::fs::File::create(&log)
+        .map_err(ServiceError::io(format!("creating {}", log.display())))?;
+    let stderr = stdout
+        .try_clone()
+        .map_err(ServiceError::io(format!("opening {}", log.display())))?;
+    Ok((dir, log, stdout, stderr))
+}
+
 /// Waits until 127.0.0.1:`port` accepts TCP connections from the server `child`; fails early
 /// when it exits, and after [`START_TIMEOUT`].
 pub(crate) async fn wait_for_port(

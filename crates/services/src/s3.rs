@@ -9,7 +9,7 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::ServiceError;
-use crate::process::{free_port, wait_for_port};
+use crate::process::{free_port, logged, wait_for_port};
 
 const SERVICE: &str = "moto_server";
 
@@ -27,16 +27,7 @@ impl S3StandIn {
     /// Starts one on a free loopback port (`moto_server` on PATH: `pip install
     /// 'moto[server]'`, which `scripts/test.sh` does).
     pub async fn start() -> Result<S3StandIn, ServiceError> {
-        let dir = tempfile::Builder::new()
-            .prefix("zeitwork-s3-")
-            .tempdir()
-            .map_err(ServiceError::io("creating a temporary directory"))?;
-        let log = dir.path().join("moto.log");
-        let output = std::fs::File::create(&log)
-            .map_err(ServiceError::io(format!("creating {}", log.display())))?;
-        let stderr = output
-            .try_clone()
-            .map_err(ServiceError::io(format!("opening {}", log.display())))?;
+        let (dir, log, output, stderr) = logged("s3")?;
         let port = free_port();
         let mut child = Command::new(SERVICE)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -564,12 +564,14 @@ pub async fn built_before<'c>(
     .await?)
 }
 
+const REPOSITORY_COLUMNS: &str =
+    "app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at";
+
 /// The repository app `app` is connected to.
 pub async fn repository<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<Repository>> {
-    Ok(sqlx::query_as(
-        "SELECT app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at
-         FROM app_repositories WHERE app_id = $1",
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REPOSITORY_COLUMNS} FROM app_repositories WHERE app_id = $1"
+    )))
     .bind(app)
     .fetch_optional(db)
     .await?)
@@ -577,10 +579,9 @@ pub async fn repository<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<Repo
 
 /// The repository connection webhook hook `hook` delivers to.
 pub async fn repository_by_hook<'c>(db: impl PgExecutor<'c>, hook: Uuid) -> R<Option<Repository>> {
-    Ok(sqlx::query_as(
-        "SELECT app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at
-         FROM app_repositories WHERE hook_id = $1",
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REPOSITORY_COLUMNS} FROM app_repositories WHERE hook_id = $1"
+    )))
     .bind(hook)
     .fetch_optional(db)
     .await?)

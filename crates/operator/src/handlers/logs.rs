@@ -49,6 +49,14 @@ struct LogQuery {
 }
 
 impl LogQuery {
+    /// The request's query, parsed strictly.
+    fn from_uri(uri: &Uri) -> ApiResult<LogQuery> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()).with_field("query")
+        })?;
+        LogQuery::parse(&pairs)
+    }
+
     fn parse(pairs: &[(String, String)]) -> ApiResult<LogQuery> {
         let mut q = LogQuery {
             env: None,
@@ -108,10 +116,7 @@ pub async fn list(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()).with_field("query")
-    })?;
-    let q = LogQuery::parse(&pairs)?;
+    let q = LogQuery::from_uri(&uri)?;
     let filter = filter(&s, &scope, &q).await?;
     lines(s, filter, &q, &headers, None).await
 }
@@ -125,10 +130,7 @@ pub async fn build(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()).with_field("query")
-    })?;
-    let q = LogQuery::parse(&pairs)?;
+    let q = LogQuery::from_uri(&uri)?;
     if let Some(key) = [("env", q.env.is_some()), ("instance", q.instance.is_some())]
         .into_iter()
         .find_map(|(key, given)| given.then_some(key))
