@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use zeitwork_e2e::{Up, hello_bin, poll_until};
+use zeitwork_services::{GitHubStandIn, Hook};
 
 const WITHIN: Duration = Duration::from_secs(600);
 const MANIFEST: &[u8] =
@@ -44,6 +45,16 @@ async fn ended(up: &Up, env: &str, id: &str) -> Value {
     })
     .await
     .unwrap_or_else(|| panic!("build {id} did not end:\n{}", up.stderr()))
+}
+
+/// Delivers a push signed with the hook's secret; the answer, which must be 200.
+async fn delivered(gh: &GitHubStandIn, hook: &Hook, delivery: &str, payload: &Value) -> Value {
+    let (status, body) = gh
+        .deliver(hook, "push", delivery, payload, &hook.secret)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// Waits until `host` answers through the edge with the example's greeting.
@@ -94,11 +105,7 @@ async fn a_signed_push_with_the_github_stand_in_builds_and_serves_and_branches_p
     assert!(builds(&up, "prod").await.is_empty());
 
     // The signed push builds the commit and serves it at the app's URL.
-    let (status, body) = gh
-        .deliver(&hook, "push", "delivery-1", &payload, &hook.secret)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    let body = delivered(&gh, &hook, "delivery-1", &payload).await;
     let id = body["build_id"].as_str().unwrap().to_owned();
     let build = ended(&up, "prod", &id).await;
     assert_eq!(build["state"], "succeeded", "{build}");
@@ -126,17 +133,8 @@ async fn a_signed_push_with_the_github_stand_in_builds_and_serves_and_branches_p
         .await
         .unwrap();
     assert_eq!(again.tree, first.tree);
-    let (status, body) = gh
-        .deliver(
-            &hook,
-            "push",
-            "delivery-2",
-            &gh.push_payload("acme/shop", "main", &again),
-            &hook.secret,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    let again = gh.push_payload("acme/shop", "main", &again);
+    let body = delivered(&gh, &hook, "delivery-2", &again).await;
     let reused = ended(&up, "prod", body["build_id"].as_str().unwrap()).await;
     assert_eq!(reused["image"], build["image"], "{reused}");
     assert!(
@@ -151,17 +149,8 @@ async fn a_signed_push_with_the_github_stand_in_builds_and_serves_and_branches_p
         .commit("acme/shop", "feature/new-look", &changed, "preview me")
         .await
         .unwrap();
-    let (status, body) = gh
-        .deliver(
-            &hook,
-            "push",
-            "delivery-3",
-            &gh.push_payload("acme/shop", "feature/new-look", &feature),
-            &hook.secret,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    let feature = gh.push_payload("acme/shop", "feature/new-look", &feature);
+    let body = delivered(&gh, &hook, "delivery-3", &feature).await;
     let preview = ended(&up, "feature-new-look", body["build_id"].as_str().unwrap()).await;
     assert_eq!(preview["state"], "succeeded", "{preview}");
     let preview_host = "shop-feature-new-look-acme.zeitwork.localhost";
@@ -170,17 +159,8 @@ async fn a_signed_push_with_the_github_stand_in_builds_and_serves_and_branches_p
         .delete_branch("acme/shop", "feature/new-look")
         .await
         .unwrap();
-    let (status, body) = gh
-        .deliver(
-            &hook,
-            "push",
-            "delivery-4",
-            &gh.delete_payload("acme/shop", "feature/new-look", &was),
-            &hook.secret,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
+    let deleted = gh.delete_payload("acme/shop", "feature/new-look", &was);
+    delivered(&gh, &hook, "delivery-4", &deleted).await;
     let envs = up
         .cli(&[APP, &["envs", "--json"]].concat())
         .await

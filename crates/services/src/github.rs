@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use zeitwork_core::repository::signature;
 
 use crate::ServiceError;
-use crate::process::{free_port, logged, wait_for_port};
+use crate::process::{free_port, logged, spawn_listening};
 
 /// The commit id GitHub sends for "no commit" (a created or deleted branch's other side).
 pub const NO_COMMIT: &str = "0000000000000000000000000000000000000000";
@@ -49,24 +49,24 @@ impl GitHubStandIn {
         let port = free_port();
         let repos = dir.path().join("repos");
         std::fs::create_dir(&repos).map_err(ServiceError::io("creating the repositories"))?;
-        let mut child = Command::new("git")
-            .arg("daemon")
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", repos.display()))
-            .arg(&repos)
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|_| ServiceError::NotInstalled {
+        let child = spawn_listening(
+            "git daemon",
+            Command::new("git")
+                .arg("daemon")
+                .arg("--export-all")
+                .arg("--reuseaddr")
+                .arg("--listen=127.0.0.1")
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", repos.display()))
+                .arg(&repos),
+            (&log, output, stderr),
+            port,
+            ServiceError::NotInstalled {
                 binary: "git",
                 hint: "apt-get install git (scripts/setup.sh does it)",
-            })?;
-        wait_for_port("git daemon", port, &mut child, &log).await?;
+            },
+        )
+        .await?;
         Ok(GitHubStandIn {
             _child: child,
             port,

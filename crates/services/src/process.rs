@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::process::Child;
+use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use crate::ServiceError;
@@ -133,6 +133,26 @@ pub(crate) fn logged(
         .try_clone()
         .map_err(ServiceError::io(format!("opening {}", log.display())))?;
     Ok((dir, log, stdout, stderr))
+}
+
+/// Spawns a throwaway server with `command`, its output to `logs` (see [`logged`]), and
+/// waits until it listens on `port`; `missing` is the error when it cannot be run.
+pub(crate) async fn spawn_listening(
+    service: &'static str,
+    command: &mut Command,
+    (log, stdout, stderr): (&Path, std::fs::File, std::fs::File),
+    port: u16,
+    missing: ServiceError,
+) -> Result<Child, ServiceError> {
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|_| missing)?;
+    wait_for_port(service, port, &mut child, log).await?;
+    Ok(child)
 }
 
 /// Waits until 127.0.0.1:`port` accepts TCP connections from the server `child`; fails early

@@ -2,14 +2,13 @@
 //! loopback, because no real S3 is reachable from these machines. The registry's `s3`
 //! storage driver speaks to it exactly as to AWS, with path-style requests.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::ServiceError;
-use crate::process::{free_port, logged, wait_for_port};
+use crate::process::{free_port, logged, spawn_listening};
 
 const SERVICE: &str = "moto_server";
 
@@ -29,18 +28,17 @@ impl S3StandIn {
     pub async fn start() -> Result<S3StandIn, ServiceError> {
         let (dir, log, output, stderr) = logged("s3")?;
         let port = free_port();
-        let mut child = Command::new(SERVICE)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|_| ServiceError::NotInstalled {
+        let child = spawn_listening(
+            SERVICE,
+            Command::new(SERVICE).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            (&log, output, stderr),
+            port,
+            ServiceError::NotInstalled {
                 binary: SERVICE,
                 hint: "pip install 'moto[server]' (scripts/test.sh does it)",
-            })?;
-        wait_for_port(SERVICE, port, &mut child, &log).await?;
+            },
+        )
+        .await?;
         Ok(S3StandIn {
             _child: child,
             port,
