@@ -7,6 +7,9 @@
 # crates/<crate>/fuzz/corpus/ (not committed); the committed seeds in
 # crates/<crate>/fuzz/seeds/ are read too.
 #
+# Both crates' targets build into one target directory (target/fuzz), so their common
+# dependencies are built once.
+#
 # cargo fuzz needs nightly features; RUSTC_BOOTSTRAP=1 unlocks them on stable. The
 # sanitizer is off: the fuzzed code forbids unsafe, so AddressSanitizer would only slow
 # the runs down; panics and failed invariants are what the targets catch.
@@ -18,21 +21,31 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 failed=()
+unbuilt=()
 all=()
 for crate in l4 edge; do
     cd "$root/crates/$crate"
     for target in $(cargo fuzz list); do
         all+=("$crate/$target")
         mkdir -p "fuzz/corpus/$target"
+        if ! cargo fuzz build --sanitizer none --target-dir "$root/target/fuzz" "$target"; then
+            unbuilt+=("$crate/$target")
+            continue
+        fi
         echo "fuzzing $crate/$target for ${seconds}s"
-        if ! cargo fuzz run --sanitizer none "$target" "$PWD/fuzz/corpus/$target" \
+        if ! cargo fuzz run --sanitizer none --target-dir "$root/target/fuzz" "$target" "$PWD/fuzz/corpus/$target" \
             "$PWD/fuzz/seeds/$target" -- -max_total_time="$seconds"; then
             failed+=("$crate/$target")
         fi
     done
 done
+if ((${#unbuilt[@]})); then
+    echo "fuzz targets that did not build: ${unbuilt[*]}" >&2
+fi
 if ((${#failed[@]})); then
     echo "fuzzing found crashes in: ${failed[*]} (inputs in crates/<crate>/fuzz/artifacts/)" >&2
+fi
+if ((${#failed[@]} + ${#unbuilt[@]})); then
     exit 1
 fi
 echo "fuzzing found no crash in: ${all[*]}"

@@ -13,5 +13,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+echo "test: $(df -h --output=avail . | tail -1 | tr -d ' ') of disk left after the tests"
 # The parsers that read untrusted bytes first (ClientHello/SNI, PROXY v2), fuzzed briefly.
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
