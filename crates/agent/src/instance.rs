@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zeitwork_core::guest::{GuestConfig, Interface};
 use zeitwork_image::ImageConfig;
-use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Link, Netns, Topology};
+use zeitwork_net::{AppPort, Firewall, InstanceAddrs, Link, Netns};
 use zeitwork_vmm::{NetAttachment, RunningVm, VmExit, VmSpec, Vmm};
 
 use crate::{AgentError, InstanceRecord, Runtime, disks};
@@ -83,13 +83,7 @@ impl<V: Vmm> Runtime<V> {
             return Err(e);
         }
         let addrs = InstanceAddrs::for_index(self.config.node_prefix, spec.net_index)?;
-        // The VMM decides where the guest's tap must be.
-        let topology = if self.vmm.wants_own_netns() {
-            Topology::OwnNetns
-        } else {
-            Topology::HostTap
-        };
-        let link = match Link::create(spec.net_index, addrs, topology, &spec.id).await {
+        let link = match Link::create(spec.net_index, addrs, self.topology(), &spec.id).await {
             Ok(link) => link,
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -181,21 +175,26 @@ fn guest_config(
         workdir: image.working_dir.clone().unwrap_or_else(|| "/".into()),
         user: image.user.clone().unwrap_or_else(|| "0:0".into()),
         hostname: spec.id.chars().take(63).collect(),
-        interfaces: vec![Interface {
-            name: "eth0".into(),
-            ipv4: Some(format!("{}/31", addrs.guest4)),
-            gateway4: Some(addrs.host4.to_string()),
-            ipv6: Some(format!("{}/127", addrs.guest6)),
-            gateway6: Some(addrs.host6.to_string()),
-        }],
+        interfaces: vec![interface(addrs)],
         dns: host_resolvers(),
         secrets: spec.secrets.clone(),
         cache: None,
     }
 }
 
+/// The guest's `eth0`: its ends of the point-to-point links, the host's as gateways.
+pub(crate) fn interface(addrs: InstanceAddrs) -> Interface {
+    Interface {
+        name: "eth0".into(),
+        ipv4: Some(format!("{}/31", addrs.guest4)),
+        gateway4: Some(addrs.host4.to_string()),
+        ipv6: Some(format!("{}/127", addrs.guest6)),
+        gateway6: Some(addrs.host6.to_string()),
+    }
+}
+
 /// The host's upstream resolvers; loopback ones (a local stub) are unreachable from a guest.
-fn host_resolvers() -> Vec<String> {
+pub(crate) fn host_resolvers() -> Vec<String> {
     std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
         .lines()

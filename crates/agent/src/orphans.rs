@@ -81,6 +81,12 @@ impl<V: Vmm> Runtime<V> {
                 if let Some((_, cgroup)) = Cgroup::ours().into_iter().find(|(n, _)| *n == name) {
                     cgroup.kill_all().await;
                 }
+                // Its link went with the others above; its VMM's namespace, if it had one:
+                if let Ok(netns) = Netns::for_instance(&name)
+                    && netns.remove().await?
+                {
+                    cleaned.netns.push(netns.name().to_owned());
+                }
                 let _ = tokio::fs::remove_dir_all(dir.path()).await;
                 cleaned.builds.push(name);
             }

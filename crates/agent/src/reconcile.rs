@@ -184,9 +184,10 @@ impl<V: Vmm + 'static, C: ControlPlane> Reconciler<V, C> {
             .map(|(_, s)| s.net_index)
             .chain(self.stopping.iter().map(|s| s.net_index))
             .collect();
-        (0..)
+        // With every index taken, the first one past them: its start fails, saying so.
+        (0..zeitwork_net::INSTANCE_LINKS)
             .find(|i| !used.contains(i))
-            .expect("fewer than 2^32 instances")
+            .unwrap_or(zeitwork_net::INSTANCE_LINKS)
     }
 
     async fn remember(&self, spec: &DesiredInstance) -> Result<(), AgentError> {

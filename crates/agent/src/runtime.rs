@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use zeitwork_guest::GuestArtifacts;
 use zeitwork_image::ImageStore;
-use zeitwork_net::{EdgeNetwork, EgressAllow, Firewall, NodePrefix};
+use zeitwork_net::{EdgeNetwork, EgressAllow, Firewall, NodePrefix, Topology};
 use zeitwork_vmm::Vmm;
 
 use crate::AgentError;
@@ -89,6 +89,15 @@ impl<V: Vmm> Runtime<V> {
     /// `instances/<id>/`: the instance's disks, console log and records.
     pub(crate) fn instance_dir(&self, id: &str) -> PathBuf {
         self.config.state_dir.join("instances").join(id)
+    }
+
+    /// Where a guest's tap must be, as the VMM wants it.
+    pub(crate) fn topology(&self) -> Topology {
+        if self.vmm.wants_own_netns() {
+            Topology::OwnNetns
+        } else {
+            Topology::HostTap
+        }
     }
 
     pub fn vmm(&self) -> &V {

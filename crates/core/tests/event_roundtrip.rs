@@ -283,8 +283,9 @@ fn build_section() -> impl Strategy<Value = String> {
         60u64..=7200,
         proptest::collection::btree_map("[A-Z_][A-Z0-9_]{0,8}", "[ -~]{0,20}", 0..4),
         proptest::option::of("[a-z][a-z0-9_.-]{0,10}"),
+        proptest::bool::ANY,
     )
-        .prop_map(|(cpus, memory, timeout, args, target)| {
+        .prop_map(|(cpus, memory, timeout, args, target, network)| {
             let args: Vec<String> = args
                 .iter()
                 .map(|(k, v)| format!("{k} = {}", Value::from(v.as_str())))
@@ -292,7 +293,7 @@ fn build_section() -> impl Strategy<Value = String> {
             let target = target.map_or(String::new(), |t| format!("target = \"{t}\"\n"));
             format!(
                 "[build]\ndockerfile = \"docker/Dockerfile\"\ncpus = {cpus}\nmemory_mb = {memory}\n\
-                 timeout = \"{timeout}s\"\n{target}args = {{ {} }}\n",
+                 timeout = \"{timeout}s\"\nnetwork = {network}\n{target}args = {{ {} }}\n",
                 args.join(", ")
             )
         })

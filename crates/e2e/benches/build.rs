@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use zeitwork_agent::build::{BuildLimits, BuildSpec, build};
+use zeitwork_agent::build::{BuildLimits, BuildSpec};
 
 const ROUNDS: usize = 5;
 const DOCKERFILE: &str = "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n";
@@ -20,7 +20,7 @@ async fn main() {
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root"
     );
-    let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
+    let node = zeitwork_e2e::builder().await;
     let context = zeitwork_e2e::hello_context(DOCKERFILE);
 
     let (mut in_vm, mut on_host) = (Vec::new(), Vec::new());
@@ -39,10 +39,12 @@ async fn main() {
                 ..BuildLimits::default()
             },
             slot: 4000,
+            network: None,
             cache_disk: None,
         };
         let started = Instant::now();
-        build(&qemu, &guest, &rootfs, &spec, run.path())
+        node.runtime
+            .build(&node.rootfs, &spec, run.path())
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", e.log().join("\n")));
         in_vm.push(started.elapsed());

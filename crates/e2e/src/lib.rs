@@ -136,29 +136,48 @@ pub fn guest_cache() -> PathBuf {
     cache
 }
 
-/// What a build in a microVM needs on this host, from the shared guest cache: the guest
-/// kernel and initramfs, the builder guest, and QEMU.
+/// What a build in a microVM needs on this host: a node's runtime (QEMU, the guest
+/// kernel and initramfs of the shared guest cache, its firewall table installed, which
+/// confines the builders' links) and the builder guest.
+pub struct Builder {
+    pub runtime: zeitwork_agent::Runtime<zeitwork_vmm::Qemu>,
+    pub rootfs: zeitwork_agent::build::BuilderRootfs,
+    /// The runtime's state directory.
+    _state: TempDir,
+}
+
+/// The IPv6 prefix of [`builder`]'s node.
+pub const BUILDER_PREFIX: &str = "fd00:7a77:b1d::/64";
+
+/// The node [`Builder`] of this host.
 ///
 /// # Panics
-/// If any of them cannot be made (no network to Debian's mirror, no QEMU).
-pub async fn builder() -> (
-    zeitwork_guest::GuestArtifacts,
-    zeitwork_agent::build::BuilderRootfs,
-    zeitwork_vmm::Qemu,
-) {
+/// If any of it cannot be made (no network to Debian's mirror, no QEMU, not root).
+pub async fn builder() -> Builder {
     let cache = guest_cache();
-    let guest = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || zeitwork_guest::prepare(&cache, init_bin()))
-            .await
-            .expect("preparing does not panic")
-            .expect("the guest kernel and initramfs")
-    };
+    let state = tempfile::tempdir().expect("temp dir");
+    let runtime = zeitwork_agent::Runtime::new(
+        zeitwork_vmm::Qemu::detect().expect("QEMU is installed"),
+        zeitwork_agent::RuntimeConfig {
+            state_dir: state.path().to_path_buf(),
+            guest_dir: cache.clone(),
+            init_binary: init_bin().to_path_buf(),
+            node_prefix: zeitwork_net::NodePrefix::parse(BUILDER_PREFIX).expect("a ULA /64"),
+            egress_allow: Vec::new(),
+            edge_networks: Vec::new(),
+            registry: None,
+        },
+    )
+    .await
+    .expect("the node's runtime: the guest kernel and initramfs, the firewall");
     let rootfs = zeitwork_agent::build::BuilderRootfs::prepare(&cache)
         .await
         .expect("the builder guest (mmdebstrap from Debian's packages)");
-    let qemu = zeitwork_vmm::Qemu::detect().expect("QEMU is installed");
-    (guest, rootfs, qemu)
+    Builder {
+        runtime,
+        rootfs,
+        _state: state,
+    }
 }
 
 /// `zeitwork up` on `data` (without the example, the guest cache shared), the CLI logged

@@ -2,13 +2,17 @@
 //! from Debian's packages): the context goes in through the VM's scratch disk, the image
 //! comes out as an OCI archive and is pushed byte for byte to a registry, where it pulls
 //! back with the Dockerfile's command, port, build argument and files. A failing step fails
-//! the build with its output in the log.
+//! the build with its output in the log. `RUN` steps reach the internet, never the node or
+//! another VM.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use zeitwork_agent::build::{BuildError, BuildLimits, BuildSpec, build};
+use zeitwork_agent::InstanceSpec;
+use zeitwork_agent::build::{BuildError, BuildLimits, BuildSpec};
 use zeitwork_image::{Auth, ImageStore, PushOptions, pin, push_oci_archive};
+use zeitwork_net::{InstanceAddrs, Link, NodePrefix};
 
 const DOCKERFILE: &str = r#"FROM scratch
 ARG GREETING=hi
@@ -33,6 +37,7 @@ fn spec(name: &str, context: &std::path::Path, slot: u32) -> BuildSpec {
             time: Duration::from_secs(600),
         },
         slot,
+        network: None,
         cache_disk: None,
     }
 }
@@ -43,19 +48,15 @@ async fn a_dockerfile_is_built_in_a_microvm_and_pushed_as_built() {
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root"
     );
-    let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
+    let node = zeitwork_e2e::builder().await;
 
     let context = zeitwork_e2e::hello_context(DOCKERFILE);
     let run = tempfile::tempdir().unwrap();
-    let built = build(
-        &qemu,
-        &guest,
-        &rootfs,
-        &spec("ok", context.path(), 4000),
-        run.path(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the build failed: {e}\n{}", e.log().join("\n")));
+    let built = node
+        .runtime
+        .build(&node.rootfs, &spec("ok", context.path(), 4000), run.path())
+        .await
+        .unwrap_or_else(|e| panic!("the build failed: {e}\n{}", e.log().join("\n")));
     let log = built.log.join("\n");
     assert!(log.contains("COPY hello /hello"), "{log}");
     assert!(log.contains("zeitwork-build: done"), "{log}");
@@ -95,14 +96,14 @@ async fn a_dockerfile_is_built_in_a_microvm_and_pushed_as_built() {
     )
     .unwrap();
     let run = tempfile::tempdir().unwrap();
-    match build(
-        &qemu,
-        &guest,
-        &rootfs,
-        &spec("fail", context.path(), 4001),
-        run.path(),
-    )
-    .await
+    match node
+        .runtime
+        .build(
+            &node.rootfs,
+            &spec("fail", context.path(), 4001),
+            run.path(),
+        )
+        .await
     {
         Err(BuildError::Failed { reason, log }) => {
             let log = log.join("\n");
@@ -120,7 +121,7 @@ async fn a_second_build_of_an_app_reuses_the_layers_of_its_cache_disk() {
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root"
     );
-    let (guest, rootfs, qemu) = zeitwork_e2e::builder().await;
+    let node = zeitwork_e2e::builder().await;
     let context = zeitwork_e2e::hello_context(DOCKERFILE);
     let caches = tempfile::tempdir().unwrap();
     let cache = caches.path().join("app.ext4");
@@ -131,7 +132,9 @@ async fn a_second_build_of_an_app_reuses_the_layers_of_its_cache_disk() {
             cache_disk: Some(cache.clone()),
             ..spec(&format!("cached-{round}"), context.path(), slot)
         };
-        let built = build(&qemu, &guest, &rootfs, &spec, run.path())
+        let built = node
+            .runtime
+            .build(&node.rootfs, &spec, run.path())
             .await
             .unwrap_or_else(|e| panic!("the build failed: {e}\n{}", e.log().join("\n")));
         logs.push(built.log.join("\n"));
@@ -148,4 +151,105 @@ async fn a_second_build_of_an_app_reuses_the_layers_of_its_cache_disk() {
         "the second build reuses the first's layers:\n{}",
         logs[1]
     );
+}
+
+/// A name and port on the internet that answers: Debian's mirror, which the builder guest
+/// comes from anyway.
+const INTERNET: &str = "deb.debian.org:80";
+
+/// A builder's `RUN` steps reach the internet (the name resolved through the host's
+/// resolver, then a TCP connection), but neither the node nor another VM, whose
+/// connections time out (dropped by the firewall, while the same listeners answer the
+/// host); its link is gone after the build. Without network, nothing resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builders_run_steps_reach_the_internet_but_not_the_node_or_other_vms() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "cannot run: microVMs need root"
+    );
+    let node = zeitwork_e2e::builder().await;
+    // Another tenant's instance, serving: the host reaches it.
+    let registry = zeitwork_services::Registry::throwaway().await.unwrap();
+    let image = zeitwork_e2e::push_example(&registry).await;
+    let web = node
+        .runtime
+        .start(&InstanceSpec {
+            id: format!("zw-build-neighbour-{}", std::process::id()),
+            image,
+            command: None,
+            env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            port: Some(8080),
+            port_from_image: false,
+            vcpus: 1,
+            memory_mb: 128,
+            cpu_weight: 100,
+            net_index: 20,
+        })
+        .await
+        .unwrap();
+    let instance = SocketAddr::from((web.guest_ipv4(), 8080));
+    let serving = zeitwork_e2e::poll_until(Duration::from_secs(90), || async {
+        tokio::net::TcpStream::connect(instance)
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    assert!(serving.is_some(), "the neighbour never served the host");
+    // A port of the host's, on every address, the builder's gateway included.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let prefix = NodePrefix::parse(zeitwork_e2e::BUILDER_PREFIX).unwrap();
+    let (index, addrs) = InstanceAddrs::for_builder(prefix, 0).unwrap();
+    let host = SocketAddr::from((addrs.host4, listener.local_addr().unwrap().port()));
+    assert!(tokio::net::TcpStream::connect(host).await.is_ok());
+
+    let context = zeitwork_e2e::hello_context(&format!(
+        "FROM scratch\nCOPY hello /hello\nRUN [\"/hello\", \"probe\", \"{INTERNET}\"]\n\
+         RUN [\"/hello\", \"probe\", \"{host}\", \"{instance}\"]\n"
+    ));
+    let run = tempfile::tempdir().unwrap();
+    let networked = BuildSpec {
+        network: Some(0),
+        ..spec("net", context.path(), 4020)
+    };
+    let log = match node
+        .runtime
+        .build(&node.rootfs, &networked, run.path())
+        .await
+    {
+        Err(BuildError::Failed { log, .. }) => log.join("\n"),
+        other => panic!("the second step's probes must fail the build: {other:?}"),
+    };
+    for line in [
+        format!("hello: probe {INTERNET}: connected"),
+        format!("hello: probe {host}: connection timed out"),
+        format!("hello: probe {instance}: connection timed out"),
+    ] {
+        assert!(log.contains(&line), "{line:?} in:\n{log}");
+    }
+    let links = Link::list().await.unwrap();
+    assert!(
+        !links.contains(&zeitwork_net::link_name(index)),
+        "the builder's link is removed: {links:?}"
+    );
+
+    let run = tempfile::tempdir().unwrap();
+    let log = match node
+        .runtime
+        .build(
+            &node.rootfs,
+            &spec("offline", context.path(), 4021),
+            run.path(),
+        )
+        .await
+    {
+        Err(BuildError::Failed { log, .. }) => log.join("\n"),
+        other => panic!("a build without network reaches nothing: {other:?}"),
+    };
+    assert!(
+        log.contains(&format!("hello: probe {INTERNET}: cannot resolve")),
+        "{log}"
+    );
+    web.stop(Duration::from_secs(5)).await.unwrap();
 }

@@ -77,8 +77,10 @@ async fn built(up: &Up, source: &str) -> Value {
 async fn a_source_is_built_on_the_node_and_rolls_out() {
     let data = tempfile::tempdir().unwrap();
     let up = zeitwork_e2e::up_with_app(data.path(), "acme", "web").await;
+    // Its RUN step reaches the internet (the build fails if it cannot).
     let source = zeitwork_e2e::hello_context(
-        "FROM scratch\nCOPY hello /hello\nEXPOSE 8080\nCMD [\"/hello\"]\n",
+        "FROM scratch\nCOPY hello /hello\nRUN [\"/hello\", \"probe\", \"deb.debian.org:80\"]\n\
+         EXPOSE 8080\nCMD [\"/hello\"]\n",
     );
     let reference = push_source(&up, source.path(), "v1").await;
     let build = built(&up, &reference).await;

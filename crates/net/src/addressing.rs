@@ -31,7 +31,15 @@ impl NodePrefix {
     }
 }
 
-/// The two ends of one instance's point-to-point links.
+/// Every /31 of the IPv4 pool, and so every index a VM's link may have.
+const CAPACITY: u32 = 1 << (32 - POOL4_PREFIX - 1);
+/// Builder VMs' links take the pool's last indexes, one per concurrent build of the node;
+/// instances take the ones below ([`INSTANCE_LINKS`]), so neither can take the other's.
+pub const BUILDER_LINKS: u32 = 256;
+/// How many instances one node can address.
+pub const INSTANCE_LINKS: u32 = CAPACITY - BUILDER_LINKS;
+
+/// The two ends of one VM's point-to-point links (an instance's or a builder's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstanceAddrs {
     pub host4: Ipv4Addr,
@@ -41,21 +49,34 @@ pub struct InstanceAddrs {
 }
 
 impl InstanceAddrs {
-    /// Instance `index` (0-based) takes the index-th /31 of the IPv4 pool and the
-    /// index-th /127 of the node prefix; the host end is the even address.
+    /// Instance `index` (0-based, below [`INSTANCE_LINKS`]) takes the index-th /31 of the
+    /// IPv4 pool and the index-th /127 of the node prefix; the host end is the even address.
     pub fn for_index(prefix: NodePrefix, index: u32) -> Result<InstanceAddrs, NetError> {
-        let capacity = 1u32 << (32 - POOL4_PREFIX - 1);
-        if index >= capacity {
+        if index >= INSTANCE_LINKS {
             return Err(NetError::PoolExhausted(index));
         }
+        Ok(InstanceAddrs::at(prefix, index))
+    }
+
+    /// The link index and addresses of the node's builder VM `n` (below
+    /// [`BUILDER_LINKS`]): the pool's last ones, which no instance takes.
+    pub fn for_builder(prefix: NodePrefix, n: u32) -> Result<(u32, InstanceAddrs), NetError> {
+        if n >= BUILDER_LINKS {
+            return Err(NetError::BuildersExhausted(n));
+        }
+        let index = INSTANCE_LINKS + n;
+        Ok((index, InstanceAddrs::at(prefix, index)))
+    }
+
+    fn at(prefix: NodePrefix, index: u32) -> InstanceAddrs {
         let base4 = u32::from(POOL4) + 2 * index;
         let base6 = (u128::from(prefix.0) << 64) + 2 * u128::from(index) + 2;
-        Ok(InstanceAddrs {
+        InstanceAddrs {
             host4: Ipv4Addr::from(base4),
             guest4: Ipv4Addr::from(base4 + 1),
             host6: Ipv6Addr::from(base6),
             guest6: Ipv6Addr::from(base6 + 1),
-        })
+        }
     }
 }
 
@@ -78,11 +99,26 @@ mod tests {
         );
         assert_eq!(a.host6, "fd00:7a:1:2::2".parse::<Ipv6Addr>().unwrap());
         assert_eq!(b.guest6, "fd00:7a:1:2::5".parse::<Ipv6Addr>().unwrap());
-        let last = InstanceAddrs::for_index(p, 32767).unwrap();
-        assert_eq!(last.guest4, Ipv4Addr::new(172, 31, 255, 255));
+        let last = InstanceAddrs::for_index(p, 32511).unwrap();
+        assert_eq!(last.guest4, Ipv4Addr::new(172, 31, 253, 255));
         assert!(matches!(
-            InstanceAddrs::for_index(p, 32768),
+            InstanceAddrs::for_index(p, 32512),
             Err(NetError::PoolExhausted(_))
+        ));
+        // Builders take the rest, and only they.
+        let (index, first) = InstanceAddrs::for_builder(p, 0).unwrap();
+        assert_eq!(
+            (index, first.guest4),
+            (32512, Ipv4Addr::new(172, 31, 254, 1))
+        );
+        let (index, last) = InstanceAddrs::for_builder(p, 255).unwrap();
+        assert_eq!(
+            (index, last.guest4),
+            (32767, Ipv4Addr::new(172, 31, 255, 255))
+        );
+        assert!(matches!(
+            InstanceAddrs::for_builder(p, 256),
+            Err(NetError::BuildersExhausted(256))
         ));
         assert_eq!(p.to_cidr(), "fd00:7a:1:2::/64");
     }

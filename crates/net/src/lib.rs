@@ -15,7 +15,7 @@ mod firewall;
 mod link;
 mod netns;
 
-pub use addressing::{InstanceAddrs, NodePrefix};
+pub use addressing::{BUILDER_LINKS, INSTANCE_LINKS, InstanceAddrs, NodePrefix};
 pub use allow::{EdgeNetwork, EgressAllow};
 pub use firewall::{AppPort, DeniedRange, Firewall, GUEST_DENIED, TABLE};
 pub use link::{LINK_PREFIX, Link, Topology, guest_mac, link_name};
@@ -33,6 +33,8 @@ pub enum NetError {
     Command { command: String, stderr: String },
     #[error("instance index {0} is outside the node's address pool")]
     PoolExhausted(u32),
+    #[error("builder {0} is past the node's {max} builder links", max = BUILDER_LINKS)]
+    BuildersExhausted(u32),
     #[error("invalid node IPv6 prefix {0:?}: give a ULA /64 like fd12:3456:789a:1::/64")]
     BadPrefix(String),
     #[error(

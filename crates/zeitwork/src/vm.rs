@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
-use zeitwork_agent::build::{BuildLimits, BuildSpec, BuilderRootfs, build};
+use zeitwork_agent::build::{BuildLimits, BuildSpec, BuilderRootfs};
 use zeitwork_agent::{InstanceSpec, Runtime, RuntimeConfig};
 use zeitwork_core::guest::Exit;
 use zeitwork_net::NodePrefix;
@@ -115,8 +115,8 @@ pub struct SetupArgs {
 pub enum VmCommand {
     /// Boot an image in a microVM, print its console and URL; Ctrl-C stops it.
     Run(VmRunArgs),
-    /// Build a Dockerfile in a builder microVM (no network; bounded CPU, memory, disk and
-    /// time) and push the image, or write it as an OCI archive.
+    /// Build a Dockerfile in a builder microVM (reaching the internet only; bounded CPU,
+    /// memory, disk and time) and push the image, or write it as an OCI archive.
     Build(VmBuildArgs),
 }
 
@@ -155,6 +155,13 @@ pub struct VmBuildArgs {
     /// Slot of the builder VM on this node (its VMM's own ids; pick one no VM uses).
     #[arg(long, default_value_t = 1001)]
     slot: u32,
+    /// The builder's link to the internet, among the node's builder links (pick one no
+    /// running build uses).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..i64::from(zeitwork_net::BUILDER_LINKS)))]
+    link: u32,
+    /// Build with no network (`RUN` steps reach nothing).
+    #[arg(long)]
+    no_network: bool,
 }
 
 #[derive(Args)]
@@ -266,10 +273,11 @@ async fn vm_build(args: VmBuildArgs) -> anyhow::Result<std::process::ExitCode> {
             time: Duration::from_secs(args.timeout),
         },
         slot: args.slot,
+        network: (!args.no_network).then_some(args.link),
         cache_disk: None,
     };
     let console = tokio::spawn(follow(run.path().join(zeitwork_vmm::CONSOLE_LOG)));
-    let built = build(runtime.vmm(), runtime.guest(), &builder, &spec, run.path()).await;
+    let built = runtime.build(&builder, &spec, run.path()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     console.abort();
     let built = match built {

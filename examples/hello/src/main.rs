@@ -4,7 +4,8 @@
 //! `hello [serve]` serves `GET /` and `GET /healthz` on `$PORT` (default 8080).
 //! The runtime's tests also use it to act as a misbehaving app:
 //! `hello exit CODE`, `hello alloc MIB` (touch that much memory), and
-//! `hello probe HOST:PORT` (exit 0 if a TCP connection opens within 2 s, else 1).
+//! `hello probe HOST:PORT…` (a line for each; exit 0 if a TCP connection opens to every
+//! one within 2 s, else 1).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -22,9 +23,17 @@ fn main() -> ExitCode {
         [] | ["serve"] => serve(),
         ["exit", code] => ExitCode::from(code.parse::<u8>().unwrap_or(1)),
         ["alloc", mib] => alloc(mib.parse().unwrap_or(0)),
-        ["probe", target] => probe(target),
+        ["probe", targets @ ..] if !targets.is_empty() => {
+            // Every target is probed, whatever the others did.
+            let failed = targets.iter().filter(|t| !probe(t)).count();
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         _ => {
-            eprintln!("usage: hello [serve | exit CODE | alloc MIB | probe HOST:PORT]");
+            eprintln!("usage: hello [serve | exit CODE | alloc MIB | probe HOST:PORT…]");
             ExitCode::from(2)
         }
     }
@@ -100,22 +109,20 @@ fn alloc(mib: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn probe(target: &str) -> ExitCode {
-    let addr = match target.to_socket_addrs().ok().and_then(|mut a| a.next()) {
-        Some(a) => a,
-        None => {
-            eprintln!("hello: cannot resolve {target}");
-            return ExitCode::from(2);
-        }
+/// Whether a TCP connection to `target` opens within 2 s; says which on stdout.
+fn probe(target: &str) -> bool {
+    let Some(addr) = target.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        println!("hello: probe {target}: cannot resolve");
+        return false;
     };
     match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
         Ok(_) => {
             println!("hello: probe {target}: connected");
-            ExitCode::SUCCESS
+            true
         }
         Err(e) => {
             println!("hello: probe {target}: {e}");
-            ExitCode::FAILURE
+            false
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Base images: the builder has no network, so the node fetches every image the
-//! Dockerfile's stages start `FROM` (with skopeo, as OCI archives on the build's disk),
-//! and the builder loads them under their names before it builds, never pulling. Images of
-//! the platform registry are fetched with the node's own credential (the token service
-//! grants a node pulls of the orgs whose builds it runs); others anonymously.
+//! Base images: the node fetches every image the Dockerfile's stages start `FROM` (with
+//! skopeo, as OCI archives on the build's disk), and the builder loads them under their
+//! names before it builds, never pulling: the builder can neither reach the platform
+//! registry (it is on the node's network) nor hold a credential for it, and a build
+//! without network still has its bases. Images of the platform registry are fetched with
+//! the node's own credential (the token service grants a node pulls of the orgs whose
+//! builds it runs); others anonymously.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

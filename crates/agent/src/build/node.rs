@@ -17,7 +17,7 @@ use zeitwork_core::node::LogSource;
 use zeitwork_image::PushOptions;
 use zeitwork_vmm::{VM_ID_BASE, Vmm};
 
-use super::{BuildLimits, BuildSpec, BuilderRootfs, bases, build, fetch};
+use super::{BuildLimits, BuildSpec, BuilderRootfs, bases, fetch};
 use crate::control::ControlPlane;
 use crate::logs::Console;
 use crate::runtime::Runtime;
@@ -218,7 +218,8 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
             .and_then(|(m, _): &(Manifest, String)| m.build.as_ref())
             .unwrap_or(&wanted.build);
         let context = context.join(b.context.trim_start_matches("./"));
-        // The images its stages start from, fetched here: the builder has no network.
+        // The images its stages start from, fetched here, with the node's credential for
+        // the platform registry (which the builder can neither see nor reach).
         let dockerfile = tokio::fs::read_to_string(context.join(&b.dockerfile))
             .await
             .unwrap_or_default();
@@ -250,6 +251,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
                 time: b.timeout.as_duration(),
             },
             slot,
+            network: b.network.then_some(slot - FIRST_SLOT),
             cache_disk: with_cache.then(|| cache_disk(&runtime.config.state_dir, wanted.app_id)),
         };
         // Its output ships as it comes (`zeitwork builds logs -f`); every line is shipped
@@ -263,7 +265,7 @@ async fn run<V: Vmm + 'static, C: ControlPlane>(
             0,
             ended_rx,
         )));
-        let built = build(runtime.vmm(), runtime.guest(), &builder, &spec, &vm_dir).await;
+        let built = runtime.build(&builder, &spec, &vm_dir).await;
         let _ = ended.send(true);
         shipper.finish().await;
         // A build that did not end by its own exit may have left the cache half written.

@@ -1,7 +1,9 @@
 //! One build in a microVM: the context goes in and the image comes out through the VM's
 //! scratch disk, which the host makes before the boot (`mkfs.ext4 -d`) and reads after it
-//! (`debugfs`), so the builder has no network and no path to the host. Its CPU, memory,
-//! disk and wall time are bounded; its output is the build log.
+//! (`debugfs`). The builder's `RUN` steps reach the internet through a link of its own,
+//! confined as an instance's is (never the node, its networks or another VM), or have no
+//! network at all when the build says so. Its CPU, memory, disk and wall time are bounded;
+//! its output is the build log.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use zeitwork_core::guest::{Exit, GuestConfig};
-use zeitwork_guest::GuestArtifacts;
-use zeitwork_vmm::{VmExit, VmSpec, Vmm};
+use zeitwork_net::{InstanceAddrs, Link, Netns};
+use zeitwork_vmm::{NetAttachment, VmExit, VmSpec, Vmm};
 
 use super::BuilderRootfs;
-use crate::AgentError;
+use crate::instance::{host_resolvers, interface};
+use crate::{AgentError, Runtime};
 
 /// In the guest: the build's directory (on the scratch disk's upper layer).
 const BUILD_DIR: &str = "/build";
@@ -43,7 +46,8 @@ store="--storage-driver vfs --root $root --runroot /run/buildah"
 set -- "$@"
 args=""
 for a in "$@"; do args="$args --build-arg $a"; done
-# The base images the node fetched (the builder has no network), under their names.
+# The base images the node fetched (with its own credential, which the builder never
+# sees), under their names.
 if [ -f /build/bases/list ]; then
   while IFS="$(printf '\t')" read -r file name; do
     echo "zeitwork-build: loading $name"
@@ -97,6 +101,10 @@ pub struct BuildSpec {
     pub limits: BuildLimits,
     /// The VM's slot on the node (its VMM's own ids).
     pub slot: u32,
+    /// The builder's link to the internet: its number among the node's builder links
+    /// (below `zeitwork_net::BUILDER_LINKS`, one no other running build uses); `None`
+    /// builds with no network.
+    pub network: Option<u32>,
     /// The app's layer cache: an ext4 image the builder keeps its layers on (made
     /// empty when missing), for no other app's builds.
     pub cache_disk: Option<PathBuf>,
@@ -137,88 +145,154 @@ impl BuildError {
     }
 }
 
-/// Builds `spec` in a microVM of `vmm` under `run_dir` (made; left for the caller to
-/// remove), booting `rootfs` with `guest`'s kernel.
-pub async fn build<V: Vmm>(
-    vmm: &V,
-    guest: &GuestArtifacts,
-    rootfs: &BuilderRootfs,
-    spec: &BuildSpec,
-    run_dir: &Path,
-) -> Result<Built, BuildError> {
-    std::fs::create_dir_all(run_dir)
-        .map_err(AgentError::io(format!("creating {}", run_dir.display())))?;
-    if let Some(cache) = &spec.cache_disk
-        && !cache.exists()
-    {
-        if let Some(dir) = cache.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(AgentError::io(format!("creating {}", dir.display())))?;
+impl<V: Vmm> Runtime<V> {
+    /// Builds `spec` in a microVM under `run_dir` (made; left for the caller to remove),
+    /// booting `rootfs` with the node's guest kernel; its link (if it has one) is removed
+    /// when the build ends, however it ends.
+    pub async fn build(
+        &self,
+        rootfs: &BuilderRootfs,
+        spec: &BuildSpec,
+        run_dir: &Path,
+    ) -> Result<Built, BuildError> {
+        let link = match spec.network {
+            Some(n) => {
+                let (index, addrs) = InstanceAddrs::for_builder(self.config.node_prefix, n)
+                    .map_err(AgentError::from)?;
+                let link = Link::create(index, addrs, self.topology(), &spec.id)
+                    .await
+                    .map_err(AgentError::from)?;
+                Some(LinkGuard(Some(link)))
+            }
+            None => None,
+        };
+        let built = self
+            .build_in(
+                rootfs,
+                spec,
+                run_dir,
+                link.as_ref().and_then(|l| l.0.as_ref()),
+            )
+            .await;
+        if let Some(link) = link {
+            link.remove().await;
         }
-        crate::disks::scratch_with(cache, spec.limits.disk_mb, None).await?;
+        built
     }
-    let scratch = run_dir.join("scratch.ext4");
-    scratch_with_context(&scratch, spec).await?;
-    let config = run_dir.join("config.img");
-    crate::disks::config(&config, &guest_config(spec))?;
-    let vm = vmm
-        .launch(&VmSpec {
-            name: spec.id.clone(),
-            vcpus: spec.limits.vcpus,
-            memory_mb: spec.limits.memory_mb,
-            cpu_weight: 100,
-            kernel: guest.vmlinux.clone(),
-            initramfs: guest.initramfs.clone(),
-            root_disk: rootfs.path.clone(),
-            scratch_disk: scratch.clone(),
-            config_disk: config,
-            cache_disk: spec.cache_disk.clone(),
-            net: None,
-            run_dir: run_dir.to_path_buf(),
-            slot: spec.slot,
-        })
-        .await
-        .map_err(AgentError::from)?;
-    let started = Instant::now();
-    let exit = vm
-        .wait_or_stop(tokio::time::sleep(spec.limits.time), Duration::from_secs(5))
-        .await
-        .map_err(AgentError::from)?;
-    let log = build_log(run_dir);
-    if started.elapsed() >= spec.limits.time {
-        return Err(BuildError::TimedOut(spec.limits.time, log));
+
+    async fn build_in(
+        &self,
+        rootfs: &BuilderRootfs,
+        spec: &BuildSpec,
+        run_dir: &Path,
+        link: Option<&Link>,
+    ) -> Result<Built, BuildError> {
+        std::fs::create_dir_all(run_dir)
+            .map_err(AgentError::io(format!("creating {}", run_dir.display())))?;
+        if let Some(cache) = &spec.cache_disk
+            && !cache.exists()
+        {
+            if let Some(dir) = cache.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(AgentError::io(format!("creating {}", dir.display())))?;
+            }
+            crate::disks::scratch_with(cache, spec.limits.disk_mb, None).await?;
+        }
+        let scratch = run_dir.join("scratch.ext4");
+        scratch_with_context(&scratch, spec).await?;
+        let config = run_dir.join("config.img");
+        crate::disks::config(&config, &guest_config(spec, link))?;
+        let vm = self
+            .vmm
+            .launch(&VmSpec {
+                name: spec.id.clone(),
+                vcpus: spec.limits.vcpus,
+                memory_mb: spec.limits.memory_mb,
+                cpu_weight: 100,
+                kernel: self.guest.vmlinux.clone(),
+                initramfs: self.guest.initramfs.clone(),
+                root_disk: rootfs.path.clone(),
+                scratch_disk: scratch.clone(),
+                config_disk: config,
+                cache_disk: spec.cache_disk.clone(),
+                net: link.map(|link| NetAttachment {
+                    tap: link.tap().to_owned(),
+                    mac: link.mac.clone(),
+                    netns: link.netns.as_ref().map(Netns::path),
+                }),
+                run_dir: run_dir.to_path_buf(),
+                slot: spec.slot,
+            })
+            .await
+            .map_err(AgentError::from)?;
+        let started = Instant::now();
+        let exit = vm
+            .wait_or_stop(tokio::time::sleep(spec.limits.time), Duration::from_secs(5))
+            .await
+            .map_err(AgentError::from)?;
+        let log = build_log(run_dir);
+        if started.elapsed() >= spec.limits.time {
+            return Err(BuildError::TimedOut(spec.limits.time, log));
+        }
+        match exit {
+            VmExit::App(Exit::Code(0)) => {}
+            VmExit::App(Exit::Code(code)) => {
+                return Err(BuildError::Failed {
+                    reason: format!("{EXITED} {code}"),
+                    log,
+                });
+            }
+            VmExit::App(Exit::Signal(signal)) => {
+                return Err(BuildError::Failed {
+                    reason: format!("the build was killed by signal {signal}"),
+                    log,
+                });
+            }
+            VmExit::OutOfMemory => {
+                return Err(BuildError::Failed {
+                    reason: format!("out of memory ({} MiB)", spec.limits.memory_mb),
+                    log,
+                });
+            }
+            VmExit::InitFailed(reason) | VmExit::Crashed(reason) => {
+                return Err(BuildError::Failed { reason, log });
+            }
+        }
+        let archive = run_dir.join("image.tar");
+        dump(&scratch, ARCHIVE_ON_DISK, &archive).await?;
+        Ok(Built { archive, log })
     }
-    match exit {
-        VmExit::App(Exit::Code(0)) => {}
-        VmExit::App(Exit::Code(code)) => {
-            return Err(BuildError::Failed {
-                reason: format!("{EXITED} {code}"),
-                log,
-            });
-        }
-        VmExit::App(Exit::Signal(signal)) => {
-            return Err(BuildError::Failed {
-                reason: format!("the build was killed by signal {signal}"),
-                log,
-            });
-        }
-        VmExit::OutOfMemory => {
-            return Err(BuildError::Failed {
-                reason: format!("out of memory ({} MiB)", spec.limits.memory_mb),
-                log,
-            });
-        }
-        VmExit::InitFailed(reason) | VmExit::Crashed(reason) => {
-            return Err(BuildError::Failed { reason, log });
-        }
-    }
-    let archive = run_dir.join("image.tar");
-    dump(&scratch, ARCHIVE_ON_DISK, &archive).await?;
-    Ok(Built { archive, log })
 }
 
-/// What the guest runs: the script, as root, in the context.
-fn guest_config(spec: &BuildSpec) -> GuestConfig {
+/// A builder's link, removed when the build ends; dropped with a cancelled build's task,
+/// it is removed in the background (and a restarted agent removes what is left).
+struct LinkGuard(Option<Link>);
+
+impl LinkGuard {
+    async fn remove(mut self) {
+        if let Some(link) = self.0.take() {
+            remove_link(link).await;
+        }
+    }
+}
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        if let (Some(link), Ok(handle)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            handle.spawn(remove_link(link));
+        }
+    }
+}
+
+async fn remove_link(link: Link) {
+    let name = link.name.clone();
+    if let Err(e) = link.remove().await {
+        tracing::warn!(link = %name, error = %e, "could not remove a builder's link");
+    }
+}
+
+/// What the guest runs: the script, as root, in the context, on its link when it has one.
+fn guest_config(spec: &BuildSpec, link: Option<&Link>) -> GuestConfig {
     let mut argv = vec![
         "/bin/sh".to_owned(),
         "-c".to_owned(),
@@ -241,8 +315,8 @@ fn guest_config(spec: &BuildSpec) -> GuestConfig {
         workdir: format!("{BUILD_DIR}/context"),
         user: "0:0".into(),
         hostname: "builder".into(),
-        interfaces: Vec::new(),
-        dns: Vec::new(),
+        interfaces: link.map(|l| interface(l.addrs)).into_iter().collect(),
+        dns: link.map(|_| host_resolvers()).unwrap_or_default(),
         secrets: BTreeMap::new(),
         cache: spec.cache_disk.as_ref().map(|_| CACHE_DIR.to_owned()),
     }

@@ -45,10 +45,14 @@ pub struct Build {
     /// Wall time, after which the build is stopped and fails.
     #[serde(default = "default_timeout")]
     pub timeout: Seconds,
+    /// Whether its `RUN` steps reach the internet (confined as an instance is: never the
+    /// node, its networks or another VM); `false` builds with no network at all.
+    #[serde(default = "default_network")]
+    pub network: bool,
 }
 
 impl Default for Build {
-    /// `Dockerfile` in `.`, 2 vCPUs, 2 GiB, 10 GiB of disk, 15 minutes.
+    /// `Dockerfile` in `.`, 2 vCPUs, 2 GiB, 10 GiB of disk, 15 minutes, with network.
     fn default() -> Build {
         Build {
             dockerfile: default_dockerfile(),
@@ -59,6 +63,7 @@ impl Default for Build {
             memory_mb: default_memory(),
             disk_mb: default_disk(),
             timeout: default_timeout(),
+            network: default_network(),
         }
     }
 }
@@ -77,6 +82,9 @@ fn default_memory() -> u64 {
 }
 fn default_disk() -> u64 {
     10 * 1024
+}
+fn default_network() -> bool {
+    true
 }
 fn default_timeout() -> Seconds {
     Seconds::from_secs(15 * 60).expect("within bounds")
