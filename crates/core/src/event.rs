@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::certificate::CertificateSource;
+use crate::manifest::Seconds;
 use crate::node::{NodeState, ObservedState};
 
 /// One committed event, as read back from the log.
@@ -200,6 +201,29 @@ pub enum EventData {
         /// before rollouts surged, which stopped the earlier instances at once.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         surge: bool,
+        /// How long the deployment this one replaces stays on standby (its instances
+        /// running, unrouted, for an instant rollback) once this one is ready. Absent
+        /// (and in events written before standbys): it is superseded, its instances stop.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby: Option<Seconds>,
+    },
+    /// A rollback to the env's standby deployment: it serves again, at once (its
+    /// instances never stopped), and the deployment it replaces takes its place on
+    /// standby for `standby` (absent: superseded).
+    DeploymentReactivated {
+        deployment_id: Uuid,
+        env_id: Uuid,
+        /// The active deployment it replaces.
+        rollback_of: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby: Option<Seconds>,
+    },
+    /// A standby deployment is superseded: its window ended, or its room was needed. Its
+    /// instances stop once the env's active deployment is ready.
+    StandbyEnded {
+        deployment_id: Uuid,
+        env_id: Uuid,
+        reason: String,
     },
     ProcessScaled {
         deployment_id: Uuid,
@@ -406,6 +430,8 @@ impl EventData {
             EventData::NodeJoinTokenCreated { token_id, .. } => *token_id,
             EventData::ReleaseCreated { release_id, .. } => *release_id,
             EventData::DeploymentCreated { deployment_id, .. }
+            | EventData::DeploymentReactivated { deployment_id, .. }
+            | EventData::StandbyEnded { deployment_id, .. }
             | EventData::ProcessScaled { deployment_id, .. }
             | EventData::InstancesPlaced { deployment_id, .. }
             | EventData::InstancesReplaced { deployment_id, .. }
@@ -444,6 +470,8 @@ impl EventData {
             EventData::NodeRegistered { .. } => "node_registered",
             EventData::ReleaseCreated { .. } => "release_created",
             EventData::DeploymentCreated { .. } => "deployment_created",
+            EventData::DeploymentReactivated { .. } => "deployment_reactivated",
+            EventData::StandbyEnded { .. } => "standby_ended",
             EventData::ProcessScaled { .. } => "process_scaled",
             EventData::NodeJoinTokenCreated { .. } => "node_join_token_created",
             EventData::NodeEnrolled { .. } => "node_enrolled",

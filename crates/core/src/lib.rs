@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod certificate;
+pub mod deployment;
 pub mod event;
 pub mod guest;
 pub mod image;
@@ -20,6 +21,7 @@ pub mod role;
 pub mod route_policy;
 
 pub use certificate::CertificateSource;
+pub use deployment::DeploymentState;
 pub use event::{Event, EventData, InstancePlan};
 pub use image::ImageRef;
 pub use manifest::{Manifest, ManifestError};

@@ -4,6 +4,7 @@
 
 mod build;
 mod check;
+mod deploy;
 mod duration;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::name::{Hostname, Name};
 pub use build::Build;
 pub use check::check_env_name;
+pub use deploy::Deploy;
 pub use duration::Seconds;
 
 /// The only manifest schema version this build understands.
@@ -54,6 +56,9 @@ pub struct Manifest {
     /// How the image is built from source, for deploys from a directory or a repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// How rollouts treat the deployment they replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Deploy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,6 +256,7 @@ impl Manifest {
             env: BTreeMap::new(),
             routes: Vec::new(),
             build: None,
+            deploy: None,
         }
     }
 }

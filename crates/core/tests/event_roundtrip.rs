@@ -38,6 +38,12 @@ fn text() -> impl Strategy<Value = String> {
     any::<String>()
 }
 
+/// Any duration the log may hold, 0 to 24 hours in milliseconds.
+fn seconds() -> impl Strategy<Value = zeitwork_core::manifest::Seconds> {
+    (0..=zeitwork_core::manifest::Seconds::MAX.as_millis())
+        .prop_map(|ms| zeitwork_core::manifest::Seconds::from_millis(ms).unwrap())
+}
+
 fn time() -> impl Strategy<Value = DateTime<Utc>> {
     // Any instant in years 0..=9999 with nanoseconds, as chrono writes RFC 3339.
     (-62_167_219_200i64..=253_402_300_799, 0u32..1_000_000_000)
@@ -247,7 +253,11 @@ fn manifest_input() -> impl Strategy<Value = String> {
         toml_duration(duration_input()),
         prop_oneof![any::<u32>(), 0u32..1000],
         proptest::option::of(any::<u16>()),
-        proptest::option::of(build_input()),
+        (
+            proptest::option::of(build_input()),
+            proptest::option::of(toml_duration(duration_input())),
+        )
+            .prop_map(sections),
     )
         .prop_map(manifest_text)
 }
@@ -270,7 +280,11 @@ fn plausible_manifest_input() -> impl Strategy<Value = String> {
         toml_duration(plausible_duration()),
         0u32..1000,
         proptest::option::of(any::<u16>()),
-        proptest::option::of(build_section()),
+        (
+            proptest::option::of(build_section()),
+            proptest::option::of(toml_duration(plausible_duration())),
+        )
+            .prop_map(sections),
     )
         .prop_map(manifest_text)
 }
@@ -318,6 +332,15 @@ fn toml_duration(input: impl Strategy<Value = Value>) -> impl Strategy<Value = S
         Value::Number(n) if n.is_f64() => format!("{:?}", n.as_f64().unwrap()),
         other => other.to_string(),
     })
+}
+
+/// The optional `[build]` and `[deploy]` sections (`standby` the given duration).
+fn sections((build, standby): (Option<String>, Option<String>)) -> Option<String> {
+    let deploy = standby.map(|d| format!("[deploy]\nstandby = {d}\n"));
+    match (build, deploy) {
+        (None, None) => None,
+        (b, d) => Some(b.unwrap_or_default() + &d.unwrap_or_default()),
+    }
 }
 
 fn manifest_text(
@@ -572,13 +595,14 @@ fn any_event_data() -> BoxedStrategy<EventData> {
             (
                 proptest::collection::vec(process_spec, 0..3),
                 plans(),
-                any::<bool>()
+                any::<bool>(),
+                proptest::option::of(seconds()),
             )
         )
             .prop_map(
                 |(
                     (deployment_id, env_id, release_id, slug, rollback_of),
-                    (processes, instances, surge),
+                    (processes, instances, surge, standby),
                 )| {
                     EventData::DeploymentCreated {
                         deployment_id,
@@ -589,9 +613,25 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                         processes,
                         instances,
                         surge,
+                        standby,
                     }
                 }
             ),
+        (uuid(), uuid(), uuid(), proptest::option::of(seconds())).prop_map(
+            |(deployment_id, env_id, rollback_of, standby)| EventData::DeploymentReactivated {
+                deployment_id,
+                env_id,
+                rollback_of,
+                standby,
+            }
+        ),
+        (uuid(), uuid(), text()).prop_map(|(deployment_id, env_id, reason)| {
+            EventData::StandbyEnded {
+                deployment_id,
+                env_id,
+                reason,
+            }
+        }),
         (uuid(), text(), any::<u32>(), plans(), uuids()).prop_map(
             |(deployment_id, process, instances, started, stopped)| EventData::ProcessScaled {
                 deployment_id,
@@ -755,9 +795,11 @@ fn variant(data: &EventData) -> usize {
         EventData::RepositoryConnected { .. } => 35,
         EventData::RepositoryDisconnected { .. } => 36,
         EventData::WebhookDelivered { .. } => 37,
+        EventData::DeploymentReactivated { .. } => 38,
+        EventData::StandbyEnded { .. } => 39,
     }
 }
-const VARIANTS: usize = 38;
+const VARIANTS: usize = 40;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -153,6 +153,7 @@ impl World {
             }],
             instances: plans.clone(),
             surge: false,
+            standby: None,
         }];
         for (plan, address) in plans.iter().zip(addresses) {
             events.push(EventData::InstanceObserved {

@@ -35,6 +35,8 @@ pub async fn subjects(
             out.push(format!("{PREFIX}.instances"));
             out.push(format!("{PREFIX}.routes"));
         }
+        // Edges switch the env's hostnames back; no instance starts or stops.
+        EventData::DeploymentReactivated { .. } => out.push(format!("{PREFIX}.routes")),
         // Edges serve verified domains only and the certificate issuer orders for them:
         // both follow `routes`, so a verification wakes them like any domain change.
         EventData::RouteCreated { .. }
@@ -98,7 +100,9 @@ pub async fn subjects(
         | EventData::AcmeAccountStored { .. }
         | EventData::RepositoryConnected { .. }
         | EventData::RepositoryDisconnected { .. }
-        | EventData::WebhookDelivered { .. } => {}
+        | EventData::WebhookDelivered { .. }
+        // Its instances stop later, with `instances_stopped`.
+        | EventData::StandbyEnded { .. } => {}
     }
     Ok(out)
 }

@@ -131,6 +131,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
         }],
         instances: vec![placed.clone(), waiting.clone()],
         surge: false,
+        standby: None,
     };
     emit(&store, o, deployed).await;
 

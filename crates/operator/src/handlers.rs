@@ -17,6 +17,8 @@ mod scale;
 mod secrets;
 mod tokens;
 
+pub(crate) use routing::apply_declared;
+
 use axum::http::StatusCode;
 use uuid::Uuid;
 use zeitwork_core::EventData;

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod registry_gc;
 mod relocate;
 mod repositories;
+mod rollout;
 pub mod scope;
 pub mod state;
 

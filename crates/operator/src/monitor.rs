@@ -1,6 +1,7 @@
 //! The operator's watch over nodes, run in every operator: each round it (a) declares
 //! nodes whose agents fell silent dead, replaces their instances elsewhere and fails
-//! their builds, (b) stops
+//! their builds, (a') supersedes standby deployments whose window ended or whose room
+//! is needed, (b) stops
 //! instances whose replacement reports healthy (the end of a drain) and those of
 //! deployments superseded by a healthy one (the end of a rollout), and (c) places
 //! instances that waited for room.
@@ -17,6 +18,7 @@ use zeitwork_core::node::NodeState;
 use zeitwork_store::{Store, StoreError, agents, log, read};
 
 use crate::relocate::{self, Handover};
+use crate::rollout;
 use crate::state::Config;
 
 /// The actor of the events the monitor writes.
@@ -42,6 +44,7 @@ pub async fn run(store: Store, config: Config, shutdown: impl Future<Output = ()
 /// One round of the monitor.
 pub async fn round(store: &Store, config: &Config) -> Result<(), StoreError> {
     bury_silent_nodes(store, config).await?;
+    end_standbys(store).await?;
     stop_handed_over(store, Handover::Replaced).await?;
     stop_handed_over(store, Handover::Superseded).await?;
     place_waiting(store, config).await
@@ -80,6 +83,24 @@ async fn bury_silent_nodes(store: &Store, config: &Config) -> Result<(), StoreEr
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+async fn end_standbys(store: &Store) -> Result<(), StoreError> {
+    let mut db = store.pool().acquire().await?;
+    if agents::standbys_ended(&mut *db).await?.is_empty()
+        && agents::standby_for_room(&mut *db).await?.is_none()
+    {
+        return Ok(());
+    }
+    drop(db);
+    let mut tx = store.begin().await?;
+    log::lock(&mut tx).await?;
+    let ended = rollout::end_standbys(&mut tx).await?;
+    tx.commit().await?;
+    if ended > 0 {
+        tracing::info!(ended, "standby deployments were superseded");
+    }
     Ok(())
 }
 

@@ -38,6 +38,9 @@ pub struct Config {
     pub registry: Option<Arc<crate::registry::PlatformRegistry>>,
     /// What the registry's garbage collection keeps, and how often it runs.
     pub registry_gc: crate::registry_gc::GcPolicy,
+    /// How long the deployment a rollout replaces stays on standby unless the app's
+    /// manifest says (`[deploy] standby`); zero: not at all.
+    pub standby_window: zeitwork_core::manifest::Seconds,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             follow_for: Duration::from_secs(3600),
             registry: None,
             registry_gc: crate::registry_gc::GcPolicy::default(),
+            standby_window: zeitwork_core::deployment::DEFAULT_STANDBY,
         }
     }
 }

@@ -163,6 +163,43 @@ pub async fn superseded_by_ready<'c>(db: impl PgExecutor<'c>) -> R<Vec<InstanceR
     .await?)
 }
 
+/// A standby deployment, with what an event about it must name.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StandbyRef {
+    pub org_id: Uuid,
+    pub env_id: Uuid,
+    pub deployment_id: Uuid,
+}
+
+/// Standby deployments whose window has ended.
+pub async fn standbys_ended<'c>(db: impl PgExecutor<'c>) -> R<Vec<StandbyRef>> {
+    Ok(sqlx::query_as(
+        "SELECT org_id, env_id, id AS deployment_id FROM deployments
+         WHERE state = 'standby' AND standby_until <= now()
+         ORDER BY standby_until, id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The standby deployment to give up for room, when an active deployment's instance
+/// waits for a node: the one whose window ends first (the oldest, windows alike).
+pub async fn standby_for_room<'c>(db: impl PgExecutor<'c>) -> R<Option<StandbyRef>> {
+    Ok(sqlx::query_as(
+        "SELECT s.org_id, s.env_id, s.id AS deployment_id FROM deployments s
+         WHERE s.state = 'standby'
+           AND EXISTS (SELECT 1 FROM instances s_i
+                       WHERE s_i.deployment_id = s.id AND s_i.desired_state = 'running'
+                         AND s_i.node_id IS NOT NULL)
+           AND EXISTS (SELECT 1 FROM instances w
+                       JOIN deployments a ON a.id = w.deployment_id AND a.state = 'active'
+                       WHERE w.desired_state = 'running' AND w.node_id IS NULL)
+         ORDER BY s.standby_until, s.id LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Instances still running although a running replacement of theirs reports healthy.
 pub async fn replaced_by_healthy<'c>(db: impl PgExecutor<'c>) -> R<Vec<InstanceRef>> {
     Ok(sqlx::query_as(

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
+use zeitwork_core::DeploymentState;
 use zeitwork_core::event::ProcessSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -106,9 +107,14 @@ pub struct Deployment {
     pub release_id: Uuid,
     pub release_number: i32,
     pub slug: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: DeploymentState,
     pub rollback_of: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// When it last became active: its creation, or a rollback to it.
+    pub activated_at: DateTime<Utc>,
+    /// While on standby: when its window ends.
+    pub standby_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

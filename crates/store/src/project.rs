@@ -3,6 +3,7 @@
 
 mod agents;
 mod certificates;
+mod deployments;
 mod labels;
 
 use sqlx::AssertSqlSafe;
@@ -367,6 +368,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             processes,
             instances,
             surge,
+            standby,
         } => {
             // A surge keeps the earlier instances that run somewhere (they serve until
             // this deployment's are healthy); those still waiting for room are not needed.
@@ -379,13 +381,10 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(surge)
             .execute(&mut *db)
             .await?;
-            sqlx::query("UPDATE deployments SET state = 'superseded' WHERE env_id = $1 AND state = 'active'")
-                .bind(env_id)
-                .execute(&mut *db)
-                .await?;
+            deployments::demote_active(db, env_id, at, *standby).await?;
             sqlx::query(
-                "INSERT INTO deployments (id, org_id, app_id, env_id, release_id, slug, state, rollback_of, created_at)
-                 SELECT $1, $2, app_id, $3, $4, $5, 'active', $6, $7 FROM envs WHERE id = $3",
+                "INSERT INTO deployments (id, org_id, app_id, env_id, release_id, slug, state, rollback_of, created_at, activated_at)
+                 SELECT $1, $2, app_id, $3, $4, $5, 'active', $6, $7, $7 FROM envs WHERE id = $3",
             )
             .bind(deployment_id)
             .bind(org)
@@ -401,6 +400,21 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 insert_process(db, deployment_id, p).await?;
             }
             insert_instances(db, event, deployment_id, instances).await?;
+        }
+        EventData::DeploymentReactivated {
+            deployment_id,
+            env_id,
+            rollback_of,
+            standby,
+        } => {
+            deployments::reactivate(db, env_id, deployment_id, rollback_of, at, *standby).await?;
+        }
+        EventData::StandbyEnded {
+            deployment_id,
+            env_id,
+            reason: _,
+        } => {
+            deployments::supersede_standby(db, env_id, Some(deployment_id)).await?;
         }
         EventData::ProcessScaled {
             deployment_id,

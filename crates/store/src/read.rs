@@ -233,11 +233,12 @@ pub async fn release_by_id<'c>(db: impl PgExecutor<'c>, id: Uuid) -> R<Option<Re
 
 const DEPLOYMENT: &str =
     "SELECT d.id, d.env_id, d.release_id, r.number AS release_number, d.slug, d.state,
-        d.rollback_of, d.created_at FROM deployments d JOIN releases r ON r.id = d.release_id";
+        d.rollback_of, d.created_at, d.activated_at, d.standby_until
+    FROM deployments d JOIN releases r ON r.id = d.release_id";
 
 pub async fn deployments<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Deployment>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "{DEPLOYMENT} WHERE d.env_id = $1 ORDER BY d.created_at DESC"
+        "{DEPLOYMENT} WHERE d.env_id = $1 ORDER BY d.created_at DESC, d.id DESC"
     )))
     .bind(env)
     .fetch_all(db)
@@ -250,6 +251,34 @@ pub async fn active_deployment<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Opti
     )))
     .bind(env)
     .fetch_optional(db)
+    .await?)
+}
+
+/// The env's standby deployment, if it has one.
+pub async fn standby_deployment<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Option<Deployment>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{DEPLOYMENT} WHERE d.env_id = $1 AND d.state = 'standby'"
+    )))
+    .bind(env)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Whether the deployment could take its env's traffic now: every instance meant to run
+/// reports healthy, and each process meant to have instances has one running.
+pub async fn deployment_ready<'c>(db: impl PgExecutor<'c>, deployment: Uuid) -> R<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM instances
+                            WHERE deployment_id = $1 AND desired_state = 'running'
+                              AND observed_state IS DISTINCT FROM 'healthy')
+            AND NOT EXISTS (SELECT 1 FROM process_types p
+                            WHERE p.deployment_id = $1 AND p.instances > 0
+                              AND NOT EXISTS (SELECT 1 FROM instances i
+                                              WHERE i.deployment_id = $1 AND i.process = p.name
+                                                AND i.desired_state = 'running'))",
+    )
+    .bind(deployment)
+    .fetch_one(db)
     .await?)
 }
 

@@ -275,6 +275,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 processes: vec![web.clone()],
                 instances: vec![plan("web", Some(node)), plan("web", None)],
                 surge: false,
+                standby: None,
             },
         ),
         (
@@ -289,6 +290,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                 instances: vec![plan("web", Some(node))],
                 // d1's placed instance keeps running, its waiting one stops.
                 surge: true,
+                standby: None,
             },
         ),
         (

@@ -79,6 +79,12 @@ pub struct OperatorArgs {
     /// Seconds an image must have gone unreferenced before garbage collection deletes it.
     #[arg(long, env = "ZEITWORK_REGISTRY_GC_GRACE", default_value = "3600", value_parser = week)]
     pub registry_gc_grace: Duration,
+    /// How long the deployment a rollout replaces keeps running, unrouted, so a rollback
+    /// to it boots nothing ("30m", "90s", a number of seconds; at most 24 hours; 0 turns
+    /// standbys off). An app's `[deploy] standby` overrides it.
+    #[arg(long, env = "ZEITWORK_STANDBY_WINDOW", default_value = "30m",
+        value_parser = zeitwork_core::manifest::Seconds::parse)]
+    pub standby_window: zeitwork_core::manifest::Seconds,
     /// Seconds between registry garbage collection rounds.
     #[arg(long, env = "ZEITWORK_REGISTRY_GC_EVERY", default_value = "3600", value_parser = week)]
     pub registry_gc_every: Duration,
@@ -108,6 +114,7 @@ impl OperatorArgs {
                 grace: self.registry_gc_grace,
                 every: self.registry_gc_every,
             },
+            standby_window: self.standby_window,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! with a warning, so a tenant's route can never take over a platform-assigned name):
 //! 1. `<app>-<slug>-<org>.<base>`: one deployment, whatever its age;
 //! 2. the env's own name, `<app>-<org>.<base>` for `prod` and `<app>-<env>-<org>.<base>`
-//!    otherwise: the newest deployment that has a healthy instance;
+//!    otherwise: the most recently activated deployment (created, or rolled back to)
+//!    that has a healthy instance;
 //! 3. routes with a host: the named process and port of the env's newest deployment
 //!    with a healthy instance of that process; `tls-passthrough` routes go to a map of
 //!    their own (reached by SNI only), but their names are claimed like the rest, so a
@@ -45,7 +46,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         history.entry(d.env_id).or_default().push(d);
     }
     for deployments in history.values_mut() {
-        deployments.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
+        deployments.sort_by_key(|d| std::cmp::Reverse((d.activated_at, d.id)));
     }
     let history = |env: Uuid| history.get(&env).into_iter().flatten().copied();
 

@@ -52,7 +52,7 @@ const ENVS: &str = "SELECT e.id, e.name, a.name AS app, o.name AS org
 /// The process a deployment's URL serves (`Manifest::served_process`, the one rule): one
 /// with a port, `web` first, then by name; else `web` without a port, whose instances
 /// report the port they took from their image.
-const DEPLOYMENTS: &str = "SELECT d.id, d.env_id, d.slug, d.created_at, p.name AS process, p.port
+const DEPLOYMENTS: &str = "SELECT d.id, d.env_id, d.slug, d.activated_at, p.name AS process, p.port
     FROM deployments d
     LEFT JOIN LATERAL (
         SELECT name, port FROM process_types
@@ -90,7 +90,9 @@ pub(super) struct DeploymentRow {
     pub id: Uuid,
     pub env_id: Uuid,
     pub slug: String,
-    pub created_at: DateTime<Utc>,
+    /// When it last became its env's active deployment (created, or rolled back to):
+    /// the env's hostnames serve the newest activated one with healthy instances.
+    pub activated_at: DateTime<Utc>,
     /// `None` when the deployment has no process at all.
     pub process: Option<String>,
     pub port: Option<i32>,

@@ -142,6 +142,7 @@ impl World {
             }],
             instances: plans,
             surge: false,
+            standby: None,
         };
         self.emit(app.org, created).await;
         ids

@@ -1,4 +1,5 @@
-//! Releases, deployments and rollbacks, and the instances they ask for.
+//! Releases, deployments and rollbacks, and the instances they ask for: parsed here,
+//! carried out by [`crate::rollout`].
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -6,19 +7,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
-use zeitwork_core::event::ProcessSpec;
-use zeitwork_core::{EventData, ImageRef, Manifest, platform_host};
-use zeitwork_store::model::{Deployment, Release};
-use zeitwork_store::{Tx, log, read};
+use zeitwork_core::{ImageRef, platform_host};
+use zeitwork_store::model::Release;
+use zeitwork_store::{log, read};
 
-use super::routing::apply_declared;
-use crate::auth::Auth;
 use crate::body::Create;
 use crate::error::{ApiError, ApiResult, field};
-use crate::hostnames;
-use crate::placement::{self, Want};
-use crate::quota;
 use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
 
@@ -134,39 +128,8 @@ pub async fn rollback(
 ) -> ApiResult<Response> {
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
-    let history = read::deployments(&mut *tx, scope.env.id).await?;
-    let active = history.iter().find(|d| d.state == "active").cloned();
-    let Some(active) = active else {
-        return Err(ApiError::conflict(
-            "release",
-            "nothing is deployed to this env yet",
-        ));
-    };
-    let release = match req.body.release {
-        Some(number) => read::release(&mut *tx, scope.app.id, number)
-            .await?
-            .ok_or_else(|| ApiError::not_found("release").with_field("release"))?,
-        None => {
-            let previous = history
-                .iter()
-                .filter(|d| d.created_at < active.created_at && d.release_id != active.release_id)
-                .max_by_key(|d| d.created_at)
-                .ok_or_else(|| {
-                    ApiError::conflict("release", "there is no earlier release to roll back to")
-                })?;
-            read::release_by_id(&mut *tx, previous.release_id)
-                .await?
-                .expect("deployments reference releases")
-        }
-    };
-    let manifest = Manifest::from_json(&release.manifest).map_err(|e| {
-        ApiError::invalid(
-            "release",
-            format!("release {} has an unreadable manifest: {e}", release.number),
-        )
-    })?;
     let answer = s
-        .roll_out(&mut tx, &auth, &scope, release, &manifest, Some(active.id))
+        .roll_back(&mut tx, &auth, &scope, req.body.release)
         .await?;
     req.finish(tx, StatusCode::CREATED, answer).await
 }
@@ -179,149 +142,4 @@ impl AppState {
             platform_host::host(&label, &self.config.base_domain)
         )
     }
-
-    /// The release for this image and manifest: reused when the same pair was released
-    /// before (a release is an immutable tuple), created otherwise.
-    pub(crate) async fn release_for(
-        &self,
-        tx: &mut Tx,
-        auth: &Auth,
-        scope: &EnvScope,
-        image: &ImageRef,
-        manifest: &Manifest,
-    ) -> ApiResult<Release> {
-        let hash = manifest.hash();
-        let existing = read::releases(&mut **tx, scope.app.id).await?;
-        if let Some(r) = existing
-            .iter()
-            .find(|r| r.digest == image.digest && r.manifest_hash == hash)
-        {
-            return Ok(r.clone());
-        }
-        let number = existing.first().map_or(1, |r| r.number + 1);
-        let release_id = Uuid::now_v7();
-        let data = EventData::ReleaseCreated {
-            release_id,
-            app_id: scope.app.id,
-            number,
-            image: image.to_string(),
-            digest: image.digest.clone(),
-            manifest: serde_json::to_value(manifest).expect("manifests serialize"),
-            manifest_hash: hash,
-        };
-        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
-        Ok(read::release_by_id(&mut **tx, release_id)
-            .await?
-            .expect("just created"))
-    }
-
-    /// Creates a deployment of `release` in the env, placing its instances. Instance
-    /// counts set by `scale` carry over from the active deployment.
-    pub(crate) async fn roll_out(
-        &self,
-        tx: &mut Tx,
-        auth: &Auth,
-        scope: &EnvScope,
-        release: Release,
-        manifest: &Manifest,
-        rollback_of: Option<Uuid>,
-    ) -> ApiResult<Value> {
-        let active = read::active_deployment(&mut **tx, scope.env.id).await?;
-        let scaled = match &active {
-            Some(d) => read::process_types(&mut **tx, d.id).await?,
-            None => Vec::new(),
-        };
-        let processes: Vec<(ProcessSpec, Vec<String>)> = manifest
-            .processes
-            .iter()
-            .map(|(name, p)| {
-                let instances = scaled
-                    .iter()
-                    .find(|pt| pt.name == name.as_str())
-                    .map_or(p.instances, |pt| u32::try_from(pt.instances).unwrap_or(0));
-                let spec = ProcessSpec {
-                    name: name.to_string(),
-                    instances,
-                    millicpus: (p.cpus * 1000.0).round() as u32,
-                    memory_mb: p.memory_mb,
-                    port: p.port,
-                };
-                (spec, p.regions.iter().map(ToString::to_string).collect())
-            })
-            .collect();
-        let deployment_id = Uuid::now_v7();
-        let wants: Vec<Want> = processes
-            .iter()
-            .map(|(spec, regions)| Want {
-                spec,
-                count: spec.instances,
-                regions,
-            })
-            .collect();
-        // The active deployment's instances keep their room until this one is healthy;
-        // where there is not enough besides, new instances wait and the monitor stops
-        // the old ones to make room (a rolling rather than a surging rollout).
-        let plans =
-            placement::plan(tx, self.config.cpu_oversubscription, deployment_id, &wants).await?;
-        // The env's running instances are replaced by these once they are healthy.
-        let usage = read::org_usage(&mut **tx, scope.org.id, Some(scope.env.id), None).await?;
-        let memory: u64 = plans
-            .iter()
-            .filter_map(|plan| processes.iter().find(|(spec, _)| spec.name == plan.process))
-            .map(|(spec, _)| spec.memory_mb)
-            .sum();
-        quota::of(&mut **tx, self.config.quotas, &scope.org)
-            .await?
-            .allow_instances(
-                usage.instances + plans.len() as u64,
-                usage.memory_mb + memory,
-            )?;
-        let slug = free_slug(tx, scope).await?;
-        let data = EventData::DeploymentCreated {
-            deployment_id,
-            env_id: scope.env.id,
-            release_id: release.id,
-            slug: slug.clone(),
-            rollback_of,
-            processes: processes.into_iter().map(|(spec, _)| spec).collect(),
-            instances: plans,
-            surge: true,
-        };
-        log::append(tx, Some(scope.org.id), &auth.actor(), data).await?;
-        apply_declared(tx, self, auth, scope, manifest).await?;
-        let deployment: Deployment = read::active_deployment(&mut **tx, scope.env.id)
-            .await?
-            .expect("just created");
-        let instances: Vec<_> = read::instances(&mut **tx, scope.env.id)
-            .await?
-            .into_iter()
-            .filter(|i| i.deployment_id == deployment_id)
-            .collect();
-        Ok(
-            json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances, "warnings": manifest.reachability_warnings() }),
-        )
-    }
 }
-
-/// A slug whose deployment hostname no other env or deployment holds (an app of
-/// another org can make the same label: `shop-<slug>-acme` is also app `shop-<slug>`
-/// of org `acme`), drawn again while taken.
-async fn free_slug(tx: &mut Tx, scope: &EnvScope) -> ApiResult<String> {
-    for _ in 0..16 {
-        let slug = nanoid::nanoid!(7, &SLUG_ALPHABET);
-        let label = platform_host::deployment_label(&scope.app.name, &slug, &scope.org.name);
-        if hostnames::is_free(tx, &label).await? {
-            return Ok(slug);
-        }
-    }
-    Err(ApiError::conflict(
-        "id",
-        "no free deployment hostname was found; retry",
-    ))
-}
-
-/// Deployment slugs appear in hostnames: lowercase letters and digits only.
-const SLUG_ALPHABET: [char; 36] = [
-    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's',
-    't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
-];

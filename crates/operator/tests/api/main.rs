@@ -17,5 +17,6 @@ mod registry;
 mod registry_gc;
 mod routes;
 mod secrets;
+mod standby;
 mod support;
 mod webhooks;

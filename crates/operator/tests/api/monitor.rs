@@ -13,10 +13,12 @@ use crate::support::{self, Agent, Platform, eventually, image};
 
 const ENV: &str = "/api/v1/orgs/acme/apps/web/envs/prod";
 
+/// Without a standby window: a replaced deployment stops once the new one is healthy
+/// (standbys: tests/api/standby.rs).
 fn manifest(instances: u32) -> String {
     format!(
         "version = 1\napp = \"web\"\n[processes.web]\nport = 8080\ninstances = {instances}\n\
-         memory_mb = 256\ncpus = 0.5\n"
+         memory_mb = 256\ncpus = 0.5\n[deploy]\nstandby = \"0s\"\n"
     )
 }
 

@@ -25,7 +25,7 @@ fn deployment(n: u128, env: u128, slug: &str, minute: u32, port: Option<i32>) ->
         id: id(n),
         env_id: id(env),
         slug: slug.into(),
-        created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap(),
+        activated_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap(),
         process: Some("web".into()),
         port,
     }
@@ -94,6 +94,26 @@ fn the_env_name_serves_the_newest_deployment_with_a_healthy_instance() {
     assert_eq!(
         backends(&table, "shop-acme.zeitwork.test"),
         ["10.0.0.9:8080"]
+    );
+}
+
+/// A rollback to a standby deployment activates it again: the env's name serves it,
+/// although a deployment created after it is healthy too.
+#[test]
+fn the_env_name_follows_a_rollback_to_an_older_deployment() {
+    let mut rows = rows();
+    rows.instances
+        .push(instance(23, 11, "web", "10.0.0.9:8080"));
+    rows.deployments[0].activated_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 3, 0).unwrap();
+    let table = build(BASE, rows);
+    assert_eq!(
+        backends(&table, "shop-acme.zeitwork.test"),
+        ["10.0.0.2:8080"]
+    );
+    assert_eq!(
+        backends(&table, "shop-new-acme.zeitwork.test"),
+        ["10.0.0.9:8080"],
+        "the deployment rolled back from keeps its own URL"
     );
 }
 
