@@ -94,7 +94,7 @@ impl World {
         let deployment = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO deployments (id, org_id, app_id, env_id, release_id, slug, state, created_at, activated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'active', now(), now())",
+             VALUES ($1, $2, $3, $4, $5, $6, 'superseded', now(), now())",
         )
         .bind(deployment)
         .bind(self.org)
