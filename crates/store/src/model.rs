@@ -117,6 +117,18 @@ pub struct Deployment {
     pub standby_until: Option<DateTime<Utc>>,
 }
 
+/// Where a release runs: an env's active or standby deployment of it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ReleaseDeployed {
+    #[serde(skip)]
+    pub release_id: Uuid,
+    pub env: String,
+    pub deployment_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub state: DeploymentState,
+    pub standby_until: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ProcessType {
     pub deployment_id: Uuid,

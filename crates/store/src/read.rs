@@ -212,6 +212,19 @@ pub async fn releases<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<Release>>
     .await?)
 }
 
+/// The app's active and standby deployments, by env name.
+pub async fn releases_deployed<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<ReleaseDeployed>> {
+    Ok(sqlx::query_as(
+        "SELECT d.release_id, e.name AS env, d.id AS deployment_id, d.state, d.standby_until
+         FROM deployments d JOIN envs e ON e.id = d.env_id
+         WHERE d.app_id = $1 AND d.state IN ('active', 'standby')
+         ORDER BY e.name, d.state",
+    )
+    .bind(app)
+    .fetch_all(db)
+    .await?)
+}
+
 pub async fn release<'c>(db: impl PgExecutor<'c>, app: Uuid, number: i32) -> R<Option<Release>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "{RELEASE} WHERE app_id = $1 AND number = $2"

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use zeitwork_core::image::ImageRefError;
 use zeitwork_core::{ImageRef, Manifest};
 
-use super::{field, items, list, show};
+use super::{field, items, show};
 use crate::client::SLOW_TIMEOUT;
 use crate::context::{Ctx, MANIFEST, Scope};
 use crate::error::{CliError, Result};
@@ -217,7 +217,11 @@ fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
         Some(other) => output::text(other),
         None => "-".into(),
     };
-    let head = format!("{verb} {app} in env {}\n", ctx.global.env);
+    let how = match answer.get("instant") {
+        Some(Value::Bool(true)) => " instantly: its instances were on standby, none booted",
+        _ => "",
+    };
+    let head = format!("{verb} {app} in env {}{how}\n", ctx.global.env);
     let image = match answer.get("release") {
         Some(release @ Value::Object(_)) => field(release, "image"),
         _ => "-".into(),
@@ -336,13 +340,26 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
 pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {
     match action {
         ReleasesAction::List => {
-            list(
-                ctx,
-                ctx.path(Scope::App, &["releases"])?,
-                "releases",
-                RELEASES,
-            )
-            .await
+            let answer = ctx
+                .client()?
+                .get(&ctx.path(Scope::App, &["releases"])?)
+                .await?;
+            if ctx.json() {
+                return output::emit_json(&answer);
+            }
+            let releases: Vec<Value> = items(&answer, "releases")?
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r["deployed_in"] = Value::from(deployed_in(&r));
+                    r
+                })
+                .collect();
+            if releases.is_empty() {
+                return output::emit("no releases\n");
+            }
+            let columns = [RELEASES, &[col("DEPLOYED", "deployed_in")]].concat();
+            output::emit(&output::items_table(&columns, &releases))
         }
         ReleasesAction::Show { number } => {
             let path = ctx.path(Scope::App, &["releases", &number.to_string()])?;
@@ -368,6 +385,30 @@ pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {
     }
 }
 
+/// Where a listed release runs: `prod`, or `prod (standby until 2026-12-07 13:20:00)`
+/// for the deployment a rollback switches back to without booting; `-` for none.
+fn deployed_in(release: &Value) -> String {
+    let envs: Vec<String> = release["deployed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let env = field(d, "env");
+            match d["standby_until"].as_str() {
+                Some(until) if d["state"] == "standby" => {
+                    format!("{env} (standby until {})", output::short_time(until))
+                }
+                _ => env,
+            }
+        })
+        .collect();
+    if envs.is_empty() {
+        "-".into()
+    } else {
+        envs.join(", ")
+    }
+}
+
 /// One `POST …/scale` per process: the API scales one process type per request.
 pub async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
     let client = ctx.client()?;
@@ -384,4 +425,22 @@ pub async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_lists_the_envs_it_runs_in_and_until_when_it_stands_by() {
+        let release = json!({"number": 3, "deployed": [
+            {"env": "prod", "state": "standby", "standby_until": "2026-12-07T13:20:00.5Z"},
+            {"env": "staging", "state": "active", "standby_until": null},
+        ]});
+        assert_eq!(
+            deployed_in(&release),
+            "prod (standby until 2026-12-07 13:20:00), staging"
+        );
+        assert_eq!(deployed_in(&json!({"number": 1, "deployed": []})), "-");
+    }
 }

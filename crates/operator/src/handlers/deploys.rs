@@ -5,10 +5,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeitwork_core::{ImageRef, platform_host};
-use zeitwork_store::model::Release;
+use zeitwork_store::model::{Release, ReleaseDeployed};
 use zeitwork_store::{log, read};
 
 use crate::body::Create;
@@ -35,13 +35,33 @@ pub struct ReleasePath {
     number: String,
 }
 
+/// A release, with the envs whose active or standby deployment runs it.
+#[derive(Serialize)]
+struct ReleaseListing {
+    #[serde(flatten)]
+    release: Release,
+    deployed: Vec<ReleaseDeployed>,
+}
+
 pub async fn releases(
     State(s): State<AppState>,
     InApp { app, .. }: InApp<Reader>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "releases": read::releases(s.store.pool(), app.id).await? }),
-    ))
+    let db = s.store.pool();
+    let mut deployed = read::releases_deployed(db, app.id).await?;
+    let releases: Vec<ReleaseListing> = read::releases(db, app.id)
+        .await?
+        .into_iter()
+        .map(|release| {
+            let (of, rest) = deployed.drain(..).partition(|d| d.release_id == release.id);
+            deployed = rest;
+            ReleaseListing {
+                release,
+                deployed: of,
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "releases": releases })))
 }
 
 pub async fn release(
