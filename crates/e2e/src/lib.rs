@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+pub mod load;
 pub mod nodes;
 
 /// How long `zeitwork up` may take to print "Press Ctrl-C to stop.".

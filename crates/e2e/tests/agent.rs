@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use zeitwork_e2e::load::{Load, count_vms, get, get_via};
 use zeitwork_e2e::{Up, poll_until, processes_mentioning, share_guest_cache, signal};
 use zeitwork_vmm::Cgroup;
 
@@ -23,7 +24,8 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     }
     let data = tempfile::tempdir().unwrap();
     share_guest_cache(&data.path().join("node"));
-    let mut up = Up::with_node(data.path()).await;
+    // Rollouts here replace instances outright (warm standbys: tests/standby.rs).
+    let mut up = Up::start_with(data.path(), "127.0.0.1", &["--standby-window", "0"]).await;
     let line = up.wait_for_line("Example app:", BOOT).await;
     // "Example app: http://HOST:PORT/ (this deployment: …; instance: http://IP:PORT/)"
     let env_url = line.split_whitespace().nth(2).unwrap().to_owned();
@@ -256,66 +258,6 @@ where
         .unwrap_or_else(|| panic!("condition not met within {BOOT:?}"))
 }
 
-/// Requests through the edge, one after another, until stopped.
-struct Load {
-    stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<(usize, Vec<String>)>,
-}
-
-impl Load {
-    fn start(edge: String, host: String) -> Load {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let done = tokio::spawn(async move {
-            let (mut served, mut failed) = (0, Vec::new());
-            while stopped.try_recv().is_err() {
-                match get_via(&edge, &host).await {
-                    Ok(_) => served += 1,
-                    Err(e) => failed.push(e),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (served, failed)
-        });
-        Load { stop, done }
-    }
-
-    /// How many requests were answered with 200, and how the others failed.
-    async fn stop(self) -> (usize, Vec<String>) {
-        let _ = self.stop.send(());
-        self.done.await.unwrap()
-    }
-}
-
-/// `GET url` (plain `http://HOST:PORT/`), the body on a 200.
-async fn get(url: &str) -> Result<String, String> {
-    let host = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .ok_or_else(|| format!("not an http URL: {url}"))?;
-    get_via(host, host).await
-}
-
-/// `GET /` from `addr` with `Host: host`, the body on a 200.
-async fn get_via(addr: &str, host: &str) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| format!("{addr} ({host}): no answer within 5 s"))?
-        .map_err(|e| format!("{addr} ({host}): {e}"))?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-        _ => Err(format!("{addr} ({host}): {answer}")),
-    }
-}
-
 fn vmm_pid(instance: &str) -> Option<u32> {
     Cgroup::ours()
         .into_iter()
@@ -330,11 +272,4 @@ fn vm_pids() -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids
-}
-
-fn count_vms() -> usize {
-    Cgroup::ours()
-        .into_iter()
-        .filter(|(_, cg)| !cg.pids().is_empty())
-        .count()
 }

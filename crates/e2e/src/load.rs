@@ -1,0 +1,96 @@
+//! Traffic for whole-platform tests: a steady request loop through the edge that
+//! records every answer (so a test can say no request failed, and which instance
+//! answered when), and counting the microVMs this host runs.
+
+use std::time::{Duration, Instant};
+
+use zeitwork_vmm::Cgroup;
+
+/// One request's outcome: the body of a 200, or how it failed.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// When the request was sent.
+    pub sent: Instant,
+    pub result: Result<String, String>,
+}
+
+/// Requests through the edge, one after another, until stopped.
+pub struct Load {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Vec<Answer>>,
+}
+
+impl Load {
+    /// `GET /` with `Host: host` from `edge`, every 20 ms.
+    pub fn start(edge: String, host: String) -> Load {
+        Load::every(edge, host, Duration::from_millis(20))
+    }
+
+    /// [`Load::start`] with another pause between requests.
+    pub fn every(edge: String, host: String, pause: Duration) -> Load {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let done = tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while stopped.try_recv().is_err() {
+                let sent = Instant::now();
+                let result = get_via(&edge, &host).await;
+                answers.push(Answer { sent, result });
+                tokio::time::sleep(pause).await;
+            }
+            answers
+        });
+        Load { stop, done }
+    }
+
+    /// Every answer, in order.
+    pub async fn answers(self) -> Vec<Answer> {
+        let _ = self.stop.send(());
+        self.done.await.unwrap()
+    }
+
+    /// How many requests were answered with 200, and how the others failed.
+    pub async fn stop(self) -> (usize, Vec<String>) {
+        let answers = self.answers().await;
+        let served = answers.iter().filter(|a| a.result.is_ok()).count();
+        let failed = answers.into_iter().filter_map(|a| a.result.err()).collect();
+        (served, failed)
+    }
+}
+
+/// `GET url` (plain `http://HOST:PORT/`), the body on a 200.
+pub async fn get(url: &str) -> Result<String, String> {
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| format!("not an http URL: {url}"))?;
+    get_via(host, host).await
+}
+
+/// `GET /` from `addr` with `Host: host`, the body on a 200.
+pub async fn get_via(addr: &str, host: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("{addr} ({host}): no answer within 5 s"))?
+        .map_err(|e| format!("{addr} ({host}): {e}"))?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(format!("{addr} ({host}): {answer}")),
+    }
+}
+
+/// How many of our microVMs run on this host (VM cgroups with a process).
+pub fn count_vms() -> usize {
+    Cgroup::ours()
+        .into_iter()
+        .filter(|(_, cg)| !cg.pids().is_empty())
+        .count()
+}

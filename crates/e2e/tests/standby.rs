@@ -1,0 +1,184 @@
+//! Warm standby through `zeitwork up` on QEMU, under a steady request loop through the
+//! edge: after a rollout the replaced deployment's microVM keeps running; a rollback
+//! inside the window switches the env back to it (no VM boots, no request fails, and
+//! once its instance answers, every later request is answered by it); after a short
+//! window (`[deploy] standby`) the standby stops and a rollback boots the release again,
+//! still without a failed request.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use zeitwork_e2e::load::{Answer, Load, count_vms, get_via};
+use zeitwork_e2e::{Up, poll_until, share_guest_cache};
+
+const BOOT: Duration = Duration::from_secs(300);
+const HOST: &str = "hello-demo.zeitwork.localhost";
+const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
+
+/// The example's manifest with `extra` lines at its top level, written to a file.
+fn manifest(dir: &std::path::Path, name: &str, env: &str, deploy: &str) -> String {
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello/zeitwork.toml"),
+    )
+    .unwrap();
+    let text = example.replacen(
+        "app = \"hello\"\n",
+        &format!("app = \"hello\"\nenv = {{ RELEASE = \"{env}\" }}\n"),
+        1,
+    ) + deploy;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The env's status: the active deployment's id and the ids of every instance meant to
+/// run (active and standby alike).
+async fn status(up: &Up) -> Option<(String, BTreeSet<String>)> {
+    let out = up.cli(&[&APP[..], &["status", "--json"]].concat()).await;
+    let status: Value = serde_json::from_str(&out.stdout).ok()?;
+    let active = status["deployment"]["id"].as_str()?.to_owned();
+    let running = status["instances"]
+        .as_array()?
+        .iter()
+        .filter(|i| i["desired_state"] == "running")
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    Some((active, running))
+}
+
+/// The instance that answers the env's hostname through the edge, once it is `other`
+/// than the one given (waiting for a rollout's switch).
+async fn served_by_other_than(up: &Up, instance: &str) -> String {
+    poll_until(BOOT, || async {
+        let body = get_via(&up.edge_addr(), HOST).await.ok()?;
+        let id = answering(&body)?;
+        (id != instance).then_some(id)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the rollout never served:\n{}", up.stderr()))
+}
+
+/// The instance id in the example's answer, "Hello from Zeitwork! (instance ID)".
+fn answering(body: &str) -> Option<String> {
+    let start = body.find("(instance ")? + "(instance ".len();
+    let end = body[start..].find(')')? + start;
+    Some(body[start..end].to_owned())
+}
+
+/// No request failed; and from the first answer by `to` among those sent after
+/// `since`, every answer is by `to` (the switch happened once and for all).
+fn switched_once(answers: &[Answer], since: Instant, to: &str) {
+    let failed: Vec<&String> = answers
+        .iter()
+        .filter_map(|a| a.result.as_ref().err())
+        .collect();
+    assert!(failed.is_empty(), "requests failed: {failed:#?}");
+    let by: Vec<String> = answers
+        .iter()
+        .filter(|a| a.sent >= since)
+        .map(|a| answering(a.result.as_ref().unwrap()).unwrap_or_default())
+        .collect();
+    let first = by
+        .iter()
+        .position(|i| i == to)
+        .unwrap_or_else(|| panic!("{to} never answered after the switch: {by:?}"));
+    let strays: Vec<&String> = by[first..].iter().filter(|i| *i != to).collect();
+    assert!(
+        strays.is_empty(),
+        "answers by others after the switch: {strays:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_inside_the_window_boots_nothing_and_after_it_boots_the_release() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "cannot run: microVMs need root (taps, nftables, cgroups)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    share_guest_cache(&data.path().join("node"));
+    let mut up = Up::with_node(data.path()).await;
+    up.wait_for_line("Example app:", BOOT).await;
+    up.login_as_admin().await;
+    let (_, running) = status(&up).await.unwrap();
+    let v1 = running.first().unwrap().clone();
+    let show = [&APP[..], &["releases", "show", "1", "--json"]].concat();
+    let image = up.cli(&show).await.json()["image"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let files = tempfile::tempdir().unwrap();
+
+    // Release 2 rolls out; release 1's VM stays, on standby.
+    let load = Load::start(up.edge_addr(), HOST.into());
+    let v2_manifest = manifest(files.path(), "v2.toml", "2", "");
+    let deploy = [
+        &APP[..],
+        &["deploy", "--image", &image, "--manifest", &v2_manifest],
+    ]
+    .concat();
+    up.cli(&deploy).await.success();
+    let v2 = served_by_other_than(&up, &v1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count_vms(), 2, "release 1's VM stays on standby");
+    let releases = up.cli(&[&APP[..], &["releases"]].concat()).await.success();
+    assert!(
+        releases.stdout.contains("prod (standby until"),
+        "{}",
+        releases.stdout
+    );
+
+    // Rollback inside the window: release 1's own instance serves again, none boots.
+    let since = Instant::now();
+    let back = up.cli(&[&APP[..], &["rollback"]].concat()).await.success();
+    assert!(back.stdout.contains("instantly"), "{}", back.stdout);
+    poll_until(BOOT, || async {
+        let body = get_via(&up.edge_addr(), HOST).await.ok()?;
+        (answering(&body)? == v1).then_some(())
+    })
+    .await
+    .expect("release 1's instance serves again");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = load.answers().await;
+    switched_once(&answers, since, &v1);
+    assert_eq!(count_vms(), 2, "no VM booted or stopped");
+    let (_, running) = status(&up).await.unwrap();
+    assert_eq!(running, BTreeSet::from([v1.clone(), v2.clone()]));
+
+    // Release 3 with a 5 s window: release 1 (active) stands by for 5 s, release 2 (the
+    // standby) is superseded; both stop.
+    let load = Load::start(up.edge_addr(), HOST.into());
+    let v3_manifest = manifest(files.path(), "v3.toml", "3", "[deploy]\nstandby = \"5s\"\n");
+    let deploy = [
+        &APP[..],
+        &["deploy", "--image", &image, "--manifest", &v3_manifest],
+    ]
+    .concat();
+    up.cli(&deploy).await.success();
+    let v3 = served_by_other_than(&up, &v1).await;
+    assert_ne!(v3, v2);
+    poll_until(BOOT, || async { (count_vms() == 1).then_some(()) })
+        .await
+        .expect("the standby stops once its window ends");
+    let (_, running) = status(&up).await.unwrap();
+    assert_eq!(running, BTreeSet::from([v3.clone()]));
+
+    // Rollback after the window: release 1 boots again, and takes over without a failure.
+    let since = Instant::now();
+    let back = up
+        .cli(&[&APP[..], &["rollback", "--release", "1"]].concat())
+        .await
+        .success();
+    assert!(!back.stdout.contains("instantly"), "{}", back.stdout);
+    let v1_again = served_by_other_than(&up, &v3).await;
+    assert!(
+        v1_again != v1 && v1_again != v3,
+        "a new instance: {v1_again}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    switched_once(&load.answers().await, since, &v1_again);
+
+    up.interrupt().await;
+    assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
+}
