@@ -779,3 +779,21 @@ pub async fn push_example(registry: &zeitwork_services::Registry) -> String {
     .expect("pushing the example image");
     format!("{name}@{digest}")
 }
+
+/// A manifest of the bundled example (`examples/hello/zeitwork.toml`) whose env has
+/// `RELEASE = release` (so each is a release of its own), with `extra` appended, written
+/// to `dir/<release>.toml`; its path.
+pub fn example_manifest(dir: &Path, release: &str, extra: &str) -> String {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello/zeitwork.toml"),
+    )
+    .expect("the example's manifest");
+    let text = example.replacen(
+        "app = \"hello\"\n",
+        &format!("app = \"hello\"\nenv = {{ RELEASE = \"{release}\" }}\n"),
+        1,
+    ) + extra;
+    let path = dir.join(format!("{release}.toml"));
+    std::fs::write(&path, text).expect("writing a manifest");
+    path.to_str().expect("a UTF-8 path").to_owned()
+}

@@ -87,6 +87,13 @@ pub async fn get_via(addr: &str, host: &str) -> Result<String, String> {
     }
 }
 
+/// The instance named in the example's answer, "Hello from Zeitwork! (instance ID)".
+pub fn answering(body: &str) -> Option<String> {
+    let start = body.find("(instance ")? + "(instance ".len();
+    let end = body[start..].find(')')? + start;
+    Some(body[start..end].to_owned())
+}
+
 /// How many of our microVMs run on this host (VM cgroups with a process).
 pub fn count_vms() -> usize {
     Cgroup::ours()

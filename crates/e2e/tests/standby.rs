@@ -9,28 +9,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use zeitwork_e2e::load::{Answer, Load, count_vms, get_via};
-use zeitwork_e2e::{Up, poll_until, share_guest_cache};
+use zeitwork_e2e::load::{Answer, Load, answering, count_vms, get_via};
+use zeitwork_e2e::{Up, example_manifest, poll_until, share_guest_cache};
 
 const BOOT: Duration = Duration::from_secs(300);
 const HOST: &str = "hello-demo.zeitwork.localhost";
 const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
-
-/// The example's manifest with `extra` lines at its top level, written to a file.
-fn manifest(dir: &std::path::Path, name: &str, env: &str, deploy: &str) -> String {
-    let example = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello/zeitwork.toml"),
-    )
-    .unwrap();
-    let text = example.replacen(
-        "app = \"hello\"\n",
-        &format!("app = \"hello\"\nenv = {{ RELEASE = \"{env}\" }}\n"),
-        1,
-    ) + deploy;
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 /// The env's status: the active deployment's id and the ids of every instance meant to
 /// run (active and standby alike).
@@ -57,13 +41,6 @@ async fn served_by_other_than(up: &Up, instance: &str) -> String {
     })
     .await
     .unwrap_or_else(|| panic!("the rollout never served:\n{}", up.stderr()))
-}
-
-/// The instance id in the example's answer, "Hello from Zeitwork! (instance ID)".
-fn answering(body: &str) -> Option<String> {
-    let start = body.find("(instance ")? + "(instance ".len();
-    let end = body[start..].find(')')? + start;
-    Some(body[start..end].to_owned())
 }
 
 /// No request failed; and from the first answer by `to` among those sent after
@@ -112,7 +89,7 @@ async fn a_rollback_inside_the_window_boots_nothing_and_after_it_boots_the_relea
 
     // Release 2 rolls out; release 1's VM stays, on standby.
     let load = Load::start(up.edge_addr(), HOST.into());
-    let v2_manifest = manifest(files.path(), "v2.toml", "2", "");
+    let v2_manifest = example_manifest(files.path(), "2", "");
     let deploy = [
         &APP[..],
         &["deploy", "--image", &image, "--manifest", &v2_manifest],
@@ -149,7 +126,7 @@ async fn a_rollback_inside_the_window_boots_nothing_and_after_it_boots_the_relea
     // Release 3 with a 5 s window: release 1 (active) stands by for 5 s, release 2 (the
     // standby) is superseded; both stop.
     let load = Load::start(up.edge_addr(), HOST.into());
-    let v3_manifest = manifest(files.path(), "v3.toml", "3", "[deploy]\nstandby = \"5s\"\n");
+    let v3_manifest = example_manifest(files.path(), "3", "[deploy]\nstandby = \"5s\"\n");
     let deploy = [
         &APP[..],
         &["deploy", "--image", &image, "--manifest", &v3_manifest],
