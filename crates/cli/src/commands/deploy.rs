@@ -318,6 +318,7 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         ("env", field(&answer, "env")),
         ("url", field(&answer, "url")),
         ("release", release_number(answer.get("release"))),
+        ("standby", standby(&answer["standby"])),
         (
             "processes",
             if processes.is_empty() {
@@ -335,6 +336,19 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         text.push_str(&output::items_table(INSTANCES, instances));
     }
     output::emit(&text)
+}
+
+/// The env's standby deployment as `release 3 (deployment abc1234) until …`; `-` for none.
+fn standby(deployment: &Value) -> String {
+    match deployment["standby_until"].as_str() {
+        Some(until) => format!(
+            "release {} (deployment {}) until {}; `rollback` returns to it instantly",
+            field(deployment, "release_number"),
+            field(deployment, "slug"),
+            output::short_time(until)
+        ),
+        None => "-".into(),
+    }
 }
 
 pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {

@@ -117,9 +117,10 @@ pub async fn status(
         .into_iter()
         .filter(|i| i.desired_state != "stopped" || i.observed_state != "stopped")
         .collect();
+    let standby = read::standby_deployment(db, scope.env.id).await?;
     Ok(Json(json!({
         "app": scope.app.name, "env": scope.env.name, "url": url, "deployment": deployment,
-        "release": release, "processes": processes, "instances": instances,
+        "standby": standby, "release": release, "processes": processes, "instances": instances,
     })))
 }
 

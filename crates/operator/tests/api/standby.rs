@@ -136,6 +136,7 @@ async fn a_rollback_inside_the_window_switches_to_the_standby_without_a_new_inst
     );
     let status = p.get(&format!("{ENV}/status"), &admin).await.body;
     assert_eq!(status["deployment"]["id"], id(&v1).as_str());
+    assert_eq!(status["standby"]["id"], id(&v2).as_str());
     assert_eq!(status["release"]["number"], 1);
 
     // And forth again: v2 is the standby now.
