@@ -150,7 +150,8 @@ async fn deploy(up: &Up, image: &str, manifest: &str) {
 async fn roll_back(up: &Up, release: u32) -> Switch {
     let before = serving(up).await;
     let started = Instant::now();
-    let args = [&APP[..], &["rollback", "--release", &release.to_string()]].concat();
+    let release = release.to_string();
+    let args = [&APP[..], &["rollback", "--release", &release]].concat();
     up.cli(&args).await.success();
     let to = poll_until(BOOT, || async {
         let now = serving(up).await;
