@@ -96,7 +96,12 @@ impl Client {
     }
 
     pub async fn delete(&self, segments: &[String]) -> Result<()> {
-        self.send(Method::DELETE, self.url(segments, &[]), None)
+        self.delete_with(segments, &[]).await
+    }
+
+    /// `DELETE` with query parameters.
+    pub async fn delete_with(&self, segments: &[String], query: &[(&str, String)]) -> Result<()> {
+        self.send(Method::DELETE, self.url(segments, query), None)
             .await
             .map(drop)
     }

@@ -72,6 +72,10 @@ pub enum Command {
     /// Roll the env back to an earlier release (default: the one before the active one)
     #[command(after_long_help = EXIT_CODES_HELP)]
     Rollback(deploy::RollbackArgs),
+    /// Restart the env's instances with its current secrets: each is replaced by a new
+    /// one, and stops once that one is healthy
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Restart(deploy::RestartArgs),
     /// Set the number of instances of process types, e.g. `zeitwork scale web=3`
     #[command(after_long_help = EXIT_CODES_HELP)]
     Scale(deploy::ScaleArgs),
@@ -157,6 +161,7 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Status => deploy::status(&ctx()?).await,
         Command::Releases { action } => deploy::releases(&ctx()?, action.unwrap_or_default()).await,
         Command::Rollback(args) => deploy::rollback(&ctx()?, args).await,
+        Command::Restart(args) => deploy::restart(&ctx()?, args).await,
         Command::Scale(args) => deploy::scale(&ctx()?, args).await,
         Command::Secrets { action } => secrets::secrets(&ctx()?, action.unwrap_or_default()).await,
         Command::Routes { action } => network::routes(&ctx()?, action.unwrap_or_default()).await,
@@ -335,6 +340,7 @@ mod tests {
                 Some(SecretsAction::Set {
                     secrets,
                     stdin: false,
+                    no_restart: false,
                 }),
         } = command
         else {

@@ -269,10 +269,16 @@ pub enum EventData {
         deployment_id: Uuid,
         instances: Vec<InstancePlan>,
     },
-    /// New instances of a deployment take over from instances on a dead or draining node.
+    /// New instances of a deployment take over from instances on a dead or draining node,
+    /// or from running ones on a restart; each old one stops once its replacement is
+    /// healthy (or at once, on a dead node).
     InstancesReplaced {
         deployment_id: Uuid,
         replacements: Vec<Replacement>,
+        /// A restart: the replacements run with the env's current secrets. Otherwise (and
+        /// in events written before restarts) each runs with its predecessor's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restart: bool,
     },
     /// Instances told to stop by the platform (their node died, or their replacement is healthy).
     InstancesStopped {

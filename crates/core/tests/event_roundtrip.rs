@@ -690,15 +690,19 @@ fn any_event_data() -> BoxedStrategy<EventData> {
             deployment_id,
             instances
         }),
-        (uuid(), proptest::collection::vec((uuid(), plan()), 0..3)).prop_map(
-            |(deployment_id, r)| EventData::InstancesReplaced {
+        (
+            uuid(),
+            proptest::collection::vec((uuid(), plan()), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(deployment_id, r, restart)| EventData::InstancesReplaced {
                 deployment_id,
                 replacements: r
                     .into_iter()
                     .map(|(replaces, instance)| Replacement { replaces, instance })
                     .collect(),
-            }
-        ),
+                restart,
+            }),
         (uuid(), uuids(), text()).prop_map(|(deployment_id, instance_ids, reason)| {
             EventData::InstancesStopped {
                 deployment_id,

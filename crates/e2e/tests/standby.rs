@@ -3,7 +3,8 @@
 //! inside the window switches the env back to it (no VM boots, no request fails, and
 //! once its instance answers, every later request is answered by it); after a short
 //! window (`[deploy] standby`) the standby stops and a rollback boots the release again,
-//! still without a failed request.
+//! still without a failed request. Then a secret change restarts the env under load:
+//! the app answers with the new value, and no request fails.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -29,6 +30,21 @@ async fn status(up: &Up) -> Option<(String, BTreeSet<String>)> {
         .filter_map(|i| i["id"].as_str().map(str::to_owned))
         .collect();
     Some((active, running))
+}
+
+/// The ids of the active deployment's instances meant to run.
+async fn active_instances(up: &Up) -> Option<BTreeSet<String>> {
+    let out = up.cli(&[&APP[..], &["status", "--json"]].concat()).await;
+    let status: Value = serde_json::from_str(&out.stdout).ok()?;
+    let active = &status["deployment"]["id"];
+    Some(
+        status["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["desired_state"] == "running" && i["deployment_id"] == *active)
+            .filter_map(|i| i["id"].as_str().map(str::to_owned))
+            .collect(),
+    )
 }
 
 /// The instance that answers the env's hostname through the edge, once it is `other`
@@ -156,6 +172,71 @@ async fn a_rollback_inside_the_window_boots_nothing_and_after_it_boots_the_relea
     tokio::time::sleep(Duration::from_secs(2)).await;
     switched_once(&load.answers().await, since, &v1_again);
 
+    // A secret change restarts the env under load: the app answers with the new value,
+    // no request fails, and the instance that started before never sees it.
+    let public = || async {
+        zeitwork_e2e::nodes::http_get(&up.edge_addr(), HOST, "/public")
+            .await
+            .unwrap_or_default()
+    };
+    let secret = |value: &str| -> Vec<String> {
+        APP.iter()
+            .map(|a| a.to_string())
+            .chain([
+                "secrets".into(),
+                "set".into(),
+                format!("PUBLIC_GREETING={value}"),
+            ])
+            .collect()
+    };
+    let out = up.cli(&strs(&secret("one"))).await.success();
+    assert!(
+        out.stdout.contains("Restarting 1 instance"),
+        "{}",
+        out.stdout
+    );
+    poll_until(BOOT, || async {
+        public().await.contains("PUBLIC_GREETING=one").then_some(())
+    })
+    .await
+    .expect("the restarted instance has the secret");
+    poll_until(BOOT, || async {
+        (active_instances(&up).await?.len() == 1).then_some(())
+    })
+    .await
+    .expect("the instance from before the change stops");
+    let before = active_instances(&up).await.unwrap();
+    let load = Load::start(up.edge_addr(), HOST.into());
+    up.cli(&strs(&secret("two"))).await.success();
+    poll_until(BOOT, || async {
+        public().await.contains("PUBLIC_GREETING=two").then_some(())
+    })
+    .await
+    .expect("the new value reaches the app");
+    let rotated = poll_until(BOOT, || async {
+        let running = active_instances(&up).await?;
+        (running.len() == 1 && running != before).then_some(running)
+    })
+    .await
+    .expect("the old instance stops once its replacement is healthy");
+    let (served, failed) = load.stop().await;
+    assert!(
+        failed.is_empty(),
+        "requests failed during the restart: {failed:#?}"
+    );
+    assert!(served > 10, "the load ran ({served} requests)");
+    for _ in 0..5 {
+        assert!(
+            public().await.contains("PUBLIC_GREETING=two"),
+            "only the new value now"
+        );
+    }
+    assert_ne!(rotated, before);
+
     up.interrupt().await;
     assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }

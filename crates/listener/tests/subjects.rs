@@ -165,6 +165,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
             replaces: placed.instance_id,
             instance: on(Some(n2)),
         }],
+        restart: false,
     };
     let replaced = emit(&store, o, replaced).await;
     assert_eq!(subjects(&replaced).await, [node(n2)], "n2 gains one");

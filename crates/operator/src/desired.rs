@@ -22,7 +22,7 @@ pub enum DesiredError {
 }
 
 /// Builds the instances of a node's desired state from its rows and the sealed secrets
-/// of their envs.
+/// each instance runs with.
 pub fn instances(
     rows: Vec<DesiredRow>,
     sealed: Vec<SealedSecret>,
@@ -37,12 +37,15 @@ pub fn instances(
                 env: s.env_id,
                 name: s.name.clone(),
             })?;
-        secrets.entry(s.env_id).or_default().insert(s.name, value);
+        secrets
+            .entry(s.instance_id)
+            .or_default()
+            .insert(s.name, value);
     }
     rows.into_iter()
         .map(|row| {
-            let env_secrets = secrets.get(&row.env_id).cloned().unwrap_or_default();
-            instance(row, env_secrets)
+            let own = secrets.remove(&row.instance_id).unwrap_or_default();
+            instance(row, own)
         })
         .collect()
 }
@@ -179,6 +182,7 @@ port = 9000
     fn sizes_images_and_health_follow_the_release() {
         let key = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
         let sealed = SealedSecret {
+            instance_id: Uuid::from_u128(1),
             env_id: Uuid::from_u128(2),
             name: "DB_URL".into(),
             version: 3,
@@ -234,6 +238,7 @@ port = 9000
         let key = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
         let other = SecretBox::from_hex(&SecretBox::generate_hex()).unwrap();
         let sealed = SealedSecret {
+            instance_id: Uuid::from_u128(1),
             env_id: Uuid::from_u128(2),
             name: "TOKEN".into(),
             version: 1,

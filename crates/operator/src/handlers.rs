@@ -201,6 +201,12 @@ pub fn api() -> Api {
             deploys::rollback,
         )
         .post(
+            p!(env "/restart"),
+            "Restart the active deployment's instances (surging, health-gated), with the env's current secrets",
+            RESTART_FIELDS,
+            deploys::restart,
+        )
+        .post(
             p!(env "/scale"),
             "Change a process's instance count",
             SCALE_FIELDS,
@@ -248,7 +254,11 @@ pub fn api() -> Api {
             SECRET_FIELDS,
             secrets::set,
         )
-        .delete(p!(env "/secrets/{name}"), "Unset a secret", secrets::unset)
+        .delete(
+            p!(env "/secrets/{name}"),
+            "Unset a secret (?restart=false: without restarting the env)",
+            secrets::unset,
+        )
         .get("/api/v1/nodes", "List nodes", nodes::list)
         .post(
             "/api/v1/nodes",
@@ -328,6 +338,7 @@ pub fn api() -> Api {
 const NAME: &[Field] = &[req("name", Kind::String)];
 const LOG_BATCH: &[Field] = &[req("lines", Kind::ObjectArray)];
 const ROLLBACK_FIELDS: &[Field] = &[opt("release", Kind::Integer)];
+const RESTART_FIELDS: &[Field] = &[opt("process", Kind::String)];
 const DOMAIN_FIELDS: &[Field] = &[req("hostname", Kind::String)];
 const QUOTA_FIELDS: &[Field] = &[
     opt("instances", Kind::Integer),
@@ -349,7 +360,7 @@ const REPOSITORY_FIELDS: &[Field] = &[
     opt("branch", Kind::String),
     opt("token", Kind::String),
 ];
-const SECRET_FIELDS: &[Field] = &[req("value", Kind::String)];
+const SECRET_FIELDS: &[Field] = &[req("value", Kind::String), opt("restart", Kind::Boolean)];
 const TOKEN_FIELDS: &[Field] = &[req("name", Kind::String), req("role", Kind::String)];
 const USER_FIELDS: &[Field] = &[req("email", Kind::String), req("role", Kind::String)];
 const DEPLOY_FIELDS: &[Field] = &[req("image", Kind::String), opt("manifest", Kind::String)];

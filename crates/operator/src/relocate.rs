@@ -33,10 +33,32 @@ pub async fn evacuate(
         log::append(tx, None, actor, data).await?;
     }
     // Read after the state change, so the node itself takes nothing.
-    let mut cluster = Cluster::load(tx, cpu_oversubscription).await?;
     let movables = agents::unreplaced_on(&mut *tx, node_id).await?;
-    let mut started = 0;
-    for (deployment_id, (org, groups)) in by_deployment(movables) {
+    let started = replace(tx, cpu_oversubscription, movables, false, actor)
+        .await?
+        .len();
+    if state == NodeState::Dead {
+        let gone = agents::running_on(&mut *tx, node_id).await?;
+        let reason = format!("node {} stopped sending heartbeats", node.name);
+        stop(tx, gone, &reason, actor).await?;
+    }
+    Ok(started)
+}
+
+/// Starts a replacement for each instance (placed where there is room, else waiting),
+/// one `instances_replaced` per deployment; each old instance stops once its
+/// replacement is healthy ([`Handover::Replaced`]). A `restart`'s replacements run with
+/// the env's current secrets, the others with their predecessors'. The replacements.
+pub async fn replace(
+    tx: &mut PgConnection,
+    cpu_oversubscription: f64,
+    olds: Vec<Movable>,
+    restart: bool,
+    actor: &str,
+) -> Result<Vec<Replacement>, StoreError> {
+    let mut cluster = Cluster::load(tx, cpu_oversubscription).await?;
+    let mut all = Vec::new();
+    for (deployment_id, (org, groups)) in by_deployment(olds) {
         let mut replacements = Vec::new();
         for (spec, region, olds) in groups {
             let plans = cluster.plan_in(deployment_id, &spec, region.as_deref(), len(&olds));
@@ -46,19 +68,15 @@ pub async fn evacuate(
                     .map(|(replaces, instance)| Replacement { replaces, instance }),
             );
         }
-        started += replacements.len();
+        all.extend(replacements.iter().cloned());
         let data = EventData::InstancesReplaced {
             deployment_id,
             replacements,
+            restart,
         };
         log::append(tx, Some(org), actor, data).await?;
     }
-    if state == NodeState::Dead {
-        let gone = agents::running_on(&mut *tx, node_id).await?;
-        let reason = format!("node {} stopped sending heartbeats", node.name);
-        stop(tx, gone, &reason, actor).await?;
-    }
-    Ok(started)
+    Ok(all)
 }
 
 /// Instances whose successors are ready, so they can stop.

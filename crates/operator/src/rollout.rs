@@ -4,7 +4,8 @@
 //! app's window (`[deploy] standby`, else the operator's `--standby-window`); a rollback
 //! to that standby inside its window switches the env back to it in one event, booting
 //! nothing; outside it, the old release rolls out again. The monitor ends standbys whose
-//! window passed or whose room is needed ([`end_standbys`]).
+//! window passed or whose room is needed ([`end_standbys`]). A restart (also after a
+//! change of secrets) replaces the active deployment's instances in place, surging.
 
 use serde_json::{Value, json};
 use sqlx::PgConnection;
@@ -250,6 +251,36 @@ impl AppState {
             "deployment": deployment, "release": release, "url": url, "instances": instances,
             "warnings": manifest.reachability_warnings(), "instant": true,
         }))
+    }
+
+    /// Restarts the env's active deployment (only `process`'s instances, when given): a
+    /// replacement for each running instance, with the env's current secrets, booted
+    /// beside it; each old instance stops once its replacement is healthy, so the env
+    /// keeps serving throughout. `None` when nothing is deployed.
+    pub(crate) async fn restart(
+        &self,
+        tx: &mut Tx,
+        auth: &Auth,
+        scope: &EnvScope,
+        process: Option<&str>,
+    ) -> ApiResult<Option<Value>> {
+        let Some(active) = read::active_deployment(&mut **tx, scope.env.id).await? else {
+            return Ok(None);
+        };
+        if let Some(name) = process
+            && !read::process_types(&mut **tx, active.id)
+                .await?
+                .iter()
+                .any(|p| p.name == name)
+        {
+            return Err(ApiError::not_found("process").with_field("process"));
+        }
+        let olds = agents::unreplaced_of(&mut **tx, active.id, process).await?;
+        let cpu = self.config.cpu_oversubscription;
+        let replacements = crate::relocate::replace(tx, cpu, olds, true, &auth.actor()).await?;
+        Ok(Some(
+            json!({ "deployment": active, "replacements": replacements }),
+        ))
     }
 
     /// How long the deployment a rollout of `manifest` replaces stays on standby;

@@ -112,6 +112,25 @@ pub async fn unreplaced_on<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Mov
     .await?)
 }
 
+/// The deployment's desired-running instances (of `process`, when given) that no
+/// running instance replaces yet.
+pub async fn unreplaced_of<'c>(
+    db: impl PgExecutor<'c>,
+    deployment: Uuid,
+    process: Option<&str>,
+) -> R<Vec<Movable>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "{MOVABLE} AND i.deployment_id = $1 AND ($2::text IS NULL OR i.process = $2)
+           AND NOT EXISTS (
+            SELECT 1 FROM instances r WHERE r.replaces = i.id AND r.desired_state = 'running')
+         ORDER BY i.created_at, i.id"
+    )))
+    .bind(deployment)
+    .bind(process)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Desired-running instances waiting for a node (none had room, or none existed).
 pub async fn waiting<'c>(db: impl PgExecutor<'c>) -> R<Vec<Movable>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
@@ -277,19 +296,30 @@ pub async fn desired<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<DesiredRo
 /// A secret as stored: sealed. Only the operator's key opens it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SealedSecret {
+    /// The instance it is told to.
+    pub instance_id: Uuid,
     pub env_id: Uuid,
     pub name: String,
     pub version: i32,
     pub ciphertext: String,
 }
 
-/// The sealed secrets of these envs.
-pub async fn sealed_secrets<'c>(db: impl PgExecutor<'c>, envs: &[Uuid]) -> R<Vec<SealedSecret>> {
+/// The sealed secrets each of these instances runs with: the versions current at its
+/// `secrets_seq` (the env's current ones for instances from before it was kept).
+pub async fn sealed_secrets<'c>(
+    db: impl PgExecutor<'c>,
+    instances: &[Uuid],
+) -> R<Vec<SealedSecret>> {
     Ok(sqlx::query_as(
-        "SELECT env_id, name, version, ciphertext FROM secrets WHERE env_id = ANY($1)
-         ORDER BY env_id, name",
+        "SELECT i.id AS instance_id, v.env_id, v.name, v.version, v.ciphertext
+         FROM instances i
+         JOIN secret_versions v ON v.env_id = i.env_id
+         WHERE i.id = ANY($1)
+           AND v.set_seq <= COALESCE(i.secrets_seq, 9223372036854775807)
+           AND (v.unset_seq IS NULL OR v.unset_seq > COALESCE(i.secrets_seq, 9223372036854775807))
+         ORDER BY i.id, v.name",
     )
-    .bind(envs)
+    .bind(instances)
     .fetch_all(db)
     .await?)
 }

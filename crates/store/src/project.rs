@@ -5,6 +5,7 @@ mod agents;
 mod certificates;
 mod deployments;
 mod labels;
+mod secrets;
 
 use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
@@ -289,15 +290,18 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(version)
             .bind(ciphertext)
             .bind(at)
-            .execute(db)
+            .execute(&mut *db)
             .await?;
+            secrets::replace(db, event.seq, env_id, name).await?;
+            secrets::add(db, org, event.seq, env_id, name, *version, ciphertext).await?;
         }
         EventData::SecretUnset { env_id, name } => {
             sqlx::query("DELETE FROM secrets WHERE env_id = $1 AND name = $2")
                 .bind(env_id)
                 .bind(name)
-                .execute(db)
+                .execute(&mut *db)
                 .await?;
+            secrets::replace(db, event.seq, env_id, name).await?;
         }
         EventData::RegionCreated { region_id, name } => {
             sqlx::query("INSERT INTO regions (id, name, created_at) VALUES ($1, $2, $3)")
@@ -493,8 +497,9 @@ async fn insert_instances(
     for plan in plans {
         sqlx::query(
             "INSERT INTO instances (id, org_id, env_id, deployment_id, process, node_id, region,
-                                    desired_state, observed_state, reason, created_at, updated_at)
-             SELECT $1, org_id, env_id, id, $3, $4, $5, 'running', 'pending', $6, $7, $7
+                                    desired_state, observed_state, reason, created_at, updated_at,
+                                    secrets_seq)
+             SELECT $1, org_id, env_id, id, $3, $4, $5, 'running', 'pending', $6, $7, $7, $8
              FROM deployments WHERE id = $2",
         )
         .bind(plan.instance_id)
@@ -504,6 +509,7 @@ async fn insert_instances(
         .bind(&plan.region)
         .bind(&plan.reason)
         .bind(event.at)
+        .bind(event.seq)
         .execute(&mut *db)
         .await?;
     }

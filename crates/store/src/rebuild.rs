@@ -31,6 +31,7 @@ pub const PROJECTIONS: &[&str] = &[
     "routes",
     "domains",
     "secrets",
+    "secret_versions",
     "builds",
     "certificates",
     "acme_accounts",

@@ -344,6 +344,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
                     replaces: moving.instance_id,
                     instance: plan("web", Some(n2)),
                 }],
+                restart: false,
             },
         ),
         (

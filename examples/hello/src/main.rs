@@ -1,7 +1,9 @@
 //! The example app Zeitwork deploys out of the box: a dependency-free HTTP server, built
 //! as a static binary and packed into an OCI image by Zeitwork's own tooling.
 //!
-//! `hello [serve]` serves `GET /` and `GET /healthz` on `$PORT` (default 8080).
+//! `hello [serve]` serves `GET /` and `GET /healthz` on `$PORT` (default 8080), and
+//! `GET /public`: the secrets whose names start with `PUBLIC_`, as `NAME=value` lines, to
+//! show a secret change reaching the app (no other secret is ever shown).
 //! The runtime's tests also use it to act as a misbehaving app:
 //! `hello exit CODE`, `hello alloc MIB` (touch that much memory), and
 //! `hello probe HOST:PORT…` (a line for each; exit 0 if a TCP connection opens to every
@@ -81,6 +83,7 @@ fn answer(mut stream: TcpStream) {
             format!("Hello from Zeitwork! (instance {})\n", host.trim()),
         ),
         "/healthz" => ("200 OK", "ok\n".to_owned()),
+        "/public" => ("200 OK", public_secrets()),
         _ => ("404 Not Found", "not found\n".to_owned()),
     };
     // An access log (health checks aside), so `zeitwork logs -f` has something to show.
@@ -124,5 +127,61 @@ fn probe(target: &str) -> bool {
             println!("hello: probe {target}: {e}");
             false
         }
+    }
+}
+
+/// Where the runtime puts the app's secrets: a JSON object of strings (`zeitwork-init`).
+const SECRETS: &str = "/run/secrets/zeitwork.json";
+
+/// `NAME=value` lines for the secrets named `PUBLIC_…` (read at each request, so a
+/// value is the one this instance started with); escapes are shown as written.
+fn public_secrets() -> String {
+    let text = std::fs::read_to_string(SECRETS).unwrap_or_default();
+    let mut out = String::new();
+    let mut strings = json_strings(&text).into_iter();
+    while let (Some(name), Some(value)) = (strings.next(), strings.next()) {
+        if name.starts_with("PUBLIC_") {
+            out.push_str(&format!("{name}={value}\n"));
+        }
+    }
+    out
+}
+
+/// The string literals of a flat JSON object of strings, in order (key, value, …).
+fn json_strings(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('"') {
+        let body = &rest[start + 1..];
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match (c, escaped) {
+                ('\\', false) => escaped = true,
+                ('"', false) => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else { break };
+        out.push(&body[..end]);
+        rest = &body[end + 1..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_come_in_order_with_escapes_kept() {
+        let text = r#"{"API_KEY":"s3\"cret","PUBLIC_GREETING":"hi"}"#;
+        assert_eq!(
+            json_strings(text),
+            ["API_KEY", r#"s3\"cret"#, "PUBLIC_GREETING", "hi"]
+        );
     }
 }

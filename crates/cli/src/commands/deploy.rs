@@ -35,6 +35,13 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// Only this process's instances [default: every process's]
+    #[arg(long, value_name = "NAME")]
+    pub process: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ScaleArgs {
     /// New instance counts, e.g. web=3 worker=1
     #[arg(required = true, value_name = "PROCESS=COUNT")]
@@ -194,6 +201,24 @@ pub async fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
         .post(&path, &body)
         .await?;
     rolled_out(ctx, &ctx.app()?, &answer, "Rolled back")
+}
+
+pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<()> {
+    let body = match args.process {
+        Some(p) => json!({ "process": p }),
+        None => json!({}),
+    };
+    let path = ctx.path(Scope::Env, &["restart"])?;
+    let answer = ctx.client()?.post(&path, &body).await?;
+    if ctx.json() {
+        return output::emit_json(&answer);
+    }
+    let n = answer["replacements"].as_array().map_or(0, Vec::len);
+    output::emit(&format!(
+        "Restarting {n} instance(s) of {} in env {}: each old one stops once its replacement is healthy (`zeitwork status`)\n",
+        ctx.app()?,
+        ctx.global.env
+    ))
 }
 
 /// Prints a deploy/rollback answer `{"deployment","release","url","instances","warnings"}`;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde_json::json;
 
-use super::{field, list, remove};
+use super::{field, list};
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
 use crate::output::{self, Cell, Column, col, col_as};
@@ -24,9 +24,17 @@ pub enum SecretsAction {
         /// Read the value of the one NAME from stdin (one trailing newline is dropped)
         #[arg(long)]
         stdin: bool,
+        /// Do not restart the env's instances (batch changes, then `zeitwork restart`)
+        #[arg(long)]
+        no_restart: bool,
     },
     /// Remove a secret
-    Unset { name: String },
+    Unset {
+        name: String,
+        /// Do not restart the env's instances (batch changes, then `zeitwork restart`)
+        #[arg(long)]
+        no_restart: bool,
+    },
 }
 
 /// `NAME=VALUE`, or a bare `NAME` for `--stdin`.
@@ -74,10 +82,23 @@ pub async fn secrets(ctx: &Ctx, action: SecretsAction) -> Result<()> {
         SecretsAction::List => {
             list(ctx, ctx.path(Scope::Env, &["secrets"])?, "secrets", SECRETS).await
         }
-        SecretsAction::Set { secrets, stdin } => set(ctx, pairs(secrets, stdin)?).await,
-        SecretsAction::Unset { name } => {
+        SecretsAction::Set {
+            secrets,
+            stdin,
+            no_restart,
+        } => set(ctx, pairs(secrets, stdin)?, !no_restart).await,
+        SecretsAction::Unset { name, no_restart } => {
             let path = ctx.path(Scope::Env, &["secrets", &name])?;
-            remove(ctx, path, &format!("Unset secret {name}")).await
+            let query = [("restart", (!no_restart).to_string())];
+            ctx.client()?.delete_with(&path, &query).await?;
+            if ctx.json() {
+                return Ok(());
+            }
+            let then = match no_restart {
+                true => "",
+                false => "; the env's instances restart with the change",
+            };
+            output::emit(&format!("Unset secret {name}{then}\n"))
         }
     }
 }
@@ -118,14 +139,17 @@ fn usage(message: &str) -> CliError {
     CliError::Usage(message.to_owned())
 }
 
-/// One `PUT …/secrets/{name}` each; prints names and versions, never values.
-async fn set(ctx: &Ctx, pairs: Vec<(String, String)>) -> Result<()> {
+/// One `PUT …/secrets/{name}` each, the last one restarting the env (unless not
+/// `restart`), so several changes cost one rolling restart; prints names and versions,
+/// never values.
+async fn set(ctx: &Ctx, pairs: Vec<(String, String)>, restart: bool) -> Result<()> {
     let client = ctx.client()?;
-    for (name, value) in pairs {
+    let last = pairs.len().saturating_sub(1);
+    for (n, (name, value)) in pairs.into_iter().enumerate() {
         let answer = client
             .put(
                 &ctx.path(Scope::Env, &["secrets", &name])?,
-                &json!({ "value": value }),
+                &json!({ "value": value, "restart": restart && n == last }),
             )
             .await?;
         if ctx.json() {
@@ -135,6 +159,12 @@ async fn set(ctx: &Ctx, pairs: Vec<(String, String)>) -> Result<()> {
                 "Set secret {name} (version {})\n",
                 field(&answer, "version")
             ))?;
+            if n == last && restart {
+                output::emit(&format!(
+                    "Restarting {} instance(s) with it (each old one stops once its replacement is healthy)\n",
+                    field(&answer, "restarted")
+                ))?;
+            }
         }
     }
     Ok(())

@@ -83,10 +83,8 @@ pub async fn desired(
         .execute(&mut *tx)
         .await?;
     let rows = agents::desired(&mut *tx, node.id).await?;
-    let mut envs: Vec<Uuid> = rows.iter().map(|r| r.env_id).collect();
-    envs.sort_unstable();
-    envs.dedup();
-    let sealed = agents::sealed_secrets(&mut *tx, &envs).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.instance_id).collect();
+    let sealed = agents::sealed_secrets(&mut *tx, &ids).await?;
     let open_builds = read::node_builds(&mut *tx, node.id).await?;
     let seq = log::head(&mut tx).await?;
     tx.commit().await?;

@@ -155,6 +155,27 @@ pub async fn rollback(
     req.finish(tx, StatusCode::CREATED, answer).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    /// Only this process's instances; absent: every process's.
+    process: Option<String>,
+}
+
+pub async fn restart(
+    State(s): State<AppState>,
+    InEnv { auth, scope, .. }: InEnv<Deployer>,
+    req: Create<Restart>,
+) -> ApiResult<Response> {
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    let answer = s
+        .restart(&mut tx, &auth, &scope, req.body.process.as_deref())
+        .await?
+        .ok_or_else(|| ApiError::conflict("env", "nothing is deployed to this env yet"))?;
+    req.finish(tx, StatusCode::CREATED, answer).await
+}
+
 impl AppState {
     pub(crate) fn url(&self, scope: &EnvScope, slug: &str) -> String {
         let label = platform_host::deployment_label(&scope.app.name, slug, &scope.org.name);

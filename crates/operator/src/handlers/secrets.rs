@@ -1,8 +1,10 @@
 //! Secrets: write-only values, sealed before they reach the log. Reads return names
 //! and versions; values go only to the instances (delivered as a file by the runtime).
+//! A change restarts the env's active deployment (`crate::rollout`), so its instances run
+//! with it; instances that started before never get the newer value.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,6 +26,21 @@ pub const MAX_VALUE: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct NewValue {
     value: String,
+    /// Restart the env's instances so they run with it (the default); `false` batches
+    /// several changes before one `restart`.
+    #[serde(default = "yes")]
+    restart: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsetQuery {
+    #[serde(default = "yes")]
+    restart: bool,
 }
 
 #[derive(Deserialize)]
@@ -45,7 +62,7 @@ pub async fn set(
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<SecretPath>,
     Body(body): Body<NewValue>,
-) -> ApiResult<Json<Secret>> {
+) -> ApiResult<Json<Value>> {
     check_env_name(&p.name).map_err(|m| ApiError::invalid("name", format!("secret name: {m}")))?;
     if body.value.len() > MAX_VALUE {
         return Err(ApiError::invalid(
@@ -68,32 +85,51 @@ pub async fn set(
         ciphertext,
     };
     let event = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    let restarted = match body.restart {
+        true => s.restart(&mut tx, &auth, &scope, None).await?,
+        false => None,
+    };
     tx.commit().await?;
-    Ok(Json(Secret {
+    let secret = Secret {
         name: p.name,
         version,
         updated_at: event.at,
-    }))
+    };
+    let mut answer = serde_json::to_value(secret).expect("secrets serialize");
+    answer["restarted"] = restarted_count(&restarted).into();
+    Ok(Json(answer))
+}
+
+/// How many instances a restart replaced.
+fn restarted_count(restart: &Option<Value>) -> usize {
+    restart
+        .as_ref()
+        .and_then(|r| r["replacements"].as_array())
+        .map_or(0, Vec::len)
 }
 
 pub async fn unset(
     State(s): State<AppState>,
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<SecretPath>,
+    Query(q): Query<UnsetQuery>,
 ) -> ApiResult<StatusCode> {
-    if read::secret_ciphertext(s.store.pool(), scope.env.id, &p.name)
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    if read::secret_ciphertext(&mut *tx, scope.env.id, &p.name)
         .await?
         .is_none()
     {
         return Err(ApiError::not_found("secret"));
     }
-    s.record(
-        &auth,
-        Some(scope.org.id),
-        EventData::SecretUnset {
-            env_id: scope.env.id,
-            name: p.name,
-        },
-    )
-    .await
+    let data = EventData::SecretUnset {
+        env_id: scope.env.id,
+        name: p.name,
+    };
+    log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
+    if q.restart {
+        s.restart(&mut tx, &auth, &scope, None).await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod quotas;
 mod registry;
 mod registry_gc;
+mod restart;
 mod routes;
 mod secrets;
 mod standby;

@@ -90,15 +90,19 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
                 .await?;
             }
         }
-        EventData::InstancesReplaced { replacements, .. } => {
+        EventData::InstancesReplaced {
+            replacements,
+            restart,
+            ..
+        } => {
             for r in replacements {
                 let plan = &r.instance;
                 sqlx::query(
                     "INSERT INTO instances (id, org_id, env_id, deployment_id, process, node_id, region,
                                             desired_state, observed_state, reason, replaces,
-                                            created_at, updated_at)
+                                            created_at, updated_at, secrets_seq)
                      SELECT $1, org_id, env_id, deployment_id, process, $3, $4, 'running', 'pending',
-                            $5, id, $6, $6
+                            $5, id, $6, $6, CASE WHEN $7 THEN $8 ELSE secrets_seq END
                      FROM instances WHERE id = $2",
                 )
                 .bind(plan.instance_id)
@@ -107,6 +111,8 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
                 .bind(&plan.region)
                 .bind(&plan.reason)
                 .bind(at)
+                .bind(restart)
+                .bind(event.seq)
                 .execute(&mut *db)
                 .await?;
             }
