@@ -24,7 +24,7 @@ async fn up_runs_the_example_heals_it_and_survives_restarts() {
     }
     let data = tempfile::tempdir().unwrap();
     share_guest_cache(&data.path().join("node"));
-    // Rollouts here replace instances outright (warm standbys: tests/standby.rs).
+    // Rollouts here replace instances outright (warm standbys: tests/day_two.rs).
     let mut up = Up::start_with(data.path(), "127.0.0.1", &["--standby-window", "0"]).await;
     let line = up.wait_for_line("Example app:", BOOT).await;
     // "Example app: http://HOST:PORT/ (this deployment: …; instance: http://IP:PORT/)"

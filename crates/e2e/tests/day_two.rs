@@ -1,4 +1,4 @@
-//! Warm standby through `zeitwork up` on QEMU, under a steady request loop through the
+//! Day-two operations through `zeitwork up` on QEMU. Warm standby, under a steady request loop through the
 //! edge: after a rollout the replaced deployment's microVM keeps running; a rollback
 //! inside the window switches the env back to it (no VM boots, no request fails, and
 //! once its instance answers, every later request is answered by it); after a short
@@ -84,7 +84,7 @@ fn switched_once(answers: &[Answer], since: Instant, to: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_inside_the_window_boots_nothing_and_after_it_boots_the_release() {
+async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret_rotation() {
     assert!(
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root (taps, nftables, cgroups)"
