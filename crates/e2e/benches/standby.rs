@@ -5,7 +5,9 @@
 //! release rolls out again: a microVM boots). Each is timed from its event's commit
 //! (the event's timestamp, taken in the committing transaction) to the switch: the send
 //! time of the first request from which every answer comes from the rolled-back
-//! release's instance. Failed requests are counted. Printed as Markdown for
+//! release's instance. Then restarts (what a secret change does), timed from commit
+//! until the old instance is out of rotation. Failed requests are counted. Printed as
+//! Markdown for
 //! BENCHMARKS.md. Run: `cargo bench -p zeitwork-e2e --bench standby`, as root.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -16,6 +18,7 @@ use zeitwork_e2e::{Up, example_manifest, poll_until, share_guest_cache};
 
 const INSTANT_ROUNDS: usize = 20;
 const BOOT_ROUNDS: usize = 3;
+const RESTART_ROUNDS: usize = 3;
 const BOOT: Duration = Duration::from_secs(300);
 const HOST: &str = "hello-demo.zeitwork.localhost";
 const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
@@ -67,6 +70,11 @@ async fn main() {
         deploy(&up, &image, &none).await;
         boots.push(roll_back(&up, 1).await);
     }
+    // Restarts (what a secret change does): each instance is replaced beside itself.
+    let mut restarts = Vec::new();
+    for _ in 0..RESTART_ROUNDS {
+        restarts.push(restart(&up).await);
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut answers = Vec::new();
     for load in loads {
@@ -76,7 +84,8 @@ async fn main() {
     let failed = answers.iter().filter(|a| a.result.is_err()).count();
 
     let commits: Vec<(DateTime<Utc>, String)> = sqlx::query_as(
-        "SELECT at, kind FROM events WHERE kind IN ('deployment_reactivated', 'deployment_created')
+        "SELECT at, kind FROM events
+         WHERE kind IN ('deployment_reactivated', 'deployment_created', 'instances_replaced')
          ORDER BY seq",
     )
     .fetch_all(&db)
@@ -95,7 +104,7 @@ async fn main() {
             })
             .collect()
     };
-    let (instant, booted) = (timed(&switches), timed(&boots));
+    let (instant, booted, restarted) = (timed(&switches), timed(&boots), timed(&restarts));
     println!(
         "| rollback under load (4 loops × 1 request / 10 ms through the edge) | runs | commit → served p50 | p99 | max |"
     );
@@ -105,6 +114,10 @@ async fn main() {
         (
             "outside it (the release rolls out: a microVM boots)",
             booted,
+        ),
+        (
+            "restart (a secret change): commit → the old instance out of rotation",
+            restarted,
         ),
     ] {
         let mut runs = runs;
@@ -160,6 +173,33 @@ async fn roll_back(up: &Up, release: u32) -> Switch {
     .await
     .expect("the rollback serves");
     // Let the loops show the switch holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Switch {
+        started,
+        until: Instant::now(),
+        to,
+    }
+}
+
+/// `zeitwork restart`: done when twenty answers in a row come from one new instance.
+async fn restart(up: &Up) -> Switch {
+    let before = serving(up).await;
+    let started = Instant::now();
+    up.cli(&[&APP[..], &["restart"]].concat()).await.success();
+    let to = poll_until(BOOT, || async {
+        let now = serving(up).await;
+        if now == before || now.is_empty() {
+            return None;
+        }
+        for _ in 0..20 {
+            if serving(up).await != now {
+                return None;
+            }
+        }
+        Some(now)
+    })
+    .await
+    .expect("the restart serves");
     tokio::time::sleep(Duration::from_millis(500)).await;
     Switch {
         started,
