@@ -17,34 +17,23 @@ const BOOT: Duration = Duration::from_secs(300);
 const HOST: &str = "hello-demo.zeitwork.localhost";
 const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
 
-/// The env's status: the active deployment's id and the ids of every instance meant to
-/// run (active and standby alike).
-async fn status(up: &Up) -> Option<(String, BTreeSet<String>)> {
-    let out = up.cli(&[&APP[..], &["status", "--json"]].concat()).await;
-    let status: Value = serde_json::from_str(&out.stdout).ok()?;
-    let active = status["deployment"]["id"].as_str()?.to_owned();
-    let running = status["instances"]
-        .as_array()?
-        .iter()
-        .filter(|i| i["desired_state"] == "running")
-        .filter_map(|i| i["id"].as_str().map(str::to_owned))
-        .collect();
-    Some((active, running))
-}
-
-/// The ids of the active deployment's instances meant to run.
-async fn active_instances(up: &Up) -> Option<BTreeSet<String>> {
+/// The ids of the env's instances meant to run: all of them (active and standby
+/// deployments alike), and the active deployment's.
+async fn instances(up: &Up) -> Option<(BTreeSet<String>, BTreeSet<String>)> {
     let out = up.cli(&[&APP[..], &["status", "--json"]].concat()).await;
     let status: Value = serde_json::from_str(&out.stdout).ok()?;
     let active = &status["deployment"]["id"];
-    Some(
-        status["instances"]
-            .as_array()?
-            .iter()
-            .filter(|i| i["desired_state"] == "running" && i["deployment_id"] == *active)
-            .filter_map(|i| i["id"].as_str().map(str::to_owned))
-            .collect(),
-    )
+    let (mut all, mut of_active) = (BTreeSet::new(), BTreeSet::new());
+    for i in status["instances"].as_array()? {
+        let Some(id) = i["id"].as_str().filter(|_| i["desired_state"] == "running") else {
+            continue;
+        };
+        if i["deployment_id"] == *active {
+            of_active.insert(id.to_owned());
+        }
+        all.insert(id.to_owned());
+    }
+    Some((all, of_active))
 }
 
 /// The instance that answers the env's hostname through the edge, once it is `other`
@@ -94,7 +83,7 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
     let mut up = Up::with_node(data.path()).await;
     up.wait_for_line("Example app:", BOOT).await;
     up.login_as_admin().await;
-    let (_, running) = status(&up).await.unwrap();
+    let (running, _) = instances(&up).await.unwrap();
     let v1 = running.first().unwrap().clone();
     let show = [&APP[..], &["releases", "show", "1", "--json"]].concat();
     let image = up.cli(&show).await.json()["image"]
@@ -136,7 +125,7 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
     let answers = load.answers().await;
     switched_once(&answers, since, &v1);
     assert_eq!(count_vms(), 2, "no VM booted or stopped");
-    let (_, running) = status(&up).await.unwrap();
+    let (running, _) = instances(&up).await.unwrap();
     assert_eq!(running, BTreeSet::from([v1.clone(), v2.clone()]));
 
     // Release 3 with a 5 s window: release 1 (active) stands by for 5 s, release 2 (the
@@ -154,7 +143,7 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
     poll_until(BOOT, || async { (count_vms() == 1).then_some(()) })
         .await
         .expect("the standby stops once its window ends");
-    let (_, running) = status(&up).await.unwrap();
+    let (running, _) = instances(&up).await.unwrap();
     assert_eq!(running, BTreeSet::from([v3.clone()]));
 
     // Rollback after the window: release 1 boots again, and takes over without a failure.
@@ -201,11 +190,11 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
     .await
     .expect("the restarted instance has the secret");
     poll_until(BOOT, || async {
-        (active_instances(&up).await?.len() == 1).then_some(())
+        (instances(&up).await?.1.len() == 1).then_some(())
     })
     .await
     .expect("the instance from before the change stops");
-    let before = active_instances(&up).await.unwrap();
+    let before = instances(&up).await.unwrap().1;
     let load = Load::start(up.edge_addr(), HOST.into());
     up.cli(&strs(&secret("two"))).await.success();
     poll_until(BOOT, || async {
@@ -214,7 +203,7 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
     .await
     .expect("the new value reaches the app");
     let rotated = poll_until(BOOT, || async {
-        let running = active_instances(&up).await?;
+        let running = instances(&up).await?.1;
         (running.len() == 1 && running != before).then_some(running)
     })
     .await

@@ -96,7 +96,7 @@ async fn end_standbys(store: &Store) -> Result<(), StoreError> {
     drop(db);
     let mut tx = store.begin().await?;
     log::lock(&mut tx).await?;
-    let ended = rollout::end_standbys(&mut tx).await?;
+    let ended = rollout::end_standbys(&mut tx, ACTOR).await?;
     tx.commit().await?;
     if ended > 0 {
         tracing::info!(ended, "standby deployments were superseded");

@@ -7,11 +7,12 @@
 //! window passed or whose room is needed ([`end_standbys`]). A restart (also after a
 //! change of secrets) replaces the active deployment's instances in place, surging.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use zeitwork_core::DeploymentState;
-use zeitwork_core::event::ProcessSpec;
+use zeitwork_core::event::{ProcessSpec, Replacement};
 use zeitwork_core::manifest::Seconds;
 use zeitwork_core::{EventData, ImageRef, Manifest, platform_host};
 use zeitwork_store::model::{Deployment, Release};
@@ -25,6 +26,13 @@ use crate::placement::{self, Want};
 use crate::quota;
 use crate::scope::EnvScope;
 use crate::state::AppState;
+
+/// What a restart started: a replacement for each running instance of the deployment.
+#[derive(Debug, Serialize)]
+pub(crate) struct Restarted {
+    pub deployment: Deployment,
+    pub replacements: Vec<Replacement>,
+}
 
 impl AppState {
     /// The release for this image and manifest: reused when the same pair was released
@@ -263,24 +271,25 @@ impl AppState {
         auth: &Auth,
         scope: &EnvScope,
         process: Option<&str>,
-    ) -> ApiResult<Option<Value>> {
-        let Some(active) = read::active_deployment(&mut **tx, scope.env.id).await? else {
+    ) -> ApiResult<Option<Restarted>> {
+        let Some(deployment) = read::active_deployment(&mut **tx, scope.env.id).await? else {
             return Ok(None);
         };
         if let Some(name) = process
-            && !read::process_types(&mut **tx, active.id)
+            && !read::process_types(&mut **tx, deployment.id)
                 .await?
                 .iter()
                 .any(|p| p.name == name)
         {
             return Err(ApiError::not_found("process").with_field("process"));
         }
-        let olds = agents::unreplaced_of(&mut **tx, active.id, process).await?;
+        let olds = agents::unreplaced_of(&mut **tx, deployment.id, process).await?;
         let cpu = self.config.cpu_oversubscription;
         let replacements = crate::relocate::replace(tx, cpu, olds, true, &auth.actor()).await?;
-        Ok(Some(
-            json!({ "deployment": active, "replacements": replacements }),
-        ))
+        Ok(Some(Restarted {
+            deployment,
+            replacements,
+        }))
     }
 
     /// How long the deployment a rollout of `manifest` replaces stays on standby;
@@ -295,13 +304,10 @@ impl AppState {
     }
 }
 
-/// The actor of the events the monitor writes.
-const SYSTEM: &str = "system";
-
 /// Supersedes the standby deployments whose window ended, and the oldest one while an
 /// active deployment's instance waits for room (both recorded with the reason); their
 /// instances then stop as superseded ones do. Returns how many ended.
-pub(crate) async fn end_standbys(tx: &mut PgConnection) -> Result<usize, StoreError> {
+pub(crate) async fn end_standbys(tx: &mut PgConnection, actor: &str) -> Result<usize, StoreError> {
     let mut ended = Vec::new();
     for s in agents::standbys_ended(&mut *tx).await? {
         ended.push((s, "its standby window ended"));
@@ -318,7 +324,7 @@ pub(crate) async fn end_standbys(tx: &mut PgConnection) -> Result<usize, StoreEr
             env_id: s.env_id,
             reason: reason.to_owned(),
         };
-        log::append(tx, Some(s.org_id), SYSTEM, data).await?;
+        log::append(tx, Some(s.org_id), actor, data).await?;
     }
     Ok(count)
 }

@@ -173,6 +173,7 @@ pub async fn restart(
         .restart(&mut tx, &auth, &scope, req.body.process.as_deref())
         .await?
         .ok_or_else(|| ApiError::conflict("env", "nothing is deployed to this env yet"))?;
+    let answer = serde_json::to_value(answer).expect("restarts serialize");
     req.finish(tx, StatusCode::CREATED, answer).await
 }
 

@@ -96,16 +96,8 @@ pub async fn set(
         updated_at: event.at,
     };
     let mut answer = serde_json::to_value(secret).expect("secrets serialize");
-    answer["restarted"] = restarted_count(&restarted).into();
+    answer["restarted"] = restarted.map_or(0, |r| r.replacements.len()).into();
     Ok(Json(answer))
-}
-
-/// How many instances a restart replaced.
-fn restarted_count(restart: &Option<Value>) -> usize {
-    restart
-        .as_ref()
-        .and_then(|r| r["replacements"].as_array())
-        .map_or(0, Vec::len)
 }
 
 pub async fn unset(
