@@ -135,6 +135,25 @@ async fn main() {
         "\nrequests: {} answered, {failed} failed",
         answers.len() - failed
     );
+    // Which phase each failure fell in, to look into.
+    let phases = [
+        ("instant", &switches),
+        ("boot", &boots),
+        ("restart", &restarts),
+    ];
+    for a in answers.iter().filter(|a| a.result.is_err()) {
+        let phase = phases
+            .iter()
+            .flat_map(|(name, runs)| runs.iter().map(move |r| (*name, r)))
+            .filter(|(_, r)| r.started <= a.sent)
+            .max_by_key(|(_, r)| r.started)
+            .map_or("before the first rollback", |(name, _)| name);
+        eprintln!(
+            "failed ({phase}, {}): {}",
+            clock.wall(a.sent),
+            a.result.as_ref().unwrap_err()
+        );
+    }
 }
 
 /// One rollback: when it was asked for, and the instance it went to.

@@ -68,23 +68,34 @@ pub async fn get(url: &str) -> Result<String, String> {
 
 /// `GET /` from `addr` with `Host: host`, the body on a 200.
 pub async fn get_via(addr: &str, host: &str) -> Result<String, String> {
+    let answer = exchange(addr, host, "/", Duration::from_secs(5)).await?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(format!("{addr} ({host}): {answer}")),
+    }
+}
+
+/// `GET path` on `addr` with `Host: host` (HTTP/1.1, one request, the connection
+/// closed after): the whole answer, or why there is none within `within`.
+pub async fn exchange(
+    addr: &str,
+    host: &str,
+    path: &str,
+    within: Duration,
+) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await?;
         Ok::<_, std::io::Error>(answer)
     };
-    let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+    tokio::time::timeout(within, exchange)
         .await
-        .map_err(|_| format!("{addr} ({host}): no answer within 5 s"))?
-        .map_err(|e| format!("{addr} ({host}): {e}"))?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
-        _ => Err(format!("{addr} ({host}): {answer}")),
-    }
+        .map_err(|_| format!("{addr} ({host}): no answer within {within:?}"))?
+        .map_err(|e| format!("{addr} ({host}): {e}"))
 }
 
 /// The instance named in the example's answer, "Hello from Zeitwork! (instance ID)".

@@ -282,17 +282,7 @@ impl Drop for Netns {
 /// `GET path` on `addr` with `Host: host` (HTTP/1.1, one request): the whole answer, or
 /// None when `addr` does not answer within 10 s.
 pub async fn http_get(addr: &str, host: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
+    crate::load::exchange(addr, host, path, Duration::from_secs(10))
         .await
-        .ok()?
         .ok()
 }
