@@ -26,6 +26,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const STABLE: Duration = Duration::from_secs(60);
 /// Time an app gets to exit after a stop request before its VM is killed.
 const GRACE: Duration = Duration::from_secs(10);
+/// Time an instance that serves keeps serving once it is told to stop, before its app
+/// is asked to exit: edges drop it at their next routing-table refresh (tens of
+/// milliseconds after the change), and a request one of them sends it meanwhile is
+/// answered instead of reset.
+const DEREGISTER: Duration = Duration::from_secs(1);
 
 /// What supervisors share.
 pub struct Context<V, C> {
@@ -130,9 +135,11 @@ async fn supervise<V: Vmm + 'static, C: ControlPlane>(
         let asked = stop.clone();
         let exit = instance
             .wait_or_stop(
-                stopping(stop.clone(), || {
-                    report(ObservedState::Stopping, None, address, restarts)
-                }),
+                stopping(
+                    stop.clone(),
+                    || report(ObservedState::Stopping, None, address, restarts),
+                    address.map_or(Duration::ZERO, |_| DEREGISTER),
+                ),
                 GRACE,
             )
             .await;
@@ -213,10 +220,12 @@ fn instance_spec(spec: &DesiredInstance, net_index: u32) -> InstanceSpec {
     }
 }
 
-/// Resolves once a stop is asked, after telling the operator the instance is stopping.
-async fn stopping(mut stop: watch::Receiver<bool>, announce: impl FnOnce()) {
+/// Resolves `linger` after a stop is asked, having told the operator the instance is
+/// stopping.
+async fn stopping(mut stop: watch::Receiver<bool>, announce: impl FnOnce(), linger: Duration) {
     let _ = stop.wait_for(|s| *s).await;
     announce();
+    tokio::time::sleep(linger).await;
 }
 
 /// Waits out the back-off (doubling it); true when a stop arrived meanwhile.
