@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use zeitwork_e2e::load::{Answer, Load, answering, get_via};
-use zeitwork_e2e::{Up, example_manifest, poll_until, share_guest_cache};
+use zeitwork_e2e::{Up, example_manifest, poll_until, up_with_example};
 
 const INSTANT_ROUNDS: usize = 20;
 const BOOT_ROUNDS: usize = 3;
@@ -35,16 +35,8 @@ impl Clock {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let data = tempfile::tempdir().unwrap();
-    share_guest_cache(&data.path().join("node"));
-    let up = Up::with_node(data.path()).await;
-    up.wait_for_line("Example app:", BOOT).await;
-    up.login_as_admin().await;
+    let (up, image) = up_with_example(data.path(), BOOT).await;
     let db = sqlx::PgPool::connect(&up.database_url()).await.unwrap();
-    let show = [&APP[..], &["releases", "show", "1", "--json"]].concat();
-    let image = up.cli(&show).await.json()["image"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let files = tempfile::tempdir().unwrap();
     let clock = Clock(Instant::now(), SystemTime::now());
     let loads: Vec<Load> = (0..4)

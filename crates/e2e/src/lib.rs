@@ -780,6 +780,23 @@ pub async fn push_example(registry: &zeitwork_services::Registry) -> String {
     format!("{name}@{digest}")
 }
 
+/// `zeitwork up` with this machine as its node, the example deployed (`demo/hello`) and
+/// the CLI logged in as the admin; with the example's image (release 1's), pinned.
+pub async fn up_with_example(data: &Path, within: Duration) -> (Up, String) {
+    share_guest_cache(&data.join("node"));
+    let up = Up::with_node(data).await;
+    up.wait_for_line("Example app:", within).await;
+    up.login_as_admin().await;
+    let show = [
+        "--org", "demo", "--app", "hello", "releases", "show", "1", "--json",
+    ];
+    let image = up.cli(&show).await.json()["image"]
+        .as_str()
+        .expect("release 1 names its image")
+        .to_owned();
+    (up, image)
+}
+
 /// A manifest of the bundled example (`examples/hello/zeitwork.toml`) whose env has
 /// `RELEASE = release` (so each is a release of its own), with `extra` appended, written
 /// to `dir/<release>.toml`; its path.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use zeitwork_e2e::load::{Answer, Load, answering, count_vms, get_via};
-use zeitwork_e2e::{Up, example_manifest, poll_until, share_guest_cache};
+use zeitwork_e2e::{Up, example_manifest, poll_until, up_with_example};
 
 const BOOT: Duration = Duration::from_secs(300);
 const HOST: &str = "hello-demo.zeitwork.localhost";
@@ -79,17 +79,9 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
         "cannot run: microVMs need root (taps, nftables, cgroups)"
     );
     let data = tempfile::tempdir().unwrap();
-    share_guest_cache(&data.path().join("node"));
-    let mut up = Up::with_node(data.path()).await;
-    up.wait_for_line("Example app:", BOOT).await;
-    up.login_as_admin().await;
+    let (mut up, image) = up_with_example(data.path(), BOOT).await;
     let (running, _) = instances(&up).await.unwrap();
     let v1 = running.first().unwrap().clone();
-    let show = [&APP[..], &["releases", "show", "1", "--json"]].concat();
-    let image = up.cli(&show).await.json()["image"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let files = tempfile::tempdir().unwrap();
 
     // Release 2 rolls out; release 1's VM stays, on standby.
