@@ -8,6 +8,7 @@
 mod adopt;
 pub mod build;
 mod control;
+mod cpu;
 mod disks;
 mod health;
 mod instance;

@@ -48,6 +48,8 @@ impl Default for LoopConfig {
 
 pub struct NodeAgent<V, C> {
     control: Arc<C>,
+    /// Each instance's CPU use between heartbeats, for the autoscaler.
+    cpu: crate::cpu::CpuMeter,
     runtime: Arc<Runtime<V>>,
     reconciler: Reconciler<V, C>,
     /// The builds this agent runs (see [`crate::build`]).
@@ -77,6 +79,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
         };
         let mut agent = NodeAgent {
             control,
+            cpu: crate::cpu::CpuMeter::default(),
             runtime,
             reconciler: Reconciler::new(ctx, specs_dir),
             builds: crate::build::Builds::default(),
@@ -209,6 +212,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
     async fn heartbeat(&mut self) {
         let beat = Heartbeat {
             running: u32::try_from(self.reconciler.running()).unwrap_or(u32::MAX),
+            cpu: self.cpu.measure(),
         };
         match self.control.heartbeat(&beat).await {
             Ok(ack) if ack.state == "dead" => {

@@ -225,12 +225,17 @@ pub enum EventData {
         env_id: Uuid,
         reason: String,
     },
+    /// A process of a deployment runs `instances` per region from now on: by `scale`,
+    /// or by the autoscaler, which says why.
     ProcessScaled {
         deployment_id: Uuid,
         process: String,
         instances: u32,
         started: Vec<InstancePlan>,
         stopped: Vec<Uuid>,
+        /// The autoscaler's reason ("27 requests in flight over 1 instance, target 10").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A one-time secret for enrolling a node; only its SHA-256 is stored.
     NodeJoinTokenCreated {
@@ -522,6 +527,7 @@ mod tests {
                 instances: 1,
                 started: vec![],
                 stopped: vec![],
+                reason: Some("load".into()),
             },
             EventData::NodeStateChanged {
                 node_id: Uuid::nil(),

@@ -2,6 +2,7 @@
 //! an unknown or misspelt field is an error naming its path, because a silently
 //! ignored `helth` block would ship an app without health checks.
 
+pub mod autoscale;
 mod build;
 mod check;
 mod deploy;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::name::{Hostname, Name};
+pub use autoscale::Autoscale;
 pub use build::Build;
 pub use check::check_env_name;
 pub use deploy::Deploy;
@@ -82,6 +84,10 @@ pub struct Process {
     pub regions: Vec<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// Lets the platform pick `instances` between bounds from the load; `instances` is
+    /// then only the count of the first deployment (kept within the bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +253,7 @@ impl Manifest {
                 memory_mb: default_memory(),
                 regions: Vec::new(),
                 health: None,
+                autoscale: None,
             },
         );
         Manifest {

@@ -52,6 +52,26 @@ pub struct Enrolled {
 pub struct Heartbeat {
     /// Instances the agent has running right now.
     pub running: u32,
+    /// Each running instance's CPU use since the previous heartbeat (at most
+    /// [`Heartbeat::MAX_CPU_REPORTS`]), for the autoscaler.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu: Vec<InstanceCpu>,
+}
+
+impl Heartbeat {
+    /// The most CPU reports one heartbeat may carry.
+    pub const MAX_CPU_REPORTS: usize = 10_000;
+    /// The highest CPU use one report may claim: 1024 cores, in thousandths.
+    pub const MAX_MILLICPUS: u32 = 1_024_000;
+}
+
+/// An instance's mean CPU use (its VMM's cgroup) over a heartbeat interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceCpu {
+    pub instance_id: Uuid,
+    /// Thousandths of a core.
+    pub millicpus: u32,
 }
 
 /// Whether the scheduler may use a node. Only `ready` nodes get new instances;

@@ -632,15 +632,26 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                 reason,
             }
         }),
-        (uuid(), text(), any::<u32>(), plans(), uuids()).prop_map(
-            |(deployment_id, process, instances, started, stopped)| EventData::ProcessScaled {
-                deployment_id,
-                process,
-                instances,
-                started,
-                stopped
-            }
-        ),
+        (
+            uuid(),
+            text(),
+            any::<u32>(),
+            plans(),
+            uuids(),
+            proptest::option::of(text())
+        )
+            .prop_map(
+                |(deployment_id, process, instances, started, stopped, reason)| {
+                    EventData::ProcessScaled {
+                        deployment_id,
+                        process,
+                        instances,
+                        started,
+                        stopped,
+                        reason,
+                    }
+                }
+            ),
         (uuid(), text(), time(), proptest::option::of(text())).prop_map(
             |(token_id, hash, expires_at, replaces)| EventData::NodeJoinTokenCreated {
                 token_id,

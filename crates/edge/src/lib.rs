@@ -8,6 +8,7 @@
 
 mod cidr;
 mod error;
+mod load;
 mod metrics;
 mod proxy;
 mod refresh;
@@ -89,11 +90,13 @@ struct Inner {
     shared: Arc<Shared>,
     drain_timeout: Duration,
     refresher: JoinHandle<()>,
+    reporter: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.refresher.abort();
+        self.reporter.abort();
     }
 }
 
@@ -128,6 +131,11 @@ impl Edge {
             config.upstream_timeout,
             config.trusted_proxies,
         ));
+        let reporter = load::Reporter {
+            store: store.clone(),
+            name: format!("edge-{}", uuid::Uuid::now_v7()),
+            shared: shared.clone(),
+        };
         let refresher = Refresher {
             store,
             base_domain: config.base_domain,
@@ -141,6 +149,7 @@ impl Edge {
                 table,
                 drain_timeout: config.drain_timeout,
                 refresher: tokio::spawn(refresher.run(follow)),
+                reporter: tokio::spawn(reporter.run()),
             }),
         })
     }

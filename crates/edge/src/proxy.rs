@@ -93,6 +93,11 @@ impl Shared {
         self.trusted_proxies.iter().any(|net| net.contains(peer))
     }
 
+    /// Requests in flight right now per instance (for [`crate::load`]).
+    pub(crate) fn in_flight(&self) -> Vec<(std::net::SocketAddr, u32)> {
+        self.backends.in_flight()
+    }
+
     /// Swaps `table` in, forgets what the edge kept about instances and routes it no
     /// longer has, and tells the workers.
     pub(crate) fn publish(&self, table: RoutingTable) {

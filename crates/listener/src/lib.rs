@@ -62,17 +62,7 @@ pub async fn run(store: Store, bus: impl Bus, shutdown: impl Future<Output = ()>
 
 async fn lead_when_elected(store: &Store, bus: &impl Bus) -> Result<(), ListenerError> {
     // A connection of its own: the lock lives as long as this session.
-    let mut conn = store.pool().acquire().await?.detach();
-    loop {
-        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await?;
-        if locked {
-            break;
-        }
-        tokio::time::sleep(TAKEOVER_POLL).await;
-    }
+    let mut conn = zeitwork_store::leader::elect(store, LOCK_KEY, TAKEOVER_POLL).await?;
     tracing::info!("listener elected: publishing notifications");
     let mut wake = PgListener::connect_with(store.pool()).await?;
     wake.listen(log::CHANNEL).await?;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod autoscale;
 pub mod body;
 mod builds;
 pub mod crypto;
@@ -23,6 +24,7 @@ pub mod registry_gc;
 mod relocate;
 mod repositories;
 mod rollout;
+mod scaling;
 pub mod scope;
 pub mod state;
 

@@ -71,7 +71,8 @@ impl AppState {
     }
 
     /// Creates a deployment of `release` in the env, placing its instances. Instance
-    /// counts set by `scale` carry over from the active deployment.
+    /// counts set by `scale` or the autoscaler carry over from the active deployment
+    /// (within the new release's autoscale bounds).
     pub(crate) async fn roll_out(
         &self,
         tx: &mut Tx,
@@ -94,6 +95,12 @@ impl AppState {
                     .iter()
                     .find(|pt| pt.name == name.as_str())
                     .map_or(p.instances, |pt| u32::try_from(pt.instances).unwrap_or(0));
+                // An autoscaled process starts within its bounds (from the count it has
+                // now, so a rollout under load does not shrink it first).
+                let instances = p
+                    .autoscale
+                    .as_ref()
+                    .map_or(instances, |a| a.clamp(instances));
                 let spec = ProcessSpec {
                     name: name.to_string(),
                     instances,

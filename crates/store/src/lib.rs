@@ -5,6 +5,8 @@
 pub mod agents;
 mod error;
 pub mod idempotency;
+pub mod leader;
+pub mod load;
 pub mod log;
 pub mod logs;
 pub mod model;

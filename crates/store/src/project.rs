@@ -426,13 +426,19 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             instances,
             started,
             stopped,
+            reason,
         } => {
             sqlx::query(
-                "UPDATE process_types SET instances = $3 WHERE deployment_id = $1 AND name = $2",
+                "UPDATE process_types
+                 SET instances = $3, scaled_at = $4, scaled_by = $5, scaled_reason = $6
+                 WHERE deployment_id = $1 AND name = $2",
             )
             .bind(deployment_id)
             .bind(process)
             .bind(*instances as i32)
+            .bind(at)
+            .bind(&event.actor)
+            .bind(reason)
             .execute(&mut *db)
             .await?;
             sqlx::query("UPDATE instances SET desired_state = 'stopped', updated_at = $2 WHERE id = ANY($1)")

@@ -210,6 +210,26 @@ impl Cgroup {
         found
     }
 
+    /// CPU time used by everything inside since the cgroup was made, in microseconds
+    /// (v2 `cpu.stat` `usage_usec`, v1 `cpuacct.usage`); `None` when unreadable.
+    pub fn cpu_usage_usec(&self) -> Option<u64> {
+        if self.v2 {
+            let stat = std::fs::read_to_string(self.cpu.join("cpu.stat")).ok()?;
+            stat.lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))?
+                .trim()
+                .parse()
+                .ok()
+        } else {
+            let nanos: u64 = std::fs::read_to_string(self.cpu.join("cpuacct.usage"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some(nanos / 1000)
+        }
+    }
+
     /// The processes inside.
     pub fn pids(&self) -> Vec<u32> {
         std::fs::read_to_string(self.memory.join("cgroup.procs"))

@@ -110,7 +110,13 @@ impl AgentArgs {
                 return self.enrolled(self.enroll(&file).await?);
             };
             let control = HttpControl::new(&self.api, &cred.name, &cred.credential)?;
-            match control.heartbeat(&Heartbeat { running: 0 }).await {
+            match control
+                .heartbeat(&Heartbeat {
+                    running: 0,
+                    cpu: Vec::new(),
+                })
+                .await
+            {
                 Err(e) if e.is_unauthorized() && self.join_token.is_some() => {
                     tracing::warn!("the saved node credential was refused; enrolling again");
                 }

@@ -70,11 +70,18 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             tracing::info!(address = %args.listen, "operator API listening");
             // The monitor runs as long as the API; dropping it mid-round rolls its
             // transaction back, and another operator (or the next start) redoes it.
-            let monitor =
-                zeitwork_operator::monitor::run(store, args.config(), std::future::pending());
+            let monitor = zeitwork_operator::monitor::run(
+                store.clone(),
+                args.config(),
+                std::future::pending(),
+            );
+            // Every operator stands by to autoscale; one leads.
+            let autoscaler =
+                zeitwork_operator::autoscale::run(store, args.config(), std::future::pending());
             tokio::select! {
                 served = zeitwork_operator::serve(listener, app, shutdown_signal()) => served?,
                 () = monitor => {}
+                () = autoscaler => {}
             }
             Ok(())
         }

@@ -251,6 +251,11 @@ async fn serve(
         args.operator.config(),
         until_stopped(),
     ));
+    let autoscaler = tokio::spawn(zeitwork_operator::autoscale::run(
+        store.clone(),
+        args.operator.config(),
+        until_stopped(),
+    ));
     let notifier = tokio::spawn(zeitwork_listener::run(store, bus, until_stopped()));
     let admin = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading {}", token_file.display()))?;
@@ -276,6 +281,7 @@ async fn serve(
     );
     let _ = notifier.await;
     let _ = monitor.await;
+    let _ = autoscaler.await;
     // The registry stops with its last handle, the sweeper's included.
     sweeper.abort();
     let _ = sweeper.await;

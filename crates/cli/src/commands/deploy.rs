@@ -353,6 +353,10 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
             },
         ),
     ]);
+    for line in scaling(&answer) {
+        text.push_str(&line);
+        text.push('\n');
+    }
     let instances = items(&answer, "instances")?;
     text.push('\n');
     if instances.is_empty() {
@@ -361,6 +365,56 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
         text.push_str(&output::items_table(INSTANCES, instances));
     }
     output::emit(&text)
+}
+
+/// One line per process that autoscales or was scaled: its bounds and target, and the
+/// last change of its count with who made it and why.
+fn scaling(status: &Value) -> Vec<String> {
+    let Some(processes) = status.get("scaling").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    processes
+        .iter()
+        .filter_map(|p| {
+            let name = field(p, "process");
+            let a = &p["autoscale"];
+            let bounds = a.is_object().then(|| {
+                let mut targets = Vec::new();
+                if let Some(t) = a["target_concurrency"].as_u64() {
+                    targets.push(format!("{t} requests in flight"));
+                }
+                if let Some(t) = a["target_cpu"].as_u64() {
+                    targets.push(format!("{t}% CPU"));
+                }
+                format!(
+                    "autoscales {}–{} per region at {} per instance, down after {}",
+                    field(a, "min"),
+                    field(a, "max"),
+                    targets.join(" and "),
+                    field(a, "scale_down_window")
+                )
+            });
+            let last = &p["last"];
+            let change = last.is_object().then(|| {
+                let why = last["reason"]
+                    .as_str()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                format!(
+                    "scaled to {} at {} by {}{why}",
+                    field(last, "instances"),
+                    output::short_time(last["at"].as_str().unwrap_or("-")),
+                    field(last, "actor")
+                )
+            });
+            match (bounds, change) {
+                (None, None) => None,
+                (Some(b), None) => Some(format!("{name}: {b}")),
+                (None, Some(c)) => Some(format!("{name}: {c}")),
+                (Some(b), Some(c)) => Some(format!("{name}: {b}; {c}")),
+            }
+        })
+        .collect()
 }
 
 /// The env's standby deployment as `release 3 (deployment abc1234) until …`; `-` for none.

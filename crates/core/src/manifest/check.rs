@@ -1,9 +1,9 @@
 //! Rules serde cannot express: ranges, cross-references between routes and
 //! processes, reserved names.
 
+use super::autoscale::MAX_INSTANCES;
 use super::{Health, Manifest, ManifestError, Process, RouteMode, Seconds, VERSION};
 
-const MAX_INSTANCES: u32 = 1000;
 const MIN_MEMORY_MB: u64 = 64;
 const MAX_MEMORY_MB: u64 = 256 * 1024;
 const MAX_CPUS: f64 = 64.0;
@@ -144,6 +144,9 @@ fn check_process(path: &str, p: &Process, served: bool) -> Result<(), ManifestEr
             format!("{path}.memory_mb"),
             format!("must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}"),
         ));
+    }
+    if let Some(autoscale) = &p.autoscale {
+        autoscale.check(&format!("{path}.autoscale"))?;
     }
     if let Some(health) = &p.health {
         check_health(
@@ -368,6 +371,68 @@ proxy_protocol = true
         assert!(
             err(&GOOD.replace("mode = \"tcp\"", "mode = \"udp\"")).starts_with("routes[1].mode:")
         );
+    }
+
+    #[test]
+    fn autoscale_bounds_and_targets_are_checked() {
+        let with = |block: &str| {
+            GOOD.replace(
+                "[processes.worker]",
+                &format!("{block}\n[processes.worker]"),
+            )
+        };
+        let m = Manifest::from_toml(&with(
+            "[processes.web.autoscale]\nmax = 5\ntarget_concurrency = 10",
+        ))
+        .unwrap();
+        let a = m
+            .processes
+            .values()
+            .next()
+            .unwrap()
+            .autoscale
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (a.min, a.max, a.target_concurrency, a.target_cpu),
+            (1, 5, Some(10), None)
+        );
+        assert_eq!(a.scale_down_window.as_millis(), 300_000);
+        assert_eq!((a.clamp(0), a.clamp(3), a.clamp(9)), (1, 3, 5));
+        for (block, path) in [
+            ("max = 5", "processes.web.autoscale.target_concurrency:"),
+            (
+                "min = 4\nmax = 3\ntarget_cpu = 50",
+                "processes.web.autoscale.max:",
+            ),
+            (
+                "max = 1001\ntarget_cpu = 50",
+                "processes.web.autoscale.max:",
+            ),
+            (
+                "min = 0\nmax = 3\ntarget_cpu = 50",
+                "processes.web.autoscale.min:",
+            ),
+            (
+                "max = 3\ntarget_cpu = 101",
+                "processes.web.autoscale.target_cpu:",
+            ),
+            (
+                "max = 3\ntarget_concurrency = 0",
+                "processes.web.autoscale.target_concurrency:",
+            ),
+            (
+                "max = 3\ntarget_cpu = 5\nscale_down_window = \"2h\"",
+                "processes.web.autoscale.scale_down_window:",
+            ),
+            (
+                "max = 3\ntarget_cpu = 5\nwindow = \"2m\"",
+                "processes.web.autoscale.window: unknown field",
+            ),
+        ] {
+            let e = err(&with(&format!("[processes.web.autoscale]\n{block}")));
+            assert!(e.starts_with(path), "{block}: {e}");
+        }
     }
 
     #[test]

@@ -128,6 +128,16 @@ impl Backends {
         tracing::warn!(backend = %candidate.addr, ?backoff, refused, "instance ejected");
     }
 
+    /// Requests in flight right now to every instance the edge has sent to.
+    pub(crate) fn in_flight(&self) -> Vec<(SocketAddr, u32)> {
+        self.states
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .map(|(addr, state)| (*addr, state.in_flight.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Forgets instances no hostname leads to any more.
     pub(crate) fn retain(&self, table: &RoutingTable) {
         let live = table.backend_set();

@@ -34,7 +34,31 @@ pub async fn heartbeat(
     OnNode { auth, node, .. }: OnNode<Agent>,
     Body(beat): Body<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatAck>> {
+    if beat.cpu.len() > Heartbeat::MAX_CPU_REPORTS {
+        return Err(ApiError::invalid(
+            "cpu",
+            format!("at most {} reports", Heartbeat::MAX_CPU_REPORTS),
+        ));
+    }
+    if let Some(i) = beat
+        .cpu
+        .iter()
+        .position(|c| c.millicpus > Heartbeat::MAX_MILLICPUS)
+    {
+        return Err(ApiError::invalid(
+            format!("cpu[{i}].millicpus"),
+            format!("at most {}", Heartbeat::MAX_MILLICPUS),
+        ));
+    }
     agents::beat(s.store.pool(), node.id, beat.running).await?;
+    let cpu: Vec<(uuid::Uuid, u32)> = beat
+        .cpu
+        .iter()
+        .map(|c| (c.instance_id, c.millicpus))
+        .collect();
+    if !cpu.is_empty() {
+        zeitwork_store::load::report_cpu(s.store.pool(), node.id, &cpu).await?;
+    }
     // Read again: the monitor may have judged the node while this heartbeat waited.
     let mut state = current_state(&mut *s.store.pool().acquire().await?, &node.name).await?;
     if state == NodeState::Dead.as_str() {

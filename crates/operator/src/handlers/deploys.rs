@@ -118,9 +118,26 @@ pub async fn status(
         .filter(|i| i.desired_state != "stopped" || i.observed_state != "stopped")
         .collect();
     let standby = read::standby_deployment(db, scope.env.id).await?;
+    // Per process: its autoscale bounds (null: scaled by hand) and the last change of
+    // its count, by whom and why.
+    let last = match &deployment {
+        Some(d) => zeitwork_store::load::last_scaled(db, d.id).await?,
+        None => Vec::new(),
+    };
+    let scaling: Vec<Value> = processes
+        .iter()
+        .map(|p| {
+            let autoscale = release
+                .as_ref()
+                .and_then(|r| crate::scaling::autoscale_of(&r.manifest, &p.name));
+            let last = last.iter().find(|l| l.process == p.name);
+            json!({ "process": p.name, "autoscale": autoscale, "last": last })
+        })
+        .collect();
     Ok(Json(json!({
         "app": scope.app.name, "env": scope.env.name, "url": url, "deployment": deployment,
         "standby": standby, "release": release, "processes": processes, "instances": instances,
+        "scaling": scaling,
     })))
 }
 

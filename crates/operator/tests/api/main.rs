@@ -2,6 +2,7 @@
 //! every class of bad input.
 
 mod agents;
+mod autoscale;
 mod builds;
 mod deploys;
 mod domains;

@@ -62,6 +62,11 @@ impl Platform {
             .unwrap();
         tokio::spawn(zeitwork_operator::monitor::run(
             store.clone(),
+            config.clone(),
+            std::future::pending(),
+        ));
+        tokio::spawn(zeitwork_operator::autoscale::run(
+            store.clone(),
             config,
             std::future::pending(),
         ));
