@@ -28,12 +28,19 @@ impl Load {
 
     /// [`Load::start`] with another pause between requests.
     pub fn every(edge: String, host: String, pause: Duration) -> Load {
+        Load::of(edge, host, "/", pause, ANSWER_WITHIN)
+    }
+
+    /// `GET path` with `Host: host` from `edge`, with `pause` between answer and request;
+    /// a request not answered `within` failed.
+    pub fn of(edge: String, host: String, path: &str, pause: Duration, within: Duration) -> Load {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let path = path.to_owned();
         let done = tokio::spawn(async move {
             let mut answers = Vec::new();
             while stopped.try_recv().is_err() {
                 let sent = Instant::now();
-                let result = get_via(&edge, &host).await;
+                let result = get_path_via(&edge, &host, &path, within).await;
                 answers.push(Answer { sent, result });
                 tokio::time::sleep(pause).await;
             }
@@ -68,7 +75,20 @@ pub async fn get(url: &str) -> Result<String, String> {
 
 /// `GET /` from `addr` with `Host: host`, the body on a 200.
 pub async fn get_via(addr: &str, host: &str) -> Result<String, String> {
-    let answer = exchange(addr, host, "/", Duration::from_secs(5)).await?;
+    get_path_via(addr, host, "/", ANSWER_WITHIN).await
+}
+
+/// How long a `GET /` may take before it counts as failed.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// `GET path` from `addr` with `Host: host`, the body on a 200 `within`.
+pub async fn get_path_via(
+    addr: &str,
+    host: &str,
+    path: &str,
+    within: Duration,
+) -> Result<String, String> {
+    let answer = exchange(addr, host, path, within).await?;
     match answer.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
         _ => Err(format!("{addr} ({host}): {answer}")),

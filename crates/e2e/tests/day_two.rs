@@ -4,7 +4,9 @@
 //! once its instance answers, every later request is answered by it); after a short
 //! window (`[deploy] standby`) the standby stops and a rollback boots the release again,
 //! still without a failed request. Then a secret change restarts the env under load:
-//! the app answers with the new value, and no request fails.
+//! the app answers with the new value, and no request fails. Last, autoscaling: a burst
+//! of slow requests scales the app up to its max, and it comes back down after the
+//! window, without a failed request.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -73,7 +75,7 @@ fn switched_once(answers: &[Answer], since: Instant, to: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret_rotation() {
+async fn under_load_an_instant_rollback_a_rollback_after_the_window_a_secret_rotation_and_autoscaling() {
     assert!(
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root (taps, nftables, cgroups)"
@@ -214,8 +216,130 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_and_a_secret
     }
     assert_ne!(rotated, before);
 
+    autoscaling(&up, &image, files.path()).await;
+
     up.interrupt().await;
     assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
+}
+
+/// Release 4 autoscales between 1 and 3 instances at 2 requests in flight each: a burst
+/// of slow requests scales it to 3 (the autoscaler's event says why, `status` shows it),
+/// every new instance serves, no request fails; once the burst ends the count holds
+/// for the window and comes back down to 1, still without a failed request.
+async fn autoscaling(up: &Up, image: &str, files: &std::path::Path) {
+    let manifest = example_manifest(
+        files,
+        "4",
+        "[deploy]\nstandby = \"0s\"\n[processes.web.autoscale]\nmax = 3\n\
+         target_concurrency = 2\nscale_down_window = \"10s\"\n",
+    );
+    let before = instances(up).await.unwrap().1;
+    let deploy = [
+        &APP[..],
+        &["deploy", "--image", image, "--manifest", &manifest],
+    ]
+    .concat();
+    up.cli(&deploy).await.success();
+    let first = poll_until(BOOT, || async {
+        let running = instances(up).await?.1;
+        (running.len() == 1 && running != before).then_some(running)
+    })
+    .await
+    .expect("release 4 runs one instance");
+
+    // 8 clients, each keeping a 1 s request in flight: 8 in flight, 4 instances' worth.
+    let burst_started = Instant::now();
+    let burst: Vec<Load> = (0..8)
+        .map(|_| {
+            let within = Duration::from_secs(20);
+            Load::of(
+                up.edge_addr(),
+                HOST.into(),
+                "/slow?ms=1000",
+                Duration::ZERO,
+                within,
+            )
+        })
+        .collect();
+    let scaled = poll_until(Duration::from_secs(30), || async {
+        (instances(up).await?.1.len() == 3).then(Instant::now)
+    })
+    .await
+    .expect("the burst scales the process to its max");
+    eprintln!(
+        "autoscaler: burst → 3 instances decided in {:?}",
+        scaled - burst_started
+    );
+    let status = up.cli(&[&APP[..], &["status"]].concat()).await.success();
+    assert!(
+        status
+            .stdout
+            .contains("web: autoscales 1–3 per region at 2 requests in flight")
+            && status.stdout.contains("scaled to 3")
+            && status.stdout.contains("by autoscaler: ")
+            && status
+                .stdout
+                .contains("requests in flight over 1 instance(s), target 2 each"),
+        "{}",
+        status.stdout
+    );
+    // Every instance serves once booted.
+    let mut answering_ids = BTreeSet::new();
+    let deadline = Instant::now() + BOOT;
+    while answering_ids.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "3 instances never all answered: {answering_ids:?}"
+        );
+        if let Some(id) = get_via(&up.edge_addr(), HOST)
+            .await
+            .ok()
+            .and_then(|body| answering(&body))
+        {
+            answering_ids.insert(id);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let steady = Load::start(up.edge_addr(), HOST.into());
+    let mut served = 0;
+    for load in burst {
+        let (ok, failed) = load.stop().await;
+        assert!(failed.is_empty(), "slow requests failed: {failed:#?}");
+        served += ok;
+    }
+    assert!(served >= 8, "the burst ran ({served} requests)");
+
+    // Quiet: held for the window (10 s), then back to 1.
+    let quiet = Instant::now();
+    let down = poll_until(Duration::from_secs(60), || async {
+        let running = instances(up).await?.1;
+        (running.len() == 1).then_some(running)
+    })
+    .await
+    .expect("the quiet process scales back down");
+    assert!(
+        quiet.elapsed() >= Duration::from_secs(8),
+        "scaled down before the window: {:?}",
+        quiet.elapsed()
+    );
+    assert!(down.is_subset(&answering_ids));
+    assert!(first.is_subset(&answering_ids));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (served, failed) = steady.stop().await;
+    assert!(
+        failed.is_empty(),
+        "requests failed during the scale-down: {failed:#?}"
+    );
+    assert!(served > 10, "the load ran ({served} requests)");
+    let events = up.cli(&["events"]).await.success();
+    assert!(
+        events.stdout.contains("process_scaled")
+            && events
+                .stdout
+                .contains("for 10s the load asked for at most 1"),
+        "{}",
+        events.stdout
+    );
 }
 
 fn strs(args: &[String]) -> Vec<&str> {

@@ -3,7 +3,9 @@
 //!
 //! `hello [serve]` serves `GET /` and `GET /healthz` on `$PORT` (default 8080), and
 //! `GET /public`: the secrets whose names start with `PUBLIC_`, as `NAME=value` lines, to
-//! show a secret change reaching the app (no other secret is ever shown).
+//! show a secret change reaching the app (no other secret is ever shown), and
+//! `GET /slow?ms=N`: `GET /`'s answer after N milliseconds (at most 10 000), a request
+//! that stays in flight, to load the app for the autoscaler.
 //! The runtime's tests also use it to act as a misbehaving app:
 //! `hello exit CODE`, `hello alloc MIB` (touch that much memory), and
 //! `hello probe HOST:PORT…` (a line for each; exit 0 if a TCP connection opens to every
@@ -77,8 +79,12 @@ fn answer(mut stream: TcpStream) {
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let (status, body) = match path {
-        "/" => (
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    if route == "/slow" {
+        std::thread::sleep(Duration::from_millis(slow_ms(query)));
+    }
+    let (status, body) = match route {
+        "/" | "/slow" => (
             "200 OK",
             format!("Hello from Zeitwork! (instance {})\n", host.trim()),
         ),
@@ -98,6 +104,16 @@ fn answer(mut stream: TcpStream) {
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// The `ms` of a `/slow` query, at most 10 s (0 when absent or malformed).
+fn slow_ms(query: &str) -> u64 {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(10_000)
 }
 
 fn alloc(mib: usize) -> ExitCode {
