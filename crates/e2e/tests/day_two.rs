@@ -75,7 +75,8 @@ fn switched_once(answers: &[Answer], since: Instant, to: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_load_an_instant_rollback_a_rollback_after_the_window_a_secret_rotation_and_autoscaling() {
+async fn under_load_an_instant_rollback_a_rollback_after_the_window_a_secret_rotation_and_autoscaling()
+ {
     assert!(
         rustix::process::geteuid().is_root(),
         "cannot run: microVMs need root (taps, nftables, cgroups)"
