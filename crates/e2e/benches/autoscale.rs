@@ -40,6 +40,13 @@ async fn main() {
     .concat();
     up.cli(&deploy).await.success();
     wait_for_count(&up, 1).await;
+    let only = current(&up).await;
+    poll_until(BOOT, || async {
+        let id = answering(&get_via(&up.edge_addr(), HOST).await.ok()?)?;
+        only.contains(&id).then_some(())
+    })
+    .await
+    .expect("the autoscaled release serves");
     let (epoch, wall) = (Instant::now(), SystemTime::now());
     let at = |i: Instant| DateTime::<Utc>::from(wall + (i - epoch));
 
