@@ -32,6 +32,7 @@ impl CpuMeter {
                     out.push(InstanceCpu {
                         instance_id: id,
                         millicpus: millicpus(usec - before, wall),
+                        busy: false,
                     });
                 }
             }

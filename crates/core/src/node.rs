@@ -65,13 +65,18 @@ impl Heartbeat {
     pub const MAX_MILLICPUS: u32 = 1_024_000;
 }
 
-/// An instance's mean CPU use (its VMM's cgroup) over a heartbeat interval.
+/// An instance's mean CPU use (its VMM's cgroup) over a heartbeat interval, and whether
+/// it says it is busy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceCpu {
     pub instance_id: Uuid,
     /// Thousandths of a core.
     pub millicpus: u32,
+    /// The app said it works in the background (`/run/zeitwork/busy` exists): a process
+    /// scaled to zero is not idle meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
 }
 
 /// Whether the scheduler may use a node. Only `ready` nodes get new instances;

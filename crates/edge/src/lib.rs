@@ -130,6 +130,7 @@ impl Edge {
             table.clone(),
             config.upstream_timeout,
             config.trusted_proxies,
+            store.clone(),
         ));
         let reporter = load::Reporter {
             store: store.clone(),

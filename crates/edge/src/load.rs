@@ -1,7 +1,8 @@
 //! Reports what this edge sees of each instance's load to Postgres for the autoscaler
 //! (docs/architecture.md, "Autoscaling"): requests in flight per instance, sampled every
-//! [`SAMPLE`] and reported as their mean every [`REPORT`]. A failed report is dropped
-//! (the next one replaces it); the autoscaler holds counts while reports are missing.
+//! [`SAMPLE`] and reported as their mean every [`REPORT`], with the requests sent since
+//! the last report. A failed report is dropped (the next one replaces it); the autoscaler
+//! holds counts while reports are missing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zeitwork_store::Store;
+use zeitwork_store::load::EdgeLoad;
 
 use crate::proxy::Shared;
 
@@ -30,25 +32,34 @@ impl Reporter {
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let per_report = (REPORT.as_millis() / SAMPLE.as_millis()) as u32;
         let mut sums: HashMap<SocketAddr, u64> = HashMap::new();
+        // Requests sent ever, per instance, at the previous report.
+        let mut reported: HashMap<SocketAddr, u64> = HashMap::new();
         let mut samples = 0u32;
         let mut failing = false;
         loop {
             sample.tick().await;
-            for (addr, in_flight) in self.shared.in_flight() {
-                *sums.entry(addr).or_default() += u64::from(in_flight);
+            let now = self.shared.load();
+            for (addr, in_flight, _) in &now {
+                *sums.entry(*addr).or_default() += u64::from(*in_flight);
             }
             samples += 1;
             if samples < per_report {
                 continue;
             }
-            let means: BTreeMap<String, f64> = sums
-                .drain()
-                .map(|(addr, sum)| (addr.to_string(), sum as f64 / f64::from(samples)))
-                .collect();
+            let mut load: BTreeMap<String, EdgeLoad> = BTreeMap::new();
+            for (addr, _, requests) in now {
+                let before = reported.insert(addr, requests).unwrap_or(0);
+                let sum = sums.remove(&addr).unwrap_or(0);
+                let entry = EdgeLoad {
+                    in_flight: sum as f64 / f64::from(samples),
+                    requests: requests.saturating_sub(before),
+                };
+                load.insert(addr.to_string(), entry);
+            }
+            sums.clear();
+            reported.retain(|addr, _| load.contains_key(&addr.to_string()));
             samples = 0;
-            match zeitwork_store::load::report_in_flight(self.store.pool(), &self.name, &means)
-                .await
-            {
+            match zeitwork_store::load::report_edge(self.store.pool(), &self.name, &load).await {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("load reports reach Postgres again");

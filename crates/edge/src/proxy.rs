@@ -18,6 +18,7 @@ mod relay;
 mod rewind;
 mod serve;
 mod upgrade;
+mod wake;
 
 /// The express lane's head property, for `crate::fuzzing`.
 #[cfg(fuzzing)]
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     trusted_proxies: Vec<Cidr>,
     /// The seq of every table swapped in: workers open and close `tcp` route ports.
     swapped: watch::Sender<i64>,
+    /// Requests waiting for a process scaled to zero.
+    wakes: wake::Wakes,
 }
 
 impl Shared {
@@ -76,6 +79,7 @@ impl Shared {
         table: Arc<ArcSwap<RoutingTable>>,
         upstream_timeout: Duration,
         trusted_proxies: Vec<Cidr>,
+        store: zeitwork_store::Store,
     ) -> Shared {
         let swapped = watch::Sender::new(table.load().seq());
         Shared {
@@ -85,6 +89,7 @@ impl Shared {
             limits: Limits::new(),
             trusted_proxies,
             swapped,
+            wakes: wake::Wakes::new(store),
         }
     }
 
@@ -93,9 +98,9 @@ impl Shared {
         self.trusted_proxies.iter().any(|net| net.contains(peer))
     }
 
-    /// Requests in flight right now per instance (for [`crate::load`]).
-    pub(crate) fn in_flight(&self) -> Vec<(std::net::SocketAddr, u32)> {
-        self.backends.in_flight()
+    /// Requests in flight right now, and sent ever, per instance (for [`crate::load`]).
+    pub(crate) fn load(&self) -> Vec<(std::net::SocketAddr, u32, u64)> {
+        self.backends.load()
     }
 
     /// Swaps `table` in, forgets what the edge kept about instances and routes it no
@@ -211,6 +216,39 @@ impl Proxy {
                 format!("no app is served at {}", host.name),
             );
             return (answer(problem), None);
+        };
+        // A process scaled to zero: the request waits for an instance to wake.
+        let target = match target.wakes() {
+            Some(_) if target.backends().is_empty() => {
+                let within = target
+                    .policy()
+                    .timeout
+                    .map_or(self.shared.upstream_timeout, |t| t.as_duration());
+                let shared = &self.shared;
+                let woken = shared
+                    .wakes
+                    .wait(&shared.table, &shared.swapped, &host.name, &target, within)
+                    .await;
+                match woken {
+                    Some(woken) => woken,
+                    None => {
+                        let mut response = answer(Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "waking",
+                            format!(
+                                "{} is starting after being idle and was not ready within {} s; try again shortly",
+                                host.name,
+                                within.as_secs()
+                            ),
+                        ));
+                        response
+                            .headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                        return (response, Some(target));
+                    }
+                }
+            }
+            _ => target,
         };
         let response = self.forward(req, conn, &host, &target, &id, &answer).await;
         (response, Some(target))

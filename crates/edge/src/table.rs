@@ -116,6 +116,9 @@ pub struct Target {
     /// A passthrough or tcp route whose app wants a PROXY v2 header with the client's
     /// address.
     proxy_protocol: bool,
+    /// The deployment to wake when the process is scaled to zero: a request without a
+    /// backend waits for one rather than failing.
+    wakes: Option<Uuid>,
 }
 
 impl Target {
@@ -138,6 +141,7 @@ impl Target {
             policy,
             route: None,
             proxy_protocol: false,
+            wakes: None,
         }
     }
 
@@ -169,6 +173,12 @@ impl Target {
     /// Whether a passthrough connection starts with a PROXY v2 header to the app.
     pub fn proxy_protocol(&self) -> bool {
         self.proxy_protocol
+    }
+
+    /// The sleeping deployment a request to this target wakes (its process scales to
+    /// zero); `None` when a request without a backend fails at once.
+    pub fn wakes(&self) -> Option<Uuid> {
+        self.wakes
     }
 
     pub fn env_id(&self) -> Uuid {

@@ -30,6 +30,8 @@ const ROUND: Duration = Duration::from_millis(500);
 /// Edge reports older than this do not count (agents' CPU reports: four times this,
 /// as they come with heartbeats).
 const FRESH: Duration = Duration::from_secs(4);
+/// A held request older than this no longer wakes anything (its edge gave up).
+const WAKE_FRESH: Duration = Duration::from_secs(60);
 /// Reports older than this are deleted.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
@@ -60,8 +62,14 @@ async fn lead(store: &Store, config: &Config) -> Result<(), StoreError> {
     let mut histories: HashMap<(Uuid, String), History> = HashMap::new();
     let mut ticker = tokio::time::interval(ROUND);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // An edge holding a request for a process scaled to zero says so at once.
+    let mut woken = sqlx::postgres::PgListener::connect_with(store.pool()).await?;
+    woken.listen(load::WAKE_CHANNEL).await?;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            note = woken.recv() => { note?; }
+        }
         if !leader::still_leads(&mut conn).await {
             return Ok(());
         }
@@ -95,11 +103,34 @@ async fn round(
             let measured =
                 load::process_load(store.pool(), target.deployment_id, &pt.name, FRESH).await?;
             let millicpus = u32::try_from(pt.millicpus).unwrap_or(0);
-            let recommendation = decide::recommend(bounds, current, &measured, millicpus);
             let history = histories.entry(key).or_default();
-            let Some(Decision::Scale(to, reason)) =
-                decide::decide(bounds, current, recommendation, history, now)
-            else {
+            let decision = if bounds.scales_to_zero() {
+                // Held requests wake it; a wake asked for while it ran is spent.
+                let waiting =
+                    load::take_wake(store.pool(), target.deployment_id, &pt.name, WAKE_FRESH)
+                        .await?;
+                // Called asleep too: the idle time starts over at the wake.
+                let idle = decide::idle(bounds, current, &measured, measured.busy, history, now);
+                if current == 0 {
+                    waiting.then(|| {
+                        let reason = "a request arrived while scaled to zero".to_owned();
+                        Decision::Scale(bounds.min.max(1), reason)
+                    })
+                } else {
+                    idle
+                }
+            } else {
+                None
+            };
+            let decision = match decision {
+                Some(d) => Some(d),
+                None if current == 0 => None,
+                None => {
+                    let recommendation = decide::recommend(bounds, current, &measured, millicpus);
+                    decide::decide(bounds, current, recommendation, history, now)
+                }
+            };
+            let Some(Decision::Scale(to, reason)) = decision else {
                 continue;
             };
             match act(store, config, &target, &pt.name, current, to, reason).await {

@@ -13,14 +13,26 @@ ALTER TABLE process_types
 CREATE UNLOGGED TABLE edge_load (
     edge        text PRIMARY KEY,
     reported_at timestamptz NOT NULL,
-    -- "ip:port" of each instance the edge routes to → its mean requests in flight
-    -- since the edge's previous report.
-    in_flight   jsonb NOT NULL
+    -- "ip:port" of each instance the edge routes to → {"in_flight": mean requests in
+    -- flight, "requests": requests sent} since the edge's previous report.
+    load        jsonb NOT NULL
 );
 CREATE UNLOGGED TABLE instance_cpu (
     instance_id uuid PRIMARY KEY,
     reported_at timestamptz NOT NULL,
     -- The VMM's mean CPU use since its agent's previous heartbeat, in thousandths of
     -- a core.
-    millicpus   integer NOT NULL CHECK (millicpus >= 0)
+    millicpus   integer NOT NULL CHECK (millicpus >= 0),
+    -- The app inside says it works in the background: a process scaled to zero is not
+    -- idle while one of its instances is busy.
+    busy        boolean NOT NULL
+);
+
+-- Requests an edge holds for a process scaled to zero (`min = 0`): the autoscaler starts
+-- an instance for them. One row per process, however many requests wait.
+CREATE UNLOGGED TABLE wake_requests (
+    deployment_id uuid NOT NULL,
+    process       text NOT NULL,
+    requested_at  timestamptz NOT NULL,
+    PRIMARY KEY (deployment_id, process)
 );

@@ -16,41 +16,98 @@ use crate::StoreError;
 
 type R<T> = Result<T, StoreError>;
 
-/// Records what one edge measured since its previous report: `in_flight` maps each
-/// instance's `ip:port` to its mean requests in flight. Replaces the edge's last report.
-pub async fn report_in_flight<'c>(
+/// What one edge saw of one instance since its previous report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct EdgeLoad {
+    /// Mean requests in flight.
+    pub in_flight: f64,
+    /// Requests sent.
+    pub requests: u64,
+}
+
+/// Records what one edge measured since its previous report, by instance `ip:port`.
+/// Replaces the edge's last report.
+pub async fn report_edge<'c>(
     db: impl PgExecutor<'c>,
     edge: &str,
-    in_flight: &BTreeMap<String, f64>,
+    load: &BTreeMap<String, EdgeLoad>,
 ) -> R<()> {
     sqlx::query(
-        "INSERT INTO edge_load (edge, reported_at, in_flight) VALUES ($1, now(), $2)
-         ON CONFLICT (edge) DO UPDATE SET reported_at = now(), in_flight = $2",
+        "INSERT INTO edge_load (edge, reported_at, load) VALUES ($1, now(), $2)
+         ON CONFLICT (edge) DO UPDATE SET reported_at = now(), load = $2",
     )
     .bind(edge)
-    .bind(Json(in_flight))
+    .bind(Json(load))
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Records the CPU use (thousandths of a core) of instances of `node`. Reports for
-/// instances placed elsewhere are dropped: a node speaks only for its own.
-pub async fn report_cpu<'c>(db: impl PgExecutor<'c>, node: Uuid, used: &[(Uuid, u32)]) -> R<()> {
-    let ids: Vec<Uuid> = used.iter().map(|(id, _)| *id).collect();
+/// Asks for an instance of `process` of `deployment`, scaled to zero, to serve held
+/// requests, and wakes the autoscaler ([`WAKE_CHANNEL`]).
+pub async fn request_wake<'c>(db: impl PgExecutor<'c>, deployment: Uuid, process: &str) -> R<()> {
+    sqlx::query(
+        "WITH w AS (
+             INSERT INTO wake_requests (deployment_id, process, requested_at) VALUES ($1, $2, now())
+             ON CONFLICT (deployment_id, process) DO UPDATE SET requested_at = now())
+         SELECT pg_notify($3, '')",
+    )
+    .bind(deployment)
+    .bind(process)
+    .bind(WAKE_CHANNEL)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The Postgres channel [`request_wake`] notifies.
+pub const WAKE_CHANNEL: &str = "zeitwork_wake";
+
+/// Whether requests wait for `process` of `deployment` (asked for within `fresh`);
+/// taking the request away.
+pub async fn take_wake<'c>(
+    db: impl PgExecutor<'c>,
+    deployment: Uuid,
+    process: &str,
+    fresh: Duration,
+) -> R<bool> {
+    let taken: Option<(bool,)> = sqlx::query_as(
+        "DELETE FROM wake_requests WHERE deployment_id = $1 AND process = $2
+         RETURNING requested_at > now() - make_interval(secs => $3)",
+    )
+    .bind(deployment)
+    .bind(process)
+    .bind(fresh.as_secs_f64())
+    .fetch_optional(db)
+    .await?;
+    Ok(taken.is_some_and(|(fresh,)| fresh))
+}
+
+/// Records the CPU use (thousandths of a core) and busy flag of instances of `node`.
+/// Reports for instances placed elsewhere are dropped: a node speaks only for its own.
+pub async fn report_cpu<'c>(
+    db: impl PgExecutor<'c>,
+    node: Uuid,
+    used: &[(Uuid, u32, bool)],
+) -> R<()> {
+    let ids: Vec<Uuid> = used.iter().map(|(id, _, _)| *id).collect();
     let millicpus: Vec<i32> = used
         .iter()
-        .map(|(_, m)| i32::try_from(*m).unwrap_or(i32::MAX))
+        .map(|(_, m, _)| i32::try_from(*m).unwrap_or(i32::MAX))
         .collect();
+    let busy: Vec<bool> = used.iter().map(|(_, _, b)| *b).collect();
     sqlx::query(
-        "INSERT INTO instance_cpu (instance_id, reported_at, millicpus)
-         SELECT r.id, now(), r.millicpus FROM unnest($2::uuid[], $3::int[]) AS r(id, millicpus)
+        "INSERT INTO instance_cpu (instance_id, reported_at, millicpus, busy)
+         SELECT r.id, now(), r.millicpus, r.busy
+         FROM unnest($2::uuid[], $3::int[], $4::bool[]) AS r(id, millicpus, busy)
          JOIN instances i ON i.id = r.id AND i.node_id = $1
-         ON CONFLICT (instance_id) DO UPDATE SET reported_at = now(), millicpus = EXCLUDED.millicpus",
+         ON CONFLICT (instance_id) DO UPDATE
+         SET reported_at = now(), millicpus = EXCLUDED.millicpus, busy = EXCLUDED.busy",
     )
     .bind(node)
     .bind(&ids)
     .bind(&millicpus)
+    .bind(&busy)
     .execute(db)
     .await?;
     Ok(())
@@ -58,9 +115,13 @@ pub async fn report_cpu<'c>(db: impl PgExecutor<'c>, node: Uuid, used: &[(Uuid, 
 
 /// Forgets reports older than `age` (edges that went away, stopped instances).
 pub async fn prune(db: &mut sqlx::PgConnection, age: Duration) -> R<()> {
-    for table in ["edge_load", "instance_cpu"] {
+    for (table, column) in [
+        ("edge_load", "reported_at"),
+        ("instance_cpu", "reported_at"),
+        ("wake_requests", "requested_at"),
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE reported_at < now() - make_interval(secs => $1)"
+            "DELETE FROM {table} WHERE {column} < now() - make_interval(secs => $1)"
         )))
         .bind(age.as_secs_f64())
         .execute(&mut *db)
@@ -101,9 +162,13 @@ pub struct ProcessLoad {
     /// Requests in flight over all its instances, summed over the edges that reported
     /// within the freshness bound; `None` when no edge did.
     pub in_flight: Option<f64>,
+    /// Requests sent to its instances in those reports (0 when no edge reported).
+    pub requests: u64,
     /// CPU use (thousandths of a core) summed over its healthy instances with a fresh
     /// report; `None` when none has one.
     pub cpu_millicpus: Option<f64>,
+    /// Whether one of its instances said, in a fresh report, that it is busy.
+    pub busy: bool,
 }
 
 /// The load of `process` of `deployment`, counting reports younger than `fresh`.
@@ -113,22 +178,27 @@ pub async fn process_load<'c>(
     process: &str,
     fresh: Duration,
 ) -> R<ProcessLoad> {
-    let (instances, regions, edges, in_flight, cpu): (i64, i64, i64, Option<f64>, Option<f64>) =
+    type Row = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>, bool);
+    let (instances, regions, edges, in_flight, requests, cpu, busy): Row =
         sqlx::query_as(
             "WITH mine AS (
                  SELECT id, region, address, observed_state FROM instances
                  WHERE deployment_id = $1 AND process = $2 AND desired_state = 'running'),
              edges AS (
-                 SELECT in_flight FROM edge_load
+                 SELECT load FROM edge_load
                  WHERE reported_at > now() - make_interval(secs => $3))
              SELECT (SELECT count(*) FROM mine),
                     (SELECT count(DISTINCT region) FROM mine),
                     (SELECT count(*) FROM edges),
-                    (SELECT sum((e.in_flight ->> m.address)::float8)
-                     FROM edges e JOIN mine m ON e.in_flight ? m.address),
+                    (SELECT sum((e.load -> m.address ->> 'in_flight')::float8)
+                     FROM edges e JOIN mine m ON e.load ? m.address),
+                    (SELECT sum((e.load -> m.address ->> 'requests')::float8)
+                     FROM edges e JOIN mine m ON e.load ? m.address),
                     (SELECT sum(c.millicpus)::float8 FROM instance_cpu c JOIN mine m ON m.id = c.instance_id
                      WHERE m.observed_state = 'healthy'
-                       AND c.reported_at > now() - make_interval(secs => $4))",
+                       AND c.reported_at > now() - make_interval(secs => $4)),
+                    EXISTS (SELECT 1 FROM instance_cpu c JOIN mine m ON m.id = c.instance_id
+                     WHERE c.busy AND c.reported_at > now() - make_interval(secs => $4))",
         )
         .bind(deployment)
         .bind(process)
@@ -140,7 +210,9 @@ pub async fn process_load<'c>(
         instances: u32::try_from(instances).unwrap_or(u32::MAX),
         regions: u32::try_from(regions).unwrap_or(u32::MAX).max(1),
         in_flight: (edges > 0).then(|| in_flight.unwrap_or(0.0)),
+        requests: requests.unwrap_or(0.0) as u64,
         cpu_millicpus: cpu,
+        busy,
     })
 }
 

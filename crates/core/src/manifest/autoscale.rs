@@ -10,7 +10,10 @@ pub const MAX_INSTANCES: u32 = 1000;
 /// The highest `target_concurrency` (requests in flight per instance).
 pub const MAX_TARGET_CONCURRENCY: u32 = 10_000;
 /// How long the load must stay low before a process is scaled down, unless set.
-pub const DEFAULT_SCALE_DOWN_WINDOW: Seconds = match Seconds::from_secs(300) {
+pub const DEFAULT_SCALE_DOWN_WINDOW: Seconds = FIVE_MINUTES;
+/// How long a process with `min = 0` may go without a request before it stops, unless set.
+pub const DEFAULT_IDLE_TIMEOUT: Seconds = FIVE_MINUTES;
+const FIVE_MINUTES: Seconds = match Seconds::from_secs(300) {
     Some(s) => s,
     None => panic!("five minutes is within bounds"),
 };
@@ -18,7 +21,8 @@ pub const DEFAULT_SCALE_DOWN_WINDOW: Seconds = match Seconds::from_secs(300) {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Autoscale {
-    /// The fewest instances per region (at least 1).
+    /// The fewest instances per region; 0 stops them all after `idle_timeout` without a
+    /// request, and the next request wakes one.
     #[serde(default = "one")]
     pub min: u32,
     /// The most instances per region.
@@ -34,6 +38,10 @@ pub struct Autoscale {
     /// one hour); scaling up never waits.
     #[serde(default = "default_window")]
     pub scale_down_window: Seconds,
+    /// With `min = 0`: how long without a request (and without an instance saying it is
+    /// busy) before the last instance stops (5 minutes unless set; 10 s to 24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Seconds>,
 }
 
 fn one() -> u32 {
@@ -49,11 +57,19 @@ impl Autoscale {
         let at = |field: &str, message: String| {
             Err(ManifestError::at(format!("{path}.{field}"), message))
         };
-        if self.min == 0 {
-            return at(
-                "min",
-                "must be at least 1 (scaling to zero is not available yet)".into(),
-            );
+        if let Some(idle) = self.idle_timeout {
+            if self.min > 0 {
+                return at(
+                    "idle_timeout",
+                    "applies only with min = 0 (scaling to zero)".into(),
+                );
+            }
+            if idle.as_millis() < 10_000 {
+                return at("idle_timeout", "must be at least 10s".into());
+            }
+        }
+        if self.max == 0 {
+            return at("max", "must be at least 1".into());
         }
         if self.max > MAX_INSTANCES {
             return at(
@@ -87,6 +103,16 @@ impl Autoscale {
             return at("scale_down_window", "must be at most 1h".into());
         }
         Ok(())
+    }
+
+    /// How long without a request before a process with `min = 0` stops.
+    pub fn idle_timeout(&self) -> Seconds {
+        self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)
+    }
+
+    /// Whether the process stops when idle and wakes on a request.
+    pub fn scales_to_zero(&self) -> bool {
+        self.min == 0
     }
 
     /// `count` kept within the bounds.

@@ -29,6 +29,19 @@ impl Manifest {
             // The served process may take its port from the image's EXPOSE instead.
             let served = self.served_process() == Some(name.as_str());
             check_process(&format!("processes.{name}"), process, served)?;
+            // Only a request can wake a process scaled to zero.
+            let requested = served
+                || self
+                    .routes
+                    .iter()
+                    .any(|r| r.process == *name && r.mode == RouteMode::Http);
+            if process.autoscale.as_ref().is_some_and(|a| a.min == 0) && !requested {
+                return Err(ManifestError::at(
+                    format!("processes.{name}.autoscale.min"),
+                    "0 needs requests to wake the process: only the process the app's \
+                     hostnames serve, or one an http route names, may scale to zero",
+                ));
+            }
         }
         for key in self.env.keys() {
             check_env_name(key).map_err(|m| ManifestError::at(format!("env.{key}"), m))?;
@@ -409,9 +422,14 @@ proxy_protocol = true
                 "max = 1001\ntarget_cpu = 50",
                 "processes.web.autoscale.max:",
             ),
+            ("max = 0\ntarget_cpu = 50", "processes.web.autoscale.max:"),
             (
-                "min = 0\nmax = 3\ntarget_cpu = 50",
-                "processes.web.autoscale.min:",
+                "max = 3\ntarget_cpu = 50\nidle_timeout = \"1m\"",
+                "processes.web.autoscale.idle_timeout:",
+            ),
+            (
+                "min = 0\nmax = 3\ntarget_cpu = 50\nidle_timeout = \"1s\"",
+                "processes.web.autoscale.idle_timeout:",
             ),
             (
                 "max = 3\ntarget_cpu = 101",
@@ -433,6 +451,25 @@ proxy_protocol = true
             let e = err(&with(&format!("[processes.web.autoscale]\n{block}")));
             assert!(e.starts_with(path), "{block}: {e}");
         }
+        // Scaling to zero: the served process may; a worker no request reaches may not.
+        let zero = "[processes.web.autoscale]\nmin = 0\nmax = 2\ntarget_concurrency = 5";
+        let m = Manifest::from_toml(&with(zero)).unwrap();
+        let a = m
+            .processes
+            .values()
+            .next()
+            .unwrap()
+            .autoscale
+            .clone()
+            .unwrap();
+        assert!(a.scales_to_zero());
+        assert_eq!(a.idle_timeout().as_millis(), 300_000);
+        let worker = GOOD.replace(
+            "memory_mb = 256\n",
+            "memory_mb = 256\n[processes.worker.autoscale]\nmin = 0\nmax = 2\ntarget_cpu = 5\n",
+        );
+        let e = err(&worker);
+        assert!(e.starts_with("processes.worker.autoscale.min:"), "{e}");
     }
 
     #[test]

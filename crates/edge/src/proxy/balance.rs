@@ -29,6 +29,8 @@ pub(crate) struct Backends {
 #[derive(Default)]
 pub(crate) struct BackendState {
     in_flight: AtomicU32,
+    /// Requests sent, ever (the load reports take differences).
+    requests: AtomicU64,
     /// Failures in a row.
     failures: AtomicU32,
     /// Ejections in a row (the back-off grows with them).
@@ -103,6 +105,7 @@ impl Backends {
 
     pub(crate) fn begin(&self, candidate: &Candidate) -> InFlight {
         candidate.state.in_flight.fetch_add(1, Ordering::Relaxed);
+        candidate.state.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(candidate.state.clone())
     }
 
@@ -128,13 +131,16 @@ impl Backends {
         tracing::warn!(backend = %candidate.addr, ?backoff, refused, "instance ejected");
     }
 
-    /// Requests in flight right now to every instance the edge has sent to.
-    pub(crate) fn in_flight(&self) -> Vec<(SocketAddr, u32)> {
+    /// Requests in flight right now, and sent ever, to every instance the edge has sent to.
+    pub(crate) fn load(&self) -> Vec<(SocketAddr, u32, u64)> {
         self.states
             .read()
             .expect("not poisoned")
             .iter()
-            .map(|(addr, state)| (*addr, state.in_flight.load(Ordering::Relaxed)))
+            .map(|(addr, state)| {
+                let in_flight = state.in_flight.load(Ordering::Relaxed);
+                (*addr, in_flight, state.requests.load(Ordering::Relaxed))
+            })
             .collect()
     }
 

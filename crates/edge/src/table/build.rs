@@ -64,13 +64,14 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             &platform_host::deployment_label(&env.app, &d.slug, &env.org),
             &base,
         );
-        let target = new(
+        let mut target = new(
             &name,
             d.env_id,
             process,
             port,
             healthy.reported(d.id, process),
         );
+        target.wakes = d.sleeps.then_some(d.id);
         hosts.claim(name, Arc::new(target));
     }
     let mut serving = HashMap::new();
@@ -80,10 +81,17 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             &platform_host::env_label(&env.app, &env.name, &env.org),
             &base,
         );
-        let newest_healthy = history(env.id).find_map(|d| {
+        // An env scaled to zero is served by its active deployment, asleep or not: a
+        // request wakes it, and never goes to an older deployment meanwhile.
+        let newest_healthy = history(env.id).enumerate().find_map(|(n, d)| {
             let (process, port) = d.serves();
             let backends = healthy.reported(d.id, process);
-            (!backends.is_empty()).then(|| new(&name, env.id, process, port, backends))
+            let sleeps = n == 0 && d.sleeps;
+            (sleeps || !backends.is_empty()).then(|| {
+                let mut target = new(&name, env.id, process, port, backends);
+                target.wakes = sleeps.then_some(d.id);
+                target
+            })
         });
         let target = Arc::new(
             newest_healthy.unwrap_or_else(|| new(&name, env.id, DEFAULT_PROCESS, None, vec![])),
@@ -109,10 +117,18 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             }
             routed.insert(owned);
         }
-        let backends = history(r.env_id)
-            .map(|d| healthy.on_port(d.id, &r.process, port))
-            .find(|b| !b.is_empty())
-            .unwrap_or_default();
+        // As for the env's name: a sleeping newest deployment is woken, not skipped.
+        let newest = history(r.env_id).next();
+        let wakes = newest
+            .filter(|d| d.sleeps && r.mode == "http" && d.serves().0 == r.process)
+            .map(|d| d.id);
+        let backends = match wakes {
+            Some(d) => healthy.on_port(d, &r.process, port),
+            None => history(r.env_id)
+                .map(|d| healthy.on_port(d.id, &r.process, port))
+                .find(|b| !b.is_empty())
+                .unwrap_or_default(),
+        };
         let policy = Arc::new(r.policy.0.clone());
         let listen_port = r.listen_port.and_then(|p| u16::try_from(p).ok());
         let (name, listen_port) = match (&r.host, listen_port) {
@@ -122,6 +138,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         };
         let mut target = Target::new(&name, r.env_id, &r.process, Some(port), backends, policy);
         target.route = Some(r.id);
+        target.wakes = wakes;
         target.proxy_protocol = r.proxy_protocol && r.mode != "http";
         let target = Arc::new(target);
         match listen_port {

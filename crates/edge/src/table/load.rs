@@ -52,8 +52,14 @@ const ENVS: &str = "SELECT e.id, e.name, a.name AS app, o.name AS org
 /// The process a deployment's URL serves (`Manifest::served_process`, the one rule): one
 /// with a port, `web` first, then by name; else `web` without a port, whose instances
 /// report the port they took from their image.
-const DEPLOYMENTS: &str = "SELECT d.id, d.env_id, d.slug, d.activated_at, p.name AS process, p.port
+/// `sleeps`: the deployment is active and its release lets that process scale to zero
+/// (`[processes.<name>.autoscale] min = 0`), so a request wakes it rather than failing.
+const DEPLOYMENTS: &str =
+    "SELECT d.id, d.env_id, d.slug, d.activated_at, p.name AS process, p.port,
+        d.state = 'active' AND coalesce(
+            r.manifest -> 'processes' -> p.name -> 'autoscale' ->> 'min' = '0', false) AS sleeps
     FROM deployments d
+    JOIN releases r ON r.id = d.release_id
     LEFT JOIN LATERAL (
         SELECT name, port FROM process_types
         WHERE deployment_id = d.id AND (port IS NOT NULL OR name = 'web')
@@ -96,6 +102,8 @@ pub(super) struct DeploymentRow {
     /// `None` when the deployment has no process at all.
     pub process: Option<String>,
     pub port: Option<i32>,
+    /// Active, and its served process scales to zero: requests wait for it to wake.
+    pub sleeps: bool,
 }
 
 #[derive(Debug, FromRow)]

@@ -7,6 +7,10 @@
 //! whole `scale_down_window` asked for fewer, and then to the highest of them. A metric
 //! the manifest names but nobody reported holds the count and restarts the window:
 //! missing data never scales anything down.
+//!
+//! A process with `min = 0` never goes to zero by the load's asks (they keep at least
+//! one instance): it stops when no request reached it (and no instance said it is busy)
+//! for its whole `idle_timeout`, and wakes when an edge holds a request for it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -37,6 +41,9 @@ pub(crate) struct History {
     /// Since when recommendations arrived without a gap.
     since: Option<Instant>,
     recent: VecDeque<(Instant, u32)>,
+    /// The last time the process was seen in use (or without reports, which counts as
+    /// in use): the idle timeout runs from here.
+    active: Option<Instant>,
 }
 
 impl History {
@@ -113,8 +120,38 @@ pub(crate) fn recommend(
     }
     let (instances, reason) = asks.into_iter().max_by_key(|(n, _)| *n)?;
     Some(Recommendation {
-        instances: a.clamp(instances),
+        // Zero only by idleness ([`idle`]), never by a low ask.
+        instances: a.clamp(instances).max(1),
         reason,
+    })
+}
+
+/// For a process that scales to zero: stop it when idle for the whole timeout.
+/// `busy`: an instance says it works in the background.
+pub(crate) fn idle(
+    a: &Autoscale,
+    current: u32,
+    load: &ProcessLoad,
+    busy: bool,
+    history: &mut History,
+    now: Instant,
+) -> Option<Decision> {
+    if !a.scales_to_zero() || current == 0 {
+        history.active = None;
+        return None;
+    }
+    let used = load.in_flight.is_none_or(|f| f > 0.0) || load.requests > 0 || busy;
+    let since = *history.active.get_or_insert(now);
+    if used {
+        history.active = Some(now);
+        return None;
+    }
+    let timeout = a.idle_timeout().as_duration();
+    (now.duration_since(since) >= timeout).then(|| {
+        Decision::Scale(
+            0,
+            format!("no requests for {}s: scaled to zero", timeout.as_secs()),
+        )
     })
 }
 
@@ -167,6 +204,7 @@ mod tests {
             target_concurrency: Some(10),
             target_cpu: None,
             scale_down_window: Seconds::from_secs(window_secs).unwrap(),
+            idle_timeout: None,
         }
     }
 
@@ -175,8 +213,77 @@ mod tests {
             instances,
             regions: 1,
             in_flight,
+            requests: 0,
             cpu_millicpus: None,
+            busy: false,
         }
+    }
+
+    #[test]
+    fn a_process_that_scales_to_zero_stops_only_when_idle_for_the_timeout() {
+        let a = Autoscale {
+            idle_timeout: Some(Seconds::from_secs(60).unwrap()),
+            ..bounds(0, 3, 0)
+        };
+        // Low asks never reach zero.
+        assert_eq!(
+            recommend(&a, 1, &load(1, Some(0.0)), 500)
+                .unwrap()
+                .instances,
+            1
+        );
+        let mut h = History::default();
+        let t0 = Instant::now();
+        let quiet = load(1, Some(0.0));
+        assert_eq!(idle(&a, 1, &quiet, false, &mut h, t0), None);
+        // A short request the samples missed still counts.
+        let one = ProcessLoad {
+            requests: 1,
+            ..quiet.clone()
+        };
+        assert_eq!(
+            idle(&a, 1, &one, false, &mut h, t0 + Duration::from_secs(30)),
+            None
+        );
+        assert_eq!(
+            idle(&a, 1, &quiet, false, &mut h, t0 + Duration::from_secs(80)),
+            None
+        );
+        // Busy, or no reports: not idle.
+        assert_eq!(
+            idle(&a, 1, &quiet, true, &mut h, t0 + Duration::from_secs(85)),
+            None
+        );
+        assert_eq!(
+            idle(
+                &a,
+                1,
+                &load(1, None),
+                false,
+                &mut h,
+                t0 + Duration::from_secs(140)
+            ),
+            None
+        );
+        let d = idle(&a, 1, &quiet, false, &mut h, t0 + Duration::from_secs(201));
+        assert!(
+            matches!(d, Some(Decision::Scale(0, ref why)) if why.contains("no requests for 60s")),
+            "{d:?}"
+        );
+        // Processes that keep an instance are never idle-stopped.
+        let mut h = History::default();
+        assert_eq!(idle(&bounds(1, 3, 0), 1, &quiet, false, &mut h, t0), None);
+        assert_eq!(
+            idle(
+                &bounds(1, 3, 0),
+                1,
+                &quiet,
+                false,
+                &mut h,
+                t0 + Duration::from_secs(999)
+            ),
+            None
+        );
     }
 
     #[test]

@@ -51,10 +51,10 @@ pub async fn heartbeat(
         ));
     }
     agents::beat(s.store.pool(), node.id, beat.running).await?;
-    let cpu: Vec<(uuid::Uuid, u32)> = beat
+    let cpu: Vec<(uuid::Uuid, u32, bool)> = beat
         .cpu
         .iter()
-        .map(|c| (c.instance_id, c.millicpus))
+        .map(|c| (c.instance_id, c.millicpus, c.busy))
         .collect();
     if !cpu.is_empty() {
         zeitwork_store::load::report_cpu(s.store.pool(), node.id, &cpu).await?;

@@ -10,6 +10,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use zeitwork_store::load::EdgeLoad;
+
 use crate::support::{Agent, Platform, assert_error, eventually, image};
 
 const APPS: &str = "/api/v1/orgs/acme/apps";
@@ -52,11 +54,18 @@ async fn running(p: &Platform, admin: &str) -> usize {
         .count()
 }
 
-/// What an edge reports: `in_flight` spread evenly over `addresses`.
+/// What an edge reports: `in_flight` spread evenly over `addresses`, no request sent.
+fn spread(addresses: &[String], in_flight: f64) -> BTreeMap<String, EdgeLoad> {
+    let each = EdgeLoad {
+        in_flight: in_flight / addresses.len().max(1) as f64,
+        requests: 0,
+    };
+    addresses.iter().map(|a| (a.clone(), each)).collect()
+}
+
 async fn edge_reports(p: &Platform, edge: &str, addresses: &[String], in_flight: f64) {
-    let each = in_flight / addresses.len() as f64;
-    let load: BTreeMap<String, f64> = addresses.iter().map(|a| (a.clone(), each)).collect();
-    zeitwork_store::load::report_in_flight(p.store.pool(), edge, &load)
+    let load = spread(addresses, in_flight);
+    zeitwork_store::load::report_edge(p.store.pool(), edge, &load)
         .await
         .unwrap();
 }
@@ -130,10 +139,9 @@ async fn a_burst_scales_up_at_once_and_quiet_scales_down_after_the_window() {
         let (store, addresses) = (p.store.clone(), addresses.clone());
         async move {
             loop {
-                let load: BTreeMap<String, f64> =
-                    addresses.iter().map(|a| (a.clone(), 0.5)).collect();
+                let load = spread(&addresses, 1.0);
                 for edge in ["edge-a", "edge-b"] {
-                    let _ = zeitwork_store::load::report_in_flight(store.pool(), edge, &load).await;
+                    let _ = zeitwork_store::load::report_edge(store.pool(), edge, &load).await;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -226,4 +234,72 @@ async fn cpu_reports_come_with_heartbeats_and_only_for_the_nodes_own_instances()
     let s = status(&p, &admin).await;
     let reason = s["scaling"][0]["last"]["reason"].as_str().unwrap();
     assert!(reason.contains("CPU at 100%"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_idle_process_scales_to_zero_and_a_storm_of_held_requests_wakes_one_instance() {
+    let p = Platform::start().await;
+    let (admin, node) = setup(
+        &p,
+        "min = 0\nmax = 3\ntarget_concurrency = 5\nidle_timeout = \"10s\"",
+    )
+    .await;
+    let addresses = all_healthy(&p, &admin, &node).await;
+    // Edges keep reporting: no request for 10 s.
+    let idle = tokio::spawn({
+        let (store, addresses) = (p.store.clone(), addresses.clone());
+        async move {
+            loop {
+                let load = spread(&addresses, 0.0);
+                let _ = zeitwork_store::load::report_edge(store.pool(), "edge-a", &load).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(running(&p, &admin).await, 1, "not idle for long enough yet");
+    let zero = std::time::Instant::now();
+    eventually("scaled to zero", || async {
+        (running(&p, &admin).await == 0).then_some(())
+    })
+    .await;
+    assert!(zero.elapsed() < Duration::from_secs(8));
+    let s = status(&p, &admin).await;
+    let reason = s["scaling"][0]["last"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(reason, "no requests for 10s: scaled to zero");
+    assert_eq!(s["scaling"][0]["last"]["instances"], 0);
+
+    // Fifty edges' worth of held requests at once: one instance.
+    let before = p.count("process_scaled").await;
+    let deployment = s["deployment"]["id"].as_str().unwrap().parse().unwrap();
+    let storm: Vec<_> = (0..50)
+        .map(|_| {
+            let store = p.store.clone();
+            tokio::spawn(async move {
+                zeitwork_store::load::request_wake(store.pool(), deployment, "web")
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for ask in storm {
+        ask.await.unwrap();
+    }
+    eventually("woken", || async {
+        (running(&p, &admin).await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running(&p, &admin).await, 1, "one instance for the storm");
+    assert_eq!(p.count("process_scaled").await, before + 1);
+    let s = status(&p, &admin).await;
+    assert_eq!(
+        s["scaling"][0]["last"]["reason"],
+        "a request arrived while scaled to zero"
+    );
+    idle.abort();
+    p.assert_rebuild_is_exact().await;
 }

@@ -28,6 +28,7 @@ fn deployment(n: u128, env: u128, slug: &str, minute: u32, port: Option<i32>) ->
         activated_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap(),
         process: Some("web".into()),
         port,
+        sleeps: false,
     }
 }
 
@@ -94,6 +95,36 @@ fn the_env_name_serves_the_newest_deployment_with_a_healthy_instance() {
     assert_eq!(
         backends(&table, "shop-acme.zeitwork.test"),
         ["10.0.0.9:8080"]
+    );
+}
+
+/// An env scaled to zero is served by its active deployment even with no instance (a
+/// request wakes it), never by an older deployment that still runs.
+#[test]
+fn a_sleeping_env_is_served_by_its_active_deployment_which_requests_wake() {
+    let mut rows = rows();
+    rows.deployments[1].sleeps = true;
+    let table = build(BASE, rows);
+    let target = table.lookup("shop-acme.zeitwork.test").unwrap();
+    assert!(target.backends().is_empty());
+    assert_eq!(target.wakes(), Some(id(11)));
+    let own = table.lookup("shop-new-acme.zeitwork.test").unwrap();
+    assert_eq!(own.wakes(), Some(id(11)));
+    let old = table.lookup("shop-old-acme.zeitwork.test").unwrap();
+    assert_eq!(old.wakes(), None);
+    // Awake: its instances serve, and it can still be woken once they stop.
+    let mut rows = super::tests::rows();
+    rows.deployments[1].sleeps = true;
+    rows.instances
+        .push(instance(23, 11, "web", "10.0.0.9:8080"));
+    let table = build(BASE, rows);
+    assert_eq!(
+        backends(&table, "shop-acme.zeitwork.test"),
+        ["10.0.0.9:8080"]
+    );
+    assert_eq!(
+        table.lookup("shop-acme.zeitwork.test").unwrap().wakes(),
+        Some(id(11))
     );
 }
 
