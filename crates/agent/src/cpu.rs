@@ -1,6 +1,7 @@
 //! CPU use per instance for the autoscaler: each VM's cgroup (named by its instance id)
 //! is read at every heartbeat, and the use since the previous one is reported as a mean
-//! in thousandths of a core.
+//! in thousandths of a core, with whether the app said it is busy (`logs::BUSY_FILE` in
+//! the instance's directory).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -18,7 +19,7 @@ pub(crate) struct CpuMeter {
 impl CpuMeter {
     /// Every instance's mean use since it was last measured (nothing for one seen for the
     /// first time).
-    pub(crate) fn measure(&mut self) -> Vec<InstanceCpu> {
+    pub(crate) fn measure(&mut self, busy: impl Fn(Uuid) -> bool) -> Vec<InstanceCpu> {
         let now = Instant::now();
         let mut seen = HashMap::new();
         let mut out = Vec::new();
@@ -32,7 +33,7 @@ impl CpuMeter {
                     out.push(InstanceCpu {
                         instance_id: id,
                         millicpus: millicpus(usec - before, wall),
-                        busy: false,
+                        busy: busy(id),
                     });
                 }
             }

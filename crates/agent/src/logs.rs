@@ -10,6 +10,7 @@ use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 use uuid::Uuid;
+use zeitwork_core::guest::{BUSY_LINE, IDLE_LINE};
 use zeitwork_core::node::{LogBatch, LogLine, LogSource};
 
 use crate::control::ControlPlane;
@@ -94,6 +95,27 @@ pub async fn ship(
     }
 }
 
+/// The file beside an instance's console that says its app is busy (the last of init's
+/// [`BUSY_LINE`]/[`IDLE_LINE`] was busy); [`crate::cpu`] reports it with the heartbeat.
+pub(crate) const BUSY_FILE: &str = "busy";
+
+/// Keeps [`BUSY_FILE`] as the last busy/idle line in `lines` says.
+async fn note_busy(console: &Path, lines: &[String]) {
+    let Some(busy) = lines.iter().rev().find_map(|l| match l.as_str() {
+        BUSY_LINE => Some(true),
+        IDLE_LINE => Some(false),
+        _ => None,
+    }) else {
+        return;
+    };
+    let file = console.with_file_name(BUSY_FILE);
+    let _ = if busy {
+        tokio::fs::write(&file, b"").await
+    } else {
+        tokio::fs::remove_file(&file).await
+    };
+}
+
 /// Truncates the console file once it is over `cap` (the VMM appends, so it writes on at
 /// the new end) and starts the offset over. What was not shipped yet (the operator
 /// unreachable for that long, or the last lines of this instant) is dropped, and said so.
@@ -154,6 +176,9 @@ async fn pass(
     let (mut lines, used) = split(&bytes, flush);
     if used == 0 {
         return Ok(None);
+    }
+    if let LogSource::Instance(_) = console.source {
+        note_busy(&console.path, &lines).await;
     }
     if let LogSource::Build(_) = console.source {
         lines.retain(|l| crate::build::is_build_output(l));

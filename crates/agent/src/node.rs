@@ -212,7 +212,10 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
     async fn heartbeat(&mut self) {
         let beat = Heartbeat {
             running: u32::try_from(self.reconciler.running()).unwrap_or(u32::MAX),
-            cpu: self.cpu.measure(),
+            cpu: self.cpu.measure(|id| {
+                let dir = self.runtime.instance_dir(&id.to_string());
+                dir.join(crate::logs::BUSY_FILE).exists()
+            }),
         };
         match self.control.heartbeat(&beat).await {
             Ok(ack) if ack.state == "dead" => {

@@ -21,6 +21,15 @@ pub const EXIT_LINE: &str = "zeitwork-init: exit ";
 /// The prefix of the one console line init prints when it cannot start the app.
 pub const FAILURE_LINE: &str = "zeitwork-init: failed: ";
 
+/// While this file exists inside the guest (the app's user may create it), the app says
+/// it works in the background: a process scaled to zero is not stopped for idleness.
+pub const BUSY_PATH: &str = "/run/zeitwork/busy";
+
+/// What init prints on the console when [`BUSY_PATH`] appears, and when it goes.
+pub const BUSY_LINE: &str = "zeitwork-init: busy";
+/// See [`BUSY_LINE`].
+pub const IDLE_LINE: &str = "zeitwork-init: idle";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestConfig {

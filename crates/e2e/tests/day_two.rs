@@ -6,13 +6,14 @@
 //! still without a failed request. Then a secret change restarts the env under load:
 //! the app answers with the new value, and no request fails. Last, autoscaling: a burst
 //! of slow requests scales the app up to its max, and it comes back down after the
-//! window, without a failed request.
+//! window, without a failed request; and scaling to zero: an idle app's microVM stops,
+//! held requests wake one instance and are served, and a busy app is not stopped.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use zeitwork_e2e::load::{Answer, Load, answering, count_vms, get_via};
+use zeitwork_e2e::load::{Answer, Load, answering, count_vms, get_path_via, get_via};
 use zeitwork_e2e::{Up, example_manifest, poll_until, up_with_example};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -75,7 +76,7 @@ fn switched_once(answers: &[Answer], since: Instant, to: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_load_an_instant_rollback_a_rollback_after_the_window_a_secret_rotation_and_autoscaling()
+async fn under_load_an_instant_rollback_a_rollback_after_the_window_a_secret_rotation_autoscaling_and_scaling_to_zero()
  {
     assert!(
         rustix::process::geteuid().is_root(),
@@ -218,6 +219,7 @@ async fn under_load_an_instant_rollback_a_rollback_after_the_window_a_secret_rot
     assert_ne!(rotated, before);
 
     autoscaling(&up, &image, files.path()).await;
+    scaling_to_zero(&up, &image, files.path()).await;
 
     up.interrupt().await;
     assert_eq!(count_vms(), 0, "Ctrl-C on `up` stops its instances");
@@ -341,6 +343,92 @@ async fn autoscaling(up: &Up, image: &str, files: &std::path::Path) {
         "{}",
         events.stdout
     );
+}
+
+/// Release 5 scales to zero after 10 s without a request: its microVM stops. Then six
+/// concurrent requests are all held by the edge and served once one instance boots (one,
+/// not one per request). An app that says it is busy is not stopped while it is; once it
+/// is not, it is.
+async fn scaling_to_zero(up: &Up, image: &str, files: &std::path::Path) {
+    let manifest = example_manifest(
+        files,
+        "5",
+        "[deploy]\nstandby = \"0s\"\n[processes.web.autoscale]\nmin = 0\nmax = 2\n\
+         target_concurrency = 50\nidle_timeout = \"10s\"\n",
+    );
+    let before = instances(up).await.unwrap().1;
+    let deploy = [
+        &APP[..],
+        &["deploy", "--image", image, "--manifest", &manifest],
+    ]
+    .concat();
+    up.cli(&deploy).await.success();
+    let first = poll_until(BOOT, || async {
+        let running = instances(up).await?.1;
+        (running.len() == 1 && running != before).then_some(running)
+    })
+    .await
+    .expect("release 5 runs one instance");
+    let first = first.first().unwrap().clone();
+    served_by_other_than(up, before.first().unwrap()).await;
+
+    // Idle: no request for 10 s, and the VM stops.
+    let idle = Instant::now();
+    poll_until(Duration::from_secs(60), || async {
+        (count_vms() == 0 && instances(up).await?.1.is_empty()).then_some(())
+    })
+    .await
+    .expect("the idle app scales to zero");
+    assert!(
+        idle.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        idle.elapsed()
+    );
+    let status = up.cli(&[&APP[..], &["status"]].concat()).await.success();
+    assert!(
+        status.stdout.contains("scaled to 0")
+            && status
+                .stdout
+                .contains("no requests for 10s: scaled to zero"),
+        "{}",
+        status.stdout
+    );
+
+    // Six requests at once wake it: all held, all served, by one new instance.
+    let woke = Instant::now();
+    let held: Vec<_> = (0..6)
+        .map(|_| {
+            let edge = up.edge_addr();
+            tokio::spawn(
+                async move { get_path_via(&edge, HOST, "/", Duration::from_secs(60)).await },
+            )
+        })
+        .collect();
+    let mut by = BTreeSet::new();
+    for request in held {
+        let body = request.await.unwrap().expect("a held request is served");
+        by.insert(answering(&body).unwrap());
+    }
+    eprintln!(
+        "scale to zero: wake → all six answered in {:?}",
+        woke.elapsed()
+    );
+    assert_eq!(by.len(), 1, "one instance served them all: {by:?}");
+    assert!(!by.contains(&first), "a new instance");
+    assert_eq!(count_vms(), 1, "one VM booted for six requests");
+
+    // Busy: not stopped past the idle timeout while the app says so.
+    let busy = zeitwork_e2e::nodes::http_get(&up.edge_addr(), HOST, "/busy?set=1").await;
+    assert!(busy.unwrap_or_default().contains("busy: true"));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(count_vms(), 1, "a busy app is not stopped for idleness");
+    let idle = zeitwork_e2e::nodes::http_get(&up.edge_addr(), HOST, "/busy?set=0").await;
+    assert!(idle.unwrap_or_default().contains("busy: false"));
+    poll_until(Duration::from_secs(60), || async {
+        (count_vms() == 0).then_some(())
+    })
+    .await
+    .expect("no longer busy, the idle app scales to zero");
 }
 
 fn strs(args: &[String]) -> Vec<&str> {

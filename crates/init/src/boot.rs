@@ -11,7 +11,7 @@ use crate::console::{self, BootOptions};
 use crate::error::{Context, Error, Result};
 use crate::mounts::{CONFIG_DEVICE, ROOT_DEVICE, RW_DEVICE};
 use crate::process::App;
-use crate::{config, etc, modules, mounts, network, power, process, program, secrets, user};
+use crate::{busy, config, etc, modules, mounts, network, power, process, program, secrets, user};
 
 /// How long init waits for the virtio block devices once their modules are loaded.
 /// Probing is synchronous on module load, so this only matters when a disk is missing;
@@ -66,6 +66,7 @@ fn boot() -> Result<Exit> {
     // 6. Identity, secrets, working directory, program, and run it.
     let identity = user::resolve_in_root(&config.user)?;
     secrets::write(&config.secrets, identity.uid, identity.gid)?;
+    busy::prepare(identity.uid, identity.gid)?;
     enter_workdir(&config)?;
     let env = program::environment(&config.env, &identity.home);
     let program = program::resolve(&config.argv[0], env.get("PATH").map(String::as_str))?;
@@ -78,6 +79,7 @@ fn boot() -> Result<Exit> {
     let signals = process::block_signals()?;
     let button = power::button();
     let pid = process::start(Path::new("/proc/self/exe"), &app)?;
+    busy::watch();
     Ok(process::supervise(&signals, button, pid))
 }
 

@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod busy;
 pub mod config;
 pub mod console;
 pub mod error;

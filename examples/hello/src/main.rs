@@ -5,7 +5,9 @@
 //! `GET /public`: the secrets whose names start with `PUBLIC_`, as `NAME=value` lines, to
 //! show a secret change reaching the app (no other secret is ever shown), and
 //! `GET /slow?ms=N`: `GET /`'s answer after N milliseconds (at most 10 000), a request
-//! that stays in flight, to load the app for the autoscaler.
+//! that stays in flight, to load the app for the autoscaler; `GET /busy?set=1` (or `0`)
+//! creates (or removes) `/run/zeitwork/busy`, the platform's "busy" signal that keeps
+//! an app scaled to zero from being stopped while it works in the background.
 //! The runtime's tests also use it to act as a misbehaving app:
 //! `hello exit CODE`, `hello alloc MIB` (touch that much memory), and
 //! `hello probe HOST:PORT…` (a line for each; exit 0 if a TCP connection opens to every
@@ -89,6 +91,7 @@ fn answer(mut stream: TcpStream) {
             format!("Hello from Zeitwork! (instance {})\n", host.trim()),
         ),
         "/healthz" => ("200 OK", "ok\n".to_owned()),
+        "/busy" => busy(query),
         "/public" => ("200 OK", public_secrets()),
         _ => ("404 Not Found", "not found\n".to_owned()),
     };
@@ -104,6 +107,20 @@ fn answer(mut stream: TcpStream) {
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// `/busy?set=1` says the app is busy (the file init watches), `set=0` that it is not.
+fn busy(query: &str) -> (&'static str, String) {
+    const BUSY: &str = "/run/zeitwork/busy";
+    let done = match query {
+        "set=1" => std::fs::write(BUSY, b""),
+        "set=0" => std::fs::remove_file(BUSY),
+        _ => return ("400 Bad Request", "use ?set=1 or ?set=0\n".to_owned()),
+    };
+    match done {
+        Ok(()) => ("200 OK", format!("busy: {}\n", query == "set=1")),
+        Err(e) => ("500 Internal Server Error", format!("{BUSY}: {e}\n")),
+    }
 }
 
 /// The `ms` of a `/slow` query, at most 10 s (0 when absent or malformed).
