@@ -210,24 +210,37 @@ impl Cgroup {
         found
     }
 
-    /// CPU time used by everything inside since the cgroup was made, in microseconds
-    /// (v2 `cpu.stat` `usage_usec`, v1 `cpuacct.usage`); `None` when unreadable.
+    /// CPU time used by everything inside, in microseconds: v2 `cpu.stat` `usage_usec`;
+    /// on v1, `cpuacct.usage` where cpuacct shares the cpu hierarchy, else the user and
+    /// system time of the processes inside (`/proc/<pid>/stat`). Only differences
+    /// between two readings mean anything; `None` when unreadable.
     pub fn cpu_usage_usec(&self) -> Option<u64> {
         if self.v2 {
             let stat = std::fs::read_to_string(self.cpu.join("cpu.stat")).ok()?;
-            stat.lines()
+            return stat
+                .lines()
                 .find_map(|l| l.strip_prefix("usage_usec "))?
                 .trim()
                 .parse()
-                .ok()
-        } else {
-            let nanos: u64 = std::fs::read_to_string(self.cpu.join("cpuacct.usage"))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()?;
-            Some(nanos / 1000)
+                .ok();
         }
+        if let Some(nanos) = std::fs::read_to_string(self.cpu.join("cpuacct.usage"))
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok())
+        {
+            return Some(nanos / 1000);
+        }
+        let pids = self.pids();
+        if pids.is_empty() {
+            return None;
+        }
+        let ticks: u64 = pids
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| process_ticks(&stat))
+            .sum();
+        let per_second = rustix::param::clock_ticks_per_second().max(1);
+        Some(ticks * 1_000_000 / per_second)
     }
 
     /// The processes inside.
@@ -269,9 +282,26 @@ impl Cgroup {
     }
 }
 
+/// User plus system time (clock ticks) from a `/proc/<pid>/stat` line: fields 14 and 15,
+/// counted after the command name, which is in parentheses and may hold spaces.
+fn process_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_times_are_read_past_a_command_with_spaces() {
+        let stat = "4242 (qemu system x86) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 75 0 0 20 0 3";
+        assert_eq!(process_ticks(stat), Some(325));
+        assert_eq!(process_ticks("garbage"), None);
+    }
 
     #[test]
     fn mount_points_are_found_like_the_jailer_finds_them() {
