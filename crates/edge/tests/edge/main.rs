@@ -11,3 +11,4 @@ mod routing;
 mod support;
 mod tls;
 mod upgrade;
+mod waking;

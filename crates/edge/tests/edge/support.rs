@@ -69,6 +69,11 @@ impl World {
     }
 
     pub async fn app(&self, envs: &[&str]) -> App {
+        self.app_with(envs, serde_json::json!({})).await
+    }
+
+    /// [`World::app`] whose release has this manifest (as JSON).
+    pub async fn app_with(&self, envs: &[&str], manifest: serde_json::Value) -> App {
         let (org, app, release) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let name = |s: &str| s.to_owned();
         self.emit(
@@ -103,7 +108,7 @@ impl World {
             number: 1,
             image: name("127.0.0.1:5000/shop@sha256:00"),
             digest: name("sha256:00"),
-            manifest: serde_json::json!({}),
+            manifest,
             manifest_hash: name("sha256:11"),
         };
         self.emit(org, created).await;
