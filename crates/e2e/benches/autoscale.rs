@@ -5,7 +5,10 @@
 //! `process_scaled` commit (the reaction the edges' reports and the controller allow),
 //! and the first answer from a new instance (that plus boot and health checks). Then the
 //! burst ends and the scale-down is timed against its window (3 s). Failed requests
-//! are counted. Printed as Markdown for BENCHMARKS.md. Run:
+//! are counted. Then scaling to zero: the example with `min = 0` and a 10 s idle timeout;
+//! each round waits until its VM stopped, sends one request and times it to the first
+//! byte, split at the autoscaler's `process_scaled` commit and at the instance's first
+//! `healthy` report (the boot's share). Printed as Markdown for BENCHMARKS.md. Run:
 //! `cargo bench -p zeitwork-e2e --bench autoscale`, as root.
 
 use std::collections::BTreeSet;
@@ -16,6 +19,7 @@ use zeitwork_e2e::load::{Load, answering, get_via};
 use zeitwork_e2e::{Up, example_manifest, poll_until, up_with_example};
 
 const ROUNDS: usize = 5;
+const WAKES: usize = 5;
 const CLIENTS: usize = 8;
 const BOOT: Duration = Duration::from_secs(300);
 const HOST: &str = "hello-demo.zeitwork.localhost";
@@ -121,6 +125,79 @@ async fn main() {
     );
     for f in failed {
         eprintln!("failed: {f}");
+    }
+    wake_from_zero(&up, &image, files.path(), &db, &at).await;
+}
+
+/// Scale to zero and wake on a request, [`WAKES`] times.
+async fn wake_from_zero(
+    up: &Up,
+    image: &str,
+    files: &std::path::Path,
+    db: &sqlx::PgPool,
+    at: &impl Fn(Instant) -> DateTime<Utc>,
+) {
+    let manifest = example_manifest(
+        files,
+        "sleepy",
+        "[deploy]\nstandby = \"0s\"\n[processes.web.autoscale]\nmin = 0\nmax = 2\n\
+         target_concurrency = 50\nidle_timeout = \"10s\"\n",
+    );
+    let deploy = [
+        &APP[..],
+        &["deploy", "--image", image, "--manifest", &manifest],
+    ]
+    .concat();
+    up.cli(&deploy).await.success();
+    let (mut total, mut decided, mut booted) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..WAKES {
+        wait_for_count(up, 0).await;
+        poll_until(BOOT, || async {
+            (zeitwork_e2e::load::count_vms() == 0).then_some(())
+        })
+        .await
+        .expect("the VM stops");
+        let sent = Instant::now();
+        let first_byte = zeitwork_e2e::load::first_byte(&up.edge_addr(), HOST, "/")
+            .await
+            .expect("the held request is answered");
+        total.push(first_byte);
+        let (scaled,): (DateTime<Utc>,) = sqlx::query_as(
+            "SELECT at FROM events WHERE kind = 'process_scaled' AND at >= $1 ORDER BY seq LIMIT 1",
+        )
+        .bind(at(sent))
+        .fetch_one(db)
+        .await
+        .unwrap();
+        let (healthy,): (DateTime<Utc>,) = sqlx::query_as(
+            "SELECT at FROM events WHERE kind = 'instance_observed' AND at >= $1
+             AND payload ->> 'state' = 'healthy' ORDER BY seq LIMIT 1",
+        )
+        .bind(scaled)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        decided.push((scaled - at(sent)).to_std().unwrap_or_default());
+        booted.push((healthy - scaled).to_std().unwrap_or_default());
+    }
+    println!("\n| wake from zero (one request, QEMU TCG) | runs | p50 | max |");
+    println!("|---|---|---|---|");
+    for (what, runs) in [
+        ("request → first byte", total),
+        ("request → the autoscaler's decision committed", decided),
+        (
+            "decision → the instance healthy (place, boot, first health check)",
+            booted,
+        ),
+    ] {
+        let mut runs = runs;
+        runs.sort();
+        println!(
+            "| {what} | {} | {} | {} |",
+            runs.len(),
+            ms(runs[runs.len() / 2]),
+            ms(*runs.last().unwrap())
+        );
     }
 }
 

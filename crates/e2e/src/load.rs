@@ -73,6 +73,31 @@ pub async fn get(url: &str) -> Result<String, String> {
     get_via(host, host).await
 }
 
+/// How long `GET path` on `addr` with `Host: host` takes to its answer's first byte
+/// (a 200 within 60 s), or why it failed.
+pub async fn first_byte(addr: &str, host: &str, path: &str) -> Result<Duration, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut first = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(60), stream.read_exact(&mut first))
+        .await
+        .map_err(|_| format!("{addr}: no answer within 60 s"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let took = started.elapsed();
+    if &first != b"HTTP/1.1 200" {
+        return Err(format!("{addr}: {}", String::from_utf8_lossy(&first)));
+    }
+    Ok(took)
+}
+
 /// `GET /` from `addr` with `Host: host`, the body on a 200.
 pub async fn get_via(addr: &str, host: &str) -> Result<String, String> {
     get_path_via(addr, host, "/", ANSWER_WITHIN).await

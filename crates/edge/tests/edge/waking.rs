@@ -68,7 +68,8 @@ async fn held_requests_are_served_once_an_instance_is_healthy() {
             tokio::spawn(async move {
                 crate::support::exchange(
                     addr,
-                    format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+                    format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
                 )
                 .await
             })
