@@ -419,6 +419,18 @@ async fn scaling_to_zero(up: &Up, image: &str, files: &std::path::Path) {
     // Busy: not stopped past the idle timeout while the app says so.
     let busy = zeitwork_e2e::nodes::http_get(&up.edge_addr(), HOST, "/busy?set=1").await;
     assert!(busy.unwrap_or_default().contains("busy: true"));
+    // The agent measures the VM's CPU from its cgroup and carries the busy signal.
+    let db = sqlx::PgPool::connect(&up.database_url()).await.unwrap();
+    poll_until(Duration::from_secs(15), || async {
+        let rows: Vec<(i32, bool)> =
+            sqlx::query_as("SELECT millicpus, busy FROM instance_cpu WHERE busy")
+                .fetch_all(&db)
+                .await
+                .ok()?;
+        (rows.len() == 1).then_some(())
+    })
+    .await
+    .expect("the heartbeat reports the instance's CPU use and that it is busy");
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(count_vms(), 1, "a busy app is not stopped for idleness");
     let idle = zeitwork_e2e::nodes::http_get(&up.edge_addr(), HOST, "/busy?set=0").await;

@@ -221,26 +221,32 @@ impl AppState {
             && standby.release_id == release.id
             && read::deployment_ready(&mut **tx, standby.id).await?
         {
-            return self
-                .reactivate(tx, auth, scope, standby, active, release, &manifest)
-                .await;
+            let back = Reactivation {
+                standby,
+                active,
+                release,
+                manifest: &manifest,
+            };
+            return self.reactivate(tx, auth, scope, back).await;
         }
         self.roll_out(tx, auth, scope, release, &manifest, Some(active.id))
             .await
     }
 
     /// Makes the standby deployment active again; the active one takes its place.
-    #[allow(clippy::too_many_arguments)]
     async fn reactivate(
         &self,
         tx: &mut Tx,
         auth: &Auth,
         scope: &EnvScope,
-        standby: Deployment,
-        active: &Deployment,
-        release: Release,
-        manifest: &Manifest,
+        back: Reactivation<'_>,
     ) -> ApiResult<Value> {
+        let Reactivation {
+            standby,
+            active,
+            release,
+            manifest,
+        } = back;
         let current = read::release_by_id(&mut **tx, active.release_id)
             .await?
             .and_then(|r| Manifest::from_json(&r.manifest).ok());
@@ -358,3 +364,12 @@ const SLUG_ALPHABET: [char; 36] = [
     'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's',
     't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
 ];
+
+/// A rollback inside the standby window: the standby deployment of `release` becomes
+/// active again, and `active` its standby.
+struct Reactivation<'a> {
+    standby: Deployment,
+    active: &'a Deployment,
+    release: Release,
+    manifest: &'a Manifest,
+}
