@@ -96,11 +96,13 @@ impl AppState {
                     .find(|pt| pt.name == name.as_str())
                     .map_or(p.instances, |pt| u32::try_from(pt.instances).unwrap_or(0));
                 // An autoscaled process starts within its bounds (from the count it has
-                // now, so a rollout under load does not shrink it first).
+                // now, so a rollout under load does not shrink it first), and with at
+                // least one instance even when scaled to zero, so the rollout shows the
+                // release healthy; idleness stops it again.
                 let instances = p
                     .autoscale
                     .as_ref()
-                    .map_or(instances, |a| a.clamp(instances));
+                    .map_or(instances, |a| a.clamp(instances).max(1));
                 let spec = ProcessSpec {
                     name: name.to_string(),
                     instances,
