@@ -110,7 +110,7 @@ async fn round(
                     load::take_wake(store.pool(), target.deployment_id, &pt.name, WAKE_FRESH)
                         .await?;
                 // Called asleep too: the idle time starts over at the wake.
-                let idle = decide::idle(bounds, current, &measured, measured.busy, history, now);
+                let idle = decide::idle(bounds, current, &measured, history, now);
                 if current == 0 {
                     waiting.then(|| {
                         let reason = "a request arrived while scaled to zero".to_owned();
@@ -124,7 +124,8 @@ async fn round(
             };
             let decision = match decision {
                 Some(d) => Some(d),
-                None if current == 0 => None,
+                // Asleep: only a request wakes it.
+                None if current == 0 && bounds.scales_to_zero() => None,
                 None => {
                     let recommendation = decide::recommend(bounds, current, &measured, millicpus);
                     decide::decide(bounds, current, recommendation, history, now)
@@ -139,10 +140,12 @@ async fn round(
                     "autoscaled"
                 ),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(
+                // Said once per refusal, not every round it lasts.
+                Err(e) if history.refused(&e.message) => tracing::warn!(
                     deployment = %target.deployment_id, process = %pt.name, to,
                     error = %e.message, "autoscaling refused; holding the count"
                 ),
+                Err(_) => {}
             }
         }
     }

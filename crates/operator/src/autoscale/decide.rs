@@ -44,9 +44,18 @@ pub(crate) struct History {
     /// The last time the process was seen in use (or without reports, which counts as
     /// in use): the idle timeout runs from here.
     active: Option<Instant>,
+    /// Why the last decision was refused (logged once, not every round).
+    refused: Option<String>,
 }
 
 impl History {
+    /// Records a refusal; whether it differs from the last one (worth saying).
+    pub(crate) fn refused(&mut self, why: &str) -> bool {
+        let new = self.refused.as_deref() != Some(why);
+        self.refused = Some(why.to_owned());
+        new
+    }
+
     fn clear(&mut self) {
         self.since = None;
         self.recent.clear();
@@ -126,13 +135,12 @@ pub(crate) fn recommend(
     })
 }
 
-/// For a process that scales to zero: stop it when idle for the whole timeout.
-/// `busy`: an instance says it works in the background.
+/// For a process that scales to zero: stop it when idle (no request, none in flight, no
+/// instance saying it is busy) for the whole timeout.
 pub(crate) fn idle(
     a: &Autoscale,
     current: u32,
     load: &ProcessLoad,
-    busy: bool,
     history: &mut History,
     now: Instant,
 ) -> Option<Decision> {
@@ -140,7 +148,7 @@ pub(crate) fn idle(
         history.active = None;
         return None;
     }
-    let used = load.in_flight.is_none_or(|f| f > 0.0) || load.requests > 0 || busy;
+    let used = load.in_flight.is_none_or(|f| f > 0.0) || load.requests > 0 || load.busy;
     let since = *history.active.get_or_insert(now);
     if used {
         history.active = Some(now);
@@ -235,50 +243,46 @@ mod tests {
         let mut h = History::default();
         let t0 = Instant::now();
         let quiet = load(1, Some(0.0));
-        assert_eq!(idle(&a, 1, &quiet, false, &mut h, t0), None);
+        assert_eq!(idle(&a, 1, &quiet, &mut h, t0), None);
         // A short request the samples missed still counts.
         let one = ProcessLoad {
             requests: 1,
             ..quiet.clone()
         };
         assert_eq!(
-            idle(&a, 1, &one, false, &mut h, t0 + Duration::from_secs(30)),
+            idle(&a, 1, &one, &mut h, t0 + Duration::from_secs(30)),
             None
         );
         assert_eq!(
-            idle(&a, 1, &quiet, false, &mut h, t0 + Duration::from_secs(80)),
+            idle(&a, 1, &quiet, &mut h, t0 + Duration::from_secs(80)),
             None
         );
         // Busy, or no reports: not idle.
+        let busy = ProcessLoad {
+            busy: true,
+            ..quiet.clone()
+        };
         assert_eq!(
-            idle(&a, 1, &quiet, true, &mut h, t0 + Duration::from_secs(85)),
+            idle(&a, 1, &busy, &mut h, t0 + Duration::from_secs(85)),
             None
         );
         assert_eq!(
-            idle(
-                &a,
-                1,
-                &load(1, None),
-                false,
-                &mut h,
-                t0 + Duration::from_secs(140)
-            ),
+            idle(&a, 1, &load(1, None), &mut h, t0 + Duration::from_secs(140)),
             None
         );
-        let d = idle(&a, 1, &quiet, false, &mut h, t0 + Duration::from_secs(201));
+        let d = idle(&a, 1, &quiet, &mut h, t0 + Duration::from_secs(201));
         assert!(
             matches!(d, Some(Decision::Scale(0, ref why)) if why.contains("no requests for 60s")),
             "{d:?}"
         );
         // Processes that keep an instance are never idle-stopped.
         let mut h = History::default();
-        assert_eq!(idle(&bounds(1, 3, 0), 1, &quiet, false, &mut h, t0), None);
+        assert_eq!(idle(&bounds(1, 3, 0), 1, &quiet, &mut h, t0), None);
         assert_eq!(
             idle(
                 &bounds(1, 3, 0),
                 1,
                 &quiet,
-                false,
                 &mut h,
                 t0 + Duration::from_secs(999)
             ),
