@@ -386,8 +386,15 @@ fn scaling(status: &Value) -> Vec<String> {
                 if let Some(t) = a["target_cpu"].as_u64() {
                     targets.push(format!("{t}% CPU"));
                 }
+                // Without a timeout of its own, the default.
+                let default = zeitwork_core::manifest::autoscale::DEFAULT_IDLE_TIMEOUT;
+                let idle = match (a["min"].as_u64(), a["idle_timeout"].as_str()) {
+                    (Some(0), Some(t)) => format!(", to zero after {t} idle"),
+                    (Some(0), None) => format!(", to zero after {default} idle"),
+                    _ => String::new(),
+                };
                 format!(
-                    "autoscales {}–{} per region at {} per instance, down after {}",
+                    "autoscales {}–{} per region at {} per instance, down after {}{idle}",
                     field(a, "min"),
                     field(a, "max"),
                     targets.join(" and "),
@@ -522,6 +529,34 @@ pub async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn scaling_lines_show_bounds_targets_and_the_last_change() {
+        let status = serde_json::json!({"scaling": [
+            {"process": "web", "autoscale": {"min": 0, "max": 3, "target_concurrency": 2,
+             "scale_down_window": "10s"},
+             "last": {"instances": 0, "at": "2026-12-07T15:00:00Z", "actor": "autoscaler",
+                      "reason": "no requests for 300s: scaled to zero"}},
+            {"process": "worker", "autoscale": null,
+             "last": {"instances": 4, "at": "2026-12-07T15:00:00Z", "actor": "ann", "reason": null}},
+            {"process": "cron", "autoscale": null, "last": null}
+        ]});
+        let lines = super::scaling(&status);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "web: autoscales 0–3 per region at 2 requests in flight per instance, \
+                 down after 10s, to zero after 300s idle; scaled to 0 at "
+            ) && lines[0].ends_with("by autoscaler: no requests for 300s: scaled to zero"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("worker: scaled to 4 at ") && lines[1].ends_with("by ann"),
+            "{}",
+            lines[1]
+        );
+    }
     use super::*;
 
     #[test]

@@ -35,11 +35,28 @@ impl Manifest {
                     .routes
                     .iter()
                     .any(|r| r.process == *name && r.mode == RouteMode::Http);
-            if process.autoscale.as_ref().is_some_and(|a| a.min == 0) && !requested {
+            let sleeps = process.autoscale.as_ref().is_some_and(|a| a.min == 0);
+            if sleeps && !requested {
                 return Err(ManifestError::at(
                     format!("processes.{name}.autoscale.min"),
                     "0 needs requests to wake the process: only the process the app's \
                      hostnames serve, or one an http route names, may scale to zero",
+                ));
+            }
+            // The edge holds HTTP requests while a process wakes, not raw connections.
+            if sleeps
+                && let Some(i) = self
+                    .routes
+                    .iter()
+                    .position(|r| r.process == *name && r.mode != RouteMode::Http)
+            {
+                return Err(ManifestError::at(
+                    format!("processes.{name}.autoscale.min"),
+                    format!(
+                        "0 cannot serve routes[{i}] ({}): the edge holds only HTTP requests \
+                         while a process wakes; keep min at 1 or more",
+                        self.routes[i].mode.as_str()
+                    ),
                 ));
             }
         }
@@ -453,7 +470,8 @@ proxy_protocol = true
         }
         // Scaling to zero: the served process may; a worker no request reaches may not.
         let zero = "[processes.web.autoscale]\nmin = 0\nmax = 2\ntarget_concurrency = 5";
-        let m = Manifest::from_toml(&with(zero)).unwrap();
+        let tcp_route = &GOOD[GOOD.rfind("[[routes]]").unwrap()..];
+        let m = Manifest::from_toml(&with(zero).replace(tcp_route, "")).unwrap();
         let a = m
             .processes
             .values()
@@ -470,6 +488,16 @@ proxy_protocol = true
         );
         let e = err(&worker);
         assert!(e.starts_with("processes.worker.autoscale.min:"), "{e}");
+        // GOOD's web has a tcp route: the edge cannot hold its connections.
+        let tcp = GOOD.replace(
+            "unhealthy_threshold = 3\n",
+            "unhealthy_threshold = 3\n[processes.web.autoscale]\nmin = 0\nmax = 2\ntarget_cpu = 5\n",
+        );
+        let e = err(&tcp);
+        assert!(
+            e.starts_with("processes.web.autoscale.min:") && e.contains("routes[1] (tcp)"),
+            "{e}"
+        );
     }
 
     #[test]
