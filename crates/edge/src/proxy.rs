@@ -98,6 +98,15 @@ impl Shared {
         self.trusted_proxies.iter().any(|net| net.contains(peer))
     }
 
+    /// How long a request to `target` may wait for its answer (and for its process to
+    /// wake): the route's `timeout`, else the edge's.
+    pub(crate) fn timeout(&self, target: &Target) -> Duration {
+        target
+            .policy()
+            .timeout
+            .map_or(self.upstream_timeout, |t| t.as_duration())
+    }
+
     /// Requests in flight right now, and sent ever, per instance (for [`crate::load`]).
     pub(crate) fn load(&self) -> Vec<(std::net::SocketAddr, u32, u64)> {
         self.backends.load()
@@ -218,40 +227,49 @@ impl Proxy {
             return (answer(problem), None);
         };
         // A process scaled to zero: the request waits for an instance to wake.
-        let target = match target.wakes() {
-            Some(_) if target.backends().is_empty() => {
-                let within = target
-                    .policy()
-                    .timeout
-                    .map_or(self.shared.upstream_timeout, |t| t.as_duration());
-                let shared = &self.shared;
-                let woken = shared
-                    .wakes
-                    .wait(&shared.table, &shared.swapped, &host.name, &target, within)
-                    .await;
-                match woken {
-                    Some(woken) => woken,
-                    None => {
-                        let mut response = answer(Problem::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "waking",
-                            format!(
-                                "{} is starting after being idle and was not ready within {} s; try again shortly",
-                                host.name,
-                                within.as_secs()
-                            ),
-                        ));
-                        response
-                            .headers_mut()
-                            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-                        return (response, Some(target));
-                    }
-                }
-            }
-            _ => target,
+        let target = match self.awake(&host.name, target, &answer).await {
+            Ok(target) => target,
+            Err((response, target)) => return (response, Some(target)),
         };
         let response = self.forward(req, conn, &host, &target, &id, &answer).await;
         (response, Some(target))
+    }
+
+    /// The target to send to: `target` itself, unless its process is scaled to zero and
+    /// has no instance yet, then the same host's target once one is healthy; or the 503
+    /// (with Retry-After) when none is within the route's timeout.
+    async fn awake(
+        &self,
+        host: &str,
+        target: Arc<Target>,
+        answer: &impl Fn(Problem) -> Response<Body>,
+    ) -> Result<Arc<Target>, (Response<Body>, Arc<Target>)> {
+        if target.wakes().is_none() || !target.backends().is_empty() {
+            return Ok(target);
+        }
+        let within = self.shared.timeout(&target);
+        let shared = &self.shared;
+        match shared
+            .wakes
+            .wait(&shared.table, &shared.swapped, host, &target, within)
+            .await
+        {
+            Some(woken) => Ok(woken),
+            None => {
+                let mut response = answer(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "waking",
+                    format!(
+                        "{host} is starting after being idle and was not ready within {} s; try again shortly",
+                        within.as_secs()
+                    ),
+                ));
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                Err((response, target))
+            }
+        }
     }
 
     /// A request for a routed host: the route's policy, then the app.
@@ -315,9 +333,7 @@ impl Proxy {
             secure: conn.secure,
             upgrade: upgrade.as_ref(),
         };
-        let timeout = policy
-            .timeout
-            .map_or(self.shared.upstream_timeout, |t| t.as_duration());
+        let timeout = self.shared.timeout(target);
         let sent = self.upstream.send(
             &self.lane,
             plan,

@@ -343,10 +343,7 @@ impl Exchange {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let policy = self.target.policy();
-        let timeout = policy
-            .timeout
-            .map_or(proxy.shared.upstream_timeout, |t| t.as_duration());
+        let timeout = proxy.shared.timeout(&self.target);
         let early = (buf.len() - end).min(self.body as usize);
         let mut request = Outgoing {
             head: &bufs.up,
