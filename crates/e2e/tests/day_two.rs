@@ -285,6 +285,17 @@ async fn autoscaling(up: &Up, image: &str, files: &std::path::Path) {
         "{}",
         status.stdout
     );
+    // Scaling by hand is refused while it autoscales: exit 4 (conflict), one line.
+    let scale = up
+        .cli(&[&APP[..], &["scale", "web=2"]].concat())
+        .await
+        .exit(4);
+    assert!(
+        scale.stderr.contains("autoscales between 1 and 3")
+            && scale.stderr.trim().lines().count() == 1,
+        "{}",
+        scale.stderr
+    );
     // Every instance serves once booted.
     let mut answering_ids = BTreeSet::new();
     let deadline = Instant::now() + BOOT;
