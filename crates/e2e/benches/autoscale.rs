@@ -59,18 +59,7 @@ async fn main() {
     for _ in 0..ROUNDS {
         let before: BTreeSet<String> = current(&up).await;
         let started = Instant::now();
-        let burst: Vec<Load> = (0..CLIENTS)
-            .map(|_| {
-                let within = Duration::from_secs(20);
-                Load::of(
-                    up.edge_addr(),
-                    HOST.into(),
-                    "/slow?ms=1000",
-                    Duration::ZERO,
-                    within,
-                )
-            })
-            .collect();
+        let burst = Load::slow_burst(&up.edge_addr(), HOST, CLIENTS, 1000);
         // The first answer by an instance that was not there before.
         let new = poll_until(BOOT, || async {
             let id = answering(&get_via(&up.edge_addr(), HOST).await.ok()?)?;

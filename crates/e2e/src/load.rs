@@ -49,6 +49,16 @@ impl Load {
         Load { stop, done }
     }
 
+    /// `clients` loops each keeping one `GET /slow?ms=<ms>` in flight (the example app's
+    /// slow answer): a burst of `clients` requests in flight.
+    pub fn slow_burst(edge: &str, host: &str, clients: usize, ms: u64) -> Vec<Load> {
+        let path = format!("/slow?ms={ms}");
+        let within = Duration::from_millis(ms) + Duration::from_secs(20);
+        (0..clients)
+            .map(|_| Load::of(edge.into(), host.into(), &path, Duration::ZERO, within))
+            .collect()
+    }
+
     /// Every answer, in order.
     pub async fn answers(self) -> Vec<Answer> {
         let _ = self.stop.send(());
