@@ -22,8 +22,8 @@ const ROUNDS: usize = 5;
 const WAKES: usize = 5;
 const CLIENTS: usize = 8;
 const BOOT: Duration = Duration::from_secs(300);
-const HOST: &str = "hello-demo.zeitwork.localhost";
-const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
+const HOST: &str = zeitwork_e2e::EXAMPLE_HOST;
+const APP: [&str; 4] = zeitwork_e2e::EXAMPLE_APP;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -99,14 +99,7 @@ async fn main() {
         ),
         ("burst ends → scaled back to 1 (window 3 s)", down),
     ] {
-        let mut runs = runs;
-        runs.sort();
-        println!(
-            "| {what} | {} | {} | {} |",
-            runs.len(),
-            ms(runs[runs.len() / 2]),
-            ms(*runs.last().unwrap())
-        );
+        row(what, runs);
     }
     println!(
         "\nslow requests: {answered} answered, {} failed",
@@ -179,14 +172,7 @@ async fn wake_from_zero(
             booted,
         ),
     ] {
-        let mut runs = runs;
-        runs.sort();
-        println!(
-            "| {what} | {} | {} | {} |",
-            runs.len(),
-            ms(runs[runs.len() / 2]),
-            ms(*runs.last().unwrap())
-        );
+        row(what, runs);
     }
 }
 
@@ -210,6 +196,17 @@ async fn wait_for_count(up: &Up, n: usize) {
     })
     .await
     .unwrap_or_else(|| panic!("never {n} instances"));
+}
+
+/// One Markdown table row: what, runs, p50, max.
+fn row(what: &str, mut runs: Vec<Duration>) {
+    runs.sort();
+    println!(
+        "| {what} | {} | {} | {} |",
+        runs.len(),
+        ms(runs[runs.len() / 2]),
+        ms(*runs.last().unwrap())
+    );
 }
 
 fn ms(d: Duration) -> String {

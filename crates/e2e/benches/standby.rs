@@ -20,8 +20,8 @@ const INSTANT_ROUNDS: usize = 20;
 const BOOT_ROUNDS: usize = 3;
 const RESTART_ROUNDS: usize = 3;
 const BOOT: Duration = Duration::from_secs(300);
-const HOST: &str = "hello-demo.zeitwork.localhost";
-const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
+const HOST: &str = zeitwork_e2e::EXAMPLE_HOST;
+const APP: [&str; 4] = zeitwork_e2e::EXAMPLE_APP;
 
 /// Instants and wall-clock time, related once.
 struct Clock(Instant, SystemTime);

@@ -787,15 +787,18 @@ pub async fn up_with_example(data: &Path, within: Duration) -> (Up, String) {
     let up = Up::with_node(data).await;
     up.wait_for_line("Example app:", within).await;
     up.login_as_admin().await;
-    let show = [
-        "--org", "demo", "--app", "hello", "releases", "show", "1", "--json",
-    ];
+    let show = [&EXAMPLE_APP[..], &["releases", "show", "1", "--json"]].concat();
     let image = up.cli(&show).await.json()["image"]
         .as_str()
         .expect("release 1 names its image")
         .to_owned();
     (up, image)
 }
+
+/// The bundled example's hostname under `zeitwork up` (app `hello` of org `demo`, `prod`).
+pub const EXAMPLE_HOST: &str = "hello-demo.zeitwork.localhost";
+/// The CLI flags that name the bundled example's app.
+pub const EXAMPLE_APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
 
 /// A manifest of the bundled example (`examples/hello/zeitwork.toml`) whose env has
 /// `RELEASE = release` (so each is a release of its own), with `extra` appended, written

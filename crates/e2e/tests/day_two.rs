@@ -17,8 +17,8 @@ use zeitwork_e2e::load::{Answer, Load, answering, count_vms, get_path_via, get_v
 use zeitwork_e2e::{Up, example_manifest, poll_until, up_with_example};
 
 const BOOT: Duration = Duration::from_secs(300);
-const HOST: &str = "hello-demo.zeitwork.localhost";
-const APP: [&str; 4] = ["--org", "demo", "--app", "hello"];
+const HOST: &str = zeitwork_e2e::EXAMPLE_HOST;
+const APP: [&str; 4] = zeitwork_e2e::EXAMPLE_APP;
 
 /// The ids of the env's instances meant to run: all of them (active and standby
 /// deployments alike), and the active deployment's.

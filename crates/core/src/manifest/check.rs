@@ -403,6 +403,13 @@ proxy_protocol = true
         );
     }
 
+    /// The `[processes.web.autoscale]` of a manifest that must parse.
+    fn web_autoscale(text: &str) -> crate::manifest::Autoscale {
+        let m = Manifest::from_toml(text).unwrap();
+        let web = &m.processes[&crate::Name::parse("web").unwrap()];
+        web.autoscale.clone().unwrap()
+    }
+
     #[test]
     fn autoscale_bounds_and_targets_are_checked() {
         let with = |block: &str| {
@@ -411,18 +418,9 @@ proxy_protocol = true
                 &format!("{block}\n[processes.worker]"),
             )
         };
-        let m = Manifest::from_toml(&with(
+        let a = web_autoscale(&with(
             "[processes.web.autoscale]\nmax = 5\ntarget_concurrency = 10",
-        ))
-        .unwrap();
-        let a = m
-            .processes
-            .values()
-            .next()
-            .unwrap()
-            .autoscale
-            .clone()
-            .unwrap();
+        ));
         assert_eq!(
             (a.min, a.max, a.target_concurrency, a.target_cpu),
             (1, 5, Some(10), None)
@@ -471,15 +469,7 @@ proxy_protocol = true
         // Scaling to zero: the served process may; a worker no request reaches may not.
         let zero = "[processes.web.autoscale]\nmin = 0\nmax = 2\ntarget_concurrency = 5";
         let tcp_route = &GOOD[GOOD.rfind("[[routes]]").unwrap()..];
-        let m = Manifest::from_toml(&with(zero).replace(tcp_route, "")).unwrap();
-        let a = m
-            .processes
-            .values()
-            .next()
-            .unwrap()
-            .autoscale
-            .clone()
-            .unwrap();
+        let a = web_autoscale(&with(zero).replace(tcp_route, ""));
         assert!(a.scales_to_zero());
         assert_eq!(a.idle_timeout().as_millis(), 300_000);
         let worker = GOOD.replace(
