@@ -59,12 +59,20 @@ pub trait ControlPlane: Send + Sync + 'static {
         build: Uuid,
         report: &zeitwork_core::build::BuildReport,
     ) -> impl Future<Output = Result<(), ControlError>> + Send;
+    /// Dials back for an exec whose client waits at the operator: the connection, upgraded
+    /// to carry exec frames (see `zeitwork_core::exec`).
+    fn attach_exec(
+        &self,
+        grant: Uuid,
+    ) -> impl Future<Output = Result<reqwest::Upgraded, ControlError>> + Send;
 }
 
 /// The operator's HTTP API.
 #[derive(Debug, Clone)]
 pub struct HttpControl {
     http: reqwest::Client,
+    /// For exec connections, which outlive any request timeout.
+    exec_http: reqwest::Client,
     base: Url,
     node: String,
     credential: String,
@@ -76,6 +84,14 @@ impl HttpControl {
     pub fn new(api: &str, node: &str, credential: &str) -> Result<HttpControl, ControlError> {
         Ok(HttpControl {
             http: client()?,
+            exec_http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .http1_only()
+                .build()
+                .map_err(|e| ControlError::Unreachable {
+                    url: api.to_owned(),
+                    reason: e.to_string(),
+                })?,
             base: base(api)?,
             node: node.to_owned(),
             credential: credential.to_owned(),
@@ -147,6 +163,10 @@ impl ControlPlane for HttpControl {
             .map(drop)
     }
 
+    async fn attach_exec(&self, grant: Uuid) -> Result<reqwest::Upgraded, ControlError> {
+        self.upgrade(grant).await
+    }
+
     async fn report_build(
         &self,
         build: Uuid,
@@ -161,6 +181,39 @@ impl ControlPlane for HttpControl {
         )
         .await
         .map(drop)
+    }
+}
+
+impl HttpControl {
+    async fn upgrade(&self, grant: Uuid) -> Result<reqwest::Upgraded, ControlError> {
+        let url = self.node_url(&["execs", &grant.to_string()]);
+        let unreachable = |e: reqwest::Error| ControlError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        };
+        // No overall timeout: the connection lives as long as the exec.
+        let response = self
+            .exec_http
+            .get(url.clone())
+            .bearer_auth(&self.credential)
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(
+                reqwest::header::UPGRADE,
+                zeitwork_core::exec::UPGRADE_PROTOCOL,
+            )
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ControlError::Refused {
+                what: format!("attaching exec {grant}"),
+                status: status.as_u16(),
+                body: body.chars().take(500).collect(),
+            });
+        }
+        response.upgrade().await.map_err(unreachable)
     }
 }
 

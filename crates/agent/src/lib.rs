@@ -10,6 +10,7 @@ pub mod build;
 mod control;
 mod cpu;
 mod disks;
+mod exec;
 mod health;
 mod instance;
 mod logs;

@@ -54,6 +54,8 @@ pub struct NodeAgent<V, C> {
     reconciler: Reconciler<V, C>,
     /// The builds this agent runs (see [`crate::build`]).
     builds: crate::build::Builds,
+    /// Execs into the node's instances (see [`crate::exec`]).
+    execs: crate::exec::Execs,
     /// Log position of the desired state last converged to.
     cursor: i64,
     /// Whether the last pull failed (then polling continues whatever NATS says).
@@ -83,6 +85,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             runtime,
             reconciler: Reconciler::new(ctx, specs_dir),
             builds: crate::build::Builds::default(),
+            execs: crate::exec::Execs::default(),
             cursor: 0,
             stale: true,
             deaf: false,
@@ -173,6 +176,8 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
         };
         self.builds
             .sync(&desired.builds, &self.runtime, &self.control);
+        self.execs
+            .sync(&desired.execs, &self.runtime, &self.control);
         // Changes found by a resync should have arrived as notifications: one was lost
         // (or a bug let the node drift). Either way it is repaired here and must be seen.
         match self.converge(desired.seq, &desired.instances).await {

@@ -126,6 +126,29 @@ impl Client {
         }
     }
 
+    /// Opens a connection upgraded to exec frames at `segments`, authenticated with
+    /// `token` (an exec grant's, not the login token).
+    pub async fn upgrade(&self, segments: &[String], token: &str) -> Result<reqwest::Upgraded> {
+        let response = self
+            .http
+            .get(self.url(segments, &[]))
+            .bearer_auth(token)
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(
+                reqwest::header::UPGRADE,
+                zeitwork_core::exec::UPGRADE_PROTOCOL,
+            )
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status().as_u16();
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(CliError::from_answer(status, &body));
+        }
+        response.upgrade().await.map_err(|e| self.transport(e))
+    }
+
     /// Follows a Server-Sent Events stream, handing each event to `each` until it answers
     /// false. An interrupted stream is reopened after a pause with `Last-Event-ID`, so the
     /// server resumes after the last event seen and nothing is lost or repeated. Only the

@@ -7,6 +7,7 @@ pub mod apps;
 pub mod build;
 pub mod deploy;
 pub mod events;
+pub mod exec;
 pub mod local;
 pub mod logs;
 pub mod network;
@@ -76,6 +77,10 @@ pub enum Command {
     /// one, and stops once that one is healthy
     #[command(after_long_help = EXIT_CODES_HELP)]
     Restart(deploy::RestartArgs),
+    /// Run a command in a running instance, e.g. `zeitwork exec -- ls /`, or `-it -- sh`
+    /// for a shell; exits with the command's exit code
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Exec(exec::ExecArgs),
     /// Set the number of instances of process types, e.g. `zeitwork scale web=3`
     #[command(after_long_help = EXIT_CODES_HELP)]
     Scale(deploy::ScaleArgs),
@@ -162,6 +167,7 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Releases { action } => deploy::releases(&ctx()?, action.unwrap_or_default()).await,
         Command::Rollback(args) => deploy::rollback(&ctx()?, args).await,
         Command::Restart(args) => deploy::restart(&ctx()?, args).await,
+        Command::Exec(args) => exec::exec(&ctx()?, args).await,
         Command::Scale(args) => deploy::scale(&ctx()?, args).await,
         Command::Secrets { action } => secrets::secrets(&ctx()?, action.unwrap_or_default()).await,
         Command::Routes { action } => network::routes(&ctx()?, action.unwrap_or_default()).await,

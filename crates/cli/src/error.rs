@@ -62,6 +62,10 @@ pub enum CliError {
     #[error("config file {path}: {message}")]
     Config { path: PathBuf, message: String },
 
+    /// `zeitwork exec`'s command exited with this code (non-zero), which becomes ours.
+    #[error("the command exited with code {0}")]
+    Exited(u8),
+
     /// Whoever read our stdout went away (`zeitwork events -f | head`); nothing to report.
     #[error("standard output was closed")]
     OutputClosed,
@@ -87,6 +91,7 @@ impl CliError {
                 401 | 403 => EXIT_AUTH,
                 _ => EXIT_FAILURE,
             },
+            CliError::Exited(code) => *code,
             _ => EXIT_FAILURE,
         }
     }

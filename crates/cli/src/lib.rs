@@ -69,7 +69,8 @@ macro_rules! exit_codes {
   2  usage: bad arguments, no org or app selected
   3  not found (HTTP 404)
   4  conflict, e.g. a name already taken (HTTP 409)
-  5  authentication: not logged in, or HTTP 401/403"
+  5  authentication: not logged in, or HTTP 401/403
+  `zeitwork exec` exits with the command's exit code once the command ran"
     };
 }
 
@@ -161,6 +162,8 @@ pub async fn run(global: Global, command: Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The reader stopped reading (`zeitwork events | head`): its choice, not a failure.
         Err(CliError::OutputClosed) => ExitCode::SUCCESS,
+        // `zeitwork exec`: the command's own code, its own output already said why.
+        Err(CliError::Exited(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())

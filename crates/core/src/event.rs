@@ -367,6 +367,29 @@ pub enum EventData {
         event: String,
         outcome: String,
     },
+    /// A deployer may run `command` in a running instance: a single-use grant, redeemed
+    /// (`ExecStarted`) by the client before `expires_at`. Only the SHA-256 of its secret is
+    /// stored. The event's actor is who asked.
+    ExecGranted {
+        grant_id: Uuid,
+        instance_id: Uuid,
+        node_id: Uuid,
+        command: Vec<String>,
+        /// With a terminal (PTY), and its `TERM`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tty: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        term: Option<String>,
+        hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// A client redeemed an exec grant (it cannot be used again); the instance's node
+    /// attaches the exec.
+    ExecStarted {
+        grant_id: Uuid,
+        instance_id: Uuid,
+        node_id: Uuid,
+    },
     /// The ACME account of one directory, shared by every edge so rate limits and
     /// authorizations are the platform's, not each edge's. `sealed_credentials` is
     /// instant-acme's credentials JSON sealed with the platform key, bound to the
@@ -453,6 +476,9 @@ impl EventData {
             EventData::AcmeAccountStored { account_id, .. } => *account_id,
             EventData::BuildQueued { build_id, .. }
             | EventData::BuildStateChanged { build_id, .. } => *build_id,
+            EventData::ExecGranted { grant_id, .. } | EventData::ExecStarted { grant_id, .. } => {
+                *grant_id
+            }
         }
     }
 
@@ -499,6 +525,8 @@ impl EventData {
             EventData::RepositoryConnected { .. } => "repository_connected",
             EventData::RepositoryDisconnected { .. } => "repository_disconnected",
             EventData::WebhookDelivered { .. } => "webhook_delivered",
+            EventData::ExecGranted { .. } => "exec_granted",
+            EventData::ExecStarted { .. } => "exec_started",
         }
     }
 }

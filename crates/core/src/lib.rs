@@ -6,6 +6,7 @@ pub mod build;
 pub mod certificate;
 pub mod deployment;
 pub mod event;
+pub mod exec;
 pub mod guest;
 pub mod image;
 pub mod ipam;

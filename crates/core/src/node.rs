@@ -125,6 +125,19 @@ pub struct NodeDesired {
     /// Builds placed on the node that have not ended.
     #[serde(default)]
     pub builds: Vec<crate::build::DesiredBuild>,
+    /// Execs into the node's instances whose client waits at the operator (grant redeemed
+    /// within the last minute): the agent dials back for each once.
+    #[serde(default)]
+    pub execs: Vec<DesiredExec>,
+}
+
+/// An exec to attach: the agent dials `GET /api/v1/nodes/{name}/execs/{grant_id}` and
+/// runs `open` in the instance through its exec channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredExec {
+    pub grant_id: Uuid,
+    pub instance_id: Uuid,
+    pub open: crate::exec::Open,
 }
 
 /// One instance the node must run, with everything needed to boot it.

@@ -764,6 +764,35 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                 sealed_credentials,
             }
         }),
+        (
+            (uuid(), uuid(), uuid()),
+            texts(),
+            any::<bool>(),
+            proptest::option::of(text()),
+            text(),
+            time()
+        )
+            .prop_map(
+                |((grant_id, instance_id, node_id), command, tty, term, hash, expires_at)| {
+                    EventData::ExecGranted {
+                        grant_id,
+                        instance_id,
+                        node_id,
+                        command,
+                        tty,
+                        term,
+                        hash,
+                        expires_at,
+                    }
+                }
+            ),
+        (uuid(), uuid(), uuid()).prop_map(|(grant_id, instance_id, node_id)| {
+            EventData::ExecStarted {
+                grant_id,
+                instance_id,
+                node_id,
+            }
+        }),
     ]
     .boxed()
 }
@@ -812,9 +841,11 @@ fn variant(data: &EventData) -> usize {
         EventData::WebhookDelivered { .. } => 37,
         EventData::DeploymentReactivated { .. } => 38,
         EventData::StandbyEnded { .. } => 39,
+        EventData::ExecGranted { .. } => 40,
+        EventData::ExecStarted { .. } => 41,
     }
 }
-const VARIANTS: usize = 40;
+const VARIANTS: usize = 42;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -10,13 +10,15 @@ use crate::error::GuestError;
 
 /// The modules a Zeitwork guest needs: virtio devices over MMIO (both QEMU microvm and
 /// Firecracker), block and network, vsock to the host, overlayfs for the root, and the
-/// ACPI power button with its input events (QEMU's graceful stop presses it).
+/// ACPI power button with its input events (QEMU's graceful stop presses it), and
+/// virtio-serial for the exec channel (QEMU's; Firecracker's would be vsock).
 pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_mmio",
     "virtio_blk",
     "virtio_net",
     "vsock",
     "vmw_vsock_virtio_transport",
+    "virtio_console",
     "overlay",
     "button",
     "evdev",

@@ -11,7 +11,9 @@ use crate::console::{self, BootOptions};
 use crate::error::{Context, Error, Result};
 use crate::mounts::{CONFIG_DEVICE, ROOT_DEVICE, RW_DEVICE};
 use crate::process::App;
-use crate::{busy, config, etc, modules, mounts, network, power, process, program, secrets, user};
+use crate::{
+    busy, config, etc, exec, modules, mounts, network, power, process, program, secrets, user,
+};
 
 /// How long init waits for the virtio block devices once their modules are loaded.
 /// Probing is synchronous on module load, so this only matters when a disk is missing;
@@ -80,6 +82,10 @@ fn boot() -> Result<Exit> {
     let button = power::button();
     let pid = process::start(Path::new("/proc/self/exe"), &app)?;
     busy::watch();
+    exec::serve(exec::Context {
+        env: app.env.clone(),
+        identity: app.identity.clone(),
+    });
     Ok(process::supervise(&signals, button, pid))
 }
 

@@ -6,6 +6,10 @@
 //! Its stdin is the write end of init's status pipe: it moves that to a close-on-exec
 //! descriptor (so a successful `execve` closes it: EOF tells init the app runs), puts
 //! `/dev/null` on stdin, and on any failure writes the reason there and exits.
+//!
+//! With [`EXEC_ARG`] instead it starts a command of the exec service ([`crate::exec`]):
+//! its stdin is the command's own, a terminal makes it the session's controlling terminal
+//! (so Ctrl-C and job control work), and a failure is said on stderr (exit 127, as a shell).
 
 use std::convert::Infallible;
 use std::ffi::OsString;
@@ -22,6 +26,9 @@ use nix::unistd::{Gid, Uid};
 /// The argument that selects launcher mode (`argv[1]`).
 pub const ARG: &str = "--zeitwork-launch";
 
+/// The argument that selects launcher mode for an exec's command.
+pub const EXEC_ARG: &str = "--zeitwork-exec";
+
 /// Exit status of a launcher that could not `execve` the app (init reads the reason
 /// from the status pipe, not this code).
 const FAILED: i32 = 127;
@@ -29,6 +36,8 @@ const FAILED: i32 = 127;
 /// What the launcher was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// An exec's command ([`EXEC_ARG`]), not the app.
+    pub exec: bool,
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
@@ -44,7 +53,7 @@ impl Request {
                 "launcher: expected {ARG} uid gid groups program argv…"
             ));
         };
-        if flag != ARG || argv.is_empty() {
+        if (flag != ARG && flag != EXEC_ARG) || argv.is_empty() {
             return Err(format!(
                 "launcher: expected {ARG} uid gid groups program argv…"
             ));
@@ -59,6 +68,7 @@ impl Request {
             .map(id)
             .collect::<Result<_, _>>()?;
         Ok(Request {
+            exec: flag == EXEC_ARG,
             uid: id(uid)?,
             gid: id(gid)?,
             groups,
@@ -70,6 +80,9 @@ impl Request {
 
 /// Runs the launcher (`args` without `argv[0]`); returns only by exiting.
 pub fn run(args: Vec<OsString>) -> ! {
+    if args.first().is_some_and(|a| a == EXEC_ARG) {
+        run_exec(args)
+    }
     let mut status = match take_status_pipe() {
         Ok(fd) => File::from(fd),
         Err(reason) => {
@@ -84,6 +97,17 @@ pub fn run(args: Vec<OsString>) -> ! {
         .collect();
     let Err(reason) = Request::parse(&args).and_then(|r| launch(&r));
     let _ = status.write_all(reason.as_bytes());
+    std::process::exit(FAILED)
+}
+
+/// The exec service's launcher: the reason of a failure goes to stderr.
+fn run_exec(args: Vec<OsString>) -> ! {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let Err(reason) = Request::parse(&args).and_then(|r| launch(&r));
+    eprintln!("zeitwork exec: {reason}");
     std::process::exit(FAILED)
 }
 
@@ -105,6 +129,11 @@ fn take_status_pipe() -> Result<OwnedFd, String> {
 /// setsid, identity, signal mask, execve. Returns only the reason it failed.
 fn launch(r: &Request) -> Result<Infallible, String> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    // A terminal on stdin becomes the new session's controlling terminal.
+    if r.exec && nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        rustix::process::ioctl_tiocsctty(std::io::stdin())
+            .map_err(|e| format!("taking the terminal: {e}"))?;
+    }
     // Init blocks the signals it forwards, and children inherit the mask (std's `Command`
     // keeps it): the app must start with none blocked, or forwarded signals never land.
     SigSet::empty()
@@ -144,6 +173,7 @@ mod tests {
         assert_eq!(
             r,
             Request {
+                exec: false,
                 uid: 1000,
                 gid: 1000,
                 groups: vec![1000, 29],
@@ -162,6 +192,11 @@ mod tests {
     #[test]
     fn malformed_requests_are_refused() {
         assert!(Request::parse(&args(&[ARG, "0", "0", "0", "/a"])).is_err());
+        assert!(
+            Request::parse(&args(&[EXEC_ARG, "0", "0", "0", "sh", "sh"]))
+                .unwrap()
+                .exec
+        );
         assert!(Request::parse(&args(&["--other", "0", "0", "0", "/a", "a"])).is_err());
         assert!(Request::parse(&args(&[ARG, "x", "0", "0", "/a", "a"])).is_err());
         assert!(Request::parse(&args(&[ARG, "0", "0", "0,y", "/a", "a"])).is_err());

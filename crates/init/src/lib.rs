@@ -43,10 +43,12 @@
 
 pub mod boot;
 pub mod busy;
+pub mod children;
 pub mod config;
 pub mod console;
 pub mod error;
 pub mod etc;
+pub mod exec;
 pub mod launch;
 pub mod modules;
 pub mod mounts;
@@ -65,7 +67,10 @@ use std::process::ExitCode;
 /// sequence, which only runs as PID 1 (it mounts over `/` and powers the machine off).
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == launch::ARG) {
+    if args
+        .first()
+        .is_some_and(|a| a == launch::ARG || a == launch::EXEC_ARG)
+    {
         launch::run(args);
     }
     if nix::unistd::getpid().as_raw() != 1 {

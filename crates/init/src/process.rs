@@ -23,7 +23,7 @@ use zeitwork_core::guest::Exit;
 use crate::console;
 use crate::error::{Context, Error, Result};
 use crate::user::Identity;
-use crate::{launch, power};
+use crate::{children, launch, power};
 
 /// Signals init passes on to the app.
 pub const FORWARDED: [Signal; 6] = [
@@ -144,7 +144,8 @@ pub fn forwarded_signal(signo: i32, code: i32) -> Option<Signal> {
     Some(signal)
 }
 
-/// Reaps every exited child; returns how `main` ended if it is among them.
+/// Reaps every exited child; returns how `main` ended if it is among them. The exec
+/// service's children are handed to [`children`].
 fn reap(main: Pid) -> Option<Exit> {
     let mut main_exit = None;
     loop {
@@ -152,6 +153,12 @@ fn reap(main: Pid) -> Option<Exit> {
             Ok(WaitStatus::Exited(pid, code)) if pid == main => main_exit = Some(Exit::Code(code)),
             Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main => {
                 main_exit = Some(Exit::Signal(sig as i32));
+            }
+            Ok(WaitStatus::Exited(pid, code)) => {
+                children::ended(pid.as_raw(), Exit::Code(code));
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                children::ended(pid.as_raw(), Exit::Signal(sig as i32));
             }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return main_exit,
             Ok(_) | Err(Errno::EINTR) => {}

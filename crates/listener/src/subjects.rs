@@ -67,6 +67,8 @@ pub async fn subjects(
         }
         // The node that runs the build.
         EventData::BuildQueued { node_id, .. } => out.extend(node_subjects([*node_id])),
+        // The instance's node attaches the exec its client waits for.
+        EventData::ExecStarted { node_id, .. } => out.extend(node_subjects([*node_id])),
         // Edges route to healthy instances at their addresses.
         EventData::InstanceObserved { .. } => out.push(format!("{PREFIX}.routes")),
         // Edges serve certificates. (Open ACME challenges are no events: the issuer
@@ -101,6 +103,8 @@ pub async fn subjects(
         | EventData::RepositoryConnected { .. }
         | EventData::RepositoryDisconnected { .. }
         | EventData::WebhookDelivered { .. }
+        // Audit only: nothing runs until the grant is redeemed.
+        | EventData::ExecGranted { .. }
         // Its instances stop later, with `instances_stopped`.
         | EventData::StandbyEnded { .. } => {}
     }

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
+use zeitwork_core::exec::{Open, Tty};
 use zeitwork_core::manifest::{Process, Seconds};
-use zeitwork_core::node::{DesiredInstance, HealthCheck, Probe};
+use zeitwork_core::node::{DesiredExec, DesiredInstance, HealthCheck, Probe};
 use zeitwork_core::{ImageRef, Manifest};
 use zeitwork_store::agents::{DesiredRow, SealedSecret};
 
@@ -19,6 +20,18 @@ pub enum DesiredError {
     Release { deployment: Uuid, reason: String },
     #[error("secret {name} of env {env} cannot be opened with this operator's key")]
     Secret { env: Uuid, name: String },
+}
+
+/// An exec the node attaches.
+pub fn exec(g: zeitwork_store::exec::Grant) -> DesiredExec {
+    DesiredExec {
+        grant_id: g.id,
+        instance_id: g.instance_id,
+        open: Open {
+            argv: g.command.0,
+            tty: g.tty.then_some(Tty { term: g.term }),
+        },
+    }
 }
 
 /// Builds the instances of a node's desired state from its rows and the sealed secrets

@@ -6,6 +6,7 @@ mod builds;
 mod deploys;
 mod enroll;
 mod events;
+mod exec;
 pub mod logs;
 mod meta;
 mod nodes;
@@ -212,6 +213,22 @@ pub fn api() -> Api {
             SCALE_FIELDS,
             scale::scale,
         )
+        .post(
+            p!(env "/exec"),
+            "A single-use grant (60 s) to run a command in a running instance (deployer)",
+            EXEC_FIELDS,
+            exec::grant,
+        )
+        .public(
+            "/api/v1/exec/{grant}",
+            "Run a granted exec: the grant's token as bearer, `Upgrade: zeitwork-exec` (101), then exec frames",
+            exec::attach,
+        )
+        .get(
+            "/api/v1/nodes/{name}/execs/{grant}",
+            "The node's end of a redeemed exec: `Upgrade: zeitwork-exec` (node credential)",
+            exec::attach_node,
+        )
         .get(p!(env "/instances"), "List instances", deploys::instances)
         .get(p!(env "/routes"), "List routes", routing::routes)
         .post(
@@ -337,6 +354,13 @@ pub fn api() -> Api {
 
 const NAME: &[Field] = &[req("name", Kind::String)];
 const LOG_BATCH: &[Field] = &[req("lines", Kind::ObjectArray)];
+const EXEC_FIELDS: &[Field] = &[
+    req("command", Kind::StringArray),
+    opt("instance", Kind::String),
+    opt("process", Kind::String),
+    opt("tty", Kind::Boolean),
+    opt("term", Kind::String),
+];
 const ROLLBACK_FIELDS: &[Field] = &[opt("release", Kind::Integer)];
 const RESTART_FIELDS: &[Field] = &[opt("process", Kind::String)];
 const DOMAIN_FIELDS: &[Field] = &[req("hostname", Kind::String)];

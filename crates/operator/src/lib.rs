@@ -11,6 +11,7 @@ pub mod crypto;
 mod desired;
 pub mod dns;
 pub mod error;
+pub mod exec;
 mod handlers;
 mod hostnames;
 pub mod metrics;
@@ -76,6 +77,7 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
         config: Arc::new(config),
         head,
         logs,
+        execs: crate::exec::Rendezvous::default(),
     };
     let (router, _) = handlers::api().into_parts();
     let request_id = http::HeaderName::from_static("x-request-id");

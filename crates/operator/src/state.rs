@@ -73,4 +73,6 @@ pub struct AppState {
     /// The highest committed log line id, pushed the same way, so log followers wake
     /// when a node's batch commits.
     pub logs: watch::Receiver<i64>,
+    /// Exec clients waiting for their node to dial back.
+    pub execs: crate::exec::Rendezvous,
 }

@@ -4,6 +4,7 @@
 
 pub mod agents;
 mod error;
+pub mod exec;
 pub mod idempotency;
 pub mod leader;
 pub mod load;

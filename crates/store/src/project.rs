@@ -4,6 +4,7 @@
 mod agents;
 mod certificates;
 mod deployments;
+mod execs;
 mod labels;
 mod secrets;
 
@@ -458,6 +459,9 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
         EventData::CertificateStored { .. }
         | EventData::CertificateRemoved { .. }
         | EventData::AcmeAccountStored { .. } => certificates::apply(db, event).await?,
+        EventData::ExecGranted { .. } | EventData::ExecStarted { .. } => {
+            execs::apply(db, event).await?
+        }
     }
     Ok(())
 }

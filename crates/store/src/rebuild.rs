@@ -35,6 +35,7 @@ pub const PROJECTIONS: &[&str] = &[
     "builds",
     "certificates",
     "acme_accounts",
+    "exec_grants",
 ];
 
 const PAGE: i64 = 1000;

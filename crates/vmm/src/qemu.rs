@@ -42,6 +42,7 @@ use crate::qmp;
 use crate::record::{GracefulStop, Jail};
 use crate::running::{self, RunningVm};
 use crate::{VmSpec, Vmm, VmmError, kvm_usable};
+use zeitwork_core::exec::PORT_NAME;
 
 const BINARY: &str = "qemu-system-x86_64";
 
@@ -57,7 +58,7 @@ const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resour
 
 /// The jail's directory in the run dir; QEMU's root.
 const JAIL: &str = "jail";
-/// Inside the jail: the run dir QEMU sees, holding its QMP socket.
+/// Inside the jail: the run dir QEMU sees, holding its QMP and exec sockets.
 const RUN_DIR: &str = "/run";
 
 /// Where the launcher's tools are looked up; QEMU itself gets no environment at all.
@@ -192,6 +193,16 @@ impl Qemu {
         qmp.push(escape(&qmp::socket(&spec.run_dir)));
         qmp.push(",server=on,wait=off");
         a.extend(["-qmp".into(), qmp]);
+        // The exec channel: a virtio-serial port the guest's init serves (no vsock, so
+        // no /dev/vhost-vsock on the host), its socket next to QMP's.
+        let mut exec = OsString::from("socket,id=exec,server=on,wait=off,path=");
+        exec.push(escape(&exec_socket(&spec.run_dir)));
+        a.extend(["-device".into(), "virtio-serial-device".into()]);
+        a.extend(["-chardev".into(), exec]);
+        a.extend([
+            "-device".into(),
+            format!("virtserialport,chardev=exec,name={PORT_NAME}").into(),
+        ]);
         a.extend(["-kernel".into(), spec.kernel.clone().into_os_string()]);
         a.extend(["-initrd".into(), spec.initramfs.clone().into_os_string()]);
         let disks = [
@@ -225,6 +236,12 @@ impl Qemu {
             ]);
         }
         a
+    }
+
+    /// The socket of the exec channel of the VM whose run dir is `run_dir`, as the host
+    /// sees it (in the jail). The node's agent connects to it; see `zeitwork_core::exec`.
+    pub fn exec_channel(run_dir: &Path) -> PathBuf {
+        exec_socket(&Qemu::jail_dir(run_dir).join(&RUN_DIR[1..]))
     }
 
     /// `spec` as QEMU sees it in its jail.
@@ -409,6 +426,12 @@ fn build_jail(
         });
     }
     Ok(binds)
+}
+
+/// The exec channel's socket in a run dir (absolute, as QMP's).
+fn exec_socket(run_dir: &Path) -> PathBuf {
+    let socket = run_dir.join("exec.sock");
+    std::path::absolute(&socket).unwrap_or(socket)
 }
 
 impl Vmm for Qemu {

@@ -110,6 +110,7 @@ pub async fn desired(
     let ids: Vec<Uuid> = rows.iter().map(|r| r.instance_id).collect();
     let sealed = agents::sealed_secrets(&mut *tx, &ids).await?;
     let open_builds = read::node_builds(&mut *tx, node.id).await?;
+    let execs = zeitwork_store::exec::started_on(&mut tx, node.id).await?;
     let seq = log::head(&mut tx).await?;
     tx.commit().await?;
     let instances = desired::instances(rows, sealed, &s.secrets).map_err(|e| {
@@ -129,6 +130,7 @@ pub async fn desired(
         seq,
         instances,
         builds,
+        execs: execs.into_iter().map(desired::exec).collect(),
     }))
 }
 

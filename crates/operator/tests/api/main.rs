@@ -7,6 +7,7 @@ mod builds;
 mod deploys;
 mod domains;
 mod enrollment;
+mod exec;
 mod hostnames;
 mod inputs;
 mod isolation;
