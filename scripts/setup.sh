@@ -18,6 +18,7 @@ packages=(
   skopeo           # copies images into the local registry
   mmdebstrap       # makes the builder guest from Debian's packages
   pebble           # ACME test server
+  busybox-static   # a shell in test images (exec tests)
   iproute2         # taps, routes
   curl
   ca-certificates

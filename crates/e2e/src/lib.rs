@@ -760,23 +760,45 @@ impl Drop for Up {
 /// Packs the example app (the static `hello`) into an image, pushes it to `registry` as
 /// `hello:test` with Zeitwork's own tooling, and returns the digest-pinned reference.
 pub async fn push_example(registry: &zeitwork_services::Registry) -> String {
-    use zeitwork_image::{ImageConfig, PushOptions, push_directory};
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(hello_bin(), dir.path().join("hello")).expect("copying hello");
+    let name = format!("{}/hello", registry.addr());
+    push_hello(dir.path(), &name, zeitwork_image::PushOptions::default()).await
+}
+
+/// The example app with a static busybox as `/bin/busybox` and `/bin/sh`, pushed to the
+/// platform registry of `up` as `demo/hello-shell:test` (as its admin); its digest-pinned
+/// reference (for `zeitwork exec` tests).
+pub async fn push_example_with_shell(up: &Up) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("bin")).expect("making bin/");
+    for name in ["busybox", "sh"] {
+        std::fs::copy("/bin/busybox", dir.path().join("bin").join(name))
+            .expect("/bin/busybox (Debian's busybox-static, see scripts/setup.sh)");
+    }
+    let options = zeitwork_image::PushOptions {
+        auth: zeitwork_image::Auth::Basic {
+            username: "zeitwork".into(),
+            password: up.admin_token().expect("an admin token").to_owned(),
+        },
+        ..zeitwork_image::PushOptions::default()
+    };
+    let name = format!("{}/demo/hello-shell", up.registry());
+    push_hello(dir.path(), &name, options).await
+}
+
+/// Adds the example app to `dir`, packs `dir` as an image running it and pushes it as
+/// `name:test`; the digest-pinned reference.
+async fn push_hello(dir: &Path, name: &str, options: zeitwork_image::PushOptions) -> String {
+    use zeitwork_image::{ImageConfig, push_directory};
+    std::fs::copy(hello_bin(), dir.join("hello")).expect("copying hello");
     let config = ImageConfig {
         entrypoint: vec!["/hello".into()],
         exposed_ports: vec!["8080/tcp".into()],
         ..Default::default()
     };
-    let name = format!("{}/hello", registry.addr());
-    let digest = push_directory(
-        dir.path(),
-        &format!("{name}:test"),
-        &config,
-        &PushOptions::default(),
-    )
-    .await
-    .expect("pushing the example image");
+    let digest = push_directory(dir, &format!("{name}:test"), &config, &options)
+        .await
+        .expect("pushing the example image");
     format!("{name}@{digest}")
 }
 
