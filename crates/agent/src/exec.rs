@@ -125,6 +125,9 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     mut from_guest: tokio::sync::mpsc::UnboundedReceiver<Frame>,
 ) -> Result<(), String> {
     let mut input_credit = u64::from(WINDOW);
+    // Output written to the client, not yet credited back: sent in quarters of the window,
+    // so the guest is not woken for every frame.
+    let mut owed = 0u32;
     let mut reader = Reader::new();
     let mut buf = vec![0; 64 * 1024];
     let lost = |e: std::io::Error| format!("the instance's exec channel failed: {e}");
@@ -136,12 +139,15 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 match frame.kind {
                     Kind::Stdout | Kind::Stderr => {
-                        let n = frame.payload.len() as u32;
+                        owed += frame.payload.len() as u32;
                         client
                             .write_all(&Frame::new(frame.kind, 0, frame.payload).encode())
                             .await
                             .map_err(|e| format!("the client went away: {e}"))?;
-                        channel.send(&Frame::credit(id, n)).await.map_err(lost)?;
+                        if owed >= WINDOW / 4 {
+                            channel.send(&Frame::credit(id, owed)).await.map_err(lost)?;
+                            owed = 0;
+                        }
                     }
                     Kind::Credit => {
                         input_credit += u64::from(frame.as_credit().unwrap_or(0));

@@ -85,7 +85,7 @@ async fn relay(connection: reqwest::Upgraded, input: bool, tty: bool) -> Result<
         }
     });
     if input {
-        tokio::spawn(forward_stdin(frames.clone()));
+        forward_stdin(frames.clone());
     } else {
         let _ = frames.send(Frame::new(Kind::StdinEof, 0, vec![])).await;
     }
@@ -131,27 +131,28 @@ async fn relay(connection: reqwest::Upgraded, input: bool, tty: bool) -> Result<
     Ok(code)
 }
 
-/// Sends stdin as `Stdin` frames, then `StdinEof`.
-async fn forward_stdin(frames: mpsc::Sender<Frame>) {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = vec![0; 32 * 1024];
-    loop {
-        match stdin.read(&mut buf).await {
-            Ok(0) | Err(_) => {
-                let _ = frames.send(Frame::new(Kind::StdinEof, 0, vec![])).await;
-                return;
-            }
-            Ok(n) => {
-                if frames
-                    .send(Frame::new(Kind::Stdin, 0, buf[..n].to_vec()))
-                    .await
-                    .is_err()
-                {
+/// Sends stdin as `Stdin` frames, then `StdinEof`, from a thread of its own: a blocking
+/// read cannot be cancelled, and tokio's stdin would hold the runtime's shutdown until the
+/// user pressed a key after the command ended.
+fn forward_stdin(frames: mpsc::Sender<Frame>) {
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0; 32 * 1024];
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = frames.blocking_send(Frame::new(Kind::StdinEof, 0, vec![]));
                     return;
+                }
+                Ok(n) => {
+                    let frame = Frame::new(Kind::Stdin, 0, buf[..n].to_vec());
+                    if frames.blocking_send(frame).is_err() {
+                        return;
+                    }
                 }
             }
         }
-    }
+    });
 }
 
 /// Sends the terminal's size now and after every change (SIGWINCH).

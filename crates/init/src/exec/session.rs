@@ -25,8 +25,8 @@ use crate::launch::EXEC_ARG;
 use crate::process::{App, launcher_args};
 use crate::{children, program};
 
-/// The largest output chunk read at once.
-const CHUNK: usize = 32 * 1024;
+/// The largest output chunk read at once (one frame).
+const CHUNK: usize = 60 * 1024;
 /// How often a blocked output thread looks whether its session ended.
 const TICK: Duration = Duration::from_millis(200);
 /// `TERM` of a terminal whose client named none.
@@ -317,7 +317,7 @@ fn pump(shared: Arc<Shared>, mut from: File, kind: Kind) -> JoinHandle<()> {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => return,
             }
-            match from.read(&mut buf[..allowed]) {
+            match fill(&mut from, &mut buf[..allowed]) {
                 Ok(0) => return,
                 Ok(n) => {
                     shared.spend(n);
@@ -331,6 +331,23 @@ fn pump(shared: Arc<Shared>, mut from: File, kind: Kind) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// Reads what is there now into `buf`, as much as fits: one read, then more while more is
+/// ready at once. Fewer, larger frames: each one costs the port a round through the VMM.
+fn fill(from: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = from.read(buf)?;
+    while n > 0 && n < buf.len() {
+        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1)) {
+            break;
+        }
+        match from.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(more) => n += more,
+        }
+    }
+    Ok(n)
 }
 
 /// Writes the host's input to the command, acknowledging each chunk with credit. A

@@ -74,6 +74,19 @@ fn tcg_and_kvm_command_lines() {
         line.contains("-qmp unix:/run/zw/i-1/qmp.sock,server=on,wait=off"),
         "{line}"
     );
+    // The exec channel: a virtio-serial port, its socket beside QMP's.
+    assert!(
+        line.contains(
+            "-device virtio-serial-device \
+             -chardev socket,id=exec,server=on,wait=off,path=/run/zw/i-1/exec.sock \
+             -device virtserialport,chardev=exec,name=zeitwork.exec"
+        ),
+        "{line}"
+    );
+    assert_eq!(
+        Qemu::exec_channel(Path::new("/var/lib/zw/i-1")),
+        Path::new("/var/lib/zw/i-1/jail/run/exec.sock")
+    );
     let line = joined(&q.with_kvm(true).args(&spec()));
     assert!(
         line.contains("-accel kvm -cpu host,-arch-capabilities"),
