@@ -765,13 +765,13 @@ pub async fn push_example(registry: &zeitwork_services::Registry) -> String {
     push_hello(dir.path(), &name, zeitwork_image::PushOptions::default()).await
 }
 
-/// The example app with a static busybox as `/bin/busybox` and `/bin/sh`, pushed to the
+/// The example app with a static busybox as `/bin/busybox`, `/bin/sh` and `/bin/true`, pushed to the
 /// platform registry of `up` as `demo/hello-shell:test` (as its admin); its digest-pinned
 /// reference (for `zeitwork exec` tests).
 pub async fn push_example_with_shell(up: &Up) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("bin")).expect("making bin/");
-    for name in ["busybox", "sh"] {
+    for name in ["busybox", "sh", "true"] {
         std::fs::copy("/bin/busybox", dir.path().join("bin").join(name))
             .expect("/bin/busybox (Debian's busybox-static, see scripts/setup.sh)");
     }
