@@ -24,7 +24,8 @@
 //! signal or trace another, or open another's files.
 //!
 //! **vsock: not configured yet.** [`VmSpec`] has no vsock field; `PUT /vsock` is all it
-//! would take ([`api`] builds requests for any path).
+//! would take ([`api`] builds requests for any path). Until then a Firecracker instance has
+//! no exec channel (QEMU's is a virtio-serial port, see [`Qemu::exec_channel`](crate::Qemu::exec_channel)).
 
 pub(crate) mod api;
 
