@@ -142,3 +142,85 @@ impl Mux {
         self.writer.lock().await.write_all(&frame.encode()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UnixListener;
+    use zeitwork_core::exec::HEADER;
+
+    const HEADER_AND_NONCE: usize = HEADER + 8;
+
+    /// A guest's side of the channel: leftovers of an earlier connection first (half a
+    /// frame and a stale exit), then the answer to `Hello`, then one session's output.
+    async fn guest(listener: UnixListener) {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut stale = Frame::exit(7, 1).encode();
+        stale.extend(&Frame::new(Kind::Stdout, 1, b"stale".to_vec()).encode()[..6]);
+        stream.write_all(&stale).await.unwrap();
+        let mut reader = Reader::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the agent hung up");
+            reader.push(&buf[..n]);
+            while let Some(frame) = reader.next_frame().unwrap() {
+                match frame.kind {
+                    Kind::Hello => {
+                        let ack = Frame::new(Kind::HelloAck, 0, frame.payload);
+                        stream.write_all(&ack.encode()).await.unwrap();
+                    }
+                    Kind::Open => {
+                        let id = frame.session;
+                        let open = frame.as_open().unwrap();
+                        let out = Frame::new(Kind::Stdout, id, open.argv.join(" ").into_bytes());
+                        stream.write_all(&out.encode()).await.unwrap();
+                        stream
+                            .write_all(&Frame::exit(id, 3).encode())
+                            .await
+                            .unwrap();
+                        return;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_connection_skips_leftovers_and_routes_frames_to_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("exec.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let guest = tokio::spawn(guest(listener));
+        let mux = Mux::connect(&socket).await.unwrap();
+        let (other, mut other_rx) = mux.open();
+        let (id, mut rx) = mux.open();
+        assert_ne!(other, id);
+        let open = br#"{"argv":["echo","hi"]}"#.to_vec();
+        mux.send(&Frame::new(Kind::Open, id, open)).await.unwrap();
+        let out = rx.recv().await.unwrap();
+        assert_eq!((out.kind, out.payload), (Kind::Stdout, b"echo hi".to_vec()));
+        assert_eq!(rx.recv().await.unwrap().as_exit(), Ok(3));
+        guest.await.unwrap();
+        // The guest hung up: the connection is dead, every session's queue ends.
+        assert_eq!(rx.recv().await, None);
+        assert_eq!(other_rx.recv().await, None);
+        assert!(mux.is_dead());
+    }
+
+    #[tokio::test]
+    async fn a_guest_that_never_answers_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("exec.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        // Reads the greeting and closes: as a VM that is going away.
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; HEADER_AND_NONCE];
+            stream.read_exact(&mut hello).await.unwrap();
+        });
+        let err = Mux::connect(&socket).await.err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+}
