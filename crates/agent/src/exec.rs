@@ -24,13 +24,17 @@ use mux::Mux;
 /// How long an exec the agent saw is remembered (grants live 60 s).
 const REMEMBER: Duration = Duration::from_secs(120);
 
+/// An instance's channel, once connected; locked while connecting, so a guest slow to
+/// answer holds up execs into itself only.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Mux>>>>;
+
 /// The node's execs and its instances' channels.
 #[derive(Clone, Default)]
 pub struct Execs {
     /// Execs already taken on, so a later pull does not dial twice.
     seen: Arc<Mutex<HashMap<Uuid, Instant>>>,
     /// One channel per instance, made on the first exec.
-    channels: Arc<tokio::sync::Mutex<HashMap<Uuid, Arc<Mux>>>>,
+    channels: Arc<Mutex<HashMap<Uuid, Slot>>>,
 }
 
 impl Execs {
@@ -41,6 +45,14 @@ impl Execs {
         runtime: &Arc<Runtime<V>>,
         control: &Arc<C>,
     ) {
+        // Channels that ended (their instance stopped) are forgotten; busy slots stay.
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, slot| {
+                slot.try_lock()
+                    .map_or(true, |mux| mux.as_ref().is_some_and(|m| !m.is_dead()))
+            });
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.retain(|_, at| at.elapsed() < REMEMBER);
         for exec in desired {
@@ -96,9 +108,15 @@ impl Execs {
 
     /// The instance's channel: the live one, or a new connection.
     async fn channel(&self, instance: Uuid, run_dir: &std::path::Path) -> Result<Arc<Mux>, String> {
-        let mut channels = self.channels.lock().await;
-        channels.retain(|_, mux| !mux.is_dead());
-        if let Some(mux) = channels.get(&instance) {
+        let slot = self
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(instance)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(mux) = slot.as_ref().filter(|m| !m.is_dead()) {
             return Ok(mux.clone());
         }
         let socket = Qemu::exec_channel(run_dir);
@@ -111,7 +129,7 @@ impl Execs {
         let mux = Mux::connect(&socket)
             .await
             .map_err(|e| format!("connecting to instance {instance}'s exec channel: {e}"))?;
-        channels.insert(instance, mux.clone());
+        *slot = Some(mux.clone());
         Ok(mux)
     }
 }

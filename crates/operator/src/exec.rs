@@ -202,7 +202,7 @@ pub async fn redeem(tx: &mut PgConnection, id: Uuid, token: &str) -> ApiResult<g
     log::append(
         tx,
         grant.org_id,
-        "exec",
+        &format!("grant:{id}"),
         EventData::ExecStarted {
             grant_id: id,
             instance_id: grant.instance_id,
