@@ -10,7 +10,7 @@ use futures::StreamExt;
 use rand::Rng;
 use tokio::time::Instant;
 use zeitwork_bus::NatsBus;
-use zeitwork_core::node::{DesiredInstance, Heartbeat};
+use zeitwork_core::node::{DesiredInstance, Heartbeat, NodeState};
 use zeitwork_vmm::Vmm;
 
 use crate::control::ControlPlane;
@@ -223,7 +223,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             }),
         };
         match self.control.heartbeat(&beat).await {
-            Ok(ack) if ack.state == "dead" => {
+            Ok(ack) if ack.state == NodeState::Dead => {
                 // We were declared dead while away; what moved is no longer ours.
                 self.pull(false).await;
             }

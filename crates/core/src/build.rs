@@ -14,7 +14,7 @@ pub const LOG_TAIL_LINES: usize = 40;
 pub const LOG_LINE_MAX: usize = 500;
 
 /// Where a build is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildState {
     Queued,
@@ -65,7 +65,7 @@ impl BuildState {
 }
 
 /// One build a node must run (part of its desired state).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredBuild {
     pub build_id: Uuid,
     /// The app it builds (whose layer cache the node keeps).
@@ -89,7 +89,7 @@ pub struct DesiredBuild {
 }
 
 /// `POST /api/v1/nodes/{name}/builds/{id}`: where the node's build is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BuildReport {
     pub state: BuildState,

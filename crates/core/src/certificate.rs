@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Where a certificate came from: it decides who renews it. ACME certificates are
 /// renewed (and dropped when no longer wanted) by the platform; operator certificates
 /// (typically the base domain's wildcard) only by the operator importing a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertificateSource {
     Acme,

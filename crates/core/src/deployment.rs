@@ -8,7 +8,7 @@ use crate::manifest::Seconds;
 /// Where a deployment is. An env has at most one `Active` deployment (its hostnames
 /// serve it) and at most one `Standby`: the one it replaced, whose instances keep
 /// running unrouted until its window ends, so a rollback to it boots nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentState {
     Active,
@@ -33,19 +33,6 @@ impl DeploymentState {
 
     pub fn parse(s: &str) -> Option<DeploymentState> {
         DeploymentState::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-}
-
-/// A state name that is none of [`DeploymentState`]'s.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown deployment state {0:?}")]
-pub struct UnknownDeploymentState(pub String);
-
-impl TryFrom<String> for DeploymentState {
-    type Error = UnknownDeploymentState;
-
-    fn try_from(s: String) -> Result<DeploymentState, UnknownDeploymentState> {
-        DeploymentState::parse(&s).ok_or(UnknownDeploymentState(s))
     }
 }
 

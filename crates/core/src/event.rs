@@ -28,7 +28,7 @@ pub struct Event {
 
 /// Where one new instance goes, decided by the scheduler before the event is written,
 /// so replaying the log never re-runs placement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstancePlan {
     pub instance_id: Uuid,
     pub process: String,
@@ -41,14 +41,14 @@ pub struct InstancePlan {
 /// A new instance that takes over from one on a dead or draining node. It runs the
 /// same deployment and process; `replaces` says whose place it takes, so the old one
 /// can be stopped once the new one is healthy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Replacement {
     pub replaces: Uuid,
     pub instance: InstancePlan,
 }
 
 /// Resources and entry point of one process type in a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProcessSpec {
     pub name: String,
     pub instances: u32,

@@ -201,7 +201,7 @@ impl Frame {
 }
 
 /// What an exec runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Open {
     /// The program (looked up in the app's `PATH`) and its arguments.
@@ -212,7 +212,7 @@ pub struct Open {
 }
 
 /// The terminal of an exec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tty {
     /// `TERM` inside the instance (`xterm-256color`, …); none: `xterm`.

@@ -20,6 +20,7 @@ pub mod quota;
 pub mod repository;
 pub mod role;
 pub mod route_policy;
+pub mod state;
 
 pub use certificate::CertificateSource;
 pub use deployment::DeploymentState;
@@ -31,3 +32,4 @@ pub use port_range::PortRange;
 pub use quota::{QuotaOverrides, Quotas};
 pub use role::Role;
 pub use route_policy::RoutePolicy;
+pub use state::{DesiredState, UnknownState};

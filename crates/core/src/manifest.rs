@@ -109,7 +109,7 @@ pub struct Health {
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RouteMode {
     Http,
@@ -124,6 +124,12 @@ impl RouteMode {
             RouteMode::TlsPassthrough => "tls-passthrough",
             RouteMode::Tcp => "tcp",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<RouteMode> {
+        [RouteMode::Http, RouteMode::TlsPassthrough, RouteMode::Tcp]
+            .into_iter()
+            .find(|m| m.as_str() == s)
     }
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// `POST /api/v1/nodes/join-tokens` (platform admin): a one-time secret a new node
 /// presents once to enroll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinToken {
     pub token: String,
@@ -21,7 +21,7 @@ pub struct JoinToken {
 
 /// `POST /api/v1/nodes/enroll` with `Authorization: Bearer <join token>`.
 /// Enrolling a name again (a reinstalled node) keeps its id and issues a new credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Enrollment {
     pub name: String,
@@ -36,7 +36,7 @@ pub struct Enrollment {
 }
 
 /// The answer to an [`Enrollment`]: the credential is shown once, only its hash is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Enrolled {
     pub node_id: Uuid,
     pub name: String,
@@ -47,7 +47,7 @@ pub struct Enrolled {
 
 /// `POST /api/v1/nodes/{name}/heartbeat`. Heartbeats are liveness, not history: they
 /// update the node row without writing to the event log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// Instances the agent has running right now.
@@ -67,7 +67,7 @@ impl Heartbeat {
 
 /// An instance's mean CPU use (its VMM's cgroup) over a heartbeat interval, and whether
 /// it says it is busy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceCpu {
     pub instance_id: Uuid,
@@ -81,7 +81,7 @@ pub struct InstanceCpu {
 
 /// Whether the scheduler may use a node. Only `ready` nodes get new instances;
 /// instances on `draining` and `dead` nodes are on their way elsewhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Ready,
@@ -109,15 +109,14 @@ impl NodeState {
 }
 
 /// The operator's view of the node, returned for a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HeartbeatAck {
-    /// `ready`, `draining` or `dead`.
-    pub state: String,
+    pub state: NodeState,
 }
 
 /// `GET /api/v1/nodes/{name}/desired`: everything that should run on the node, as of
 /// log position `seq`. The agent pulls it whole; it is small (one node's instances).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeDesired {
     pub node_id: Uuid,
     pub seq: i64,
@@ -133,7 +132,7 @@ pub struct NodeDesired {
 
 /// An exec to attach: the agent dials `GET /api/v1/nodes/{name}/execs/{grant_id}` and
 /// runs `open` in the instance through its exec channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredExec {
     pub grant_id: Uuid,
     pub instance_id: Uuid,
@@ -141,7 +140,7 @@ pub struct DesiredExec {
 }
 
 /// One instance the node must run, with everything needed to boot it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredInstance {
     pub instance_id: Uuid,
     pub org: String,
@@ -172,7 +171,7 @@ pub struct DesiredInstance {
 }
 
 /// How the agent decides an instance is healthy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthCheck {
     pub probe: Probe,
     pub interval_ms: u64,
@@ -195,7 +194,7 @@ impl HealthCheck {
     };
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Probe {
     /// `GET path` must answer 2xx or 3xx.
@@ -205,7 +204,7 @@ pub enum Probe {
 }
 
 /// An instance's life as the agent sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservedState {
     Pending,
@@ -251,7 +250,7 @@ impl ObservedState {
 /// `POST /api/v1/nodes/{name}/instances/{id}/state`: one transition. The operator
 /// records it (an `instance_observed` event) only when something changed, so the
 /// agent may repeat a report safely.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceReport {
     pub state: ObservedState,
@@ -268,7 +267,7 @@ pub struct InstanceReport {
 
 /// One line an instance or a build printed, with the time the agent read it. Exactly one
 /// of `instance_id` and `build_id` is set ([`LogLine::source`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -312,7 +311,7 @@ impl LogLine {
 }
 
 /// `POST /api/v1/nodes/{name}/logs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogBatch {
     pub lines: Vec<LogLine>,

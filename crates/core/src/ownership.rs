@@ -7,7 +7,7 @@
 //! The record's shape lives here, without I/O, because the API shows it to users and
 //! the operator checks it: both must spell it the same way.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The label put in front of the hostname. A dedicated one (rather than a TXT record at
 /// the hostname itself) leaves the apex's SPF and other TXT records alone, and works for
@@ -18,13 +18,13 @@ pub const CHALLENGE_LABEL: &str = "_zeitwork-challenge";
 pub const VALUE_PREFIX: &str = "zeitwork-verification=";
 
 /// The TXT record that proves ownership of one domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TxtRecord {
     /// `_zeitwork-challenge.<hostname>`, without the trailing dot users do not type.
     pub name: String,
     /// Always `TXT`; spelled out so the API answer reads like a zone file line.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     /// `zeitwork-verification=<token>`.
     pub value: String,
 }
@@ -34,7 +34,7 @@ impl TxtRecord {
     pub fn for_domain(hostname: &str, token: &str) -> TxtRecord {
         TxtRecord {
             name: format!("{CHALLENGE_LABEL}.{hostname}"),
-            kind: "TXT",
+            kind: "TXT".into(),
             value: format!("{VALUE_PREFIX}{token}"),
         }
     }

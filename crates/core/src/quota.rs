@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What an org may hold at most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Instances meant to run, over all its apps and envs.
@@ -98,7 +98,9 @@ impl Quotas {
 
 /// One org's own quotas where they differ from the platform's: `None` (or absent) is
 /// the platform's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaOverrides {
     pub instances: Option<u64>,

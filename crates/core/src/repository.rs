@@ -16,7 +16,7 @@ pub const MAX_BRANCH: usize = 200;
 
 /// The exact source of a build from git: the commit, and the tree it must have (so a
 /// tree built before is not built again, whatever commit holds it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitSource {
     pub url: String,

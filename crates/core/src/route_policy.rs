@@ -22,7 +22,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 /// The highest rate (requests per second) or burst a route's rate limit takes.
 pub const MAX_RATE: u32 = 1_000_000;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoutePolicy {
     #[serde(default)]
@@ -46,7 +46,9 @@ pub struct RoutePolicy {
     pub cors: Option<Cors>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Balance {
     #[default]
@@ -57,7 +59,7 @@ pub enum Balance {
 }
 
 /// Requests per second; above it the client gets 429 with Retry-After.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Per client IP address.
@@ -73,7 +75,7 @@ pub struct RateLimit {
 
 /// Cross-origin requests the edge allows on the app's behalf (preflights are answered
 /// by the edge; the app never sees them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
     /// `https://example.com` origins, or `*`.

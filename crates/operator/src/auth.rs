@@ -140,7 +140,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
+    /// A bearer token, or (without one) a dashboard session's cookie.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Auth> {
+        if !parts.headers.contains_key(http::header::AUTHORIZATION)
+            && let Some(secret) = crate::session::secret(&parts.headers)
+        {
+            return Ok(crate::session::authenticate(state, parts, &secret)
+                .await?
+                .auth);
+        }
         let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
         Auth::from_secret(state, &token).await
     }

@@ -204,6 +204,36 @@ async fn read(req: Request) -> ApiResult<(HeaderMap, bytes::Bytes)> {
     Ok((parts.headers, bytes))
 }
 
+/// A query string parsed strictly into `T`: an unknown or malformed parameter is a 422
+/// naming it (`T` denies unknown fields), never silently ignored.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> ApiResult<Params<T>> {
+        query(parts.uri.query().unwrap_or_default()).map(Params)
+    }
+}
+
+fn query<T: DeserializeOwned>(raw: &str) -> ApiResult<T> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = match path.as_str() {
+            "." => message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.starts_with("unknown field"))
+                .unwrap_or("query")
+                .to_owned(),
+            _ => path,
+        };
+        ApiError::invalid(field, format!("query: {message}"))
+    })
+}
+
 /// An empty body reads as `{}`, so calls whose fields are all optional need none.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let bytes = if bytes.is_empty() {
@@ -238,6 +268,22 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct New {
         name: String,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn query_parameters_are_strict_and_named() {
+        assert_eq!(query::<Q>("limit=5").unwrap().limit, Some(5));
+        assert_eq!(query::<Q>("").unwrap().limit, None);
+        let e = query::<Q>("limit=x").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limit"));
+        let e = query::<Q>("limt=5").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limt"));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! source in `<org>/<app>/source`, its image in `<org>/<app>`; when it succeeds, the image
 //! rolls out to the env as a deploy of it would.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
+use zeitwork_api_types::BuildReported;
 use zeitwork_core::build::{BuildReport, BuildState, log_tail};
 use zeitwork_core::event::ProcessSpec;
 use zeitwork_core::{EventData, ImageRef, Manifest};
@@ -154,11 +155,10 @@ impl AppState {
             .await?
             .filter(|b| b.env_id == scope.env.id)
             .ok_or_else(|| ApiError::not_found("build"))?;
-        let state = BuildState::parse(&build.state).expect("stored states are valid");
-        if state.is_final() {
+        if build.state.is_final() {
             return Err(ApiError::conflict(
                 "state",
-                format!("the build already {}", state.as_str()),
+                format!("the build already {}", build.state.as_str()),
             ));
         }
         let data = EventData::BuildStateChanged {
@@ -234,14 +234,18 @@ impl AppState {
         node: Uuid,
         build_id: Uuid,
         report: &BuildReport,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<BuildReported> {
         let build = read::build(&mut **tx, build_id)
             .await?
             .filter(|b| b.node_id == node)
             .ok_or_else(|| ApiError::not_found("build"))?;
-        let known = BuildState::parse(&build.state).expect("stored states are valid");
+        let known = build.state;
         if known == report.state {
-            return Ok(json!({ "build": build, "changed": false }));
+            return Ok(BuildReported {
+                changed: false,
+                build: Some(build),
+                rollout: None,
+            });
         }
         if known.is_final() || rank(report.state) < rank(known) {
             return Err(ApiError::conflict(
@@ -319,17 +323,23 @@ impl AppState {
             metrics::histogram!("zeitwork_build_duration_seconds", "state" => report.state.as_str())
                 .record(took.as_secs_f64());
         }
-        let mut answer = json!({ "changed": true });
-        if let Some((image, manifest)) = rolls_out {
-            let release = self
-                .release_for(tx, auth, &scope, &image, &manifest)
-                .await?;
-            answer["rollout"] = self
-                .roll_out(tx, auth, &scope, release, &manifest, None)
-                .await?;
-        }
-        answer["build"] = json!(read::build(&mut **tx, build_id).await?);
-        Ok(answer)
+        let rollout = match rolls_out {
+            Some((image, manifest)) => {
+                let release = self
+                    .release_for(tx, auth, &scope, &image, &manifest)
+                    .await?;
+                Some(
+                    self.roll_out(tx, auth, &scope, release, &manifest, None)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        Ok(BuildReported {
+            changed: true,
+            build: read::build(&mut **tx, build_id).await?,
+            rollout,
+        })
     }
 }
 

@@ -9,18 +9,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sqlx::PgConnection;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use uuid::Uuid;
-use zeitwork_core::EventData;
 use zeitwork_core::exec::{self as wire, Frame};
 use zeitwork_core::node::ObservedState;
+use zeitwork_core::{DesiredState, EventData};
 use zeitwork_store::model::Instance;
 use zeitwork_store::{exec as grants, log, read};
+
+use zeitwork_api_types::{ExecGrant, ExecRequest};
 
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
@@ -31,35 +33,13 @@ pub const GRANT_TTL: Duration = Duration::from_secs(60);
 /// How long a redeemed exec waits for its node to dial back.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a deployer asks to run.
-#[derive(Debug, Clone)]
-pub struct Ask {
-    pub command: Vec<String>,
-    /// This instance of the env; none: one of the active deployment's.
-    pub instance: Option<Uuid>,
-    /// The process whose instance to pick; none: the one the hostnames serve.
-    pub process: Option<String>,
-    pub tty: bool,
-    pub term: Option<String>,
-}
-
-/// A grant issued: the secret is shown here once.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Issued {
-    pub grant_id: Uuid,
-    pub token: String,
-    pub instance_id: Uuid,
-    pub process: String,
-    pub expires_at: DateTime<Utc>,
-}
-
 /// Issues a grant for `ask` in the env of `scope`, recorded with `actor`.
 pub async fn grant(
     tx: &mut PgConnection,
     scope: &EnvScope,
     actor: &str,
-    ask: Ask,
-) -> ApiResult<Issued> {
+    ask: ExecRequest,
+) -> ApiResult<ExecGrant> {
     wire::check_command(&ask.command).map_err(|m| ApiError::invalid("command", m))?;
     if let Some(term) = &ask.term {
         if !ask.tty {
@@ -97,7 +77,7 @@ pub async fn grant(
         },
     )
     .await?;
-    Ok(Issued {
+    Ok(ExecGrant {
         grant_id,
         token,
         instance_id: instance.id,
@@ -108,14 +88,15 @@ pub async fn grant(
 
 /// Whether an instance runs a guest one can exec into.
 fn runs(i: &Instance) -> bool {
-    i.desired_state == "running"
-        && [ObservedState::Healthy, ObservedState::Unhealthy]
-            .iter()
-            .any(|s| s.as_str() == i.observed_state)
+    i.desired_state == DesiredState::Running
+        && matches!(
+            i.observed_state,
+            ObservedState::Healthy | ObservedState::Unhealthy
+        )
 }
 
 /// The instance `ask` names, or the healthiest one of the process it names.
-async fn pick(tx: &mut PgConnection, scope: &EnvScope, ask: &Ask) -> ApiResult<Instance> {
+async fn pick(tx: &mut PgConnection, scope: &EnvScope, ask: &ExecRequest) -> ApiResult<Instance> {
     let instances = read::instances(&mut *tx, scope.env.id).await?;
     if let Some(id) = ask.instance {
         let instance = instances
@@ -138,7 +119,7 @@ async fn pick(tx: &mut PgConnection, scope: &EnvScope, ask: &Ask) -> ApiResult<I
                 "instance",
                 format!(
                     "instance {id} is not running (it is {})",
-                    instance.observed_state
+                    instance.observed_state.as_str()
                 ),
             ));
         }
@@ -165,12 +146,7 @@ async fn pick(tx: &mut PgConnection, scope: &EnvScope, ask: &Ask) -> ApiResult<I
         .into_iter()
         .filter(|i| i.deployment_id == deployment.id && i.process == process && runs(i))
         .collect();
-    candidates.sort_by_key(|i| {
-        (
-            i.observed_state != ObservedState::Healthy.as_str(),
-            i.created_at,
-        )
-    });
+    candidates.sort_by_key(|i| (i.observed_state != ObservedState::Healthy, i.created_at));
     candidates.into_iter().next().ok_or_else(|| {
         missing(
             "process",

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod node_scope;
 pub mod openapi;
+mod paging;
 mod placement;
 pub mod quota;
 pub mod registry;
@@ -27,6 +28,7 @@ mod repositories;
 mod rollout;
 mod scaling;
 pub mod scope;
+pub mod session;
 pub mod state;
 
 use std::future::Future;

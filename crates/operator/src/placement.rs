@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use zeitwork_core::Manifest;
 use zeitwork_core::event::{InstancePlan, ProcessSpec};
+use zeitwork_core::node::NodeState;
 use zeitwork_scheduler::{Allocation, Demand, Node, Policy, RegionDemand, place};
 use zeitwork_store::{StoreError, read};
 
@@ -58,7 +59,7 @@ impl Cluster {
                 zone: n.zone,
                 millicpus: u32::try_from(n.millicpus).unwrap_or(0),
                 memory_mb: u64::try_from(n.memory_mb).unwrap_or(0),
-                schedulable: n.state == "ready",
+                schedulable: n.state == NodeState::Ready,
             })
             .collect();
         let mut existing: Vec<Allocation> = read::placed_instances(&mut *db)

@@ -28,7 +28,7 @@ pub async fn evacuate(
     actor: &str,
 ) -> Result<usize, StoreError> {
     let node_id = node.id;
-    if node.state != state.as_str() {
+    if node.state != state {
         let data = EventData::NodeStateChanged { node_id, state };
         log::append(tx, None, actor, data).await?;
     }

@@ -7,15 +7,15 @@
 
 use rand::RngCore;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_api_types::{DeliveryOutcome, Repository};
 use zeitwork_core::platform_host::{PRIMARY_ENV, env_label};
 use zeitwork_core::repository::{
     GitSource, check_branch, check_object_id, check_url, preview_env, same_repository,
     signature_matches,
 };
 use zeitwork_core::{EventData, Manifest};
-use zeitwork_store::model::{Env, Repository};
+use zeitwork_store::model::{Env, RepositoryRecord};
 use zeitwork_store::{Tx, log, read};
 
 use crate::auth::{Auth, Caller};
@@ -85,14 +85,14 @@ impl Outcome {
         }
     }
 
-    pub fn to_json(&self, delivery: &str) -> Value {
-        json!({
-            "delivery": delivery,
-            "accepted": self.accepted,
-            "message": self.message,
-            "build_id": self.build,
-            "duplicate": self.duplicate,
-        })
+    pub fn answer(&self, delivery: &str) -> DeliveryOutcome {
+        DeliveryOutcome {
+            delivery: delivery.to_owned(),
+            accepted: self.accepted,
+            message: self.message.clone(),
+            build_id: self.build,
+            duplicate: self.duplicate,
+        }
     }
 }
 
@@ -170,7 +170,7 @@ impl AppState {
         let repository = read::repository(&mut **tx, app)
             .await?
             .expect("just connected");
-        Ok((repository, secret))
+        Ok((repository.public(), secret))
     }
 
     /// Handles one GitHub delivery: `Err` for one that is not GitHub's (401), malformed
@@ -262,7 +262,7 @@ impl AppState {
         &self,
         tx: &mut Tx,
         auth: &Auth,
-        connection: &Repository,
+        connection: &RepositoryRecord,
         (org, app): (zeitwork_store::model::Org, zeitwork_store::model::App),
         push: Push,
     ) -> ApiResult<Outcome> {

@@ -7,13 +7,12 @@
 //! window passed or whose room is needed ([`end_standbys`]). A restart (also after a
 //! change of secrets) replaces the active deployment's instances in place, surging.
 
-use serde::Serialize;
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
-use zeitwork_core::DeploymentState;
-use zeitwork_core::event::{ProcessSpec, Replacement};
+use zeitwork_api_types::{Restarted, Rollout};
+use zeitwork_core::event::ProcessSpec;
 use zeitwork_core::manifest::Seconds;
+use zeitwork_core::{DeploymentState, DesiredState};
 use zeitwork_core::{EventData, ImageRef, Manifest, platform_host};
 use zeitwork_store::model::{Deployment, Release};
 use zeitwork_store::{StoreError, Tx, agents, log, read};
@@ -26,13 +25,6 @@ use crate::placement::{self, Want};
 use crate::quota;
 use crate::scope::EnvScope;
 use crate::state::AppState;
-
-/// What a restart started: a replacement for each running instance of the deployment.
-#[derive(Debug, Serialize)]
-pub(crate) struct Restarted {
-    pub deployment: Deployment,
-    pub replacements: Vec<Replacement>,
-}
 
 impl AppState {
     /// The release for this image and manifest: reused when the same pair was released
@@ -81,7 +73,7 @@ impl AppState {
         release: Release,
         manifest: &Manifest,
         rollback_of: Option<Uuid>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Rollout> {
         let active = read::active_deployment(&mut **tx, scope.env.id).await?;
         let scaled = match &active {
             Some(d) => read::process_types(&mut **tx, d.id).await?,
@@ -162,9 +154,14 @@ impl AppState {
             .into_iter()
             .filter(|i| i.deployment_id == deployment_id)
             .collect();
-        Ok(
-            json!({ "deployment": deployment, "release": release, "url": self.url(scope, &slug), "instances": instances, "warnings": manifest.reachability_warnings() }),
-        )
+        Ok(Rollout {
+            deployment,
+            release,
+            url: self.url(scope, &slug),
+            instances,
+            warnings: manifest.reachability_warnings(),
+            instant: false,
+        })
     }
 
     /// Rolls the env back to `number` (default: the release before the active one's).
@@ -177,7 +174,7 @@ impl AppState {
         auth: &Auth,
         scope: &EnvScope,
         number: Option<i32>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Rollout> {
         let history = read::deployments(&mut **tx, scope.env.id).await?;
         let Some(active) = history.iter().find(|d| d.state == DeploymentState::Active) else {
             return Err(ApiError::conflict(
@@ -242,7 +239,7 @@ impl AppState {
         auth: &Auth,
         scope: &EnvScope,
         back: Reactivation<'_>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Rollout> {
         let Reactivation {
             standby,
             active,
@@ -267,13 +264,17 @@ impl AppState {
         let instances: Vec<_> = read::instances(&mut **tx, scope.env.id)
             .await?
             .into_iter()
-            .filter(|i| i.deployment_id == standby.id && i.desired_state == "running")
+            .filter(|i| i.deployment_id == standby.id && i.desired_state == DesiredState::Running)
             .collect();
         let url = self.url(scope, &standby.slug);
-        Ok(json!({
-            "deployment": deployment, "release": release, "url": url, "instances": instances,
-            "warnings": manifest.reachability_warnings(), "instant": true,
-        }))
+        Ok(Rollout {
+            deployment,
+            release,
+            url,
+            instances,
+            warnings: manifest.reachability_warnings(),
+            instant: true,
+        })
     }
 
     /// Restarts the env's active deployment (only `process`'s instances, when given): a

@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use zeitwork_core::event::ProcessSpec;
 use zeitwork_core::manifest::Autoscale;
-use zeitwork_core::{EventData, Manifest};
+use zeitwork_core::{DesiredState, EventData, Manifest};
 use zeitwork_store::model::{Deployment, Org, ProcessType};
 use zeitwork_store::{Tx, log, read};
 
@@ -86,7 +86,7 @@ pub(crate) async fn apply(tx: &mut Tx, config: &Config, change: Change<'_>) -> A
         .filter(|i| {
             i.deployment_id == deployment.id
                 && i.process == process.name
-                && i.desired_state == "running"
+                && i.desired_state == DesiredState::Running
         })
         .collect();
     let spec = ProcessSpec {

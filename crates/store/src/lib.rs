@@ -15,6 +15,7 @@ pub mod project;
 pub mod read;
 pub mod rebuild;
 pub mod registry;
+pub mod sessions;
 
 use std::time::Duration;
 

@@ -216,15 +216,7 @@ pub async fn process_load<'c>(
     })
 }
 
-/// The last change of a process's count, for `status`.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct LastScaled {
-    pub process: String,
-    pub instances: i32,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub actor: String,
-    pub reason: Option<String>,
-}
+pub use zeitwork_api_types::LastScaled;
 
 /// The last `scale` or autoscaler decision of each process of `deployment`.
 pub async fn last_scaled<'c>(db: impl PgExecutor<'c>, deployment: Uuid) -> R<Vec<LastScaled>> {

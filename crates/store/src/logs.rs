@@ -11,7 +11,6 @@
 //! id order is commit order. Rolled-back batches leave gaps, which no reader minds.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 use zeitwork_core::node::LogLine;
@@ -28,18 +27,7 @@ const APPEND_LOCK: i64 = 0x7a77_6c6f_6773;
 /// What a build's lines give as their process.
 pub const BUILD_PROCESS: &str = "build";
 
-/// A stored line, as readers see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct Line {
-    pub id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub build_id: Option<Uuid>,
-    pub process: String,
-    pub at: DateTime<Utc>,
-    pub line: String,
-}
+pub use zeitwork_api_types::LogLine as Line;
 
 /// Which lines a reader wants: always within one app of one org (the tenant boundary
 /// is part of every query), optionally one env or one instance of it; the instances'

@@ -1,6 +1,7 @@
 //! Read queries on the projections. Every org-owned lookup takes the org id, so a
 //! handler cannot forget the tenant boundary.
 
+use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -90,6 +91,54 @@ pub async fn apps<'c>(db: impl PgExecutor<'c>, org: Uuid) -> R<Vec<App>> {
         "SELECT id, org_id, name, created_at FROM apps WHERE org_id = $1 ORDER BY name",
     )
     .bind(org)
+    .fetch_all(db)
+    .await?)
+}
+
+/// An app with what its primary env runs, for the org's list.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AppRow {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// The primary env's active deployment's release, if any.
+    pub release_number: Option<i32>,
+    /// Its instances meant to run, the healthy and the failed among them.
+    pub running: i64,
+    pub healthy: i64,
+    pub failed: i64,
+}
+
+/// A page of the org's apps by name, after `after`, with their primary env (`env`)'s
+/// active deployment's counts, in one query however many apps there are.
+pub async fn app_rows<'c>(
+    db: impl PgExecutor<'c>,
+    org: Uuid,
+    env: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> R<Vec<AppRow>> {
+    Ok(sqlx::query_as(
+        "SELECT a.id, a.name, a.created_at, r.number AS release_number,
+                count(i.id) FILTER (WHERE i.desired_state = 'running') AS running,
+                count(i.id) FILTER (WHERE i.desired_state = 'running'
+                                      AND i.observed_state = 'healthy') AS healthy,
+                count(i.id) FILTER (WHERE i.desired_state = 'running'
+                                      AND i.observed_state = 'failed') AS failed
+         FROM apps a
+         LEFT JOIN envs e ON e.app_id = a.id AND e.name = $2
+         LEFT JOIN deployments d ON d.env_id = e.id AND d.state = 'active'
+         LEFT JOIN releases r ON r.id = d.release_id
+         LEFT JOIN instances i ON i.deployment_id = d.id
+         WHERE a.org_id = $1 AND ($3::text IS NULL OR a.name > $3)
+         GROUP BY a.id, r.number
+         ORDER BY a.name
+         LIMIT $4",
+    )
+    .bind(org)
+    .bind(env)
+    .bind(after)
+    .bind(limit)
     .fetch_all(db)
     .await?)
 }
@@ -356,18 +405,7 @@ pub async fn regions<'c>(db: impl PgExecutor<'c>) -> R<Vec<Region>> {
     )
 }
 
-/// What an org holds, for its quotas.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct OrgUsage {
-    /// Instances meant to run, and their memory in MiB, apart from those excluded.
-    pub instances: u64,
-    pub memory_mb: u64,
-    pub routes: u64,
-    pub tcp_routes: u64,
-    pub domains: u64,
-    /// MiB of images in the platform registry, as last measured.
-    pub registry_mb: u64,
-}
+pub use zeitwork_api_types::OrgUsage;
 
 /// What `org` holds, leaving out the running instances of env `except_env` (of its
 /// process `except_process` only, when given): those a deploy or a scale replaces.
@@ -610,7 +648,7 @@ const REPOSITORY_COLUMNS: &str =
     "app_id, hook_id, url, branch, sealed_secret, sealed_token, connected_at";
 
 /// The repository app `app` is connected to.
-pub async fn repository<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<Repository>> {
+pub async fn repository<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<RepositoryRecord>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {REPOSITORY_COLUMNS} FROM app_repositories WHERE app_id = $1"
     )))
@@ -620,7 +658,10 @@ pub async fn repository<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Option<Repo
 }
 
 /// The repository connection webhook hook `hook` delivers to.
-pub async fn repository_by_hook<'c>(db: impl PgExecutor<'c>, hook: Uuid) -> R<Option<Repository>> {
+pub async fn repository_by_hook<'c>(
+    db: impl PgExecutor<'c>,
+    hook: Uuid,
+) -> R<Option<RepositoryRecord>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {REPOSITORY_COLUMNS} FROM app_repositories WHERE hook_id = $1"
     )))

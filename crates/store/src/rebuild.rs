@@ -9,8 +9,8 @@ use crate::log::{self, Scope};
 use crate::{Store, StoreError, project};
 
 /// Every projection table; the log, cursors, idempotency records, instance logs
-/// (`log_lines`) and open ACME challenges (`acme_challenges`) are not projections, so a
-/// rebuild leaves them alone.
+/// (`log_lines`), open ACME challenges (`acme_challenges`) and dashboard `sessions` are
+/// not projections, so a rebuild leaves them alone.
 pub const PROJECTIONS: &[&str] = &[
     "orgs",
     "org_quotas",

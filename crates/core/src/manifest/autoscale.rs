@@ -18,7 +18,7 @@ const FIVE_MINUTES: Seconds = match Seconds::from_secs(300) {
     None => panic!("five minutes is within bounds"),
 };
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Autoscale {
     /// The fewest instances per region; 0 stops them all after `idle_timeout` without a

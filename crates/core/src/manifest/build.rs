@@ -18,7 +18,7 @@ const MEMORY_MB: (u64, u64) = (512, 64 * 1024);
 const DISK_MB: (u64, u64) = (1024, 500 * 1024);
 const TIMEOUT_SECS: (u64, u64) = (60, 2 * 3600);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Build {
     /// The Dockerfile, relative to the context.

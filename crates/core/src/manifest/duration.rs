@@ -133,6 +133,24 @@ impl Serialize for Seconds {
     }
 }
 
+/// Described as what it accepts: `"<decimal>ms|s|m"` text or a number of seconds, and
+/// always written back as `"<n>s"`.
+impl schemars::JsonSchema for Seconds {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: \"<decimal>ms\", \"<decimal>s\", \"<decimal>m\" or a number of seconds; at most 24 hours.",
+            "anyOf": [
+                { "type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m)$" },
+                { "type": "number", "minimum": 0, "maximum": 86400 }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(Visitor)

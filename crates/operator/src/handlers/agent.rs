@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
+use zeitwork_api_types::Recorded;
 use zeitwork_core::node::{Heartbeat, HeartbeatAck, InstanceReport, NodeDesired, NodeState};
 use zeitwork_core::{EventData, ipam};
 use zeitwork_store::agents::{self, Observed};
@@ -61,20 +61,20 @@ pub async fn heartbeat(
     }
     // Read again: the monitor may have judged the node while this heartbeat waited.
     let mut state = current_state(&mut *s.store.pool().acquire().await?, &node.name).await?;
-    if state == NodeState::Dead.as_str() {
+    if state == NodeState::Dead {
         let mut tx = s.store.begin().await?;
         log::lock(&mut tx).await?;
         state = current_state(&mut tx, &node.name).await?;
-        if state == NodeState::Dead.as_str() {
+        if state == NodeState::Dead {
             revive(&mut tx, node.id, &auth.actor()).await?;
-            state = NodeState::Ready.as_str().to_owned();
+            state = NodeState::Ready;
         }
         tx.commit().await?;
     }
     Ok(Json(HeartbeatAck { state }))
 }
 
-async fn current_state(db: &mut PgConnection, name: &str) -> ApiResult<String> {
+async fn current_state(db: &mut PgConnection, name: &str) -> ApiResult<NodeState> {
     Ok(read::node(db, name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?
@@ -141,7 +141,7 @@ pub async fn report(
     OnNode { auth, node, .. }: OnNode<Agent>,
     Path(p): Path<InstancePath>,
     Body(r): Body<InstanceReport>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Recorded>> {
     let id: Uuid = p.id.parse().map_err(|_| ApiError::not_found("instance"))?;
     if r.reason.as_ref().is_some_and(|m| m.len() > MAX_REASON) {
         return Err(ApiError::invalid(
@@ -168,13 +168,13 @@ pub async fn report(
         &known(agents::observed(s.store.pool(), node.id, id).await?)?,
         &r,
     ) {
-        return Ok(Json(json!({ "recorded": false })));
+        return Ok(Json(Recorded { recorded: false }));
     }
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let current = known(agents::observed(&mut *tx, node.id, id).await?)?;
     if same(&current, &r) {
-        return Ok(Json(json!({ "recorded": false })));
+        return Ok(Json(Recorded { recorded: false }));
     }
     let data = EventData::InstanceObserved {
         instance_id: id,
@@ -185,7 +185,7 @@ pub async fn report(
     };
     log::append(&mut tx, Some(current.org_id), &auth.actor(), data).await?;
     tx.commit().await?;
-    Ok(Json(json!({ "recorded": true })))
+    Ok(Json(Recorded { recorded: true }))
 }
 
 fn same(known: &Observed, r: &InstanceReport) -> bool {

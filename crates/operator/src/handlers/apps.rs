@@ -4,39 +4,68 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
-use zeitwork_core::platform_host::{PRIMARY_ENV, env_label};
+use zeitwork_api_types::{App, AppHealth, AppList, AppSummary, Env, EnvList, NewName, PageQuery};
+use zeitwork_core::platform_host::{self, PRIMARY_ENV, env_label};
 use zeitwork_core::{EventData, Name};
-use zeitwork_store::model::{App, Env};
 use zeitwork_store::{log, read};
 
-use crate::body::Create;
+use crate::body::{Create, Params};
 use crate::error::{ApiResult, field};
 use crate::hostnames;
+use crate::paging::{Order, Page};
 use crate::scope::{Admin, InApp, InEnv, InOrg, Reader};
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewNamed {
-    name: String,
-}
 
 pub async fn list(
     State(s): State<AppState>,
     InOrg { org, .. }: InOrg<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "apps": read::apps(s.store.pool(), org.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<AppList>> {
+    let page = Page::<String>::of(&q)?;
+    let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+    let mut rows = read::app_rows(
+        s.store.pool(),
+        org.id,
+        PRIMARY_ENV,
+        page.after.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() > page.limit;
+    rows.truncate(page.limit);
+    let next = more.then(|| rows.last().map(|r| r.name.clone())).flatten();
+    let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+    let apps = rows
+        .into_iter()
+        .map(|r| {
+            let (running, healthy) = (count(r.running), count(r.healthy));
+            let deployed = r.release_number.is_some();
+            let label = env_label(&r.name, PRIMARY_ENV, &org.name);
+            AppSummary {
+                state: AppHealth::of(deployed, running, healthy, count(r.failed)),
+                url: deployed.then(|| {
+                    format!(
+                        "http://{}",
+                        platform_host::host(&label, &s.config.base_domain)
+                    )
+                }),
+                id: r.id,
+                name: r.name,
+                created_at: r.created_at,
+                release: r.release_number,
+                instances: running,
+                healthy,
+            }
+        })
+        .collect();
+    Ok(Json(AppList { apps, next }))
 }
 
 pub async fn create(
     State(s): State<AppState>,
     InOrg { auth, org, .. }: InOrg<Admin>,
-    req: Create<NewNamed>,
+    req: Create<NewName>,
 ) -> ApiResult<Response> {
     let name = field("name", Name::parse(&req.body.name))?;
     let app_id = Uuid::now_v7();
@@ -90,16 +119,17 @@ pub async fn delete(
 pub async fn list_envs(
     State(s): State<AppState>,
     InApp { app, .. }: InApp<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "envs": read::envs(s.store.pool(), app.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<EnvList>> {
+    let envs = read::envs(s.store.pool(), app.id).await?;
+    let (envs, next) = Page::of(&q)?.cut(envs, Order::Ascending, |e| e.name.clone());
+    Ok(Json(EnvList { envs, next }))
 }
 
 pub async fn create_env(
     State(s): State<AppState>,
     InApp { auth, org, app, .. }: InApp<Admin>,
-    req: Create<NewNamed>,
+    req: Create<NewName>,
 ) -> ApiResult<Response> {
     let name = field("name", Name::parse(&req.body.name))?;
     let env_id = Uuid::now_v7();

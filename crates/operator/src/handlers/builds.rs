@@ -7,30 +7,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_api_types::{Build, BuildList, BuildReported, NewBuild, PageQuery};
 use zeitwork_core::build::BuildReport;
-use zeitwork_store::model::Build;
 use zeitwork_store::{log, read};
 
-use crate::body::{Body, Create};
+use crate::body::{Body, Create, Params};
 use crate::builds::BuildSource;
 use crate::error::{ApiError, ApiResult};
 use crate::node_scope::{Agent, OnNode};
+use crate::paging::{Order, Page};
 use crate::scope::{Deployer, InEnv, Reader};
 use crate::state::AppState;
 
 /// Reasons and lines are bounded like instance reports'.
 const MAX_REASON: usize = 2000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewBuild {
-    /// `<registry>/<org>/<app>/source@sha256:…`: an image whose one layer is the context.
-    source: String,
-    /// `zeitwork.toml` text; its `[build]` says how to build, the rest how to run.
-    manifest: Option<String>,
-}
 
 #[derive(Deserialize)]
 pub struct BuildPath {
@@ -64,9 +55,11 @@ pub async fn create(
 pub async fn list(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
-    let builds = read::builds(s.store.pool(), scope.env.id).await?;
-    Ok(Json(json!({ "builds": builds })))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<BuildList>> {
+    let all = read::builds(s.store.pool(), scope.env.id).await?;
+    let (builds, next) = Page::of(&q)?.cut(all, Order::Descending, |b| b.id);
+    Ok(Json(BuildList { builds, next }))
 }
 
 pub async fn show(
@@ -104,7 +97,7 @@ pub async fn report(
     OnNode { auth, node, .. }: OnNode<Agent>,
     Path(p): Path<BuildPath>,
     Body(r): Body<BuildReport>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BuildReported>> {
     let id = build_id(&p)?;
     if r.reason.as_ref().is_some_and(|m| m.len() > MAX_REASON) {
         return Err(ApiError::invalid(

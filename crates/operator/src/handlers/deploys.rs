@@ -5,52 +5,40 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use zeitwork_core::{ImageRef, platform_host};
-use zeitwork_store::model::{Release, ReleaseDeployed};
+use serde::Deserialize;
+use zeitwork_api_types::{
+    DeploymentList, EnvStatus, InstanceList, NewDeployment, PageQuery, ProcessScaling, Release,
+    ReleaseList, ReleaseListing, Restart, Rollback,
+};
+use zeitwork_core::node::ObservedState;
+use zeitwork_core::{DesiredState, ImageRef, platform_host};
 use zeitwork_store::{log, read};
 
-use crate::body::Create;
+use crate::body::{Create, Params};
 use crate::error::{ApiError, ApiResult, field};
+use crate::paging::{Order, Page};
 use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDeployment {
-    image: String,
-    /// The text of `zeitwork.toml`; absent means one `web` process with defaults.
-    manifest: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackTo {
-    release: Option<i32>,
-}
 
 #[derive(Deserialize)]
 pub struct ReleasePath {
     number: String,
 }
 
-/// A release, with the envs whose active or standby deployment runs it.
-#[derive(Serialize)]
-struct ReleaseListing {
-    #[serde(flatten)]
-    release: Release,
-    deployed: Vec<ReleaseDeployed>,
-}
-
 pub async fn releases(
     State(s): State<AppState>,
     InApp { app, .. }: InApp<Reader>,
-) -> ApiResult<Json<Value>> {
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<ReleaseList>> {
+    let page = Page::of(&q)?;
     let db = s.store.pool();
+    let (releases, next) = page.cut(
+        read::releases(db, app.id).await?,
+        Order::Descending,
+        |r: &Release| r.number,
+    );
     let mut deployed = read::releases_deployed(db, app.id).await?;
-    let releases: Vec<ReleaseListing> = read::releases(db, app.id)
-        .await?
+    let releases = releases
         .into_iter()
         .map(|release| {
             let (of, rest) = deployed.drain(..).partition(|d| d.release_id == release.id);
@@ -61,7 +49,7 @@ pub async fn releases(
             }
         })
         .collect();
-    Ok(Json(json!({ "releases": releases })))
+    Ok(Json(ReleaseList { releases, next }))
 }
 
 pub async fn release(
@@ -83,25 +71,27 @@ pub async fn release(
 pub async fn deployments(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "deployments": read::deployments(s.store.pool(), scope.env.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<DeploymentList>> {
+    let all = read::deployments(s.store.pool(), scope.env.id).await?;
+    let (deployments, next) = Page::of(&q)?.cut(all, Order::Descending, |d| d.id);
+    Ok(Json(DeploymentList { deployments, next }))
 }
 
 pub async fn instances(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "instances": read::instances(s.store.pool(), scope.env.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<InstanceList>> {
+    let all = read::instances(s.store.pool(), scope.env.id).await?;
+    let (instances, next) = Page::of(&q)?.cut(all, Order::Descending, |i| i.id);
+    Ok(Json(InstanceList { instances, next }))
 }
 
 pub async fn status(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnvStatus>> {
     let db = s.store.pool();
     let deployment = read::active_deployment(db, scope.env.id).await?;
     let (release, processes, url) = match &deployment {
@@ -115,7 +105,9 @@ pub async fn status(
     let instances: Vec<_> = read::instances(db, scope.env.id)
         .await?
         .into_iter()
-        .filter(|i| i.desired_state != "stopped" || i.observed_state != "stopped")
+        .filter(|i| {
+            i.desired_state != DesiredState::Stopped || i.observed_state != ObservedState::Stopped
+        })
         .collect();
     let standby = read::standby_deployment(db, scope.env.id).await?;
     // Per process: its autoscale bounds (null: scaled by hand) and the last change of
@@ -124,21 +116,27 @@ pub async fn status(
         Some(d) => zeitwork_store::load::last_scaled(db, d.id).await?,
         None => Vec::new(),
     };
-    let scaling: Vec<Value> = processes
+    let scaling = processes
         .iter()
-        .map(|p| {
-            let autoscale = release
+        .map(|p| ProcessScaling {
+            process: p.name.clone(),
+            autoscale: release
                 .as_ref()
-                .and_then(|r| crate::scaling::autoscale_of(&r.manifest, &p.name));
-            let last = last.iter().find(|l| l.process == p.name);
-            json!({ "process": p.name, "autoscale": autoscale, "last": last })
+                .and_then(|r| crate::scaling::autoscale_of(&r.manifest, &p.name)),
+            last: last.iter().find(|l| l.process == p.name).cloned(),
         })
         .collect();
-    Ok(Json(json!({
-        "app": scope.app.name, "env": scope.env.name, "url": url, "deployment": deployment,
-        "standby": standby, "release": release, "processes": processes, "instances": instances,
-        "scaling": scaling,
-    })))
+    Ok(Json(EnvStatus {
+        app: scope.app.name,
+        env: scope.env.name,
+        url,
+        deployment,
+        standby,
+        release,
+        processes,
+        instances,
+        scaling,
+    }))
 }
 
 pub async fn deploy(
@@ -162,7 +160,7 @@ pub async fn deploy(
 pub async fn rollback(
     State(s): State<AppState>,
     InEnv { auth, scope, .. }: InEnv<Deployer>,
-    req: Create<RollbackTo>,
+    req: Create<Rollback>,
 ) -> ApiResult<Response> {
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
@@ -170,13 +168,6 @@ pub async fn rollback(
         .roll_back(&mut tx, &auth, &scope, req.body.release)
         .await?;
     req.finish(tx, StatusCode::CREATED, answer).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Restart {
-    /// Only this process's instances; absent: every process's.
-    process: Option<String>,
 }
 
 pub async fn restart(
@@ -190,7 +181,6 @@ pub async fn restart(
         .restart(&mut tx, &auth, &scope, req.body.process.as_deref())
         .await?
         .ok_or_else(|| ApiError::conflict("env", "nothing is deployed to this env yet"))?;
-    let answer = serde_json::to_value(answer).expect("restarts serialize");
     req.finish(tx, StatusCode::CREATED, answer).await
 }
 

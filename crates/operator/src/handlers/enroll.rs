@@ -9,8 +9,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use serde::Deserialize;
 use uuid::Uuid;
+use zeitwork_api_types::{DEFAULT_JOIN_TTL, MAX_JOIN_TTL, NewJoinToken};
 use zeitwork_core::EventData;
 use zeitwork_core::Name;
 use zeitwork_core::node::{Enrolled, Enrollment, JoinToken, NodeState};
@@ -24,29 +24,17 @@ use crate::body::Body;
 use crate::error::{ApiError, ApiResult, field};
 use crate::state::AppState;
 
-/// A join token lives an hour unless asked otherwise, and at most a week.
-const DEFAULT_TTL: u64 = 3600;
-const MAX_TTL: u64 = 7 * 24 * 3600;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewJoinToken {
-    ttl_seconds: Option<u64>,
-    /// The node name this token may enroll again, replacing its credential.
-    replaces: Option<String>,
-}
-
 pub async fn create_join_token(
     State(s): State<AppState>,
     auth: Auth,
     Body(b): Body<NewJoinToken>,
 ) -> ApiResult<(StatusCode, Json<JoinToken>)> {
     auth.require_platform()?;
-    let ttl = b.ttl_seconds.unwrap_or(DEFAULT_TTL);
-    if !(1..=MAX_TTL).contains(&ttl) {
+    let ttl = b.ttl_seconds.unwrap_or(DEFAULT_JOIN_TTL);
+    if !(1..=MAX_JOIN_TTL).contains(&ttl) {
         return Err(ApiError::invalid(
             "ttl_seconds",
-            format!("ttl_seconds must be between 1 and {MAX_TTL} (a week)"),
+            format!("ttl_seconds must be between 1 and {MAX_JOIN_TTL} (a week)"),
         ));
     }
     let replaces = match &b.replaces {
@@ -119,7 +107,7 @@ pub async fn enroll(
         credential_hash: auth::hash(&credential),
     };
     log::append(&mut tx, None, &actor, data).await?;
-    if known.is_some_and(|n| n.state == NodeState::Dead.as_str()) {
+    if known.is_some_and(|n| n.state == NodeState::Dead) {
         revive(&mut tx, node_id, &actor).await?;
     }
     // Enrolling counts as the first heartbeat: from now on the node is watched.

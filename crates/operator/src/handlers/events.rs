@@ -6,16 +6,17 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as Sse, KeepAlive, Sse as SseResponse};
 use futures::{Stream, StreamExt};
-use serde_json::{Value, json};
 use tokio::sync::watch;
+use zeitwork_api_types::{EventPage, EventQuery, PublicEvent};
 use zeitwork_core::Event;
 use zeitwork_store::log::{self, Scope};
 
 use crate::auth::Auth;
+use crate::body::Params;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -26,32 +27,29 @@ fn scope(auth: &Auth) -> ApiResult<Scope> {
     Ok(auth.readable_orgs()?.map_or(Scope::All, Scope::Org))
 }
 
-/// Reads an optional non-negative integer query parameter.
-fn param(raw: &Option<String>, name: &str) -> ApiResult<Option<i64>> {
-    let Some(raw) = raw else { return Ok(None) };
-    for pair in raw.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
-            return v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(Some)
-                .ok_or_else(|| {
-                    ApiError::invalid(name, format!("{name} must be a non-negative integer"))
-                });
-        }
+/// The event as readers see it (secret material withheld).
+fn public(event: &Event) -> PublicEvent {
+    serde_json::from_value(event.public()).expect("public events have the wire shape")
+}
+
+/// `after`, checked: a seq is never negative.
+fn after(q: &EventQuery) -> ApiResult<i64> {
+    match q.after {
+        Some(a) if a < 0 => Err(ApiError::invalid(
+            "after",
+            "after must be a non-negative integer",
+        )),
+        a => Ok(a.unwrap_or(0)),
     }
-    Ok(None)
 }
 
 pub async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let after = param(&q, "after")?.unwrap_or(0);
-    let limit = param(&q, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    Params(q): Params<EventQuery>,
+) -> ApiResult<Json<EventPage>> {
+    let after = after(&q)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(
             "limit",
@@ -61,8 +59,8 @@ pub async fn list(
     let mut db = s.store.pool().acquire().await?;
     let page = log::read(&mut db, scope(&auth)?, after, limit).await?;
     let next = page.through.unwrap_or(after);
-    let events: Vec<Value> = page.events.iter().map(Event::public).collect();
-    Ok(Json(json!({ "events": events, "next": next })))
+    let events = page.events.iter().map(public).collect();
+    Ok(Json(EventPage { events, next }))
 }
 
 struct Tail {
@@ -77,13 +75,16 @@ pub async fn stream(
     State(s): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    Params(q): Params<EventQuery>,
 ) -> ApiResult<SseResponse<impl Stream<Item = Result<Sse, Infallible>>>> {
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let cursor = resume.or(param(&q, "after")?).unwrap_or(0);
+    let cursor = match resume {
+        Some(seq) => seq,
+        None => after(&q)?,
+    };
     let follow_for = s.config.follow_for;
     let tail = Tail {
         head: s.head.clone(),
@@ -98,7 +99,7 @@ pub async fn stream(
                 let sse = Sse::default()
                     .id(event.seq.to_string())
                     .event(event.data.kind())
-                    .json_data(event.public())
+                    .json_data(public(&event))
                     .expect("events serialize");
                 return Some((Ok(sse), t));
             }

@@ -11,42 +11,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
+use zeitwork_api_types::{ExecGrant, ExecRequest};
 use zeitwork_core::exec::UPGRADE_PROTOCOL as PROTOCOL;
 
 use crate::auth::Bearer;
 use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
-use crate::exec::{self, Ask, Issued};
+use crate::exec;
 use crate::node_scope::{Agent, OnNode};
 use crate::scope::{Deployer, InEnv};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecBody {
-    command: Vec<String>,
-    #[serde(default)]
-    instance: Option<Uuid>,
-    #[serde(default)]
-    process: Option<String>,
-    #[serde(default)]
-    tty: bool,
-    #[serde(default)]
-    term: Option<String>,
-}
-
 pub async fn grant(
     State(s): State<AppState>,
     InEnv { auth, scope, .. }: InEnv<Deployer>,
-    Body(b): Body<ExecBody>,
-) -> ApiResult<(StatusCode, Json<Issued>)> {
-    let ask = Ask {
-        command: b.command,
-        instance: b.instance,
-        process: b.process,
-        tty: b.tty,
-        term: b.term,
-    };
+    Body(ask): Body<ExecRequest>,
+) -> ApiResult<(StatusCode, Json<ExecGrant>)> {
     let mut tx = s.store.begin().await?;
     let issued = exec::grant(&mut tx, &scope, &auth.actor(), ask).await?;
     tx.commit().await?;

@@ -15,8 +15,8 @@ use futures::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
+use zeitwork_api_types::LogTail;
 use zeitwork_core::Name;
-use zeitwork_core::build::BuildState;
 use zeitwork_core::node::LogBatch;
 use zeitwork_store::logs::{self, Filter, Line, Retention};
 use zeitwork_store::{Store, read};
@@ -46,6 +46,8 @@ struct LogQuery {
     instance: Option<Uuid>,
     tail: i64,
     follow: bool,
+    /// Resume after this line id (as `Last-Event-ID`).
+    after: Option<i64>,
 }
 
 impl LogQuery {
@@ -63,6 +65,7 @@ impl LogQuery {
             instance: None,
             tail: DEFAULT_TAIL,
             follow: false,
+            after: None,
         };
         for (i, (key, value)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(k, _)| k == key) {
@@ -94,11 +97,16 @@ impl LogQuery {
                         _ => return Err(ApiError::invalid("follow", "follow must be 0 or 1")),
                     };
                 }
+                "after" => {
+                    q.after = Some(value.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        ApiError::invalid("after", "after must be a log line id")
+                    })?);
+                }
                 other => {
                     return Err(ApiError::invalid(
                         other,
                         format!(
-                            "unknown query parameter `{other}`; expected env, instance, tail or follow"
+                            "unknown query parameter `{other}`; expected env, instance, tail, follow or after"
                         ),
                     ));
                 }
@@ -166,7 +174,7 @@ async fn lines(
     let mut db = s.store.pool().acquire().await?;
     if !q.follow {
         let lines = logs::tail(&mut db, &filter, i64::MAX, q.tail).await?;
-        return Ok(Json(json!({ "lines": lines })).into_response());
+        return Ok(Json(LogTail { lines }).into_response());
     }
     // A reconnecting client resumes after the last line it saw; a new one starts with
     // the tail up to the head, then follows from the head, so nothing falls in between.
@@ -180,7 +188,8 @@ async fn lines(
                     ApiError::invalid("Last-Event-ID", "Last-Event-ID must be a log line id")
                 })
         })
-        .transpose()?;
+        .transpose()?
+        .or(q.after);
     let (cursor, first) = match resume {
         Some(id) => (id, Vec::new()),
         None => {
@@ -271,9 +280,7 @@ impl Follow {
                 // cursor has none to come.
                 let end = match f.build {
                     Some(id) => match read::build(f.state.store.pool(), id).await {
-                        Ok(Some(b)) => BuildState::parse(&b.state)
-                            .filter(|state| state.is_final())
-                            .map(|_| b),
+                        Ok(Some(b)) => b.state.is_final().then_some(b),
                         _ => None,
                     },
                     None => None,
@@ -383,7 +390,8 @@ mod tests {
                 env: None,
                 instance: None,
                 tail: 100,
-                follow: false
+                follow: false,
+                after: None,
             }
         );
         let id = Uuid::now_v7();

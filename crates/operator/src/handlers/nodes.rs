@@ -6,36 +6,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_api_types::{
+    MAX_NODE_MEMORY_MB, MIN_NODE_MEMORY_MB, NewName, NewNode, Node, NodeChanged, NodeList,
+    PageQuery, RegionList,
+};
 use zeitwork_core::node::NodeState;
 use zeitwork_core::{EventData, Name, ipam};
-use zeitwork_store::model::Node;
 use zeitwork_store::{Tx, agents, log, read};
 
 use crate::auth::Auth;
-use crate::body::Create;
+use crate::body::{Create, Params};
 use crate::error::{ApiError, ApiResult, field};
+use crate::paging::{Order, Page};
 use crate::relocate;
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewNode {
-    name: String,
-    region: String,
-    zone: Option<String>,
-    cpus: f64,
-    memory_mb: u64,
-    #[serde(default)]
-    addresses: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewRegion {
-    name: String,
-}
 
 #[derive(Deserialize)]
 pub struct NodePath {
@@ -44,21 +29,27 @@ pub struct NodePath {
 
 /// Node details (host addresses, capacity, load) are for platform tokens only; tenants
 /// may list regions.
-pub async fn list(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<NodeList>> {
     auth.require_platform()?;
-    Ok(Json(json!({ "nodes": read::nodes(s.store.pool()).await? })))
+    let all = read::nodes(s.store.pool()).await?;
+    let (nodes, next) = Page::of(&q)?.cut(all, Order::Ascending, |n| n.name.clone());
+    Ok(Json(NodeList { nodes, next }))
 }
 
 pub async fn show(
     State(s): State<AppState>,
     auth: Auth,
     Path(p): Path<NodePath>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Node>> {
     auth.require_platform()?;
     let node = read::node(s.store.pool(), &p.name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;
-    Ok(Json(json!(node)))
+    Ok(Json(node))
 }
 
 pub async fn register(
@@ -75,10 +66,10 @@ pub async fn register(
             "cpus must be more than 0 and at most 4096",
         ));
     }
-    if b.memory_mb < 128 {
+    if !(MIN_NODE_MEMORY_MB..=MAX_NODE_MEMORY_MB).contains(&b.memory_mb) {
         return Err(ApiError::invalid(
             "memory_mb",
-            "memory_mb must be at least 128",
+            format!("memory_mb must be between {MIN_NODE_MEMORY_MB} and {MAX_NODE_MEMORY_MB}"),
         ));
     }
     let mut tx = s.store.begin().await?;
@@ -118,14 +109,18 @@ pub async fn drain(
     State(s): State<AppState>,
     auth: Auth,
     Path(p): Path<NodePath>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NodeChanged>> {
     let (mut tx, node) = locked_node(&s, &auth, &p.name).await?;
     let cpu = s.config.cpu_oversubscription;
     let replacements =
         relocate::evacuate(&mut tx, cpu, &node, NodeState::Draining, &auth.actor()).await?;
     let node = read::node(&mut *tx, &p.name).await?;
     tx.commit().await?;
-    Ok(Json(json!({ "node": node, "replacements": replacements })))
+    let node = node.ok_or_else(|| ApiError::not_found("node"))?;
+    Ok(Json(NodeChanged {
+        node,
+        replacements: u32::try_from(replacements).unwrap_or(u32::MAX),
+    }))
 }
 
 /// `POST /api/v1/nodes/{name}/undrain`: a draining node takes new instances again (the
@@ -134,39 +129,48 @@ pub async fn undrain(
     State(s): State<AppState>,
     auth: Auth,
     Path(p): Path<NodePath>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NodeChanged>> {
     let (mut tx, node) = locked_node(&s, &auth, &p.name).await?;
-    match NodeState::parse(&node.state) {
-        Some(NodeState::Draining) => {
+    match node.state {
+        NodeState::Draining => {
             let data = EventData::NodeStateChanged {
                 node_id: node.id,
                 state: NodeState::Ready,
             };
             log::append(&mut tx, None, &auth.actor(), data).await?;
         }
-        Some(NodeState::Dead) => {
+        NodeState::Dead => {
             return Err(ApiError::conflict(
                 "state",
                 "the node is dead: it becomes ready again when its agent heartbeats",
             ));
         }
-        Some(NodeState::Ready) | None => {}
+        NodeState::Ready => {}
     }
-    let node = read::node(&mut *tx, &p.name).await?;
+    let node = read::node(&mut *tx, &p.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node"))?;
     tx.commit().await?;
-    Ok(Json(json!({ "node": node })))
+    Ok(Json(NodeChanged {
+        node,
+        replacements: 0,
+    }))
 }
 
-pub async fn regions(State(s): State<AppState>, _auth: Auth) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "regions": read::regions(s.store.pool()).await? }),
-    ))
+pub async fn regions(
+    State(s): State<AppState>,
+    _auth: Auth,
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<RegionList>> {
+    let all = read::regions(s.store.pool()).await?;
+    let (regions, next) = Page::of(&q)?.cut(all, Order::Ascending, |r| r.name.clone());
+    Ok(Json(RegionList { regions, next }))
 }
 
 pub async fn create_region(
     State(s): State<AppState>,
     auth: Auth,
-    req: Create<NewRegion>,
+    req: Create<NewName>,
 ) -> ApiResult<Response> {
     auth.require_platform()?;
     let name = field("name", Name::parse(&req.body.name))?;

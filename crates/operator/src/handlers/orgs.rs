@@ -2,36 +2,32 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_api_types::{NewName, Org, OrgList, OrgQuotas, PageQuery};
 use zeitwork_core::{EventData, Name, QuotaOverrides, Quotas};
-use zeitwork_store::model::Org;
-use zeitwork_store::read::OrgUsage;
 use zeitwork_store::{log, read};
 
 use crate::auth::Auth;
-use crate::body::{Body, Create};
+use crate::body::{Body, Create, Params};
 use crate::error::{ApiError, ApiResult, field};
+use crate::paging::{Order, Page};
 use crate::scope::{Admin, InOrg, Reader};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewOrg {
-    name: String,
-}
-
-pub async fn list(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "orgs": read::orgs(s.store.pool(), auth.readable_orgs()?).await? }),
-    ))
+pub async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<OrgList>> {
+    let all = read::orgs(s.store.pool(), auth.readable_orgs()?).await?;
+    let (orgs, next) = Page::of(&q)?.cut(all, Order::Ascending, |o| o.name.clone());
+    Ok(Json(OrgList { orgs, next }))
 }
 
 pub async fn create(
     State(s): State<AppState>,
     auth: Auth,
-    req: Create<NewOrg>,
+    req: Create<NewName>,
 ) -> ApiResult<Response> {
     auth.require_platform()?;
     let name = field("name", Name::parse(&req.body.name))?;
@@ -67,27 +63,14 @@ pub async fn delete(
     .await
 }
 
-/// An org's quotas: those in force, the org's own settings, the platform's, and what the
-/// org holds against them.
-#[derive(Debug, Serialize)]
-pub struct OrgQuotaView {
-    org: String,
-    /// In force: `own` where set, else `platform`.
-    quotas: Quotas,
-    /// Set by a platform admin for this org alone; `null` is the platform's.
-    own: QuotaOverrides,
-    platform: Quotas,
-    usage: OrgUsage,
-}
-
 async fn quota_view(
     db: &mut sqlx::PgConnection,
     platform: Quotas,
     org: &Org,
-) -> ApiResult<OrgQuotaView> {
+) -> ApiResult<OrgQuotas> {
     let own = read::org_quota_overrides(&mut *db, org.id).await?;
     let usage = read::org_usage(&mut *db, org.id, None, None).await?;
-    Ok(OrgQuotaView {
+    Ok(OrgQuotas {
         org: org.name.clone(),
         quotas: platform.with(&own),
         own,
@@ -99,7 +82,7 @@ async fn quota_view(
 pub async fn quotas(
     State(s): State<AppState>,
     InOrg { org, .. }: InOrg<Reader>,
-) -> ApiResult<Json<OrgQuotaView>> {
+) -> ApiResult<Json<OrgQuotas>> {
     let mut db = s.store.pool().acquire().await?;
     Ok(Json(quota_view(&mut db, s.config.quotas, &org).await?))
 }
@@ -110,7 +93,7 @@ pub async fn set_quotas(
     State(s): State<AppState>,
     InOrg { auth, org, .. }: InOrg<Admin>,
     Body(own): Body<QuotaOverrides>,
-) -> ApiResult<Json<OrgQuotaView>> {
+) -> ApiResult<Json<OrgQuotas>> {
     auth.require_platform()?;
     own.check()
         .map_err(|e| ApiError::invalid(e.field, e.to_string()))?;

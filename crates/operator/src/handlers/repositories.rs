@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use zeitwork_api_types::{ConnectRepository, RepositoryInfo};
 use zeitwork_core::EventData;
 use zeitwork_store::{log, read};
 
@@ -20,15 +20,6 @@ use crate::state::AppState;
 pub const WEBHOOK_LIMIT: usize = 4 << 20;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewConnection {
-    url: String,
-    branch: Option<String>,
-    /// What a private repository is fetched with over HTTPS (stored sealed).
-    token: Option<String>,
-}
-
-#[derive(Deserialize)]
 pub struct HookQuery {
     hook: Option<String>,
 }
@@ -36,8 +27,8 @@ pub struct HookQuery {
 pub async fn connect(
     State(s): State<AppState>,
     InApp { auth, org, app, .. }: InApp<Admin>,
-    Body(body): Body<NewConnection>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<ConnectRepository>,
+) -> ApiResult<Json<RepositoryInfo>> {
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
     let connect = Connect {
@@ -51,24 +42,25 @@ pub async fn connect(
     tx.commit()
         .await
         .map_err(zeitwork_store::StoreError::from)?;
-    Ok(Json(json!({
-        "repository": repository,
-        "webhook_path": webhook_path(repository.hook_id),
-        "secret": secret,
-    })))
+    Ok(Json(RepositoryInfo {
+        webhook_path: webhook_path(repository.hook_id),
+        repository,
+        secret: Some(secret),
+    }))
 }
 
 pub async fn show(
     State(s): State<AppState>,
     InApp { app, .. }: InApp<Reader>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RepositoryInfo>> {
     let repository = read::repository(s.store.pool(), app.id)
         .await?
         .ok_or_else(|| ApiError::not_found("repository"))?;
-    Ok(Json(json!({
-        "webhook_path": webhook_path(repository.hook_id),
-        "repository": repository,
-    })))
+    Ok(Json(RepositoryInfo {
+        webhook_path: webhook_path(repository.hook_id),
+        repository: repository.public(),
+        secret: None,
+    }))
 }
 
 pub async fn disconnect(
@@ -121,5 +113,5 @@ pub async fn github(
         true => StatusCode::OK,
         false => StatusCode::ACCEPTED,
     };
-    Ok((status, Json(outcome.to_json(&id))).into_response())
+    Ok((status, Json(outcome.answer(&id))).into_response())
 }

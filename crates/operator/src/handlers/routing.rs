@@ -16,44 +16,19 @@ use axum::response::Response;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
+use zeitwork_api_types::{Domain, DomainList, NewDomain, NewRoute, PageQuery, Route, RouteList};
 use zeitwork_core::manifest::RouteMode;
 use zeitwork_core::{EventData, Hostname, Name, PortRange, RoutePolicy};
-use zeitwork_store::model::{Domain, Route};
 use zeitwork_store::{Tx, log, read};
 
 use crate::auth::Auth;
-use crate::body::Create;
+use crate::body::{Create, Params};
 use crate::error::{ApiError, ApiResult, field};
+use crate::paging::{Order, Page};
 use crate::quota;
 use crate::scope::{Deployer, EnvScope, InEnv, Reader};
 use crate::state::AppState;
-use verify::DomainView;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewRoute {
-    host: Option<String>,
-    process: String,
-    #[serde(default = "http")]
-    mode: RouteMode,
-    port: u16,
-    #[serde(default)]
-    proxy_protocol: bool,
-    #[serde(default)]
-    policy: RoutePolicy,
-}
-
-fn http() -> RouteMode {
-    RouteMode::Http
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDomain {
-    hostname: String,
-}
 
 /// The last segment of an item path: a route id or a domain's hostname.
 #[derive(Deserialize)]
@@ -65,10 +40,11 @@ pub struct ItemPath {
 pub async fn routes(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "routes": read::routes(s.store.pool(), scope.env.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<RouteList>> {
+    let all = read::routes(s.store.pool(), scope.env.id).await?;
+    let (routes, next) = Page::of(&q)?.cut(all, Order::Ascending, |r| r.id);
+    Ok(Json(RouteList { routes, next }))
 }
 
 pub async fn create_route(
@@ -174,10 +150,10 @@ pub(crate) async fn record(
         env_id: scope.env.id,
         host: spec.host.as_ref().map(ToString::to_string),
         process: spec.process.to_string(),
-        mode: spec.mode.as_str().into(),
+        mode: spec.mode,
         port: i32::from(spec.port),
         proxy_protocol: spec.proxy_protocol,
-        policy: sqlx::types::Json(spec.policy.clone()),
+        policy: spec.policy.clone(),
         listen_port: listen_port.map(i32::from),
         declared: spec.declared,
         created_at: created.at,
@@ -248,10 +224,12 @@ pub async fn delete_route(
 pub async fn domains(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
-    let domains = read::domains(s.store.pool(), scope.env.id).await?;
-    let domains: Vec<DomainView> = domains.into_iter().map(DomainView::from).collect();
-    Ok(Json(json!({ "domains": domains })))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<DomainList>> {
+    let all = read::domains(s.store.pool(), scope.env.id).await?;
+    let (domains, next) = Page::of(&q)?.cut(all, Order::Ascending, |d| d.hostname.clone());
+    let domains = domains.into_iter().map(verify::view).collect();
+    Ok(Json(DomainList { domains, next }))
 }
 
 pub async fn add_domain(
@@ -297,7 +275,7 @@ pub async fn add_domain(
         verified_at: None,
         created_at: created.at,
     };
-    req.finish(tx, StatusCode::CREATED, DomainView::from(domain))
+    req.finish(tx, StatusCode::CREATED, verify::view(domain))
         .await
 }
 

@@ -4,8 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use zeitwork_api_types::{Scale, Scaled};
 use zeitwork_store::{log, read};
 
 use crate::body::Body;
@@ -14,18 +13,11 @@ use crate::scaling::{self, Change, MAX_INSTANCES};
 use crate::scope::{Deployer, InEnv};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scale {
-    process: String,
-    instances: u32,
-}
-
 pub async fn scale(
     State(s): State<AppState>,
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     Body(b): Body<Scale>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Scaled>> {
     if b.instances > MAX_INSTANCES {
         return Err(ApiError::invalid(
             "instances",
@@ -71,7 +63,9 @@ pub async fn scale(
         .into_iter()
         .filter(|i| i.deployment_id == deployment.id)
         .collect();
-    Ok(Json(
-        json!({ "deployment": deployment, "process": process, "instances": instances }),
-    ))
+    Ok(Json(Scaled {
+        deployment,
+        process,
+        instances,
+    }))
 }

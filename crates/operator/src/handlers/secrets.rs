@@ -4,44 +4,22 @@
 //! with it; instances that started before never get the newer value.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use zeitwork_api_types::{
+    MAX_SECRET_VALUE, PageQuery, Secret, SecretList, SecretSet, SetSecret, UnsetQuery,
+};
 use zeitwork_core::EventData;
 use zeitwork_core::manifest::check_env_name;
-use zeitwork_store::model::Secret;
 use zeitwork_store::{log, read};
 
-use crate::body::Body;
+use crate::body::{Body, Params};
 use crate::crypto::secret_aad;
 use crate::error::{ApiError, ApiResult};
+use crate::paging::{Order, Page};
 use crate::scope::{Deployer, InEnv, Reader};
 use crate::state::AppState;
-
-/// Largest secret value; secrets are configuration, not blobs.
-pub const MAX_VALUE: usize = 64 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewValue {
-    value: String,
-    /// Restart the env's instances so they run with it (the default); `false` batches
-    /// several changes before one `restart`.
-    #[serde(default = "yes")]
-    restart: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnsetQuery {
-    #[serde(default = "yes")]
-    restart: bool,
-}
 
 #[derive(Deserialize)]
 pub struct SecretPath {
@@ -51,23 +29,24 @@ pub struct SecretPath {
 pub async fn list(
     State(s): State<AppState>,
     InEnv { scope, .. }: InEnv<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "secrets": read::secrets(s.store.pool(), scope.env.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<SecretList>> {
+    let all = read::secrets(s.store.pool(), scope.env.id).await?;
+    let (secrets, next) = Page::of(&q)?.cut(all, Order::Ascending, |s| s.name.clone());
+    Ok(Json(SecretList { secrets, next }))
 }
 
 pub async fn set(
     State(s): State<AppState>,
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<SecretPath>,
-    Body(body): Body<NewValue>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<SetSecret>,
+) -> ApiResult<Json<SecretSet>> {
     check_env_name(&p.name).map_err(|m| ApiError::invalid("name", format!("secret name: {m}")))?;
-    if body.value.len() > MAX_VALUE {
+    if body.value.chars().count() > MAX_SECRET_VALUE {
         return Err(ApiError::invalid(
             "value",
-            format!("secret values are limited to {MAX_VALUE} bytes"),
+            format!("secret values are limited to {MAX_SECRET_VALUE} characters"),
         ));
     }
     let mut tx = s.store.begin().await?;
@@ -95,16 +74,18 @@ pub async fn set(
         version,
         updated_at: event.at,
     };
-    let mut answer = serde_json::to_value(secret).expect("secrets serialize");
-    answer["restarted"] = restarted.map_or(0, |r| r.replacements.len()).into();
-    Ok(Json(answer))
+    let restarted = restarted.map_or(0, |r| r.replacements.len());
+    Ok(Json(SecretSet {
+        secret,
+        restarted: u32::try_from(restarted).unwrap_or(u32::MAX),
+    }))
 }
 
 pub async fn unset(
     State(s): State<AppState>,
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<SecretPath>,
-    Query(q): Query<UnsetQuery>,
+    Params(q): Params<UnsetQuery>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;

@@ -5,30 +5,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
-use zeitwork_core::{EventData, Role};
+use zeitwork_api_types::{
+    CreatedToken, NewToken, NewUser, PageQuery, TokenList, UserList, valid_email,
+};
+use zeitwork_core::EventData;
 use zeitwork_store::{log, read};
 
 use crate::auth::{self};
-use crate::body::Create;
+use crate::body::{Create, Params};
 use crate::error::{ApiError, ApiResult};
+use crate::paging::{Order, Page};
 use crate::scope::{Admin, InOrg, Reader};
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    name: String,
-    role: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    email: String,
-    role: String,
-}
 
 #[derive(Deserialize)]
 pub struct ItemPath {
@@ -39,11 +28,6 @@ pub struct ItemPath {
 pub const SECRET_SHOWN_ONCE: &str = "the secret was shown once, in the first answer to this request, and is not kept; \
      if it was lost, revoke this token and create another";
 
-fn role(value: &str) -> ApiResult<Role> {
-    Role::parse(value)
-        .ok_or_else(|| ApiError::invalid("role", "role must be admin, deployer or reader"))
-}
-
 fn id(value: &str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(value).map_err(|_| ApiError::not_found(what))
 }
@@ -51,10 +35,11 @@ fn id(value: &str, what: &str) -> ApiResult<Uuid> {
 pub async fn list(
     State(s): State<AppState>,
     InOrg { org, .. }: InOrg<Admin>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "tokens": read::tokens(s.store.pool(), Some(org.id)).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<TokenList>> {
+    let all = read::tokens(s.store.pool(), Some(org.id)).await?;
+    let (tokens, next) = Page::of(&q)?.cut(all, Order::Descending, |t| t.id);
+    Ok(Json(TokenList { tokens, next }))
 }
 
 pub async fn create(
@@ -63,13 +48,13 @@ pub async fn create(
     req: Create<NewToken>,
 ) -> ApiResult<Response> {
     let name = req.body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || req.body.name.chars().count() > 100 {
         return Err(ApiError::invalid(
             "name",
-            "name must be 1 to 100 characters",
+            "name must be 1 to 100 characters, not all blank",
         ));
     }
-    let role = role(&req.body.role)?;
+    let role = req.body.role;
     let secret = auth::generate();
     let token_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
@@ -81,14 +66,24 @@ pub async fn create(
         hash: auth::hash(&secret),
     };
     log::append(&mut tx, Some(org.id), &auth.actor(), data).await?;
-    let token = read::token(&mut *tx, Some(org.id), token_id).await?;
+    let token = read::token(&mut *tx, Some(org.id), token_id)
+        .await?
+        .expect("just created");
     // A replay (the first answer was lost) cannot show the secret again: replay
     // records are kept in the clear, so the secret never goes into one.
     req.finish_once(
         tx,
         StatusCode::CREATED,
-        json!({ "token": token, "secret": secret }),
-        json!({ "token": token, "secret": null, "secret_note": SECRET_SHOWN_ONCE }),
+        CreatedToken {
+            token: token.clone(),
+            secret: Some(secret),
+            secret_note: None,
+        },
+        CreatedToken {
+            token,
+            secret: None,
+            secret_note: Some(SECRET_SHOWN_ONCE.into()),
+        },
     )
     .await
 }
@@ -112,10 +107,11 @@ pub async fn revoke(
 pub async fn list_users(
     State(s): State<AppState>,
     InOrg { org, .. }: InOrg<Reader>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "users": read::users(s.store.pool(), org.id).await? }),
-    ))
+    Params(q): Params<PageQuery>,
+) -> ApiResult<Json<UserList>> {
+    let all = read::users(s.store.pool(), org.id).await?;
+    let (users, next) = Page::of(&q)?.cut(all, Order::Ascending, |u| u.email.clone());
+    Ok(Json(UserList { users, next }))
 }
 
 pub async fn add_user(
@@ -123,18 +119,14 @@ pub async fn add_user(
     InOrg { auth, org, .. }: InOrg<Admin>,
     req: Create<NewUser>,
 ) -> ApiResult<Response> {
-    let email = req.body.email.trim().to_ascii_lowercase();
-    let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if !valid {
+    let email = req.body.email.to_lowercase();
+    if !valid_email(&req.body.email) {
         return Err(ApiError::invalid(
             "email",
             "email must look like name@example.com",
         ));
     }
-    let role = role(&req.body.role)?;
+    let role = req.body.role;
     let user_id = Uuid::now_v7();
     let mut tx = s.store.begin().await?;
     let data = EventData::UserAdded {

@@ -17,7 +17,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         .send(Method::GET, "/api/v1/openapi.json", None, None)
         .await;
     assert_eq!(doc.status, StatusCode::OK);
-    assert_eq!(doc.body["openapi"], "3.0.3");
+    assert_eq!(doc.body["openapi"], "3.1.0");
     let endpoints = zeitwork_operator::endpoints();
     assert!(endpoints.len() > 40, "all routes are listed");
     for e in &endpoints {
@@ -30,11 +30,40 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         );
         assert_eq!(
             op["security"].is_array(),
-            e.authenticated,
+            e.authenticated(),
             "{} {}",
             e.method,
             e.path
         );
+        // Every route says what it answers when it succeeds, and every JSON answer and
+        // body names a schema the document holds.
+        let success: Vec<&String> = op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with('1') || k.starts_with('2'))
+            .collect();
+        assert!(
+            !success.is_empty(),
+            "{} {} documents no success",
+            e.method,
+            e.path
+        );
+        for schema in [
+            &op["requestBody"]["content"]["application/json"]["schema"],
+            &op["responses"]["200"]["content"]["application/json"]["schema"],
+            &op["responses"]["201"]["content"]["application/json"]["schema"],
+        ] {
+            if let Some(r) = schema["$ref"].as_str() {
+                let name = r.strip_prefix("#/components/schemas/").unwrap();
+                assert!(
+                    doc.body["components"]["schemas"][name].is_object(),
+                    "{} {}: {r} is not in the document",
+                    e.method,
+                    e.path
+                );
+            }
+        }
         if e.path.ends_with("/stream") {
             // An endless body: the headers show the route answered as itself.
             let resp = reqwest::Client::new()

@@ -89,8 +89,8 @@ fn same(spec: &RouteSpec, route: &Route) -> bool {
         _ => false,
     };
     host && spec.process.as_str() == route.process
-        && spec.mode.as_str() == route.mode
+        && spec.mode == route.mode
         && i32::from(spec.port) == route.port
         && spec.proxy_protocol == route.proxy_protocol
-        && spec.policy == route.policy.0
+        && spec.policy == route.policy
 }

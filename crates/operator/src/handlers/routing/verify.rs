@@ -7,12 +7,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
+use zeitwork_api_types::{ClaimState, Domain, DomainView};
 use zeitwork_core::EventData;
 use zeitwork_core::ownership::TxtRecord;
-use zeitwork_store::model::Domain;
 use zeitwork_store::{log, read};
 
 use super::ItemPath;
@@ -21,52 +20,27 @@ use crate::error::{ApiError, ApiResult};
 use crate::scope::{Deployer, InEnv};
 use crate::state::AppState;
 
-/// A domain as the API answers it: its row, plus the record its owner must publish, so
-/// nobody has to assemble the name and value from the docs.
 /// How long an unverified claim can still be verified. Claims never block anyone (any
 /// number of envs may claim a hostname until one verifies it), so this only ends the
 /// claims nobody finished.
 pub const PENDING_FOR: chrono::Duration = chrono::Duration::days(7);
 
-/// Where a custom domain's claim stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClaimState {
-    /// Its TXT record was found: the env serves the hostname.
-    Verified,
-    /// Waiting for its TXT record.
-    Pending,
-    /// Never verified within [`PENDING_FOR`]; remove it and add it again.
-    Expired,
-}
-
-impl ClaimState {
-    fn of(domain: &Domain) -> ClaimState {
-        match domain.verified_at {
-            Some(_) => ClaimState::Verified,
-            None if Utc::now() - domain.created_at > PENDING_FOR => ClaimState::Expired,
-            None => ClaimState::Pending,
-        }
+/// Where `domain`'s claim stands.
+fn claim_state(domain: &Domain) -> ClaimState {
+    match domain.verified_at {
+        Some(_) => ClaimState::Verified,
+        None if Utc::now() - domain.created_at > PENDING_FOR => ClaimState::Expired,
+        None => ClaimState::Pending,
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct DomainView {
-    #[serde(flatten)]
-    pub domain: Domain,
-    pub state: ClaimState,
-    pub txt_record: TxtRecord,
-}
-
-impl From<Domain> for DomainView {
-    fn from(domain: Domain) -> DomainView {
-        let txt_record = TxtRecord::for_domain(&domain.hostname, &domain.verification_token);
-        let state = ClaimState::of(&domain);
-        DomainView {
-            domain,
-            state,
-            txt_record,
-        }
+/// A domain as the API answers it: its row, plus the record its owner must publish, so
+/// nobody has to assemble the name and value from the docs.
+pub fn view(domain: Domain) -> DomainView {
+    DomainView {
+        txt_record: TxtRecord::for_domain(&domain.hostname, &domain.verification_token),
+        state: claim_state(&domain),
+        domain,
     }
 }
 
@@ -96,9 +70,9 @@ pub async fn verify_domain(
 ) -> ApiResult<Json<DomainView>> {
     let domain = find(read::domains(s.store.pool(), scope.env.id).await?, &p.id)?;
     if domain.verified_at.is_some() {
-        return Ok(Json(domain.into()));
+        return Ok(Json(view(domain)));
     }
-    if ClaimState::of(&domain) == ClaimState::Expired {
+    if claim_state(&domain) == ClaimState::Expired {
         return Err(ApiError::conflict(
             "hostname",
             format!(
@@ -128,7 +102,7 @@ pub async fn verify_domain(
     log::lock(&mut tx).await?;
     let domain = find(read::domains(&mut *tx, scope.env.id).await?, &p.id)?;
     if domain.verified_at.is_some() {
-        return Ok(Json(domain.into()));
+        return Ok(Json(view(domain)));
     }
     not_verified_elsewhere(&mut tx, &domain.hostname, scope.env.id).await?;
     let data = EventData::DomainVerified {
@@ -136,13 +110,10 @@ pub async fn verify_domain(
     };
     let verified = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
     tx.commit().await?;
-    Ok(Json(
-        Domain {
-            verified_at: Some(verified.at),
-            ..domain
-        }
-        .into(),
-    ))
+    Ok(Json(view(Domain {
+        verified_at: Some(verified.at),
+        ..domain
+    })))
 }
 
 /// The domain named in the path, spelled as the API stores it (lowercase, no trailing

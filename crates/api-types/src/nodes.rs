@@ -1,0 +1,112 @@
+//! Nodes (the machines that run instances) and regions, as platform admins see them.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeitwork_core::node::NodeState;
+
+use crate::list::page;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Node {
+    pub id: Uuid,
+    pub name: String,
+    pub region: String,
+    pub zone: Option<String>,
+    /// Capacity: thousandths of a CPU, and MiB of memory.
+    pub millicpus: i32,
+    pub memory_mb: i64,
+    /// Host addresses other nodes and edges reach it at.
+    #[cfg_attr(feature = "sqlx", sqlx(json))]
+    pub addresses: Vec<String>,
+    /// Its instances' IPv6 /64; `null` until a node enrolled by an earlier build enrolls
+    /// again.
+    pub instance_prefix: Option<String>,
+    #[cfg_attr(feature = "sqlx", sqlx(try_from = "String"))]
+    pub state: NodeState,
+    /// Liveness, from the heartbeat bookkeeping; `null` until an agent reports.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Instances the agent said it runs, in its last heartbeat.
+    pub running: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Region {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The least memory a node registers with, in MiB.
+pub const MIN_NODE_MEMORY_MB: u64 = 128;
+/// The most: 16 TiB.
+pub const MAX_NODE_MEMORY_MB: u64 = 16 * 1024 * 1024;
+
+/// Registers a node by hand (enrollment with a join token is the usual way).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNode {
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::NAME_PATTERN))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::NAME_PATTERN))]
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::NAME_PATTERN))]
+    pub zone: Option<String>,
+    /// More than 0, at most 4096.
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 4096))]
+    pub cpus: f64,
+    #[schemars(range(min = 128, max = 16_777_216))]
+    pub memory_mb: u64,
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub addresses: Vec<String>,
+}
+
+/// How long a join token lives unless asked otherwise: an hour.
+pub const DEFAULT_JOIN_TTL: u64 = 3600;
+/// The longest a join token lives: a week.
+pub const MAX_JOIN_TTL: u64 = 7 * 24 * 3600;
+
+/// Asks for a one-time token a node enrolls with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewJoinToken {
+    /// Seconds it stays usable (1 to 604800, default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 604_800))]
+    pub ttl_seconds: Option<u64>,
+    /// The node name this token may enroll again, replacing its credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::NAME_PATTERN))]
+    pub replaces: Option<String>,
+}
+
+/// A node after a change of its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeChanged {
+    pub node: Node,
+    /// How many instances were started elsewhere in place of the node's (a drain).
+    pub replacements: u32,
+}
+
+/// A node agent's report, taken or ignored as stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    pub recorded: bool,
+}
+
+page!(
+    /// `GET /api/v1/nodes`, by name.
+    NodeList, nodes, Node
+);
+page!(
+    /// `GET /api/v1/regions`, by name.
+    RegionList, regions, Region
+);

@@ -1,0 +1,118 @@
+//! Pages of lists (`zeitwork_api_types::list`): at most `limit` rows after the cursor
+//! `after`, which is the sort key of the previous page's last row, so a row added or
+//! removed between two pages neither repeats nor skips another.
+
+use std::str::FromStr;
+
+use zeitwork_api_types::{DEFAULT_LIMIT, MAX_LIMIT, PageQuery};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Which way a list runs along its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    /// Newest first.
+    Descending,
+}
+
+/// A checked page query: how many rows, after which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<K> {
+    pub limit: usize,
+    pub after: Option<K>,
+}
+
+impl<K: FromStr> Page<K> {
+    pub fn of(q: &PageQuery) -> ApiResult<Page<K>> {
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let after = match &q.after {
+            Some(a) => Some(a.parse().map_err(|_| {
+                ApiError::invalid("after", "after must be the `next` of an earlier page")
+            })?),
+            None => None,
+        };
+        Ok(Page {
+            limit: limit as usize,
+            after,
+        })
+    }
+}
+
+impl<K: Ord + ToString> Page<K> {
+    /// The page of `rows` (in any order) along `key`, and the next page's cursor.
+    pub fn cut<T>(
+        &self,
+        mut rows: Vec<T>,
+        order: Order,
+        key: impl Fn(&T) -> K,
+    ) -> (Vec<T>, Option<String>) {
+        rows.sort_by(|a, b| match order {
+            Order::Ascending => key(a).cmp(&key(b)),
+            Order::Descending => key(b).cmp(&key(a)),
+        });
+        if let Some(after) = &self.after {
+            rows.retain(|r| match order {
+                Order::Ascending => key(r) > *after,
+                Order::Descending => key(r) < *after,
+            });
+        }
+        let more = rows.len() > self.limit;
+        rows.truncate(self.limit);
+        let next = more
+            .then(|| rows.last().map(|r| key(r).to_string()))
+            .flatten();
+        (rows, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(limit: Option<u32>, after: Option<&str>) -> PageQuery {
+        PageQuery {
+            limit,
+            after: after.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn pages_walk_the_list_once_whatever_changes_between_them() {
+        let rows = vec!["d", "a", "c", "b", "e"];
+        let page = Page::<String>::of(&q(Some(2), None)).unwrap();
+        let (first, next) = page.cut(rows.clone(), Order::Ascending, |r| r.to_string());
+        assert_eq!((first, next.as_deref()), (vec!["a", "b"], Some("b")));
+        // `b` is deleted before the next page: nothing is skipped.
+        let rows: Vec<_> = rows.into_iter().filter(|r| *r != "b").collect();
+        let page = Page::<String>::of(&q(Some(2), next.as_deref())).unwrap();
+        let (second, next) = page.cut(rows.clone(), Order::Ascending, |r| r.to_string());
+        assert_eq!((second, next.as_deref()), (vec!["c", "d"], Some("d")));
+        let page = Page::<String>::of(&q(Some(2), next.as_deref())).unwrap();
+        let (last, next) = page.cut(rows, Order::Ascending, |r| r.to_string());
+        assert_eq!((last, next), (vec!["e"], None));
+    }
+
+    #[test]
+    fn newest_first_runs_down_the_key() {
+        let page = Page::<i32>::of(&q(Some(2), Some("3"))).unwrap();
+        let (rows, next) = page.cut(vec![1, 2, 3, 4], Order::Descending, |r| *r);
+        assert_eq!((rows, next), (vec![2, 1], None));
+    }
+
+    #[test]
+    fn bad_limits_and_cursors_name_their_field() {
+        for limit in [0, MAX_LIMIT + 1] {
+            let err = Page::<i32>::of(&q(Some(limit), None)).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("limit"));
+        }
+        let err = Page::<i32>::of(&q(None, Some("x"))).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("after"));
+    }
+}
