@@ -269,6 +269,7 @@ pub struct InstanceReport {
 /// of `instance_id` and `build_id` is set ([`LogLine::source`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ShippedLogLine")]
 pub struct LogLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<Uuid>,

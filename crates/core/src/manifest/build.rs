@@ -20,6 +20,7 @@ const TIMEOUT_SECS: (u64, u64) = (60, 2 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ManifestBuild")]
 pub struct Build {
     /// The Dockerfile, relative to the context.
     #[serde(default = "default_dockerfile")]

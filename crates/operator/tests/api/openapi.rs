@@ -127,3 +127,21 @@ async fn health_and_metrics_are_public() {
     assert!(text.contains("zeitwork_api_requests_total"), "{text}");
     assert!(text.contains("route=\"/api/v1/orgs\""), "{text}");
 }
+
+/// The dashboard's client is generated from `web/openapi.json`; it must be the document
+/// the operator serves. `ZEITWORK_BLESS=1 cargo test -p zeitwork-operator --test api
+/// the_dashboards_copy` writes it anew after a change to the API.
+#[test]
+fn the_dashboards_copy_of_the_document_is_current() {
+    let doc = zeitwork_operator::openapi::document(&zeitwork_operator::endpoints());
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/openapi.json");
+    if std::env::var_os("ZEITWORK_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let copy = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        copy == text,
+        "web/openapi.json is not the operator's document: run ZEITWORK_BLESS=1 cargo test -p zeitwork-operator --test api the_dashboards_copy, then `npm run gen` in web/"
+    );
+}
