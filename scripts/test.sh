@@ -10,6 +10,8 @@ if ! command -v moto_server >/dev/null; then
   python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages 'moto[server]'
 fi
+# The dashboard: its build (embedded in the operator the tests run) and its unit tests.
+scripts/build-web.sh test
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace

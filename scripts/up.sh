@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+echo "building the dashboard …"
+scripts/build-web.sh
 echo "building zeitwork (release) …"
 cargo build --release --locked -p zeitwork
 # Binaries that run inside microVMs are static: the guest's init and the example app.

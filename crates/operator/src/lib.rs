@@ -8,6 +8,7 @@ pub mod autoscale;
 pub mod body;
 mod builds;
 pub mod crypto;
+pub mod dashboard;
 mod desired;
 pub mod dns;
 pub mod error;
@@ -84,9 +85,7 @@ pub async fn app(store: Store, secrets: SecretBox, config: Config) -> Result<Rou
     let (router, _) = handlers::api().into_parts();
     let request_id = http::HeaderName::from_static("x-request-id");
     Ok(router
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
-        })
+        .fallback(dashboard::fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

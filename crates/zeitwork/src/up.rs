@@ -215,6 +215,15 @@ async fn serve(
     };
     println!("Zeitwork is up.");
     println!("  API:        {api}");
+    match zeitwork_operator::dashboard::built() {
+        true => println!(
+            "  Dashboard:  {}/ (sign in with the admin token)",
+            api.trim_end_matches('/')
+        ),
+        false => {
+            println!("  Dashboard:  not built into this binary (scripts/up.sh builds web/ first)")
+        }
+    }
     match &new_token {
         Some(token) => {
             println!(

@@ -20,6 +20,7 @@ mod registry_gc;
 mod restart;
 mod routes;
 mod secrets;
+mod sessions;
 mod standby;
 mod support;
 mod webhooks;
