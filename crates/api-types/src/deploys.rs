@@ -27,6 +27,8 @@ pub struct Release {
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub manifest: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// Who made it: `token:<id>`, `webhook:<id>` (a git push) or `system`.
+    pub created_by: String,
 }
 
 /// Where a release runs: an env's active or standby deployment of it.

@@ -38,6 +38,9 @@ pub struct EventPage {
     /// The `after` of the next page: the last event's seq (or the `after` asked, when
     /// there was none).
     pub next: i64,
+    /// The newest committed seq when the page was read (a reader that wants only what
+    /// comes next starts from it).
+    pub head: i64,
 }
 
 /// The query of `GET /api/v1/events` and `/events/stream`.

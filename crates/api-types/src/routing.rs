@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use zeitwork_core::RoutePolicy;
 use zeitwork_core::manifest::RouteMode;
 use zeitwork_core::ownership::TxtRecord;
+use zeitwork_core::{CertificateSource, RoutePolicy};
 
 use crate::list::page;
 
@@ -82,13 +82,33 @@ pub enum ClaimState {
     Expired,
 }
 
-/// A domain as the API answers it: its row, plus the record its owner must publish.
+/// A certificate the edges hold for a hostname.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct CertificateInfo {
+    #[serde(skip)]
+    pub hostname: String,
+    /// `acme` (ordered and renewed by the platform) or `operator` (imported).
+    #[cfg_attr(feature = "sqlx", sqlx(try_from = "String"))]
+    pub source: CertificateSource,
+    pub not_after: DateTime<Utc>,
+}
+
+/// A domain as the API answers it: its row, plus the DNS records its owner must publish
+/// and its certificate, if the edges have one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DomainView {
     #[serde(flatten)]
     pub domain: Domain,
     pub state: ClaimState,
+    /// Proves ownership.
     pub txt_record: TxtRecord,
+    /// What the hostname should be a CNAME of (or resolve like): the env's own hostname,
+    /// which the platform's edges serve.
+    pub cname_target: String,
+    /// The newest certificate for exactly this hostname; `null` until one is issued
+    /// (ordered once the domain is verified).
+    pub certificate: Option<CertificateInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -31,6 +31,7 @@ from_text! {
     crate::Role => "role",
     crate::manifest::RouteMode => "route mode",
     DesiredState => "desired state",
+    crate::CertificateSource => "certificate source",
 }
 
 /// What the control plane wants of an instance.

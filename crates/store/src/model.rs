@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 pub use zeitwork_api_types::{
-    App, Build, Deployment, Domain, Env, Instance, LastScaled, LogLine, Node, Org, OrgUsage,
-    ProcessType, Region, Release, ReleaseDeployed, Repository, Route, Secret, Token, User,
+    App, Build, CertificateInfo, Deployment, Domain, Env, Instance, LastScaled, LogLine, Node, Org,
+    OrgUsage, ProcessType, Region, Release, ReleaseDeployed, Repository, Route, Secret, Token,
+    User,
 };
 
 /// What a presented bearer token may do.

@@ -349,8 +349,8 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             manifest_hash,
         } => {
             sqlx::query(
-                "INSERT INTO releases (id, org_id, app_id, number, image, digest, manifest, manifest_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO releases (id, org_id, app_id, number, image, digest, manifest, manifest_hash, created_at, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(release_id)
             .bind(org)
@@ -361,6 +361,7 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
             .bind(manifest)
             .bind(manifest_hash)
             .bind(at)
+            .bind(&event.actor)
             .execute(db)
             .await?;
         }

@@ -249,8 +249,7 @@ pub async fn secret_ciphertext<'c>(
     )
 }
 
-const RELEASE: &str =
-    "SELECT id, app_id, number, image, digest, manifest_hash, manifest, created_at FROM releases";
+const RELEASE: &str = "SELECT id, app_id, number, image, digest, manifest_hash, manifest, created_at, created_by FROM releases";
 
 pub async fn releases<'c>(db: impl PgExecutor<'c>, app: Uuid) -> R<Vec<Release>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
@@ -688,5 +687,22 @@ pub async fn preview_env<'c>(db: impl PgExecutor<'c>, app: Uuid, branch: &str) -
     .bind(app)
     .bind(branch)
     .fetch_optional(db)
+    .await?)
+}
+
+/// The newest certificate for each of `hostnames` (exact names; a wildcard is not
+/// counted), for the domains' answers.
+pub async fn certificates_for<'c>(
+    db: impl PgExecutor<'c>,
+    hostnames: &[String],
+) -> R<Vec<CertificateInfo>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT ON (h.name) h.name AS hostname, c.source, c.not_after
+         FROM certificates c, unnest(c.hostnames) AS h(name)
+         WHERE h.name = ANY($1)
+         ORDER BY h.name, c.not_after DESC",
+    )
+    .bind(hostnames)
+    .fetch_all(db)
     .await?)
 }

@@ -60,7 +60,8 @@ pub async fn list(
     let page = log::read(&mut db, scope(&auth)?, after, limit).await?;
     let next = page.through.unwrap_or(after);
     let events = page.events.iter().map(public).collect();
-    Ok(Json(EventPage { events, next }))
+    let head = log::head(&mut db).await?;
+    Ok(Json(EventPage { events, next, head }))
 }
 
 struct Tail {

@@ -226,9 +226,10 @@ pub async fn domains(
     InEnv { scope, .. }: InEnv<Reader>,
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<DomainList>> {
-    let all = read::domains(s.store.pool(), scope.env.id).await?;
+    let mut db = s.store.pool().acquire().await?;
+    let all = read::domains(&mut *db, scope.env.id).await?;
     let (domains, next) = Page::of(&q)?.cut(all, Order::Ascending, |d| d.hostname.clone());
-    let domains = domains.into_iter().map(verify::view).collect();
+    let domains = verify::views(&mut db, &s, &scope, domains).await?;
     Ok(Json(DomainList { domains, next }))
 }
 
@@ -275,8 +276,8 @@ pub async fn add_domain(
         verified_at: None,
         created_at: created.at,
     };
-    req.finish(tx, StatusCode::CREATED, verify::view(domain))
-        .await
+    let answer = verify::view(&mut tx, &s, &scope, domain).await?;
+    req.finish(tx, StatusCode::CREATED, answer).await
 }
 
 pub async fn remove_domain(

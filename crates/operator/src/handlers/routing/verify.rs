@@ -12,12 +12,13 @@ use uuid::Uuid;
 use zeitwork_api_types::{ClaimState, Domain, DomainView};
 use zeitwork_core::EventData;
 use zeitwork_core::ownership::TxtRecord;
+use zeitwork_core::platform_host::{self, env_label};
 use zeitwork_store::{log, read};
 
 use super::ItemPath;
 use crate::dns;
 use crate::error::{ApiError, ApiResult};
-use crate::scope::{Deployer, InEnv};
+use crate::scope::{Deployer, EnvScope, InEnv};
 use crate::state::AppState;
 
 /// How long an unverified claim can still be verified. Claims never block anyone (any
@@ -34,14 +35,45 @@ fn claim_state(domain: &Domain) -> ClaimState {
     }
 }
 
-/// A domain as the API answers it: its row, plus the record its owner must publish, so
-/// nobody has to assemble the name and value from the docs.
-pub fn view(domain: Domain) -> DomainView {
-    DomainView {
-        txt_record: TxtRecord::for_domain(&domain.hostname, &domain.verification_token),
-        state: claim_state(&domain),
-        domain,
-    }
+/// Domains of the env of `scope` as the API answers them: each row, plus the records
+/// its owner must publish (so nobody has to assemble them from the docs) and its
+/// certificate.
+pub async fn views(
+    db: &mut PgConnection,
+    s: &AppState,
+    scope: &EnvScope,
+    domains: Vec<Domain>,
+) -> ApiResult<Vec<DomainView>> {
+    let names: Vec<String> = domains.iter().map(|d| d.hostname.clone()).collect();
+    let mut certificates = read::certificates_for(&mut *db, &names).await?;
+    let label = env_label(&scope.app.name, &scope.env.name, &scope.org.name);
+    let cname_target = platform_host::host(&label, &s.config.base_domain);
+    Ok(domains
+        .into_iter()
+        .map(|domain| {
+            let at = certificates
+                .iter()
+                .position(|c| c.hostname == domain.hostname);
+            DomainView {
+                txt_record: TxtRecord::for_domain(&domain.hostname, &domain.verification_token),
+                state: claim_state(&domain),
+                cname_target: cname_target.clone(),
+                certificate: at.map(|i| certificates.swap_remove(i)),
+                domain,
+            }
+        })
+        .collect())
+}
+
+/// One domain as the API answers it (see [`views`]).
+pub async fn view(
+    db: &mut PgConnection,
+    s: &AppState,
+    scope: &EnvScope,
+    domain: Domain,
+) -> ApiResult<DomainView> {
+    let mut views = views(db, s, scope, vec![domain]).await?;
+    Ok(views.pop().expect("one domain, one view"))
 }
 
 /// Refuses a hostname another env has verified: a verified claim wins over every
@@ -68,9 +100,10 @@ pub async fn verify_domain(
     InEnv { auth, scope, .. }: InEnv<Deployer>,
     Path(p): Path<ItemPath>,
 ) -> ApiResult<Json<DomainView>> {
-    let domain = find(read::domains(s.store.pool(), scope.env.id).await?, &p.id)?;
+    let mut db = s.store.pool().acquire().await?;
+    let domain = find(read::domains(&mut *db, scope.env.id).await?, &p.id)?;
     if domain.verified_at.is_some() {
-        return Ok(Json(view(domain)));
+        return Ok(Json(view(&mut db, &s, &scope, domain).await?));
     }
     if claim_state(&domain) == ClaimState::Expired {
         return Err(ApiError::conflict(
@@ -102,18 +135,20 @@ pub async fn verify_domain(
     log::lock(&mut tx).await?;
     let domain = find(read::domains(&mut *tx, scope.env.id).await?, &p.id)?;
     if domain.verified_at.is_some() {
-        return Ok(Json(view(domain)));
+        return Ok(Json(view(&mut tx, &s, &scope, domain).await?));
     }
     not_verified_elsewhere(&mut tx, &domain.hostname, scope.env.id).await?;
     let data = EventData::DomainVerified {
         domain_id: domain.id,
     };
     let verified = log::append(&mut tx, Some(scope.org.id), &auth.actor(), data).await?;
-    tx.commit().await?;
-    Ok(Json(view(Domain {
+    let verified = Domain {
         verified_at: Some(verified.at),
         ..domain
-    })))
+    };
+    let answer = view(&mut tx, &s, &scope, verified).await?;
+    tx.commit().await?;
+    Ok(Json(answer))
 }
 
 /// The domain named in the path, spelled as the API stores it (lowercase, no trailing
