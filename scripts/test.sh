@@ -12,6 +12,12 @@ if ! command -v moto_server >/dev/null; then
 fi
 # The dashboard: its build (embedded in the operator the tests run) and its unit tests.
 scripts/build-web.sh test
+# The schema-driven API fuzzer (crates/e2e/tests/api_fuzz.rs), from PyPI.
+if ! command -v schemathesis >/dev/null; then
+  echo "test: installing schemathesis (API fuzzer)"
+  python3 -m pip install --quiet 'schemathesis==4.32.5' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages 'schemathesis==4.32.5'
+fi
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace

@@ -61,7 +61,6 @@ impl AppHealth {
 
 /// An app in the org's list: what its primary env serves and how it is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct AppSummary {
     pub id: Uuid,
     pub name: String,

@@ -48,7 +48,6 @@ pub struct NewBuild {
 
 /// The operator's answer to a node's build report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct BuildReported {
     /// `false`: the report repeated what was known.
     pub changed: bool,
@@ -71,14 +70,19 @@ pub struct Repository {
     pub connected_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRepository {
-    /// `https://…` clone URL.
-    #[schemars(length(min = 1, max = 2048))]
+    /// A clone URL: `https://`, `http://`, `git://` or `ssh://…`, or scp-like
+    /// `user@host:path`; printable ASCII.
+    #[schemars(
+        length(min = 1, max = 500),
+        regex(pattern = "^((https?|git|ssh)://[!-~]+|[!-.0-9;-~]*@[!-.0-9;-~]*:[!-~]+)$")
+    )]
     pub url: String,
+    /// A git branch name (`git check-ref-format` rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 200))]
     pub branch: Option<String>,
     /// An access token for a private repository (sealed at rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,8 +91,7 @@ pub struct ConnectRepository {
 }
 
 /// `GET …/repository`, and `PUT` with the webhook secret (shown once).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RepositoryInfo {
     pub repository: Repository,
     /// Where GitHub delivers pushes: `/api/v1/webhooks/github?hook=<id>`.
@@ -101,7 +104,6 @@ pub struct RepositoryInfo {
 /// The answer to a webhook delivery: 200 when acted on, 202 when ignored (`message`
 /// says why).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DeliveryOutcome {
     pub delivery: String,
     pub accepted: bool,
@@ -114,3 +116,7 @@ page!(
     /// `GET …/envs/{env}/builds`, newest first.
     BuildList, builds, Build
 );
+
+crate::redacted_debug!(RepositoryInfo { repository, webhook_path } hides { secret });
+
+crate::redacted_debug!(ConnectRepository { url, branch } hides { token });

@@ -132,7 +132,6 @@ pub struct LastScaled {
 
 /// How a process of the active deployment is scaled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ProcessScaling {
     pub process: String,
     /// Its autoscale bounds; `null`: scaled by hand.
@@ -142,7 +141,6 @@ pub struct ProcessScaling {
 
 /// `GET …/envs/{env}/status`: what the env serves and runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct EnvStatus {
     pub app: String,
     pub env: String,
@@ -199,7 +197,6 @@ pub struct Scale {
 
 /// What `scale` changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Scaled {
     pub deployment: Deployment,
     pub process: Option<ProcessType>,
@@ -209,7 +206,6 @@ pub struct Scaled {
 
 /// What a deploy or a rollback started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Rollout {
     pub deployment: Deployment,
     pub release: Release,
@@ -225,7 +221,6 @@ pub struct Rollout {
 
 /// What a restart started: a replacement for each running instance of the deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Restarted {
     pub deployment: Deployment,
     pub replacements: Vec<Replacement>,

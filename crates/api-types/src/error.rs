@@ -5,13 +5,11 @@ use serde::{Deserialize, Serialize};
 
 /// `{ "error": { "code", "message", "field"? } }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Machine-readable: `invalid`, `not_found`, `conflict`, `forbidden`, …
     pub code: String,

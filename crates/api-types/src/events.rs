@@ -8,7 +8,6 @@ use uuid::Uuid;
 /// One event. Secret material in its payload (ciphertexts, token hashes) reads
 /// `"withheld"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PublicEvent {
     /// Position in the log: commit order, without gaps.
     pub seq: i64,
@@ -32,7 +31,6 @@ pub struct EventPayload {
 
 /// `GET /api/v1/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct EventPage {
     pub events: Vec<PublicEvent>,
     /// The `after` of the next page: the last event's seq (or the `after` asked, when

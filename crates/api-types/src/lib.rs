@@ -7,6 +7,22 @@
 //! patterns, lengths, ranges) are stated on the fields, so the document says them too.
 //! With the `sqlx` feature, the store decodes its projection rows into the same types.
 
+/// `Debug` for a type that carries a secret: the named fields print as `<redacted>`, so
+/// a logged or panicking value never shows one.
+macro_rules! redacted_debug {
+    ($ty:ident { $($field:ident),* } hides { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &"<redacted>"))*
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
 pub mod apps;
 pub mod builds;
 pub mod deploys;
@@ -33,8 +49,7 @@ pub use orgs::*;
 pub use routing::*;
 pub use secrets::*;
 
-/// What org, app, env and process names match (DNS labels; see `zeitwork_core::name`).
-pub const NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+pub use zeitwork_core::name::NAME_PATTERN;
 /// What a fully qualified hostname matches (lowercase labels, at least two).
 pub const HOSTNAME_PATTERN: &str =
-    "^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]*[a-z0-9])?\\.?$";
+    "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.?$";

@@ -22,7 +22,6 @@ pub struct LogLine {
 
 /// The last lines asked for, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LogTail {
     pub lines: Vec<LogLine>,
 }

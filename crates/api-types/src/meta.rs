@@ -8,7 +8,6 @@ use zeitwork_core::Role;
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Health {
     /// Always `ok` when the operator answers.
     pub status: String,
@@ -28,7 +27,6 @@ pub enum CallerKind {
 
 /// `GET /api/v1/whoami`: the calling credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Whoami {
     pub token_id: Uuid,
     pub caller: CallerKind,
@@ -40,7 +38,7 @@ pub struct Whoami {
 }
 
 /// `POST /api/v1/session`: sign in to the dashboard with an API token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
     /// An API token (`zw_…`); it is not kept, only the session it opens.
@@ -50,8 +48,7 @@ pub struct NewSession {
 
 /// A dashboard session. Its id travels only in an `HttpOnly` cookie; `csrf` must come
 /// back in `X-CSRF-Token` on every request that changes something.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Session {
     pub csrf: String,
     pub expires_at: DateTime<Utc>,
@@ -60,15 +57,13 @@ pub struct Session {
 
 /// Where the platform registry is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RegistryInfo {
     /// `host:port`: the registry part of image references (`<address>/<org>/<app>:tag`).
     pub address: String,
 }
 
 /// The registry token service's answer, as Docker's token spec has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RegistryToken {
     pub token: String,
     /// The same token, for OAuth-minded clients.
@@ -81,8 +76,12 @@ pub struct RegistryToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
-    /// The program and its arguments.
-    #[schemars(length(min = 1, max = 256))]
+    /// The program (not empty) and its arguments: at most 256 of them, no NUL bytes,
+    /// 16 KiB in all (a bound on the sum, which the operator checks).
+    #[schemars(length(min = 1, max = 256), extend(
+        "prefixItems" = [{ "type": "string", "minLength": 1, "maxLength": 16383, "pattern": "^[^\\u0000]*$" }],
+        "items" = { "type": "string", "maxLength": 16383, "pattern": "^[^\\u0000]*$" }
+    ))]
     pub command: Vec<String>,
     /// This instance; absent: one of `process`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,13 +95,12 @@ pub struct ExecRequest {
     pub tty: bool,
     /// `TERM` for a terminal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(regex(pattern = "^[A-Za-z0-9._+-]{1,64}$"))]
     pub term: Option<String>,
 }
 
 /// An exec grant: its token is shown here once and is good for one use within 60 s.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExecGrant {
     pub grant_id: Uuid,
     pub token: String,
@@ -110,3 +108,11 @@ pub struct ExecGrant {
     pub process: String,
     pub expires_at: DateTime<Utc>,
 }
+
+crate::redacted_debug!(ExecGrant { grant_id, instance_id, process, expires_at } hides { token });
+
+crate::redacted_debug!(RegistryToken { expires_in, issued_at } hides { token, access_token });
+
+crate::redacted_debug!(NewSession {  } hides { token });
+
+crate::redacted_debug!(Session { expires_at, whoami } hides { csrf });

@@ -57,13 +57,16 @@ pub struct NewNode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 27), regex(pattern = crate::NAME_PATTERN))]
     pub zone: Option<String>,
-    /// More than 0, at most 4096.
-    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 4096))]
+    /// 0.001 to 4096.
+    #[schemars(range(min = 0.001, max = 4096))]
     pub cpus: f64,
     #[schemars(range(min = 128, max = 16_777_216))]
     pub memory_mb: u64,
+    /// Its IP addresses.
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), extend("items" = {
+        "type": "string", "anyOf": [{ "format": "ipv4" }, { "format": "ipv6" }]
+    }))]
     pub addresses: Vec<String>,
 }
 
@@ -88,7 +91,6 @@ pub struct NewJoinToken {
 
 /// A node after a change of its state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NodeChanged {
     pub node: Node,
     /// How many instances were started elsewhere in place of the node's (a drain).
@@ -97,7 +99,6 @@ pub struct NodeChanged {
 
 /// A node agent's report, taken or ignored as stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Recorded {
     pub recorded: bool,
 }

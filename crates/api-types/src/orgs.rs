@@ -59,8 +59,7 @@ pub struct NewToken {
 }
 
 /// A token just created: its secret is shown here once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CreatedToken {
     pub token: Token,
     /// `zw_…`; `null` when this answer replays an earlier one (the secret is not kept).
@@ -73,22 +72,22 @@ pub struct CreatedToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// `name@example.com`; stored in lowercase.
+    /// `name@example.com` (printable ASCII); stored in lowercase.
     #[schemars(
         length(min = 5, max = 254),
-        regex(pattern = "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$")
+        regex(pattern = "^[!-?A-~]+@[!-?A-~]+\\.[!-?A-~]+$")
     )]
     pub email: String,
     pub role: Role,
 }
 
-/// Whether `email` is what [`NewUser::email`] takes: one `@` with something before it,
-/// and after it a domain with a dot inside; no whitespace; at most 254 characters.
+/// Whether `email` is what [`NewUser::email`] takes: printable ASCII, one `@` with
+/// something before it, and after it a domain with a dot inside; at most 254 characters.
 pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    let bare = |s: &str| !s.is_empty() && !s.contains('@') && !s.contains(char::is_whitespace);
+    let bare = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
     let dotted = domain
         .char_indices()
         .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len());
@@ -105,7 +104,7 @@ mod tests {
             assert!(valid_email(ok), "{ok}");
         }
         for bad in [
-            "", "a@b", "@b.c", "a@.c", "a@b.", " a@b.c", "a b@c.d", "a@b@c.d",
+            "", "a@b", "@b.c", "a@.c", "a@b.", " a@b.c", "a b@c.d", "a@b@c.d", "é@b.c",
         ] {
             assert!(!valid_email(bad), "{bad}");
         }
@@ -128,7 +127,6 @@ pub struct OrgUsage {
 /// An org's quotas: those in force, the org's own settings, the platform's, and what
 /// the org holds against them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct OrgQuotas {
     pub org: String,
     /// In force: `own` where set, else `platform`.
@@ -151,3 +149,5 @@ page!(
     /// `GET /api/v1/orgs/{org}/users`.
     UserList, users, User
 );
+
+crate::redacted_debug!(CreatedToken { token, secret_note } hides { secret });

@@ -18,7 +18,7 @@ pub struct Secret {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetSecret {
     #[schemars(length(max = 65536))]
@@ -54,3 +54,5 @@ page!(
     /// `GET …/envs/{env}/secrets`, by name.
     SecretList, secrets, Secret
 );
+
+crate::redacted_debug!(SetSecret { restart } hides { value });

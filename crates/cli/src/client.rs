@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::{Method, Response, Url};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeitwork_api_types::MAX_LIMIT;
 
 use crate::error::{CliError, Result};
 use crate::sse::{SseEvent, SseParser};
@@ -75,33 +77,79 @@ impl Client {
         url
     }
 
-    pub async fn get(&self, segments: &[String]) -> Result<Value> {
-        self.send(Method::GET, self.url(segments, &[]), None).await
+    /// GETs `segments` and decodes the answer as a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, segments: &[String]) -> Result<T> {
+        self.get_query(segments, &[]).await
     }
 
-    pub async fn get_query(&self, segments: &[String], query: &[(&str, String)]) -> Result<Value> {
-        self.send(Method::GET, self.url(segments, query), None)
+    /// GETs `segments` with query parameters and decodes the answer as a `T`.
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        segments: &[String],
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        self.call(Method::GET, self.url(segments, query), None::<&()>)
             .await
     }
 
-    /// POST with a fresh `Idempotency-Key`, reused if the request has to be retried.
-    pub async fn post(&self, segments: &[String], body: &Value) -> Result<Value> {
-        self.send(Method::POST, self.url(segments, &[]), Some(body))
+    /// Every row of a list: page after page, each asked for after the previous one's
+    /// `next`, until a page has none. The answer is one page holding them all, as
+    /// `--json` prints it.
+    pub async fn list<P: Page>(&self, segments: &[String]) -> Result<P> {
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", MAX_LIMIT.to_string())];
+            query.extend(after.iter().map(|a| ("after", a.clone())));
+            let (mut page, next) = self.get_query::<P>(segments, &query).await?.into_parts();
+            rows.append(&mut page);
+            match next {
+                None => return Ok(P::last(rows)),
+                Some(next) if after.as_deref() == Some(next.as_str()) => {
+                    return Err(CliError::Protocol(format!(
+                        "a page of {} names itself as the next one ({next:?})",
+                        P::ROWS
+                    )));
+                }
+                Some(next) => after = Some(next),
+            }
+        }
+    }
+
+    /// POSTs `body` with a fresh `Idempotency-Key`, reused if the request has to be
+    /// retried, and decodes the answer as a `T`.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[String],
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::POST, self.url(segments, &[]), Some(body))
             .await
     }
 
-    pub async fn put(&self, segments: &[String], body: &Value) -> Result<Value> {
-        self.send(Method::PUT, self.url(segments, &[]), Some(body))
+    /// POSTs an action that takes no body (`{}`: cancel, verify, drain), like [`Client::post`].
+    pub async fn post_empty<T: DeserializeOwned>(&self, segments: &[String]) -> Result<T> {
+        self.post(segments, &NoBody {}).await
+    }
+
+    /// PUTs `body` and decodes the answer as a `T`.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[String],
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::PUT, self.url(segments, &[]), Some(body))
             .await
     }
 
+    /// DELETEs `segments` (the API answers 204, without a body).
     pub async fn delete(&self, segments: &[String]) -> Result<()> {
         self.delete_with(segments, &[]).await
     }
 
     /// `DELETE` with query parameters.
     pub async fn delete_with(&self, segments: &[String], query: &[(&str, String)]) -> Result<()> {
-        self.send(Method::DELETE, self.url(segments, query), None)
+        self.send(Method::DELETE, self.url(segments, query), None::<&()>)
             .await
             .map(drop)
     }
@@ -186,10 +234,28 @@ impl Client {
         }
     }
 
-    /// Sends one request, retrying once when the connection failed. A retry is safe: either
-    /// the request never left (connect error), or it is a POST carrying the same
-    /// `Idempotency-Key`, which the API answers without acting twice.
-    async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Value> {
+    /// Sends one request and decodes its answer as a `T`.
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let what = format!("the answer to {method} {}", url.path());
+        let answer = self.send(method, url, body).await?;
+        decode(&what, &answer)
+    }
+
+    /// Sends one request, retrying once when the connection failed; the body of its
+    /// successful answer. A retry is safe: either the request never left (connect error),
+    /// or it is a POST carrying the same `Idempotency-Key`, which the API answers without
+    /// acting twice.
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>> {
         let key = (method == Method::POST).then(|| uuid::Uuid::now_v7().to_string());
         let mut retried = false;
         loop {
@@ -215,18 +281,14 @@ impl Client {
         }
     }
 
-    async fn answer(&self, response: Response) -> Result<Value> {
+    /// The body of a successful answer; any other status is the error it describes.
+    async fn answer(&self, response: Response) -> Result<Vec<u8>> {
         let status = response.status();
         let body = response.bytes().await.map_err(|e| self.transport(e))?;
         if !status.is_success() {
             return Err(CliError::from_answer(status.as_u16(), &body));
         }
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&body).map_err(|e| {
-            CliError::Protocol(format!("HTTP {status} with a body that is not JSON: {e}"))
-        })
+        Ok(Vec::from(body))
     }
 
     fn transport(&self, e: reqwest::Error) -> CliError {
@@ -243,6 +305,22 @@ impl Client {
         }
     }
 }
+
+/// `{}`: the body of a POST that needs none.
+#[derive(Serialize)]
+struct NoBody {}
+
+/// Decodes `json` (`what` names it, e.g. `the answer to GET /api/v1/whoami`) as a `T`;
+/// anything else is a [`CliError::Protocol`] saying what was expected.
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, json: &[u8]) -> Result<T> {
+    serde_json::from_slice(json).map_err(|e| {
+        let full = std::any::type_name::<T>();
+        let name = full.rsplit("::").next().unwrap_or(full);
+        CliError::Protocol(format!("{what} is not a valid {name}: {e}"))
+    })
+}
+
+pub use zeitwork_api_types::Page;
 
 /// The request went out but the connection died before an answer (reset, closed).
 fn is_dropped(e: &reqwest::Error) -> bool {
@@ -270,7 +348,10 @@ fn root_cause(e: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+    use zeitwork_api_types as api;
 
     fn segs(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| (*s).to_owned()).collect()
@@ -301,8 +382,6 @@ mod tests {
     /// A STAND-IN stream that ends after one event, as a restarting server would.
     #[tokio::test]
     async fn a_broken_stream_resumes_after_the_last_event_seen() {
-        use std::sync::{Arc, Mutex};
-
         use axum::http::HeaderMap;
 
         let asked: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
@@ -344,8 +423,9 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let c = Client::new(&format!("http://127.0.0.1:{port}"), "t").unwrap();
+        let body = api::NewName { name: "a".into() };
         let e = c
-            .post(&segs(&["orgs"]), &serde_json::json!({"name": "a"}))
+            .post::<_, api::Org>(&segs(&["orgs"]), &body)
             .await
             .unwrap_err();
         assert_eq!(
@@ -354,6 +434,83 @@ mod tests {
                 "cannot reach the Zeitwork API at http://127.0.0.1:{port}: connection refused \
                  (is `zeitwork up` running?)"
             )
+        );
+        assert_eq!(e.exit_code(), crate::error::EXIT_FAILURE);
+    }
+
+    /// A STAND-IN server answering `GET /api/v1/orgs` in pages of one org, each page
+    /// after `?after=` the previous org's name; org `loop` names itself as the next page.
+    async fn paging_server(orgs: &'static [&'static str]) -> (Client, Arc<Mutex<Vec<String>>>) {
+        use axum::extract::RawQuery;
+
+        let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = asked.clone();
+        let router = axum::Router::new().route(
+            "/api/v1/orgs",
+            axum::routing::get(move |RawQuery(query): RawQuery| async move {
+                let query = query.unwrap_or_default();
+                log.lock().unwrap().push(query.clone());
+                let after = query.split('&').find_map(|p| p.strip_prefix("after="));
+                let at = after.map_or(0, |a| {
+                    orgs.iter()
+                        .position(|o| *o == a)
+                        .map_or(orgs.len(), |i| i + 1)
+                });
+                let page = &orgs[at.min(orgs.len())..];
+                let rows: Vec<_> = page
+                    .iter()
+                    .take(1)
+                    .map(|name| {
+                        serde_json::json!({
+                            "id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d",
+                            "name": name,
+                            "created_at": "2025-01-02T03:04:05Z",
+                        })
+                    })
+                    .collect();
+                let next = match page {
+                    [one, _, ..] => Some(*one),
+                    ["loop"] => after,
+                    _ => None,
+                };
+                axum::Json(serde_json::json!({ "orgs": rows, "next": next }))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (Client::new(&format!("http://{addr}"), "t").unwrap(), asked)
+    }
+
+    #[tokio::test]
+    async fn lists_follow_next_until_the_last_page() {
+        let (c, asked) = paging_server(&["a", "b", "c"]).await;
+        let all: api::OrgList = c.list(&segs(&["orgs"])).await.unwrap();
+        let names: Vec<&str> = all.orgs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!((names, all.next), (vec!["a", "b", "c"], None));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["limit=500", "limit=500&after=a", "limit=500&after=b"]
+        );
+
+        let (c, _) = paging_server(&["a", "loop"]).await;
+        let e = c.list::<api::OrgList>(&segs(&["orgs"])).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unexpected answer from the API: a page of orgs names itself as the next one (\"a\")"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_of_the_wrong_shape_say_what_was_expected() {
+        let (c, _) = paging_server(&["a"]).await;
+        let e = c.get::<api::Whoami>(&segs(&["orgs"])).await.unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "unexpected answer from the API: the answer to GET /api/v1/orgs is not a valid \
+                 Whoami: "
+            ) && e.to_string().lines().count() == 1,
+            "{e}"
         );
         assert_eq!(e.exit_code(), crate::error::EXIT_FAILURE);
     }

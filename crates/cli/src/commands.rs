@@ -17,10 +17,12 @@ pub mod registry;
 pub mod secrets;
 pub mod session;
 
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use crate::client::Page;
 use crate::context::Ctx;
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::output::{self, Column};
 use crate::{EXIT_CODES_HELP, Global};
 
@@ -186,37 +188,32 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
     }
 }
 
-/// GETs a list answer `{"<key>": [...]}` and prints it as a table (or the JSON).
-pub(crate) async fn list(
+/// Lists every row of the `P` pages at `path` as a table (or, with `--json`, one page
+/// holding them all).
+pub(crate) async fn list<P: Page>(
     ctx: &Ctx,
     path: Vec<String>,
-    key: &str,
-    columns: &[Column],
+    columns: &[Column<P::Row>],
 ) -> Result<()> {
-    let answer = ctx.client()?.get(&path).await?;
+    let page: P = ctx.client()?.list(&path).await?;
     if ctx.json() {
-        return output::emit_json(&answer);
+        return output::emit_json(&page);
     }
-    let items = items(&answer, key)?;
-    if items.is_empty() {
-        output::emit(&format!("no {key}\n"))
+    let (rows, _) = page.into_parts();
+    if rows.is_empty() {
+        output::emit(&format!("no {}\n", P::ROWS))
     } else {
-        output::emit(&output::items_table(columns, items))
+        output::emit(&output::items_table(columns, &rows))
     }
 }
 
-/// The array under `key` of a list answer.
-pub(crate) fn items<'a>(answer: &'a Value, key: &str) -> Result<&'a [Value]> {
-    answer
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .ok_or_else(|| CliError::Protocol(format!("expected a {key:?} list")))
-}
-
-/// GETs one object and prints it as `key: value` lines (or the JSON).
-pub(crate) async fn show(ctx: &Ctx, path: Vec<String>, columns: &[Column]) -> Result<Value> {
-    let answer = ctx.client()?.get(&path).await?;
+/// GETs one `T` and prints it as `key: value` lines (or the JSON).
+pub(crate) async fn show<T: DeserializeOwned + Serialize>(
+    ctx: &Ctx,
+    path: Vec<String>,
+    columns: &[Column<T>],
+) -> Result<T> {
+    let answer: T = ctx.client()?.get(&path).await?;
     if ctx.json() {
         output::emit_json(&answer)?;
     } else {
@@ -227,8 +224,13 @@ pub(crate) async fn show(ctx: &Ctx, path: Vec<String>, columns: &[Column]) -> Re
 
 /// POSTs a create (with an idempotency key) and prints `done` (or the JSON). Returns the
 /// answer for commands that have more to say, like the TXT record of a new domain.
-pub(crate) async fn create(ctx: &Ctx, path: Vec<String>, body: Value, done: &str) -> Result<Value> {
-    let answer = ctx.client()?.post(&path, &body).await?;
+pub(crate) async fn create<B: Serialize, T: DeserializeOwned + Serialize>(
+    ctx: &Ctx,
+    path: Vec<String>,
+    body: &B,
+    done: &str,
+) -> Result<T> {
+    let answer: T = ctx.client()?.post(&path, body).await?;
     if ctx.json() {
         output::emit_json(&answer)?;
     } else {
@@ -245,11 +247,6 @@ pub(crate) async fn remove(ctx: &Ctx, path: Vec<String>, done: &str) -> Result<(
     } else {
         output::emit(&format!("{done}\n"))
     }
-}
-
-/// A string field of an API object, or `-`.
-pub(crate) fn field(value: &Value, key: &str) -> String {
-    output::text(value.get(key).unwrap_or(&Value::Null))
 }
 
 #[cfg(test)]
@@ -431,6 +428,21 @@ mod tests {
             );
         }
         assert!(crate::LONG_ABOUT.ends_with(EXIT_CODES_HELP));
+        let mut help = |path: &[&str]| {
+            let mut cmd = &mut cmd;
+            for name in path {
+                cmd = cmd.find_subcommand_mut(name).unwrap();
+            }
+            cmd.render_help().to_string()
+        };
+        assert!(
+            help(&["tokens", "create"]).contains("[possible values: reader, deployer, admin]"),
+            "--role lists the roles"
+        );
+        assert!(
+            help(&["routes", "add"]).contains("[possible values: http, tls-passthrough, tcp]"),
+            "--mode lists the modes"
+        );
     }
 
     #[tokio::test]

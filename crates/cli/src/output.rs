@@ -1,101 +1,142 @@
 //! Human output (aligned tables, `key: value` blocks) and JSON output. Commands describe
-//! what to show with [`Column`]s over the API's JSON, so every resource renders the same way.
+//! what to show with [`Column`]s over the API's typed answers, each cell rendered by
+//! [`Cell`], so every resource renders the same way.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use serde_json::Value;
+use uuid::Uuid;
+use zeitwork_core::build::BuildState;
+use zeitwork_core::manifest::RouteMode;
+use zeitwork_core::node::{NodeState, ObservedState};
+use zeitwork_core::{DeploymentState, DesiredState, Role};
 
 use crate::error::{CliError, Result};
 
-/// How one JSON field becomes a table cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cell {
-    /// Strings as they are, numbers and booleans printed, null as `-`.
-    Text,
-    /// An RFC 3339 timestamp shortened to `YYYY-MM-DD HH:MM:SS` (UTC).
-    Time,
-    /// A UUID cut to its last 8 hex digits: v7 UUIDs share their leading (time) digits.
-    ShortId,
-    /// Millicpus shown as CPUs (`1500` → `1.5`).
-    Cpus,
+/// How a value reads in a table cell or a `key: value` line: text as it is, numbers
+/// printed, booleans as `yes`/`no`, nothing as `-`, lists joined with commas, timestamps
+/// to the second (UTC), states by their API names.
+pub trait Cell {
+    /// The text shown.
+    fn cell(&self) -> String;
 }
 
-/// One column: its header, the JSON key it reads and how it renders.
-#[derive(Debug, Clone, Copy)]
-pub struct Column {
-    pub header: &'static str,
-    /// A field, or a dotted path into nested objects (`txt_record.value`).
-    pub key: &'static str,
-    pub cell: Cell,
-}
-
-/// A plain column.
-pub const fn col(header: &'static str, key: &'static str) -> Column {
-    Column {
-        header,
-        key,
-        cell: Cell::Text,
+impl Cell for str {
+    fn cell(&self) -> String {
+        self.to_owned()
     }
 }
 
-/// A column with a special rendering.
-pub const fn col_as(header: &'static str, key: &'static str, cell: Cell) -> Column {
-    Column { header, key, cell }
+impl Cell for String {
+    fn cell(&self) -> String {
+        self.clone()
+    }
 }
 
-impl Column {
-    fn render(&self, item: &Value) -> String {
-        let value = self
-            .key
-            .split('.')
-            .try_fold(item, |v, k| v.get(k))
-            .unwrap_or(&Value::Null);
-        match (self.cell, value) {
-            (_, Value::Null) => "-".to_owned(),
-            (Cell::Time, Value::String(s)) => short_time(s),
-            (Cell::ShortId, Value::String(s)) => short_id(s),
-            (Cell::Cpus, Value::Number(n)) => match n.as_f64() {
-                Some(m) => format!("{}", m / 1000.0),
-                None => n.to_string(),
-            },
-            _ => text(value),
+impl Cell for bool {
+    fn cell(&self) -> String {
+        if *self { "yes" } else { "no" }.to_owned()
+    }
+}
+
+impl Cell for Uuid {
+    fn cell(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Cell for DateTime<Utc> {
+    fn cell(&self) -> String {
+        short_time(self)
+    }
+}
+
+impl<T: Cell> Cell for Option<T> {
+    fn cell(&self) -> String {
+        self.as_ref().map_or_else(|| "-".to_owned(), T::cell)
+    }
+}
+
+impl<T: Cell> Cell for [T] {
+    fn cell(&self) -> String {
+        self.iter().map(T::cell).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Numbers as they are printed.
+macro_rules! number_cells {
+    ($($ty:ty),*) => {$(
+        impl Cell for $ty {
+            fn cell(&self) -> String {
+                self.to_string()
+            }
         }
+    )*};
+}
+
+number_cells!(i32, i64, u32, u64);
+
+/// States by the names the API gives them.
+macro_rules! state_cells {
+    ($($ty:ty),*) => {$(
+        impl Cell for $ty {
+            fn cell(&self) -> String {
+                self.as_str().to_owned()
+            }
+        }
+    )*};
+}
+
+state_cells!(
+    Role,
+    DeploymentState,
+    DesiredState,
+    ObservedState,
+    NodeState,
+    BuildState,
+    RouteMode
+);
+
+/// One column of a table of `T`s: its header and how a row reads in it.
+pub struct Column<T> {
+    /// The header, and (lowercased) the key of a `key: value` line.
+    pub header: &'static str,
+    /// The cell of a row.
+    pub cell: fn(&T) -> String,
+}
+
+impl<T> Clone for Column<T> {
+    fn clone(&self) -> Column<T> {
+        *self
     }
 }
 
-/// A scalar as text; arrays joined with commas; objects as compact JSON.
-pub fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        Value::Object(_) => value.to_string(),
-    }
+impl<T> Copy for Column<T> {}
+
+/// A column headed `header` whose cells `cell` reads from a row.
+pub const fn col<T>(header: &'static str, cell: fn(&T) -> String) -> Column<T> {
+    Column { header, cell }
 }
 
-/// `2025-01-02T03:04:05.123456Z` → `2025-01-02 03:04:05`; anything unparsable as is.
-pub fn short_time(s: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|_| s.to_owned())
+/// `2025-01-02 03:04:05` (UTC, to the second).
+pub fn short_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// The last 8 hex digits of a UUID (its random part for v7); other strings unchanged.
-pub fn short_id(s: &str) -> String {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        hex[24..].to_owned()
-    } else {
-        s.to_owned()
-    }
+/// The last 8 hex digits of a UUID (its random part for v7; v7 UUIDs share their
+/// leading, time, digits).
+pub fn short_id(id: &Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex[24..].to_owned()
+}
+
+/// Millicpus as CPUs: `1500` → `1.5`.
+pub fn cpus(millicpus: i32) -> String {
+    (f64::from(millicpus) / 1000.0).to_string()
 }
 
 /// Renders rows under headers, columns separated by two spaces, no trailing blanks.
@@ -127,13 +168,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// A table of API objects, one row each.
-pub fn items_table(columns: &[Column], items: &[Value]) -> String {
+pub fn items_table<T>(columns: &[Column<T>], items: &[T]) -> String {
     let headers: Vec<&str> = columns.iter().map(|c| c.header).collect();
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|item| columns.iter().map(|c| c.render(item)).collect())
-        .collect();
+    let rows: Vec<Vec<String>> = items.iter().map(|item| cells(columns, item)).collect();
     table(&headers, &rows)
+}
+
+/// One row: `item` read by each of `columns`.
+pub fn cells<T>(columns: &[Column<T>], item: &T) -> Vec<String> {
+    columns.iter().map(|c| (c.cell)(item)).collect()
 }
 
 /// Aligned `key: value` lines.
@@ -150,12 +193,12 @@ pub fn pairs(pairs: &[(&str, String)]) -> String {
 }
 
 /// One API object as `key: value` lines, keys being the lowercased column headers.
-pub fn object(columns: &[Column], item: &Value) -> String {
+pub fn object<T>(columns: &[Column<T>], item: &T) -> String {
     let labels: Vec<String> = columns.iter().map(|c| c.header.to_lowercase()).collect();
     let rows: Vec<(&str, String)> = labels
         .iter()
-        .zip(columns)
-        .map(|(l, c)| (l.as_str(), c.render(item)))
+        .map(String::as_str)
+        .zip(cells(columns, item))
         .collect();
     pairs(&rows)
 }
@@ -175,10 +218,19 @@ pub fn emit(text: &str) -> Result<()> {
 }
 
 /// Pretty JSON on stdout, for `--json`.
-pub fn emit_json(value: &Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).expect("JSON values serialize");
-    text.push('\n');
-    emit(&text)
+pub fn emit_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    emit(&format!("{:#}\n", json(value)?))
+}
+
+/// Compact JSON on one line, for `--json` output of one object per line.
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    Ok(json(value)?.to_string())
+}
+
+/// `value` as a JSON value. Printing through it, as before answers were typed, keeps
+/// the text the same: the same keys in the same order.
+fn json<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| CliError::Protocol(format!("printing it as JSON: {e}")))
 }
 
 /// A spinner on stderr while a slow request runs, only when a person is watching.
@@ -197,8 +249,6 @@ pub fn spinner(message: String) -> Option<ProgressBar> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -210,25 +260,45 @@ mod tests {
         assert_eq!(t, "NAME  ID\na     1\nlong\n");
     }
 
+    struct Row {
+        name: &'static str,
+        id: Option<Uuid>,
+        millicpus: i32,
+        created_at: DateTime<Utc>,
+        tags: Vec<String>,
+    }
+
     #[test]
     fn items_render_by_column_kind() {
-        let columns = [
-            col("NAME", "name"),
-            col_as("ID", "id", Cell::ShortId),
-            col_as("CPUS", "millicpus", Cell::Cpus),
-            col_as("CREATED", "created_at", Cell::Time),
-            col("TAGS", "tags"),
+        let columns: [Column<Row>; 5] = [
+            col("NAME", |r| r.name.cell()),
+            col("ID", |r| r.id.as_ref().map(short_id).cell()),
+            col("CPUS", |r| cpus(r.millicpus)),
+            col("CREATED", |r| r.created_at.cell()),
+            col("TAGS", |r| r.tags.cell()),
         ];
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let items = [
-            json!({"name": "web", "id": "01890a5d-ac96-774b-bcce-b302099a8057", "millicpus": 1500,
-                   "created_at": "2025-01-02T03:04:05.123456Z", "tags": ["a", "b"]}),
-            json!({"name": "worker-long", "id": null, "millicpus": 2000, "created_at": "soon"}),
+            Row {
+                name: "web",
+                id: Some("01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap()),
+                millicpus: 1500,
+                created_at: at("2025-01-02T03:04:05.123456Z"),
+                tags: vec!["a".into(), "b".into()],
+            },
+            Row {
+                name: "worker-long",
+                id: None,
+                millicpus: 2000,
+                created_at: at("2025-01-02T03:04:05Z"),
+                tags: vec![],
+            },
         ];
         assert_eq!(
             items_table(&columns, &items),
             "NAME         ID        CPUS  CREATED              TAGS\n\
              web          099a8057  1.5   2025-01-02 03:04:05  a,b\n\
-             worker-long  -         2     soon                 -\n"
+             worker-long  -         2     2025-01-02 03:04:05\n"
         );
         assert_eq!(
             object(&columns[..2], &items[0]),
@@ -237,27 +307,26 @@ mod tests {
     }
 
     #[test]
-    fn dotted_keys_read_nested_fields() {
-        let columns = [col("HOST", "hostname"), col("TXT", "txt_record.value")];
-        let items = [
-            json!({"hostname": "a.test", "txt_record": {"value": "zeitwork-verification=t"}}),
-            json!({"hostname": "b.test", "txt_record": null}),
-            json!({"hostname": "c.test"}),
-        ];
-        assert_eq!(
-            items_table(&columns, &items),
-            "HOST    TXT\n\
-             a.test  zeitwork-verification=t\n\
-             b.test  -\n\
-             c.test  -\n"
-        );
+    fn cells_of_values() {
+        assert_eq!(true.cell(), "yes");
+        assert_eq!(None::<i32>.cell(), "-");
+        assert_eq!(NodeState::Draining.cell(), "draining");
+        assert_eq!(RouteMode::TlsPassthrough.cell(), "tls-passthrough");
     }
 
     #[test]
-    fn text_of_scalars() {
-        assert_eq!(text(&json!(true)), "yes");
-        assert_eq!(text(&json!(3)), "3");
-        assert_eq!(text(&json!({"a": 1})), r#"{"a":1}"#);
-        assert_eq!(short_id("not-a-uuid"), "not-a-uuid");
+    fn json_prints_as_the_raw_answer_did() {
+        #[derive(Serialize)]
+        struct Answer {
+            next: Option<String>,
+            apps: Vec<u32>,
+        }
+        let typed = json_line(&Answer {
+            next: None,
+            apps: vec![1],
+        })
+        .unwrap();
+        let raw: Value = serde_json::from_str(r#"{"next":null,"apps":[1]}"#).unwrap();
+        assert_eq!(typed, raw.to_string());
     }
 }

@@ -3,6 +3,11 @@
 //! line dispatches. Chunks may split lines (and UTF-8 characters) anywhere, so bytes are
 //! buffered until a line is complete. Small enough that no SSE crate is needed.
 
+use serde::de::DeserializeOwned;
+
+use crate::client::decode;
+use crate::error::Result;
+
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -12,6 +17,14 @@ pub struct SseEvent {
     pub event: String,
     /// The `data:` lines joined with `\n`.
     pub data: String,
+}
+
+impl SseEvent {
+    /// Its data decoded as a `T`; anything else is a
+    /// [`CliError::Protocol`](crate::error::CliError::Protocol) saying so.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        decode(&format!("the `{}` event", self.event), self.data.as_bytes())
+    }
 }
 
 /// Incremental parser state.

@@ -30,6 +30,8 @@ pub const HEADER: usize = 9;
 
 /// Longest command line (all arguments together) an exec may run.
 pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
+/// The most words (program and arguments) a command has.
+pub const MAX_ARGS: usize = 256;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +239,12 @@ pub fn check_command(argv: &[String]) -> Result<(), String> {
         None => return Err("the command is empty: name a program to run".into()),
         Some(p) if p.is_empty() => return Err("the program name is empty".into()),
         Some(_) => {}
+    }
+    if argv.len() > MAX_ARGS {
+        return Err(format!(
+            "the command has {} words, at most {MAX_ARGS}",
+            argv.len()
+        ));
     }
     if argv.iter().any(|a| a.contains('\0')) {
         return Err("the command contains a NUL byte".into());

@@ -25,6 +25,9 @@ pub enum NameError {
 #[serde(transparent)]
 pub struct Name(String);
 
+/// What a [`Name`] matches (as a JSON Schema pattern, for the API's document).
+pub const NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+
 /// Longest name we accept for orgs and apps: both appear together in one 63-byte
 /// deployment label, so they must leave room for each other and the nanoid.
 pub const MAX_NAME: usize = 27;

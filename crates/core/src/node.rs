@@ -24,16 +24,31 @@ pub struct JoinToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Enrollment {
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::name::NAME_PATTERN))]
     pub name: String,
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::name::NAME_PATTERN))]
     pub region: String,
     #[serde(default)]
+    #[schemars(length(min = 1, max = 27), regex(pattern = crate::name::NAME_PATTERN))]
     pub zone: Option<String>,
+    /// Thousandths of a CPU, 1 to [`MAX_MILLICPUS`].
+    #[schemars(range(min = 1, max = 4_096_000))]
     pub millicpus: u32,
+    /// 1 to [`MAX_MEMORY_MB`].
+    #[schemars(range(min = 1, max = 16_777_216))]
     pub memory_mb: u64,
     /// Where edges reach this node's instances (the node's own IPs).
     #[serde(default)]
+    #[schemars(length(max = 16), extend("items" = {
+        "type": "string", "anyOf": [{ "format": "ipv4" }, { "format": "ipv6" }]
+    }))]
     pub addresses: Vec<String>,
 }
+
+/// The most CPU a node brings: 4096 cores.
+pub const MAX_MILLICPUS: u32 = 4_096_000;
+/// The most memory a node brings: 16 TiB.
+pub const MAX_MEMORY_MB: u64 = 16 * 1024 * 1024;
 
 /// The answer to an [`Enrollment`]: the credential is shown once, only its hash is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -103,11 +103,17 @@ impl Quotas {
 )]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaOverrides {
+    #[schemars(range(max = 100_000))]
     pub instances: Option<u64>,
+    #[schemars(range(max = 1_073_741_824))]
     pub memory_mb: Option<u64>,
+    #[schemars(range(max = 100_000))]
     pub routes: Option<u64>,
+    #[schemars(range(max = 60_000))]
     pub tcp_routes: Option<u64>,
+    #[schemars(range(max = 100_000))]
     pub domains: Option<u64>,
+    #[schemars(range(max = 1_073_741_824))]
     pub registry_mb: Option<u64>,
 }
 

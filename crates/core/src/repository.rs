@@ -41,7 +41,7 @@ pub enum RepositoryError {
     Scheme,
     #[error("must be at most {0} characters")]
     TooLong(usize),
-    #[error("must not contain whitespace or control characters")]
+    #[error("must be printable ASCII, without whitespace")]
     BadChar,
     #[error("is not a valid git branch name")]
     Branch,
@@ -55,7 +55,7 @@ pub fn check_url(url: &str) -> Result<(), RepositoryError> {
     if url.len() > MAX_URL {
         return Err(RepositoryError::TooLong(MAX_URL));
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(RepositoryError::BadChar);
     }
     let network = ["https://", "http://", "git://", "ssh://"]

@@ -4,7 +4,7 @@
 use schemars::generate::SchemaSettings;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
-use zeitwork_api_types::ErrorBody;
+use zeitwork_api_types::{ErrorBody, HOSTNAME_PATTERN, NAME_PATTERN};
 
 use crate::api::{Content, Endpoint, SchemaFn};
 
@@ -43,6 +43,25 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
     })
 }
 
+/// What a path parameter takes: the rule its handler parses it by. A value outside it
+/// names nothing that exists (404) or is refused (422).
+fn path_parameter(path: &str, name: &str) -> Value {
+    let label =
+        json!({ "type": "string", "minLength": 1, "maxLength": 27, "pattern": NAME_PATTERN });
+    match name {
+        "org" | "app" | "env" => label,
+        "name" if path.contains("/secrets/") => {
+            json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" })
+        }
+        "name" => label,
+        "hostname" => {
+            json!({ "type": "string", "minLength": 3, "maxLength": 254, "pattern": HOSTNAME_PATTERN })
+        }
+        "number" => json!({ "type": "string", "pattern": "^v?[0-9]{1,9}$" }),
+        _ => json!({ "type": "string", "format": "uuid" }),
+    }
+}
+
 fn run(f: SchemaFn, generator: &mut SchemaGenerator) -> Value {
     f(generator).to_value()
 }
@@ -52,7 +71,7 @@ fn operation(e: &Endpoint, generator: &mut SchemaGenerator, error: &Schema) -> V
         .path
         .split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "minLength": 1 } }))
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter(e.path, name) }))
         .collect();
     if let Some(query) = e.query {
         parameters.extend(query_parameters(run(query, generator), generator));
@@ -97,9 +116,14 @@ fn operation(e: &Endpoint, generator: &mut SchemaGenerator, error: &Schema) -> V
         op["security"] = json!([{ "bearer": [] }, { "session": [] }]);
     }
     if let Some(body) = e.body {
+        let schema = run(body, generator);
+        // A body whose fields are all optional may be left out: it reads as `{}`.
+        let required = resolve(&schema, generator)["required"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
         op["requestBody"] = json!({
-            "required": true,
-            "content": { "application/json": { "schema": run(body, generator) } }
+            "required": required,
+            "content": { "application/json": { "schema": schema } }
         });
     }
     op

@@ -1,17 +1,56 @@
 //! Orgs, apps and envs: named containers that are listed, created and deleted alike.
 
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use zeitwork_api_types::{
+    App, AppList, AppSummary, ConnectRepository, Env, EnvList, NewName, Org, OrgList,
+    RepositoryInfo,
+};
 
-use super::{create, field, list, remove, show};
+use super::{create, list, remove, show};
+use crate::client::Page;
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
-use crate::output::{self, Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col};
 
-const NAMED: &[Column] = &[
-    col("NAME", "name"),
-    col_as("CREATED", "created_at", Cell::Time),
-    col("ID", "id"),
-];
+/// What orgs, apps and envs show alike: a name, when it was created, an id.
+trait Named {
+    fn name(&self) -> &str;
+    fn created_at(&self) -> &DateTime<Utc>;
+    fn id(&self) -> &Uuid;
+}
+
+/// Implements [`Named`] for types with those three fields.
+macro_rules! named {
+    ($($ty:ty),*) => {$(
+        impl Named for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn created_at(&self) -> &DateTime<Utc> {
+                &self.created_at
+            }
+
+            fn id(&self) -> &Uuid {
+                &self.id
+            }
+        }
+    )*};
+}
+
+named!(Org, App, AppSummary, Env);
+
+/// The columns of a [`Named`] thing: NAME, CREATED, ID.
+fn named_columns<T: Named>() -> Vec<Column<T>> {
+    vec![
+        col("NAME", |t: &T| t.name().cell()),
+        col("CREATED", |t: &T| t.created_at().cell()),
+        col("ID", |t: &T| t.id().cell()),
+    ]
+}
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum OrgsAction {
@@ -69,28 +108,35 @@ pub enum EnvsAction {
 }
 
 /// The list/create/delete actions shared by all three, after their own parsing.
-enum Named {
+enum NamedAction {
     List,
     Create(String),
     Delete(String),
 }
 
-/// Runs a [`Named`] action on the collection `key` under `scope` (`kind` names one item).
-async fn named(ctx: &Ctx, scope: Scope, key: &str, kind: &str, action: Named) -> Result<()> {
+/// Runs a [`NamedAction`] on the collection `key` under `scope` (`kind` names one item),
+/// listed as `P`s and created as a `C`.
+async fn named<P, C>(
+    ctx: &Ctx,
+    scope: Scope,
+    key: &str,
+    kind: &str,
+    action: NamedAction,
+) -> Result<()>
+where
+    P: Page<Row: Named>,
+    C: DeserializeOwned + Serialize,
+{
     match action {
-        Named::List => list(ctx, ctx.path(scope, &[key])?, key, NAMED).await,
-        Named::Create(name) => {
+        NamedAction::List => list::<P>(ctx, ctx.path(scope, &[key])?, &named_columns()).await,
+        NamedAction::Create(name) => {
             let done = format!("Created {kind} {name}");
-            create(
-                ctx,
-                ctx.path(scope, &[key])?,
-                json!({ "name": name }),
-                &done,
-            )
-            .await
-            .map(drop)
+            let body = NewName { name };
+            create::<_, C>(ctx, ctx.path(scope, &[key])?, &body, &done)
+                .await
+                .map(drop)
         }
-        Named::Delete(name) => {
+        NamedAction::Delete(name) => {
             remove(
                 ctx,
                 ctx.path(scope, &[key, &name])?,
@@ -103,11 +149,11 @@ async fn named(ctx: &Ctx, scope: Scope, key: &str, kind: &str, action: Named) ->
 
 pub async fn orgs(ctx: &Ctx, action: OrgsAction) -> Result<()> {
     let action = match action {
-        OrgsAction::List => Named::List,
-        OrgsAction::Create { name } => Named::Create(name),
-        OrgsAction::Delete { name } => Named::Delete(name),
+        OrgsAction::List => NamedAction::List,
+        OrgsAction::Create { name } => NamedAction::Create(name),
+        OrgsAction::Delete { name } => NamedAction::Delete(name),
     };
-    named(ctx, Scope::Platform, "orgs", "org", action).await
+    named::<OrgList, Org>(ctx, Scope::Platform, "orgs", "org", action).await
 }
 
 pub async fn apps(ctx: &Ctx, action: AppsAction) -> Result<()> {
@@ -115,37 +161,38 @@ pub async fn apps(ctx: &Ctx, action: AppsAction) -> Result<()> {
         AppsAction::Connect(args) => return connect(ctx, args).await,
         AppsAction::Repository => {
             let path = ctx.path(Scope::App, &["repository"])?;
-            let answer = ctx.client()?.get(&path).await?;
-            return print_repository(ctx, &answer, None);
+            let answer: RepositoryInfo = ctx.client()?.get(&path).await?;
+            return print_repository(ctx, &answer);
         }
         AppsAction::Disconnect => {
             let path = ctx.path(Scope::App, &["repository"])?;
             return remove(ctx, path, &format!("Disconnected app {}", ctx.app()?)).await;
         }
-        AppsAction::List => Named::List,
-        AppsAction::Create { name } => Named::Create(name),
-        AppsAction::Delete { name } => Named::Delete(name),
+        AppsAction::List => NamedAction::List,
+        AppsAction::Create { name } => NamedAction::Create(name),
+        AppsAction::Delete { name } => NamedAction::Delete(name),
         AppsAction::Show { name } => {
             let name = match name {
                 Some(name) => name,
                 None => ctx.app()?,
             };
-            let columns = [NAMED, &[col("ORG ID", "org_id")]].concat();
+            let mut columns = named_columns::<App>();
+            columns.push(col("ORG ID", |a| a.org_id.cell()));
             return show(ctx, ctx.path(Scope::Org, &["apps", &name])?, &columns)
                 .await
                 .map(drop);
         }
     };
-    named(ctx, Scope::Org, "apps", "app", action).await
+    named::<AppList, App>(ctx, Scope::Org, "apps", "app", action).await
 }
 
 pub async fn envs(ctx: &Ctx, action: EnvsAction) -> Result<()> {
     let action = match action {
-        EnvsAction::List => Named::List,
-        EnvsAction::Create { name } => Named::Create(name),
-        EnvsAction::Delete { name } => Named::Delete(name),
+        EnvsAction::List => NamedAction::List,
+        EnvsAction::Create { name } => NamedAction::Create(name),
+        EnvsAction::Delete { name } => NamedAction::Delete(name),
     };
-    named(ctx, Scope::App, "envs", "env", action).await
+    named::<EnvList, Env>(ctx, Scope::App, "envs", "env", action).await
 }
 
 async fn connect(ctx: &Ctx, args: ConnectArgs) -> Result<()> {
@@ -158,32 +205,43 @@ async fn connect(ctx: &Ctx, args: ConnectArgs) -> Result<()> {
         ),
         None => None,
     };
-    let body = json!({ "url": args.repo, "branch": args.branch, "token": token });
+    let body = ConnectRepository {
+        url: args.repo,
+        branch: Some(args.branch),
+        token,
+    };
     let path = ctx.path(Scope::App, &["repository"])?;
-    let answer = ctx.client()?.put(&path, &body).await?;
-    let secret = answer["secret"].as_str().unwrap_or_default().to_owned();
-    print_repository(ctx, &answer, Some(&secret))
+    let answer: RepositoryInfo = ctx.client()?.put(&path, &body).await?;
+    print_repository(ctx, &answer)
+}
+
+/// `--json`'s answer about a repository: the API's, with the webhook's whole URL.
+#[derive(Serialize)]
+struct WithWebhookUrl<'a> {
+    #[serde(flatten)]
+    info: &'a RepositoryInfo,
+    webhook_url: String,
 }
 
 /// The connection, the webhook URL to give GitHub (content type `application/json`)
 /// and, just after connecting, its secret.
-fn print_repository(ctx: &Ctx, answer: &Value, secret: Option<&str>) -> Result<()> {
-    let hook = field(&answer["repository"], "hook_id");
+fn print_repository(ctx: &Ctx, info: &RepositoryInfo) -> Result<()> {
+    let hook = info.repository.hook_id.to_string();
     let url = ctx
         .client()?
         .url(&["webhooks".into(), "github".into()], &[("hook", hook)]);
     if ctx.json() {
-        let mut answer = answer.clone();
-        answer["webhook_url"] = json!(url.to_string());
-        return output::emit_json(&answer);
+        return output::emit_json(&WithWebhookUrl {
+            info,
+            webhook_url: url.to_string(),
+        });
     }
-    let r = &answer["repository"];
+    let r = &info.repository;
     let mut text = format!(
         "Repository:  {}\nProduction:  {} (pushes deploy to prod; other branches to previews)\nWebhook URL: {url}\nContent type: application/json\n",
-        field(r, "url"),
-        field(r, "branch"),
+        r.url, r.branch,
     );
-    if let Some(secret) = secret {
+    if let Some(secret) = &info.secret {
         text.push_str(&format!(
             "Secret:      {secret}\n(shown once: give it to the webhook now; `apps connect` again makes a new one)\n"
         ));

@@ -5,14 +5,17 @@
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use zeitwork_api_types::{Build, BuildList, LogLine, LogTail, NewBuild, RegistryInfo};
 use zeitwork_core::Manifest;
-use zeitwork_core::manifest::Build;
+use zeitwork_core::build::BuildState;
+use zeitwork_core::manifest::Build as BuildSettings;
 
-use super::{field, list, show};
+use super::{list, show};
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
-use crate::output::{self, Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col};
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum BuildsAction {
@@ -36,31 +39,51 @@ pub enum BuildsAction {
     },
 }
 
-const BUILDS: &[Column] = &[
-    col_as("ID", "id", Cell::ShortId),
-    col("STATE", "state"),
-    col("IMAGE", "image"),
-    col_as("CREATED", "created_at", Cell::Time),
+const BUILDS: &[Column<Build>] = &[
+    col("ID", |b| output::short_id(&b.id)),
+    col("STATE", |b| b.state.cell()),
+    col("IMAGE", |b| b.image.cell()),
+    col("CREATED", |b| b.created_at.cell()),
 ];
+
+/// How a build ended: the `end` event of its followed output, or the build itself.
+#[derive(Debug, Deserialize)]
+struct Ended {
+    state: BuildState,
+    reason: Option<String>,
+    image: Option<String>,
+}
+
+impl From<&Build> for Ended {
+    fn from(build: &Build) -> Ended {
+        Ended {
+            state: build.state,
+            reason: build.reason.clone(),
+            image: build.image.clone(),
+        }
+    }
+}
 
 pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
     match action {
-        BuildsAction::List => list(ctx, ctx.path(Scope::Env, &["builds"])?, "builds", BUILDS).await,
+        BuildsAction::List => {
+            list::<BuildList>(ctx, ctx.path(Scope::Env, &["builds"])?, BUILDS).await
+        }
         BuildsAction::Show { id } => {
             let columns = [
                 BUILDS,
                 &[
-                    col("SOURCE", "source"),
-                    col("REASON", "reason"),
-                    col("NODE", "node_id"),
-                    col_as("UPDATED", "updated_at", Cell::Time),
+                    col("SOURCE", |b: &Build| b.source.cell()),
+                    col("REASON", |b: &Build| b.reason.cell()),
+                    col("NODE", |b: &Build| b.node_id.cell()),
+                    col("UPDATED", |b: &Build| b.updated_at.cell()),
                 ],
             ]
             .concat();
             let answer = show(ctx, ctx.path(Scope::Env, &["builds", &id])?, &columns).await?;
             if !ctx.json() {
-                for line in answer["log"].as_array().into_iter().flatten() {
-                    println!("  {}", output::text(line));
+                for line in &answer.log {
+                    println!("  {line}");
                 }
             }
             Ok(())
@@ -68,14 +91,14 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
         BuildsAction::Logs { id, follow, tail } => {
             let path = ctx.path(Scope::Env, &["builds", &id, "logs"])?;
             if !follow {
-                let answer = ctx
+                let answer: LogTail = ctx
                     .client()?
                     .get_query(&path, &[("tail", tail.to_string())])
                     .await?;
-                let text: String = super::items(&answer, "lines")?
-                    .iter()
-                    .map(|l| render(ctx, l) + "\n")
-                    .collect();
+                let mut text = String::new();
+                for line in &answer.lines {
+                    text += &(render(ctx, line)? + "\n");
+                }
                 return output::emit(&text);
             }
             let (end, _) = tokio::select! {
@@ -86,7 +109,7 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
         }
         BuildsAction::Cancel { id } => {
             let path = ctx.path(Scope::Env, &["builds", &id, "cancel"])?;
-            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            let answer: Build = ctx.client()?.post_empty(&path).await?;
             if ctx.json() {
                 return output::emit_json(&answer);
             }
@@ -96,40 +119,34 @@ pub async fn builds(ctx: &Ctx, action: BuildsAction) -> Result<()> {
 }
 
 /// Follows a build's output until it ends, each line printed to stderr (or, with
-/// `lines_as_json` and `--json`, as a JSON object to stdout); the `end` event (state,
-/// reason and image) and how many lines were shown.
+/// `lines_as_json` and `--json`, as a JSON object to stdout); how it ended and how many
+/// lines were shown.
 async fn follow_output(
     ctx: &Ctx,
     path: &[String],
     tail: u32,
     lines_as_json: bool,
-) -> Result<(Value, usize)> {
+) -> Result<(Ended, usize)> {
     let client = ctx.client()?;
     let url = client.url(path, &[("tail", tail.to_string()), ("follow", "1".into())]);
     let mut end = None;
     let mut shown = 0;
     client
-        .follow(url, "build output", |event| {
-            let data = || -> Result<Value> {
-                serde_json::from_str(&event.data)
-                    .map_err(|e| CliError::Protocol(format!("a build event that is not JSON: {e}")))
-            };
-            match event.event.as_str() {
-                "log" => {
-                    let line = data()?;
-                    shown += 1;
-                    match lines_as_json && ctx.json() {
-                        true => output::emit(&(line.to_string() + "\n"))?,
-                        false => eprintln!("  | {}", field(&line, "line")),
-                    }
-                    Ok(true)
+        .follow(url, "build output", |event| match event.event.as_str() {
+            "log" => {
+                let line: LogLine = event.decode()?;
+                shown += 1;
+                match lines_as_json && ctx.json() {
+                    true => output::emit(&(output::json_line(&line)? + "\n"))?,
+                    false => eprintln!("  | {}", line.line),
                 }
-                "end" => {
-                    end = Some(data()?);
-                    Ok(false)
-                }
-                _ => Ok(true),
+                Ok(true)
             }
+            "end" => {
+                end = Some(event.decode()?);
+                Ok(false)
+            }
+            _ => Ok(true),
         })
         .await?;
     let end =
@@ -138,26 +155,32 @@ async fn follow_output(
 }
 
 /// How a followed build ended: an error (exit code ≠ 0) unless it succeeded.
-fn ended(ctx: &Ctx, id: &str, end: &Value) -> Result<()> {
-    let state = field(end, "state");
-    if state != "succeeded" {
+fn ended(ctx: &Ctx, id: &str, end: &Ended) -> Result<()> {
+    if end.state != BuildState::Succeeded {
         return Err(CliError::Usage(format!(
-            "build {id} {state}: {}",
-            field(end, "reason")
+            "build {id} {}: {}",
+            end.state.cell(),
+            end.reason.cell()
         )));
     }
     if !ctx.json() {
-        eprintln!("build {id} succeeded: {}", field(end, "image"));
+        eprintln!("build {id} succeeded: {}", end.image.cell());
     }
     Ok(())
 }
 
 /// One line of a build's output: `TIMESTAMP | line`, or its JSON with `--json`.
-fn render(ctx: &Ctx, line: &Value) -> String {
+fn render(ctx: &Ctx, line: &LogLine) -> Result<String> {
     match ctx.json() {
-        true => line.to_string(),
-        false => format!("{} | {}", field(line, "at"), field(line, "line")),
+        true => output::json_line(line),
+        false => Ok(text(line)),
     }
+}
+
+/// `TIMESTAMP | line`, the timestamp as the API writes it.
+fn text(line: &LogLine) -> String {
+    let at = line.at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    format!("{at} | {}", line.line)
 }
 
 /// Builds the directory `root` (with `manifest` and its text, if any) for `app` and
@@ -167,7 +190,7 @@ pub async fn build_and_deploy(
     app: &str,
     root: &Path,
     manifest: Option<&(Manifest, String)>,
-) -> Result<Value> {
+) -> Result<Build> {
     let build = manifest
         .and_then(|(m, _)| m.build.clone())
         .unwrap_or_default();
@@ -180,15 +203,12 @@ pub async fn build_and_deploy(
         )));
     }
     let client = ctx.client()?;
-    let registry = field(
-        &client
-            .get(&ctx.path(Scope::Platform, &["registry"])?)
-            .await?,
-        "address",
-    );
+    let registry: RegistryInfo = client
+        .get(&ctx.path(Scope::Platform, &["registry"])?)
+        .await?;
     let org = ctx.org()?.to_owned();
     let spinner = output::spinner(format!("Uploading {}", context.display()));
-    let source = push_source(ctx, &registry, &org, app, &context, &build).await;
+    let source = push_source(ctx, &registry.address, &org, app, &context, &build).await;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -198,34 +218,34 @@ pub async fn build_and_deploy(
         staged.files,
         staged.bytes.div_ceil(1024)
     );
-    let mut body = json!({ "source": source });
-    if let Some((_, text)) = manifest {
-        body["manifest"] = Value::String(text.clone());
-    }
+    let body = NewBuild {
+        source,
+        manifest: manifest.map(|(_, text)| text.clone()),
+    };
     let builds = ctx.path_for_app(Scope::Env, Some(app), &["builds"])?;
-    let queued = client.post(&builds, &body).await?;
-    let id = field(&queued, "id");
+    let queued: Build = client.post(&builds, &body).await?;
+    let id = queued.id.to_string();
     let mut path = builds.clone();
     path.push(id.clone());
-    if field(&queued, "state") != "succeeded" {
+    if queued.state != BuildState::Succeeded {
         eprintln!(
             "build {id} queued on node {}; its output follows (Ctrl-C detaches, `zeitwork builds cancel {id}` cancels)",
-            field(&queued, "node_id")
+            queued.node_id
         );
         let mut logs = path.clone();
         logs.push("logs".into());
         // With --json, stdout holds the final object only; the output goes to stderr.
         let (end, shown) = follow_output(ctx, &logs, 0, false).await?;
-        if field(&end, "state") != "succeeded" && shown == 0 {
+        if end.state != BuildState::Succeeded && shown == 0 {
             // Nothing streamed (it failed before its VM printed): the kept last lines.
-            let done = client.get(&path).await?;
-            for line in done["log"].as_array().into_iter().flatten() {
-                eprintln!("  | {}", output::text(line));
+            let done: Build = client.get(&path).await?;
+            for line in &done.log {
+                eprintln!("  | {line}");
             }
         }
     }
-    let done = client.get(&path).await?;
-    ended(ctx, &id, &done)?;
+    let done: Build = client.get(&path).await?;
+    ended(ctx, &id, &Ended::from(&done))?;
     Ok(done)
 }
 
@@ -237,7 +257,7 @@ async fn push_source(
     org: &str,
     app: &str,
     context: &Path,
-    build: &Build,
+    build: &BuildSettings,
 ) -> Result<(String, zeitwork_image::Staged)> {
     let token = ctx.settings.token.as_deref().ok_or(CliError::NotLoggedIn)?;
     let staging = tempfile::tempdir().map_err(CliError::io("staging the context"))?;
@@ -246,7 +266,7 @@ async fn push_source(
         staging.path().join("context"),
         build.dockerfile.clone(),
     );
-    let limit = Build::context_limit(build.disk_mb);
+    let limit = BuildSettings::context_limit(build.disk_mb);
     let staged = tokio::task::spawn_blocking(move || {
         zeitwork_image::stage_context(&from, &to, &dockerfile, limit)
     })
@@ -270,4 +290,24 @@ async fn push_source(
     .await
     .map_err(|e| CliError::Usage(e.to_string()))?;
     Ok((format!("{name}@{digest}"), staged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_show_their_time_as_the_api_wrote_it() {
+        for at in [
+            "2025-03-04T05:06:07Z",
+            "2025-03-04T05:06:07.120Z",
+            "2025-03-04T05:06:07.123456Z",
+        ] {
+            let line: LogLine = serde_json::from_value(serde_json::json!({
+                "id": 1, "process": "build", "at": at, "line": "STEP 1/2"
+            }))
+            .unwrap();
+            assert_eq!(text(&line), format!("{at} | STEP 1/2"));
+        }
+    }
 }

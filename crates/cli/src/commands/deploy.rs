@@ -4,15 +4,21 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use zeitwork_api_types::{
+    Build, Deployment, EnvStatus, Instance, NewDeployment, ProcessScaling, Release,
+    ReleaseDeployed, ReleaseList, Restart, Restarted, Rollback, Rollout, Scale, Scaled,
+};
 use zeitwork_core::image::ImageRefError;
-use zeitwork_core::{ImageRef, Manifest};
+use zeitwork_core::node::ObservedState;
+use zeitwork_core::{DeploymentState, DesiredState, ImageRef, Manifest};
 
-use super::{field, items, show};
-use crate::client::SLOW_TIMEOUT;
+use super::show;
+use crate::client::{Page, SLOW_TIMEOUT};
 use crate::context::{Ctx, MANIFEST, Scope};
 use crate::error::{CliError, Result};
-use crate::output::{self, Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col};
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -84,21 +90,21 @@ pub enum ReleasesAction {
     Show { number: u64 },
 }
 
-const RELEASES: &[Column] = &[
-    col("RELEASE", "number"),
-    col("IMAGE", "image"),
-    col_as("CREATED", "created_at", Cell::Time),
+const RELEASES: &[Column<Release>] = &[
+    col("RELEASE", |r| r.number.cell()),
+    col("IMAGE", |r| r.image.cell()),
+    col("CREATED", |r| r.created_at.cell()),
 ];
 
-const INSTANCES: &[Column] = &[
-    col_as("ID", "id", Cell::ShortId),
-    col("PROCESS", "process"),
-    col_as("NODE", "node_id", Cell::ShortId),
-    col("DESIRED", "desired_state"),
-    col("OBSERVED", "observed_state"),
-    col("ADDRESS", "address"),
-    col("RESTARTS", "restarts"),
-    col("REASON", "reason"),
+const INSTANCES: &[Column<Instance>] = &[
+    col("ID", |i| output::short_id(&i.id)),
+    col("PROCESS", |i| i.process.cell()),
+    col("NODE", |i| i.node_id.as_ref().map(output::short_id).cell()),
+    col("DESIRED", |i| i.desired_state.cell()),
+    col("OBSERVED", |i| i.observed_state.cell()),
+    col("ADDRESS", |i| i.address.cell()),
+    col("RESTARTS", |i| i.restarts.cell()),
+    col("REASON", |i| i.reason.cell()),
 ];
 
 /// Validates the manifest locally first (the same strict parser as the API), so a typo
@@ -125,12 +131,12 @@ pub async fn deploy(ctx: &Ctx, args: DeployArgs) -> Result<()> {
         Err(e) => return Err(CliError::Usage(e.to_string())),
     };
     let url = ctx.path_for_app(Scope::Env, app.as_deref(), &["deployments"])?;
-    let mut body = json!({ "image": image });
-    if let Some((_, text)) = manifest {
-        body["manifest"] = Value::String(text);
-    }
     let client = ctx.client()?.with_timeout(SLOW_TIMEOUT);
     let spinner = output::spinner(format!("Deploying {image} to {}", ctx.global.env));
+    let body = NewDeployment {
+        image,
+        manifest: manifest.map(|(_, text)| text),
+    };
     let answer = client.post(&url, &body).await;
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
@@ -143,16 +149,25 @@ const ROLLOUT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// After a build succeeded: its image rolls out; shows each instance of the new
 /// deployment as it boots and turns healthy, until all of them are, then where it serves.
-async fn built(ctx: &Ctx, app: &str, build: &Value) -> Result<()> {
+async fn built(ctx: &Ctx, app: &str, build: &Build) -> Result<()> {
+    /// `--json`'s answer: the build and the env's status once its rollout is healthy.
+    #[derive(Serialize)]
+    struct Built<'a> {
+        build: &'a Build,
+        status: &'a EnvStatus,
+    }
     let path = ctx.path_for_app(Scope::Env, Some(app), &["status"])?;
     let status = watch_rollout(ctx, &path).await?;
     if ctx.json() {
-        return output::emit_json(&json!({ "build": build, "status": status }));
+        return output::emit_json(&Built {
+            build,
+            status: &status,
+        });
     }
     let text = output::pairs(&[
-        ("build", field(build, "id")),
-        ("image", field(build, "image")),
-        ("url", field(&status, "url")),
+        ("build", build.id.cell()),
+        ("image", build.image.cell()),
+        ("url", status.url.cell()),
     ]);
     output::emit(&format!(
         "Built and deployed {app} in env {}\n{text}",
@@ -190,30 +205,29 @@ fn read_manifest(path: &Path) -> Result<(Manifest, String)> {
 }
 
 pub async fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
-    let body = match args.release {
-        Some(n) => json!({ "release": n }),
-        None => json!({}),
-    };
+    let release = args
+        .release
+        .map(|n| i32::try_from(n).map_err(|_| CliError::Usage(format!("there is no release {n}"))))
+        .transpose()?;
     let path = ctx.path(Scope::Env, &["rollback"])?;
     let answer = ctx
         .client()?
         .with_timeout(SLOW_TIMEOUT)
-        .post(&path, &body)
+        .post(&path, &Rollback { release })
         .await?;
     rolled_out(ctx, &ctx.app()?, &answer, "Rolled back")
 }
 
 pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<()> {
-    let body = match args.process {
-        Some(p) => json!({ "process": p }),
-        None => json!({}),
+    let body = Restart {
+        process: args.process,
     };
     let path = ctx.path(Scope::Env, &["restart"])?;
-    let answer = ctx.client()?.post(&path, &body).await?;
+    let answer: Restarted = ctx.client()?.post(&path, &body).await?;
     if ctx.json() {
         return output::emit_json(&answer);
     }
-    let n = answer["replacements"].as_array().map_or(0, Vec::len);
+    let n = answer.replacements.len();
     output::emit(&format!(
         "Restarting {n} instance(s) of {} in env {}: each old one stops once its replacement is healthy (`zeitwork status`)\n",
         ctx.app()?,
@@ -221,42 +235,26 @@ pub async fn restart(ctx: &Ctx, args: RestartArgs) -> Result<()> {
     ))
 }
 
-/// Prints a deploy/rollback answer `{"deployment","release","url","instances","warnings"}`;
-/// warnings go to stderr, one line each, in both output modes.
-fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
-    for warning in answer
-        .get("warnings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+/// Prints what a deploy or a rollback started; warnings go to stderr, one line each, in
+/// both output modes.
+fn rolled_out(ctx: &Ctx, app: &str, rollout: &Rollout, verb: &str) -> Result<()> {
+    for warning in &rollout.warnings {
         eprintln!("warning: {warning}");
     }
     if ctx.json() {
-        return output::emit_json(answer);
+        return output::emit_json(rollout);
     }
-    let deployment = answer.get("deployment").unwrap_or(&Value::Null);
-    let instances = match answer.get("instances") {
-        Some(Value::Array(list)) => list.len().to_string(),
-        Some(other) => output::text(other),
-        None => "-".into(),
-    };
-    let how = match answer.get("instant") {
-        Some(Value::Bool(true)) => " instantly: its instances were on standby, none booted",
-        _ => "",
+    let how = match rollout.instant {
+        true => " instantly: its instances were on standby, none booted",
+        false => "",
     };
     let head = format!("{verb} {app} in env {}{how}\n", ctx.global.env);
-    let image = match answer.get("release") {
-        Some(release @ Value::Object(_)) => field(release, "image"),
-        _ => "-".into(),
-    };
     let body = output::pairs(&[
-        ("release", release_number(answer.get("release"))),
-        ("image", image),
-        ("deployment", field(deployment, "slug")),
-        ("url", field(answer, "url")),
-        ("instances", instances),
+        ("release", rollout.release.number.cell()),
+        ("image", rollout.release.image.cell()),
+        ("deployment", rollout.deployment.slug.cell()),
+        ("url", rollout.url.cell()),
+        ("instances", rollout.instances.len().to_string()),
     ]);
     output::emit(&format!("{head}{body}"))
 }
@@ -264,41 +262,37 @@ fn rolled_out(ctx: &Ctx, app: &str, answer: &Value, verb: &str) -> Result<()> {
 /// Polls the env's status until every instance of its active deployment is healthy,
 /// printing each instance's changes to stderr (stdout stays for the result, `--json`'s
 /// one object included); the last status.
-async fn watch_rollout(ctx: &Ctx, path: &[String]) -> Result<Value> {
+async fn watch_rollout(ctx: &Ctx, path: &[String]) -> Result<EnvStatus> {
     let client = ctx.client()?;
     let deadline = tokio::time::Instant::now() + ROLLOUT_WAIT;
     let mut seen = std::collections::BTreeMap::new();
     loop {
-        let status = client.get(path).await?;
-        let deployment = field(&status["deployment"], "id");
-        let new: Vec<&Value> = status["instances"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|i| {
-                field(i, "deployment_id") == deployment && field(i, "desired_state") == "running"
-            })
+        let status: EnvStatus = client.get(path).await?;
+        let active = status.deployment.as_ref().map(|d| d.id);
+        let new: Vec<&Instance> = status
+            .instances
+            .iter()
+            .filter(|i| Some(i.deployment_id) == active && i.desired_state == DesiredState::Running)
             .collect();
         for i in &new {
-            let (id, state) = (field(i, "id"), field(i, "observed_state"));
-            if seen.get(&id) != Some(&state) {
+            if seen.get(&i.id) != Some(&i.observed_state) {
                 eprintln!(
-                    "instance {} ({}): {state}",
-                    output::short_id(&id),
-                    field(i, "process")
+                    "instance {} ({}): {}",
+                    output::short_id(&i.id),
+                    i.process,
+                    i.observed_state.cell()
                 );
-                seen.insert(id, state);
+                seen.insert(i.id, i.observed_state);
             }
         }
-        let wanted: u64 = status["processes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["instances"].as_u64())
+        let wanted: u64 = status
+            .processes
+            .iter()
+            .filter_map(|p| u64::try_from(p.instances).ok())
             .sum();
         let healthy = new
             .iter()
-            .filter(|i| field(i, "observed_state") == "healthy");
+            .filter(|i| i.observed_state == ObservedState::Healthy);
         if healthy.count() as u64 >= wanted && new.len() as u64 >= wanted {
             return Ok(status);
         }
@@ -312,38 +306,25 @@ async fn watch_rollout(ctx: &Ctx, path: &[String]) -> Result<Value> {
     }
 }
 
-/// A release given as a Release object or as its bare number.
-fn release_number(release: Option<&Value>) -> String {
-    match release {
-        Some(object @ Value::Object(_)) => field(object, "number"),
-        Some(other) => output::text(other),
-        None => "-".into(),
-    }
-}
-
 pub async fn status(ctx: &Ctx) -> Result<()> {
-    let answer = ctx
+    let status: EnvStatus = ctx
         .client()?
         .get(&ctx.path(Scope::Env, &["status"])?)
         .await?;
     if ctx.json() {
-        return output::emit_json(&answer);
+        return output::emit_json(&status);
     }
-    let processes: Vec<String> = answer
-        .get("processes")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .map(|p| format!("{}={}", field(p, "name"), field(p, "instances")))
-                .collect()
-        })
-        .unwrap_or_default();
+    let processes: Vec<String> = status
+        .processes
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.instances))
+        .collect();
     let mut text = output::pairs(&[
-        ("app", field(&answer, "app")),
-        ("env", field(&answer, "env")),
-        ("url", field(&answer, "url")),
-        ("release", release_number(answer.get("release"))),
-        ("standby", standby(&answer["standby"])),
+        ("app", status.app.cell()),
+        ("env", status.env.cell()),
+        ("url", status.url.cell()),
+        ("release", status.release.as_ref().map(|r| r.number).cell()),
+        ("standby", standby(status.standby.as_ref())),
         (
             "processes",
             if processes.is_empty() {
@@ -353,67 +334,61 @@ pub async fn status(ctx: &Ctx) -> Result<()> {
             },
         ),
     ]);
-    for line in scaling(&answer) {
+    for line in scaling(&status.scaling) {
         text.push_str(&line);
         text.push('\n');
     }
-    let instances = items(&answer, "instances")?;
     text.push('\n');
-    if instances.is_empty() {
+    if status.instances.is_empty() {
         text.push_str("no instances\n");
     } else {
-        text.push_str(&output::items_table(INSTANCES, instances));
+        text.push_str(&output::items_table(INSTANCES, &status.instances));
     }
     output::emit(&text)
 }
 
 /// One line per process that autoscales or was scaled: its bounds and target, and the
 /// last change of its count with who made it and why.
-fn scaling(status: &Value) -> Vec<String> {
-    let Some(processes) = status.get("scaling").and_then(Value::as_array) else {
-        return Vec::new();
-    };
+fn scaling(processes: &[ProcessScaling]) -> Vec<String> {
     processes
         .iter()
         .filter_map(|p| {
-            let name = field(p, "process");
-            let a = &p["autoscale"];
-            let bounds = a.is_object().then(|| {
+            let bounds = p.autoscale.as_ref().map(|a| {
                 let mut targets = Vec::new();
-                if let Some(t) = a["target_concurrency"].as_u64() {
+                if let Some(t) = a.target_concurrency {
                     targets.push(format!("{t} requests in flight"));
                 }
-                if let Some(t) = a["target_cpu"].as_u64() {
+                if let Some(t) = a.target_cpu {
                     targets.push(format!("{t}% CPU"));
                 }
                 // Without a timeout of its own, the default.
                 let default = zeitwork_core::manifest::autoscale::DEFAULT_IDLE_TIMEOUT;
-                let idle = match (a["min"].as_u64(), a["idle_timeout"].as_str()) {
-                    (Some(0), Some(t)) => format!(", to zero after {t} idle"),
-                    (Some(0), None) => format!(", to zero after {default} idle"),
+                let idle = match a.min {
+                    0 => format!(", to zero after {} idle", a.idle_timeout.unwrap_or(default)),
                     _ => String::new(),
                 };
                 format!(
                     "autoscales {}–{} per region at {} per instance, down after {}{idle}",
-                    field(a, "min"),
-                    field(a, "max"),
+                    a.min,
+                    a.max,
                     targets.join(" and "),
-                    field(a, "scale_down_window")
+                    a.scale_down_window
                 )
             });
-            let last = &p["last"];
-            let change = last.is_object().then(|| {
-                let why = last["reason"]
-                    .as_str()
+            let change = p.last.as_ref().map(|last| {
+                let why = last
+                    .reason
+                    .as_ref()
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default();
                 format!(
                     "scaled to {} at {} by {}{why}",
-                    field(last, "instances"),
-                    output::short_time(last["at"].as_str().unwrap_or("-")),
-                    field(last, "actor")
+                    last.instances,
+                    output::short_time(&last.at),
+                    last.actor
                 )
             });
+            let name = &p.process;
             match (bounds, change) {
                 (None, None) => None,
                 (Some(b), None) => Some(format!("{name}: {b}")),
@@ -425,13 +400,13 @@ fn scaling(status: &Value) -> Vec<String> {
 }
 
 /// The env's standby deployment as `release 3 (deployment abc1234) until …`; `-` for none.
-fn standby(deployment: &Value) -> String {
-    match deployment["standby_until"].as_str() {
-        Some(until) => format!(
+fn standby(deployment: Option<&Deployment>) -> String {
+    match deployment.and_then(|d| Some((d, d.standby_until?))) {
+        Some((d, until)) => format!(
             "release {} (deployment {}) until {}; `rollback` returns to it instantly",
-            field(deployment, "release_number"),
-            field(deployment, "slug"),
-            output::short_time(until)
+            d.release_number,
+            d.slug,
+            output::short_time(&until)
         ),
         None => "-".into(),
     }
@@ -440,34 +415,39 @@ fn standby(deployment: &Value) -> String {
 pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {
     match action {
         ReleasesAction::List => {
-            let answer = ctx
+            let page: ReleaseList = ctx
                 .client()?
-                .get(&ctx.path(Scope::App, &["releases"])?)
+                .list(&ctx.path(Scope::App, &["releases"])?)
                 .await?;
             if ctx.json() {
-                return output::emit_json(&answer);
+                return output::emit_json(&page);
             }
-            let releases: Vec<Value> = items(&answer, "releases")?
-                .iter()
-                .map(|r| {
-                    let mut r = r.clone();
-                    r["deployed_in"] = Value::from(deployed_in(&r));
-                    r
-                })
-                .collect();
+            let (releases, _) = page.into_parts();
             if releases.is_empty() {
                 return output::emit("no releases\n");
             }
-            let columns = [RELEASES, &[col("DEPLOYED", "deployed_in")]].concat();
-            output::emit(&output::items_table(&columns, &releases))
+            let headers: Vec<&str> = RELEASES
+                .iter()
+                .map(|c| c.header)
+                .chain(["DEPLOYED"])
+                .collect();
+            let rows: Vec<Vec<String>> = releases
+                .iter()
+                .map(|r| {
+                    let mut row = output::cells(RELEASES, &r.release);
+                    row.push(deployed_in(&r.deployed));
+                    row
+                })
+                .collect();
+            output::emit(&output::table(&headers, &rows))
         }
         ReleasesAction::Show { number } => {
             let path = ctx.path(Scope::App, &["releases", &number.to_string()])?;
             let columns = [
                 RELEASES,
                 &[
-                    col("DIGEST", "digest"),
-                    col("MANIFEST HASH", "manifest_hash"),
+                    col("DIGEST", |r: &Release| r.digest.cell()),
+                    col("MANIFEST HASH", |r: &Release| r.manifest_hash.cell()),
                 ],
             ]
             .concat();
@@ -475,10 +455,11 @@ pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {
             if ctx.json() {
                 return Ok(());
             }
-            let manifest = match release.get("manifest") {
-                Some(Value::String(text)) => text.clone(),
-                Some(Value::Null) | None => return Ok(()),
-                Some(other) => serde_json::to_string_pretty(other).unwrap_or_default(),
+            // The manifest as the operator read it: any JSON document.
+            let manifest = match &release.manifest {
+                Value::String(text) => text.clone(),
+                Value::Null => return Ok(()),
+                other => format!("{other:#}"),
             };
             output::emit(&format!("\nmanifest:\n{}\n", manifest.trim_end()))
         }
@@ -487,19 +468,14 @@ pub async fn releases(ctx: &Ctx, action: ReleasesAction) -> Result<()> {
 
 /// Where a listed release runs: `prod`, or `prod (standby until 2026-12-07 13:20:00)`
 /// for the deployment a rollback switches back to without booting; `-` for none.
-fn deployed_in(release: &Value) -> String {
-    let envs: Vec<String> = release["deployed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let env = field(d, "env");
-            match d["standby_until"].as_str() {
-                Some(until) if d["state"] == "standby" => {
-                    format!("{env} (standby until {})", output::short_time(until))
-                }
-                _ => env,
+fn deployed_in(deployed: &[ReleaseDeployed]) -> String {
+    let envs: Vec<String> = deployed
+        .iter()
+        .map(|d| match d.standby_until {
+            Some(until) if d.state == DeploymentState::Standby => {
+                format!("{} (standby until {})", d.env, output::short_time(&until))
             }
+            _ => d.env.clone(),
         })
         .collect();
     if envs.is_empty() {
@@ -514,14 +490,17 @@ pub async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
     let client = ctx.client()?;
     let path = ctx.path(Scope::Env, &["scale"])?;
     for target in args.counts {
-        let body = json!({ "process": target.process, "instances": target.instances });
-        let answer = client.post(&path, &body).await?;
+        let n = target.instances;
+        let body = Scale {
+            process: target.process,
+            instances: n,
+        };
+        let answer: Scaled = client.post(&path, &body).await?;
         if ctx.json() {
-            output::emit(&format!("{answer}\n"))?;
+            output::emit(&(output::json_line(&answer)? + "\n"))?;
         } else {
-            let n = target.instances;
             let noun = if n == 1 { "instance" } else { "instances" };
-            output::emit(&format!("Scaled {} to {n} {noun}\n", target.process))?;
+            output::emit(&format!("Scaled {} to {n} {noun}\n", body.process))?;
         }
     }
     Ok(())
@@ -529,46 +508,69 @@ pub async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
 
-    #[test]
-    fn scaling_lines_show_bounds_targets_and_the_last_change() {
-        let status = serde_json::json!({"scaling": [
-            {"process": "web", "autoscale": {"min": 0, "max": 3, "target_concurrency": 2,
-             "scale_down_window": "10s"},
-             "last": {"instances": 0, "at": "2026-12-07T15:00:00Z", "actor": "autoscaler",
-                      "reason": "no requests for 300s: scaled to zero"}},
-            {"process": "worker", "autoscale": null,
-             "last": {"instances": 4, "at": "2026-12-07T15:00:00Z", "actor": "ann", "reason": null}},
-            {"process": "cron", "autoscale": null, "last": null}
-        ]});
-        let lines = super::scaling(&status);
-        assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(
-            lines[0].starts_with(
-                "web: autoscales 0–3 per region at 2 requests in flight per instance, \
-                 down after 10s, to zero after 300s idle; scaled to 0 at "
-            ) && lines[0].ends_with("by autoscaler: no requests for 300s: scaled to zero"),
-            "{}",
-            lines[0]
-        );
-        assert!(
-            lines[1].starts_with("worker: scaled to 4 at ") && lines[1].ends_with("by ann"),
-            "{}",
-            lines[1]
-        );
-    }
     use super::*;
 
     #[test]
-    fn a_release_lists_the_envs_it_runs_in_and_until_when_it_stands_by() {
-        let release = json!({"number": 3, "deployed": [
-            {"env": "prod", "state": "standby", "standby_until": "2026-12-07T13:20:00.5Z"},
-            {"env": "staging", "state": "active", "standby_until": null},
-        ]});
+    fn scaling_lines_show_bounds_targets_and_the_last_change() {
+        let processes: Vec<ProcessScaling> = serde_json::from_value(json!([
+            {"process": "web", "autoscale": {"min": 0, "max": 3, "target_concurrency": 2,
+             "scale_down_window": "10s"},
+             "last": {"process": "web", "instances": 0, "at": "2026-12-07T15:00:00Z",
+                      "actor": "autoscaler", "reason": "no requests for 300s: scaled to zero"}},
+            {"process": "worker", "autoscale": null,
+             "last": {"process": "worker", "instances": 4, "at": "2026-12-07T15:00:00Z",
+                      "actor": "ann", "reason": null}},
+            {"process": "cron", "autoscale": null, "last": null}
+        ]))
+        .unwrap();
+        let lines = scaling(&processes);
+        assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(
-            deployed_in(&release),
+            lines[0],
+            "web: autoscales 0–3 per region at 2 requests in flight per instance, \
+             down after 10s, to zero after 300s idle; scaled to 0 at 2026-12-07 15:00:00 \
+             by autoscaler: no requests for 300s: scaled to zero",
+        );
+        assert_eq!(
+            lines[1],
+            "worker: scaled to 4 at 2026-12-07 15:00:00 by ann"
+        );
+    }
+
+    #[test]
+    fn a_release_lists_the_envs_it_runs_in_and_until_when_it_stands_by() {
+        let deployed: Vec<ReleaseDeployed> = serde_json::from_value(json!([
+            {"env": "prod", "deployment_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d",
+             "state": "standby", "standby_until": "2026-12-07T13:20:00.5Z"},
+            {"env": "staging", "deployment_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9e",
+             "state": "active", "standby_until": null},
+        ]))
+        .unwrap();
+        assert_eq!(
+            deployed_in(&deployed),
             "prod (standby until 2026-12-07 13:20:00), staging"
         );
-        assert_eq!(deployed_in(&json!({"number": 1, "deployed": []})), "-");
+        assert_eq!(deployed_in(&[]), "-");
+    }
+
+    #[test]
+    fn a_standby_deployment_says_until_when() {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d",
+            "env_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9e",
+            "release_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9f",
+            "release_number": 3, "slug": "abc1234", "state": "standby", "rollback_of": null,
+            "created_at": "2026-12-07T12:00:00Z", "activated_at": "2026-12-07T12:00:00Z",
+            "standby_until": "2026-12-07T13:20:00Z"
+        }))
+        .unwrap();
+        assert_eq!(
+            standby(Some(&deployment)),
+            "release 3 (deployment abc1234) until 2026-12-07 13:20:00; \
+             `rollback` returns to it instantly"
+        );
+        assert_eq!(standby(None), "-");
     }
 }

@@ -2,13 +2,14 @@
 //! Events. Following reconnects from the last seen sequence number, so a restarted
 //! operator costs no events; Ctrl-C ends it.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use zeitwork_api_types::{EventPage, PublicEvent};
 
-use super::{field, items};
 use crate::client::Client;
 use crate::context::{Ctx, Scope};
 use crate::error::Result;
-use crate::output;
+use crate::output::{self, Cell};
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
@@ -25,10 +26,9 @@ pub struct EventsArgs {
 
 /// Events asked for per page.
 const PAGE: u64 = 500;
-/// Event fields never printed in the one-line summary (the operator withholds digests
+/// Payload fields never printed in the one-line summary (the operator withholds digests
 /// and sealed material anyway).
 const HIDDEN: &[&str] = &[
-    "type",
     "hash",
     "credential_hash",
     "ciphertext",
@@ -60,32 +60,35 @@ async fn pages(ctx: &Ctx, client: &Client, path: &[String], args: EventsArgs) ->
             break;
         }
         let query = [("after", after.to_string()), ("limit", want.to_string())];
-        let page = client.get_query(path, &query).await?;
-        let events = items(&page, "events")?;
-        let events = &events[..events.len().min(want as usize)];
+        let page: EventPage = client.get_query(path, &query).await?;
+        let mut events = page.events;
+        events.truncate(usize::try_from(want).unwrap_or(usize::MAX));
         if events.is_empty() {
             break;
         }
         printed += events.len() as u64;
+        let next = events.last().map_or(page.next, |e| e.seq);
         if ctx.json() {
-            all.extend_from_slice(events);
+            all.append(&mut events);
         } else {
             output::emit(&events.iter().map(|e| line(e) + "\n").collect::<String>())?;
         }
-        let last = events
-            .last()
-            .and_then(|e| e.get("seq"))
-            .and_then(Value::as_i64);
-        let next = last
-            .or_else(|| page.get("next").and_then(Value::as_i64))
-            .unwrap_or(after);
         if next <= after {
             break;
         }
         after = next;
     }
     if ctx.json() {
-        output::emit_json(&json!({ "events": all, "next": after }))
+        /// `--json`'s answer: every event read, and the seq to read on from.
+        #[derive(Serialize)]
+        struct Read {
+            events: Vec<PublicEvent>,
+            next: i64,
+        }
+        output::emit_json(&Read {
+            events: all,
+            next: after,
+        })
     } else if printed == 0 {
         output::emit("no events\n")
     } else {
@@ -104,12 +107,11 @@ async fn follow(ctx: &Ctx, client: &Client, args: EventsArgs) -> Result<()> {
     let mut printed = 0u64;
     client
         .follow(url, "event", |event| {
-            let value: Value =
-                serde_json::from_str(&event.data).unwrap_or(Value::String(event.data));
+            let event: PublicEvent = event.decode()?;
             let text = if ctx.json() {
-                value.to_string()
+                output::json_line(&event)?
             } else {
-                line(&value)
+                line(&event)
             };
             output::emit(&(text + "\n"))?;
             printed += 1;
@@ -119,47 +121,67 @@ async fn follow(ctx: &Ctx, client: &Client, args: EventsArgs) -> Result<()> {
 }
 
 /// `SEQ  TIME  KIND  summary`, the summary being the payload's `key=value` pairs.
-pub(crate) fn line(event: &Value) -> String {
-    let data = event.get("data").unwrap_or(&Value::Null);
-    let kind = data.get("type").and_then(Value::as_str).unwrap_or("?");
-    let summary: Vec<String> = data
-        .as_object()
-        .into_iter()
-        .flatten()
+fn line(event: &PublicEvent) -> String {
+    let summary: Vec<String> = event
+        .data
+        .fields
+        .iter()
         .filter(|(k, v)| !HIDDEN.contains(&k.as_str()) && !v.is_null())
         .map(|(k, v)| match v {
             Value::Array(list) => format!("{k}=[{}]", list.len()),
-            other => format!("{k}={}", output::text(other)),
+            other => format!("{k}={}", text(other)),
         })
         .collect();
-    let at = event
-        .get("at")
-        .and_then(Value::as_str)
-        .map(output::short_time);
     let text = format!(
-        "{}  {}  {kind:<20}  {}",
-        field(event, "seq"),
-        at.unwrap_or_else(|| "-".into()),
+        "{}  {}  {:<20}  {}",
+        event.seq,
+        output::short_time(&event.at),
+        event.data.kind,
         summary.join(" ")
     );
     text.trim_end().to_owned()
 }
 
+/// A payload's value as text: scalars printed, arrays joined with commas, objects as
+/// compact JSON.
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.cell(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        Value::Object(_) => value.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn event(value: Value) -> PublicEvent {
+        serde_json::from_value(value).unwrap()
+    }
 
     #[test]
     fn event_lines_summarize_without_secrets() {
-        let event = json!({
+        let secret = event(json!({
             "seq": 42, "at": "2025-03-04T05:06:07.5Z", "org_id": null, "actor": "t1",
             "data": {"type": "secret_set", "name": "DB_URL", "version": 2, "ciphertext": "c2VjcmV0"}
-        });
+        }));
         assert_eq!(
-            line(&event),
+            line(&secret),
             "42  2025-03-04 05:06:07  secret_set            name=DB_URL version=2"
         );
-        let plans = json!({"seq": 7, "at": "x", "data": {"type": "deployed", "instances": [1, 2]}});
-        assert_eq!(line(&plans), "7  x  deployed              instances=[2]");
+        let plans = event(json!({
+            "seq": 7, "at": "2025-03-04T05:06:07Z", "org_id": null, "actor": "system",
+            "data": {"type": "deployed", "instances": [1, 2], "ok": true, "spec": {"a": 1}}
+        }));
+        assert_eq!(
+            line(&plans),
+            r#"7  2025-03-04 05:06:07  deployed              instances=[2] ok=yes spec={"a":1}"#
+        );
     }
 }

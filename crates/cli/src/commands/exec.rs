@@ -6,9 +6,10 @@
 
 use std::io::IsTerminal;
 
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use uuid::Uuid;
+use zeitwork_api_types::{ExecGrant, ExecRequest};
 use zeitwork_core::exec::{Frame, Kind, Reader};
 
 use crate::context::{Ctx, Scope};
@@ -19,7 +20,7 @@ use crate::error::{CliError, Result};
 pub struct ExecArgs {
     /// This instance (its id, from `zeitwork status`) [default: a healthy one of --process]
     #[arg(long, value_name = "ID")]
-    pub instance: Option<String>,
+    pub instance: Option<Uuid>,
     /// An instance of this process [default: the one the app's hostnames serve]
     #[arg(long, value_name = "NAME")]
     pub process: Option<String>,
@@ -40,30 +41,22 @@ pub async fn exec(ctx: &Ctx, args: ExecArgs) -> Result<()> {
             "-t needs a terminal on stdin; leave it out to run with pipes".into(),
         ));
     }
-    let mut body = json!({ "command": args.command, "tty": args.tty });
-    if let Some(id) = &args.instance {
-        body["instance"] = json!(id);
-    }
-    if let Some(p) = &args.process {
-        body["process"] = json!(p);
-    }
-    if args.tty
-        && let Ok(term) = std::env::var("TERM")
-        && zeitwork_core::exec::check_term(&term).is_ok()
-    {
-        body["term"] = json!(term);
-    }
+    let term = std::env::var("TERM")
+        .ok()
+        .filter(|term| args.tty && zeitwork_core::exec::check_term(term).is_ok());
+    let body = ExecRequest {
+        command: args.command,
+        instance: args.instance,
+        process: args.process,
+        tty: args.tty,
+        term,
+    };
     let client = ctx.client()?;
-    let granted = client
+    let granted: ExecGrant = client
         .post(&ctx.path(Scope::Env, &["exec"])?, &body)
         .await?;
-    let text = |key: &str| granted.get(key).and_then(Value::as_str).map(str::to_owned);
-    let (Some(grant), Some(token)) = (text("grant_id"), text("token")) else {
-        return Err(CliError::Protocol(format!(
-            "an exec grant without grant_id or token: {granted}"
-        )));
-    };
-    let connection = client.upgrade(&["exec".into(), grant], &token).await?;
+    let grant = ["exec".to_owned(), granted.grant_id.to_string()];
+    let connection = client.upgrade(&grant, &granted.token).await?;
     let raw = args.tty.then(RawMode::enter);
     let code = relay(connection, args.interactive || args.tty, args.tty).await;
     drop(raw);

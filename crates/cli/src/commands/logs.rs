@@ -2,13 +2,13 @@
 //! Server-Sent Events. Following reconnects after the last line printed, so a restarted
 //! operator costs no line; Ctrl-C ends it.
 
-use serde_json::Value;
 use uuid::Uuid;
+use zeitwork_api_types::{Instance, InstanceList, LogLine, LogTail};
 
-use super::{field, items};
+use crate::client::Page;
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
-use crate::output;
+use crate::output::{self, Cell};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -30,26 +30,27 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> Result<()> {
     let env = ctx.global.env.clone();
     let mut query = vec![("env", env.clone()), ("tail", args.tail.to_string())];
     if let Some(wanted) = &args.instance {
-        let instances = client.get(&ctx.path(Scope::Env, &["instances"])?).await?;
-        let id = instance_id(wanted, items(&instances, "instances")?, &env)?;
-        query.push(("instance", id));
+        let instances: InstanceList = client.list(&ctx.path(Scope::Env, &["instances"])?).await?;
+        let id = instance_id(wanted, &instances.into_parts().0, &env)?;
+        query.push(("instance", id.to_string()));
     }
     if !args.follow {
-        let answer = client.get_query(&path, &query).await?;
-        let lines = items(&answer, "lines")?;
-        if lines.is_empty() && !ctx.json() {
+        let answer: LogTail = client.get_query(&path, &query).await?;
+        if answer.lines.is_empty() && !ctx.json() {
             eprintln!("no log lines");
         }
-        let text: String = lines.iter().map(|l| render(ctx, l) + "\n").collect();
+        let mut text = String::new();
+        for line in &answer.lines {
+            text += &(render(ctx, line)? + "\n");
+        }
         return output::emit(&text);
     }
     query.push(("follow", "1".to_owned()));
     let url = client.url(&path, &query);
     let stream = client.follow(url, "log", |event| {
         if event.event == "log" {
-            let line: Value = serde_json::from_str(&event.data)
-                .map_err(|e| CliError::Protocol(format!("a log event that is not JSON: {e}")))?;
-            output::emit(&(render(ctx, &line) + "\n"))?;
+            let line: LogLine = event.decode()?;
+            output::emit(&(render(ctx, &line)? + "\n"))?;
         }
         Ok(true)
     });
@@ -61,19 +62,18 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> Result<()> {
 
 /// The full id of the instance the user named: a UUID as is, else the one instance of
 /// the env whose id ends in those hex digits (`zeitwork status` shows the last 8).
-fn instance_id(wanted: &str, instances: &[Value], env: &str) -> Result<String> {
+fn instance_id(wanted: &str, instances: &[Instance], env: &str) -> Result<Uuid> {
     if let Ok(id) = Uuid::parse_str(wanted) {
-        return Ok(id.to_string());
+        return Ok(id);
     }
     let suffix = wanted.to_ascii_lowercase();
-    let matches: Vec<String> = instances
+    let matches: Vec<Uuid> = instances
         .iter()
-        .filter_map(|i| i.get("id").and_then(Value::as_str))
-        .filter(|id| !suffix.is_empty() && id.replace('-', "").ends_with(&suffix))
-        .map(str::to_owned)
+        .map(|i| i.id)
+        .filter(|id| !suffix.is_empty() && id.simple().to_string().ends_with(&suffix))
         .collect();
     match matches.as_slice() {
-        [one] => Ok(one.clone()),
+        [one] => Ok(*one),
         [] => Err(CliError::Usage(format!(
             "no instance of env {env} has the id {wanted} (see `zeitwork status`)"
         ))),
@@ -85,32 +85,20 @@ fn instance_id(wanted: &str, instances: &[Value], env: &str) -> Result<String> {
 }
 
 /// `TIMESTAMP  INSTANCE PROCESS | line`, or the line's JSON object with `--json`.
-fn render(ctx: &Ctx, line: &Value) -> String {
+fn render(ctx: &Ctx, line: &LogLine) -> Result<String> {
     if ctx.json() {
-        return line.to_string();
+        return output::json_line(line);
     }
-    text(line)
+    Ok(text(line))
 }
 
-fn text(line: &Value) -> String {
-    let at = line
-        .get("at")
-        .and_then(Value::as_str)
-        .map(|at| {
-            chrono::DateTime::parse_from_rfc3339(at)
-                .map(|t| {
-                    t.with_timezone(&chrono::Utc)
-                        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                        .to_string()
-                })
-                .unwrap_or_else(|_| at.to_owned())
-        })
-        .unwrap_or_else(|| "-".into());
+fn text(line: &LogLine) -> String {
     format!(
-        "{at} {} {} | {}",
-        output::short_id(&field(line, "instance_id")),
-        field(line, "process"),
-        line.get("line").and_then(Value::as_str).unwrap_or_default()
+        "{} {} {} | {}",
+        line.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        line.instance_id.as_ref().map(output::short_id).cell(),
+        line.process,
+        line.line
     )
 }
 
@@ -122,10 +110,11 @@ mod tests {
 
     #[test]
     fn lines_show_time_short_instance_and_process() {
-        let line = json!({
+        let line: LogLine = serde_json::from_value(json!({
             "id": 7, "instance_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d",
             "process": "web", "at": "2025-03-04T05:06:07.123456Z", "line": "GET / 200"
-        });
+        }))
+        .unwrap();
         assert_eq!(
             text(&line),
             "2025-03-04T05:06:07.123Z 6a7b8c9d web | GET / 200"
@@ -136,8 +125,18 @@ mod tests {
     fn instances_are_named_by_full_or_short_id() {
         let a = "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d";
         let b = "0195f0a2-7c1e-7d3a-9b2c-00000000bc9d";
-        let list = [json!({"id": a}), json!({"id": b})];
-        assert_eq!(instance_id(a, &list, "prod").unwrap(), a);
+        let instance = |id: &str| -> Instance {
+            serde_json::from_value(json!({
+                "id": id, "deployment_id": a, "process": "web", "node_id": null,
+                "region": null, "desired_state": "running", "observed_state": "healthy",
+                "reason": null, "address": null, "restarts": 0, "replaces": null,
+                "created_at": "2025-03-04T05:06:07Z", "updated_at": "2025-03-04T05:06:07Z"
+            }))
+            .unwrap()
+        };
+        let list = [instance(a), instance(b)];
+        let a: Uuid = a.parse().unwrap();
+        assert_eq!(instance_id(&a.to_string(), &list, "prod").unwrap(), a);
         assert_eq!(instance_id("6A7B8C9D", &list, "prod").unwrap(), a);
         let e = instance_id("c9d", &list, "prod").unwrap_err();
         assert!(e.to_string().contains("matches 2 instances"), "{e}");

@@ -1,12 +1,21 @@
 //! How traffic reaches an env: `routes` (host/listener → process:port) and `domains`
 //! (custom hostnames, proven by a DNS TXT record before the edge serves them).
 
-use serde_json::json;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use zeitwork_api_types::{DomainList, DomainView, NewDomain, NewRoute, Route, RouteList};
+use zeitwork_core::manifest::RouteMode;
 
-use super::{create, field, list, remove};
+use super::{create, list, remove};
 use crate::context::{Ctx, Scope};
 use crate::error::Result;
-use crate::output::{self, Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col};
+
+/// The modes `--mode` takes, by their API names.
+fn mode() -> impl TypedValueParser<Value = RouteMode> {
+    let modes = [RouteMode::Http, RouteMode::TlsPassthrough, RouteMode::Tcp];
+    PossibleValuesParser::new(modes.map(RouteMode::as_str))
+        .try_map(|m| RouteMode::parse(&m).ok_or_else(|| format!("{m:?} is not a route mode")))
+}
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum RoutesAction {
@@ -25,8 +34,8 @@ pub enum RoutesAction {
         #[arg(long, value_name = "H")]
         host: Option<String>,
         /// How the edge handles the connection [API default: http]
-        #[arg(long, value_parser = ["http", "tls-passthrough", "tcp"])]
-        mode: Option<String>,
+        #[arg(long, value_parser = mode())]
+        mode: Option<RouteMode>,
         /// Prefix connections to the instance with a PROXY v2 header (client address)
         #[arg(long)]
         proxy_protocol: bool,
@@ -48,28 +57,30 @@ pub enum DomainsAction {
     Remove { hostname: String },
 }
 
-const ROUTES: &[Column] = &[
-    col("ID", "id"),
-    col("HOST", "host"),
-    col("PROCESS", "process"),
-    col("PORT", "port"),
-    col("MODE", "mode"),
-    col("EDGE PORT", "listen_port"),
-    col("DECLARED", "declared"),
-    col("PROXY", "proxy_protocol"),
+const ROUTES: &[Column<Route>] = &[
+    col("ID", |r| r.id.cell()),
+    col("HOST", |r| r.host.cell()),
+    col("PROCESS", |r| r.process.cell()),
+    col("PORT", |r| r.port.cell()),
+    col("MODE", |r| r.mode.cell()),
+    col("EDGE PORT", |r| r.listen_port.cell()),
+    col("DECLARED", |r| r.declared.cell()),
+    col("PROXY", |r| r.proxy_protocol.cell()),
 ];
 
-const DOMAINS: &[Column] = &[
-    col("HOSTNAME", "hostname"),
-    col_as("VERIFIED", "verified_at", Cell::Time),
-    col("TXT NAME", "txt_record.name"),
-    col("TXT VALUE", "txt_record.value"),
-    col_as("CREATED", "created_at", Cell::Time),
+const DOMAINS: &[Column<DomainView>] = &[
+    col("HOSTNAME", |d| d.domain.hostname.cell()),
+    col("VERIFIED", |d| d.domain.verified_at.cell()),
+    col("TXT NAME", |d| d.txt_record.name.cell()),
+    col("TXT VALUE", |d| d.txt_record.value.cell()),
+    col("CREATED", |d| d.domain.created_at.cell()),
 ];
 
 pub async fn routes(ctx: &Ctx, action: RoutesAction) -> Result<()> {
     match action {
-        RoutesAction::List => list(ctx, ctx.path(Scope::Env, &["routes"])?, "routes", ROUTES).await,
+        RoutesAction::List => {
+            list::<RouteList>(ctx, ctx.path(Scope::Env, &["routes"])?, ROUTES).await
+        }
         RoutesAction::Add {
             process,
             port,
@@ -77,22 +88,20 @@ pub async fn routes(ctx: &Ctx, action: RoutesAction) -> Result<()> {
             mode,
             proxy_protocol,
         } => {
-            let mut body = json!({ "process": process, "port": port });
-            if let Some(host) = &host {
-                body["host"] = json!(host);
-            }
-            if let Some(mode) = &mode {
-                body["mode"] = json!(mode);
-            }
-            if proxy_protocol {
-                body["proxy_protocol"] = json!(true);
-            }
             let path = ctx.path(Scope::Env, &["routes"])?;
             let target = format!("{} → {process}:{port}", host.as_deref().unwrap_or("(tcp)"));
-            let answer = create(ctx, path, body, &format!("Added route {target}")).await?;
+            let body = NewRoute {
+                host,
+                process,
+                mode: mode.unwrap_or(RouteMode::Http),
+                port,
+                proxy_protocol,
+                policy: Default::default(),
+            };
+            let answer: Route = create(ctx, path, &body, &format!("Added route {target}")).await?;
             if !ctx.json() {
-                output::emit(&format!("id: {}\n", field(&answer, "id")))?;
-                if let Some(port) = answer["listen_port"].as_u64() {
+                output::emit(&format!("id: {}\n", answer.id))?;
+                if let Some(port) = answer.listen_port {
                     output::emit(&format!("clients connect to port {port} of every edge\n"))?;
                 }
             }
@@ -112,35 +121,34 @@ pub async fn routes(ctx: &Ctx, action: RoutesAction) -> Result<()> {
 pub async fn domains(ctx: &Ctx, action: DomainsAction) -> Result<()> {
     match action {
         DomainsAction::List => {
-            list(ctx, ctx.path(Scope::Env, &["domains"])?, "domains", DOMAINS).await
+            list::<DomainList>(ctx, ctx.path(Scope::Env, &["domains"])?, DOMAINS).await
         }
         DomainsAction::Add { hostname } => {
             let path = ctx.path(Scope::Env, &["domains"])?;
-            let body = json!({ "hostname": hostname });
-            let answer = create(ctx, path, body, &format!("Added domain {hostname}")).await?;
+            let done = format!("Added domain {hostname}");
+            let answer: DomainView = create(ctx, path, &NewDomain { hostname }, &done).await?;
             if !ctx.json() {
                 // The API's spelling: it normalizes case and a trailing dot.
-                let host = field(&answer, "hostname");
-                let record = &answer["txt_record"];
+                let host = &answer.domain.hostname;
+                let record = &answer.txt_record;
                 output::emit(&format!(
                     "To prove you own it, publish this DNS record, then run \
                      `zeitwork domains verify {host}`:\n  {} TXT \"{}\"\n",
-                    field(record, "name"),
-                    field(record, "value"),
+                    record.name, record.value,
                 ))?;
             }
             Ok(())
         }
         DomainsAction::Verify { hostname } => {
             let path = ctx.path(Scope::Env, &["domains", &hostname, "verify"])?;
-            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            let answer: DomainView = ctx.client()?.post_empty(&path).await?;
             if ctx.json() {
                 return output::emit_json(&answer);
             }
             output::emit(&format!(
                 "{} is verified (since {} UTC): the edge serves it\n",
-                field(&answer, "hostname"),
-                output::short_time(&field(&answer, "verified_at")),
+                answer.domain.hostname,
+                answer.domain.verified_at.cell(),
             ))
         }
         DomainsAction::Remove { hostname } => {
@@ -174,7 +182,22 @@ mod tests {
             match host.as_str() {
                 "ok.example.test" => (
                     StatusCode::OK,
-                    Json(json!({"hostname": host, "verified_at": "2025-01-02T03:04:05.1Z"})),
+                    Json(json!({
+                        "id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d",
+                        "env_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9e",
+                        "hostname": host,
+                        "verification_token": "t",
+                        "verified_at": "2025-01-02T03:04:05.1Z",
+                        "created_at": "2025-01-02T03:04:05.1Z",
+                        "state": "verified",
+                        "txt_record": {
+                            "name": format!("_zeitwork-challenge.{host}"),
+                            "type": "TXT",
+                            "value": "zeitwork-verification=t"
+                        },
+                        "cname_target": "web-acme.zeitwork.localhost",
+                        "certificate": null
+                    })),
                 ),
                 "shop.example.test" => (
                     StatusCode::UNPROCESSABLE_ENTITY,

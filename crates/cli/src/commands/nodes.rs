@@ -1,12 +1,13 @@
 //! `nodes`: the hosts instances run on (enrolled by `zeitwork server agent` with a join
 //! token), and draining one before maintenance.
 
-use serde_json::json;
+use zeitwork_api_types::{NewJoinToken, Node, NodeChanged, NodeList};
+use zeitwork_core::node::JoinToken;
 
-use super::{field, list, show};
+use super::{list, show};
 use crate::context::{Ctx, Scope};
 use crate::error::Result;
-use crate::output::{self, Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col};
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum NodesAction {
@@ -30,29 +31,29 @@ pub enum NodesAction {
     Undrain { name: String },
 }
 
-const NODES: &[Column] = &[
-    col("NAME", "name"),
-    col("REGION", "region"),
-    col("ZONE", "zone"),
-    col("STATE", "state"),
-    col_as("CPUS", "millicpus", Cell::Cpus),
-    col("MEMORY MB", "memory_mb"),
-    col("RUNNING", "running"),
-    col_as("HEARTBEAT", "last_heartbeat", Cell::Time),
+const NODES: &[Column<Node>] = &[
+    col("NAME", |n| n.name.cell()),
+    col("REGION", |n| n.region.cell()),
+    col("ZONE", |n| n.zone.cell()),
+    col("STATE", |n| n.state.cell()),
+    col("CPUS", |n| output::cpus(n.millicpus)),
+    col("MEMORY MB", |n| n.memory_mb.cell()),
+    col("RUNNING", |n| n.running.cell()),
+    col("HEARTBEAT", |n| n.last_heartbeat.cell()),
 ];
 
 pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
     match action {
         NodesAction::List => {
-            list(ctx, ctx.path(Scope::Platform, &["nodes"])?, "nodes", NODES).await
+            list::<NodeList>(ctx, ctx.path(Scope::Platform, &["nodes"])?, NODES).await
         }
         NodesAction::Show { name } => {
             let columns = [
                 NODES,
                 &[
-                    col("ADDRESSES", "addresses"),
-                    col_as("CREATED", "created_at", Cell::Time),
-                    col("ID", "id"),
+                    col("ADDRESSES", |n: &Node| n.addresses.cell()),
+                    col("CREATED", |n: &Node| n.created_at.cell()),
+                    col("ID", |n: &Node| n.id.cell()),
                 ],
             ]
             .concat();
@@ -61,33 +62,30 @@ pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
                 .map(drop)
         }
         NodesAction::JoinToken { ttl, replace } => {
-            let mut body = json!({});
-            if let Some(seconds) = ttl {
-                body["ttl_seconds"] = json!(seconds);
-            }
-            if let Some(name) = replace {
-                body["replaces"] = json!(name);
-            }
+            let body = NewJoinToken {
+                ttl_seconds: ttl,
+                replaces: replace,
+            };
             let path = ctx.path(Scope::Platform, &["nodes", "join-tokens"])?;
-            let answer = ctx.client()?.post(&path, &body).await?;
+            let answer: JoinToken = ctx.client()?.post(&path, &body).await?;
             if ctx.json() {
                 return output::emit_json(&answer);
             }
             // The token alone on stdout, so `$(zeitwork nodes join-token)` captures it.
-            output::emit(&format!("{}\n", field(&answer, "token")))?;
+            output::emit(&format!("{}\n", answer.token))?;
             eprintln!(
                 "this token enrolls one node until {} UTC; it is shown only once",
-                output::short_time(&field(&answer, "expires_at"))
+                output::short_time(&answer.expires_at)
             );
             Ok(())
         }
         NodesAction::Drain { name } => {
             let path = ctx.path(Scope::Platform, &["nodes", &name, "drain"])?;
-            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            let answer: NodeChanged = ctx.client()?.post_empty(&path).await?;
             if ctx.json() {
                 return output::emit_json(&answer);
             }
-            let n = field(&answer, "replacements");
+            let n = answer.replacements;
             output::emit(&format!(
                 "Draining {name}: {n} replacement instance(s) started elsewhere; \
                  the old ones stop once their replacements are healthy\n"
@@ -95,11 +93,11 @@ pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
         }
         NodesAction::Undrain { name } => {
             let path = ctx.path(Scope::Platform, &["nodes", &name, "undrain"])?;
-            let answer = ctx.client()?.post(&path, &json!({})).await?;
+            let answer: NodeChanged = ctx.client()?.post_empty(&path).await?;
             if ctx.json() {
                 return output::emit_json(&answer);
             }
-            let state = field(&answer["node"], "state");
+            let state = answer.node.state.cell();
             output::emit(&format!("{name} is {state}\n"))
         }
     }

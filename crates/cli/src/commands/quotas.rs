@@ -1,12 +1,12 @@
 //! `quotas`: what the org may hold at most, what it holds, and (platform token) setting
 //! the org's own quotas, each one a number or `default` (the platform's).
 
-use serde_json::Value;
+use zeitwork_api_types::OrgQuotas;
 use zeitwork_core::QuotaOverrides;
 
 use crate::context::{Ctx, Scope};
-use crate::error::{CliError, Result};
-use crate::output;
+use crate::error::Result;
+use crate::output::{self, Cell};
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum QuotasAction {
@@ -56,28 +56,14 @@ impl std::str::FromStr for Quota {
     }
 }
 
-/// The quotas in the order they are shown, by their API names.
-const QUOTAS: [&str; 6] = [
-    "instances",
-    "memory_mb",
-    "routes",
-    "tcp_routes",
-    "domains",
-    "registry_mb",
-];
-
 pub async fn quotas(ctx: &Ctx, action: QuotasAction) -> Result<()> {
     let path = ctx.path(Scope::Org, &["quotas"])?;
     let client = ctx.client()?;
-    let answer = match action {
+    let answer: OrgQuotas = match action {
         QuotasAction::Show => client.get(&path).await?,
         QuotasAction::Set(args) => {
-            let current = client.get(&path).await?;
-            let own: QuotaOverrides = serde_json::from_value(current["own"].clone())
-                .map_err(|e| CliError::Usage(format!("the operator's answer: {e}")))?;
-            let merged = args.over(own);
-            let body = serde_json::to_value(merged).expect("quotas serialize");
-            client.put(&path, &body).await?
+            let current: OrgQuotas = client.get(&path).await?;
+            client.put(&path, &args.over(current.own)).await?
         }
     };
     if ctx.json() {
@@ -101,27 +87,38 @@ impl SetArgs {
     }
 }
 
-/// The table: each quota in force (and where it comes from) next to the usage.
-fn render(answer: &Value) -> String {
-    let cell = |v: &Value| match v {
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    };
-    let rows: Vec<Vec<String>> = QUOTAS
-        .iter()
-        .map(|q| {
-            let own = &answer["own"][q];
-            vec![
-                (*q).to_owned(),
-                cell(&answer["usage"][q]),
-                cell(&answer["quotas"][q]),
-                if own.is_null() { "platform" } else { "org" }.to_owned(),
-            ]
+/// The table: each quota in force (and where it comes from) next to the usage, in the
+/// order and by the names of the API.
+fn render(answer: &OrgQuotas) -> String {
+    let (used, limit, own) = (&answer.usage, &answer.quotas, &answer.own);
+    let quotas = [
+        ("instances", used.instances, limit.instances, own.instances),
+        ("memory_mb", used.memory_mb, limit.memory_mb, own.memory_mb),
+        ("routes", used.routes, limit.routes, own.routes),
+        (
+            "tcp_routes",
+            used.tcp_routes,
+            limit.tcp_routes,
+            own.tcp_routes,
+        ),
+        ("domains", used.domains, limit.domains, own.domains),
+        (
+            "registry_mb",
+            used.registry_mb,
+            limit.registry_mb,
+            own.registry_mb,
+        ),
+    ];
+    let rows: Vec<Vec<String>> = quotas
+        .into_iter()
+        .map(|(name, used, limit, own)| {
+            let by = if own.is_some() { "org" } else { "platform" };
+            vec![name.to_owned(), used.cell(), limit.cell(), by.to_owned()]
         })
         .collect();
     format!(
         "org {}\n{}",
-        answer["org"].as_str().unwrap_or("?"),
+        answer.org,
         output::table(&["QUOTA", "USED", "LIMIT", "SET BY"], &rows)
     )
 }
@@ -155,12 +152,18 @@ mod tests {
 
     #[test]
     fn the_table_says_where_each_limit_comes_from() {
-        let answer = serde_json::json!({
+        let answer: OrgQuotas = serde_json::from_value(serde_json::json!({
             "org": "acme",
-            "quotas": {"instances": 500, "memory_mb": 65536, "routes": 100, "tcp_routes": 10, "domains": 50},
-            "own": {"instances": 500, "memory_mb": null, "routes": null, "tcp_routes": null, "domains": null},
-            "usage": {"instances": 3, "memory_mb": 384, "routes": 0, "tcp_routes": 0, "domains": 1},
-        });
+            "quotas": {"instances": 500, "memory_mb": 65536, "routes": 100, "tcp_routes": 10,
+                       "domains": 50, "registry_mb": 20480},
+            "own": {"instances": 500, "memory_mb": null, "routes": null, "tcp_routes": null,
+                    "domains": null},
+            "platform": {"instances": 100, "memory_mb": 65536, "routes": 100, "tcp_routes": 10,
+                         "domains": 50, "registry_mb": 20480},
+            "usage": {"instances": 3, "memory_mb": 384, "routes": 0, "tcp_routes": 0,
+                      "domains": 1, "registry_mb": 0},
+        }))
+        .unwrap();
         let text = render(&answer);
         assert!(text.starts_with("org acme\n"), "{text}");
         let line = |q: &str| {

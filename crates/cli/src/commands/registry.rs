@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use zeitwork_api_types::RegistryInfo;
 
-use super::field;
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
 use crate::output;
@@ -25,11 +25,11 @@ pub enum RegistryAction {
 const USER: &str = "zeitwork";
 
 pub async fn registry(ctx: &Ctx, action: RegistryAction) -> Result<()> {
-    let answer = ctx
+    let answer: RegistryInfo = ctx
         .client()?
         .get(&ctx.path(Scope::Platform, &["registry"])?)
         .await?;
-    let address = field(&answer, "address");
+    let address = &answer.address;
     match action {
         RegistryAction::Show => {
             if ctx.json() {
@@ -41,7 +41,7 @@ pub async fn registry(ctx: &Ctx, action: RegistryAction) -> Result<()> {
             let token = ctx.settings.token.as_deref().ok_or(CliError::NotLoggedIn)?;
             let files = login_files();
             for file in &files {
-                add_login(file, &address, token)?;
+                add_login(file, address, token)?;
             }
             if ctx.json() {
                 let written: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();

@@ -5,12 +5,12 @@ use std::fmt;
 use std::io::Read;
 use std::str::FromStr;
 
-use serde_json::json;
+use zeitwork_api_types::{Secret, SecretList, SecretSet, SetSecret};
 
-use super::{field, list};
+use super::list;
 use crate::context::{Ctx, Scope};
 use crate::error::{CliError, Result};
-use crate::output::{self, Cell, Column, col, col_as};
+use crate::output::{self, Cell, Column, col};
 
 #[derive(Debug, Default, clap::Subcommand)]
 pub enum SecretsAction {
@@ -71,16 +71,16 @@ impl FromStr for SecretArg {
     }
 }
 
-const SECRETS: &[Column] = &[
-    col("NAME", "name"),
-    col("VERSION", "version"),
-    col_as("UPDATED", "updated_at", Cell::Time),
+const SECRETS: &[Column<Secret>] = &[
+    col("NAME", |s| s.name.cell()),
+    col("VERSION", |s| s.version.cell()),
+    col("UPDATED", |s| s.updated_at.cell()),
 ];
 
 pub async fn secrets(ctx: &Ctx, action: SecretsAction) -> Result<()> {
     match action {
         SecretsAction::List => {
-            list(ctx, ctx.path(Scope::Env, &["secrets"])?, "secrets", SECRETS).await
+            list::<SecretList>(ctx, ctx.path(Scope::Env, &["secrets"])?, SECRETS).await
         }
         SecretsAction::Set {
             secrets,
@@ -146,23 +146,24 @@ async fn set(ctx: &Ctx, pairs: Vec<(String, String)>, restart: bool) -> Result<(
     let client = ctx.client()?;
     let last = pairs.len().saturating_sub(1);
     for (n, (name, value)) in pairs.into_iter().enumerate() {
-        let answer = client
-            .put(
-                &ctx.path(Scope::Env, &["secrets", &name])?,
-                &json!({ "value": value, "restart": restart && n == last }),
-            )
+        let body = SetSecret {
+            value,
+            restart: restart && n == last,
+        };
+        let answer: SecretSet = client
+            .put(&ctx.path(Scope::Env, &["secrets", &name])?, &body)
             .await?;
         if ctx.json() {
-            output::emit(&format!("{answer}\n"))?;
+            output::emit(&(output::json_line(&answer)? + "\n"))?;
         } else {
             output::emit(&format!(
                 "Set secret {name} (version {})\n",
-                field(&answer, "version")
+                answer.secret.version
             ))?;
             if n == last && restart {
                 output::emit(&format!(
                     "Restarting {} instance(s) with it (each old one stops once its replacement is healthy)\n",
-                    field(&answer, "restarted")
+                    answer.restarted
                 ))?;
             }
         }

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 
-use serde_json::Value;
+use zeitwork_api_types::Whoami;
 
 use crate::client::Client;
 use crate::config::{self, Config};
@@ -25,10 +25,10 @@ pub async fn login(ctx: &Ctx) -> Result<()> {
         Some(token) => token.to_owned(),
         None => read_token()?,
     };
-    let who = Client::new(&api, &token)?
+    let who: Whoami = Client::new(&api, &token)?
         .get(&["whoami".to_owned()])
         .await?;
-    let token_org = who.get("org").and_then(Value::as_str).map(str::to_owned);
+    let token_org = who.org.clone();
     let config = Config {
         api: Some(api.clone()),
         token: Some(token),
@@ -39,10 +39,7 @@ pub async fn login(ctx: &Ctx) -> Result<()> {
     if ctx.json() {
         return output::emit_json(&who);
     }
-    let role = who
-        .get("role")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown role");
+    let role = who.role.as_str();
     let line = match token_org {
         Some(org) => format!("Logged in to {api} as {role} of org {org}\n"),
         None => format!("Logged in to {api} as {role} with a platform token (no org)\n"),
@@ -142,7 +139,7 @@ mod tests {
     use axum::Json;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::commands::{Command, apps::AppsAction};
@@ -153,7 +150,10 @@ mod tests {
             match headers.get("authorization").and_then(|v| v.to_str().ok()) {
                 Some("Bearer zw_good") => (
                     StatusCode::OK,
-                    Json(json!({"token_id": "t1", "org": "acme", "role": "admin"})),
+                    Json(json!({
+                        "token_id": "0195f0a2-7c1e-7d3a-9b2c-4e5f6a7b8c9d", "caller": "org",
+                        "org": "acme", "role": "admin", "node_id": null
+                    })),
                 ),
                 _ => (
                     StatusCode::UNAUTHORIZED,

@@ -244,6 +244,9 @@ fn check_health(path: &str, h: &Health, has_port: bool) -> Result<(), ManifestEr
 
 /// Environment variable names: POSIX shell names; the `ZEITWORK_` prefix is ours.
 pub fn check_env_name(key: &str) -> Result<(), String> {
+    if key.len() > 255 {
+        return Err("variable names are at most 255 characters".into());
+    }
     let mut chars = key.chars();
     let first_ok = chars
         .next()

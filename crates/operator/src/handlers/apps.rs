@@ -22,7 +22,7 @@ pub async fn list(
     InOrg { org, .. }: InOrg<Reader>,
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<AppList>> {
-    let page = Page::<String>::of(&q)?;
+    let page = Page::of(&q)?;
     let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
     let mut rows = read::app_rows(
         s.store.pool(),

@@ -58,7 +58,7 @@ pub async fn list(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<BuildList>> {
     let all = read::builds(s.store.pool(), scope.env.id).await?;
-    let (builds, next) = Page::of(&q)?.cut(all, Order::Descending, |b| b.id);
+    let (builds, next) = Page::of(&q)?.cut(all, Order::Descending, |b| b.id.to_string());
     Ok(Json(BuildList { builds, next }))
 }
 

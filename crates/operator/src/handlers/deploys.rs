@@ -16,7 +16,7 @@ use zeitwork_store::{log, read};
 
 use crate::body::{Create, Params};
 use crate::error::{ApiError, ApiResult, field};
-use crate::paging::{Order, Page};
+use crate::paging::{Order, Page, number_key};
 use crate::scope::{Deployer, EnvScope, InApp, InEnv, Reader};
 use crate::state::AppState;
 
@@ -35,7 +35,7 @@ pub async fn releases(
     let (releases, next) = page.cut(
         read::releases(db, app.id).await?,
         Order::Descending,
-        |r: &Release| r.number,
+        |r: &Release| number_key(r.number),
     );
     let mut deployed = read::releases_deployed(db, app.id).await?;
     let releases = releases
@@ -74,7 +74,7 @@ pub async fn deployments(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<DeploymentList>> {
     let all = read::deployments(s.store.pool(), scope.env.id).await?;
-    let (deployments, next) = Page::of(&q)?.cut(all, Order::Descending, |d| d.id);
+    let (deployments, next) = Page::of(&q)?.cut(all, Order::Descending, |d| d.id.to_string());
     Ok(Json(DeploymentList { deployments, next }))
 }
 
@@ -84,7 +84,7 @@ pub async fn instances(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<InstanceList>> {
     let all = read::instances(s.store.pool(), scope.env.id).await?;
-    let (instances, next) = Page::of(&q)?.cut(all, Order::Descending, |i| i.id);
+    let (instances, next) = Page::of(&q)?.cut(all, Order::Descending, |i| i.id.to_string());
     Ok(Json(InstanceList { instances, next }))
 }
 

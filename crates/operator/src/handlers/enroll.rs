@@ -13,7 +13,9 @@ use uuid::Uuid;
 use zeitwork_api_types::{DEFAULT_JOIN_TTL, MAX_JOIN_TTL, NewJoinToken};
 use zeitwork_core::EventData;
 use zeitwork_core::Name;
-use zeitwork_core::node::{Enrolled, Enrollment, JoinToken, NodeState};
+use zeitwork_core::node::{
+    Enrolled, Enrollment, JoinToken, MAX_MEMORY_MB, MAX_MILLICPUS, NodeState,
+};
 use zeitwork_store::agents::UsableJoinToken;
 use zeitwork_store::{agents, log, read};
 
@@ -64,16 +66,16 @@ pub async fn enroll(
     Body(e): Body<Enrollment>,
 ) -> ApiResult<(StatusCode, Json<Enrolled>)> {
     let id = NodeIdentity::check(&e.name, &e.region, e.zone.as_deref(), &e.addresses)?;
-    if e.millicpus == 0 {
+    if !(1..=MAX_MILLICPUS).contains(&e.millicpus) {
         return Err(ApiError::invalid(
             "millicpus",
-            "millicpus must be more than 0",
+            format!("millicpus must be between 1 and {MAX_MILLICPUS}"),
         ));
     }
-    if e.memory_mb == 0 {
+    if !(1..=MAX_MEMORY_MB).contains(&e.memory_mb) {
         return Err(ApiError::invalid(
             "memory_mb",
-            "memory_mb must be more than 0",
+            format!("memory_mb must be between 1 and {MAX_MEMORY_MB}"),
         ));
     }
     let mut tx = s.store.begin().await?;

@@ -60,10 +60,10 @@ pub async fn register(
     auth.require_platform()?;
     let b = &req.body;
     let node = NodeIdentity::check(&b.name, &b.region, b.zone.as_deref(), &b.addresses)?;
-    if !(b.cpus > 0.0 && b.cpus <= 4096.0) {
+    if !(0.001..=4096.0).contains(&b.cpus) {
         return Err(ApiError::invalid(
             "cpus",
-            "cpus must be more than 0 and at most 4096",
+            "cpus must be between 0.001 and 4096",
         ));
     }
     if !(MIN_NODE_MEMORY_MB..=MAX_NODE_MEMORY_MB).contains(&b.memory_mb) {
@@ -223,7 +223,7 @@ impl NodeIdentity {
     ) -> ApiResult<NodeIdentity> {
         let name = field("name", Name::parse(name))?;
         if RESERVED.contains(&name.as_str()) {
-            return Err(ApiError::invalid(
+            return Err(ApiError::conflict(
                 "name",
                 format!(
                     "{:?} is reserved for the API; choose another node name",

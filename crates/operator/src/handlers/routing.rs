@@ -43,7 +43,7 @@ pub async fn routes(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<RouteList>> {
     let all = read::routes(s.store.pool(), scope.env.id).await?;
-    let (routes, next) = Page::of(&q)?.cut(all, Order::Ascending, |r| r.id);
+    let (routes, next) = Page::of(&q)?.cut(all, Order::Ascending, |r| r.id.to_string());
     Ok(Json(RouteList { routes, next }))
 }
 
@@ -175,14 +175,14 @@ async fn own_domain(
         .find(|d| d.hostname.eq_ignore_ascii_case(host));
     match found {
         Some(domain) if domain.verified_at.is_some() => Ok(()),
-        Some(_) => Err(ApiError::invalid(
-            format!("{at}host"),
+        Some(_) => Err(ApiError::conflict(
+            &format!("{at}host"),
             format!(
                 "{host} is not verified yet: publish its TXT record, then run `zeitwork domains verify {host}`"
             ),
         )),
-        None => Err(ApiError::invalid(
-            format!("{at}host"),
+        None => Err(ApiError::conflict(
+            &format!("{at}host"),
             format!(
                 "{host} is not a domain of this env: add it with `zeitwork domains add {host}` and verify it first"
             ),

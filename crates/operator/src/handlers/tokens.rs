@@ -38,7 +38,7 @@ pub async fn list(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<TokenList>> {
     let all = read::tokens(s.store.pool(), Some(org.id)).await?;
-    let (tokens, next) = Page::of(&q)?.cut(all, Order::Descending, |t| t.id);
+    let (tokens, next) = Page::of(&q)?.cut(all, Order::Descending, |t| t.id.to_string());
     Ok(Json(TokenList { tokens, next }))
 }
 

@@ -70,7 +70,7 @@ async fn a_domain_is_verified_by_its_txt_record_only() {
     assert_eq!(verified_at(&p, &deployer).await, Value::Null);
     let route = json!({"host": HOST, "process": "web", "port": 8080});
     let early = p.post(ROUTES, &deployer, route.clone()).await;
-    assert_error(&early, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
+    assert_error(&early, StatusCode::CONFLICT, Some("host"));
     let message = early.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("zeitwork domains verify"), "{message}");
 
@@ -135,7 +135,7 @@ async fn a_domain_is_verified_by_its_txt_record_only() {
         .await;
     let theirs = "/api/v1/orgs/other/apps/web/envs/prod/routes";
     let stolen = p.post(theirs, &other, route).await;
-    assert_error(&stolen, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
+    assert_error(&stolen, StatusCode::CONFLICT, Some("host"));
 
     // A routed domain stays until its route goes.
     let domain = format!("{DOMAINS}/{HOST}");

@@ -40,7 +40,7 @@ async fn tcp_routes_get_the_lowest_free_port_of_the_range() {
     // A hostname route needs a verified domain (tests/api/domains.rs): none here.
     let http = json!({"process": "web", "port": 8080, "host": "api.example.com"});
     let http = p.post(&routes("acme"), acme, http).await;
-    assert_error(&http, StatusCode::UNPROCESSABLE_ENTITY, Some("host"));
+    assert_error(&http, StatusCode::CONFLICT, Some("host"));
 
     let first = p.post(&routes("acme"), acme, tcp()).await;
     assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
@@ -148,7 +148,7 @@ async fn declared_routes_follow_the_deployed_release() {
     let refused = deploy(5, http).await;
     assert_error(
         &refused,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
         Some("manifest.routes[0].host"),
     );
     assert_eq!(p.head().await, head);
