@@ -3,7 +3,7 @@
 # runs every test. Tests start their own throwaway PostgreSQL and NATS on random ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh python3-pip
+scripts/setup.sh python3-pip chromium
 # A STAND-IN for S3 (no real S3 is reachable here): moto's S3-API server, from PyPI.
 if ! command -v moto_server >/dev/null; then
   echo "test: installing moto (S3 stand-in for the registry's s3 storage test)"
