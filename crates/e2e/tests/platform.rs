@@ -206,7 +206,7 @@ async fn rebuild_projections_matches_the_live_tables() {
     let refused = up
         .cli(&hello(&[&["routes", "add"][..], &route].concat()))
         .await
-        .exit(1);
+        .exit(4);
     assert!(
         refused
             .stderr

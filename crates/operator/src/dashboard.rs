@@ -4,7 +4,7 @@
 //! Content-Security-Policy: scripts, styles and connections from this origin only, no
 //! inline scripts, no framing.
 
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -30,11 +30,14 @@ pub fn built() -> bool {
     file("/index.html").is_some()
 }
 
-fn file(path: &str) -> Option<&'static [u8]> {
+/// A file's contents, and its gzipped contents if it has them.
+type File = (&'static [u8], Option<&'static [u8]>);
+
+fn file(path: &str) -> Option<File> {
     files::FILES
         .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, body)| *body)
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, body, gz)| (*body, *gz))
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -52,29 +55,43 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// Whether the client takes gzip (`Accept-Encoding`, and not `gzip;q=0`).
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+                && !parts.any(|p| p.replace(' ', "") == "q=0")
+        })
+}
+
 /// What the router answers for a path no route takes: the API's JSON 404 under
 /// `/api/`, the dashboard elsewhere.
-pub async fn fallback(method: Method, uri: Uri) -> Response {
+pub async fn fallback(method: Method, uri: Uri, request: HeaderMap) -> Response {
     let path = uri.path();
     if path.starts_with("/api/") || !(method == Method::GET || method == Method::HEAD) {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
             .into_response();
     }
-    let (status, body, kind, cache) = match (path.starts_with("/assets/"), file(path)) {
-        (true, Some(body)) => (
+    let (status, (body, gz), kind, cache) = match (path.starts_with("/assets/"), file(path)) {
+        (true, Some(file)) => (
             StatusCode::OK,
-            body,
+            file,
             content_type(path),
             "public, max-age=31536000, immutable",
         ),
         (true, None) => (
             StatusCode::NOT_FOUND,
-            b"no such asset".as_slice(),
+            (b"no such asset".as_slice(), None),
             "text/plain; charset=utf-8",
             "no-store",
         ),
-        (false, Some(body)) if path != "/index.html" => {
-            (StatusCode::OK, body, content_type(path), "no-cache")
+        (false, Some(file)) if path != "/index.html" => {
+            (StatusCode::OK, file, content_type(path), "no-cache")
         }
         (false, _) => match file("/index.html") {
             Some(index) => (
@@ -85,15 +102,22 @@ pub async fn fallback(method: Method, uri: Uri) -> Response {
             ),
             None => (
                 StatusCode::OK,
-                NOT_BUILT.as_bytes(),
+                (NOT_BUILT.as_bytes(), None),
                 "text/html; charset=utf-8",
                 "no-cache",
             ),
         },
     };
-    let mut response = (status, body).into_response();
+    let gzip = gz.filter(|_| takes_gzip(&request));
+    let mut response = (status, gzip.unwrap_or(body)).into_response();
     let headers = response.headers_mut();
     let set = |v: &'static str| HeaderValue::from_static(v);
+    if gzip.is_some() {
+        headers.insert(header::CONTENT_ENCODING, set("gzip"));
+    }
+    if gz.is_some() {
+        headers.insert(header::VARY, set("accept-encoding"));
+    }
     headers.insert(header::CONTENT_TYPE, set(kind));
     headers.insert(header::CACHE_CONTROL, set(cache));
     headers.insert(header::CONTENT_SECURITY_POLICY, set(CSP));
@@ -109,16 +133,31 @@ mod tests {
 
     #[tokio::test]
     async fn api_paths_stay_json_and_pages_carry_the_policy() {
-        let api = fallback(Method::GET, Uri::from_static("/api/v1/nope")).await;
+        let none = HeaderMap::new;
+        let api = fallback(Method::GET, Uri::from_static("/api/v1/nope"), none()).await;
         assert_eq!(api.status(), StatusCode::NOT_FOUND);
         assert_eq!(api.headers()[header::CONTENT_TYPE], "application/json");
-        let post = fallback(Method::POST, Uri::from_static("/orgs")).await;
+        let post = fallback(Method::POST, Uri::from_static("/orgs"), none()).await;
         assert_eq!(post.status(), StatusCode::NOT_FOUND);
-        let page = fallback(Method::GET, Uri::from_static("/orgs/acme/apps")).await;
+        let page = fallback(Method::GET, Uri::from_static("/orgs/acme/apps"), none()).await;
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CSP);
         assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
-        let missing = fallback(Method::GET, Uri::from_static("/assets/nope.js")).await;
+        let missing = fallback(Method::GET, Uri::from_static("/assets/nope.js"), none()).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn gzip_goes_only_to_who_takes_it() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            takes_gzip(&h)
+        };
+        assert!(with("gzip, deflate, br"));
+        assert!(with("br;q=1.0, GZIP;q=0.5"));
+        assert!(!with("br, gzip;q=0"));
+        assert!(!with("identity"));
+        assert!(!takes_gzip(&HeaderMap::new()));
     }
 }
