@@ -22,7 +22,7 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     let mut code = String::from(
         "/// The dashboard's files: URL path, contents, and the contents gzipped (text files).\n\
-         pub static FILES: &[(&str, &[u8], Option<&[u8]>)] = &[\n",
+         pub static FILES: &[super::Entry] = &[\n",
     );
     for (n, (url, path)) in files.iter().enumerate() {
         let gz = gzipped(path, &out.join(format!("dashboard-{n}.gz")));

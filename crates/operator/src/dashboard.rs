@@ -9,6 +9,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
+/// One embedded file: its URL path, its contents, and its contents gzipped (text files).
+type Entry = (&'static str, &'static [u8], Option<&'static [u8]>);
+
 mod files {
     include!(concat!(env!("OUT_DIR"), "/dashboard.rs"));
 }
