@@ -30,6 +30,7 @@ const node = env('ZW_NODE')
 const credential = env('ZW_NODE_CREDENTIAL')
 const instances = env('ZW_INSTANCES').split(',')
 const dist = env('ZW_DIST')
+const address = env('ZW_ADDRESS')
 
 /** nginx serving `dist` on a free port, the API proxied to the operator. */
 async function peer() {
@@ -53,7 +54,7 @@ http {
 }
 `,
   )
-  const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'inherit' })
+  const child = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' })
   for (let i = 0; i < 50; i++) {
     try {
       await fetch(`http://127.0.0.1:${port}/`)
@@ -79,7 +80,7 @@ async function load(browser, base, path, ready) {
   const page = await context.newPage()
   const scripts = []
   page.on('response', async (r) => {
-    if (r.url().endsWith('.js')) scripts.push(r.body().then((b) => gzipSync(b).length))
+    if (r.url().endsWith('.js')) scripts.push(r.body().then((b) => gzipSync(b).length, () => 0))
   })
   await page.goto(base + path)
   await page.waitForFunction(ready, undefined, { timeout: 30_000 })
@@ -135,12 +136,13 @@ async function changes(browser) {
     const shown = page.waitForFunction(
       (id) => document.querySelector(`th[title="${id}"]`)?.closest('tr')?.textContent.includes('healthy') && Date.now(),
       id,
-      { timeout: 30_000, polling: 'mutation' },
+      { timeout: 30_000, polling: 'raf' },
     )
+    shown.catch(() => {}) // awaited below; a failed report must not leave it unhandled
     const r = await fetch(`${api}/api/v1/nodes/${node}/instances/${id}/state`, {
       method: 'POST',
       headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ state: 'healthy', address: '127.0.0.1:9', restarts: 0 }),
+      body: JSON.stringify({ state: 'healthy', address, restarts: 0 }),
     })
     const committed = Date.now()
     if (!r.ok) throw new Error(`report answered ${r.status}: ${await r.text()}`)
@@ -155,11 +157,11 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   args: ['--no-sandbox'],
 })
-const nginx = await peer()
+let nginx = { stop: () => {} }
 try {
+  nginx = await peer()
   const ours = await pages(browser, api)
   const theirs = await pages(browser, nginx.base)
-  const delays = await changes(browser)
   console.log('| page | served by | FCP p50 | FCP max | data on screen p50 | max | JS (gzip) |')
   console.log('|---|---|---|---|---|---|---|')
   for (const [who, rows] of [['operator', ours], ['nginx (peer)', theirs]]) {
@@ -170,6 +172,7 @@ try {
       console.log(`| ${name} | ${who} | ${ms(fcp.p50)} | ${ms(fcp.max)} | ${ms(data.p50)} | ${ms(data.max)} | ${(js / 1024).toFixed(1)} KiB |`)
     }
   }
+  const delays = await changes(browser)
   const d = stats(delays)
   console.log('')
   console.log('| change | runs | p50 | max |')

@@ -76,6 +76,9 @@ async fn main() {
         .as_str()
         .expect("a credential")
         .to_owned();
+    // Where the node's instances answer: an address of its own /64.
+    let prefix = node["instance_prefix"].as_str().expect("a prefix");
+    let address = format!("[{}2]:8080", prefix.trim_end_matches("/64"));
     let heartbeat = {
         let (http, base, credential) = (api.http.clone(), api.base.clone(), credential.clone());
         tokio::spawn(async move {
@@ -100,12 +103,12 @@ async fn main() {
         json!({ "instances": 100_000, "memory_mb": 1_073_741_824_u64 }),
     )
     .await;
-    let manifest = format!(
-        "version = 1\n[processes.web]\ninstances = {INSTANCES_PER_APP}\ncpus = 0.1\nmemory_mb = 64\nport = 8080\n"
-    );
     let started = std::time::Instant::now();
     for n in 0..APPS {
         let app = format!("app-{n:03}");
+        let manifest = format!(
+            "version = 1\napp = \"{app}\"\n[processes.web]\ninstances = {INSTANCES_PER_APP}\ncpus = 0.1\nmemory_mb = 64\nport = 8080\n"
+        );
         api.post(
             &format!("/api/v1/orgs/{ORG}/apps"),
             &admin,
@@ -154,6 +157,7 @@ async fn main() {
         .env("ZW_NODE", "bench-node")
         .env("ZW_NODE_CREDENTIAL", &credential)
         .env("ZW_INSTANCES", instances.join(","))
+        .env("ZW_ADDRESS", &address)
         .env("ZW_DIST", web.join("dist"))
         .output()
         .await
