@@ -56,6 +56,25 @@ impl Page {
 }
 
 impl Page {
+    /// Rows to ask a paged query for: one more than the page, to know whether another
+    /// page follows.
+    pub fn fetch(&self) -> i64 {
+        i64::try_from(self.limit).unwrap_or(i64::MAX - 1) + 1
+    }
+
+    /// The page of `rows` already in order and after the cursor (at most [`Page::fetch`]
+    /// of them), and the next page's cursor, the last row's `key`.
+    pub fn finish<T>(
+        &self,
+        mut rows: Vec<T>,
+        key: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        let more = rows.len() > self.limit;
+        rows.truncate(self.limit);
+        let next = more.then(|| rows.last().map(key)).flatten();
+        (rows, next)
+    }
+
     /// The page of `rows` (in any order) along `key`, and the next page's cursor.
     pub fn cut<T>(
         &self,
@@ -73,12 +92,7 @@ impl Page {
                 Order::Descending => key(r) < *after,
             });
         }
-        let more = rows.len() > self.limit;
-        rows.truncate(self.limit);
-        let next = more
-            .then(|| rows.last().map(|r| key(r).to_string()))
-            .flatten();
-        (rows, next)
+        self.finish(rows, key)
     }
 }
 

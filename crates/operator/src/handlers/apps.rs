@@ -23,18 +23,9 @@ pub async fn list(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<AppList>> {
     let page = Page::of(&q)?;
-    let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
-    let mut rows = read::app_rows(
-        s.store.pool(),
-        org.id,
-        PRIMARY_ENV,
-        page.after.as_deref(),
-        limit + 1,
-    )
-    .await?;
-    let more = rows.len() > page.limit;
-    rows.truncate(page.limit);
-    let next = more.then(|| rows.last().map(|r| r.name.clone())).flatten();
+    let after = page.after.as_deref();
+    let rows = read::app_rows(s.store.pool(), org.id, PRIMARY_ENV, after, page.fetch()).await?;
+    let (rows, next) = page.finish(rows, |r| r.name.clone());
     let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
     let apps = rows
         .into_iter()
