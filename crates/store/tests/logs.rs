@@ -82,8 +82,8 @@ impl World {
         let db = store.pool();
         let release = Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO releases (id, org_id, app_id, number, image, digest, manifest, manifest_hash, created_at)
-             VALUES ($1, $2, $3, (SELECT count(*) + 1 FROM releases), 'i', 'd', '{}', 'h', now())",
+            "INSERT INTO releases (id, org_id, app_id, number, image, digest, manifest, manifest_hash, created_at, created_by)
+             VALUES ($1, $2, $3, (SELECT count(*) + 1 FROM releases), 'i', 'd', '{}', 'h', now(), 'system')",
         )
         .bind(release)
         .bind(self.org)
