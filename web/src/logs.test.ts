@@ -130,9 +130,35 @@ describe('LogFollower', () => {
 
   it('ignores other event types and bad data', () => {
     const { server, logs } = setup()
-    server.h.onEvent({ id: null, type: 'end', data: '{"state":"succeeded"}' })
+    server.h.onEvent({ id: null, type: 'ping', data: '{"state":"succeeded"}' })
     server.h.onEvent({ id: '5', type: 'log', data: 'not json' })
     expect(logs.lines).toHaveLength(0)
+    expect(logs.status).toBe('live')
+  })
+
+  it("stops at the stream's own end and does not reconnect", () => {
+    const clock = new FakeClock()
+    const server = new FakeLogs()
+    let closed = 0
+    const logs = new LogFollower({
+      connect: (lastId, handlers) => {
+        server.connect(lastId, handlers)
+        return () => (closed += 1)
+      },
+      clock,
+    })
+    logs.start()
+    server.h.onOpen()
+    server.line(1)
+    server.line(2, 'done', 'build')
+    server.h.onEvent({ id: null, type: 'end', data: '{"state":"succeeded"}' })
+    expect(logs.status).toBe('ended')
+    expect(closed).toBe(1)
+    server.h.onEnd(null) // the server closes after its end event
+    clock.tick(60_000)
+    expect(logs.status).toBe('ended')
+    expect(server.connections).toHaveLength(1)
+    expect(ids(logs.lines)).toEqual([1, 2])
   })
 })
 

@@ -1,13 +1,15 @@
 // Following an app's logs over Server-Sent Events. Lines carry increasing ids: they are
 // kept in id order, a line seen twice is dropped, and after a drop the stream resumes after
 // the last id seen (Last-Event-ID), so nothing is missed or repeated. Pausing buffers new
-// lines until resume; at most `cap` lines are held, the oldest dropped first.
+// lines until resume; at most `cap` lines are held, the oldest dropped first. A stream
+// that has an end (a build's output) says so with an `end` event: the follower stops there
+// and does not reconnect.
 
 import type { Close, StreamHandlers } from './sse'
 import { backoff, realClock, type Clock, type Handle } from './timers'
 import type { LogLine } from './api/types'
 
-export type LogStatus = 'connecting' | 'live' | 'reconnecting' | 'stopped'
+export type LogStatus = 'connecting' | 'live' | 'reconnecting' | 'stopped' | 'ended'
 
 /** Opens the log stream, resuming after `lastId` when given. */
 export type LogConnect = (lastId: string | null, handlers: StreamHandlers) => Close
@@ -76,6 +78,14 @@ export class LogFollower {
     if (this.retry !== null) this.clock.clearTimeout(this.retry)
     this.retry = null
     this.setStatus('stopped')
+  }
+
+  /** The stream's own end: nothing more will come. */
+  private finish(): void {
+    this.running = false
+    this.close?.()
+    this.close = null
+    this.setStatus('ended')
   }
 
   pause(): void {
@@ -154,6 +164,11 @@ export class LogFollower {
         if (ended) return
         const id = e.id === null ? NaN : Number(e.id)
         if (Number.isSafeInteger(id)) this.lastId = Math.max(this.lastId ?? id, id)
+        if (e.type === 'end') {
+          ended = true
+          this.finish()
+          return
+        }
         if (e.type !== 'log' || e.data === null) return
         let line: LogLine
         try {

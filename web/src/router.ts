@@ -26,6 +26,7 @@ export const router = createRouter({
       children: [
         { path: '', name: 'app', component: () => import('./views/app/OverviewTab.vue'), meta: { title: 'Overview' } },
         { path: 'logs', name: 'app-logs', component: () => import('./views/app/LogsTab.vue'), meta: { title: 'Logs' } },
+        { path: 'builds', name: 'app-builds', component: () => import('./views/app/BuildsTab.vue'), meta: { title: 'Builds' } },
         { path: 'secrets', name: 'app-secrets', component: () => import('./views/app/SecretsTab.vue'), meta: { title: 'Env & secrets' } },
         { path: 'routes', name: 'app-routes', component: () => import('./views/app/RoutesTab.vue'), meta: { title: 'Routes' } },
         { path: 'domains', name: 'app-domains', component: () => import('./views/app/DomainsTab.vue'), meta: { title: 'Domains' } },

@@ -104,6 +104,8 @@ pub struct Instance {
     pub deployment_id: Uuid,
     pub process: String,
     pub node_id: Option<Uuid>,
+    /// The name of the node it is placed on.
+    pub node: Option<String>,
     pub region: Option<String>,
     #[cfg_attr(feature = "sqlx", sqlx(try_from = "String"))]
     pub desired_state: DesiredState,

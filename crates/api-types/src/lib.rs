@@ -7,21 +7,7 @@
 //! patterns, lengths, ranges) are stated on the fields, so the document says them too.
 //! With the `sqlx` feature, the store decodes its projection rows into the same types.
 
-/// `Debug` for a type that carries a secret: the named fields print as `<redacted>`, so
-/// a logged or panicking value never shows one.
-macro_rules! redacted_debug {
-    ($ty:ident { $($field:ident),* } hides { $($secret:ident),* }) => {
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), &self.$field))*
-                    $(.field(stringify!($secret), &"<redacted>"))*
-                    .finish()
-            }
-        }
-    };
-}
-pub(crate) use redacted_debug;
+pub(crate) use zeitwork_core::redacted_debug;
 
 pub mod apps;
 pub mod builds;

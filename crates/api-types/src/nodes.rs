@@ -18,6 +18,10 @@ pub struct Node {
     /// Capacity: thousandths of a CPU, and MiB of memory.
     pub millicpus: i32,
     pub memory_mb: i64,
+    /// What the instances placed on it reserve of that capacity (the figures placement
+    /// goes by).
+    pub allocated_millicpus: i64,
+    pub allocated_memory_mb: i64,
     /// Host addresses other nodes and edges reach it at.
     #[cfg_attr(feature = "sqlx", sqlx(json))]
     pub addresses: Vec<String>,

@@ -134,9 +134,17 @@ pub fn short_id(id: &Uuid) -> String {
     hex[24..].to_owned()
 }
 
-/// Millicpus as CPUs: `1500` → `1.5`.
-pub fn cpus(millicpus: i32) -> String {
-    (f64::from(millicpus) / 1000.0).to_string()
+/// Millicpus as CPUs: `1500` → `1.5`, `2000` → `2`, `250` → `0.25`.
+pub fn cpus(millicpus: impl Into<i64>) -> String {
+    let m: i64 = millicpus.into();
+    let (sign, m) = if m < 0 { ("-", -m) } else { ("", m) };
+    let (whole, thousandths) = (m / 1000, m % 1000);
+    if thousandths == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let fraction = format!("{thousandths:03}");
+        format!("{sign}{whole}.{}", fraction.trim_end_matches('0'))
+    }
 }
 
 /// Renders rows under headers, columns separated by two spaces, no trailing blanks.

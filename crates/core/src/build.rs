@@ -65,7 +65,7 @@ impl BuildState {
 }
 
 /// One build a node must run (part of its desired state).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredBuild {
     pub build_id: Uuid,
     /// The app it builds (whose layer cache the node keeps).
@@ -87,6 +87,8 @@ pub struct DesiredBuild {
     /// How to build it.
     pub build: Build,
 }
+
+crate::redacted_debug!(DesiredBuild { build_id, app_id, state, source, git, repository, build } hides { git_token });
 
 /// `POST /api/v1/nodes/{name}/builds/{id}`: where the node's build is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

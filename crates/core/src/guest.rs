@@ -30,7 +30,7 @@ pub const BUSY_LINE: &str = "zeitwork-init: busy";
 /// See [`BUSY_LINE`].
 pub const IDLE_LINE: &str = "zeitwork-init: idle";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestConfig {
     /// Program and arguments; `argv[0]` is resolved against `PATH` in `env` when it has no `/`.
@@ -49,6 +49,10 @@ pub struct GuestConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
 }
+
+crate::redacted_debug!(GuestConfig {
+    argv, env, workdir, user, hostname, interfaces, dns, cache
+} hides { secrets });
 
 /// One point-to-point interface: the guest's address and the host end as gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

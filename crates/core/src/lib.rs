@@ -2,6 +2,22 @@
 //! `zeitwork.toml` manifest, the event payloads of the append-only log and token roles.
 //! Nothing here performs I/O, so every other crate can depend on it freely.
 
+/// `Debug` for a type that carries a secret: the named fields print as `<redacted>`, so
+/// a logged or panicking value never shows one.
+#[macro_export]
+macro_rules! redacted_debug {
+    ($ty:ident { $($field:ident),* } hides { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &"<redacted>"))*
+                    .finish()
+            }
+        }
+    };
+}
+
 pub mod build;
 pub mod certificate;
 pub mod deployment;

@@ -12,12 +12,14 @@ use uuid::Uuid;
 
 /// `POST /api/v1/nodes/join-tokens` (platform admin): a one-time secret a new node
 /// presents once to enroll.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinToken {
     pub token: String,
     pub expires_at: DateTime<Utc>,
 }
+
+crate::redacted_debug!(JoinToken { expires_at } hides { token });
 
 /// `POST /api/v1/nodes/enroll` with `Authorization: Bearer <join token>`.
 /// Enrolling a name again (a reinstalled node) keeps its id and issues a new credential.
@@ -51,7 +53,7 @@ pub const MAX_MILLICPUS: u32 = 4_096_000;
 pub const MAX_MEMORY_MB: u64 = 16 * 1024 * 1024;
 
 /// The answer to an [`Enrollment`]: the credential is shown once, only its hash is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Enrolled {
     pub node_id: Uuid,
     pub name: String,
@@ -59,6 +61,8 @@ pub struct Enrolled {
     /// The node's instance /64 ([`crate::ipam`]): its instances' addresses come from it.
     pub instance_prefix: String,
 }
+
+crate::redacted_debug!(Enrolled { node_id, name, instance_prefix } hides { credential });
 
 /// `POST /api/v1/nodes/{name}/heartbeat`. Heartbeats are liveness, not history: they
 /// update the node row without writing to the event log.
@@ -155,7 +159,7 @@ pub struct DesiredExec {
 }
 
 /// One instance the node must run, with everything needed to boot it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredInstance {
     pub instance_id: Uuid,
     pub org: String,
@@ -184,6 +188,11 @@ pub struct DesiredInstance {
     #[serde(default)]
     pub served: bool,
 }
+
+crate::redacted_debug!(DesiredInstance {
+    instance_id, org, app, env, deployment_id, process, image, command, env_vars, port,
+    vcpus, memory_mb, cpu_weight, health, served
+} hides { secrets });
 
 /// How the agent decides an instance is healthy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -370,5 +379,42 @@ mod tests {
         let err = serde_json::from_str::<InstanceReport>(r#"{"state":"healthy","colour":1}"#)
             .unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn secrets_and_credentials_never_print_in_debug() {
+        let desired = DesiredInstance {
+            instance_id: Uuid::nil(),
+            org: "acme".into(),
+            app: "web".into(),
+            env: "prod".into(),
+            deployment_id: Uuid::nil(),
+            process: "web".into(),
+            image: "r/acme/web@sha256:00".into(),
+            command: None,
+            env_vars: BTreeMap::from([("MODE".into(), "plain".into())]),
+            secrets: BTreeMap::from([("DB_PASSWORD".into(), "hunter2-secret".into())]),
+            port: Some(8080),
+            vcpus: 1,
+            memory_mb: 256,
+            cpu_weight: 100,
+            health: None,
+            served: true,
+        };
+        let printed = format!("{desired:?}");
+        assert!(printed.contains("plain") && printed.contains("<redacted>"), "{printed}");
+        assert!(!printed.contains("hunter2-secret"), "{printed}");
+        let join = JoinToken {
+            token: "zwj_topsecret".into(),
+            expires_at: Utc::now(),
+        };
+        assert!(!format!("{join:?}").contains("topsecret"));
+        let enrolled = Enrolled {
+            node_id: Uuid::nil(),
+            name: "n1".into(),
+            credential: "zwn_topsecret".into(),
+            instance_prefix: "fd00::/64".into(),
+        };
+        assert!(!format!("{enrolled:?}").contains("topsecret"));
     }
 }

@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use zeitwork_e2e::{Up, push_example_with_shell};
 
+/// Apps seeded; `ZW_BENCH_APPS` makes a smaller run (to try the bench out).
 const APPS: usize = 500;
 const INSTANCES_PER_APP: usize = 10;
 const ORG: &str = "bench";
@@ -103,8 +104,12 @@ async fn main() {
         json!({ "instances": 100_000, "memory_mb": 1_073_741_824_u64 }),
     )
     .await;
+    let apps = std::env::var("ZW_BENCH_APPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(APPS);
     let started = std::time::Instant::now();
-    for n in 0..APPS {
+    for n in 0..apps {
         let app = format!("app-{n:03}");
         let manifest = format!(
             "version = 1\napp = \"{app}\"\n[processes.web]\ninstances = {INSTANCES_PER_APP}\ncpus = 0.1\nmemory_mb = 64\nport = 8080\n"
@@ -124,13 +129,13 @@ async fn main() {
         .await;
     }
     eprintln!(
-        "seeded {APPS} apps, {} instances in {:?}",
-        APPS * INSTANCES_PER_APP,
+        "seeded {apps} apps, {} instances in {:?}",
+        apps * INSTANCES_PER_APP,
         started.elapsed()
     );
 
     // The app page the browser watches, and its instances to report healthy one by one.
-    let watched = "app-250";
+    let watched = format!("app-{:03}", apps / 2);
     let status = api
         .call(
             reqwest::Method::GET,
@@ -153,7 +158,7 @@ async fn main() {
         .env("ZW_URL", up.api())
         .env("ZW_TOKEN", &admin)
         .env("ZW_ORG", ORG)
-        .env("ZW_APP", watched)
+        .env("ZW_APP", &watched)
         .env("ZW_NODE", "bench-node")
         .env("ZW_NODE_CREDENTIAL", &credential)
         .env("ZW_INSTANCES", instances.join(","))

@@ -355,9 +355,11 @@ pub async fn process_types<'c>(db: impl PgExecutor<'c>, deployment: Uuid) -> R<V
 
 pub async fn instances<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Instance>> {
     Ok(sqlx::query_as(
-        "SELECT id, deployment_id, process, node_id, region, desired_state, observed_state, reason,
-                address, restarts, replaces, created_at, updated_at
-         FROM instances WHERE env_id = $1 ORDER BY created_at, id",
+        "SELECT i.id, i.deployment_id, i.process, i.node_id, n.name AS node, i.region,
+                i.desired_state, i.observed_state, i.reason, i.address, i.restarts, i.replaces,
+                i.created_at, i.updated_at
+         FROM instances i LEFT JOIN nodes n ON n.id = i.node_id
+         WHERE i.env_id = $1 ORDER BY i.created_at, i.id",
     )
     .bind(env)
     .fetch_all(db)
@@ -366,18 +368,32 @@ pub async fn instances<'c>(db: impl PgExecutor<'c>, env: Uuid) -> R<Vec<Instance
 
 /// Every instance that still holds resources on a node, for placement.
 pub async fn placed_instances<'c>(db: impl PgExecutor<'c>) -> R<Vec<PlacedInstance>> {
-    Ok(sqlx::query_as(
-        "SELECT i.node_id, i.deployment_id, p.millicpus, p.memory_mb FROM instances i
-         JOIN process_types p ON p.deployment_id = i.deployment_id AND p.name = i.process
-         WHERE i.node_id IS NOT NULL AND i.desired_state = 'running'",
-    )
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_as(PLACED).fetch_all(db).await?)
 }
 
-const NODE: &str = "SELECT n.id, n.name, n.region, n.zone, n.millicpus, n.memory_mb, n.addresses,
+/// What each instance placed on a node holds of it: the one rule placement and the nodes'
+/// `allocated_*` figures share.
+macro_rules! placed {
+    () => {
+        "SELECT i.node_id, i.deployment_id, p.millicpus, p.memory_mb FROM instances i
+         JOIN process_types p ON p.deployment_id = i.deployment_id AND p.name = i.process
+         WHERE i.node_id IS NOT NULL AND i.desired_state = 'running'"
+    };
+}
+const PLACED: &str = placed!();
+
+const NODE: &str = concat!(
+    "SELECT n.id, n.name, n.region, n.zone, n.millicpus, n.memory_mb,
+        COALESCE(a.millicpus, 0) AS allocated_millicpus,
+        COALESCE(a.memory_mb, 0) AS allocated_memory_mb, n.addresses,
         n.instance_prefix, n.state, h.at AS last_heartbeat, h.running, n.created_at
-    FROM nodes n LEFT JOIN node_heartbeats h ON h.node_id = n.id";
+    FROM nodes n LEFT JOIN node_heartbeats h ON h.node_id = n.id
+    LEFT JOIN (SELECT node_id, sum(millicpus)::bigint AS millicpus,
+                      sum(memory_mb)::bigint AS memory_mb
+               FROM (",
+    placed!(),
+    ") placed GROUP BY node_id) a ON a.node_id = n.id"
+);
 
 pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {
     Ok(

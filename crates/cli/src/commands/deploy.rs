@@ -99,7 +99,12 @@ const RELEASES: &[Column<Release>] = &[
 const INSTANCES: &[Column<Instance>] = &[
     col("ID", |i| output::short_id(&i.id)),
     col("PROCESS", |i| i.process.cell()),
-    col("NODE", |i| i.node_id.as_ref().map(output::short_id).cell()),
+    col("NODE", |i| {
+        i.node
+            .clone()
+            .or_else(|| i.node_id.as_ref().map(output::short_id))
+            .cell()
+    }),
     col("DESIRED", |i| i.desired_state.cell()),
     col("OBSERVED", |i| i.observed_state.cell()),
     col("ADDRESS", |i| i.address.cell()),

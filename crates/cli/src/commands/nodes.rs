@@ -36,8 +36,16 @@ const NODES: &[Column<Node>] = &[
     col("REGION", |n| n.region.cell()),
     col("ZONE", |n| n.zone.cell()),
     col("STATE", |n| n.state.cell()),
-    col("CPUS", |n| output::cpus(n.millicpus)),
-    col("MEMORY MB", |n| n.memory_mb.cell()),
+    col("CPUS USED", |n| {
+        format!(
+            "{}/{}",
+            output::cpus(n.allocated_millicpus),
+            output::cpus(n.millicpus)
+        )
+    }),
+    col("MEMORY MB USED", |n| {
+        format!("{}/{}", n.allocated_memory_mb, n.memory_mb)
+    }),
     col("RUNNING", |n| n.running.cell()),
     col("HEARTBEAT", |n| n.last_heartbeat.cell()),
 ];
