@@ -35,7 +35,7 @@ test.describe('axe-core', () => {
   // Only here: axe is injected as a script, which the page's CSP would (rightly) refuse.
   test.use({ bypassCSP: true })
 
-  test('finds no serious or critical violation on sign-in, the apps list, the app overview and its logs', async ({ page }) => {
+  test('finds no serious or critical violation on sign-in, the apps list, the app overview, its logs and builds, and the nodes', async ({ page }) => {
     await page.goto('/sign-in')
     await expect(signInForm(page).heading).toBeVisible()
     await expectNoSeriousViolations(page, 'the sign-in page')
@@ -62,6 +62,14 @@ test.describe('axe-core', () => {
     })
     await expect(page.getByRole('region', { name: 'Log lines' }).getByRole('listitem').first()).toBeVisible({ timeout: 30_000 })
     await expectNoSeriousViolations(page, 'the logs tab')
+
+    await page.getByRole('navigation', { name: 'App sections' }).getByRole('link', { name: 'Builds' }).click()
+    await expect(page.getByText('No builds in this env yet.')).toBeVisible()
+    await expectNoSeriousViolations(page, 'the builds tab')
+
+    await page.goto('/admin/nodes')
+    await expect(page.locator('[data-label="Allocated of capacity"]').first()).toBeVisible()
+    await expectNoSeriousViolations(page, 'the nodes page')
   })
 })
 

@@ -1,7 +1,8 @@
-// Where the change stream and the events page start: the newest event the token can see.
-// The event list answers only "events after SEQ", so the newest seq is found by probing:
-// doubling `after` until a probe finds nothing, then bisecting (about 2·log2(seq) tiny
-// requests). A server that says its head outright would make this one request.
+// Where the change stream and the events page start. The stream starts after the log's
+// head, which every event page states (one request). The events page shows the newest
+// events the token can see, which may be far below the head (other orgs' events are not
+// its), so it finds the newest visible seq by probing: doubling `after` until a probe finds
+// nothing, then bisecting (about 2·log2(seq) tiny requests).
 import { api } from './context'
 import { call } from './api/client'
 import type { Live } from './live'
@@ -41,11 +42,17 @@ export const apiProbe: Probe = async (after) => {
   return page.events[0]?.seq ?? null
 }
 
-/** Starts the stream after the newest event (or from the server's default if that fails). */
-export async function startLive(live: Live): Promise<void> {
+/** The newest committed seq of the whole log. */
+export async function logHead(): Promise<number> {
+  const page = await call(api.GET('/api/v1/events', { params: { query: { limit: 1 } } }))
+  return page.head
+}
+
+/** Starts the stream after the log's head (or from the server's default if that fails). */
+export async function startLive(live: Live, head: () => Promise<number> = logHead): Promise<void> {
   let after: number | null
   try {
-    after = await findHead(apiProbe)
+    after = await head()
   } catch {
     after = null
   }

@@ -36,9 +36,9 @@ describe('Live', () => {
     const { clock, server, live } = setup()
     const app = vi.fn()
     const other = vi.fn()
+    live.start(10)
     live.subscribe((e) => e.data['app_id'] === 'a1', app)
     live.subscribe((e) => e.data['app_id'] === 'a2', other)
-    live.start(10)
     expect(server.last.after).toBe(10)
     expect(live.status).toBe('connecting')
     server.last.handlers.onOpen()
@@ -55,6 +55,25 @@ describe('Live', () => {
     clock.tick(100)
     expect(app).toHaveBeenCalledTimes(2)
     expect(live.lastSeq).toBe(14)
+  })
+
+  it('refreshes once, at start, the views that loaded before the head was read', () => {
+    // A view loads, a change commits (seq 7), then the head is read (7) and the stream
+    // starts after it: the stream never brings seq 7, so the view refreshes at start.
+    const { clock, server, live } = setup()
+    const early = vi.fn()
+    live.subscribe(() => true, early)
+    live.start(7)
+    const late = vi.fn()
+    live.subscribe(() => true, late)
+    clock.tick(100)
+    expect(early).toHaveBeenCalledTimes(1)
+    expect(late).not.toHaveBeenCalled()
+    server.last.handlers.onOpen()
+    server.send(8, 'instance_observed')
+    clock.tick(100)
+    expect(early).toHaveBeenCalledTimes(2)
+    expect(late).toHaveBeenCalledTimes(1)
   })
 
   it('polls every 5 s while down and resumes after the last seq', () => {
@@ -144,8 +163,8 @@ describe('Live', () => {
   it('ignores events of a stream it already left', () => {
     const { clock, server, live } = setup()
     const refresh = vi.fn()
-    live.subscribe(() => true, refresh)
     live.start(0)
+    live.subscribe(() => true, refresh)
     const first = server.last
     first.handlers.onEnd(null)
     first.handlers.onEvent({ id: '9', type: 'x', data: '{}' })

@@ -49,13 +49,18 @@ export class Live {
     this.coalesce = options.coalesce ?? 100
   }
 
-  /** Starts the stream after `after` (the newest seq the caller has seen), once. */
+  /**
+   * Starts the stream after `after` (the log's head, read just now), once. Views that
+   * loaded before the head was read may have missed a change committed in between (it is
+   * at or below `after`, so the stream does not bring it): they refresh once now.
+   */
   start(after: number | null = null): void {
     if (this.running) return
     this.running = true
     this.lastSeq = after
     this.setStatus('connecting')
     this.open()
+    for (const sub of this.subs) this.schedule(sub)
   }
 
   stop(): void {
@@ -142,12 +147,17 @@ export class Live {
 
   private dispatch(event: Event): void {
     for (const sub of this.subs) {
-      if (sub.pending !== null || !sub.match(event)) continue
-      sub.pending = this.clock.setTimeout(() => {
-        sub.pending = null
-        sub.refresh()
-      }, this.coalesce)
+      if (sub.match(event)) this.schedule(sub)
     }
+  }
+
+  /** One refresh of `sub` soon, however many reasons come within the window. */
+  private schedule(sub: Subscription): void {
+    if (sub.pending !== null) return
+    sub.pending = this.clock.setTimeout(() => {
+      sub.pending = null
+      sub.refresh()
+    }, this.coalesce)
   }
 
   private cancel(sub: Subscription): void {

@@ -6,7 +6,8 @@
 //! to the page showing it, and the JavaScript the first view loads, gzipped. The same
 //! pages served by nginx (static files, the API proxied to the operator) run beside it as
 //! the peer. Printed as Markdown for BENCHMARKS.md. Run:
-//! `cargo bench -p zeitwork-e2e --bench dashboard` (needs `web/dist` built and nginx).
+//! `cargo bench -p zeitwork-e2e --bench dashboard` (needs `web/dist` built; installs nginx
+//! with `scripts/setup.sh` when it is missing).
 
 use std::time::Duration;
 
@@ -50,6 +51,12 @@ impl Api {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let setup = std::process::Command::new(root.join("scripts/setup.sh"))
+        .arg("nginx-light")
+        .status()
+        .expect("scripts/setup.sh runs");
+    assert!(setup.success(), "scripts/setup.sh nginx-light failed");
     let data = tempfile::tempdir().unwrap();
     let up = Up::start(data.path().join("data")).await;
     up.login_as_admin().await;
