@@ -402,7 +402,10 @@ mod tests {
             served: true,
         };
         let printed = format!("{desired:?}");
-        assert!(printed.contains("plain") && printed.contains("<redacted>"), "{printed}");
+        assert!(
+            printed.contains("plain") && printed.contains("<redacted>"),
+            "{printed}"
+        );
         assert!(!printed.contains("hunter2-secret"), "{printed}");
         let join = JoinToken {
             token: "zwj_topsecret".into(),
