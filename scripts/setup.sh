@@ -20,6 +20,8 @@ packages=(
   pebble           # ACME test server
   busybox-static   # a shell in test images (exec tests)
   iproute2         # taps, routes
+  wireguard-tools  # `wg`: configures the overlay between nodes
+  wireguard-go     # userspace WireGuard, for hosts without the kernel module
   curl
   ca-certificates
   "$@"

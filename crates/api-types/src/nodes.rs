@@ -28,6 +28,22 @@ pub struct Node {
     /// Its instances' IPv6 /64; `null` until a node enrolled by an earlier build enrolls
     /// again.
     pub instance_prefix: Option<String>,
+    /// Its own address on the WireGuard overlay (the first of its /64); `null` while it is
+    /// not on the overlay.
+    #[cfg_attr(feature = "sqlx", sqlx(skip))]
+    pub overlay_address: Option<String>,
+    /// Its WireGuard public key and UDP port, from its enrollment.
+    pub wireguard_key: Option<String>,
+    pub wireguard_port: Option<i32>,
+    /// Each overlay peer as its last heartbeat saw it.
+    #[cfg_attr(feature = "sqlx", sqlx(skip))]
+    #[serde(default)]
+    pub overlay_peers: Vec<PeerStatus>,
+    /// The heartbeat's own words, turned into `overlay_peers` by the store.
+    #[cfg_attr(feature = "sqlx", sqlx(json))]
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub overlay_seen: Vec<zeitwork_core::overlay::PeerSeen>,
     #[cfg_attr(feature = "sqlx", sqlx(try_from = "String"))]
     pub state: NodeState,
     /// Liveness, from the heartbeat bookkeeping; `null` until an agent reports.
@@ -35,6 +51,18 @@ pub struct Node {
     /// Instances the agent said it runs, in its last heartbeat.
     pub running: Option<i32>,
     pub created_at: DateTime<Utc>,
+}
+
+/// One overlay peer of a node: whether the path to it worked lately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerStatus {
+    /// The peer's name; `null` when no node has that key any more.
+    pub node: Option<String>,
+    pub public_key: String,
+    /// Seconds since the last handshake with it, now; `null`: never.
+    pub handshake_age_seconds: Option<u64>,
+    /// A handshake within the last 3 minutes (WireGuard's own limit for a live session).
+    pub reachable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -264,6 +264,9 @@ pub enum EventData {
         instance_prefix: Option<String>,
         join_token_id: Uuid,
         credential_hash: String,
+        /// Its WireGuard public key and port; absent for a node off the overlay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overlay: Option<crate::overlay::OverlayKey>,
     },
     NodeStateChanged {
         node_id: Uuid,

@@ -33,6 +33,13 @@ pub fn free_prefix<'a>(taken: impl IntoIterator<Item = &'a str>) -> Option<Strin
     (1..=u16::MAX).find(|i| !taken.contains(i)).map(node_prefix)
 }
 
+/// The node's own address on the overlay: the first of its /64 (instances' links start
+/// at the third, `::2`), so it needs no allocation of its own.
+pub fn overlay_address(prefix: &str) -> Option<Ipv6Addr> {
+    let index = prefix_index(prefix)?;
+    Some(Ipv6Addr::from(PLATFORM | (u128::from(index) << 64) | 1))
+}
+
 /// Whether `addr` lies inside the node prefix `prefix`.
 pub fn contains(prefix: &str, addr: IpAddr) -> bool {
     match (prefix_index(prefix), addr) {
@@ -74,5 +81,9 @@ mod tests {
             !contains(&mine, "172.31.0.3".parse().unwrap()),
             "IPv4 is node-local"
         );
+        let overlay = overlay_address(&mine).unwrap();
+        assert_eq!(overlay, "fd7a:7a77:0:2::1".parse::<Ipv6Addr>().unwrap());
+        assert!(contains(&mine, IpAddr::V6(overlay)));
+        assert_eq!(overlay_address("fd00::/64"), None);
     }
 }

@@ -29,6 +29,7 @@ pub mod ipam;
 pub mod manifest;
 pub mod name;
 pub mod node;
+pub mod overlay;
 pub mod ownership;
 pub mod platform_host;
 pub mod port_range;

@@ -45,6 +45,10 @@ pub struct Enrollment {
         "type": "string", "anyOf": [{ "format": "ipv4" }, { "format": "ipv6" }]
     }))]
     pub addresses: Vec<String>,
+    /// Its WireGuard public key and port, made by the agent as it enrolls; without it the
+    /// node is not on the overlay (an agent of an earlier build, or none wanted).
+    #[serde(default)]
+    pub overlay: Option<crate::overlay::OverlayKey>,
 }
 
 /// The most CPU a node brings: 4096 cores.
@@ -75,6 +79,9 @@ pub struct Heartbeat {
     /// [`Heartbeat::MAX_CPU_REPORTS`]), for the autoscaler.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cpu: Vec<InstanceCpu>,
+    /// How recently each overlay peer answered (at most [`crate::overlay::MAX_PEERS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlay: Vec<crate::overlay::PeerSeen>,
 }
 
 impl Heartbeat {
@@ -147,6 +154,9 @@ pub struct NodeDesired {
     /// within the last minute): the agent dials back for each once.
     #[serde(default)]
     pub execs: Vec<DesiredExec>,
+    /// The other nodes on the overlay, to peer with (empty while this node has no key).
+    #[serde(default)]
+    pub peers: Vec<crate::overlay::OverlayPeer>,
 }
 
 /// An exec to attach: the agent dials `GET /api/v1/nodes/{name}/execs/{grant_id}` and

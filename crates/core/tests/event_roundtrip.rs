@@ -668,7 +668,8 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                 texts(),
                 proptest::option::of(text()),
                 uuid(),
-                text()
+                text(),
+                proptest::option::of((text(), any::<u16>()))
             )
         )
             .prop_map(
@@ -681,6 +682,7 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                         instance_prefix,
                         join_token_id,
                         credential_hash,
+                        overlay,
                     ),
                 )| EventData::NodeEnrolled {
                     node_id,
@@ -693,6 +695,9 @@ fn any_event_data() -> BoxedStrategy<EventData> {
                     instance_prefix,
                     join_token_id,
                     credential_hash,
+                    overlay: overlay.map(|(public_key, port)| {
+                        zeitwork_core::overlay::OverlayKey { public_key, port }
+                    }),
                 }
             ),
         (uuid(), node_state())

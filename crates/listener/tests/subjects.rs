@@ -113,6 +113,7 @@ async fn instance_moves_reach_the_nodes_concerned() {
             instance_prefix: None,
             join_token_id: token,
             credential_hash: format!("c{token}"),
+            overlay: None,
         };
         enrolled.push(emit(&store, None, data).await);
     }

@@ -10,8 +10,25 @@ pub(crate) async fn run(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<String, NetError> {
+    run_in(None, program, args, stdin).await
+}
+
+/// [`run`], inside network namespace `netns` when given (`ip netns exec`).
+pub(crate) async fn run_in(
+    netns: Option<&str>,
+    program: &'static str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, NetError> {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = Command::new(program);
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns, program]);
+            cmd
+        }
+        None => Command::new(program),
+    };
     cmd.args(args)
         .stdin(if stdin.is_some() {
             std::process::Stdio::piped()
@@ -22,10 +39,11 @@ pub(crate) async fn run(
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().map_err(|_| NetError::NotInstalled {
         program,
-        package: if program == "nft" {
-            "nftables"
-        } else {
-            "iproute2"
+        package: match program {
+            "nft" => "nftables",
+            "wg" => "wireguard-tools",
+            "wireguard-go" => "wireguard-go",
+            _ => "iproute2",
         },
     })?;
     if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {

@@ -19,14 +19,16 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zeitwork_net::{
-    AppPort, EdgeNetwork, EgressAllow, Firewall, InstanceAddrs, NETNS_DIR, NodePrefix, guest_mac,
-    link_name,
+    AppPort, EdgeNetwork, EgressAllow, Firewall, InstanceAddrs, NodePrefix, guest_mac, link_name,
 };
+
+#[path = "support/lab.rs"]
+mod lab;
+use lab::{Namespaces, block_on, in_netns, ip};
 
 const PREFIX: &str = "fd7a:7a77:0:e9::/64";
 const INDEX: u32 = 3;
@@ -50,62 +52,6 @@ const SINK: u16 = 9999;
 
 /// Long enough for a connection on veths; what the firewall drops times out after it.
 const PROBE: Duration = Duration::from_secs(2);
-
-/// Named namespaces of one test, deleted however it ends (their veths go with them).
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            if Path::new(NETNS_DIR).join(name).exists() {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "delete", name])
-                    .status();
-            }
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip (iproute2) runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `f` on a thread of its own in namespace `name`: the sockets it opens, the
-/// processes it starts and the `/proc/sys/net` it writes are that namespace's.
-fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = Path::new(NETNS_DIR).join(name);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            use std::os::fd::AsFd;
-            let ns = std::fs::File::open(&path).unwrap();
-            rustix::thread::move_into_link_name_space(
-                ns.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
-fn block_on<T>(f: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// The four namespaces of one test, wired up as the module docs say.
 struct Lab {

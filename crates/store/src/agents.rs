@@ -53,16 +53,33 @@ pub async fn instance_prefixes<'c>(db: impl PgExecutor<'c>) -> R<Vec<String>> {
 }
 
 /// Records that the node's agent is alive now. Not an event: liveness is not history.
-pub async fn beat<'c>(db: impl PgExecutor<'c>, node: Uuid, running: u32) -> R<()> {
+pub async fn beat<'c>(
+    db: impl PgExecutor<'c>,
+    node: Uuid,
+    running: u32,
+    overlay: &[zeitwork_core::overlay::PeerSeen],
+) -> R<()> {
     sqlx::query(
-        "INSERT INTO node_heartbeats (node_id, at, running) VALUES ($1, clock_timestamp(), $2)
-         ON CONFLICT (node_id) DO UPDATE SET at = excluded.at, running = excluded.running",
+        "INSERT INTO node_heartbeats (node_id, at, running, overlay)
+         VALUES ($1, clock_timestamp(), $2, $3)
+         ON CONFLICT (node_id) DO UPDATE SET at = excluded.at, running = excluded.running,
+            overlay = excluded.overlay",
     )
     .bind(node)
     .bind(i32::try_from(running).unwrap_or(i32::MAX))
+    .bind(sqlx::types::Json(overlay))
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// The node that holds WireGuard key `key`, if one does.
+pub async fn key_holder<'c>(db: impl PgExecutor<'c>, key: &str) -> R<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM nodes WHERE wireguard_key = $1 LIMIT 1")
+        .bind(key)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|(id,)| id))
 }
 
 /// Names of ready or draining nodes whose agent has been silent for longer than `dead_after`.

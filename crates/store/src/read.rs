@@ -1,10 +1,14 @@
 //! Read queries on the projections. Every org-owned lookup takes the org id, so a
 //! handler cannot forget the tenant boundary.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use sqlx::AssertSqlSafe;
-use sqlx::PgExecutor;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor};
 use uuid::Uuid;
+use zeitwork_api_types::nodes::PeerStatus;
+use zeitwork_core::overlay::{OverlayPeer, PeerSeen};
 
 use crate::StoreError;
 use crate::model::*;
@@ -386,7 +390,9 @@ const NODE: &str = concat!(
     "SELECT n.id, n.name, n.region, n.zone, n.millicpus, n.memory_mb,
         COALESCE(a.millicpus, 0) AS allocated_millicpus,
         COALESCE(a.memory_mb, 0) AS allocated_memory_mb, n.addresses,
-        n.instance_prefix, n.state, h.at AS last_heartbeat, h.running, n.created_at
+        n.instance_prefix, n.wireguard_key, n.wireguard_port,
+        COALESCE(h.overlay, '[]') AS overlay_seen, n.state, h.at AS last_heartbeat, h.running,
+        n.created_at
     FROM nodes n LEFT JOIN node_heartbeats h ON h.node_id = n.id
     LEFT JOIN (SELECT node_id, sum(millicpus)::bigint AS millicpus,
                       sum(memory_mb)::bigint AS memory_mb
@@ -395,21 +401,100 @@ const NODE: &str = concat!(
     ") placed GROUP BY node_id) a ON a.node_id = n.id"
 );
 
-pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {
-    Ok(
-        sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY n.name")))
-            .fetch_all(db)
-            .await?,
-    )
+pub async fn nodes(db: &mut PgConnection) -> R<Vec<Node>> {
+    let mut nodes: Vec<Node> = sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY n.name")))
+        .fetch_all(&mut *db)
+        .await?;
+    let names = key_names(db).await?;
+    for n in &mut nodes {
+        overlay_view(n, &names);
+    }
+    Ok(nodes)
 }
 
-pub async fn node<'c>(db: impl PgExecutor<'c>, name: &str) -> R<Option<Node>> {
-    Ok(
-        sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE n.name = $1")))
-            .bind(name)
-            .fetch_optional(db)
-            .await?,
+pub async fn node(db: &mut PgConnection, name: &str) -> R<Option<Node>> {
+    let node: Option<Node> = sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE n.name = $1")))
+        .bind(name)
+        .fetch_optional(&mut *db)
+        .await?;
+    let Some(mut node) = node else {
+        return Ok(None);
+    };
+    overlay_view(&mut node, &key_names(db).await?);
+    Ok(Some(node))
+}
+
+/// Each WireGuard key and the node that holds it.
+async fn key_names(db: &mut PgConnection) -> R<BTreeMap<String, String>> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT wireguard_key, name FROM nodes WHERE wireguard_key IS NOT NULL")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The node's overlay address, and its heartbeat's peer reports aged to now and named.
+fn overlay_view(node: &mut Node, names: &BTreeMap<String, String>) {
+    node.overlay_address = node
+        .wireguard_key
+        .as_ref()
+        .and(node.instance_prefix.as_deref())
+        .and_then(zeitwork_core::ipam::overlay_address)
+        .map(|a| a.to_string());
+    let since_beat = node
+        .last_heartbeat
+        .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0) as u64);
+    node.overlay_peers = std::mem::take(&mut node.overlay_seen)
+        .into_iter()
+        .map(|seen| {
+            let now = PeerSeen {
+                handshake_age_seconds: seen.handshake_age_seconds.map(|a| a + since_beat),
+                ..seen
+            };
+            PeerStatus {
+                node: names.get(&now.public_key).cloned(),
+                reachable: now.reachable(),
+                public_key: now.public_key,
+                handshake_age_seconds: now.handshake_age_seconds,
+            }
+        })
+        .collect();
+}
+
+/// The nodes `node` peers with on the overlay: every other node with a key, each
+/// allowed its own /64. A key two nodes claim is nobody's (enrollment refuses a second
+/// claim; this holds even for a log that has one).
+pub async fn overlay_peers<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<OverlayPeer>> {
+    let rows: Vec<(Uuid, String, String, i32, Json<Vec<String>>, String)> = sqlx::query_as(
+        "SELECT n.id, n.name, n.wireguard_key, n.wireguard_port, n.addresses, n.instance_prefix
+         FROM nodes n
+         WHERE n.id <> $1 AND n.wireguard_key IS NOT NULL AND n.wireguard_port IS NOT NULL
+           AND n.instance_prefix IS NOT NULL
+           AND (SELECT count(*) FROM nodes o WHERE o.wireguard_key = n.wireguard_key) = 1
+         ORDER BY n.name",
     )
+    .bind(node)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(node_id, name, public_key, port, addresses, prefix)| {
+            let port = u16::try_from(port).unwrap_or_default();
+            let mut ips: Vec<std::net::IpAddr> =
+                addresses.0.iter().filter_map(|a| a.parse().ok()).collect();
+            ips.sort_by_key(|ip| !ip.is_ipv6());
+            OverlayPeer {
+                node_id,
+                name,
+                public_key,
+                endpoints: ips
+                    .into_iter()
+                    .map(|ip| std::net::SocketAddr::new(ip, port).to_string())
+                    .collect(),
+                allowed_ips: vec![prefix],
+            }
+        })
+        .collect())
 }
 
 pub async fn regions<'c>(db: impl PgExecutor<'c>) -> R<Vec<Region>> {

@@ -58,6 +58,7 @@ async fn rebuilt_projections_equal_the_live_ones() {
             instance_prefix: prefix.map(zeitwork_core::ipam::node_prefix),
             join_token_id,
             credential_hash: format!("{join_token_id}"),
+            overlay: None,
         }
     };
     let join_token = |token_id: Uuid| EventData::NodeJoinTokenCreated {

@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use zeitwork_api_types::Recorded;
 use zeitwork_core::node::{Heartbeat, HeartbeatAck, InstanceReport, NodeDesired, NodeState};
+use zeitwork_core::overlay::{MAX_PEERS, public_key_bytes};
 use zeitwork_core::{EventData, ipam};
 use zeitwork_store::agents::{self, Observed};
 use zeitwork_store::{StoreError, log, read};
@@ -50,7 +51,23 @@ pub async fn heartbeat(
             format!("at most {}", Heartbeat::MAX_MILLICPUS),
         ));
     }
-    agents::beat(s.store.pool(), node.id, beat.running).await?;
+    if beat.overlay.len() > MAX_PEERS {
+        return Err(ApiError::invalid(
+            "overlay",
+            format!("at most {MAX_PEERS} peers"),
+        ));
+    }
+    if let Some(i) = beat
+        .overlay
+        .iter()
+        .position(|p| public_key_bytes(&p.public_key).is_err())
+    {
+        return Err(ApiError::invalid(
+            format!("overlay[{i}].public_key"),
+            "a WireGuard public key: 32 bytes in base64",
+        ));
+    }
+    agents::beat(s.store.pool(), node.id, beat.running, &beat.overlay).await?;
     let cpu: Vec<(uuid::Uuid, u32, bool)> = beat
         .cpu
         .iter()
@@ -111,6 +128,11 @@ pub async fn desired(
     let sealed = agents::sealed_secrets(&mut *tx, &ids).await?;
     let open_builds = read::node_builds(&mut *tx, node.id).await?;
     let execs = zeitwork_store::exec::started_on(&mut tx, node.id).await?;
+    // Off the overlay itself, a node has no one to peer with.
+    let peers = match node.wireguard_key {
+        Some(_) => read::overlay_peers(&mut *tx, node.id).await?,
+        None => Vec::new(),
+    };
     let seq = log::head(&mut tx).await?;
     tx.commit().await?;
     let instances = desired::instances(rows, sealed, &s.secrets).map_err(|e| {
@@ -131,6 +153,7 @@ pub async fn desired(
         instances,
         builds,
         execs: execs.into_iter().map(desired::exec).collect(),
+        peers,
     }))
 }
 

@@ -16,6 +16,7 @@ use zeitwork_core::Name;
 use zeitwork_core::node::{
     Enrolled, Enrollment, JoinToken, MAX_MEMORY_MB, MAX_MILLICPUS, NodeState,
 };
+use zeitwork_core::overlay::OverlayError;
 use zeitwork_store::agents::UsableJoinToken;
 use zeitwork_store::{agents, log, read};
 
@@ -78,6 +79,15 @@ pub async fn enroll(
             format!("memory_mb must be between 1 and {MAX_MEMORY_MB}"),
         ));
     }
+    if let Some(overlay) = &e.overlay {
+        overlay.check().map_err(|err| {
+            let name = match err {
+                OverlayError::Key => "overlay.public_key",
+                OverlayError::Port => "overlay.port",
+            };
+            ApiError::invalid(name, err.to_string())
+        })?;
+    }
     let mut tx = s.store.begin().await?;
     // Under the lock, so two enrollments cannot both use the same token.
     log::lock(&mut tx).await?;
@@ -90,6 +100,16 @@ pub async fn enroll(
     consented(&join_token, &id.name, known.is_some())?;
     ensure_region(&mut tx, &actor, &id.region).await?;
     let node_id = known.as_ref().map_or_else(Uuid::now_v7, |n| n.id);
+    // A key is one node's: a node presenting another's is refused (and never peered).
+    if let Some(overlay) = &e.overlay
+        && let Some(holder) = agents::key_holder(&mut *tx, &overlay.public_key).await?
+        && holder != node_id
+    {
+        return Err(ApiError::conflict(
+            "overlay.public_key",
+            "another node already has this WireGuard key; each node makes its own",
+        ));
+    }
     // A node keeps its prefix (its running instances' addresses) when it enrolls again.
     let instance_prefix = match known.as_ref().and_then(|n| n.instance_prefix.clone()) {
         Some(kept) => kept,
@@ -107,13 +127,14 @@ pub async fn enroll(
         instance_prefix: Some(instance_prefix.clone()),
         join_token_id,
         credential_hash: auth::hash(&credential),
+        overlay: e.overlay,
     };
     log::append(&mut tx, None, &actor, data).await?;
     if known.is_some_and(|n| n.state == NodeState::Dead) {
         revive(&mut tx, node_id, &actor).await?;
     }
     // Enrolling counts as the first heartbeat: from now on the node is watched.
-    agents::beat(&mut *tx, node_id, 0).await?;
+    agents::beat(&mut *tx, node_id, 0, &[]).await?;
     tx.commit().await?;
     tracing::info!(node = %id.name, %node_id, "node enrolled");
     Ok((

@@ -35,7 +35,7 @@ pub async fn list(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<NodeList>> {
     auth.require_platform()?;
-    let all = read::nodes(s.store.pool()).await?;
+    let all = read::nodes(&mut *s.store.pool().acquire().await?).await?;
     let (nodes, next) = Page::of(&q)?.cut(all, Order::Ascending, |n| n.name.clone());
     Ok(Json(NodeList { nodes, next }))
 }
@@ -46,7 +46,7 @@ pub async fn show(
     Path(p): Path<NodePath>,
 ) -> ApiResult<Json<Node>> {
     auth.require_platform()?;
-    let node = read::node(s.store.pool(), &p.name)
+    let node = read::node(&mut *s.store.pool().acquire().await?, &p.name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;
     Ok(Json(node))

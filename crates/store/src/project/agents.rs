@@ -39,6 +39,7 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
             instance_prefix,
             join_token_id,
             credential_hash,
+            overlay,
         } => {
             sqlx::query("UPDATE join_tokens SET used_at = $2, used_by = $3 WHERE id = $1")
                 .bind(join_token_id)
@@ -48,12 +49,15 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
                 .await?;
             sqlx::query(
                 "INSERT INTO nodes (id, name, region, zone, millicpus, memory_mb, addresses, state,
-                                    credential_hash, created_at, instance_prefix)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9, $10)
+                                    credential_hash, created_at, instance_prefix,
+                                    wireguard_key, wireguard_port)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'ready', $8, $9, $10, $11, $12)
                  ON CONFLICT (id) DO UPDATE SET region = excluded.region, zone = excluded.zone,
                     millicpus = excluded.millicpus, memory_mb = excluded.memory_mb,
                     addresses = excluded.addresses, credential_hash = excluded.credential_hash,
-                    instance_prefix = COALESCE(excluded.instance_prefix, nodes.instance_prefix)",
+                    instance_prefix = COALESCE(excluded.instance_prefix, nodes.instance_prefix),
+                    wireguard_key = excluded.wireguard_key,
+                    wireguard_port = excluded.wireguard_port",
             )
             .bind(node_id)
             .bind(name)
@@ -65,6 +69,8 @@ pub(super) async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), St
             .bind(credential_hash)
             .bind(at)
             .bind(instance_prefix)
+            .bind(overlay.as_ref().map(|o| &o.public_key))
+            .bind(overlay.as_ref().map(|o| i32::from(o.port)))
             .execute(db)
             .await?;
         }

@@ -1,0 +1,163 @@
+//! The overlay between two nodes, for real (as root, which CI is): two network
+//! namespaces play the nodes, joined only by a veth carrying their "public" IPv6
+//! addresses; each brings up [`Overlay`] (kernel WireGuard where the host has it,
+//! `wireguard-go` here) with a key it made itself, peers with the other, and a listener at
+//! one node's overlay address answers the other. Then one node forgets the other: a
+//! peer whose key a node does not know is never answered.
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use zeitwork_net::{Overlay, Peer};
+
+#[path = "support/lab.rs"]
+mod lab;
+use lab::{Namespaces, block_on, in_netns, ip};
+
+const A_WIRE: &str = "fd99:77::a";
+const B_WIRE: &str = "fd99:77::b";
+const A_PREFIX: &str = "fd7a:7a77:0:a1::/64";
+const B_PREFIX: &str = "fd7a:7a77:0:b1::/64";
+const A_OVERLAY: Ipv6Addr = Ipv6Addr::new(0xfd7a, 0x7a77, 0, 0xa1, 0, 0, 0, 1);
+const B_OVERLAY: Ipv6Addr = Ipv6Addr::new(0xfd7a, 0x7a77, 0, 0xb1, 0, 0, 0, 1);
+const PORT: u16 = 51820;
+
+struct Node {
+    ns: String,
+    overlay: Overlay,
+    key: String,
+}
+
+/// Takes the node's interface down however the test ends: a userspace implementation's
+/// process would outlive the namespace otherwise.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = block_on(self.overlay.down());
+    }
+}
+
+fn node(ns: &str, dir: &std::path::Path, address: Ipv6Addr) -> Node {
+    // One interface name per played node: userspace interfaces are found by name alone.
+    let overlay = Overlay::new(dir.join(format!("{ns}.key")), PORT, address)
+        .named(ns)
+        .in_netns(ns);
+    let key = block_on(overlay.public_key()).expect("wg makes a key");
+    block_on(overlay.up()).expect("the overlay comes up");
+    Node {
+        ns: ns.to_owned(),
+        overlay,
+        key,
+    }
+}
+
+fn peer(of: &Node, wire: &str, prefix: &str) -> Peer {
+    Peer {
+        public_key: of.key.clone(),
+        endpoint: Some(format!("[{wire}]:{PORT}")),
+        allowed_ips: vec![prefix.to_owned()],
+    }
+}
+
+/// Connects from `ns` to `to`; the listener answers with who it saw.
+fn connect(ns: &str, to: SocketAddr) -> std::io::Result<String> {
+    in_netns(ns, || {
+        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+}
+
+#[test]
+fn two_nodes_reach_each_other_only_over_the_overlay_with_the_keys_they_made() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test builds network namespaces: run it as root"
+    );
+    let tag = std::process::id() % 100_000;
+    // Also the interfaces' names: at most 15 characters.
+    let (a_ns, b_ns) = (format!("zwo-a{tag}"), format!("zwo-b{tag}"));
+    let _namespaces = Namespaces(vec![a_ns.clone(), b_ns.clone()]);
+    for ns in [&a_ns, &b_ns] {
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    let (a_veth, b_veth) = (format!("zwoa{tag}"), format!("zwob{tag}"));
+    ip(&[
+        "link", "add", &a_veth, "netns", &a_ns, "type", "veth", "peer", "name", &b_veth, "netns",
+        &b_ns,
+    ]);
+    for (ns, dev, addr) in [(&a_ns, &a_veth, A_WIRE), (&b_ns, &b_veth, B_WIRE)] {
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&a_ns, dir.path(), A_OVERLAY);
+    let b = node(&b_ns, dir.path(), B_OVERLAY);
+
+    // The private key stays in a file only root reads; the public one is 32 bytes.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join(format!("{a_ns}.key")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the private key's mode");
+    assert_eq!(a.key.len(), 44, "{}", a.key);
+    assert_ne!(a.key, b.key);
+    // A key is made once: asking again reads the same file.
+    assert_eq!(block_on(a.overlay.public_key()).unwrap(), a.key);
+
+    // B listens at its overlay address.
+    let at = SocketAddr::from((B_OVERLAY, 8080));
+    let listener = in_netns(&b.ns, || TcpListener::bind(at)).expect("listening in b");
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            if let Ok(peer) = conn.peer_addr() {
+                let _ = conn.write_all(format!("seen {}", peer.ip()).as_bytes());
+            }
+        }
+    });
+    // Before peering there is no way there.
+    assert!(connect(&a.ns, at).is_err(), "no route before peering");
+
+    block_on(a.overlay.set_peers(&[peer(&b, B_WIRE, B_PREFIX)])).unwrap();
+    block_on(b.overlay.set_peers(&[peer(&a, A_WIRE, A_PREFIX)])).unwrap();
+    let started = Instant::now();
+    let answer = loop {
+        match connect(&a.ns, at) {
+            Ok(answer) => break answer,
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("a must reach b over the overlay: {e}"),
+        }
+    };
+    // Through the tunnel, from A's overlay address (not its wire address).
+    assert_eq!(answer, format!("seen {A_OVERLAY}"));
+    let seen = block_on(a.overlay.handshakes()).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].public_key, b.key);
+    assert!(
+        seen[0].age_seconds.is_some_and(|age| age < 30),
+        "a fresh handshake: {seen:?}"
+    );
+
+    // B forgets A: A's packets are no longer answered, and A's report shows it.
+    block_on(b.overlay.set_peers(&[])).unwrap();
+    assert!(block_on(b.overlay.handshakes()).unwrap().is_empty());
+    assert!(
+        connect(&a.ns, at).is_err(),
+        "b must not answer a peer it does not know"
+    );
+}
