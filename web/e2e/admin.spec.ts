@@ -30,6 +30,8 @@ test("nodes: the example's node is ready and beating, and shows what its instanc
   const held = row.locator('[data-label="Allocated of capacity"]')
   await expect(held).toContainText(/\d[\d.]* CPU of \d[\d.]* CPU \(\d+ %\)/)
   await expect(held).toContainText(/ of .*B \(\d+ %\)/)
+  // One machine, one node: `zeitwork up` puts it on no overlay, and says so.
+  await expect(row.locator('[data-label="Overlay"]')).toHaveText('not on the overlay')
 
   // The app's instance names that node, not an id.
   await page.goto(`/orgs/${ORG}/apps/${APP}`)

@@ -11,6 +11,8 @@ use rand::Rng;
 use tokio::time::Instant;
 use zeitwork_bus::NatsBus;
 use zeitwork_core::node::{DesiredInstance, Heartbeat, NodeState};
+use zeitwork_core::overlay::{MAX_PEERS, OverlayPeer, PeerSeen};
+use zeitwork_net::{Overlay, Peer};
 use zeitwork_vmm::Vmm;
 
 use crate::control::ControlPlane;
@@ -63,6 +65,9 @@ pub struct NodeAgent<V, C> {
     /// Whether NATS was away at the last poll: notifications sent meanwhile are lost,
     /// so one more pull follows its return.
     deaf: bool,
+    /// The node's end of the WireGuard overlay, when it is on it: peers follow the
+    /// desired state, handshakes go out with each heartbeat.
+    overlay: Option<Overlay>,
 }
 
 impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
@@ -89,6 +94,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             cursor: 0,
             stale: true,
             deaf: false,
+            overlay: None,
         };
         let mut builds = Vec::new();
         let (seq, desired) = match agent.control.desired().await {
@@ -115,6 +121,16 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             }
         }
         Ok(agent)
+    }
+
+    /// Puts the node on the overlay (its interface is up): the first pull of [`run`]
+    /// peers it.
+    ///
+    /// [`run`]: NodeAgent::run
+    pub fn with_overlay(mut self, overlay: Overlay) -> NodeAgent<V, C> {
+        self.overlay = Some(overlay);
+        self.stale = true;
+        self
     }
 
     /// Runs until `shutdown` resolves.
@@ -178,6 +194,11 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             .sync(&desired.builds, &self.runtime, &self.control);
         self.execs
             .sync(&desired.execs, &self.runtime, &self.control);
+        if let Some(overlay) = &self.overlay
+            && let Err(e) = overlay.set_peers(&peers(&desired.peers)).await
+        {
+            tracing::error!(error = %e, "configuring the overlay's peers");
+        }
         // Changes found by a resync should have arrived as notifications: one was lost
         // (or a bug let the node drift). Either way it is repaired here and must be seen.
         match self.converge(desired.seq, &desired.instances).await {
@@ -221,6 +242,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
                 let dir = self.runtime.instance_dir(&id.to_string());
                 dir.join(crate::logs::BUSY_FILE).exists()
             }),
+            overlay: self.handshakes().await,
         };
         match self.control.heartbeat(&beat).await {
             Ok(ack) if ack.state == NodeState::Dead => {
@@ -233,6 +255,41 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
     }
 }
 
+impl<V, C> NodeAgent<V, C> {
+    /// How recently each overlay peer answered; nothing off the overlay.
+    async fn handshakes(&self) -> Vec<PeerSeen> {
+        let Some(overlay) = &self.overlay else {
+            return Vec::new();
+        };
+        match overlay.handshakes().await {
+            Ok(seen) => seen
+                .into_iter()
+                .take(MAX_PEERS)
+                .map(|h| PeerSeen {
+                    public_key: h.public_key,
+                    handshake_age_seconds: h.age_seconds,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the overlay's handshakes");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The desired peers as the overlay takes them: the first endpoint (IPv6 first).
+fn peers(desired: &[OverlayPeer]) -> Vec<Peer> {
+    desired
+        .iter()
+        .map(|p| Peer {
+            public_key: p.public_key.clone(),
+            endpoint: p.endpoints.first().cloned(),
+            allowed_ips: p.allowed_ips.clone(),
+        })
+        .collect()
+}
+
 async fn subscribe(
     bus: &NatsBus,
     node_id: uuid::Uuid,
@@ -242,6 +299,8 @@ async fn subscribe(
     for subject in [
         format!("{prefix}.instances.node.{node_id}"),
         format!("{prefix}.instances"),
+        // Nodes joining, leaving or moving: the overlay's peers.
+        format!("{prefix}.nodes"),
     ] {
         match bus.subscribe(&subject).await {
             Ok(stream) => streams.push(stream.boxed()),

@@ -139,11 +139,8 @@ impl Overlay {
             &["-6", "addr", "replace", &address, "dev", &self.link],
         )
         .await?;
-        self.run(
-            "ip",
-            &["link", "set", "dev", &self.link, "mtu", MTU, "up"],
-        )
-        .await?;
+        self.run("ip", &["link", "set", "dev", &self.link, "mtu", MTU, "up"])
+            .await?;
         Ok(())
     }
 

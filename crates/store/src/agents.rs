@@ -75,10 +75,11 @@ pub async fn beat<'c>(
 
 /// The node that holds WireGuard key `key`, if one does.
 pub async fn key_holder<'c>(db: impl PgExecutor<'c>, key: &str) -> R<Option<Uuid>> {
-    let row: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM nodes WHERE wireguard_key = $1 LIMIT 1")
-        .bind(key)
-        .fetch_optional(db)
-        .await?;
+    let row: Option<(Uuid,)> =
+        sqlx::query_as("SELECT id FROM nodes WHERE wireguard_key = $1 LIMIT 1")
+            .bind(key)
+            .fetch_optional(db)
+            .await?;
     Ok(row.map(|(id,)| id))
 }
 

@@ -441,9 +441,9 @@ fn overlay_view(node: &mut Node, names: &BTreeMap<String, String>) {
         .and(node.instance_prefix.as_deref())
         .and_then(zeitwork_core::ipam::overlay_address)
         .map(|a| a.to_string());
-    let since_beat = node
-        .last_heartbeat
-        .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0) as u64);
+    let since_beat = node.last_heartbeat.map_or(0, |at| {
+        (chrono::Utc::now() - at).num_seconds().max(0) as u64
+    });
     node.overlay_peers = std::mem::take(&mut node.overlay_seen)
         .into_iter()
         .map(|seen| {

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeitwork_agent::{ControlPlane, HttpControl, LoopConfig, NodeAgent};
 use zeitwork_core::node::{Enrollment, Heartbeat};
+use zeitwork_core::overlay::OverlayKey;
+use zeitwork_net::Overlay;
 
 use crate::settings::write_private;
 use crate::vm::NodeArgs;
@@ -56,6 +58,10 @@ pub struct AgentArgs {
     /// `http://ADDR/metrics`.
     #[arg(long, env = "ZEITWORK_AGENT_METRICS")]
     pub metrics_addr: Option<String>,
+    /// Join the WireGuard overlay between nodes, listening on this UDP port at every
+    /// `--address` (the key pair is made at enrollment and kept in the node directory).
+    #[arg(long, env = "ZEITWORK_OVERLAY_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub overlay_port: Option<u16>,
 }
 
 /// What enrollment gave us, kept in `<node dir>/agent/credential.json` (mode 0600).
@@ -87,6 +93,17 @@ impl AgentArgs {
         self.node.node_dir.join("agent").join("credential.json")
     }
 
+    /// The node's overlay, once it knows its instance prefix (and so its overlay address).
+    fn overlay(&self, instance_prefix: &str) -> anyhow::Result<Option<Overlay>> {
+        let Some(port) = self.overlay_port else {
+            return Ok(None);
+        };
+        let address = zeitwork_core::ipam::overlay_address(instance_prefix)
+            .with_context(|| format!("{instance_prefix} is not a platform prefix"))?;
+        let key = self.node.node_dir.join("agent").join("wireguard.key");
+        Ok(Some(Overlay::new(key, port, address)))
+    }
+
     fn saved(&self) -> Option<Credential> {
         std::fs::read(self.credential_file())
             .ok()
@@ -114,6 +131,7 @@ impl AgentArgs {
                 .heartbeat(&Heartbeat {
                     running: 0,
                     cpu: Vec::new(),
+                    overlay: Vec::new(),
                 })
                 .await
             {
@@ -159,6 +177,24 @@ impl AgentArgs {
             Some(n) => n.clone(),
             None => hostname(),
         };
+        // The key pair is made here, on the node; only the public half is sent.
+        let overlay = match self.overlay_port {
+            Some(port) => {
+                let key = Overlay::new(
+                    self.node.node_dir.join("agent").join("wireguard.key"),
+                    port,
+                    std::net::Ipv6Addr::UNSPECIFIED,
+                )
+                .public_key()
+                .await
+                .context("making this node's WireGuard key")?;
+                Some(OverlayKey {
+                    public_key: key,
+                    port,
+                })
+            }
+            None => None,
+        };
         let enrollment = Enrollment {
             name: name.clone(),
             region: self.region.clone(),
@@ -166,6 +202,7 @@ impl AgentArgs {
             millicpus: (self.cpus.unwrap_or(cpus) * 1000.0).round() as u32,
             memory_mb: self.memory_mb.unwrap_or(memory_mb),
             addresses: self.addresses.clone(),
+            overlay,
         };
         let enrolled = HttpControl::enroll(&self.api, token, &enrollment)
             .await
@@ -228,7 +265,14 @@ pub async fn run(
         Some(url) => Some(zeitwork_bus::NatsBus::connect(url).await?),
         None => None,
     };
-    let agent = NodeAgent::start(runtime, control).await?;
+    let mut agent = NodeAgent::start(runtime, control).await?;
+    if let Some(overlay) = args.overlay(&node.node_prefix)? {
+        overlay
+            .up()
+            .await
+            .context("bringing up the WireGuard overlay")?;
+        agent = agent.with_overlay(overlay);
+    }
     tracing::info!(%node_id, "agent running");
     agent
         .run(

@@ -67,6 +67,8 @@ pub async fn run(
         heartbeat_seconds: 5,
         // `up` serves every metric on the operator's /metrics already.
         metrics_addr: None,
+        // One machine, one node: there is no one to peer with.
+        overlay_port: None,
     };
     // Used only when the saved credential is missing or refused (a new database). `up`
     // is this platform's admin and consents to its own node being enrolled again.

@@ -48,7 +48,36 @@ const NODES: &[Column<Node>] = &[
     }),
     col("RUNNING", |n| n.running.cell()),
     col("HEARTBEAT", |n| n.last_heartbeat.cell()),
+    col("OVERLAY", overlay),
 ];
+
+/// `fd7a:…::1 2/2 peers`: its overlay address and how many of its peers answered lately.
+fn overlay(n: &Node) -> String {
+    match &n.overlay_address {
+        None => "-".into(),
+        Some(address) => {
+            let reachable = n.overlay_peers.iter().filter(|p| p.reachable).count();
+            format!("{address} {reachable}/{} peers", n.overlay_peers.len())
+        }
+    }
+}
+
+/// Each overlay peer: `name (handshake 12s ago)`, `name (unreachable, never)`.
+fn peers(n: &Node) -> String {
+    let list: Vec<String> = n
+        .overlay_peers
+        .iter()
+        .map(|p| {
+            let who = p.node.clone().unwrap_or_else(|| p.public_key.clone());
+            let when = p
+                .handshake_age_seconds
+                .map_or("never".to_owned(), |s| format!("{s}s ago"));
+            let state = if p.reachable { "" } else { "unreachable, " };
+            format!("{who} ({state}handshake {when})")
+        })
+        .collect();
+    list.join(", ").cell()
+}
 
 pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
     match action {
@@ -60,6 +89,8 @@ pub async fn nodes(ctx: &Ctx, action: NodesAction) -> Result<()> {
                 NODES,
                 &[
                     col("ADDRESSES", |n: &Node| n.addresses.cell()),
+                    col("WIREGUARD KEY", |n: &Node| n.wireguard_key.cell()),
+                    col("PEERS", peers),
                     col("CREATED", |n: &Node| n.created_at.cell()),
                     col("ID", |n: &Node| n.id.cell()),
                 ],

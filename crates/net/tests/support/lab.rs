@@ -60,4 +60,3 @@ pub fn block_on<T>(f: impl Future<Output = T>) -> T {
         .unwrap()
         .block_on(f)
 }
-

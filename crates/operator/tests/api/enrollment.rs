@@ -279,3 +279,108 @@ async fn a_node_credential_reaches_only_its_own_node() {
     let own = p.get(&n1.path("desired"), &n1.credential).await;
     assert_eq!(own.status, StatusCode::OK, "{:?}", own.body);
 }
+
+/// WireGuard public keys of the tests' nodes (any 32 bytes in base64 are a key).
+const KEY_A: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+const KEY_B: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
+
+#[tokio::test]
+async fn overlay_keys_are_one_per_node_and_every_node_peers_with_the_others() {
+    let p = Platform::start().await;
+    let enroll = |name: &'static str, overlay: Value| {
+        let p = &p;
+        async move {
+            let token = p.join_token().await;
+            let mut body = enrollment(name, 1024);
+            body["overlay"] = overlay;
+            p.post("/api/v1/nodes/enroll", &token, body).await
+        }
+    };
+    // A key must be 32 bytes in base64, the port not 0; neither uses the token up.
+    for (overlay, field) in [
+        (
+            json!({"public_key": "short=", "port": 51820}),
+            "overlay.public_key",
+        ),
+        (json!({"public_key": KEY_A, "port": 0}), "overlay.port"),
+    ] {
+        let a = enroll("n1", overlay).await;
+        assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, Some(field));
+    }
+    let a = enroll("n1", json!({"public_key": KEY_A, "port": 51820})).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let n1 = a.body["credential"].as_str().unwrap().to_owned();
+    // Another node presenting n1's key is refused: a key is one node's.
+    let taken = enroll("n2", json!({"public_key": KEY_A, "port": 51820})).await;
+    assert_error(&taken, StatusCode::CONFLICT, Some("overlay.public_key"));
+    let b = enroll("n2", json!({"public_key": KEY_B, "port": 51821})).await;
+    assert_eq!(b.status, StatusCode::CREATED, "{:?}", b.body);
+    let n2 = b.body["credential"].as_str().unwrap().to_owned();
+    // A node off the overlay is no one's peer.
+    let c = enroll("n3", Value::Null).await;
+    assert_eq!(c.status, StatusCode::CREATED, "{:?}", c.body);
+
+    // n1 peers with n2 only: its endpoints (IPv6 first) and its /64, nothing else.
+    let desired = p.get("/api/v1/nodes/n1/desired", &n1).await;
+    assert_eq!(desired.status, StatusCode::OK, "{:?}", desired.body);
+    let node2 = p.get("/api/v1/nodes/n2", &p.root).await.body;
+    let prefix2 = node2["instance_prefix"].as_str().unwrap();
+    assert_eq!(
+        desired.body["peers"],
+        json!([{
+            "node_id": node2["id"], "name": "n2", "public_key": KEY_B,
+            "endpoints": ["[fd00::7]:51821", "10.0.0.7:51821"],
+            "allowed_ips": [prefix2],
+        }])
+    );
+    let peers_of_n2 = p.get("/api/v1/nodes/n2/desired", &n2).await.body["peers"].clone();
+    assert_eq!(peers_of_n2.as_array().map(Vec::len), Some(1));
+    assert_eq!(peers_of_n2[0]["name"], "n1");
+    // The overlay address is the first of the node's /64.
+    assert_eq!(
+        node2["overlay_address"],
+        json!(prefix2.replace("::/64", "::1"))
+    );
+    assert_eq!(
+        p.get("/api/v1/nodes/n3", &p.root).await.body["overlay_address"],
+        Value::Null
+    );
+
+    // Heartbeats say how recently each peer answered; the node answer names the peers.
+    let beat = |age: Value| json!({"running": 0, "overlay": [{"public_key": KEY_B, "handshake_age_seconds": age}]});
+    let ok = p
+        .post("/api/v1/nodes/n1/heartbeat", &n1, beat(json!(5)))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    let peers = p.get("/api/v1/nodes/n1", &p.root).await.body["overlay_peers"].clone();
+    assert_eq!(peers[0]["node"], "n2");
+    assert_eq!(peers[0]["reachable"], true);
+    assert!(
+        peers[0]["handshake_age_seconds"]
+            .as_u64()
+            .is_some_and(|a| (5..60).contains(&a))
+    );
+    // A lost peer is reported, not silent.
+    p.post("/api/v1/nodes/n1/heartbeat", &n1, beat(Value::Null))
+        .await;
+    let peers = p.get("/api/v1/nodes/n1", &p.root).await.body["overlay_peers"].clone();
+    assert_eq!(
+        (&peers[0]["reachable"], &peers[0]["handshake_age_seconds"]),
+        (&json!(false), &Value::Null)
+    );
+    let bad = p
+        .post(
+            "/api/v1/nodes/n1/heartbeat",
+            &n1,
+            json!({"running": 0, "overlay": [{"public_key": "x"}]}),
+        )
+        .await;
+    assert_error(
+        &bad,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("overlay[0].public_key"),
+    );
+
+    // Enrollment and the keys replay from the log exactly.
+    p.assert_rebuild_is_exact().await;
+}
