@@ -465,7 +465,17 @@ fn overlay_view(node: &mut Node, names: &BTreeMap<String, String>) {
 /// allowed its own /64. A key two nodes claim is nobody's (enrollment refuses a second
 /// claim; this holds even for a log that has one).
 pub async fn overlay_peers<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<OverlayPeer>> {
-    let rows: Vec<(Uuid, String, String, i32, Json<Vec<String>>, String)> = sqlx::query_as(
+    /// One peer as the nodes table holds it.
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        name: String,
+        wireguard_key: String,
+        wireguard_port: i32,
+        addresses: Json<Vec<String>>,
+        instance_prefix: String,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT n.id, n.name, n.wireguard_key, n.wireguard_port, n.addresses, n.instance_prefix
          FROM nodes n
          WHERE n.id <> $1 AND n.wireguard_key IS NOT NULL AND n.wireguard_port IS NOT NULL
@@ -478,20 +488,24 @@ pub async fn overlay_peers<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Ove
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(node_id, name, public_key, port, addresses, prefix)| {
-            let port = u16::try_from(port).unwrap_or_default();
-            let mut ips: Vec<std::net::IpAddr> =
-                addresses.0.iter().filter_map(|a| a.parse().ok()).collect();
+        .map(|row| {
+            let port = u16::try_from(row.wireguard_port).unwrap_or_default();
+            let mut ips: Vec<std::net::IpAddr> = row
+                .addresses
+                .0
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
             ips.sort_by_key(|ip| !ip.is_ipv6());
             OverlayPeer {
-                node_id,
-                name,
-                public_key,
+                node_id: row.id,
+                name: row.name,
+                public_key: row.wireguard_key,
                 endpoints: ips
                     .into_iter()
                     .map(|ip| std::net::SocketAddr::new(ip, port).to_string())
                     .collect(),
-                allowed_ips: vec![prefix],
+                allowed_ips: vec![row.instance_prefix],
             }
         })
         .collect())
