@@ -194,10 +194,21 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             .sync(&desired.builds, &self.runtime, &self.control);
         self.execs
             .sync(&desired.execs, &self.runtime, &self.control);
-        if let Some(overlay) = &self.overlay
-            && let Err(e) = overlay.set_peers(&peers(&desired.peers)).await
-        {
-            tracing::error!(error = %e, "configuring the overlay's peers");
+        if let Some(overlay) = &self.overlay {
+            if let Err(e) = overlay.set_peers(&peers(&desired.peers)).await {
+                tracing::error!(error = %e, "configuring the overlay's peers");
+            }
+            // Edges on the other nodes reach this node's instances from their own overlay
+            // addresses.
+            let edges: Vec<std::net::Ipv6Addr> = desired
+                .peers
+                .iter()
+                .flat_map(|p| &p.allowed_ips)
+                .filter_map(|prefix| zeitwork_core::ipam::overlay_address(prefix))
+                .collect();
+            if let Err(e) = self.runtime.firewall.set_overlay_edges(&edges).await {
+                tracing::error!(error = %e, "letting the other nodes' edges in");
+            }
         }
         // Changes found by a resync should have arrived as notifications: one was lost
         // (or a bug let the node drift). Either way it is repaired here and must be seen.

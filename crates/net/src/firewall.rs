@@ -323,6 +323,29 @@ table inet {TABLE} {{
         Ok(())
     }
 
+    /// Lets the other nodes' overlay addresses reach the instances' app ports, as the
+    /// named edge networks do: an edge on another node connects from its own overlay
+    /// address (the route to this node's /64 is over the overlay). Replaces the set's
+    /// elements in one transaction; the named networks stay.
+    pub async fn set_overlay_edges(&self, nodes: &[Ipv6Addr]) -> Result<(), NetError> {
+        run("nft", &["-f", "-"], Some(&self.edges_script(nodes)))
+            .await
+            .map(drop)
+    }
+
+    fn edges_script(&self, nodes: &[Ipv6Addr]) -> String {
+        let mut elements: Vec<String> = self.edge_networks.iter().map(EdgeNetwork::cidr).collect();
+        elements.extend(nodes.iter().map(|a| format!("{a}/128")));
+        let mut script = format!("flush set inet {TABLE} edges6\n");
+        if !elements.is_empty() {
+            script.push_str(&format!(
+                "add element inet {TABLE} edges6 {{ {} }}\n",
+                elements.join(", ")
+            ));
+        }
+        script
+    }
+
     /// Lets the host connect to an instance's app port.
     pub async fn allow(&self, port: AppPort) -> Result<(), NetError> {
         self.element("add", port).await
@@ -463,6 +486,18 @@ mod tests {
         assert!(s.contains(&format!(
             "set denied6 {{ type ipv6_addr; flags interval; auto-merge; elements = {{ {d6} }} }}"
         )));
+    }
+
+    #[test]
+    fn other_nodes_overlay_addresses_join_the_named_edges() {
+        let named = vec!["fd00:e0::/64".parse::<EdgeNetwork>().unwrap()];
+        let peer: Ipv6Addr = "fd7a:7a77:0:2::1".parse().unwrap();
+        assert_eq!(
+            fw().with_edge_networks(named).edges_script(&[peer]),
+            "flush set inet zeitwork edges6\nadd element inet zeitwork edges6 { fd00:e0::/64, fd7a:7a77:0:2::1/128 }\n"
+        );
+        // No peers and no named networks: the set is emptied.
+        assert_eq!(fw().edges_script(&[]), "flush set inet zeitwork edges6\n");
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::NetError;
 use crate::command::run_in;
 
-/// The overlay's interface.
-pub const OVERLAY_LINK: &str = "zw-overlay";
+/// The overlay's interface. Not `zw…`: that is the guests' links' prefix, which the
+/// firewall treats as untrusted.
+pub const OVERLAY_LINK: &str = "wg-zeitwork";
 /// WireGuard's MTU over a 1500-byte path carrying IPv6 (80 bytes of headers).
 const MTU: &str = "1420";
 /// Keeps NAT mappings and the handshake fresh, so reachability is always current.
@@ -255,6 +256,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_overlay_is_not_taken_for_a_guest_link() {
+        assert!(!OVERLAY_LINK.starts_with(crate::LINK_PREFIX));
+        assert!(OVERLAY_LINK.len() <= 15, "an interface name");
+    }
 
     #[test]
     fn handshake_ages_are_read_from_wg_show() {

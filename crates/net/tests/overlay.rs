@@ -39,8 +39,9 @@ impl Drop for Node {
 
 fn node(ns: &str, dir: &std::path::Path, address: Ipv6Addr) -> Node {
     // One interface name per played node: userspace interfaces are found by name alone.
+    let link = ns.replace("zwo-", "wgo-");
     let overlay = Overlay::new(dir.join(format!("{ns}.key")), PORT, address)
-        .named(ns)
+        .named(&link)
         .in_netns(ns);
     let key = block_on(overlay.public_key()).expect("wg makes a key");
     block_on(overlay.up()).expect("the overlay comes up");
