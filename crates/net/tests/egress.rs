@@ -23,12 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zeitwork_net::{
-    AppPort, EdgeNetwork, EgressAllow, Firewall, InstanceAddrs, NodePrefix, guest_mac, link_name,
+    AppPort, EdgeNetwork, EgressAllow, Firewall, InstanceAddrs, NodePrefix, link_name,
 };
 
 #[path = "support/lab.rs"]
 mod lab;
-use lab::{Namespaces, block_on, in_netns, ip};
+use lab::{Namespaces, block_on, guest_link, in_netns, ip};
 
 const PREFIX: &str = "fd7a:7a77:0:e9::/64";
 const INDEX: u32 = 3;
@@ -81,69 +81,7 @@ impl Lab {
         }
         let (h, g) = (host.as_str(), guest.as_str());
 
-        // The instance's link, as `Link::commands` makes its host side.
-        let (zw, mac) = (link_name(INDEX), guest_mac(INDEX));
-        ip(&[
-            "-n", h, "link", "add", &zw, "type", "veth", "peer", "name", "eth0", "netns", g,
-        ]);
-        ip(&[
-            "-n",
-            h,
-            "addr",
-            "add",
-            &format!("{}/31", addrs.host4),
-            "dev",
-            &zw,
-        ]);
-        let host6 = format!("{}/127", addrs.host6);
-        ip(&["-n", h, "-6", "addr", "add", &host6, "dev", &zw, "nodad"]);
-        ip(&["-n", h, "link", "set", &zw, "up"]);
-        for (family, addr) in [
-            ("-4", addrs.guest4.to_string()),
-            ("-6", addrs.guest6.to_string()),
-        ] {
-            ip(&[
-                "-n",
-                h,
-                family,
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                &mac,
-                "dev",
-                &zw,
-                "nud",
-                "permanent",
-            ]);
-        }
-        // The guest, configured as the agent configures a VM.
-        ip(&["-n", g, "link", "set", "eth0", "address", &mac]);
-        ip(&[
-            "-n",
-            g,
-            "addr",
-            "add",
-            &format!("{}/31", addrs.guest4),
-            "dev",
-            "eth0",
-        ]);
-        let guest6 = format!("{}/127", addrs.guest6);
-        ip(&[
-            "-n", g, "-6", "addr", "add", &guest6, "dev", "eth0", "nodad",
-        ]);
-        ip(&["-n", g, "link", "set", "eth0", "up"]);
-        ip(&[
-            "-n",
-            g,
-            "route",
-            "add",
-            "default",
-            "via",
-            &addrs.host4.to_string(),
-        ]);
-        let via6 = addrs.host6.to_string();
-        ip(&["-n", g, "-6", "route", "add", "default", "via", &via6]);
+        guest_link(h, g, addrs, INDEX);
 
         // The LAN and the internet; both route the instance pools back to the host, so
         // that only the firewall keeps them from a guest.

@@ -9,11 +9,11 @@ use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use zeitwork_net::{Overlay, Peer};
+use zeitwork_net::{AppPort, Firewall, InstanceAddrs, NodePrefix, Overlay, Peer};
 
 #[path = "support/lab.rs"]
 mod lab;
-use lab::{Namespaces, block_on, in_netns, ip};
+use lab::{Namespaces, block_on, guest_link, in_netns, ip};
 
 const A_WIRE: &str = "fd99:77::a";
 const B_WIRE: &str = "fd99:77::b";
@@ -39,7 +39,8 @@ impl Drop for Node {
 
 fn node(ns: &str, dir: &std::path::Path, address: Ipv6Addr) -> Node {
     // One interface name per played node: userspace interfaces are found by name alone.
-    let link = ns.replace("zwo-", "wgo-");
+    // Not `zw…`, which the firewall takes for a guest's link.
+    let link = ns.replacen("zwo", "wgo", 1);
     let overlay = Overlay::new(dir.join(format!("{ns}.key")), PORT, address)
         .named(&link)
         .in_netns(ns);
@@ -71,21 +72,28 @@ fn connect(ns: &str, to: SocketAddr) -> std::io::Result<String> {
     })
 }
 
-#[test]
-fn two_nodes_reach_each_other_only_over_the_overlay_with_the_keys_they_made() {
+/// Two nodes joined by a veth and nothing else, named after the test and this process.
+struct Wire {
+    a_ns: String,
+    b_ns: String,
+    tag: u32,
+    _namespaces: Namespaces,
+}
+
+fn wire(test: &str) -> Wire {
     assert!(
         rustix::process::geteuid().is_root(),
         "this test builds network namespaces: run it as root"
     );
     let tag = std::process::id() % 100_000;
-    // Also the interfaces' names: at most 15 characters.
-    let (a_ns, b_ns) = (format!("zwo-a{tag}"), format!("zwo-b{tag}"));
-    let _namespaces = Namespaces(vec![a_ns.clone(), b_ns.clone()]);
+    let (a_ns, b_ns) = (format!("zwo{test}a{tag}"), format!("zwo{test}b{tag}"));
+    let namespaces = Namespaces(vec![a_ns.clone(), b_ns.clone()]);
     for ns in [&a_ns, &b_ns] {
         ip(&["netns", "add", ns]);
         ip(&["-n", ns, "link", "set", "lo", "up"]);
     }
-    let (a_veth, b_veth) = (format!("zwoa{tag}"), format!("zwob{tag}"));
+    // At most 15 characters, and not `zw…`, which the firewall takes for a guest's link.
+    let (a_veth, b_veth) = (format!("wira{test}{tag}"), format!("wirb{test}{tag}"));
     ip(&[
         "link", "add", &a_veth, "netns", &a_ns, "type", "veth", "peer", "name", &b_veth, "netns",
         &b_ns,
@@ -103,6 +111,51 @@ fn two_nodes_reach_each_other_only_over_the_overlay_with_the_keys_they_made() {
         ]);
         ip(&["-n", ns, "link", "set", dev, "up"]);
     }
+    Wire {
+        a_ns,
+        b_ns,
+        tag,
+        _namespaces: namespaces,
+    }
+}
+
+/// Peers the two nodes with each other.
+fn peer_up(a: &Node, b: &Node) {
+    block_on(a.overlay.set_peers(&[peer(b, B_WIRE, B_PREFIX)])).unwrap();
+    block_on(b.overlay.set_peers(&[peer(a, A_WIRE, A_PREFIX)])).unwrap();
+}
+
+/// Connects from `ns` to `to` until it answers (the first handshake takes a moment).
+fn connect_soon(ns: &str, to: SocketAddr) -> String {
+    let started = Instant::now();
+    loop {
+        match connect(ns, to) {
+            Ok(answer) => return answer,
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{ns} must reach {to} over the overlay: {e}"),
+        }
+    }
+}
+
+/// Answers each connection at `at` (in `ns`) with who it saw.
+fn listen(ns: &str, at: SocketAddr) {
+    let listener = in_netns(ns, || TcpListener::bind(at))
+        .unwrap_or_else(|e| panic!("listening at {at} in {ns}: {e}"));
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            if let Ok(peer) = conn.peer_addr() {
+                let _ = conn.write_all(format!("seen {}", peer.ip()).as_bytes());
+            }
+        }
+    });
+}
+
+#[test]
+fn two_nodes_reach_each_other_only_over_the_overlay_with_the_keys_they_made() {
+    let w = wire("k");
+    let (a_ns, b_ns) = (w.a_ns.clone(), w.b_ns.clone());
     let dir = tempfile::tempdir().unwrap();
     let a = node(&a_ns, dir.path(), A_OVERLAY);
     let b = node(&b_ns, dir.path(), B_OVERLAY);
@@ -121,29 +174,12 @@ fn two_nodes_reach_each_other_only_over_the_overlay_with_the_keys_they_made() {
 
     // B listens at its overlay address.
     let at = SocketAddr::from((B_OVERLAY, 8080));
-    let listener = in_netns(&b.ns, || TcpListener::bind(at)).expect("listening in b");
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            if let Ok(peer) = conn.peer_addr() {
-                let _ = conn.write_all(format!("seen {}", peer.ip()).as_bytes());
-            }
-        }
-    });
+    listen(&b.ns, at);
     // Before peering there is no way there.
     assert!(connect(&a.ns, at).is_err(), "no route before peering");
 
-    block_on(a.overlay.set_peers(&[peer(&b, B_WIRE, B_PREFIX)])).unwrap();
-    block_on(b.overlay.set_peers(&[peer(&a, A_WIRE, A_PREFIX)])).unwrap();
-    let started = Instant::now();
-    let answer = loop {
-        match connect(&a.ns, at) {
-            Ok(answer) => break answer,
-            Err(_) if started.elapsed() < Duration::from_secs(20) => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => panic!("a must reach b over the overlay: {e}"),
-        }
-    };
+    peer_up(&a, &b);
+    let answer = connect_soon(&a.ns, at);
     // Through the tunnel, from A's overlay address (not its wire address).
     assert_eq!(answer, format!("seen {A_OVERLAY}"));
     let seen = block_on(a.overlay.handshakes()).unwrap();
@@ -161,4 +197,75 @@ fn two_nodes_reach_each_other_only_over_the_overlay_with_the_keys_they_made() {
         connect(&a.ns, at).is_err(),
         "b must not answer a peer it does not know"
     );
+}
+
+#[test]
+fn an_edge_on_one_node_reaches_an_instance_on_another_and_instances_reach_neither() {
+    let w = wire("f");
+    let (ga_ns, gb_ns) = (format!("zwogfa{}", w.tag), format!("zwogfb{}", w.tag));
+    let _guests = Namespaces(vec![ga_ns.clone(), gb_ns.clone()]);
+    for ns in [&ga_ns, &gb_ns] {
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    // One instance behind each node, at index 0 of its node's /64, as the agent links it.
+    let (a_prefix, b_prefix) = (
+        NodePrefix::parse(A_PREFIX).unwrap(),
+        NodePrefix::parse(B_PREFIX).unwrap(),
+    );
+    let (ga, gb) = (
+        InstanceAddrs::for_index(a_prefix, 0).unwrap(),
+        InstanceAddrs::for_index(b_prefix, 0).unwrap(),
+    );
+    guest_link(&w.a_ns, &ga_ns, ga, 0);
+    guest_link(&w.b_ns, &gb_ns, gb, 0);
+    // Each node's firewall, its instance's app port open, the other node as an edge.
+    for (ns, prefix, addrs, other) in [
+        (&w.a_ns, a_prefix, ga, B_OVERLAY),
+        (&w.b_ns, b_prefix, gb, A_OVERLAY),
+    ] {
+        let firewall = Firewall::new(prefix).with_resolvers(vec![]);
+        in_netns(ns, || {
+            block_on(async {
+                firewall.install(&[AppPort { addrs, port: 8080 }]).await?;
+                firewall.set_overlay_edges(&[other]).await
+            })
+        })
+        .unwrap_or_else(|e| panic!("the firewall in {ns}: {e}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&w.a_ns, dir.path(), A_OVERLAY);
+    let b = node(&w.b_ns, dir.path(), B_OVERLAY);
+    peer_up(&a, &b);
+    let (b_app, b_other) = (
+        SocketAddr::from((gb.guest6, 8080)),
+        SocketAddr::from((gb.guest6, 9090)),
+    );
+    listen(&gb_ns, b_app);
+    listen(&gb_ns, b_other);
+    listen(&b.ns, SocketAddr::from((B_OVERLAY, 7070)));
+
+    // An edge on node A reaches B's instance on its app port, from A's overlay address
+    // (the firewall lets it in only as one of the other nodes: without that, it fails).
+    assert_eq!(connect_soon(&a.ns, b_app), format!("seen {A_OVERLAY}"));
+    // Not on another port.
+    assert!(connect(&a.ns, b_other).is_err(), "only the app port");
+    // A's instance reaches neither B's instance nor B itself over the overlay.
+    for to in [b_app, SocketAddr::from((B_OVERLAY, 7070))] {
+        match connect(&ga_ns, to) {
+            Ok(answer) => panic!("an instance on A reached {to}: {answer:?}"),
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::TimedOut
+                ),
+                "{to}: {e}"
+            ),
+        }
+    }
+    // The control: the same address still answers the edge, so the wire works and it was
+    // the firewall that refused the instance.
+    assert_eq!(connect(&a.ns, b_app).unwrap(), format!("seen {A_OVERLAY}"));
 }

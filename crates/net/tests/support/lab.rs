@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::path::Path;
 
-use zeitwork_net::NETNS_DIR;
+use zeitwork_net::{InstanceAddrs, NETNS_DIR, guest_mac, link_name};
 
 /// Named namespaces of one test, deleted however it ends (their veths go with them).
 pub struct Namespaces(pub Vec<String>);
@@ -59,4 +59,72 @@ pub fn block_on<T>(f: impl Future<Output = T>) -> T {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// Instance `index`'s link in namespace `host`, as `Link::commands` makes its host side,
+/// and a STAND-IN for its VM in namespace `guest` (a veth, not a tap: no VM boots),
+/// configured as the agent configures a VM: its addresses, MAC and default routes.
+pub fn guest_link(h: &str, g: &str, addrs: InstanceAddrs, index: u32) {
+    let (zw, mac) = (link_name(index), guest_mac(index));
+    ip(&[
+        "-n", h, "link", "add", &zw, "type", "veth", "peer", "name", "eth0", "netns", g,
+    ]);
+    ip(&[
+        "-n",
+        h,
+        "addr",
+        "add",
+        &format!("{}/31", addrs.host4),
+        "dev",
+        &zw,
+    ]);
+    let host6 = format!("{}/127", addrs.host6);
+    ip(&["-n", h, "-6", "addr", "add", &host6, "dev", &zw, "nodad"]);
+    ip(&["-n", h, "link", "set", &zw, "up"]);
+    for (family, addr) in [
+        ("-4", addrs.guest4.to_string()),
+        ("-6", addrs.guest6.to_string()),
+    ] {
+        ip(&[
+            "-n",
+            h,
+            family,
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac,
+            "dev",
+            &zw,
+            "nud",
+            "permanent",
+        ]);
+    }
+    // The guest, configured as the agent configures a VM.
+    ip(&["-n", g, "link", "set", "eth0", "address", &mac]);
+    ip(&[
+        "-n",
+        g,
+        "addr",
+        "add",
+        &format!("{}/31", addrs.guest4),
+        "dev",
+        "eth0",
+    ]);
+    let guest6 = format!("{}/127", addrs.guest6);
+    ip(&[
+        "-n", g, "-6", "addr", "add", &guest6, "dev", "eth0", "nodad",
+    ]);
+    ip(&["-n", g, "link", "set", "eth0", "up"]);
+    ip(&[
+        "-n",
+        g,
+        "route",
+        "add",
+        "default",
+        "via",
+        &addrs.host4.to_string(),
+    ]);
+    let via6 = addrs.host6.to_string();
+    ip(&["-n", g, "-6", "route", "add", "default", "via", &via6]);
 }
