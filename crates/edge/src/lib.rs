@@ -64,6 +64,10 @@ pub struct Config {
     /// header (a health check) stands for the peer itself. From anyone else a PROXY
     /// header is never parsed: clients cannot claim another address. Empty by default.
     pub trusted_proxies: Vec<Cidr>,
+    /// The region this edge serves: a process's healthy instances in it are preferred,
+    /// and another region's are used only when it has none (counted per route as
+    /// `zeitwork_edge_cross_region_requests_total`). `None`: every region alike.
+    pub region: Option<String>,
 }
 
 impl Config {
@@ -74,6 +78,7 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            region: None,
         }
     }
 }
@@ -121,7 +126,7 @@ impl Edge {
         let subject = format!("{}.routes", zeitwork_bus::PREFIX);
         let every = config.resync_every;
         let follow = Follow::subscribe(bus.as_ref(), &subject, every, "the routing table").await;
-        let first = table::load(&store, &config.base_domain)
+        let first = table::load(&store, &config.base_domain, config.region.as_deref())
             .await
             .map_err(EdgeError::Load)?;
         tracing::info!(seq = first.seq(), hosts = first.len(), "routing table read");
@@ -140,6 +145,7 @@ impl Edge {
         let refresher = Refresher {
             store,
             base_domain: config.base_domain,
+            region: config.region,
             table: table.clone(),
             shared: shared.clone(),
             failing: false,

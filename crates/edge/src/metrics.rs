@@ -1,5 +1,5 @@
 //! What the edge counts, per route (the hostname that claimed the target): requests by
-//! status class, latency, and upstream failures. Handles are registered once per target,
+//! status class, latency, upstream failures, and requests that crossed to another region. Handles are registered once per target,
 //! so recording a request is a few atomic operations, not a registry lookup.
 
 use std::time::Duration;
@@ -14,6 +14,8 @@ pub(crate) struct RouteMetrics {
     duration: Histogram,
     timeouts: Counter,
     unreachable: Counter,
+    /// Requests sent to another region's instances, its own having none healthy.
+    cross_region: Option<Counter>,
 }
 
 /// Why no instance answered.
@@ -24,7 +26,8 @@ pub(crate) enum UpstreamError {
 }
 
 impl RouteMetrics {
-    pub(crate) fn new(route: &str) -> RouteMetrics {
+    /// A route's handles; `cross_region`: its instances are another region's.
+    pub(crate) fn new(route: &str, cross_region: bool) -> RouteMetrics {
         let route = route.to_owned();
         let requests = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
             metrics::counter!("zeitwork_edge_requests_total", "route" => route.clone(), "status" => class)
@@ -35,19 +38,25 @@ impl RouteMetrics {
             duration: metrics::histogram!("zeitwork_edge_request_duration_seconds", "route" => route.clone()),
             timeouts: error("timeout"),
             unreachable: error("unreachable"),
+            cross_region: cross_region.then(|| {
+                metrics::counter!("zeitwork_edge_cross_region_requests_total", "route" => route.clone())
+            }),
         }
     }
 
     /// The answers the edge gave for hosts it does not route.
     pub(crate) fn unrouted() -> &'static RouteMetrics {
         static UNROUTED: std::sync::OnceLock<RouteMetrics> = std::sync::OnceLock::new();
-        UNROUTED.get_or_init(|| RouteMetrics::new("-"))
+        UNROUTED.get_or_init(|| RouteMetrics::new("-", false))
     }
 
     pub(crate) fn request(&self, status: StatusCode, took: Duration) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.requests[class].increment(1);
         self.duration.record(took);
+        if let Some(crossed) = &self.cross_region {
+            crossed.increment(1);
+        }
     }
 
     pub(crate) fn upstream_error(&self, error: UpstreamError) {

@@ -15,6 +15,8 @@ use crate::table::{RoutingTable, load};
 pub(crate) struct Refresher {
     pub store: Store,
     pub base_domain: String,
+    /// The edge's region (see [`crate::Config::region`]).
+    pub region: Option<String>,
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Where new tables are published.
     pub shared: Arc<Shared>,
@@ -35,7 +37,7 @@ impl Refresher {
     }
 
     async fn refresh(&mut self) {
-        match load(&self.store, &self.base_domain).await {
+        match load(&self.store, &self.base_domain, self.region.as_deref()).await {
             Ok(table) => {
                 if self.failing {
                     tracing::info!(seq = table.seq(), "routing table read from Postgres again");

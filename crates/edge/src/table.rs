@@ -119,6 +119,8 @@ pub struct Target {
     /// The deployment to wake when the process is scaled to zero: a request without a
     /// backend waits for one rather than failing.
     wakes: Option<Uuid>,
+    /// Its backends are another region's: the edge's own region has none healthy.
+    cross_region: bool,
 }
 
 impl Target {
@@ -142,6 +144,7 @@ impl Target {
             route: None,
             proxy_protocol: false,
             wakes: None,
+            cross_region: false,
         }
     }
 
@@ -159,7 +162,8 @@ impl Target {
 
     /// Counters and latencies of requests to this target, registered on first use.
     pub(crate) fn metrics(&self) -> &RouteMetrics {
-        self.metrics.get_or_init(|| RouteMetrics::new(&self.name))
+        self.metrics
+            .get_or_init(|| RouteMetrics::new(&self.name, self.cross_region))
     }
 
     pub fn policy(&self) -> &RoutePolicy {
@@ -187,6 +191,11 @@ impl Target {
 
     pub fn process(&self) -> &str {
         &self.process
+    }
+
+    /// Whether its instances are another region's (none of the edge's own is healthy).
+    pub fn cross_region(&self) -> bool {
+        self.cross_region
     }
 
     /// The port the process listens on; `None` when it serves no port at all.

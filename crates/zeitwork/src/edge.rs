@@ -88,6 +88,8 @@ pub struct Setup {
     pub trusted_proxies: Vec<Cidr>,
     /// Where the ports of `tcp` routes are opened [default: the HTTP listener's IP].
     pub tcp_listen: Option<IpAddr>,
+    /// The region whose instances it prefers (see `zeitwork_edge::Config::region`).
+    pub region: Option<String>,
 }
 
 /// An edge with its routing table and certificates read and its ports bound, not yet
@@ -126,6 +128,7 @@ pub async fn start(setup: Setup) -> anyhow::Result<Started> {
     .context("reading certificates")?;
     let config = zeitwork_edge::Config {
         trusted_proxies: setup.trusted_proxies,
+        region: setup.region,
         ..zeitwork_edge::Config::new(base_domain)
     };
     let edge = Edge::start_with(store, bus, config)

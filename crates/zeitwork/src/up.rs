@@ -200,6 +200,8 @@ async fn serve(
         workers: 0,
         trusted_proxies: Vec::new(),
         tcp_listen: None,
+        // One machine, one region.
+        region: None,
     })
     .await?;
     let (edge_http, edge_https) = (edge.http_addr(), edge.https_addr());

@@ -37,10 +37,10 @@ const PASSTHROUGH: &str = "tls-passthrough";
 /// The route mode reached by an allocated port.
 const TCP: &str = "tcp";
 
-pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
+pub(super) fn build(base_domain: &str, rows: Rows, region: Option<&str>) -> RoutingTable {
     let base = platform_host::base(base_domain);
     let envs: HashMap<Uuid, &EnvRow> = rows.envs.iter().map(|e| (e.id, e)).collect();
-    let healthy = Healthy::of(&rows);
+    let healthy = Healthy::of(&rows, region);
     let mut history: HashMap<Uuid, Vec<&DeploymentRow>> = HashMap::new();
     for d in &rows.deployments {
         history.entry(d.env_id).or_default().push(d);
@@ -72,6 +72,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             healthy.reported(d.id, process),
         );
         target.wakes = d.sleeps.then_some(d.id);
+        target.cross_region = healthy.crosses(d.id, process);
         hosts.claim(name, Arc::new(target));
     }
     let mut serving = HashMap::new();
@@ -90,6 +91,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
             (sleeps || !backends.is_empty()).then(|| {
                 let mut target = new(&name, env.id, process, port, backends);
                 target.wakes = sleeps.then_some(d.id);
+                target.cross_region = healthy.crosses(d.id, process);
                 target
             })
         });
@@ -122,13 +124,14 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         let wakes = newest
             .filter(|d| d.sleeps && r.mode == "http" && d.serves().0 == r.process)
             .map(|d| d.id);
-        let backends = match wakes {
-            Some(d) => healthy.on_port(d, &r.process, port),
-            None => history(r.env_id)
-                .map(|d| healthy.on_port(d.id, &r.process, port))
-                .find(|b| !b.is_empty())
-                .unwrap_or_default(),
-        };
+        let serving = wakes.or_else(|| {
+            history(r.env_id)
+                .map(|d| d.id)
+                .find(|&d| !healthy.on_port(d, &r.process, port).is_empty())
+        });
+        let backends = serving
+            .map(|d| healthy.on_port(d, &r.process, port))
+            .unwrap_or_default();
         let policy = Arc::new(r.policy.0.clone());
         let listen_port = r.listen_port.and_then(|p| u16::try_from(p).ok());
         let (name, listen_port) = match (&r.host, listen_port) {
@@ -139,6 +142,7 @@ pub(super) fn build(base_domain: &str, rows: Rows) -> RoutingTable {
         let mut target = Target::new(&name, r.env_id, &r.process, Some(port), backends, policy);
         target.route = Some(r.id);
         target.wakes = wakes;
+        target.cross_region = serving.is_some_and(|d| healthy.crosses(d, &r.process));
         target.proxy_protocol = r.proxy_protocol && r.mode != "http";
         let target = Arc::new(target);
         match listen_port {
@@ -172,29 +176,58 @@ impl DeploymentRow {
 }
 
 /// Where healthy instances answer, by deployment and process.
-struct Healthy<'a>(HashMap<(Uuid, &'a str), Vec<SocketAddr>>);
+/// The healthy instances of each deployment's process: the edge's own region's when it
+/// has any, else every region's (and then the process is marked as crossing regions).
+struct Healthy<'a> {
+    addresses: HashMap<(Uuid, &'a str), Vec<SocketAddr>>,
+    crossing: HashSet<(Uuid, &'a str)>,
+}
 
 impl<'a> Healthy<'a> {
-    fn of(rows: &'a Rows) -> Healthy<'a> {
-        let mut addresses: HashMap<_, Vec<SocketAddr>> = HashMap::new();
+    fn of(rows: &'a Rows, region: Option<&str>) -> Healthy<'a> {
+        let mut all: HashMap<_, Vec<(SocketAddr, bool)>> = HashMap::new();
         for i in &rows.instances {
             match i.address.parse::<SocketAddr>() {
-                Ok(a) => addresses
-                    .entry((i.deployment_id, i.process.as_str()))
-                    .or_default()
-                    .push(a),
+                Ok(a) => {
+                    let local = region.is_none_or(|r| i.region.as_deref() == Some(r));
+                    all.entry((i.deployment_id, i.process.as_str()))
+                        .or_default()
+                        .push((a, local));
+                }
                 Err(_) => tracing::warn!(
                     instance = %i.id, address = %i.address,
                     "ignoring a healthy instance whose reported address is not ip:port"
                 ),
             }
         }
-        Healthy(addresses)
+        let mut crossing = HashSet::new();
+        let addresses = all
+            .into_iter()
+            .map(|(key, found)| {
+                let local: Vec<SocketAddr> =
+                    found.iter().filter(|(_, l)| *l).map(|(a, _)| *a).collect();
+                if local.is_empty() {
+                    crossing.insert(key);
+                    (key, found.into_iter().map(|(a, _)| a).collect())
+                } else {
+                    (key, local)
+                }
+            })
+            .collect();
+        Healthy {
+            addresses,
+            crossing,
+        }
+    }
+
+    /// Whether the process's instances are another region's.
+    fn crosses(&self, deployment: Uuid, process: &str) -> bool {
+        self.crossing.contains(&(deployment, process))
     }
 
     /// The addresses the node agents reported (the process's own port).
     fn reported(&self, deployment: Uuid, process: &str) -> Vec<SocketAddr> {
-        self.0
+        self.addresses
             .get(&(deployment, process))
             .cloned()
             .unwrap_or_default()

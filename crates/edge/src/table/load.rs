@@ -16,7 +16,12 @@ use super::build::build;
 const PAGE: i64 = 1000;
 
 /// Builds a complete table from Postgres (or fails: a partial table is never served).
-pub(crate) async fn load(store: &Store, base_domain: &str) -> Result<RoutingTable, StoreError> {
+/// `region`: the edge's own, whose healthy instances it prefers.
+pub(crate) async fn load(
+    store: &Store,
+    base_domain: &str,
+    region: Option<&str>,
+) -> Result<RoutingTable, StoreError> {
     let mut tx = store.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -30,7 +35,7 @@ pub(crate) async fn load(store: &Store, base_domain: &str) -> Result<RoutingTabl
         domains: pages(&mut tx, DOMAINS).await?,
     };
     tx.rollback().await?;
-    Ok(build(base_domain, rows))
+    Ok(build(base_domain, rows, region))
 }
 
 /// Everything the table is made of, at log position `seq`.
@@ -68,7 +73,7 @@ const DEPLOYMENTS: &str =
     WHERE d.id > $1 ORDER BY d.id LIMIT $2";
 
 /// Only instances that may take traffic: meant to run, and last reported healthy.
-const INSTANCES: &str = "SELECT id, deployment_id, process, address FROM instances
+const INSTANCES: &str = "SELECT id, deployment_id, process, address, region FROM instances
     WHERE desired_state = 'running' AND observed_state = 'healthy' AND address IS NOT NULL
       AND id > $1 ORDER BY id LIMIT $2";
 
@@ -113,6 +118,8 @@ pub(super) struct InstanceRow {
     pub process: String,
     /// `ip:port` as the node agent reported it.
     pub address: String,
+    /// Its node's region.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, FromRow)]

@@ -34,6 +34,10 @@ pub struct EdgeArgs {
     /// [default: the address of --listen].
     #[arg(long, env = "ZEITWORK_EDGE_TCP_LISTEN", value_name = "IP")]
     tcp_listen: Option<std::net::IpAddr>,
+    /// The region this edge serves: its healthy instances are preferred, another
+    /// region's used only when it has none [default: every region alike].
+    #[arg(long, env = "ZEITWORK_REGION", value_parser = parse_region)]
+    region: Option<String>,
     /// The HTTPS port clients use, for HTTP→HTTPS redirects (443 behind a load balancer or
     /// port forward) [default: the port of --https-listen].
     #[arg(long, env = "ZEITWORK_EDGE_HTTPS_PUBLIC_PORT")]
@@ -106,9 +110,17 @@ pub async fn run(
         workers: args.workers,
         trusted_proxies: args.trusted_proxies,
         tcp_listen: args.tcp_listen,
+        region: args.region,
     })
     .await?;
     edge.serve(shutdown).await
+}
+
+/// A region's name, by the platform's one name rule.
+fn parse_region(s: &str) -> Result<String, String> {
+    zeitwork_core::Name::parse(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
