@@ -24,6 +24,7 @@ packages=(
   wireguard-go     # userspace WireGuard, for hosts without the kernel module
   curl
   ca-certificates
+  systemd          # systemd-analyze: the tests verify the units `zeitwork install` writes
   "$@"
 )
 

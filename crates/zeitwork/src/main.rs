@@ -8,6 +8,7 @@ mod edge;
 mod example;
 mod guest_bins;
 mod image;
+mod install;
 mod lb;
 mod local;
 mod metrics;
@@ -38,6 +39,8 @@ enum Top {
     /// Run one server role of a cluster.
     #[command(subcommand)]
     Server(server::Role),
+    /// Set this machine up to run one server role under systemd (docs/cluster.md).
+    Install(install::InstallArgs),
     /// Operator maintenance.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Top::Client(command) => return zeitwork_cli::run(cli.global, command).await,
             Top::Up(args) => up::run(args).await,
             Top::Server(role) => server::run(role).await,
+            Top::Install(args) => install::run(args).await,
             Top::Admin(command) => admin::run(command).await,
             Top::Certs(command) => certs::run(command).await,
             Top::Node(command) => vm::node(command).await,

@@ -166,7 +166,8 @@ impl Key {
         }
     }
 
-    fn seals(self) -> &'static str {
+    /// What it is for, in a few words.
+    pub fn seals(self) -> &'static str {
         match self {
             Key::Secrets => "it seals secrets at rest",
             Key::Certificates => "it seals certificate keys at rest",
