@@ -71,3 +71,43 @@ fn every_role_installs_as_a_unit_systemd_accepts_with_its_settings_kept() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
 }
+
+/// A cluster's first step: the platform's first admin token, made once from the database.
+#[tokio::test]
+async fn the_first_admin_token_is_made_once_and_kept_as_a_hash_only() {
+    let pg = zeitwork_services::Postgres::throwaway().await.unwrap();
+    let bootstrap = || {
+        Command::new(zeitwork_bin())
+            .args(["admin", "bootstrap-token"])
+            .env("DATABASE_URL", pg.url())
+            .output()
+            .expect("zeitwork runs")
+    };
+    let first = bootstrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let token = String::from_utf8_lossy(&first.stdout).trim().to_owned();
+    assert!(!token.is_empty() && !token.contains(' '), "{token:?}");
+    // One platform admin token, kept as a hash only: the token itself is nowhere.
+    let store = zeitwork_store::Store::connect(&pg.url()).await.unwrap();
+    let rows: Vec<(bool, String, String)> =
+        sqlx::query_as("SELECT org_id IS NULL, role, hash FROM tokens")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (platform, role, hash) = &rows[0];
+    assert_eq!((*platform, role.as_str()), (true, "admin"));
+    assert!(hash != &token && !hash.contains(&token));
+    // A second one is refused: there are tokens already.
+    let again = bootstrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("has tokens already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

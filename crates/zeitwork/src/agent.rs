@@ -35,13 +35,19 @@ pub struct AgentArgs {
     #[arg(long, env = "ZEITWORK_ZONE")]
     pub zone: Option<String>,
     /// CPUs offered to instances [default: all of this machine's].
-    #[arg(long)]
+    #[arg(long, env = "ZEITWORK_NODE_CPUS")]
     pub cpus: Option<f64>,
     /// Memory offered to instances [default: this machine's, less 512 MiB for itself].
-    #[arg(long)]
+    #[arg(long, env = "ZEITWORK_NODE_MEMORY_MB")]
     pub memory_mb: Option<u64>,
-    /// Addresses edges reach this node on.
-    #[arg(long = "address", default_value = "127.0.0.1")]
+    /// Addresses edges and the other nodes reach this node on; repeat for each (the
+    /// variable takes a comma-separated list).
+    #[arg(
+        long = "address",
+        env = "ZEITWORK_NODE_ADDRESSES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1"
+    )]
     pub addresses: Vec<String>,
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
