@@ -9,12 +9,15 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// 32 bytes in canonical base64: 42 free characters, one whose low bits are zero, `=`.
+pub const KEY_PATTERN: &str = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+
 /// A node's WireGuard identity, sent when it enrolls.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverlayKey {
     /// Its Curve25519 public key, base64 (44 characters, as `wg pubkey` prints it).
-    #[schemars(length(min = 44, max = 44), regex(pattern = r"^[A-Za-z0-9+/]{43}=$"))]
+    #[schemars(length(min = 44, max = 44), regex(pattern = KEY_PATTERN))]
     pub public_key: String,
     /// The UDP port it listens on, at each of its addresses.
     #[schemars(range(min = 1, max = 65535))]
@@ -70,7 +73,7 @@ pub struct OverlayPeer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSeen {
-    #[schemars(length(min = 44, max = 44))]
+    #[schemars(length(min = 44, max = 44), regex(pattern = KEY_PATTERN))]
     pub public_key: String,
     /// Seconds since the last completed handshake; `null`: never.
     #[serde(default)]
@@ -120,6 +123,28 @@ mod tests {
         }
         let no_port = OverlayKey { port: 0, ..good };
         assert_eq!(no_port.check(), Err(OverlayError::Port));
+    }
+
+    #[test]
+    fn the_documented_pattern_admits_exactly_the_keys_the_check_takes() {
+        let pattern = |k: &str| {
+            k.len() == 44
+                && k.ends_with('=')
+                && k[..42]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+                && "AEIMQUYcgkosw048".contains(&k[42..43])
+        };
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for last in alphabet.chars() {
+            let key = format!("{}{last}=", "A".repeat(42));
+            assert_eq!(
+                pattern(&key),
+                public_key_bytes(&key).is_ok(),
+                "{key}: the pattern and the check disagree"
+            );
+        }
+        assert!(KEY_PATTERN.contains("[AEIMQUYcgkosw048]"));
     }
 
     #[test]
