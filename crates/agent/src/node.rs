@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use zeitwork_bus::NatsBus;
 use zeitwork_core::node::{DesiredInstance, Heartbeat, NodeState};
 use zeitwork_core::overlay::{MAX_PEERS, OverlayPeer, PeerSeen};
-use zeitwork_net::{Overlay, Peer};
+use zeitwork_net::{Overlay, Peer, keeps_alive};
 use zeitwork_vmm::Vmm;
 
 use crate::control::ControlPlane;
@@ -65,9 +65,9 @@ pub struct NodeAgent<V, C> {
     /// Whether NATS was away at the last poll: notifications sent meanwhile are lost,
     /// so one more pull follows its return.
     deaf: bool,
-    /// The node's end of the WireGuard overlay, when it is on it: peers follow the
-    /// desired state, handshakes go out with each heartbeat.
-    overlay: Option<Overlay>,
+    /// The node's end of the WireGuard overlay and its public key, when it is on it:
+    /// peers follow the desired state, handshakes go out with each heartbeat.
+    overlay: Option<(Overlay, String)>,
 }
 
 impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
@@ -127,8 +127,8 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
     /// peers it.
     ///
     /// [`run`]: NodeAgent::run
-    pub fn with_overlay(mut self, overlay: Overlay) -> NodeAgent<V, C> {
-        self.overlay = Some(overlay);
+    pub fn with_overlay(mut self, overlay: Overlay, public_key: String) -> NodeAgent<V, C> {
+        self.overlay = Some((overlay, public_key));
         self.stale = true;
         self
     }
@@ -194,8 +194,8 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             .sync(&desired.builds, &self.runtime, &self.control);
         self.execs
             .sync(&desired.execs, &self.runtime, &self.control);
-        if let Some(overlay) = &self.overlay {
-            if let Err(e) = overlay.set_peers(&peers(&desired.peers)).await {
+        if let Some((overlay, mine)) = &self.overlay {
+            if let Err(e) = overlay.set_peers(&peers(mine, &desired.peers)).await {
                 tracing::error!(error = %e, "configuring the overlay's peers");
             }
             // Edges on the other nodes reach this node's instances from their own overlay
@@ -269,7 +269,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
 impl<V, C> NodeAgent<V, C> {
     /// How recently each overlay peer answered; nothing off the overlay.
     async fn handshakes(&self) -> Vec<PeerSeen> {
-        let Some(overlay) = &self.overlay else {
+        let Some((overlay, _)) = &self.overlay else {
             return Vec::new();
         };
         match overlay.handshakes().await {
@@ -289,14 +289,16 @@ impl<V, C> NodeAgent<V, C> {
     }
 }
 
-/// The desired peers as the overlay takes them: the first endpoint (IPv6 first).
-fn peers(desired: &[OverlayPeer]) -> Vec<Peer> {
+/// The desired peers as the overlay of the node with key `mine` takes them: the first
+/// endpoint (IPv6 first), keepalives from one side of each pair.
+fn peers(mine: &str, desired: &[OverlayPeer]) -> Vec<Peer> {
     desired
         .iter()
         .map(|p| Peer {
             public_key: p.public_key.clone(),
             endpoint: p.endpoints.first().cloned(),
             allowed_ips: p.allowed_ips.clone(),
+            keepalive: keeps_alive(mine, &p.public_key),
         })
         .collect()
 }

@@ -21,7 +21,7 @@ pub use allow::{EdgeNetwork, EgressAllow};
 pub use firewall::{AppPort, DeniedRange, Firewall, GUEST_DENIED, TABLE};
 pub use link::{LINK_PREFIX, Link, Topology, guest_mac, link_name};
 pub use netns::{NETNS_DIR, NETNS_TAP, Netns};
-pub use overlay::{OVERLAY_LINK, Overlay, Peer, PeerHandshake};
+pub use overlay::{OVERLAY_LINK, Overlay, Peer, PeerHandshake, keeps_alive};
 
 /// Why a network change failed; the message includes the failing command's stderr.
 #[derive(Debug, thiserror::Error)]

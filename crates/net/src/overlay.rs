@@ -33,6 +33,16 @@ pub struct Peer {
     pub endpoint: Option<String>,
     /// What it may send from and is routed to: its instance /64.
     pub allowed_ips: Vec<String>,
+    /// Send it keepalives, which also starts the first handshake at once. One side of
+    /// each pair only ([`keeps_alive`]): two sides starting handshakes at the same moment
+    /// cross, each drops the other's answer, and both wait out WireGuard's 5 s retry.
+    pub keepalive: bool,
+}
+
+/// Whether the node with public key `mine` keeps the path to `theirs` alive: the one
+/// with the smaller key, so exactly one side of each pair does.
+pub fn keeps_alive(mine: &str, theirs: &str) -> bool {
+    mine < theirs
 }
 
 /// How recently a peer completed a handshake.
@@ -168,6 +178,11 @@ impl Overlay {
         }
         for peer in peers {
             let allowed = peer.allowed_ips.join(",");
+            let keepalive = if peer.keepalive {
+                KEEPALIVE_SECONDS
+            } else {
+                "off"
+            };
             let mut args = vec![
                 "set",
                 &self.link,
@@ -176,7 +191,7 @@ impl Overlay {
                 "allowed-ips",
                 &allowed,
                 "persistent-keepalive",
-                KEEPALIVE_SECONDS,
+                keepalive,
             ];
             if let Some(endpoint) = &peer.endpoint {
                 args.extend(["endpoint", endpoint]);

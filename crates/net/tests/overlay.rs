@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use zeitwork_net::{AppPort, Firewall, InstanceAddrs, NodePrefix, Overlay, Peer};
+use zeitwork_net::{AppPort, Firewall, InstanceAddrs, NodePrefix, Overlay, Peer, keeps_alive};
 
 #[path = "support/lab.rs"]
 mod lab;
@@ -53,11 +53,12 @@ fn node(ns: &str, dir: &std::path::Path, address: Ipv6Addr) -> Node {
     }
 }
 
-fn peer(of: &Node, wire: &str, prefix: &str) -> Peer {
+fn peer(me: &Node, of: &Node, wire: &str, prefix: &str) -> Peer {
     Peer {
         public_key: of.key.clone(),
         endpoint: Some(format!("[{wire}]:{PORT}")),
         allowed_ips: vec![prefix.to_owned()],
+        keepalive: keeps_alive(&me.key, &of.key),
     }
 }
 
@@ -121,8 +122,8 @@ fn wire(test: &str) -> Wire {
 
 /// Peers the two nodes with each other.
 fn peer_up(a: &Node, b: &Node) {
-    block_on(a.overlay.set_peers(&[peer(b, B_WIRE, B_PREFIX)])).unwrap();
-    block_on(b.overlay.set_peers(&[peer(a, A_WIRE, A_PREFIX)])).unwrap();
+    block_on(a.overlay.set_peers(&[peer(a, b, B_WIRE, B_PREFIX)])).unwrap();
+    block_on(b.overlay.set_peers(&[peer(b, a, A_WIRE, A_PREFIX)])).unwrap();
 }
 
 /// Connects from `ns` to `to` until it answers (the first handshake takes a moment).

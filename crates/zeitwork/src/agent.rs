@@ -277,7 +277,8 @@ pub async fn run(
             .up()
             .await
             .context("bringing up the WireGuard overlay")?;
-        agent = agent.with_overlay(overlay);
+        let key = overlay.public_key().await?;
+        agent = agent.with_overlay(overlay, key);
     }
     tracing::info!(%node_id, "agent running");
     agent
