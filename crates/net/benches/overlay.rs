@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use zeitwork_net::{Overlay, Peer, keeps_alive};
 
 #[path = "../tests/support/lab.rs"]
-#[allow(dead_code)]
 mod lab;
-use lab::{Namespaces, block_on, in_netns, ip};
+use lab::{block_on, in_netns, wired_pair};
 
 const A_WIRE: Ipv6Addr = Ipv6Addr::new(0xfd99, 0x78, 0, 0, 0, 0, 0, 0xa);
 const B_WIRE: Ipv6Addr = Ipv6Addr::new(0xfd99, 0x78, 0, 0, 0, 0, 0, 0xb);
@@ -42,29 +41,9 @@ fn main() {
 
     let tag = std::process::id() % 100_000;
     let (a_ns, b_ns) = (format!("zwbencha{tag}"), format!("zwbenchb{tag}"));
-    let _namespaces = Namespaces(vec![a_ns.clone(), b_ns.clone()]);
-    for ns in [&a_ns, &b_ns] {
-        ip(&["netns", "add", ns]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
     let (a_veth, b_veth) = (format!("wba{tag}"), format!("wbb{tag}"));
-    ip(&[
-        "link", "add", &a_veth, "netns", &a_ns, "type", "veth", "peer", "name", &b_veth, "netns",
-        &b_ns,
-    ]);
-    for (ns, dev, addr) in [(&a_ns, &a_veth, A_WIRE), (&b_ns, &b_veth, B_WIRE)] {
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{addr}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ]);
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-    }
+    let (a_wire, b_wire) = (A_WIRE.to_string(), B_WIRE.to_string());
+    let _namespaces = wired_pair((&a_ns, &a_veth, &a_wire), (&b_ns, &b_veth, &b_wire));
     let dir = tempfile::tempdir().unwrap();
     let node = |ns: &str, address| {
         let overlay = Overlay::new(dir.path().join(format!("{ns}.key")), PORT, address)

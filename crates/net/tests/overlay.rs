@@ -13,7 +13,7 @@ use zeitwork_net::{AppPort, Firewall, InstanceAddrs, NodePrefix, Overlay, Peer, 
 
 #[path = "support/lab.rs"]
 mod lab;
-use lab::{Namespaces, block_on, guest_link, in_netns, ip};
+use lab::{Namespaces, block_on, guest_link, in_netns, ip, wired_pair};
 
 const A_WIRE: &str = "fd99:77::a";
 const B_WIRE: &str = "fd99:77::b";
@@ -88,30 +88,8 @@ fn wire(test: &str) -> Wire {
     );
     let tag = std::process::id() % 100_000;
     let (a_ns, b_ns) = (format!("zwo{test}a{tag}"), format!("zwo{test}b{tag}"));
-    let namespaces = Namespaces(vec![a_ns.clone(), b_ns.clone()]);
-    for ns in [&a_ns, &b_ns] {
-        ip(&["netns", "add", ns]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-    // At most 15 characters, and not `zw…`, which the firewall takes for a guest's link.
     let (a_veth, b_veth) = (format!("wira{test}{tag}"), format!("wirb{test}{tag}"));
-    ip(&[
-        "link", "add", &a_veth, "netns", &a_ns, "type", "veth", "peer", "name", &b_veth, "netns",
-        &b_ns,
-    ]);
-    for (ns, dev, addr) in [(&a_ns, &a_veth, A_WIRE), (&b_ns, &b_veth, B_WIRE)] {
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{addr}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ]);
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-    }
+    let namespaces = wired_pair((&a_ns, &a_veth, A_WIRE), (&b_ns, &b_veth, B_WIRE));
     Wire {
         a_ns,
         b_ns,

@@ -1,5 +1,8 @@
 //! Network namespaces for the tests that play hosts, guests and networks in them.
 
+// Included by several test and bench targets, each using a part of it.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::path::Path;
 
@@ -127,4 +130,27 @@ pub fn guest_link(h: &str, g: &str, addrs: InstanceAddrs, index: u32) {
     ]);
     let via6 = addrs.host6.to_string();
     ip(&["-n", g, "-6", "route", "add", "default", "via", &via6]);
+}
+
+/// Two namespaces, `a` and `b` (made here, deleted with the answer), joined by a veth
+/// (`a_veth` in `a`, `b_veth` in `b`: at most 15 characters, and not `zw…`, which the
+/// firewall takes for a guest's link) carrying `a_addr`/64 and `b_addr`/64.
+pub fn wired_pair(
+    (a, a_veth, a_addr): (&str, &str, &str),
+    (b, b_veth, b_addr): (&str, &str, &str),
+) -> Namespaces {
+    let namespaces = Namespaces(vec![a.to_owned(), b.to_owned()]);
+    for ns in [a, b] {
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    ip(&[
+        "link", "add", a_veth, "netns", a, "type", "veth", "peer", "name", b_veth, "netns", b,
+    ]);
+    for (ns, dev, addr) in [(a, a_veth, a_addr), (b, b_veth, b_addr)] {
+        let cidr = format!("{addr}/64");
+        ip(&["-n", ns, "addr", "add", &cidr, "dev", dev, "nodad"]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    namespaces
 }
