@@ -61,7 +61,7 @@ async fn bury_silent_nodes(store: &Store, config: &Config) -> Result<(), StoreEr
     let mut tx = store.begin().await?;
     log::lock(&mut tx).await?;
     for name in agents::silent_nodes(&mut *tx, dead_after, true).await? {
-        let Some(node) = read::node(&mut tx, &name).await? else {
+        let Some(node) = read::node(&mut *tx, &name).await? else {
             continue;
         };
         let cpu = config.cpu_oversubscription;

@@ -60,7 +60,7 @@ impl<A: NodeAccess> FromRequestParts<AppState> for OnNode<A> {
         let Path(p) = Path::<NodePath>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found("route"))?;
-        let node = read::node(&mut *state.store.pool().acquire().await?, &p.name)
+        let node = read::node(state.store.pool(), &p.name)
             .await?
             .ok_or_else(|| ApiError::not_found("node"))?;
         if matches!(auth.caller, Caller::Node(id) if id != node.id) {

@@ -401,26 +401,46 @@ const NODE: &str = concat!(
     ") placed GROUP BY node_id) a ON a.node_id = n.id"
 );
 
-pub async fn nodes(db: &mut PgConnection) -> R<Vec<Node>> {
+/// Every node, its overlay peers unnamed (see [`nodes_named`]).
+pub async fn nodes<'c>(db: impl PgExecutor<'c>) -> R<Vec<Node>> {
     let mut nodes: Vec<Node> = sqlx::query_as(AssertSqlSafe(format!("{NODE} ORDER BY n.name")))
-        .fetch_all(&mut *db)
+        .fetch_all(db)
         .await?;
-    let names = key_names(db).await?;
     for n in &mut nodes {
-        overlay_view(n, &names);
+        overlay_view(n);
     }
     Ok(nodes)
 }
 
-pub async fn node(db: &mut PgConnection, name: &str) -> R<Option<Node>> {
+/// Node `name`, its overlay peers unnamed (see [`node_named`]): what the agent's
+/// endpoints, placement and the monitor need, in one query.
+pub async fn node<'c>(db: impl PgExecutor<'c>, name: &str) -> R<Option<Node>> {
     let node: Option<Node> = sqlx::query_as(AssertSqlSafe(format!("{NODE} WHERE n.name = $1")))
         .bind(name)
-        .fetch_optional(&mut *db)
+        .fetch_optional(db)
         .await?;
-    let Some(mut node) = node else {
+    Ok(node.map(|mut n| {
+        overlay_view(&mut n);
+        n
+    }))
+}
+
+/// Every node as the API answers it: each overlay peer named (one more read).
+pub async fn nodes_named(db: &mut PgConnection) -> R<Vec<Node>> {
+    let mut nodes = nodes(&mut *db).await?;
+    let names = key_names(db).await?;
+    for n in &mut nodes {
+        name_peers(n, &names);
+    }
+    Ok(nodes)
+}
+
+/// Node `name` as the API answers it: each overlay peer named (one more read).
+pub async fn node_named(db: &mut PgConnection, name: &str) -> R<Option<Node>> {
+    let Some(mut node) = node(&mut *db, name).await? else {
         return Ok(None);
     };
-    overlay_view(&mut node, &key_names(db).await?);
+    name_peers(&mut node, &key_names(db).await?);
     Ok(Some(node))
 }
 
@@ -433,8 +453,8 @@ async fn key_names(db: &mut PgConnection) -> R<BTreeMap<String, String>> {
     Ok(rows.into_iter().collect())
 }
 
-/// The node's overlay address, and its heartbeat's peer reports aged to now and named.
-fn overlay_view(node: &mut Node, names: &BTreeMap<String, String>) {
+/// The node's overlay address, and its heartbeat's peer reports aged to now.
+fn overlay_view(node: &mut Node) {
     node.overlay_address = node
         .wireguard_key
         .as_ref()
@@ -452,13 +472,20 @@ fn overlay_view(node: &mut Node, names: &BTreeMap<String, String>) {
                 ..seen
             };
             PeerStatus {
-                node: names.get(&now.public_key).cloned(),
+                node: None,
                 reachable: now.reachable(),
                 public_key: now.public_key,
                 handshake_age_seconds: now.handshake_age_seconds,
             }
         })
         .collect();
+}
+
+/// Names each overlay peer of `node` by its key.
+fn name_peers(node: &mut Node, names: &BTreeMap<String, String>) {
+    for peer in &mut node.overlay_peers {
+        peer.node = names.get(&peer.public_key).cloned();
+    }
 }
 
 /// The nodes `node` peers with on the overlay: every other node with a key, each

@@ -96,7 +96,7 @@ pub async fn enroll(
         .ok_or_else(|| ApiError::unauthenticated("unknown, used or expired join token"))?;
     let join_token_id = join_token.id;
     let actor = format!("join-token:{join_token_id}");
-    let known = read::node(&mut tx, &id.name).await?;
+    let known = read::node(&mut *tx, &id.name).await?;
     consented(&join_token, &id.name, known.is_some())?;
     ensure_region(&mut tx, &actor, &id.region).await?;
     let node_id = known.as_ref().map_or_else(Uuid::now_v7, |n| n.id);

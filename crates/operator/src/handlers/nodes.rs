@@ -35,7 +35,7 @@ pub async fn list(
     Params(q): Params<PageQuery>,
 ) -> ApiResult<Json<NodeList>> {
     auth.require_platform()?;
-    let all = read::nodes(&mut *s.store.pool().acquire().await?).await?;
+    let all = read::nodes_named(&mut *s.store.pool().acquire().await?).await?;
     let (nodes, next) = Page::of(&q)?.cut(all, Order::Ascending, |n| n.name.clone());
     Ok(Json(NodeList { nodes, next }))
 }
@@ -46,7 +46,7 @@ pub async fn show(
     Path(p): Path<NodePath>,
 ) -> ApiResult<Json<Node>> {
     auth.require_platform()?;
-    let node = read::node(&mut *s.store.pool().acquire().await?, &p.name)
+    let node = read::node_named(&mut *s.store.pool().acquire().await?, &p.name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;
     Ok(Json(node))
@@ -86,7 +86,7 @@ pub async fn register(
         instance_prefix: Some(free_instance_prefix(&mut tx).await?),
     };
     log::append(&mut tx, None, &auth.actor(), data).await?;
-    let node = read::node(&mut tx, &node.name).await?;
+    let node = read::node_named(&mut tx, &node.name).await?;
     req.finish(tx, StatusCode::CREATED, node).await
 }
 
@@ -96,7 +96,7 @@ async fn locked_node(s: &AppState, auth: &Auth, name: &str) -> ApiResult<(Tx, No
     auth.require_platform()?;
     let mut tx = s.store.begin().await?;
     log::lock(&mut tx).await?;
-    let node = read::node(&mut tx, name)
+    let node = read::node(&mut *tx, name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;
     Ok((tx, node))
@@ -114,7 +114,7 @@ pub async fn drain(
     let cpu = s.config.cpu_oversubscription;
     let replacements =
         relocate::evacuate(&mut tx, cpu, &node, NodeState::Draining, &auth.actor()).await?;
-    let node = read::node(&mut tx, &p.name).await?;
+    let node = read::node_named(&mut tx, &p.name).await?;
     tx.commit().await?;
     let node = node.ok_or_else(|| ApiError::not_found("node"))?;
     Ok(Json(NodeChanged {
@@ -147,7 +147,7 @@ pub async fn undrain(
         }
         NodeState::Ready => {}
     }
-    let node = read::node(&mut tx, &p.name)
+    let node = read::node_named(&mut tx, &p.name)
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;
     tx.commit().await?;
