@@ -68,6 +68,9 @@ pub struct NodeAgent<V, C> {
     /// The node's end of the WireGuard overlay and its public key, when it is on it:
     /// peers follow the desired state, handshakes go out with each heartbeat.
     overlay: Option<(Overlay, String)>,
+    /// The peers last applied without error: an unchanged list is not applied again
+    /// (most pulls are about instances), except by a resync.
+    peers_applied: Option<Vec<OverlayPeer>>,
 }
 
 impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
@@ -95,6 +98,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             stale: true,
             deaf: false,
             overlay: None,
+            peers_applied: None,
         };
         let mut builds = Vec::new();
         let (seq, desired) = match agent.control.desired().await {
@@ -129,6 +133,7 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
     /// [`run`]: NodeAgent::run
     pub fn with_overlay(mut self, overlay: Overlay, public_key: String) -> NodeAgent<V, C> {
         self.overlay = Some((overlay, public_key));
+        self.peers_applied = None;
         self.stale = true;
         self
     }
@@ -194,8 +199,12 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
             .sync(&desired.builds, &self.runtime, &self.control);
         self.execs
             .sync(&desired.execs, &self.runtime, &self.control);
-        if let Some((overlay, mine)) = &self.overlay {
-            if let Err(e) = overlay.set_peers(&peers(mine, &desired.peers)).await {
+        let unchanged = !resync && self.peers_applied.as_ref() == Some(&desired.peers);
+        if let Some((overlay, mine)) = &self.overlay
+            && !unchanged
+        {
+            let applied = overlay.set_peers(&peers(mine, &desired.peers)).await;
+            if let Err(e) = &applied {
                 tracing::error!(error = %e, "configuring the overlay's peers");
             }
             // Edges on the other nodes reach this node's instances from their own overlay
@@ -206,9 +215,12 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
                 .flat_map(|p| &p.allowed_ips)
                 .filter_map(|prefix| zeitwork_core::ipam::overlay_address(prefix))
                 .collect();
-            if let Err(e) = self.runtime.firewall.set_overlay_edges(&edges).await {
+            let let_in = self.runtime.firewall.set_overlay_edges(&edges).await;
+            if let Err(e) = &let_in {
                 tracing::error!(error = %e, "letting the other nodes' edges in");
             }
+            // A failure is tried again at the next pull.
+            self.peers_applied = (applied.is_ok() && let_in.is_ok()).then(|| desired.peers.clone());
         }
         // Changes found by a resync should have arrived as notifications: one was lost
         // (or a bug let the node drift). Either way it is repaired here and must be seen.
