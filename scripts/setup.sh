@@ -22,6 +22,7 @@ packages=(
   iproute2         # taps, routes
   wireguard-tools  # `wg`: configures the overlay between nodes
   wireguard-go     # userspace WireGuard, for hosts without the kernel module
+  dnsutils         # dig: the tests ask the GeoDNS server (`zeitwork server dns`)
   curl
   ca-certificates
   systemd          # systemd-analyze: the tests verify the units `zeitwork install` writes

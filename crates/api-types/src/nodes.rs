@@ -70,7 +70,26 @@ pub struct PeerStatus {
 pub struct Region {
     pub id: Uuid,
     pub name: String,
+    /// Where the region is reached from outside: its load balancers' or edges' public
+    /// addresses, which `zeitwork server dns` answers with while they pass health checks.
+    pub addresses: Vec<String>,
+    /// Client networks (CIDRs) the region serves; DNS clients elsewhere get the nearest
+    /// region by the DNS server's own table.
+    pub client_networks: Vec<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A region's public addresses and client networks, set whole (`PUT /api/v1/regions/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegionAddresses {
+    /// IP literals (v4 or v6), each once.
+    #[schemars(length(max = zeitwork_core::region::MAX_ADDRESSES))]
+    pub addresses: Vec<String>,
+    /// CIDRs with no host bits set (`10.1.0.0/16`, `2001:db8::/32`), each once.
+    #[serde(default)]
+    #[schemars(length(max = zeitwork_core::region::MAX_CLIENT_NETWORKS))]
+    pub client_networks: Vec<String>,
 }
 
 /// The least memory a node registers with, in MiB.

@@ -29,6 +29,7 @@ mod pem;
 mod record;
 mod refresh;
 mod resolve;
+mod roots;
 mod snapshot;
 #[cfg(test)]
 mod testing;
@@ -49,6 +50,7 @@ pub use error::CertsError;
 pub use import::{Imported, import};
 pub use issuer::{AcmeConfig, ChallengeKind, Issued, Issuer, LETS_ENCRYPT, Round};
 pub use refresh::subject;
+pub use roots::roots;
 
 use refresh::Refresher;
 use resolve::Resolver;

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod network;
 pub mod nodes;
 pub mod quotas;
+pub mod regions;
 pub mod registry;
 pub mod secrets;
 pub mod session;
@@ -110,6 +111,12 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<nodes::NodesAction>,
     },
+    /// List regions, or set the public addresses and client networks DNS answers with
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Regions {
+        #[command(subcommand)]
+        action: Option<regions::RegionsAction>,
+    },
     /// List the event log, or follow it live with -f
     #[command(after_long_help = EXIT_CODES_HELP)]
     Events(events::EventsArgs),
@@ -175,6 +182,7 @@ pub async fn execute(global: Global, command: Command) -> Result<()> {
         Command::Routes { action } => network::routes(&ctx()?, action.unwrap_or_default()).await,
         Command::Domains { action } => network::domains(&ctx()?, action.unwrap_or_default()).await,
         Command::Nodes { action } => nodes::nodes(&ctx()?, action.unwrap_or_default()).await,
+        Command::Regions { action } => regions::regions(&ctx()?, action.unwrap_or_default()).await,
         Command::Events(args) => events::events(&ctx()?, args).await,
         Command::Builds { action } => build::builds(&ctx()?, action.unwrap_or_default()).await,
         Command::Registry { action } => {

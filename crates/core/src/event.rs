@@ -166,6 +166,14 @@ pub enum EventData {
         region_id: Uuid,
         name: String,
     },
+    /// Where a region is reached from outside (the public addresses of its load balancers
+    /// or edges, IP literals) and which client networks it serves (CIDRs): what
+    /// `zeitwork server dns` answers with. Replaces the region's previous setting whole.
+    RegionAddressesSet {
+        region_id: Uuid,
+        addresses: Vec<String>,
+        client_networks: Vec<String>,
+    },
     NodeRegistered {
         node_id: Uuid,
         name: String,
@@ -460,7 +468,8 @@ impl EventData {
             EventData::DomainAdded { domain_id, .. }
             | EventData::DomainRemoved { domain_id }
             | EventData::DomainVerified { domain_id } => *domain_id,
-            EventData::RegionCreated { region_id, .. } => *region_id,
+            EventData::RegionCreated { region_id, .. }
+            | EventData::RegionAddressesSet { region_id, .. } => *region_id,
             EventData::NodeRegistered { node_id, .. }
             | EventData::NodeEnrolled { node_id, .. }
             | EventData::NodeStateChanged { node_id, .. } => *node_id,
@@ -507,6 +516,7 @@ impl EventData {
             EventData::SecretSet { .. } => "secret_set",
             EventData::SecretUnset { .. } => "secret_unset",
             EventData::RegionCreated { .. } => "region_created",
+            EventData::RegionAddressesSet { .. } => "region_addresses_set",
             EventData::NodeRegistered { .. } => "node_registered",
             EventData::ReleaseCreated { .. } => "release_created",
             EventData::DeploymentCreated { .. } => "deployment_created",

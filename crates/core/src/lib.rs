@@ -34,6 +34,7 @@ pub mod ownership;
 pub mod platform_host;
 pub mod port_range;
 pub mod quota;
+pub mod region;
 pub mod repository;
 pub mod role;
 pub mod route_policy;

@@ -545,6 +545,13 @@ fn any_event_data() -> BoxedStrategy<EventData> {
         }),
         (uuid(), text()).prop_map(|(env_id, name)| EventData::SecretUnset { env_id, name }),
         (uuid(), text()).prop_map(|(region_id, name)| EventData::RegionCreated { region_id, name }),
+        (uuid(), texts(), texts()).prop_map(|(region_id, addresses, client_networks)| {
+            EventData::RegionAddressesSet {
+                region_id,
+                addresses,
+                client_networks,
+            }
+        }),
         (
             (uuid(), text(), text(), proptest::option::of(text())),
             (
@@ -848,9 +855,10 @@ fn variant(data: &EventData) -> usize {
         EventData::StandbyEnded { .. } => 39,
         EventData::ExecGranted { .. } => 40,
         EventData::ExecStarted { .. } => 41,
+        EventData::RegionAddressesSet { .. } => 42,
     }
 }
-const VARIANTS: usize = 42;
+const VARIANTS: usize = 43;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]

@@ -570,6 +570,11 @@ impl Up {
         )
     }
 
+    /// The private NATS server.
+    pub fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nats_port)
+    }
+
     /// `zeitwork ARGS` as the user of this platform: the test's own config file, an empty
     /// working directory (no stray ./zeitwork.toml) and none of the caller's ZEITWORK_*
     /// variables. Killed when dropped.

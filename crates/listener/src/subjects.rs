@@ -51,6 +51,8 @@ pub async fn subjects(
         | EventData::NodeEnrolled { .. }
         | EventData::NodeStateChanged { .. }
         | EventData::RegionCreated { .. } => out.push(format!("{PREFIX}.nodes")),
+        // DNS servers answer from regions' public addresses.
+        EventData::RegionAddressesSet { .. } => out.push(format!("{PREFIX}.regions")),
         // Nodes gaining instances: named in the payload.
         EventData::InstancesPlaced { instances, .. } => {
             out.extend(node_subjects(instances.iter().filter_map(|p| p.node_id)));

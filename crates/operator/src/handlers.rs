@@ -438,6 +438,13 @@ pub fn api() -> Api {
         )
         .body::<NewName>()
         .created::<Region>()
+        .put(
+            "/api/v1/regions/{name}",
+            "Set a region's public addresses and client networks whole (platform token)",
+            nodes::set_region_addresses,
+        )
+        .body::<RegionAddresses>()
+        .ok::<Region>()
         .get("/api/v1/events", "Page through the event log", events::list)
         .query::<EventQuery>()
         .ok::<EventPage>()

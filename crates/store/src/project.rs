@@ -312,6 +312,18 @@ pub async fn apply(db: &mut PgConnection, event: &Event) -> Result<(), StoreErro
                 .execute(db)
                 .await?;
         }
+        EventData::RegionAddressesSet {
+            region_id,
+            addresses,
+            client_networks,
+        } => {
+            sqlx::query("UPDATE regions SET addresses = $2, client_networks = $3 WHERE id = $1")
+                .bind(region_id)
+                .bind(addresses)
+                .bind(client_networks)
+                .execute(db)
+                .await?;
+        }
         EventData::NodeRegistered {
             node_id,
             name,

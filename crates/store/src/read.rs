@@ -539,11 +539,11 @@ pub async fn overlay_peers<'c>(db: impl PgExecutor<'c>, node: Uuid) -> R<Vec<Ove
 }
 
 pub async fn regions<'c>(db: impl PgExecutor<'c>) -> R<Vec<Region>> {
-    Ok(
-        sqlx::query_as("SELECT id, name, created_at FROM regions ORDER BY name")
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_as(
+        "SELECT id, name, addresses, client_networks, created_at FROM regions ORDER BY name",
     )
+    .fetch_all(db)
+    .await?)
 }
 
 pub use zeitwork_api_types::OrgUsage;

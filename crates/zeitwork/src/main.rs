@@ -4,6 +4,7 @@
 mod admin;
 mod agent;
 mod certs;
+mod dns;
 mod edge;
 mod example;
 mod guest_bins;

@@ -40,6 +40,12 @@ pub enum Role {
         #[command(flatten)]
         args: crate::registry::ServeArgs,
     },
+    /// GeoDNS: authoritative for the base domain, answering each client with its nearest
+    /// healthy region's public addresses.
+    Dns {
+        #[command(flatten)]
+        args: Box<crate::dns::DnsArgs>,
+    },
     /// L4 load balancer in front of several edges (relays TCP; terminates nothing).
     Lb {
         #[command(flatten)]
@@ -107,6 +113,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         Role::Edge { args } => crate::edge::server::run(*args, shutdown_signal()).await,
         Role::Registry { args } => crate::registry::serve(args).await,
         Role::Lb { args } => crate::lb::run(args, shutdown_signal()).await,
+        Role::Dns { args } => crate::dns::run(*args, shutdown_signal()).await,
     }
 }
 

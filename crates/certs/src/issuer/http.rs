@@ -16,10 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use rustls::ClientConfig;
 use rustls::crypto::ring::default_provider;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use rustls::{ClientConfig, RootCertStore};
 
 use crate::CertsError;
 
@@ -33,26 +31,10 @@ pub(super) struct AcmeHttp {
 
 impl AcmeHttp {
     pub(super) fn new(ca_bundle: Option<&Path>) -> Result<AcmeHttp, CertsError> {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = ca_bundle {
-            let bad = |reason: String| CertsError::CaBundle {
-                path: path.to_owned(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(format!("not PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(bad("it holds no CERTIFICATE block".into()));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| bad(format!("unusable root: {e}")))?;
-            }
-        }
+        let roots = crate::roots(ca_bundle).map_err(|reason| CertsError::CaBundle {
+            path: ca_bundle.unwrap_or(Path::new("")).to_owned(),
+            reason,
+        })?;
         let tls = ClientConfig::builder_with_provider(Arc::new(default_provider()))
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")

@@ -9,14 +9,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 use zeitwork_api_types::{
     MAX_NODE_MEMORY_MB, MIN_NODE_MEMORY_MB, NewName, NewNode, Node, NodeChanged, NodeList,
-    PageQuery, RegionList,
+    PageQuery, Region, RegionAddresses, RegionList,
 };
 use zeitwork_core::node::NodeState;
-use zeitwork_core::{EventData, Name, ipam};
+use zeitwork_core::{EventData, Name, ipam, region};
 use zeitwork_store::{Tx, agents, log, read};
 
 use crate::auth::Auth;
-use crate::body::{Create, Params};
+use crate::body::{Body, Create, Params};
 use crate::error::{ApiError, ApiResult, field};
 use crate::paging::{Order, Page};
 use crate::relocate;
@@ -186,6 +186,52 @@ pub async fn create_region(
         .into_iter()
         .find(|r| r.id == region_id);
     req.finish(tx, StatusCode::CREATED, region).await
+}
+
+#[derive(Deserialize)]
+pub struct RegionPath {
+    name: String,
+}
+
+/// Sets a region's public addresses and client networks whole, creating the region when
+/// it does not exist yet (platform token).
+pub async fn set_region_addresses(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(p): Path<RegionPath>,
+    Body(body): Body<RegionAddresses>,
+) -> ApiResult<Json<Region>> {
+    auth.require_platform()?;
+    let name = field("name", Name::parse(&p.name))?;
+    let refused = |list: &str, e: region::Refused| match e.index {
+        Some(i) => ApiError::invalid(format!("{list}[{i}]"), e.message),
+        None => ApiError::invalid(list, e.message),
+    };
+    let addresses =
+        region::parse_addresses(&body.addresses).map_err(|e| refused("addresses", e))?;
+    let client_networks = region::parse_client_networks(&body.client_networks)
+        .map_err(|e| refused("client_networks", e))?;
+    let mut tx = s.store.begin().await?;
+    log::lock(&mut tx).await?;
+    ensure_region(&mut tx, &auth.actor(), name.as_str()).await?;
+    let existing = read::regions(&mut *tx)
+        .await?
+        .into_iter()
+        .find(|r| r.name == name.as_str())
+        .ok_or_else(|| ApiError::not_found("region"))?;
+    let data = EventData::RegionAddressesSet {
+        region_id: existing.id,
+        addresses: addresses.iter().map(ToString::to_string).collect(),
+        client_networks: client_networks.iter().map(ToString::to_string).collect(),
+    };
+    log::append(&mut tx, None, &auth.actor(), data).await?;
+    let region = read::regions(&mut *tx)
+        .await?
+        .into_iter()
+        .find(|r| r.id == existing.id)
+        .ok_or_else(|| ApiError::not_found("region"))?;
+    tx.commit().await?;
+    Ok(Json(region))
 }
 
 /// Creates the region when it does not exist yet (a node may bring its own).

@@ -117,7 +117,7 @@ pub async fn run(
 }
 
 /// A region's name, by the platform's one name rule.
-fn parse_region(s: &str) -> Result<String, String> {
+pub(crate) fn parse_region(s: &str) -> Result<String, String> {
     zeitwork_core::Name::parse(s)
         .map(|n| n.to_string())
         .map_err(|e| e.to_string())
