@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzes what the platform reads from clients first: the L4 parsers (crates/l4/fuzz:
-# ClientHello/SNI, PROXY v2) and the edge's express lane (crates/edge/fuzz: request heads
-# must reach the instance framed as the client's were). Every target runs for SECONDS
+# ClientHello/SNI, PROXY v2), the edge's express lane (crates/edge/fuzz: request heads
+# must reach the instance framed as the client's were) and the DNS server's query path
+# (crates/dns/fuzz: every query gets a well-formed answer). Every target runs for SECONDS
 # (default 20). Exits non-zero when any target finds a crash; the input that caused it
 # is kept in crates/<crate>/fuzz/artifacts/<target>/. New corpus entries go to
 # crates/<crate>/fuzz/corpus/ (not committed); the committed seeds in
 # crates/<crate>/fuzz/seeds/ are read too.
 #
-# Both crates' targets build into one target directory (target/fuzz), so their common
+# Every crate's targets build into one target directory (target/fuzz), so their common
 # dependencies are built once.
 #
 # cargo fuzz needs nightly features; RUSTC_BOOTSTRAP=1 unlocks them on stable. The
@@ -23,7 +24,7 @@ fi
 failed=()
 unbuilt=()
 all=()
-for crate in l4 edge; do
+for crate in l4 edge dns; do
     cd "$root/crates/$crate"
     for target in $(cargo fuzz list); do
         all+=("$crate/$target")

@@ -117,7 +117,7 @@ impl Handler {
             .edns
             .as_ref()
             .and_then(|e| match e.option(EdnsCode::Subnet) {
-                Some(EdnsOption::Subnet(s)) => Some(s.clone()),
+                Some(EdnsOption::Subnet(s)) => Some(*s),
                 _ => None,
             });
         // A source prefix of 0 asks for an answer that does not depend on the client.
