@@ -43,6 +43,7 @@ pub enum InstallRole {
     Listener,
     Edge,
     Lb,
+    Dns,
     Agent,
     Registry,
 }
@@ -54,6 +55,7 @@ impl InstallRole {
             InstallRole::Listener => "listener",
             InstallRole::Edge => "edge",
             InstallRole::Lb => "lb",
+            InstallRole::Dns => "dns",
             InstallRole::Agent => "agent",
             InstallRole::Registry => "registry",
         }
@@ -66,6 +68,7 @@ impl InstallRole {
             InstallRole::Listener => "Zeitwork listener (event log → NATS)",
             InstallRole::Edge => "Zeitwork edge (HTTP/HTTPS proxy)",
             InstallRole::Lb => "Zeitwork L4 load balancer",
+            InstallRole::Dns => "Zeitwork GeoDNS (authoritative for the base domain)",
             InstallRole::Agent => "Zeitwork node agent (microVMs)",
             InstallRole::Registry => "Zeitwork platform registry",
         }
@@ -82,7 +85,7 @@ impl InstallRole {
 
     /// Whether it listens on ports below 1024 (80/443 and the like).
     fn binds_low_ports(self) -> bool {
-        matches!(self, InstallRole::Edge | InstallRole::Lb)
+        matches!(self, InstallRole::Edge | InstallRole::Lb | InstallRole::Dns)
     }
 }
 
