@@ -24,7 +24,7 @@ mod supervisor;
 pub use adopt::InstanceRecord;
 pub use control::{ControlError, ControlPlane, HttpControl};
 pub use instance::{Instance, InstanceSpec};
-pub use node::{LoopConfig, NodeAgent};
+pub use node::{LoopConfig, NodeAgent, join_overlay};
 pub use orphans::{Cleaned, Keep};
 pub use runtime::{RegistryLogin, Runtime, RuntimeConfig};
 

@@ -203,9 +203,11 @@ impl<V: Vmm + 'static, C: ControlPlane> NodeAgent<V, C> {
         if let Some((overlay, mine)) = &self.overlay
             && !unchanged
         {
-            let applied = overlay.set_peers(&peers(mine, &desired.peers)).await;
-            if let Err(e) = &applied {
-                tracing::error!(error = %e, "configuring the overlay's peers");
+            let list = peers(mine, &desired.peers);
+            let applied = overlay.set_peers(&list).await;
+            match &applied {
+                Ok(()) => nudge_later(overlay.clone(), list),
+                Err(e) => tracing::error!(error = %e, "configuring the overlay's peers"),
             }
             // Edges on the other nodes reach this node's instances from their own overlay
             // addresses.
@@ -299,6 +301,56 @@ impl<V, C> NodeAgent<V, C> {
             }
         }
     }
+}
+
+/// Peers the node's overlay from the desired state now, before its runtime is ready
+/// (preparing the guest kernel takes seconds): the other nodes reach it as soon as it has
+/// enrolled. The run loop's first pull applies the peers again, with the firewall.
+pub async fn join_overlay<C: ControlPlane>(
+    control: &C,
+    overlay: &Overlay,
+    public_key: &str,
+) -> Result<usize, String> {
+    let desired = control.desired().await.map_err(|e| e.to_string())?;
+    let list = peers(public_key, &desired.peers);
+    overlay.set_peers(&list).await.map_err(|e| e.to_string())?;
+    let count = list.len();
+    nudge_later(overlay.clone(), list);
+    Ok(count)
+}
+
+/// How long after peering a node starts the handshakes its peers' first initiations
+/// failed to.
+const NUDGE_AFTER: Duration = Duration::from_secs(1);
+
+/// WireGuard retries a lost first handshake only after 5 s (REKEY_TIMEOUT), and a peer's
+/// first initiation is lost when it arrives before this node knows the peer (the peer
+/// learned of this node first). [`NUDGE_AFTER`] peering, this node sends one datagram
+/// to each peer that has not handshaken and that it does not keep alive itself (those
+/// get an initiation the moment they are set): WireGuard starts a handshake from this
+/// side, which the peer, knowing this node by now, answers.
+fn nudge_later(overlay: Overlay, peers: Vec<Peer>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(NUDGE_AFTER).await;
+        let seen = overlay.handshakes().await.unwrap_or_default();
+        let socket = match tokio::net::UdpSocket::bind("[::]:0").await {
+            Ok(s) => s,
+            Err(e) => return tracing::debug!(error = %e, "no socket to nudge overlay peers"),
+        };
+        for peer in peers.iter().filter(|p| !p.keepalive) {
+            let handshaken = seen
+                .iter()
+                .any(|h| h.public_key == peer.public_key && h.age_seconds.is_some());
+            let address = peer
+                .allowed_ips
+                .first()
+                .and_then(|prefix| zeitwork_core::ipam::overlay_address(prefix));
+            if let (false, Some(address)) = (handshaken, address) {
+                // The discard port: the datagram only has to leave through the tunnel.
+                let _ = socket.send_to(&[0], (address, 9)).await;
+            }
+        }
+    });
 }
 
 /// The desired peers as the overlay of the node with key `mine` takes them: the first

@@ -210,10 +210,14 @@ async fn edge_stand_in(ip: &str, port: u16, tls: Arc<rustls::ServerConfig>) {
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let Ok(mut stream) = acceptor.accept(tcp).await else { return };
+            let Ok(mut stream) = acceptor.accept(tcp).await else {
+                return;
+            };
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf).await;
             let _ = stream
@@ -335,7 +339,10 @@ async fn wait_for(port: u16, done: impl Fn(&Answered) -> bool) {
     let name = format!("web-acme.{ZONE}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if ask(port, &name, Some([10, 1, 0])).await.is_some_and(|a| done(&a)) {
+        if ask(port, &name, Some([10, 1, 0]))
+            .await
+            .is_some_and(|a| done(&a))
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -370,9 +377,13 @@ async fn load(port: u16) -> Load {
                 id = id.wrapping_add(1);
                 let name = format!("app{}-org{c}.{ZONE}", id % 500);
                 let sent = Instant::now();
-                socket.send(&query(id, &name, Some([10, 2, 0]))).await.unwrap();
+                socket
+                    .send(&query(id, &name, Some([10, 2, 0])))
+                    .await
+                    .unwrap();
                 loop {
-                    match tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await {
+                    match tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
+                    {
                         Ok(Ok(n)) if n >= 2 && buf[..2] == id.to_be_bytes() => {
                             latencies.push(sent.elapsed().as_micros());
                             break;

@@ -36,7 +36,8 @@ pub struct Node {
 impl Node {
     /// Starts this node's agent against the API on the host side of its veth at
     /// `api_port`, enrolling with `join_token` the first time, its stderr appended to
-    /// `<node_dir>/agent.stderr`; `extra` goes to the agent's command line.
+    /// `<node_dir>/agent.stderr`; `extra` goes to the agent's command line. Unless `extra`
+    /// names them, the region is `local` and NATS the namespace's silent server.
     pub fn start_agent(
         &self,
         api_port: &str,
@@ -51,12 +52,8 @@ impl Node {
             .arg(format!("--net=/var/run/netns/{}", self.netns))
             .arg(zeitwork_bin())
             .args(["server", "agent", "--api", &api, "--name", self.name])
-            .args(["--address", self.ips.1, "--region", "local"])
+            .args(["--address", self.ips.1])
             .args(["--heartbeat-seconds", "1", "--resync-seconds", "2"])
-            .args([
-                "--nats-url",
-                &format!("nats://127.0.0.1:{SILENT_NATS_PORT}"),
-            ])
             .args(extra)
             .arg("--node-dir")
             .arg(node_dir)
@@ -67,6 +64,15 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(agent_log(node_dir))
             .kill_on_drop(true);
+        if !extra.contains(&"--region") {
+            command.args(["--region", "local"]);
+        }
+        if !extra.contains(&"--nats-url") {
+            command.args([
+                "--nats-url",
+                &format!("nats://127.0.0.1:{SILENT_NATS_PORT}"),
+            ]);
+        }
         if let Some(token) = join_token {
             command.args(["--join-token", token]);
         }
@@ -204,7 +210,8 @@ pub fn kill_vms_of(node_dir: &Path) {
     }
 }
 
-async fn ip(args: &[&str]) {
+/// Runs `ip ARGS`, failing the test when it fails.
+pub async fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().await.unwrap();
     assert!(
         out.status.success(),

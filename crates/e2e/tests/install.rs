@@ -25,7 +25,9 @@ fn every_role_installs_as_a_unit_systemd_accepts_with_its_settings_kept() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    for role in ["operator", "listener", "edge", "lb", "dns", "agent", "registry"] {
+    for role in [
+        "operator", "listener", "edge", "lb", "dns", "agent", "registry",
+    ] {
         install(role);
         let unit = root
             .path()

@@ -68,6 +68,31 @@ pub struct AgentArgs {
     /// `--address` (the key pair is made at enrollment and kept in the node directory).
     #[arg(long, env = "ZEITWORK_OVERLAY_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub overlay_port: Option<u16>,
+    /// The overlay's network interface: 1 to 15 letters, digits, `-` or `_`, not starting
+    /// with `zw` (the instances' links).
+    #[arg(
+        long,
+        env = "ZEITWORK_OVERLAY_INTERFACE",
+        default_value = zeitwork_net::OVERLAY_LINK,
+        value_parser = parse_interface
+    )]
+    pub overlay_interface: String,
+}
+
+fn parse_interface(s: &str) -> Result<String, String> {
+    let fits = (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !fits {
+        return Err("1 to 15 letters, digits, '-' or '_'".into());
+    }
+    if s.starts_with(zeitwork_net::LINK_PREFIX) {
+        return Err(format!(
+            "names starting with {:?} are the instances' links",
+            zeitwork_net::LINK_PREFIX
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// What enrollment gave us, kept in `<node dir>/agent/credential.json` (mode 0600).
@@ -107,7 +132,9 @@ impl AgentArgs {
         let address = zeitwork_core::ipam::overlay_address(instance_prefix)
             .with_context(|| format!("{instance_prefix} is not a platform prefix"))?;
         let key = self.node.node_dir.join("agent").join("wireguard.key");
-        Ok(Some(Overlay::new(key, port, address)))
+        Ok(Some(
+            Overlay::new(key, port, address).named(&self.overlay_interface),
+        ))
     }
 
     fn saved(&self) -> Option<Credential> {
@@ -251,6 +278,24 @@ pub async fn run(
         credential,
         instance_prefix,
     } = args.control().await?;
+    // On the overlay first: the other nodes reach this one while its runtime gets ready.
+    let overlay = match args.overlay(&instance_prefix)? {
+        Some(overlay) => {
+            overlay
+                .up()
+                .await
+                .context("bringing up the WireGuard overlay")?;
+            let key = overlay.public_key().await?;
+            match zeitwork_agent::join_overlay(&control, &overlay, &key).await {
+                Ok(peers) => tracing::info!(peers, "on the WireGuard overlay"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "peering the overlay waits for the first pull")
+                }
+            }
+            Some((overlay, key))
+        }
+        None => None,
+    };
     // The control plane's prefix, not the flag: unique across nodes.
     let node = NodeArgs {
         node_prefix: instance_prefix,
@@ -272,12 +317,7 @@ pub async fn run(
         None => None,
     };
     let mut agent = NodeAgent::start(runtime, control).await?;
-    if let Some(overlay) = args.overlay(&node.node_prefix)? {
-        overlay
-            .up()
-            .await
-            .context("bringing up the WireGuard overlay")?;
-        let key = overlay.public_key().await?;
+    if let Some((overlay, key)) = overlay {
         agent = agent.with_overlay(overlay, key);
     }
     tracing::info!(%node_id, "agent running");

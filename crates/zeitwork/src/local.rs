@@ -69,6 +69,7 @@ pub async fn run(
         metrics_addr: None,
         // One machine, one node: there is no one to peer with.
         overlay_port: None,
+        overlay_interface: zeitwork_net::OVERLAY_LINK.into(),
     };
     // Used only when the saved credential is missing or refused (a new database). `up`
     // is this platform's admin and consents to its own node being enrolled again.
