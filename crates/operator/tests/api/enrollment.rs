@@ -232,6 +232,7 @@ async fn a_node_credential_reaches_only_its_own_node() {
         (Method::POST, "/api/v1/orgs", json!({"name": "x"})),
         (Method::POST, "/api/v1/nodes", node),
         (Method::POST, "/api/v1/regions", json!({"name": "x"})),
+        (Method::PUT, "/api/v1/regions/x", json!({"addresses": []})),
         (Method::POST, "/api/v1/nodes/join-tokens", json!({})),
         (Method::POST, "/api/v1/nodes/n1/drain", json!({})),
         (Method::GET, "/api/v1/orgs", json!({})),
@@ -383,4 +384,74 @@ async fn overlay_keys_are_one_per_node_and_every_node_peers_with_the_others() {
 
     // Enrollment and the keys replay from the log exactly.
     p.assert_rebuild_is_exact().await;
+}
+
+#[tokio::test]
+async fn a_regions_addresses_are_checked_then_set_whole() {
+    let p = Platform::start().await;
+    let put = |body: Value| {
+        let p = &p;
+        async move { p.put("/api/v1/regions/eu-1", &p.root, body).await }
+    };
+    for (body, field) in [
+        (
+            json!({"addresses": ["203.0.113.1", "edge.example"]}),
+            "addresses[1]",
+        ),
+        (json!({"addresses": ["0.0.0.0"]}), "addresses[0]"),
+        (
+            json!({"addresses": ["203.0.113.1", "203.0.113.1"]}),
+            "addresses[1]",
+        ),
+        (
+            json!({"addresses": [], "client_networks": ["10.1.2.3/16"]}),
+            "client_networks[0]",
+        ),
+        (
+            json!({"addresses": (0..17).map(|i| format!("203.0.113.{i}")).collect::<Vec<_>>()}),
+            "addresses",
+        ),
+    ] {
+        let a = put(body).await;
+        assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, Some(field));
+    }
+    let unknown = put(json!({"addresses": [], "weight": 3})).await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unknown.body
+    );
+    let bad_name = p
+        .put(
+            "/api/v1/regions/Not_A_Region",
+            &p.root,
+            json!({"addresses": []}),
+        )
+        .await;
+    assert_error(&bad_name, StatusCode::UNPROCESSABLE_ENTITY, Some("name"));
+    let listed = p.get("/api/v1/regions", &p.root).await;
+    assert_eq!(
+        listed.body["regions"],
+        json!([]),
+        "nothing refused was stored"
+    );
+
+    let set = put(json!({
+        "addresses": ["203.0.113.1", "2001:db8::1"],
+        "client_networks": ["10.1.0.0/16"],
+    }))
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.body["name"], "eu-1", "created by the first set");
+    assert_eq!(set.body["addresses"], json!(["203.0.113.1", "2001:db8::1"]));
+    let again = put(json!({"addresses": ["203.0.113.2"]})).await;
+    assert_eq!(again.body["id"], set.body["id"]);
+    assert_eq!(again.body["addresses"], json!(["203.0.113.2"]));
+    assert_eq!(again.body["client_networks"], json!([]), "set whole");
+    let listed = p.get("/api/v1/regions", &p.root).await;
+    assert_eq!(
+        listed.body["regions"][0]["addresses"],
+        json!(["203.0.113.2"])
+    );
 }
