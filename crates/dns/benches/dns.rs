@@ -140,6 +140,10 @@ fn config(port: u16, https: u16, roots: rustls::RootCertStore) -> Config {
         zone: Zone {
             origin: Name::from_ascii(format!("{ZONE}.")).unwrap(),
             nameservers: vec![Name::from_ascii(format!("ns1.{ZONE}.")).unwrap()],
+            fixed: vec![(
+                Name::from_ascii(format!("ns1.{ZONE}.")).unwrap(),
+                IpAddr::from([127, 0, 0, 1]),
+            )],
             ttl: 20,
         },
         check: Check {

@@ -33,6 +33,10 @@ pub struct Zone {
     pub origin: Name,
     /// The zone's name servers, for NS and the SOA's MNAME.
     pub nameservers: Vec<Name>,
+    /// Names in the zone answered with fixed addresses, not by region: the zone's own name
+    /// servers when they are inside it (a resolver trusts these answers over the parent's
+    /// glue, so they must never be the edges').
+    pub fixed: Vec<(Name, IpAddr)>,
     /// Seconds answers may be cached (short: withdrawal must reach clients quickly).
     pub ttl: u32,
 }
@@ -134,15 +138,24 @@ impl Handler {
             _ => None,
         };
         let mut answer = Answer::code(ResponseCode::NoError);
+        let fixed: Vec<IpAddr> = self
+            .zone
+            .fixed
+            .iter()
+            .filter(|(owner, _)| LowerName::new(owner) == *query.name())
+            .map(|(_, ip)| *ip)
+            .collect();
         match family {
             Some(family) => {
-                let pick = self
-                    .current
-                    .table
-                    .load()
-                    .pick(client, family, &self.current.up.load());
-                answer.answers = pick
-                    .addresses
+                let addresses = if fixed.is_empty() {
+                    let table = self.current.table.load();
+                    table
+                        .pick(client, family, &self.current.up.load())
+                        .addresses
+                } else {
+                    fixed.into_iter().filter(|ip| family.holds(ip)).collect()
+                };
+                answer.answers = addresses
                     .into_iter()
                     .map(|ip| {
                         let data = match ip {

@@ -52,7 +52,8 @@ pub enum Family {
 }
 
 impl Family {
-    fn holds(self, ip: &IpAddr) -> bool {
+    /// Whether `ip` is of this family.
+    pub fn holds(self, ip: &IpAddr) -> bool {
         matches!(
             (self, ip),
             (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))

@@ -103,12 +103,25 @@ async fn dns_answers_each_client_with_its_regions_healthy_edges() {
         eu.text
     );
     assert_eq!(eu.ttl, Some(20), "{}", eu.text);
-    let us = dig(port, HOST, "A", Some("10.2.0.0/24")).await;
-    assert_eq!(sorted(us.addresses), US, "two addresses: {}", us.text);
+    // Both of us-1's edges, once each has passed its checks (one still starting when first
+    // probed must pass twice).
+    let us = poll_until(WITHIN, || async {
+        let a = dig(port, HOST, "A", Some("10.2.0.0/24")).await;
+        (sorted(a.addresses.clone()) == US).then_some(a)
+    })
+    .await;
+    assert!(
+        us.is_some(),
+        "us-1 never answered with both edges:\n{}",
+        dns_log()
+    );
     // Without a subnet, the resolver's own address (127.0.0.1) decides: no client network
     // holds it, so the default region (us-1) answers.
     let plain = dig(port, HOST, "A", None).await;
     assert_eq!(sorted(plain.addresses), US, "{}", plain.text);
+    // The zone's own name server is answered with its address, never an edge's.
+    let ns = dig(port, "ns1.zeitwork.localhost", "A", Some("10.1.2.0/24")).await;
+    assert_eq!(ns.addresses, ["127.0.0.1"], "{}", ns.text);
     let apex_soa = dig(port, BASE, "SOA", None).await;
     assert!(apex_soa.text.contains("SOA"), "{}", apex_soa.text);
     let nodata = dig(port, HOST, "MX", None).await;
@@ -339,7 +352,7 @@ fn dns(up: &Up, port: u16, https: u16, root: &str, dir: &Path) -> Child {
         "--base-domain",
         BASE,
         "--nameserver",
-        "ns1.zeitwork.localhost",
+        "ns1.zeitwork.localhost=127.0.0.1",
         "--default-region",
         "us-1",
         "--check-port",

@@ -42,10 +42,11 @@ pub struct DnsArgs {
         default_value = "zeitwork.localhost"
     )]
     base_domain: String,
-    /// The zone's name servers (NS records and the SOA), fully qualified; repeatable.
+    /// The zone's name servers (NS records and the SOA), fully qualified; one inside the
+    /// zone as NAME=IP, answered with that address; repeatable.
     #[arg(
         long = "nameserver",
-        value_name = "NAME",
+        value_name = "NAME[=IP]",
         env = "ZEITWORK_DNS_NAMESERVERS",
         value_delimiter = ','
     )]
@@ -110,11 +111,35 @@ impl DnsArgs {
             hickory_proto_name(name).with_context(|| format!("{what} {name:?} is not a DNS name"))
         };
         let origin = fqdn(&self.base_domain, "--base-domain")?;
-        let nameservers = self
-            .nameservers
-            .iter()
-            .map(|n| fqdn(n, "--nameserver"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        // NAME or NAME=IP: a name server inside the zone is answered with its own
+        // addresses (resolvers trust that answer over the parent's glue), so it needs them.
+        let mut nameservers = Vec::new();
+        let mut fixed = Vec::new();
+        for entry in &self.nameservers {
+            let (name, address) = match entry.split_once('=') {
+                Some((name, ip)) => (name, Some(ip)),
+                None => (entry.as_str(), None),
+            };
+            let name = fqdn(name, "--nameserver")?;
+            match address {
+                Some(ip) => {
+                    let ip: std::net::IpAddr = ip.parse().with_context(|| {
+                        format!("--nameserver {entry:?}: {ip:?} is not an IP address")
+                    })?;
+                    fixed.push((name.clone(), ip));
+                }
+                None if origin.zone_of(&name) && !fixed.iter().any(|(n, _)| *n == name) => {
+                    anyhow::bail!(
+                        "--nameserver {entry}: a name server inside the zone needs its address, \
+                         as NAME=IP (repeat for each address)"
+                    )
+                }
+                None => {}
+            }
+            if !nameservers.contains(&name) {
+                nameservers.push(name);
+            }
+        }
         let host = self
             .check_host
             .clone()
@@ -133,6 +158,7 @@ impl DnsArgs {
             zone: Zone {
                 origin,
                 nameservers,
+                fixed,
                 ttl: self.ttl,
             },
             check: Check {
@@ -209,12 +235,28 @@ mod tests {
             "apps.example.com",
             "--nameserver",
             "ns1.example.com",
+            "--nameserver",
+            "ns2.apps.example.com=192.0.2.53",
         ])
         .unwrap();
         let config = ok.args.config().unwrap();
         assert_eq!(config.zone.origin.to_string(), "apps.example.com.");
         assert_eq!(config.check.host.to_str(), "health.apps.example.com");
+        assert_eq!(config.zone.nameservers.len(), 2);
+        assert_eq!(config.zone.fixed.len(), 1, "the one inside the zone");
         let bad = parse(&["--check-host", "not a host"]).unwrap();
         assert!(bad.args.config().is_err());
+        let in_zone = parse(&[
+            "--base-domain",
+            "apps.example.com",
+            "--nameserver",
+            "ns.apps.example.com",
+        ])
+        .unwrap();
+        let err = match in_zone.args.config() {
+            Ok(_) => panic!("an in-zone name server without an address is refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("NAME=IP"), "{err}");
     }
 }

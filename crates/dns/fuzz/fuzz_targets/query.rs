@@ -70,6 +70,10 @@ fn handler() -> &'static Handler {
         let zone = Zone {
             origin: Name::from_ascii("zeitwork.example.").unwrap(),
             nameservers: vec![Name::from_ascii("ns1.zeitwork.example.").unwrap()],
+            fixed: vec![(
+                Name::from_ascii("ns1.zeitwork.example.").unwrap(),
+                IpAddr::from([192, 0, 2, 53]),
+            )],
             ttl: 20,
         };
         Handler::new(zone, current)
