@@ -157,6 +157,7 @@ fn config(port: u16, https: u16, roots: rustls::RootCertStore) -> Config {
         },
         default_region: Some("us-1".into()),
         fallback_order: Vec::new(),
+        geo: None,
         listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
         resync_every: Duration::from_secs(5),
     }

@@ -21,9 +21,11 @@ pub use hickory_server::proto::rr::Name;
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_server::proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
+use crate::geo::Geo;
 use crate::regions::{Family, Table};
 
 /// The zone served and how long answers may be cached.
@@ -56,6 +58,7 @@ pub struct Handler {
     zone: Zone,
     origin: LowerName,
     current: Arc<Current>,
+    geo: Option<Geo>,
 }
 
 impl Handler {
@@ -65,7 +68,14 @@ impl Handler {
             zone,
             origin,
             current,
+            geo: None,
         }
+    }
+
+    /// The same handler placing clients no client network holds by `geo`.
+    pub fn with_geo(mut self, geo: Option<Geo>) -> Handler {
+        self.geo = geo;
+        self
     }
 
     fn soa(&self) -> Record {
@@ -148,10 +158,8 @@ impl Handler {
         match family {
             Some(family) => {
                 let addresses = if fixed.is_empty() {
-                    let table = self.current.table.load();
-                    table
-                        .pick(client, family, &self.current.up.load())
-                        .addresses
+                    let (table, up) = (self.current.table.load(), self.current.up.load());
+                    table.pick(client, family, &up, self.geo.as_ref()).addresses
                 } else {
                     fixed.into_iter().filter(|ip| family.holds(ip)).collect()
                 };
@@ -188,6 +196,26 @@ impl Handler {
     }
 }
 
+/// The question an answer repeats, encoded anew: hickory would echo the query's own bytes,
+/// whose compression pointers may point past the question (into the query's other
+/// sections), making an answer no client can read. One question is written out whole
+/// (nothing to compress against); a query with another number of questions gets its FORMERR
+/// without any.
+fn echoed_question(request: &Request) -> Queries {
+    let mut bytes = Vec::new();
+    let one = match request.queries.queries() {
+        [query] => query.emit(&mut BinEncoder::new(&mut bytes)).is_ok(),
+        _ => false,
+    };
+    if !one {
+        bytes.clear();
+    }
+    let count = usize::from(one);
+    Queries::read(&mut BinDecoder::new(&bytes), count).unwrap_or_else(|_| {
+        Queries::read(&mut BinDecoder::new(&[]), 0).expect("no question reads from nothing")
+    })
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -216,7 +244,8 @@ impl RequestHandler for Handler {
         metadata.response_code = answer.code;
         metrics::counter!("zeitwork_dns_answers_total", "rcode" => answer.code.to_str())
             .increment(1);
-        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+        let echoed = echoed_question(request);
+        let response = MessageResponseBuilder::new(&echoed, edns.as_ref()).build(
             metadata,
             answer.answers.iter(),
             std::iter::empty(),

@@ -3,13 +3,14 @@
 //! answers each client with the public addresses of its nearest healthy region.
 //!
 //! - [`regions`]: the region table (from Postgres, `zeitwork regions set`) and the rule
-//!   that picks addresses for a client;
+//!   that picks addresses for a client; [`geo`]: a MaxMind-format database, optionally;
 //! - [`handler`]: the query path, on hickory's server (UDP and TCP);
 //! - [`health`]: probes of every region address through TLS, withdrawing dead ones.
 //!
 //! The table follows Postgres like every snapshot-keeping consumer: a NATS notification on
 //! `zw.v1.regions`, and a resync timer as the net.
 
+pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod regions;
@@ -26,6 +27,7 @@ use zeitwork_bus::{Follow, NatsBus};
 use zeitwork_core::region;
 use zeitwork_store::{Store, StoreError, read};
 
+pub use geo::Geo;
 pub use handler::{Current, Handler, Zone};
 pub use health::Check;
 pub use regions::{Region, Table};
@@ -54,6 +56,8 @@ pub struct Config {
     pub default_region: Option<String>,
     /// Region names, nearest first: where a withdrawn region's clients go.
     pub fallback_order: Vec<String>,
+    /// Places clients no client network holds, before the default region.
+    pub geo: Option<Geo>,
     /// UDP and TCP on each.
     pub listen: Vec<SocketAddr>,
     /// The safety net for lost notifications.
@@ -123,7 +127,8 @@ impl Dns {
         let current = Arc::new(Current::default());
         current.table.store(Arc::new(first));
         current.serial.store(serial_now(0), Ordering::Relaxed);
-        let mut server = Server::new(Handler::new(config.zone, current.clone()));
+        let handler = Handler::new(config.zone, current.clone()).with_geo(config.geo);
+        let mut server = Server::new(handler);
         let mut bound = Vec::new();
         for addr in &config.listen {
             let bind = |source| DnsError::Bind {

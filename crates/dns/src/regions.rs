@@ -3,7 +3,8 @@
 //!
 //! The rule, per address family (A or AAAA):
 //! 1. the client's region is the one whose client network holds it most specifically
-//!    (longest prefix; the DNS server's `--default-region` when none does);
+//!    (longest prefix); else the one a MaxMind-format database places it in ([`Geo`]);
+//!    else the DNS server's `--default-region`;
 //! 2. its healthy addresses of that family are the answer;
 //! 3. when it has none, the other regions' healthy addresses are, in the order the
 //!    server was told regions are near each other (`--fallback-order`), else by name;
@@ -15,6 +16,8 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+use crate::geo::Geo;
 
 /// The most addresses one answer carries (a UDP answer stays well under 512 bytes).
 pub const MAX_ANSWER: usize = 8;
@@ -88,8 +91,9 @@ impl Table {
             .flat_map(|r| r.addresses.iter().copied())
     }
 
-    /// The client's region and the prefix length it matched by (0: the default).
-    pub fn region_of(&self, client: IpAddr) -> Option<(&Region, u8)> {
+    /// The client's region and the prefix length it matched by (0: by the database or
+    /// the default).
+    pub fn region_of(&self, client: IpAddr, geo: Option<&Geo>) -> Option<(&Region, u8)> {
         let mut best: Option<(&Region, u8)> = None;
         for region in &self.regions {
             for net in &region.client_networks {
@@ -98,15 +102,23 @@ impl Table {
                 }
             }
         }
+        let named = |name: &str| self.regions.iter().find(|r| r.name == name).map(|r| (r, 0));
         best.or_else(|| {
-            let name = self.default_region.as_deref()?;
-            self.regions.iter().find(|r| r.name == name).map(|r| (r, 0))
+            geo.and_then(|g| g.region_of(client))
+                .and_then(|name| named(&name))
         })
+        .or_else(|| named(self.default_region.as_deref()?))
     }
 
     /// What a client at `client` is told for `family`, given which addresses are up.
-    pub fn pick(&self, client: IpAddr, family: Family, up: &HashSet<IpAddr>) -> Pick {
-        let own = self.region_of(client).map(|(region, _)| region);
+    pub fn pick(
+        &self,
+        client: IpAddr,
+        family: Family,
+        up: &HashSet<IpAddr>,
+        geo: Option<&Geo>,
+    ) -> Pick {
+        let own = self.region_of(client, geo).map(|(region, _)| region);
         let healthy = |r: &Region| -> Vec<IpAddr> {
             r.addresses
                 .iter()
@@ -217,18 +229,22 @@ mod tests {
     fn the_most_specific_client_network_wins_and_the_default_takes_the_rest() {
         let t = table();
         let up = all_up(&t);
-        let eu = t.pick(ip("10.1.4.4"), Family::V4, &up);
+        let eu = t.pick(ip("10.1.4.4"), Family::V4, &up, None);
         assert_eq!(eu.region.as_deref(), Some("eu-1"));
         assert_eq!(eu.addresses, [ip("203.0.113.1"), ip("203.0.113.2")]);
-        assert_eq!(t.region_of(ip("10.1.4.4")).unwrap().1, 16);
+        assert_eq!(t.region_of(ip("10.1.4.4"), None).unwrap().1, 16);
         // 10.2.9.0/24 (eu-1) is inside 10.2.0.0/16 (us-1): the /24 wins.
-        let nested = t.pick(ip("10.2.9.9"), Family::V4, &up);
+        let nested = t.pick(ip("10.2.9.9"), Family::V4, &up, None);
         assert_eq!(nested.region.as_deref(), Some("eu-1"));
-        assert_eq!(t.region_of(ip("10.2.9.9")).unwrap().1, 24);
-        let elsewhere = t.pick(ip("172.16.0.1"), Family::V4, &up);
+        assert_eq!(t.region_of(ip("10.2.9.9"), None).unwrap().1, 24);
+        let elsewhere = t.pick(ip("172.16.0.1"), Family::V4, &up, None);
         assert_eq!(elsewhere.region.as_deref(), Some("us-1"));
-        assert_eq!(t.region_of(ip("172.16.0.1")).unwrap().1, 0, "by default");
-        let v6 = t.pick(ip("10.2.0.1"), Family::V6, &up);
+        assert_eq!(
+            t.region_of(ip("172.16.0.1"), None).unwrap().1,
+            0,
+            "by default"
+        );
+        let v6 = t.pick(ip("10.2.0.1"), Family::V6, &up, None);
         assert_eq!(v6.addresses, [ip("2001:db8:1::1")]);
     }
 
@@ -237,14 +253,14 @@ mod tests {
         let t = table();
         let mut up = all_up(&t);
         up.remove(&ip("203.0.113.1"));
-        let one_left = t.pick(ip("10.1.0.1"), Family::V4, &up);
+        let one_left = t.pick(ip("10.1.0.1"), Family::V4, &up, None);
         assert_eq!(
             one_left.addresses,
             [ip("203.0.113.2")],
             "only the healthy one"
         );
         up.remove(&ip("203.0.113.2"));
-        let moved = t.pick(ip("10.1.0.1"), Family::V4, &up);
+        let moved = t.pick(ip("10.1.0.1"), Family::V4, &up, None);
         assert_eq!(
             moved.addresses,
             [ip("192.0.2.1"), ip("198.51.100.1"), ip("198.51.100.2")]
@@ -254,7 +270,7 @@ mod tests {
             "from two regions: ap-1 nearest, then by name"
         );
         up.remove(&ip("192.0.2.1"));
-        let moved = t.pick(ip("10.1.0.1"), Family::V4, &up);
+        let moved = t.pick(ip("10.1.0.1"), Family::V4, &up, None);
         assert_eq!(moved.region.as_deref(), Some("us-1"));
     }
 
@@ -262,7 +278,7 @@ mod tests {
     fn nothing_healthy_anywhere_fails_open() {
         let t = table();
         let none = HashSet::new();
-        let pick = t.pick(ip("10.1.0.1"), Family::V4, &none);
+        let pick = t.pick(ip("10.1.0.1"), Family::V4, &none, None);
         assert_eq!(
             pick.addresses[..2],
             [ip("203.0.113.1"), ip("203.0.113.2")],
@@ -276,8 +292,8 @@ mod tests {
     fn no_region_and_no_default_gives_every_healthy_region() {
         let t = Table::new(table().regions, None, Vec::new());
         let up = all_up(&t);
-        let pick = t.pick(ip("172.16.0.1"), Family::V4, &up);
+        let pick = t.pick(ip("172.16.0.1"), Family::V4, &up, None);
         assert_eq!(pick.addresses.len(), 5);
-        assert!(t.region_of(ip("172.16.0.1")).is_none());
+        assert!(t.region_of(ip("172.16.0.1"), None).is_none());
     }
 }

@@ -136,6 +136,22 @@ async fn two_regions_over_the_overlay_with_geodns_survive_losing_one() {
          (heartbeats every 1 s)",
         enrolled_last.elapsed()
     );
+    // What an operator sees: each node's overlay address and its peers answering.
+    let table = up.cli(&["nodes"]).await.success();
+    assert_eq!(
+        table.stdout.matches(" 2/2 peers").count(),
+        3,
+        "{}",
+        table.stdout
+    );
+    let shown = up.cli(&["nodes", "show", NODES[2].name]).await.success();
+    for peer in &NODES[..2] {
+        assert!(
+            shown.stdout.contains(&format!("{} (handshake", peer.name)),
+            "{}",
+            shown.stdout
+        );
+    }
     if std::env::var_os("ZW_CLUSTER_TRACE").is_some() {
         for dir in &dirs {
             let log = std::fs::read_to_string(dir.path().join("agent.stderr")).unwrap_or_default();

@@ -73,6 +73,21 @@ pub struct DnsArgs {
         value_parser = parse_region
     )]
     fallback_order: Vec<String>,
+    /// A MaxMind-format database (GeoLite2/GeoIP2 Country or City, or one of your own)
+    /// placing clients no region's client networks hold, before --default-region.
+    #[arg(long, env = "ZEITWORK_DNS_GEOIP_DATABASE", value_name = "FILE")]
+    geoip_database: Option<PathBuf>,
+    /// A country or continent code of the database's records and its region (`DE=eu-1`,
+    /// `EU=eu-1`; a country's code wins over its continent's); repeatable. A record may
+    /// instead name its region itself, in a `zeitwork_region` string.
+    #[arg(
+        long = "geoip-region",
+        value_name = "CODE=REGION",
+        env = "ZEITWORK_DNS_GEOIP_REGIONS",
+        value_delimiter = ',',
+        value_parser = parse_code_region
+    )]
+    geoip_regions: Vec<(String, String)>,
     /// The hostname health checks ask for (SNI and Host): one every edge holds a
     /// certificate for [default: health.<base domain>, under the base domain's wildcard].
     #[arg(long, env = "ZEITWORK_DNS_CHECK_HOST")]
@@ -154,6 +169,19 @@ impl DnsArgs {
                 .context("TLS versions")?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
+        let geo = match &self.geoip_database {
+            Some(path) => {
+                let regions = self.geoip_regions.iter().cloned().collect();
+                let geo = zeitwork_dns::Geo::open(path, regions).map_err(|reason| {
+                    anyhow::anyhow!("cannot read --geoip-database {}: {reason}", path.display())
+                })?;
+                Some(geo)
+            }
+            None if !self.geoip_regions.is_empty() => {
+                anyhow::bail!("--geoip-region needs --geoip-database")
+            }
+            None => None,
+        };
         Ok(Config {
             zone: Zone {
                 origin,
@@ -172,10 +200,23 @@ impl DnsArgs {
             },
             default_region: self.default_region.clone(),
             fallback_order: self.fallback_order.clone(),
+            geo,
             listen: self.listen.clone(),
             resync_every: Duration::from_secs(5),
         })
     }
+}
+
+/// `CODE=REGION`: a two-letter country (ISO 3166) or continent code, upper case, and a
+/// region name.
+fn parse_code_region(s: &str) -> Result<(String, String), String> {
+    let (code, region) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not CODE=REGION (e.g. DE=eu-1)"))?;
+    if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(format!("{code:?} is not a two-letter code like DE or EU"));
+    }
+    Ok((code.to_owned(), parse_region(region)?))
 }
 
 /// `name` as an absolute DNS name (a trailing dot added).
@@ -230,6 +271,15 @@ mod tests {
         assert!(parse(&["--ttl", "0"]).is_err());
         assert!(parse(&["--ttl", "301"]).is_err());
         assert!(parse(&["--default-region", "Not A Region"]).is_err());
+        assert!(parse(&["--geoip-region", "de=eu-1"]).is_err());
+        assert!(parse(&["--geoip-region", "DE"]).is_err());
+        let orphan = parse(&["--geoip-region", "DE=eu-1"]).unwrap();
+        assert!(
+            orphan.args.config().is_err(),
+            "a code map without a database"
+        );
+        let missing = parse(&["--geoip-database", "/nonexistent.mmdb"]).unwrap();
+        assert!(missing.args.config().is_err());
         let ok = parse(&[
             "--base-domain",
             "apps.example.com",
