@@ -24,42 +24,46 @@ pub struct Refused {
 /// multicast addresses name no host and are refused (loopback is allowed: a one-machine
 /// platform's region is reached at 127.0.0.1).
 pub fn parse_addresses(list: &[String]) -> Result<Vec<IpAddr>, Refused> {
-    if list.len() > MAX_ADDRESSES {
-        return Err(Refused {
-            index: None,
-            message: format!("at most {MAX_ADDRESSES} addresses per region"),
-        });
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for (i, text) in list.iter().enumerate() {
-        let refuse = |message: String| Refused {
-            index: Some(i),
-            message,
-        };
+    parse_list(list, MAX_ADDRESSES, "addresses", |text| {
         let ip: IpAddr = text
             .parse()
-            .map_err(|_| refuse(format!("{text:?} is not an IP address")))?;
+            .map_err(|_| format!("{text:?} is not an IP address"))?;
         if ip.is_unspecified() || ip.is_multicast() {
-            return Err(refuse(format!(
-                "{ip} names no host (unspecified or multicast)"
-            )));
+            return Err(format!("{ip} names no host (unspecified or multicast)"));
         }
-        if !seen.insert(ip) {
-            return Err(refuse(format!("{ip} is listed twice")));
-        }
-        out.push(ip);
-    }
-    Ok(out)
+        Ok(ip)
+    })
 }
 
 /// Client networks: CIDRs with no host bits set, each once, at most
 /// [`MAX_CLIENT_NETWORKS`].
 pub fn parse_client_networks(list: &[String]) -> Result<Vec<IpNet>, Refused> {
-    if list.len() > MAX_CLIENT_NETWORKS {
+    parse_list(list, MAX_CLIENT_NETWORKS, "client networks", |text| {
+        let net: IpNet = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a CIDR like 10.1.0.0/16"))?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{text} has host bits set; the network is {}",
+                net.trunc()
+            ));
+        }
+        Ok(net)
+    })
+}
+
+/// Parses each entry of `list` (at most `max` of them) with `one`, refusing an entry
+/// listed twice; a refusal names the entry's index.
+fn parse_list<T: std::hash::Hash + Eq + Copy + std::fmt::Display>(
+    list: &[String],
+    max: usize,
+    what: &str,
+    one: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, Refused> {
+    if list.len() > max {
         return Err(Refused {
             index: None,
-            message: format!("at most {MAX_CLIENT_NETWORKS} client networks per region"),
+            message: format!("at most {max} {what} per region"),
         });
     }
     let mut seen = HashSet::new();
@@ -69,19 +73,11 @@ pub fn parse_client_networks(list: &[String]) -> Result<Vec<IpNet>, Refused> {
             index: Some(i),
             message,
         };
-        let net: IpNet = text
-            .parse()
-            .map_err(|_| refuse(format!("{text:?} is not a CIDR like 10.1.0.0/16")))?;
-        if net.trunc() != net {
-            return Err(refuse(format!(
-                "{text} has host bits set; the network is {}",
-                net.trunc()
-            )));
+        let value = one(text).map_err(refuse)?;
+        if !seen.insert(value) {
+            return Err(refuse(format!("{value} is listed twice")));
         }
-        if !seen.insert(net) {
-            return Err(refuse(format!("{net} is listed twice")));
-        }
-        out.push(net);
+        out.push(value);
     }
     Ok(out)
 }
