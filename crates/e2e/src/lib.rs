@@ -822,6 +822,18 @@ pub async fn up_with_example(data: &Path, within: Duration) -> (Up, String) {
     (up, image)
 }
 
+/// Exactly one line on stderr, naming `needle`, and a failure exit code: how the CLI
+/// refuses bad input.
+#[track_caller]
+pub fn refused(out: &Output, needle: &str) {
+    assert_ne!(out.code, 0, "{out:#?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].contains(needle),
+        "one readable line naming {needle:?}: {out:#?}"
+    );
+}
+
 /// The bundled example's hostname under `zeitwork up` (app `hello` of org `demo`, `prod`).
 pub const EXAMPLE_HOST: &str = "hello-demo.zeitwork.localhost";
 /// The CLI flags that name the bundled example's app.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tls::client::TestCa;
 use tokio::process::Child;
-use zeitwork_e2e::{Output, Up, poll_until};
+use zeitwork_e2e::{Up, poll_until, refused};
 use zeitwork_services::free_port;
 
 const BASE: &str = "zeitwork.localhost";
@@ -372,15 +372,4 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     let file = dir.join(name);
     std::fs::write(&file, text).unwrap();
     file.to_str().expect("a UTF-8 temporary path").to_owned()
-}
-
-/// Exactly one line on stderr, naming `needle`, and a failure exit code.
-#[track_caller]
-fn refused(out: &Output, needle: &str) {
-    assert_ne!(out.code, 0, "{out:#?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert!(
-        lines.len() == 1 && lines[0].contains(needle),
-        "one readable line naming {needle:?}: {out:#?}"
-    );
 }

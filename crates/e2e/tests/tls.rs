@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use http::Version;
 use serde_json::Value;
 use tls::client::{self, Issued, TestCa};
-use zeitwork_e2e::{Output, Up, poll_until};
+use zeitwork_e2e::{Up, poll_until, refused};
 use zeitwork_services::free_port;
 
 /// `zeitwork up`'s default base domain.
@@ -98,17 +98,6 @@ async fn import_refuses_bad_input_then_stores(up: &Up, ca: &TestCa, cert: &Issue
 
 fn import<'a>(chain: &'a str, key: &'a str) -> [&'a str; 6] {
     ["certs", "import", "--cert", chain, "--key", key]
-}
-
-/// Exactly one line on stderr, naming `needle`, and a failure exit code.
-#[track_caller]
-fn refused(out: &Output, needle: &str) {
-    assert_ne!(out.code, 0, "{out:#?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert!(
-        lines.len() == 1 && lines[0].contains(needle),
-        "one readable line naming {needle:?}: {out:#?}"
-    );
 }
 
 /// (a, c) The edge picks the import up (through NATS) and serves it by SNI, HTTP/2 when
